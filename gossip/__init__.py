@@ -1,0 +1,1 @@
+"""The cluster bus: message codec, cluster state machine, nodes.conf, transport."""

@@ -1,0 +1,1 @@
+"""pynode: a Redis Cluster node in Python."""

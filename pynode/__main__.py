@@ -1,0 +1,5 @@
+import sys
+
+from pynode.main import main
+
+sys.exit(main())

@@ -1,0 +1,191 @@
+"""One client connection: parse what arrives, run it, write the replies once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from pynode.resp import NIL2, NIL3, RequestParser, error
+
+REPLY_ON, REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = 0, 1, 2, 3
+
+
+class Client(asyncio.Protocol):
+    __slots__ = ("srv", "id", "transport", "parser", "db", "resp", "nil", "authed",
+                 "name", "addr", "laddr", "fd", "created", "last_io", "last_cmd",
+                 "special", "in_multi", "queued", "multi_error", "watched",
+                 "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing",
+                 "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
+                 "readonly", "__weakref__")
+
+    def __init__(self, srv) -> None:
+        self.srv = srv
+        self.id = 0
+        self.transport = None
+        self.parser = RequestParser(srv.proto_max_bulk_len, srv.query_buffer_limit)
+        self.db = srv.ks.db(0)
+        self.resp = 2
+        self.nil = NIL2
+        self.authed = not srv.requirepass
+        self.name = b""
+        self.addr = "?:0"
+        self.laddr = "?:0"
+        self.fd = -1
+        self.created = time.time()
+        self.last_io = self.created
+        self.last_cmd = "NULL"
+        # `special` is true when any slow-path state is on (MULTI, subscribed
+        # in RESP2, reply off/skip, monitor); execute() checks only this.
+        self.special = False
+        self.in_multi = False
+        self.queued: list = []
+        self.multi_error = False
+        self.watched: list = []          # [(db, key, expired_at_watch)]
+        self.watch_touched = False
+        self.subs: set[bytes] = set()
+        self.psubs: set[bytes] = set()
+        self.monitor = False
+        self.reply_mode = REPLY_ON
+        self.closing = False
+        self.pending: list = []          # parsed commands waiting (CLIENT PAUSE)
+        self.paused = False
+        self.rewrite = None              # what to propagate instead of argv
+        self.lib_name = b""
+        self.lib_ver = b""
+        self.flags_extra = ""
+        self.readonly = False
+
+    # ------------------------------------------------------------ asyncio
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.addr = _fmt_addr(peer)
+        self.laddr = _fmt_addr(sock)
+        s = transport.get_extra_info("socket")
+        if s is not None:
+            self.fd = s.fileno()
+        self.srv.on_connect(self)
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        self.srv.on_disconnect(self)
+
+    def data_received(self, data: bytes) -> None:
+        srv = self.srv
+        parser = self.parser
+        cmds = parser.feed(data)
+        srv.stat_net_input_bytes += len(data)
+        self.last_io = srv.ks.now_s = time.time()
+        srv.ks.now = int(self.last_io * 1000)
+        if self.pending or self.paused:
+            self.pending.extend(cmds)
+            cmds = []
+        elif cmds:
+            self.run(cmds)
+        if parser.error is not None:
+            err = parser.error
+            if err == "query buffer limit":
+                srv.log.warning("Closing client that reached max query buffer length "
+                                "(qbuf initial bytes: ...)")
+                self.transport.abort()
+            else:
+                self.write(error("ERR " + err))
+                srv.log.verbose("Protocol error (%s) from client: id=%d addr=%s"
+                                % (err, self.id, self.addr))
+                self.transport.close()
+            self.closing = True
+
+    def run(self, cmds: list) -> None:
+        """Execute parsed commands and write all replies with one write."""
+        srv = self.srv
+        execute = srv.execute
+        out = []
+        i = 0
+        for argv in cmds:
+            if srv.paused_until and srv.must_pause(self, argv):
+                self.pending = cmds[i:]
+                self.paused = True
+                self.transport.pause_reading()
+                srv.paused_clients.add(self)
+                break
+            r = execute(self, argv)
+            if r is not None:
+                if self.special:
+                    r = self.filter_reply(r)
+                    if r is None:
+                        i += 1
+                        if self.closing:
+                            break
+                        continue
+                out.append(r)
+            i += 1
+            if self.closing:
+                break
+        if out:
+            data = b"".join(out) if len(out) > 1 else out[0]
+            srv.stat_net_output_bytes += len(data)
+            self.transport.write(data)
+
+    def resume(self) -> None:
+        """Run the commands held while clients were paused."""
+        self.paused = False
+        cmds, self.pending = self.pending, []
+        if not self.closing:
+            self.transport.resume_reading()
+            if cmds:
+                self.run(cmds)
+
+    def filter_reply(self, r: bytes):
+        mode = self.reply_mode
+        if mode == REPLY_ON:
+            return r
+        if mode == REPLY_SKIP_NEXT:
+            self.reply_mode = REPLY_SKIP
+            return None
+        if mode == REPLY_SKIP:
+            self.reply_mode = REPLY_ON
+            self.update_special()
+            return None
+        return None  # REPLY_OFF
+
+    def write(self, data: bytes) -> None:
+        """Send out-of-band data (pub/sub messages, MONITOR lines)."""
+        if not self.closing and self.transport is not None:
+            self.srv.stat_net_output_bytes += len(data)
+            self.transport.write(data)
+
+    def close_after_reply(self) -> None:
+        self.closing = True
+        self.transport.close()
+
+    def set_resp(self, v: int) -> None:
+        self.resp = v
+        self.nil = NIL3 if v == 3 else NIL2
+        self.update_special()
+
+    def update_special(self) -> None:
+        self.special = bool(self.in_multi or self.reply_mode != REPLY_ON or
+                            ((self.subs or self.psubs) and self.resp == 2) or self.monitor)
+
+    def flags(self) -> str:
+        f = ""
+        if self.in_multi:
+            f += "x"
+        if self.subs or self.psubs:
+            f += "P"
+        if self.monitor:
+            f += "O"
+        if self.readonly:
+            f += "r"
+        f += self.flags_extra
+        return f or "N"
+
+
+def _fmt_addr(a) -> str:
+    if not a:
+        return "?:0"
+    if isinstance(a, str):
+        return a + ":0"
+    host, port = a[0], a[1]
+    return "%s:%d" % (host, port)

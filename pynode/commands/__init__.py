@@ -1,0 +1,157 @@
+"""The command table: every command's handler plus Redis 7.0's metadata.
+
+A handler is `fn(client, argv) -> bytes | None`: the encoded reply, or None
+when the reply is sent later (or not at all).  It raises CommandError for an
+error reply.  Arity, flags and key positions come from command_meta, so they
+are exactly what Redis 7.0 reports.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pynode.command_meta import COMMANDS as META, CommandMeta
+
+
+class CommandError(Exception):
+    """An error reply; the message starts with its code (ERR, WRONGTYPE, ...)."""
+
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+
+WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+SYNTAX = "ERR syntax error"
+NOT_INT = "ERR value is not an integer or out of range"
+NOT_FLOAT = "ERR value is not a valid float"
+
+
+class Command:
+    __slots__ = ("name", "handler", "meta", "arity", "flags", "write", "readonly",
+                 "denyoom", "admin", "noauth", "pubsub", "loading", "stale",
+                 "nomulti", "noscript", "fast", "may_replicate", "skip_monitor",
+                 "skip_slowlog", "blocking", "movablekeys", "first_key", "last_key",
+                 "step", "subs", "parent", "calls", "usec", "rejected", "failed",
+                 "bname")
+
+    def __init__(self, name: str, handler, meta: CommandMeta) -> None:
+        self.name = name                      # "get" or "client|list"
+        self.bname = name.encode()
+        self.handler = handler
+        self.meta = meta
+        self.arity = meta.arity
+        f = set(meta.flags)
+        self.flags = f
+        self.write = "write" in f
+        self.readonly = "readonly" in f
+        self.denyoom = "denyoom" in f
+        self.admin = "admin" in f
+        self.noauth = "no_auth" in f
+        self.pubsub = "pubsub" in f
+        self.loading = "loading" in f
+        self.stale = "stale" in f
+        self.nomulti = "no_multi" in f
+        self.noscript = "noscript" in f
+        self.fast = "fast" in f
+        self.may_replicate = "may_replicate" in f
+        self.skip_monitor = "skip_monitor" in f
+        self.skip_slowlog = "skip_slowlog" in f
+        self.blocking = "blocking" in f
+        self.movablekeys = "movablekeys" in f
+        self.first_key = meta.first_key
+        self.last_key = meta.last_key
+        self.step = meta.step
+        self.subs: dict[bytes, Command] | None = None
+        self.parent: Command | None = None
+        self.calls = 0
+        self.usec = 0.0
+        self.rejected = 0
+        self.failed = 0
+
+    def keys(self, argv: list[bytes]) -> list[bytes]:
+        """The key arguments by the legacy first/last/step triple."""
+        if self.first_key <= 0:
+            return []
+        last = self.last_key
+        if last < 0:
+            last = len(argv) + last
+        return argv[self.first_key:last + 1:self.step]
+
+
+# name (bytes, lowercase) -> handler, filled by the @command decorators
+_HANDLERS: dict[str, object] = {}
+# name -> function(argv) -> key list, for commands with movable keys
+KEY_FINDERS: dict[str, object] = {}
+
+MODULES = ("connection", "server", "keys", "strings", "bits", "transactions", "pubsub")
+
+
+def command(*names: str, keys=None):
+    """Register a handler for one or more command names ("get", "client|list")."""
+
+    def deco(fn):
+        for n in names:
+            if n not in META:
+                raise KeyError("no Redis metadata for command %r" % n)
+            _HANDLERS[n] = fn
+            if keys is not None:
+                KEY_FINDERS[n] = keys
+        return fn
+
+    return deco
+
+
+def build_table() -> dict[bytes, Command]:
+    """Import every command module and return name -> Command (lowercase bytes)."""
+    for m in MODULES:
+        importlib.import_module("pynode.commands." + m)
+    table: dict[bytes, Command] = {}
+    for name, fn in _HANDLERS.items():
+        if "|" in name:
+            continue
+        table[name.encode()] = Command(name, fn, META[name])
+    for name, fn in _HANDLERS.items():
+        if "|" not in name:
+            continue
+        parent_name, sub = name.split("|", 1)
+        parent = table.get(parent_name.encode())
+        if parent is None:
+            parent = table[parent_name.encode()] = Command(parent_name, None, META[parent_name])
+        if parent.subs is None:
+            parent.subs = {}
+        cmd = Command(name, fn, META[name])
+        cmd.parent = parent
+        parent.subs[sub.encode()] = cmd
+    return table
+
+
+def all_commands(table: dict[bytes, Command]):
+    for cmd in table.values():
+        yield cmd
+        if cmd.subs:
+            yield from cmd.subs.values()
+
+
+def parse_int(b: bytes, msg: str = NOT_INT) -> int:
+    """Parse a Redis integer argument (strict, like string2ll)."""
+    try:
+        if b and (b[0] in b"-0123456789") and b.lstrip(b"-").isdigit():
+            if len(b) > 1 and (b[0] == 48 or b[:2] == b"-0"):
+                raise ValueError
+            v = int(b)
+            if -9223372036854775808 <= v <= 9223372036854775807:
+                return v
+    except ValueError:
+        pass
+    raise CommandError(msg)
+
+
+def parse_float(b: bytes, msg: str = NOT_FLOAT) -> float:
+    try:
+        s = b.decode("ascii").strip()
+        if s != b.decode("ascii") or not s or "_" in s or s.lower() in ("nan", "-nan", "+nan"):
+            raise ValueError
+        return float(s)
+    except (ValueError, UnicodeDecodeError):
+        raise CommandError(msg) from None

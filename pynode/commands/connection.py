@@ -1,0 +1,151 @@
+"""Connection commands: PING ECHO QUIT RESET AUTH HELLO SELECT."""
+
+from __future__ import annotations
+
+import hmac
+
+from pynode.commands import CommandError, command, parse_int
+from pynode.resp import OK, PONG, bulk, encode
+
+
+@command("ping")
+def ping(c, argv):
+    if len(argv) > 2:
+        raise CommandError("ERR wrong number of arguments for 'ping' command")
+    if (c.subs or c.psubs) and c.resp == 2:
+        return encode([b"pong", argv[1] if len(argv) == 2 else b""])
+    if len(argv) == 2:
+        return bulk(argv[1])
+    return PONG
+
+
+@command("echo")
+def echo(c, argv):
+    return bulk(argv[1])
+
+
+@command("quit")
+def quit_(c, argv):
+    c.write(OK)
+    c.close_after_reply()
+    return None
+
+
+def _check_password(c, user: bytes, password: bytes) -> bool:
+    """The default user is the only one; with no requirepass it has nopass."""
+    if user != b"default":
+        return False
+    return not c.srv.requirepass or hmac.compare_digest(password, c.srv.requirepass)
+
+
+@command("auth")
+def auth(c, argv):
+    if len(argv) > 3:
+        raise CommandError("ERR syntax error")
+    srv = c.srv
+    if len(argv) == 2 and not srv.requirepass:
+        raise CommandError("ERR AUTH <password> called without any password configured "
+                           "for the default user. Are you sure your configuration is correct?")
+    user = argv[1] if len(argv) == 3 else b"default"
+    if _check_password(c, user, argv[-1]):
+        c.authed = True
+        return OK
+    raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
+
+
+@command("hello")
+def hello(c, argv):
+    ver = None
+    i = 1
+    if len(argv) >= 2:
+        try:
+            ver = int(argv[1])
+        except ValueError:
+            raise CommandError("ERR Protocol version is not an integer or out of range")
+        i = 2
+        if ver < 2 or ver > 3:
+            raise CommandError("NOPROTO unsupported protocol version")
+    name = None
+    while i < len(argv):
+        opt = argv[i].lower()
+        more = len(argv) - i - 1
+        if opt == b"auth" and more >= 2:
+            user, password = argv[i + 1], argv[i + 2]
+            if not _check_password(c, user, password):
+                raise CommandError("WRONGPASS invalid username-password pair or user is "
+                                   "disabled.")
+            c.authed = True
+            i += 3
+        elif opt == b"setname" and more >= 1:
+            name = argv[i + 1]
+            _check_name(name)
+            i += 2
+        else:
+            raise CommandError("ERR Syntax error in HELLO option '%s'"
+                               % argv[i].decode("utf-8", "replace"))
+    if not c.authed:
+        raise CommandError("NOAUTH HELLO must be called with the client already "
+                           "authenticated, otherwise the HELLO <proto> AUTH <user> <pass> "
+                           "option can be used to authenticate the client and select the "
+                           "RESP protocol version at the same time")
+    if name is not None:
+        c.name = name
+    if ver is not None:
+        c.set_resp(ver)
+    srv = c.srv
+    info = {
+        b"server": b"redis",
+        b"version": srv.version.encode(),
+        b"proto": c.resp,
+        b"id": c.id,
+        b"mode": b"cluster" if srv.cfg.bool("cluster-enabled") else b"standalone",
+        b"role": b"master",
+        b"modules": [],
+    }
+    return encode(info, c.resp)
+
+
+def _check_name(name: bytes) -> None:
+    for ch in name:
+        if ch < 33 or ch > 126:
+            raise CommandError("ERR Client names cannot contain spaces, newlines or special "
+                               "characters.")
+
+
+@command("select")
+def select(c, argv):
+    try:
+        idx = int(argv[1])
+    except ValueError:
+        raise CommandError("ERR value is not an integer or out of range")
+    srv = c.srv
+    if srv.cfg.bool("cluster-enabled") and idx != 0:
+        raise CommandError("ERR SELECT is not allowed in cluster mode")
+    if idx < 0 or idx >= len(srv.ks.dbs):
+        raise CommandError("ERR DB index is out of range")
+    c.db = srv.ks.db(idx)
+    return OK
+
+
+@command("reset")
+def reset(c, argv):
+    srv = c.srv
+    if c.in_multi or c.watched:
+        c.in_multi = False
+        c.queued = []
+        c.multi_error = False
+        srv.unwatch(c)
+    if c.subs or c.psubs:
+        srv.pubsub_unsubscribe_all(c)
+    if c.monitor:
+        c.monitor = False
+        if c in srv.monitors:
+            srv.monitors.remove(c)
+    c.db = srv.ks.db(0)
+    c.name = b""
+    c.reply_mode = 0
+    c.readonly = False
+    c.set_resp(2)
+    c.authed = not srv.requirepass
+    return b"+RESET\r\n"
+

@@ -1,0 +1,342 @@
+"""RESP request parsing and reply encoding, without any I/O.
+
+`RequestParser.feed(data)` takes whatever bytes arrived and returns the list of
+complete commands (each a list of bytes arguments).  A protocol error is not
+raised: the commands parsed before it are returned and `parser.error` holds the
+message Redis would send before closing the connection.
+"""
+
+from __future__ import annotations
+
+INLINE_MAX = 64 * 1024          # PROTO_INLINE_MAX_SIZE
+BIG_ARG = 32 * 1024             # above this, wait for the whole bulk before re-parsing
+
+
+class RequestParser:
+    __slots__ = ("buf", "need", "chunks", "have", "error", "max_bulk", "max_query",
+                 "multibulk_max")
+
+    def __init__(self, max_bulk: int = 512 * 1024 * 1024,
+                 max_query: int = 1024 * 1024 * 1024) -> None:
+        self.buf = b""
+        self.need = 0          # bytes the buffer must hold before parsing again
+        self.chunks: list[bytes] = []
+        self.have = 0
+        self.error: str | None = None
+        self.max_bulk = max_bulk
+        self.max_query = max_query
+        self.multibulk_max = 2147483647
+
+    def pending(self) -> int:
+        """Bytes of an incomplete command held in the query buffer."""
+        return len(self.buf) + self.have
+
+    def feed(self, data: bytes) -> list[list[bytes]]:
+        if self.need:
+            self.chunks.append(data)
+            self.have += len(data)
+            if len(self.buf) + self.have < self.need:
+                if len(self.buf) + self.have > self.max_query:
+                    self.error = "query buffer limit"
+                return []
+            data = self.buf + b"".join(self.chunks)
+            self.chunks = []
+            self.have = 0
+            self.need = 0
+        elif self.buf:
+            data = self.buf + data
+        out: list[list[bytes]] = []
+        pos = 0
+        n = len(data)
+        find = data.find
+        while pos < n:
+            if data[pos] == 42:  # '*'
+                nl = find(b"\r\n", pos)
+                if nl < 0:
+                    if n - pos > INLINE_MAX:
+                        self.error = "Protocol error: too big mbulk count string"
+                        break
+                    break
+                try:
+                    count = int(data[pos + 1:nl])
+                except ValueError:
+                    self.error = "Protocol error: invalid multibulk length"
+                    break
+                if count > self.multibulk_max:
+                    self.error = "Protocol error: invalid multibulk length"
+                    break
+                p = nl + 2
+                if count <= 0:
+                    pos = p
+                    continue
+                args = []
+                append = args.append
+                complete = True
+                for _ in range(count):
+                    if p >= n:
+                        complete = False
+                        break
+                    if data[p] != 36:  # '$'
+                        self.error = "Protocol error: expected '$', got '%s'" % chr(data[p])
+                        break
+                    nl = find(b"\r\n", p)
+                    if nl < 0:
+                        if n - p > INLINE_MAX:
+                            self.error = "Protocol error: too big bulk count string"
+                        complete = False
+                        break
+                    try:
+                        ln = int(data[p + 1:nl])
+                    except ValueError:
+                        ln = -1
+                    if ln < 0 or ln > self.max_bulk:
+                        self.error = "Protocol error: invalid bulk length"
+                        break
+                    end = nl + 2 + ln
+                    if end + 2 > n:
+                        if ln >= BIG_ARG:
+                            self.need = end + 2 - pos
+                        complete = False
+                        break
+                    append(data[nl + 2:end])
+                    p = end + 2
+                if self.error is not None:
+                    break
+                if not complete:
+                    break
+                out.append(args)
+                pos = p
+            else:
+                nl = find(b"\n", pos)
+                if nl < 0:
+                    if n - pos > INLINE_MAX:
+                        self.error = "Protocol error: too big inline request"
+                    break
+                line = data[pos:nl]
+                pos = nl + 1
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                args = split_args(line)
+                if args is None:
+                    self.error = "Protocol error: unbalanced quotes in request"
+                    break
+                if args:
+                    out.append(args)
+        if self.error is not None:
+            self.buf = b""
+            return out
+        self.buf = data[pos:] if pos < n else b""
+        if len(self.buf) > self.max_query:
+            self.error = "query buffer limit"
+        return out
+
+
+_HEX = b"0123456789abcdefABCDEF"
+_ESC = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
+
+
+def split_args(line: bytes) -> list[bytes] | None:
+    """Split an inline request like sdssplitargs(): quotes, escapes, \\xHH.
+
+    Returns None for unbalanced quotes."""
+    if b'"' not in line and b"'" not in line:
+        return line.split()
+    args: list[bytes] = []
+    i = 0
+    n = len(line)
+    while True:
+        while i < n and line[i] in b" \n\r\t\v\f":
+            i += 1
+        if i >= n:
+            return args
+        cur = bytearray()
+        inq = insq = False
+        while True:
+            if inq:
+                if i >= n:
+                    return None
+                ch = line[i]
+                if ch == 92 and i + 3 < n and line[i + 1] == 120 and \
+                        line[i + 2] in _HEX and line[i + 3] in _HEX:
+                    cur.append(int(line[i + 2:i + 4], 16))
+                    i += 3
+                elif ch == 92 and i + 1 < n:
+                    i += 1
+                    cur.append(_ESC.get(line[i], line[i]))
+                elif ch == 34:
+                    if i + 1 < n and line[i + 1] not in b" \n\r\t\v\f":
+                        return None
+                    i += 1
+                    break
+                else:
+                    cur.append(ch)
+            elif insq:
+                if i >= n:
+                    return None
+                ch = line[i]
+                if ch == 92 and i + 1 < n and line[i + 1] == 39:
+                    i += 1
+                    cur.append(39)
+                elif ch == 39:
+                    if i + 1 < n and line[i + 1] not in b" \n\r\t\v\f":
+                        return None
+                    i += 1
+                    break
+                else:
+                    cur.append(ch)
+            else:
+                if i >= n:
+                    break
+                ch = line[i]
+                if ch in b" \n\r\t\v\f":
+                    break
+                if ch == 34:
+                    inq = True
+                elif ch == 39:
+                    insq = True
+                else:
+                    cur.append(ch)
+            i += 1
+        args.append(bytes(cur))
+
+
+# ---------------------------------------------------------------- replies
+
+class Status(str):
+    """A simple-string reply (+OK)."""
+
+
+class Error(str):
+    """An error reply; the text starts with its code (ERR, WRONGTYPE, ...)."""
+
+
+class Map(dict):
+    """A map reply: RESP3 %, a flat array in RESP2."""
+
+
+class SetReply(list):
+    """A set reply: RESP3 ~, an array in RESP2."""
+
+
+class Push(list):
+    """An out-of-band push: RESP3 >, an array in RESP2."""
+
+
+class Verbatim(bytes):
+    """Verbatim text: RESP3 =txt:, a bulk string in RESP2."""
+
+
+class Double(float):
+    """A double: RESP3 ',', a bulk string in RESP2."""
+
+
+class NullArray:
+    """The null array (*-1 in RESP2, _ in RESP3)."""
+
+
+NULL_ARRAY = NullArray()
+OK = b"+OK\r\n"
+QUEUED = b"+QUEUED\r\n"
+PONG = b"+PONG\r\n"
+NIL2 = b"$-1\r\n"
+NIL3 = b"_\r\n"
+NILARR2 = b"*-1\r\n"
+EMPTY_ARRAY = b"*0\r\n"
+ZERO = b":0\r\n"
+ONE = b":1\r\n"
+_SMALL_INTS = [b":%d\r\n" % i for i in range(-1, 1025)]
+
+
+def integer(n: int) -> bytes:
+    if -1 <= n <= 1023:
+        return _SMALL_INTS[n + 1]
+    return b":%d\r\n" % n
+
+
+def bulk(b: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(b), b)
+
+
+def error(msg: str) -> bytes:
+    return b"-" + msg.encode() + b"\r\n"
+
+
+def format_double(x: float) -> bytes:
+    """Format a double the way Redis replies with it (%.17g, inf, -inf)."""
+    if x != x:
+        return b"nan"
+    if x == float("inf"):
+        return b"inf"
+    if x == float("-inf"):
+        return b"-inf"
+    if x == int(x) and abs(x) < 1e17:
+        return b"%d" % int(x)
+    return (b"%.17g" % x)
+
+
+def encode(obj, resp: int = 2) -> bytes:
+    """Encode a Python value as a RESP reply (protocol version `resp`)."""
+    out: list[bytes] = []
+    _enc(obj, resp, out)
+    return b"".join(out)
+
+
+def _enc(obj, resp: int, out: list) -> None:
+    t = type(obj)
+    if t is bytes:
+        out.append(b"$%d\r\n%s\r\n" % (len(obj), obj))
+    elif t is int:
+        out.append(b":%d\r\n" % obj)
+    elif obj is None:
+        out.append(NIL3 if resp == 3 else NIL2)
+    elif t is list or t is tuple:
+        out.append(b"*%d\r\n" % len(obj))
+        for x in obj:
+            _enc(x, resp, out)
+    elif t is Status:
+        out.append(b"+" + obj.encode() + b"\r\n")
+    elif t is Error:
+        out.append(b"-" + obj.encode() + b"\r\n")
+    elif t is str:
+        b = obj.encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    elif t is bool:
+        if resp == 3:
+            out.append(b"#t\r\n" if obj else b"#f\r\n")
+        else:
+            out.append(b":1\r\n" if obj else b":0\r\n")
+    elif t is Map or t is dict:
+        if resp == 3:
+            out.append(b"%%%d\r\n" % len(obj))
+        else:
+            out.append(b"*%d\r\n" % (2 * len(obj)))
+        for k, v in obj.items():
+            _enc(k, resp, out)
+            _enc(v, resp, out)
+    elif t is SetReply:
+        out.append((b"~%d\r\n" if resp == 3 else b"*%d\r\n") % len(obj))
+        for x in obj:
+            _enc(x, resp, out)
+    elif t is Push:
+        out.append((b">%d\r\n" if resp == 3 else b"*%d\r\n") % len(obj))
+        for x in obj:
+            _enc(x, resp, out)
+    elif t is Double or t is float:
+        s = format_double(obj)
+        if resp == 3:
+            out.append(b"," + s + b"\r\n")
+        else:
+            out.append(b"$%d\r\n%s\r\n" % (len(s), s))
+    elif t is Verbatim:
+        if resp == 3:
+            body = b"txt:" + bytes(obj)
+            out.append(b"=%d\r\n%s\r\n" % (len(body), body))
+        else:
+            out.append(b"$%d\r\n%s\r\n" % (len(obj), bytes(obj)))
+    elif t is NullArray:
+        out.append(NIL3 if resp == 3 else NILARR2)
+    elif t is bytearray or t is memoryview:
+        b = bytes(obj)
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    else:
+        raise TypeError("cannot encode %r" % (obj,))

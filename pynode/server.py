@@ -1,0 +1,486 @@
+"""The server: one event loop, the command dispatcher, the cron and start-up."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import socket
+import sys
+import time
+from collections import deque
+
+from pynode import commands as cmdmod
+from pynode.client import Client
+from pynode.commands import CommandError
+from pynode.config import ACTIVE, VERSION, Config
+from pynode.log import log
+from pynode.resp import error
+from storage.keyspace import Keyspace
+
+
+def _sanitize(msg: str) -> str:
+    return msg.replace("\r", " ").replace("\n", " ")
+
+
+class Server:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.log = log
+        self.version = VERSION
+        self.run_id = "%040x" % random.getrandbits(160)
+        self.start_time = time.time()
+        self.ks = Keyspace(cfg.int("databases"))
+        self.ks.now_s = time.time()
+        self.ks.on_expire = self.on_key_expired
+        self.table = cmdmod.build_table()
+        self.renames()
+        self.clients: dict[int, Client] = {}
+        self.next_client_id = 1
+        self.dirty = 0
+        self.lastsave = int(time.time())
+        self.monitors: list[Client] = []
+        self.channels: dict[bytes, set[Client]] = {}
+        self.patterns: dict[bytes, set[Client]] = {}
+        self.slowlog: deque = deque()
+        self.slowlog_id = 0
+        self.paused_until = 0.0
+        self.pause_all = False
+        self.paused_clients: set[Client] = set()
+        self.aof = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.servers: list = []
+        self.shutting_down = False
+        self.loading = False
+        self.errorstats: dict[str, int] = {}
+        self.reset_stats()
+        self.apply_config()
+
+    # ---------------------------------------------------------------- config
+    def apply_config(self) -> None:
+        cfg = self.cfg
+        self.requirepass = cfg.get("requirepass").encode()
+        self.proto_max_bulk_len = cfg.memory("proto-max-bulk-len")
+        self.query_buffer_limit = cfg.memory("client-query-buffer-limit")
+        self.maxclients = cfg.int("maxclients")
+        self.timeout = cfg.int("timeout")
+        self.hz = max(1, min(500, cfg.int("hz")))
+        self.slowlog_slower_than = cfg.int("slowlog-log-slower-than")
+        self.slowlog_max_len = cfg.int("slowlog-max-len")
+        self.debug_enabled = cfg.get("enable-debug-command")
+        log.configure(cfg.get("loglevel"), cfg.get("logfile"))
+        for c in getattr(self, "clients", {}).values():
+            c.parser.max_bulk = self.proto_max_bulk_len
+            c.parser.max_query = self.query_buffer_limit
+
+    def renames(self) -> None:
+        for old, new in self.cfg.renamed.items():
+            cmd = self.table.pop(old.encode(), None)
+            if cmd is not None and new:
+                self.table[new.lower().encode()] = cmd
+
+    def reset_stats(self) -> None:
+        self.stat_numcommands = 0
+        self.stat_numconnections = 0
+        self.stat_rejected_conn = 0
+        self.stat_expiredkeys_base = 0
+        self.stat_keyspace_hits = 0
+        self.stat_keyspace_misses = 0
+        self.stat_net_input_bytes = 0
+        self.stat_net_output_bytes = 0
+        self.stat_total_error_replies = 0
+        self.stat_unexpected_error_replies = 0
+        self.errorstats.clear()
+        for cmd in cmdmod.all_commands(self.table):
+            cmd.calls = 0
+            cmd.usec = 0.0
+            cmd.rejected = 0
+            cmd.failed = 0
+
+    # ---------------------------------------------------------------- clients
+    def on_connect(self, c: Client) -> None:
+        if len(self.clients) >= self.maxclients:
+            self.stat_rejected_conn += 1
+            c.transport.write(b"-ERR max number of clients reached\r\n")
+            c.closing = True
+            c.transport.close()
+            return
+        c.id = self.next_client_id
+        self.next_client_id += 1
+        self.clients[c.id] = c
+        self.stat_numconnections += 1
+        sock = c.transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+
+    def on_disconnect(self, c: Client) -> None:
+        if self.clients.pop(c.id, None) is None:
+            return
+        if c.subs or c.psubs:
+            self.pubsub_unsubscribe_all(c)
+        if c.watched:
+            self.unwatch(c)
+        if c.monitor and c in self.monitors:
+            self.monitors.remove(c)
+        self.paused_clients.discard(c)
+
+    def unwatch(self, c: Client) -> None:
+        for db, key, _ in c.watched:
+            ws = db.watched.get(key)
+            if ws is not None:
+                ws.discard(c)
+                if not ws:
+                    del db.watched[key]
+        c.watched = []
+        c.watch_touched = False
+
+    def pubsub_unsubscribe_all(self, c: Client) -> None:
+        for ch in c.subs:
+            s = self.channels.get(ch)
+            if s is not None:
+                s.discard(c)
+                if not s:
+                    del self.channels[ch]
+        for p in c.psubs:
+            s = self.patterns.get(p)
+            if s is not None:
+                s.discard(c)
+                if not s:
+                    del self.patterns[p]
+        c.subs = set()
+        c.psubs = set()
+
+    # ---------------------------------------------------------------- pause
+    def must_pause(self, c: Client, argv: list[bytes]) -> bool:
+        if time.monotonic() >= self.paused_until:
+            return False
+        if self.pause_all:
+            return True
+        cmd = self.table.get(argv[0].lower())
+        if cmd is None:
+            return False
+        if cmd.name in ("exec",) and c.in_multi:
+            return any(self.table.get(a[0].lower()) is not None and
+                       (self.table[a[0].lower()].write or self.table[a[0].lower()].may_replicate)
+                       for a in c.queued)
+        return cmd.write or cmd.may_replicate
+
+    def unpause(self) -> None:
+        self.paused_until = 0.0
+        clients = list(self.paused_clients)
+        self.paused_clients.clear()
+        for c in clients:
+            c.resume()
+
+    # ---------------------------------------------------------------- execute
+    def execute(self, c: Client, argv: list[bytes]):
+        """Run one command for a client; returns the encoded reply or None."""
+        name = argv[0]
+        cmd = self.table.get(name)
+        if cmd is None:
+            cmd = self.table.get(name.lower())
+            if cmd is None:
+                return self.reject(c, None, self.unknown_command(argv))
+        if cmd.subs is not None:
+            if len(argv) < 2:
+                return self.reject(c, cmd, "ERR wrong number of arguments for '%s' command"
+                                   % cmd.name)
+            sub = cmd.subs.get(argv[1].lower())
+            if sub is None:
+                if cmd.handler is None:
+                    return self.reject(c, cmd, "ERR unknown subcommand '%s'. Try %s HELP."
+                                       % (_sanitize(argv[1].decode("utf-8", "replace")[:128]),
+                                          cmd.name.upper()))
+            else:
+                cmd = sub
+        arity = cmd.arity
+        n = len(argv)
+        if (arity > 0 and n != arity) or n < -arity:
+            return self.reject(c, cmd, "ERR wrong number of arguments for '%s' command"
+                               % cmd.name)
+        if not c.authed and not cmd.noauth:
+            return self.reject(c, cmd, "NOAUTH Authentication required.")
+        if c.special:
+            r = self.special_checks(c, cmd, argv)
+            if r is not None:
+                return r
+        if self.monitors and not cmd.skip_monitor and not cmd.admin:
+            self.feed_monitors(c, argv)
+        dirty = self.dirty
+        t0 = time.perf_counter()
+        try:
+            r = cmd.handler(c, argv)
+        except CommandError as e:
+            r = self.error_reply(e.msg)
+            cmd.failed += 1
+        dt = time.perf_counter() - t0
+        cmd.calls += 1
+        cmd.usec += dt
+        self.stat_numcommands += 1
+        c.last_cmd = cmd.name
+        if self.dirty != dirty:
+            self.propagate_command(c, cmd, argv)
+        if dt * 1e6 > self.slowlog_slower_than >= 0 and not cmd.skip_slowlog:
+            self.slowlog_add(c, argv, dt)
+        return r
+
+    def special_checks(self, c: Client, cmd, argv):
+        """MULTI queuing and the RESP2 subscribe context (slow path)."""
+        if c.in_multi and cmd.name not in ("exec", "discard", "multi", "watch", "quit",
+                                           "reset"):
+            if cmd.nomulti:
+                c.multi_error = True
+                return self.reject(c, cmd, "ERR Command not allowed inside a transaction")
+            c.queued.append((cmd, argv))
+            return b"+QUEUED\r\n"
+        if (c.subs or c.psubs) and c.resp == 2 and cmd.name not in (
+                "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ping", "quit",
+                "reset", "ssubscribe", "sunsubscribe"):
+            return self.reject(c, cmd, "ERR Can't execute '%s': only (P|S)SUBSCRIBE / "
+                                       "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
+                                       "this context" % cmd.name)
+        return None
+
+    def unknown_command(self, argv: list[bytes]) -> str:
+        args = ""
+        for a in argv[1:]:
+            if len(args) >= 128:
+                break
+            args += "'%s' " % a.decode("utf-8", "replace")[:128 - len(args)]
+        return _sanitize("ERR unknown command '%s', with args beginning with: %s"
+                         % (argv[0].decode("utf-8", "replace")[:128], args))
+
+    def reject(self, c: Client, cmd, msg: str) -> bytes:
+        if cmd is not None:
+            cmd.rejected += 1
+        if c.in_multi:
+            c.multi_error = True
+        return self.error_reply(msg)
+
+    def error_reply(self, msg: str) -> bytes:
+        code = msg.split(" ", 1)[0]
+        self.errorstats[code] = self.errorstats.get(code, 0) + 1
+        self.stat_total_error_replies += 1
+        return error(msg)
+
+    def run_queued(self, c: Client, cmd, argv):
+        """Execute a command queued by MULTI (no queuing checks)."""
+        dirty = self.dirty
+        t0 = time.perf_counter()
+        try:
+            r = cmd.handler(c, argv)
+        except CommandError as e:
+            r = self.error_reply(e.msg)
+            cmd.failed += 1
+        dt = time.perf_counter() - t0
+        cmd.calls += 1
+        cmd.usec += dt
+        self.stat_numcommands += 1
+        if self.dirty != dirty:
+            self.propagate_command(c, cmd, argv)
+        return r
+
+    # ---------------------------------------------------------------- propagation
+    def propagate_command(self, c: Client, cmd, argv) -> None:
+        rewrite = c.rewrite
+        if rewrite is not None:
+            c.rewrite = None
+            for a in rewrite:
+                self.propagate(c.db.id, a)
+        elif cmd.write or cmd.may_replicate:
+            self.propagate(c.db.id, argv)
+
+    def propagate(self, dbid: int, argv: list[bytes]) -> None:
+        """Send a write to the AOF (and, later, to replicas)."""
+        if self.aof is not None:
+            self.aof.feed(dbid, argv)
+
+    def on_key_expired(self, db, key: bytes) -> None:
+        self.dirty += 1
+        self.propagate(db.id, [b"DEL", key])
+
+    # ---------------------------------------------------------------- monitor/slowlog
+    def feed_monitors(self, c: Client, argv: list[bytes]) -> None:
+        now = time.time()
+        parts = []
+        for a in argv:
+            parts.append('"' + _repr_arg(a) + '"')
+        line = "+%.6f [%d %s] %s\r\n" % (now, c.db.id, c.addr, " ".join(parts))
+        data = line.encode()
+        for m in list(self.monitors):
+            m.write(data)
+
+    def slowlog_add(self, c: Client, argv: list[bytes], dt: float) -> None:
+        args = []
+        for i, a in enumerate(argv):
+            if i == 31 and len(argv) > 32:
+                args.append(b"... (%d more arguments)" % (len(argv) - 31))
+                break
+            if len(a) > 128:
+                a = a[:128] + b"... (%d more bytes)" % (len(a) - 128)
+            args.append(a)
+        self.slowlog.appendleft((self.slowlog_id, int(time.time()), int(dt * 1e6), args,
+                                 c.addr.encode(), c.name))
+        self.slowlog_id += 1
+        while len(self.slowlog) > self.slowlog_max_len:
+            self.slowlog.pop()
+
+    # ---------------------------------------------------------------- cron
+    def cron(self) -> None:
+        ks = self.ks
+        ks.tick()
+        # active expiry: at most 25% of the cycle, as Redis's slow cycle
+        ks.active_expire(0.25 / self.hz)
+        now = time.time()
+        if self.timeout:
+            for c in list(self.clients.values()):
+                if (now - c.last_io > self.timeout and not c.subs and not c.psubs
+                        and not c.monitor and not c.paused):
+                    log.verbose("Closing idle client")
+                    c.closing = True
+                    c.transport.close()
+        if self.paused_until and time.monotonic() >= self.paused_until:
+            self.unpause()
+        if self.aof is not None:
+            self.aof.cron()
+        self.loop.call_later(1.0 / self.hz, self.cron)
+
+    # ---------------------------------------------------------------- loading
+    def load_data(self) -> None:
+        """Replay the AOF (appendonly yes) before accepting clients."""
+        if not self.cfg.bool("appendonly"):
+            return
+        from storage.aof import AOF
+        cfg = self.cfg
+        self.aof = AOF(cfg.get("dir"), cfg.get("appendfilename"), cfg.get("appenddirname"),
+                       cfg.get("appendfsync"), log=log)
+        loader = Client(self)
+        loader.authed = True
+        table = self.table
+        self.loading = True
+
+        def apply(argv: list[bytes]) -> None:
+            cmd = table.get(argv[0].lower())
+            if cmd is None:
+                raise ValueError("unknown command '%s'" % argv[0].decode("utf-8", "replace"))
+            if cmd.subs is not None and len(argv) > 1:
+                cmd = cmd.subs.get(argv[1].lower(), cmd)
+            cmd.handler(loader, argv)
+
+        t0 = time.time()
+        n = self.aof.load(apply, truncated_ok=cfg.bool("aof-load-truncated"))
+        self.loading = False
+        self.dirty = 0
+        log.notice("DB loaded from append only file: %.3f seconds (%d commands)"
+                   % (time.time() - t0, n))
+        self.aof.open()
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        port = self.cfg.int("port")
+        binds = self.cfg.get("bind").split() or ["*"]
+        backlog = self.cfg.int("tcp-backlog")
+        if port:
+            for b in binds:
+                optional = b.startswith("-")
+                host = b.lstrip("-")
+                if host == "*":
+                    host = "0.0.0.0"
+                elif host == "::*":
+                    host = "::"
+                try:
+                    srv = await self.loop.create_server(lambda: Client(self), host, port,
+                                                        backlog=backlog, reuse_address=True)
+                    self.servers.append(srv)
+                except OSError as e:
+                    if optional:
+                        continue
+                    log.warning("Warning: Could not create server TCP listening socket "
+                                "%s:%d: %s" % (host, port, e.strerror))
+                    raise SystemExit(1)
+            log.notice("Running mode=standalone, port=%d." % port)
+        us = self.cfg.get("unixsocket")
+        if us:
+            try:
+                os.unlink(us)
+            except FileNotFoundError:
+                pass
+            srv = await self.loop.create_unix_server(lambda: Client(self), us, backlog=backlog)
+            os.chmod(us, int(self.cfg.get("unixsocketperm") or "0", 8) or 0o700)
+            self.servers.append(srv)
+            log.notice("The server is now ready to accept connections at %s" % us)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.on_signal, sig)
+        self.loop.call_later(1.0 / self.hz, self.cron)
+        if port:
+            log.notice("Ready to accept connections tcp")
+        self.stopped = self.loop.create_future()
+        await self.stopped
+
+    def on_signal(self, sig) -> None:
+        name = "SIGTERM" if sig == signal.SIGTERM else "SIGINT"
+        log.warning("Received %s scheduling shutdown..." % name)
+        self.loop.call_soon(self.shutdown, False)
+
+    def shutdown(self, force: bool = False) -> bool:
+        """Flush what must be flushed and stop the loop. False if it cannot."""
+        log.warning("User requested shutdown...")
+        if self.aof is not None:
+            log.notice("Calling fsync() on the AOF file.")
+            try:
+                self.aof.shutdown()
+            except OSError as e:
+                log.warning("Error flushing the AOF on shutdown: %s" % e)
+                if not force:
+                    return False
+        pidfile = self.cfg.get("pidfile")
+        if pidfile:
+            log.notice("Removing the pid file.")
+            try:
+                os.unlink(pidfile)
+            except OSError:
+                pass
+        us = self.cfg.get("unixsocket")
+        if us:
+            try:
+                os.unlink(us)
+            except OSError:
+                pass
+        for s in self.servers:
+            s.close()
+        for c in list(self.clients.values()):
+            c.transport.abort()
+        log.warning("%s is now ready to exit, bye bye..." % "Redis")
+        self.shutting_down = True
+        if not self.stopped.done():
+            self.stopped.set_result(0)
+        return True
+
+
+def _repr_arg(a: bytes) -> str:
+    out = []
+    for ch in a:
+        if ch == 92:
+            out.append("\\\\")
+        elif ch == 34:
+            out.append('\\"')
+        elif ch == 10:
+            out.append("\\n")
+        elif ch == 13:
+            out.append("\\r")
+        elif ch == 9:
+            out.append("\\t")
+        elif ch == 7:
+            out.append("\\a")
+        elif ch == 8:
+            out.append("\\b")
+        elif 32 <= ch < 127:
+            out.append(chr(ch))
+        else:
+            out.append("\\x%02x" % ch)
+    return "".join(out)

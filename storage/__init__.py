@@ -1,0 +1,1 @@
+"""The data: keyspace, value types, AOF and durable file writes (no networking)."""

@@ -1,0 +1,276 @@
+"""The keyspace: numbered databases, each one dict per hash slot plus expiry.
+
+Values are stored as-is: a string is a `bytes`; other types are Python objects
+registered in TYPE_NAMES.  Expiry is lazy (a read of an expired key deletes it)
+plus an active cycle driven by a min-heap of deadlines, so each cycle touches
+only keys that really expired and stops when its time slice is spent.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import time
+from typing import Callable
+
+from storage.glob import matcher
+from storage.slots import SLOTS, keyslot
+
+TYPE_NAMES: dict[type, str] = {bytes: "string"}
+
+
+def type_name(value) -> str:
+    return TYPE_NAMES.get(type(value), "none")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Database:
+    __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl")
+
+    def __init__(self, ks: "Keyspace", id: int) -> None:
+        self.id = id
+        self.ks = ks
+        self.slots: list[dict] = [{} for _ in range(SLOTS)]
+        self.expires: dict[bytes, int] = {}
+        self.heap: list[tuple[int, bytes]] = []
+        # key -> set of watchers (objects with a `watch_touched` attribute)
+        self.watched: dict[bytes, set] = {}
+        self.avg_ttl = 0
+
+    # ---------------------------------------------------------- reads
+    def get(self, key: bytes):
+        """The value at key, or None; deletes the key if it has expired."""
+        v = self.slots[keyslot(key)].get(key)
+        if v is not None and self.expires and key in self.expires:
+            if self.expires[key] <= self.ks.now:
+                if self.ks.expire_on_read:
+                    self._expire(key)
+                return None
+        return v
+
+    def exists(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def get_expire(self, key: bytes) -> int:
+        """Absolute expiry in ms, or -1 if the key has none."""
+        return self.expires.get(key, -1)
+
+    def size(self) -> int:
+        return sum(map(len, self.slots))
+
+    def count_in_slot(self, slot: int) -> int:
+        return len(self.slots[slot])
+
+    def keys_in_slot(self, slot: int, count: int) -> list[bytes]:
+        d = self.slots[slot]
+        out = []
+        for k in d:
+            if len(out) >= count:
+                break
+            out.append(k)
+        return out
+
+    def is_expired(self, key: bytes) -> bool:
+        when = self.expires.get(key)
+        return when is not None and when <= self.ks.now
+
+    def iter_keys(self, pattern: bytes = b"*"):
+        """All live keys matching a glob pattern (expired ones are skipped)."""
+        ok = matcher(pattern)
+        expires = self.expires
+        now = self.ks.now
+        for d in self.slots:
+            if d:
+                for k in list(d):
+                    if ok(k) and not (k in expires and expires[k] <= now):
+                        yield k
+
+    def items(self):
+        """(key, value, expire-or--1) for every key, expired or not."""
+        expires = self.expires
+        for d in self.slots:
+            if d:
+                for k, v in d.items():
+                    yield k, v, expires.get(k, -1)
+
+    def random_key(self) -> bytes | None:
+        nonempty = [d for d in self.slots if d]
+        tries = 0
+        while nonempty and tries < 100:
+            d = random.choice(nonempty)
+            # pick an index without building a list for big slots
+            idx = random.randrange(len(d))
+            for i, k in enumerate(d):
+                if i == idx:
+                    break
+            if not self.is_expired(k):
+                return k
+            tries += 1
+            if tries == 100:
+                return k  # like Redis: give up avoiding expired keys
+        return None
+
+    def scan(self, cursor: int, count: int, pattern: bytes | None,
+             typ: str | None) -> tuple[int, list[bytes]]:
+        """Cursor is the next slot to visit; a whole slot is returned at once,
+        so a key present for the whole scan is returned at least once."""
+        ok = matcher(pattern) if pattern else None
+        out: list[bytes] = []
+        slot = cursor
+        visited = 0
+        expires = self.expires
+        now = self.ks.now
+        while slot < SLOTS:
+            d = self.slots[slot]
+            slot += 1
+            visited += 1
+            for k, v in list(d.items()):
+                if k in expires and expires[k] <= now:
+                    continue
+                if ok is not None and not ok(k):
+                    continue
+                if typ is not None and type_name(v) != typ:
+                    continue
+                out.append(k)
+            if len(out) >= count or visited >= count * 10 + 1000:
+                break
+        return (0 if slot >= SLOTS else slot), out
+
+    # ---------------------------------------------------------- writes
+    def set(self, key: bytes, value, keepttl: bool = False) -> None:
+        """Store value at key; the key's TTL is cleared unless keepttl."""
+        self.slots[keyslot(key)][key] = value
+        if not keepttl and self.expires:
+            self.expires.pop(key, None)
+        if self.watched:
+            self.touch(key)
+
+    def delete(self, key: bytes) -> bool:
+        """Remove key; True if it existed and was not expired."""
+        d = self.slots[keyslot(key)]
+        if key not in d:
+            return False
+        live = True
+        if self.expires:
+            when = self.expires.pop(key, None)
+            if when is not None and when <= self.ks.now:
+                live = False
+        del d[key]
+        if self.watched:
+            self.touch(key)
+        return live
+
+    def set_expire(self, key: bytes, when_ms: int) -> None:
+        self.expires[key] = when_ms
+        heapq.heappush(self.heap, (when_ms, key))
+        if len(self.heap) > 2 * len(self.expires) + 1024:
+            self.heap = [(w, k) for k, w in self.expires.items()]
+            heapq.heapify(self.heap)
+        if self.watched:
+            self.touch(key)
+
+    def persist(self, key: bytes) -> bool:
+        if self.expires.pop(key, None) is None:
+            return False
+        if self.watched:
+            self.touch(key)
+        return True
+
+    def touch(self, key: bytes) -> None:
+        """Signal that key was modified (WATCH)."""
+        ws = self.watched.get(key)
+        if ws:
+            for w in ws:
+                w.watch_touched = True
+
+    def touch_all(self) -> None:
+        for ws in self.watched.values():
+            for w in ws:
+                w.watch_touched = True
+
+    def flush(self) -> int:
+        n = self.size()
+        for d in self.slots:
+            if d:
+                d.clear()
+        self.expires.clear()
+        self.heap.clear()
+        self.touch_all()
+        return n
+
+    def flush_slot(self, slot: int) -> int:
+        d = self.slots[slot]
+        n = len(d)
+        for k in list(d):
+            self.delete(k)
+        return n
+
+    def _expire(self, key: bytes) -> None:
+        d = self.slots[keyslot(key)]
+        if key in d:
+            del d[key]
+        self.expires.pop(key, None)
+        self.ks.expired_keys += 1
+        if self.watched:
+            self.touch(key)
+        cb = self.ks.on_expire
+        if cb is not None:
+            cb(self, key)
+
+    def active_expire(self, deadline: float) -> int:
+        """Delete expired keys until none is due or perf_counter() passes deadline."""
+        heap = self.heap
+        expires = self.expires
+        now = self.ks.now
+        n = 0
+        while heap and heap[0][0] <= now:
+            when, key = heapq.heappop(heap)
+            if expires.get(key) == when:
+                self._expire(key)
+                n += 1
+                if not n & 15 and time.perf_counter() > deadline:
+                    break
+        return n
+
+    def swap(self, other: "Database") -> None:
+        self.slots, other.slots = other.slots, self.slots
+        self.expires, other.expires = other.expires, self.expires
+        self.heap, other.heap = other.heap, self.heap
+        self.touch_all()
+        other.touch_all()
+
+
+class Keyspace:
+    """All databases, the cached clock and keyspace-wide counters."""
+
+    def __init__(self, databases: int = 16) -> None:
+        self.now = now_ms()
+        self.expire_on_read = True     # replicas wait for the primary's DEL
+        self.on_expire: Callable[[Database, bytes], None] | None = None
+        self.expired_keys = 0
+        self.dbs: list[Database | None] = [None] * databases
+
+    def db(self, i: int) -> Database:
+        d = self.dbs[i]
+        if d is None:
+            d = self.dbs[i] = Database(self, i)
+        return d
+
+    def tick(self) -> int:
+        self.now = now_ms()
+        return self.now
+
+    def active_expire(self, budget_s: float) -> int:
+        self.tick()
+        deadline = time.perf_counter() + budget_s
+        n = 0
+        for d in self.dbs:
+            if d is not None and d.heap:
+                n += d.active_expire(deadline)
+        return n
+
+    def flushall(self) -> int:
+        return sum(d.flush() for d in self.dbs if d is not None)
