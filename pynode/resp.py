@@ -8,13 +8,36 @@ message Redis would send before closing the connection.
 
 from __future__ import annotations
 
+import re
+
+try:  # hiredis parses well-formed multibulk requests in C; optional
+    from hiredis import ProtocolError as _HiredisError, Reader as _HiredisReader
+except ImportError:  # pragma: no cover - the pure-Python parser does everything
+    _HiredisReader = None
+
 INLINE_MAX = 64 * 1024          # PROTO_INLINE_MAX_SIZE
 BIG_ARG = 32 * 1024             # above this, wait for the whole bulk before re-parsing
 
 
+def _encoded_len(cmd: list[bytes]) -> int:
+    """Bytes of the canonical multibulk encoding of a command."""
+    n = 3 + len(str(len(cmd)))
+    for a in cmd:
+        la = len(a)
+        n += la + len(str(la)) + 5
+    return n
+
+
 class RequestParser:
+    """Bytes in, commands out.
+
+    Well-formed multibulk input goes through hiredis (when installed) in C;
+    everything else (inline commands, partial or damaged input, oversized
+    bulks) through the pure-Python parser below, which is the reference and
+    produces Redis's exact protocol errors."""
+
     __slots__ = ("buf", "need", "chunks", "have", "error", "max_bulk", "max_query",
-                 "multibulk_max")
+                 "multibulk_max", "fast")
 
     def __init__(self, max_bulk: int = 512 * 1024 * 1024,
                  max_query: int = 1024 * 1024 * 1024) -> None:
@@ -26,12 +49,54 @@ class RequestParser:
         self.max_bulk = max_bulk
         self.max_query = max_query
         self.multibulk_max = 2147483647
+        self.fast = _HiredisReader() if _HiredisReader is not None else None
 
     def pending(self) -> int:
         """Bytes of an incomplete command held in the query buffer."""
         return len(self.buf) + self.have
 
     def feed(self, data: bytes) -> list[list[bytes]]:
+        if self.fast is None or self.need or self.buf or data[:1] != b"*" \
+                or b"\r\n+" in data or b"\r\n=" in data or len(data) > self.max_bulk:
+            return self.feed_python(data)
+        reader = self.fast
+        reader.feed(data)
+        out = []
+        try:
+            while True:
+                cmd = reader.gets()
+                if cmd is False:
+                    break
+                if type(cmd) is not list:
+                    raise _HiredisError
+                for a in cmd:
+                    if type(a) is not bytes:
+                        raise _HiredisError
+                if cmd:
+                    out.append(cmd)
+        except _HiredisError:
+            # let the reference parser find the exact error from the start
+            self.fast = _HiredisReader()
+            return self.feed_python(data)
+        # Is the reader idle, or in the middle of a command?  An empty
+        # multibulk comes back as [] only from an idle reader.
+        reader.feed(b"*0\r\n")
+        try:
+            idle = reader.gets() == []
+        except _HiredisError:
+            idle = False
+        if idle:
+            return out
+        # a partial command is left: hand it to the Python parser, which
+        # checks its header at once and waits efficiently for big bulks
+        self.fast = _HiredisReader()
+        off = sum(map(_encoded_len, out))
+        if off and data[off - 2:off] != b"\r\n":
+            return self.feed_python(data)
+        out.extend(self.feed_python(data[off:]))
+        return out
+
+    def feed_python(self, data: bytes) -> list[list[bytes]]:
         if self.need:
             self.chunks.append(data)
             self.have += len(data)
@@ -51,18 +116,20 @@ class RequestParser:
         find = data.find
         while pos < n:
             if data[pos] == 42:  # '*'
-                nl = find(b"\r\n", pos)
-                if nl < 0:
-                    if n - pos > INLINE_MAX:
+                # like Redis: the line ends at the first \r, whatever follows it
+                nl = find(b"\r", pos)
+                if nl < 0 or nl + 1 >= n:
+                    if nl < 0 and n - pos > INLINE_MAX:
                         self.error = "Protocol error: too big mbulk count string"
-                        break
                     break
+                s = data[pos + 1:nl]
                 try:
-                    count = int(data[pos + 1:nl])
+                    count = int(s)
                 except ValueError:
-                    self.error = "Protocol error: invalid multibulk length"
-                    break
-                if count > self.multibulk_max:
+                    count = self.multibulk_max + 1
+                # int() also takes " 1", "+1", "01", "-0": string2ll does not
+                if count > self.multibulk_max or \
+                        (s[0] == 48 or not s.isdigit()) and b"%d" % count != s:
                     self.error = "Protocol error: invalid multibulk length"
                     break
                 p = nl + 2
@@ -76,20 +143,23 @@ class RequestParser:
                     if p >= n:
                         complete = False
                         break
-                    if data[p] != 36:  # '$'
-                        self.error = "Protocol error: expected '$', got '%s'" % chr(data[p])
-                        break
-                    nl = find(b"\r\n", p)
-                    if nl < 0:
-                        if n - p > INLINE_MAX:
+                    nl = find(b"\r", p)
+                    if nl < 0 or nl + 1 >= n:
+                        if nl < 0 and n - p > INLINE_MAX:
                             self.error = "Protocol error: too big bulk count string"
                         complete = False
                         break
+                    if data[p] != 36:  # '$', checked once the line is complete
+                        ch = data[p]
+                        self.error = "Protocol error: expected '$', got '%s'" % (
+                            " " if ch == 10 or ch == 13 else chr(ch))
+                        break
+                    s = data[p + 1:nl]
                     try:
-                        ln = int(data[p + 1:nl])
-                    except ValueError:
+                        ln = int(s) if s.isdigit() else -1
+                    except ValueError:  # more digits than int() converts
                         ln = -1
-                    if ln < 0 or ln > self.max_bulk:
+                    if ln < 0 or ln > self.max_bulk or (s[0] == 48 and nl - p > 2):
                         self.error = "Protocol error: invalid bulk length"
                         break
                     end = nl + 2 + ln
@@ -132,6 +202,9 @@ class RequestParser:
 
 
 _HEX = b"0123456789abcdefABCDEF"
+# a line without these splits like bytes.split(); \v and \f separate arguments
+# only where sdssplitargs skips blanks (isspace), not inside a word
+_PLAIN = re.compile(rb"[\"'\x0b\x0c]").search
 _ESC = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
 
 
@@ -139,7 +212,7 @@ def split_args(line: bytes) -> list[bytes] | None:
     """Split an inline request like sdssplitargs(): quotes, escapes, \\xHH.
 
     Returns None for unbalanced quotes."""
-    if b'"' not in line and b"'" not in line:
+    if _PLAIN(line) is None:
         return line.split()
     args: list[bytes] = []
     i = 0
@@ -188,7 +261,7 @@ def split_args(line: bytes) -> list[bytes] | None:
                 if i >= n:
                     break
                 ch = line[i]
-                if ch in b" \n\r\t\v\f":
+                if ch in b" \n\r\t":  # not \v \f: isspace() only between args
                     break
                 if ch == 34:
                     inq = True

@@ -1,0 +1,95 @@
+"""`make bench`: pynode against redis-server, same machine, same run, same settings.
+
+For each test, redis-benchmark runs against both servers alternately (several
+rounds, best of each kept) and the ratio pynode/redis-server is printed; then
+1M small string keys are loaded into each and INFO memory's used_memory tells
+the bytes per key.  Nothing here asserts a time: it prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+
+from tests.helpers import Proc
+
+TESTS = ["ping_inline", "ping_mbulk", "set", "get", "incr", "mset"]
+
+
+def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int) -> float:
+    cmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(clients),
+           "-n", str(requests), "-P", str(pipeline), "-t", test, "--csv"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
+    for line in out.splitlines():
+        m = re.match(r'"([^"]+)","([0-9.]+)"', line)
+        if m:
+            return float(m.group(2))
+    raise RuntimeError("no result from redis-benchmark for %s: %r" % (test, out))
+
+
+def used_memory(port: int) -> int:
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "memory"],
+                         capture_output=True, text=True, timeout=60).stdout
+    return int(re.search(r"used_memory:(\d+)", out).group(1))
+
+
+def load_keys(port: int, n: int) -> None:
+    chunks = []
+    for i in range(n):
+        k = b"key:%010d" % i
+        chunks.append(b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$3\r\nxxx\r\n" % (len(k), k))
+    data = b"".join(chunks)
+    subprocess.run(["redis-cli", "-p", str(port), "--pipe"], input=data,
+                   capture_output=True, timeout=900, check=True)
+
+
+def memory_per_key(port: int, n: int) -> float:
+    before = used_memory(port)
+    load_keys(port, n)
+    time.sleep(0.5)
+    return (used_memory(port) - before) / n
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--requests", type=int, default=200000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--keys", type=int, default=1000000)
+    ap.add_argument("--tests", default=",".join(TESTS))
+    args = ap.parse_args()
+    tests = args.tests.split(",")
+    pyn = Proc().start()
+    red = Proc(redis_server=True).start()
+    try:
+        print("%-12s %9s %14s %14s %7s" % ("test", "pipeline", "pynode rps", "redis rps",
+                                             "ratio"))
+        for pipeline in (1, 16):
+            n = args.requests * (4 if pipeline > 1 else 1)
+            for t in tests:
+                best = {"p": 0.0, "r": 0.0}
+                for _ in range(args.rounds):
+                    best["p"] = max(best["p"], benchmark(pyn.port, t, pipeline, n,
+                                                         args.clients))
+                    best["r"] = max(best["r"], benchmark(red.port, t, pipeline, n,
+                                                         args.clients))
+                print("%-12s %9d %14.0f %14.0f %7.2f" % (t, pipeline, best["p"], best["r"],
+                                                        best["p"] / best["r"]), flush=True)
+        if args.keys:
+            for p in (pyn, red):
+                p.client().flushall()
+            mp = memory_per_key(pyn.port, args.keys)
+            mr = memory_per_key(red.port, args.keys)
+            print("memory per key (%d keys, INFO used_memory): pynode %.0f B, "
+                  "redis-server %.0f B, ratio %.2f" % (args.keys, mp, mr, mp / mr))
+    finally:
+        pyn.cleanup()
+        red.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
