@@ -14,7 +14,7 @@ class Client(asyncio.Protocol):
     __slots__ = ("srv", "id", "transport", "parser", "db", "resp", "nil", "authed",
                  "name", "addr", "laddr", "fd", "created", "last_io", "last_cmd",
                  "special", "in_multi", "queued", "multi_error", "watched",
-                 "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing",
+                 "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
                  "readonly", "__weakref__")
 
@@ -34,19 +34,21 @@ class Client(asyncio.Protocol):
         self.created = time.time()
         self.last_io = self.created
         self.last_cmd = "NULL"
-        # `special` is true when any slow-path state is on (MULTI, subscribed
-        # in RESP2, reply off/skip, monitor); execute() checks only this.
+        # `special` is true when any slow-path state is on (not authenticated,
+        # MULTI, subscribed in RESP2, reply off/skip, monitor); execute()
+        # checks only this.
         self.special = False
         self.in_multi = False
         self.queued: list = []
         self.multi_error = False
-        self.watched: list = []          # [(db, key, expired_at_watch)]
+        self.watched: list = []          # [(db, key, WatchedKey)] (commands/transactions.py)
         self.watch_touched = False
         self.subs: set[bytes] = set()
         self.psubs: set[bytes] = set()
         self.monitor = False
         self.reply_mode = REPLY_ON
         self.closing = False
+        self.out = None
         self.pending: list = []          # parsed commands waiting (CLIENT PAUSE)
         self.paused = False
         self.rewrite = None              # what to propagate instead of argv
@@ -54,6 +56,7 @@ class Client(asyncio.Protocol):
         self.lib_ver = b""
         self.flags_extra = ""
         self.readonly = False
+        self.update_special()
 
     # ------------------------------------------------------------ asyncio
     def connection_made(self, transport) -> None:
@@ -90,7 +93,8 @@ class Client(asyncio.Protocol):
                                 "(qbuf initial bytes: ...)")
                 self.transport.abort()
             else:
-                self.write(error("ERR " + err))
+                # latin-1: "expected '$', got '\xff'" carries the raw byte, as in Redis
+                self.write(b"-ERR " + err.encode("latin-1") + b"\r\n")
                 srv.log.verbose("Protocol error (%s) from client: id=%d addr=%s"
                                 % (err, self.id, self.addr))
                 self.transport.close()
@@ -100,9 +104,8 @@ class Client(asyncio.Protocol):
         """Execute parsed commands and write all replies with one write."""
         srv = self.srv
         execute = srv.execute
-        out = []
-        i = 0
-        for argv in cmds:
+        out = self.out = []     # write() appends here until the one write below
+        for i, argv in enumerate(cmds):
             if srv.paused_until and srv.must_pause(self, argv):
                 self.pending = cmds[i:]
                 self.paused = True
@@ -113,19 +116,20 @@ class Client(asyncio.Protocol):
             if r is not None:
                 if self.special:
                     r = self.filter_reply(r)
-                    if r is None:
-                        i += 1
-                        if self.closing:
-                            break
-                        continue
-                out.append(r)
-            i += 1
+                if r is not None:
+                    out.append(r)
             if self.closing:
                 break
+        self.out = None
         if out:
+            aof = srv.aof
+            if aof is not None and aof.buf:
+                aof.flush()  # write (and with appendfsync always fsync) before replying
             data = b"".join(out) if len(out) > 1 else out[0]
             srv.stat_net_output_bytes += len(data)
             self.transport.write(data)
+        if self.closing:
+            self.transport.close()
 
     def resume(self) -> None:
         """Run the commands held while clients were paused."""
@@ -150,14 +154,22 @@ class Client(asyncio.Protocol):
         return None  # REPLY_OFF
 
     def write(self, data: bytes) -> None:
-        """Send out-of-band data (pub/sub messages, MONITOR lines)."""
-        if not self.closing and self.transport is not None:
+        """Send out-of-band data (pub/sub messages, MONITOR lines); while this
+        client's own commands run, it joins their replies in order."""
+        if self.out is not None:
+            self.out.append(data)
+        elif not self.closing and self.transport is not None:
+            aof = self.srv.aof
+            if aof is not None and aof.buf:
+                aof.flush()  # e.g. a blocked client served by another's write
             self.srv.stat_net_output_bytes += len(data)
             self.transport.write(data)
 
     def close_after_reply(self) -> None:
+        """Close once the replies of the current read are written."""
         self.closing = True
-        self.transport.close()
+        if self.out is None:
+            self.transport.close()
 
     def set_resp(self, v: int) -> None:
         self.resp = v
@@ -166,7 +178,8 @@ class Client(asyncio.Protocol):
 
     def update_special(self) -> None:
         self.special = bool(self.in_multi or self.reply_mode != REPLY_ON or
-                            ((self.subs or self.psubs) and self.resp == 2) or self.monitor)
+                            ((self.subs or self.psubs) and self.resp == 2) or self.monitor
+                            or not self.authed)
 
     def flags(self) -> str:
         f = ""

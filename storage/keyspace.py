@@ -13,6 +13,8 @@ import random
 import time
 from typing import Callable
 
+from binascii import crc_hqx
+
 from storage.glob import matcher
 from storage.slots import SLOTS, keyslot
 
@@ -36,14 +38,15 @@ class Database:
         self.slots: list[dict] = [{} for _ in range(SLOTS)]
         self.expires: dict[bytes, int] = {}
         self.heap: list[tuple[int, bytes]] = []
-        # key -> set of watchers (objects with a `watch_touched` attribute)
+        # key -> set of watchers: objects with a `watch_touched` attribute (set
+        # to True when the key changes) and an `expired` flag (see touch_all)
         self.watched: dict[bytes, set] = {}
         self.avg_ttl = 0
 
     # ---------------------------------------------------------- reads
     def get(self, key: bytes):
         """The value at key, or None; deletes the key if it has expired."""
-        v = self.slots[keyslot(key)].get(key)
+        v = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383].get(key)
         if v is not None and self.expires and key in self.expires:
             if self.expires[key] <= self.ks.now:
                 if self.ks.expire_on_read:
@@ -142,7 +145,7 @@ class Database:
     # ---------------------------------------------------------- writes
     def set(self, key: bytes, value, keepttl: bool = False) -> None:
         """Store value at key; the key's TTL is cleared unless keepttl."""
-        self.slots[keyslot(key)][key] = value
+        self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383][key] = value
         if not keepttl and self.expires:
             self.expires.pop(key, None)
         if self.watched:
@@ -186,19 +189,39 @@ class Database:
             for w in ws:
                 w.watch_touched = True
 
-    def touch_all(self) -> None:
-        for ws in self.watched.values():
+    def touch_all(self, replaced_with: "Database | None" = None) -> None:
+        """Before FLUSHDB/FLUSHALL (replaced_with None) or SWAPDB empties this
+        database: touch the watched keys that exist here or in replaced_with,
+        as Redis's touchAllWatchedKeysInDb (watchers have an `expired` flag:
+        the key was already expired when WATCHed)."""
+        for key, ws in self.watched.items():
+            slot = keyslot(key)
+            here = key in self.slots[slot]
+            there = replaced_with is not None and key in replaced_with.slots[slot]
+            if not (here or there):
+                continue
             for w in ws:
+                if w.expired:
+                    if not there:
+                        w.expired = False     # stale key deleted: no logical change
+                        continue
+                    if replaced_with.is_expired(key):
+                        continue              # stale key replaced by a stale key
+                    w.expired = False
+                elif not here and replaced_with.is_expired(key):
+                    w.expired = True          # missing key replaced by a stale key
+                    continue
                 w.watch_touched = True
 
     def flush(self) -> int:
         n = self.size()
+        if self.watched:
+            self.touch_all()
         for d in self.slots:
             if d:
                 d.clear()
         self.expires.clear()
         self.heap.clear()
-        self.touch_all()
         return n
 
     def flush_slot(self, slot: int) -> int:
@@ -236,11 +259,13 @@ class Database:
         return n
 
     def swap(self, other: "Database") -> None:
+        if self.watched:
+            self.touch_all(other)
+        if other.watched:
+            other.touch_all(self)
         self.slots, other.slots = other.slots, self.slots
         self.expires, other.expires = other.expires, self.expires
         self.heap, other.heap = other.heap, self.heap
-        self.touch_all()
-        other.touch_all()
 
 
 class Keyspace:

@@ -26,9 +26,8 @@ def echo(c, argv):
 
 @command("quit")
 def quit_(c, argv):
-    c.write(OK)
     c.close_after_reply()
-    return None
+    return OK
 
 
 def _check_password(c, user: bytes, password: bytes) -> bool:
@@ -49,6 +48,7 @@ def auth(c, argv):
     user = argv[1] if len(argv) == 3 else b"default"
     if _check_password(c, user, argv[-1]):
         c.authed = True
+        c.update_special()
         return OK
     raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
 
@@ -75,6 +75,7 @@ def hello(c, argv):
                 raise CommandError("WRONGPASS invalid username-password pair or user is "
                                    "disabled.")
             c.authed = True
+            c.update_special()
             i += 3
         elif opt == b"setname" and more >= 1:
             name = argv[i + 1]
@@ -147,5 +148,6 @@ def reset(c, argv):
     c.readonly = False
     c.set_resp(2)
     c.authed = not srv.requirepass
+    c.update_special()
     return b"+RESET\r\n"
 

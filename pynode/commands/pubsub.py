@@ -1,1 +1,257 @@
-"""placeholder"""
+"""Pub/Sub: SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH PUBSUB (Redis 7.0 pubsub.c).
+
+State: srv.channels (channel -> set of clients), srv.patterns (pattern ->
+set of clients), and per client c.subs / c.psubs.  Replies and messages are
+arrays in RESP2 and pushes ('>') in RESP3; a (un)subscribe reply is one
+message per channel, carrying the client's count of channels + patterns.
+A RESP2 client with any subscription is in the "subscribed" context (only
+(P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT, RESET): Server.special_checks
+enforces it, so c.update_special() follows every change of c.subs/c.psubs.
+"""
+
+from __future__ import annotations
+
+from pynode.commands import CommandError, command
+from pynode.resp import bulk, encode, integer
+from storage.glob import match
+
+_HDR3 = (b"*3\r\n", b">3\r\n")     # [RESP2, RESP3] header of a 3-element message
+_HDR4 = (b"*4\r\n", b">4\r\n")
+
+
+def _count(c) -> int:
+    return len(c.subs) + len(c.psubs)
+
+
+def _notice(c, kind: bytes, name: bytes | None) -> bytes:
+    """["subscribe", name, count] and friends (addReplyPubsub(Un)Subscribed)."""
+    return b"%s$%d\r\n%s\r\n%s%s" % (_HDR3[c.resp == 3], len(kind), kind,
+                                      bulk(name) if name is not None else c.nil,
+                                      integer(_count(c)))
+
+
+# ---------------------------------------------------------------- subscribe
+@command("subscribe")
+def subscribe(c, argv):
+    channels = c.srv.channels
+    out = []
+    for ch in argv[1:]:
+        if ch not in c.subs:
+            c.subs.add(ch)
+            s = channels.get(ch)
+            if s is None:
+                s = channels[ch] = set()
+            s.add(c)
+        out.append(_notice(c, b"subscribe", ch))
+    c.update_special()
+    return b"".join(out)
+
+
+@command("psubscribe")
+def psubscribe(c, argv):
+    patterns = c.srv.patterns
+    out = []
+    for p in argv[1:]:
+        if p not in c.psubs:
+            c.psubs.add(p)
+            s = patterns.get(p)
+            if s is None:
+                s = patterns[p] = set()
+            s.add(c)
+        out.append(_notice(c, b"psubscribe", p))
+    c.update_special()
+    return b"".join(out)
+
+
+def _drop(registry: dict, name: bytes, c) -> None:
+    s = registry.get(name)
+    if s is not None:
+        s.discard(c)
+        if not s:
+            del registry[name]
+
+
+@command("unsubscribe")
+def unsubscribe(c, argv):
+    channels = c.srv.channels
+    names = argv[1:] if len(argv) > 1 else list(c.subs)
+    if not names:
+        return _notice(c, b"unsubscribe", None)
+    out = []
+    for ch in names:
+        if ch in c.subs:
+            c.subs.discard(ch)
+            _drop(channels, ch, c)
+        out.append(_notice(c, b"unsubscribe", ch))
+    c.update_special()
+    return b"".join(out)
+
+
+@command("punsubscribe")
+def punsubscribe(c, argv):
+    patterns = c.srv.patterns
+    names = argv[1:] if len(argv) > 1 else list(c.psubs)
+    if not names:
+        return _notice(c, b"punsubscribe", None)
+    out = []
+    for p in names:
+        if p in c.psubs:
+            c.psubs.discard(p)
+            _drop(patterns, p, c)
+        out.append(_notice(c, b"punsubscribe", p))
+    c.update_special()
+    return b"".join(out)
+
+
+# ---------------------------------------------------------------- publish
+_limit_cache: list = [None, 0]   # [config value, pubsub hard limit in bytes]
+
+
+def _hard_limit(srv) -> int:
+    """The pubsub class hard limit of client-output-buffer-limit (0 = none)."""
+    v = srv.cfg.get("client-output-buffer-limit")
+    if v is not _limit_cache[0]:
+        parts = v.split()
+        hard = 0
+        for i in range(0, len(parts) - 3, 4):
+            if parts[i] == "pubsub":
+                try:
+                    hard = int(parts[i + 1])
+                except ValueError:
+                    hard = 0
+        _limit_cache[0] = v
+        _limit_cache[1] = hard
+    return _limit_cache[1]
+
+
+def _deliver(srv, t, msg: bytes, limit: int) -> None:
+    tr = t.transport
+    if tr is None or t.closing:
+        return
+    t.write(msg)
+    if limit and tr.get_write_buffer_size() > limit:
+        srv.log.warning("Client id=%d addr=%s scheduled to be closed ASAP for overcoming "
+                        "of output buffer limits." % (t.id, t.addr))
+        t.closing = True
+        tr.abort()
+
+
+def publish_message(srv, channel: bytes, data: bytes, skip=None) -> tuple[int, bytes]:
+    """Send a message to the subscribers of channel and of matching patterns.
+
+    Returns (receivers, what is owed to `skip`): the publishing client gets its
+    own messages in its reply, so they stay in order with its earlier replies."""
+    n = 0
+    own = []
+    limit = 0
+    subs = srv.channels.get(channel)
+    if subs:
+        limit = _hard_limit(srv)
+        body = b"$7\r\nmessage\r\n" + bulk(channel) + bulk(data)
+        m2 = m3 = None
+        for t in list(subs):
+            if t.resp == 3:
+                msg = m3 or (m3 := _HDR3[1] + body)
+            else:
+                msg = m2 or (m2 := _HDR3[0] + body)
+            if t is skip:
+                own.append(msg)
+            else:
+                _deliver(srv, t, msg, limit)
+            n += 1
+    if srv.patterns:
+        limit = limit or _hard_limit(srv)
+        for pat, clients in list(srv.patterns.items()):
+            if not match(pat, channel):
+                continue
+            body = b"$8\r\npmessage\r\n" + bulk(pat) + bulk(channel) + bulk(data)
+            m2 = m3 = None
+            for t in list(clients):
+                if t.resp == 3:
+                    msg = m3 or (m3 := _HDR4[1] + body)
+                else:
+                    msg = m2 or (m2 := _HDR4[0] + body)
+                if t is skip:
+                    own.append(msg)
+                else:
+                    _deliver(srv, t, msg, limit)
+                n += 1
+    return n, b"".join(own)
+
+
+@command("publish")
+def publish(c, argv):
+    n, own = publish_message(c.srv, argv[1], argv[2], c)
+    return own + integer(n) if own else integer(n)
+
+
+# ---------------------------------------------------------------- PUBSUB
+_HELP = [
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> "
+    "(default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Prints this help.",
+]
+
+
+def _bad_args(argv) -> CommandError:
+    return CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. "
+                        "Try PUBSUB HELP." % argv[1].decode("utf-8", "replace"))
+
+
+def _array(items: list[bytes]) -> bytes:
+    return b"*%d\r\n" % len(items) + b"".join(bulk(x) for x in items)
+
+
+@command("pubsub|help")
+def pubsub_help(c, argv):
+    return b"*%d\r\n" % len(_HELP) + b"".join(b"+%s\r\n" % h.encode() for h in _HELP)
+
+
+@command("pubsub|channels")
+def pubsub_channels(c, argv):
+    if len(argv) > 3:
+        raise _bad_args(argv)
+    channels = c.srv.channels
+    if len(argv) == 2:
+        return _array(list(channels))
+    pat = argv[2]
+    return _array([ch for ch in channels if match(pat, ch)])
+
+
+@command("pubsub|numsub")
+def pubsub_numsub(c, argv):
+    channels = c.srv.channels
+    out = [b"*%d\r\n" % (2 * (len(argv) - 2))]
+    for ch in argv[2:]:
+        out.append(bulk(ch))
+        out.append(integer(len(channels.get(ch, ()))))
+    return b"".join(out)
+
+
+@command("pubsub|numpat")
+def pubsub_numpat(c, argv):
+    return integer(len(c.srv.patterns))
+
+
+@command("pubsub|shardchannels")
+def pubsub_shardchannels(c, argv):
+    if len(argv) > 3:
+        raise _bad_args(argv)
+    return b"*0\r\n"    # no sharded channels (SSUBSCRIBE is not implemented)
+
+
+@command("pubsub|shardnumsub")
+def pubsub_shardnumsub(c, argv):
+    return encode([x for ch in argv[2:] for x in (ch, 0)])
