@@ -46,7 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(argv)
     except ConfigError as e:
-        sys.stderr.write(e.report())
+        if e.line_no == 0:      # a file that cannot be opened: a log line, as Redis
+            log.role = "C"
+            log.warning(e.msg)
+            log.role = "M"
+        else:
+            sys.stderr.write(e.report())
         return 1
     if cfg.bool("daemonize"):
         daemonize()
@@ -59,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         log.warning("Warning: no config file specified, using the default config. In order "
                     "to specify a config file use pynode /path/to/redis.conf")
+    if cfg.module_configs:
+        log.warning("Module Configuration detected without loadmodule directive or no "
+                    "ApplyConfig call: aborting")
+        return 1
     inert = [n for n in cfg.set_in_file if n not in ACTIVE]
     if inert:
         log.notice("These directives are accepted and shown by CONFIG GET but have no "
@@ -80,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         pass
     from pynode.server import Server
     server = Server(cfg)
+    import gc
+    gc.collect()
+    gc.freeze()
     try:
         server.load_data()
     except Exception as e:  # a damaged file stops start-up with the reason

@@ -10,8 +10,10 @@ import socket
 import sys
 import time
 from collections import deque
+from time import perf_counter
 
 from pynode import commands as cmdmod
+from pynode import info as infomod
 from pynode.client import Client
 from pynode.commands import CommandError
 from pynode.config import ACTIVE, VERSION, Config
@@ -48,7 +50,10 @@ class Server:
         self.paused_until = 0.0
         self.pause_all = False
         self.paused_clients: set[Client] = set()
+        self.active_expire_enabled = True
         self.aof = None
+        # inside EXEC: (dbid, argv) writes held to be wrapped in MULTI/EXEC
+        self.also_propagate: list | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.servers: list = []
         self.shutting_down = False
@@ -68,8 +73,12 @@ class Server:
         self.hz = max(1, min(500, cfg.int("hz")))
         self.slowlog_slower_than = cfg.int("slowlog-log-slower-than")
         self.slowlog_max_len = cfg.int("slowlog-max-len")
+        self.slowlog_threshold = (self.slowlog_slower_than / 1e6
+                                  if self.slowlog_slower_than >= 0 else float("inf"))
         self.debug_enabled = cfg.get("enable-debug-command")
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
+        if getattr(self, "aof", None) is not None:
+            self.aof.configure(fsync=cfg.get("appendfsync"), **self.aof_options())
         for c in getattr(self, "clients", {}).values():
             c.parser.max_bulk = self.proto_max_bulk_len
             c.parser.max_query = self.query_buffer_limit
@@ -79,6 +88,15 @@ class Server:
             cmd = self.table.pop(old.encode(), None)
             if cmd is not None and new:
                 self.table[new.lower().encode()] = cmd
+        self.build_dispatch()
+
+    def build_dispatch(self) -> None:
+        """Name -> command in lower, UPPER and Capitalized spelling, so the
+        usual spellings are found without lower-casing each request."""
+        self.dispatch = {}
+        for name, cmd in self.table.items():
+            for v in (name, name.upper(), name.capitalize()):
+                self.dispatch[v] = cmd
 
     def reset_stats(self) -> None:
         self.stat_numcommands = 0
@@ -129,10 +147,10 @@ class Server:
         self.paused_clients.discard(c)
 
     def unwatch(self, c: Client) -> None:
-        for db, key, _ in c.watched:
+        for db, key, wk in c.watched:
             ws = db.watched.get(key)
             if ws is not None:
-                ws.discard(c)
+                ws.discard(wk)
                 if not ws:
                     del db.watched[key]
         c.watched = []
@@ -164,9 +182,7 @@ class Server:
         if cmd is None:
             return False
         if cmd.name in ("exec",) and c.in_multi:
-            return any(self.table.get(a[0].lower()) is not None and
-                       (self.table[a[0].lower()].write or self.table[a[0].lower()].may_replicate)
-                       for a in c.queued)
+            return any(q.write or q.may_replicate for q, _ in c.queued)
         return cmd.write or cmd.may_replicate
 
     def unpause(self) -> None:
@@ -179,17 +195,16 @@ class Server:
     # ---------------------------------------------------------------- execute
     def execute(self, c: Client, argv: list[bytes]):
         """Run one command for a client; returns the encoded reply or None."""
-        name = argv[0]
-        cmd = self.table.get(name)
+        cmd = self.dispatch.get(argv[0])
         if cmd is None:
-            cmd = self.table.get(name.lower())
+            cmd = self.dispatch.get(argv[0].lower())
             if cmd is None:
                 return self.reject(c, None, self.unknown_command(argv))
         if cmd.subs is not None:
-            if len(argv) < 2:
+            if len(argv) < 2 and cmd.handler is None:
                 return self.reject(c, cmd, "ERR wrong number of arguments for '%s' command"
                                    % cmd.name)
-            sub = cmd.subs.get(argv[1].lower())
+            sub = cmd.subs.get(argv[1].lower()) if len(argv) > 1 else None  # bare COMMAND
             if sub is None:
                 if cmd.handler is None:
                     return self.reject(c, cmd, "ERR unknown subcommand '%s'. Try %s HELP."
@@ -198,33 +213,32 @@ class Server:
             else:
                 cmd = sub
         arity = cmd.arity
-        n = len(argv)
-        if (arity > 0 and n != arity) or n < -arity:
+        if arity != len(argv) and (arity > 0 or len(argv) < -arity):
             return self.reject(c, cmd, "ERR wrong number of arguments for '%s' command"
                                % cmd.name)
-        if not c.authed and not cmd.noauth:
-            return self.reject(c, cmd, "NOAUTH Authentication required.")
         if c.special:
+            if not c.authed and not cmd.noauth:
+                return self.reject(c, cmd, "NOAUTH Authentication required.")
             r = self.special_checks(c, cmd, argv)
             if r is not None:
                 return r
-        if self.monitors and not cmd.skip_monitor and not cmd.admin:
-            self.feed_monitors(c, argv)
         dirty = self.dirty
-        t0 = time.perf_counter()
+        t0 = perf_counter()
         try:
             r = cmd.handler(c, argv)
         except CommandError as e:
             r = self.error_reply(e.msg)
             cmd.failed += 1
-        dt = time.perf_counter() - t0
+        dt = perf_counter() - t0
         cmd.calls += 1
         cmd.usec += dt
         self.stat_numcommands += 1
         c.last_cmd = cmd.name
-        if self.dirty != dirty:
+        if self.monitors and not cmd.skip_monitor and not cmd.admin:
+            self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
+        if self.dirty != dirty and (self.aof is not None or c.rewrite is not None):
             self.propagate_command(c, cmd, argv)
-        if dt * 1e6 > self.slowlog_slower_than >= 0 and not cmd.skip_slowlog:
+        if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
         return r
 
@@ -280,8 +294,12 @@ class Server:
         cmd.calls += 1
         cmd.usec += dt
         self.stat_numcommands += 1
+        if self.monitors and not cmd.skip_monitor and not cmd.admin:
+            self.feed_monitors(c, argv)
         if self.dirty != dirty:
             self.propagate_command(c, cmd, argv)
+        if dt > self.slowlog_threshold and not cmd.skip_slowlog:
+            self.slowlog_add(c, argv, dt)
         return r
 
     # ---------------------------------------------------------------- propagation
@@ -296,6 +314,9 @@ class Server:
 
     def propagate(self, dbid: int, argv: list[bytes]) -> None:
         """Send a write to the AOF (and, later, to replicas)."""
+        if self.also_propagate is not None:
+            self.also_propagate.append((dbid, argv))
+            return
         if self.aof is not None:
             self.aof.feed(dbid, argv)
 
@@ -334,7 +355,9 @@ class Server:
         ks = self.ks
         ks.tick()
         # active expiry: at most 25% of the cycle, as Redis's slow cycle
-        ks.active_expire(0.25 / self.hz)
+        if self.active_expire_enabled:  # DEBUG SET-ACTIVE-EXPIRE
+            ks.active_expire(0.25 / self.hz)
+        infomod.cron_sample(self)  # INFO's instantaneous metrics and memory peak
         now = time.time()
         if self.timeout:
             for c in list(self.clients.values()):
@@ -357,7 +380,7 @@ class Server:
         from storage.aof import AOF
         cfg = self.cfg
         self.aof = AOF(cfg.get("dir"), cfg.get("appendfilename"), cfg.get("appenddirname"),
-                       cfg.get("appendfsync"), log=log)
+                       cfg.get("appendfsync"), log=log, **self.aof_options())
         loader = Client(self)
         loader.authed = True
         table = self.table
@@ -369,7 +392,10 @@ class Server:
                 raise ValueError("unknown command '%s'" % argv[0].decode("utf-8", "replace"))
             if cmd.subs is not None and len(argv) > 1:
                 cmd = cmd.subs.get(argv[1].lower(), cmd)
-            cmd.handler(loader, argv)
+            try:
+                cmd.handler(loader, argv)
+            except CommandError:
+                pass  # like Redis: the loading client's error replies are discarded
 
         t0 = time.time()
         n = self.aof.load(apply, truncated_ok=cfg.bool("aof-load-truncated"))
@@ -377,7 +403,16 @@ class Server:
         self.dirty = 0
         log.notice("DB loaded from append only file: %.3f seconds (%d commands)"
                    % (time.time() - t0, n))
-        self.aof.open()
+        self.aof.open(self.ks)
+
+    def aof_options(self) -> dict:
+        """AOF settings from the config (for AOF() and AOF.configure())."""
+        cfg = self.cfg
+        return dict(timestamps=cfg.bool("aof-timestamp-enabled"),
+                    use_rdb_preamble=cfg.bool("aof-use-rdb-preamble"),
+                    auto_rewrite_perc=cfg.int("auto-aof-rewrite-percentage"),
+                    auto_rewrite_min_size=cfg.memory("auto-aof-rewrite-min-size"),
+                    disable_auto_gc=cfg.bool("aof-disable-auto-gc"))
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
