@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import sys
 
-from pynode.config_table import ALIASES, DIRECTIVES, Directive, normalize, parse_memory
+from pynode.config_table import (ALIASES, DEPRECATED_IGNORED, DIRECTIVES, FILE_ONLY, Directive,
+                                 normalize, parse_memory)
 from pynode.resp import split_args
 
 VERSION = "7.0.15"
@@ -62,6 +63,7 @@ class Config:
         self.config_file: str | None = None
         self.set_in_file: list[str] = []      # names in the order they were set
         self.renamed: dict[str, str] = {}
+        self.module_configs: list[str] = []   # `module.name value` lines (no modules)
         self.listeners: dict[str, object] = {}
 
     def get(self, name: str) -> str:
@@ -117,86 +119,131 @@ class Config:
         return parse_memory(self.values[name])
 
 
-def config_text_from_argv(argv: list[str]) -> tuple[str | None, str]:
-    """Split redis-server style arguments into (config file, option text)."""
+def config_text_from_argv(argv: list[str]) -> tuple[str | None, bool, str]:
+    """Split redis-server style arguments into (config file, read stdin, options),
+    building the options text exactly as redis-server's main() does: each
+    `--name` starts a line, each value is appended quoted (sdscatrepr)."""
     conf_file = None
-    i = 0
-    if argv and not argv[0].startswith("--"):
+    from_stdin = False
+    j = 0
+    n = len(argv)
+    if argv and argv[0][:1] != "-":
         conf_file = argv[0]
-        i = 1
-    lines: list[str] = []
-    cur: list[str] = []
-    while i < len(argv):
-        a = argv[i]
-        if a.startswith("--") and len(a) > 2:
-            if cur:
-                lines.append(" ".join(cur))
-            cur = [a[2:]]
+        j = 1
+    options = ""
+    handled = True            # handled_last_config_arg
+    while j < n:
+        a = argv[j]
+        if a == "-" and (j == 0 or j == n - 1):
+            from_stdin = True
+        elif handled and a.startswith("--"):
+            if options:
+                options += "\n"
+            options += a[2:] + " "
+            parts = split_args(os.fsencode(a))
+            if parts is not None and len(parts) == 1:
+                handled = False
+                next_is_opt = j != n - 1 and argv[j + 1].startswith("--")
+                if a.lower() == "--save" and (next_is_opt or j == n - 1):
+                    options += '""'          # `--save --port 1` means save ""
+                    handled = True
+                elif a.lower() == "--sentinel" and next_is_opt:
+                    handled = True
+            else:
+                handled = True
         else:
-            if not cur:
-                raise ConfigError(0, a, "Invalid argument: %s" % a)
-            cur.append(_quote(a))
-        i += 1
-    if cur:
-        lines.append(" ".join(cur))
-    return conf_file, "\n".join(lines)
+            options += _repr(os.fsencode(a)) + " "
+            handled = True
+        j += 1
+    return conf_file, from_stdin, options
 
 
-def _quote(arg: str) -> str:
-    if arg == "" or any(ch in arg for ch in " \t\"'\\"):
-        return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return arg
+def _repr(arg: bytes) -> str:
+    """sdscatrepr(): a double-quoted, escaped argument."""
+    out = ['"']
+    for ch in arg:
+        if ch in (92, 34):
+            out.append("\\" + chr(ch))
+        elif ch in _REPR_ESC:
+            out.append(_REPR_ESC[ch])
+        elif 32 <= ch < 127:
+            out.append(chr(ch))
+        else:
+            out.append("\\x%02x" % ch)
+    out.append('"')
+    return "".join(out)
+
+
+_REPR_ESC = {10: "\\n", 13: "\\r", 9: "\\t", 7: "\\a", 8: "\\b"}
+
+
+def _open_error(path: str, e: OSError) -> ConfigError:
+    return ConfigError(0, path, "Fatal error, can't open config file '%s': %s"
+                       % (path, e.strerror))
 
 
 def apply_text(cfg: Config, text: str, first_line: int = 1) -> None:
     """Apply config-file text; raise ConfigError like loadServerConfigFromString."""
     for no, raw in enumerate(text.split("\n"), first_line):
-        line = raw.strip()
+        line = raw.strip(" \t\r\n")
         if not line or line.startswith("#"):
             continue
-        parts = split_args(line.encode())
+        parts = split_args(line.encode("utf-8", "surrogateescape"))
         if parts is None:
             raise ConfigError(no, line, "Unbalanced quotes in configuration line")
         if not parts:
             continue
         args = [p.decode("utf-8", "surrogateescape") for p in parts]
         name = args[0].lower()
-        if name == "include":
-            if len(args) != 2:
-                raise ConfigError(no, line, "Bad directive or wrong number of arguments")
-            try:
-                with open(args[1]) as fh:
-                    apply_text(cfg, fh.read())
-            except OSError as e:
-                raise ConfigError(no, line, "Fatal error, can't open config file '%s': %s"
-                                  % (args[1], e.strerror))
-            continue
-        if canonical(name) is None:
-            raise ConfigError(no, line, "Bad directive or wrong number of arguments")
-        if len(args) < 2 and name != "save":
-            raise ConfigError(no, line, "Bad directive or wrong number of arguments")
+        argc = len(args)
+        cname = canonical(name)
         try:
-            cfg.set(name, args[1:], loading=True)
+            if cname is not None and cname not in FILE_ONLY:
+                if not DIRECTIVES[cname].multi_arg and argc != 2:
+                    raise ValueError("wrong number of arguments")
+                cfg.set(name, args[1:], loading=True)
+            elif name in DEPRECATED_IGNORED and argc == 2:
+                continue
+            elif name == "include" and argc == 2:
+                try:
+                    with open(args[1]) as fh:
+                        apply_text(cfg, fh.read())
+                except OSError as e:
+                    raise _open_error(args[1], e)
+            elif name == "rename-command" and argc == 3:
+                from pynode.command_meta import lookup
+                if lookup(args[1].split("|")[0], *args[1].split("|")[1:2]) is None:
+                    raise ValueError("No such command in rename-command")
+                cfg.set(name, args[1:], loading=True)
+            elif name in ("user", "loadmodule") and argc >= 2:
+                cfg.set(name, args[1:], loading=True)
+            elif "." in name:
+                if argc < 2:
+                    raise ValueError("Module config specified without value")
+                cfg.module_configs.append(name)
+            elif name == "sentinel":
+                if argc != 1:
+                    raise ValueError("sentinel directive while not in sentinel mode")
+            else:
+                raise ValueError("Bad directive or wrong number of arguments")
         except ValueError as e:
             raise ConfigError(no, line, str(e))
 
 
 def load_config(argv: list[str]) -> Config:
     cfg = Config()
-    conf_file, options = config_text_from_argv(argv)
+    conf_file, from_stdin, options = config_text_from_argv(argv)
     text = ""
     if conf_file is not None:
-        if conf_file == "-":
-            text = sys.stdin.read()
-        else:
-            try:
-                with open(conf_file) as fh:
-                    text = fh.read()
-            except OSError as e:
-                raise ConfigError(0, conf_file, "Fatal error, can't open config file '%s': %s"
-                                  % (conf_file, e.strerror))
-            cfg.config_file = os.path.abspath(conf_file)
-    if text and not text.endswith("\n"):
-        text += "\n"
-    apply_text(cfg, text + options)
+        try:
+            with open(conf_file) as fh:
+                text = fh.read()
+        except OSError as e:
+            raise _open_error(conf_file, e)
+        cfg.config_file = os.path.abspath(conf_file)
+    if from_stdin:
+        text += sys.stdin.read()
+    # like loadServerConfig(): file, stdin, then "\n" and the options (so the
+    # first option is on the line after an empty one, as Redis numbers it)
+    apply_text(cfg, text + "\n" + options)
     return cfg

@@ -17,6 +17,9 @@ except ImportError:  # pragma: no cover - the pure-Python parser does everything
 
 INLINE_MAX = 64 * 1024          # PROTO_INLINE_MAX_SIZE
 BIG_ARG = 32 * 1024             # above this, wait for the whole bulk before re-parsing
+# hiredis allocates a list of the announced size at once ("*2147483647\r\n" costs
+# seconds and gigabytes): counts of 100000 and more go to the Python parser
+_BIG_COUNT = re.compile(rb"\*[0-9]{6}").search
 
 
 def _encoded_len(cmd: list[bytes]) -> int:
@@ -57,7 +60,8 @@ class RequestParser:
 
     def feed(self, data: bytes) -> list[list[bytes]]:
         if self.fast is None or self.need or self.buf or data[:1] != b"*" \
-                or b"\r\n+" in data or b"\r\n=" in data or len(data) > self.max_bulk:
+                or b"\r\n+" in data or b"\r\n=" in data or len(data) > self.max_bulk \
+                or _BIG_COUNT(data) is not None:
             return self.feed_python(data)
         reader = self.fast
         reader.feed(data)

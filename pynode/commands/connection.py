@@ -86,7 +86,7 @@ def hello(c, argv):
                                % argv[i].decode("utf-8", "replace"))
     if not c.authed:
         raise CommandError("NOAUTH HELLO must be called with the client already "
-                           "authenticated, otherwise the HELLO <proto> AUTH <user> <pass> "
+                           "authenticated, otherwise the HELLO AUTH <user> <pass> "
                            "option can be used to authenticate the client and select the "
                            "RESP protocol version at the same time")
     if name is not None:
