@@ -18,8 +18,12 @@ except ImportError:  # pragma: no cover - the pure-Python parser does everything
 INLINE_MAX = 64 * 1024          # PROTO_INLINE_MAX_SIZE
 BIG_ARG = 32 * 1024             # above this, wait for the whole bulk before re-parsing
 # hiredis allocates a list of the announced size at once ("*2147483647\r\n" costs
-# seconds and gigabytes): counts of 100000 and more go to the Python parser
+# seconds and gigabytes): counts of 100000 and more go to the Python parser.
+# hiredis also takes +simple and =verbatim strings as bytes where Redis wants
+# '$': any "\n+" or "\n=" (even inside a value) takes the Python path too.
+# (`43 in data` is a memchr; a regex or a substring test costs ten times more.)
 _BIG_COUNT = re.compile(rb"\*[0-9]{6}").search
+_SIMPLE = re.compile(rb"\n[+=]").search
 
 
 def _encoded_len(cmd: list[bytes]) -> int:
@@ -59,9 +63,9 @@ class RequestParser:
         return len(self.buf) + self.have
 
     def feed(self, data: bytes) -> list[list[bytes]]:
-        if self.fast is None or self.need or self.buf or data[:1] != b"*" \
-                or b"\r\n+" in data or b"\r\n=" in data or len(data) > self.max_bulk \
-                or _BIG_COUNT(data) is not None:
+        if self.fast is None or self.need or self.buf or not data or data[0] != 42 \
+                or len(data) > self.max_bulk or _BIG_COUNT(data) is not None \
+                or ((43 in data or 61 in data) and _SIMPLE(data) is not None):
             return self.feed_python(data)
         reader = self.fast
         reader.feed(data)

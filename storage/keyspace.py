@@ -151,6 +151,18 @@ class Database:
         if self.watched:
             self.touch(key)
 
+    def set_pairs(self, argv: list, start: int = 1) -> None:
+        """set() for each key, value pair of argv[start:] (MSET), TTLs cleared."""
+        slots = self.slots
+        expires = self.expires
+        for i in range(start, len(argv), 2):
+            key = argv[i]
+            slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383][key] = argv[i + 1]
+            if expires:
+                expires.pop(key, None)
+            if self.watched:
+                self.touch(key)
+
     def delete(self, key: bytes) -> bool:
         """Remove key; True if it existed and was not expired."""
         d = self.slots[keyslot(key)]

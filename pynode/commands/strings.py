@@ -271,9 +271,7 @@ def mset(c, argv):
     n = len(argv)
     if not n & 1:
         raise CommandError("ERR wrong number of arguments for 'mset' command")
-    dbset = c.db.set
-    for i in range(1, n, 2):
-        dbset(argv[i], argv[i + 1])
+    c.db.set_pairs(argv)
     c.srv.dirty += (n - 1) >> 1
     return OK
 
