@@ -1,0 +1,123 @@
+"""The I/O contract of the cluster state machine: what comes in, what goes out.
+
+Inputs describe the link a message came on (:class:`LinkInfo`). Outputs are
+actions, small frozen dataclasses the transport executes in order:
+
+* :class:`Connect` opens an outbound bus link to a node (keyed by node id);
+  messages sent to that id before it is up are queued by the transport. When the
+  connection fails or later drops, the transport calls ``on_link_down(node_id)``.
+* :class:`Send` writes a message on the outbound link of a node;
+  :class:`Reply` writes on the very link a message came in on (PONG to a PING);
+  :class:`Broadcast` sends one message to the listed nodes' outbound links.
+* :class:`Disconnect` closes a node's outbound link (no on_link_down follows).
+* :class:`Rename` re-keys an outbound link when a handshake node learns its id.
+* :class:`SaveConfig` asks for nodes.conf to be written (render it from the state
+  when executing; several in a row may be coalesced).
+* :class:`Replicate`, :class:`EmptyData`, :class:`DropSlotKeys` and
+  :class:`Deliver` are for the server (replication, keyspace, pub/sub).
+* :class:`Log` is a log line at a Redis level (debug/verbose/notice/warning).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gossip.codec import Message
+
+
+@dataclass(frozen=True, slots=True)
+class LinkInfo:
+    """Where a message came from.
+
+    Outbound links (we connected) are named by the node id they belong to.
+    Inbound links (they connected) have no node; ``conn_id`` is the transport's
+    handle for the connection, ``peer_ip`` the remote address, and ``local_ip``
+    the address of our end (used to learn our own ip from a MEET, as Redis).
+    """
+
+    inbound: bool
+    node_id: str | None = None
+    peer_ip: str = ""
+    local_ip: str = ""
+    conn_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Connect:
+    node_id: str
+    ip: str
+    cport: int
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    node_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    old_id: str
+    new_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    node_id: str
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    link: LinkInfo
+    msg: Message
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    msg: Message
+    to: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SaveConfig:
+    fsync: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Replicate:
+    """Replicate from this primary (its address is in the node table), or, with
+    ``None``, stop replicating and act as a primary."""
+
+    primary_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EmptyData:
+    """Drop the whole keyspace (CLUSTER RESET of a replica)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DropSlotKeys:
+    """These slots were taken over by another primary: delete our keys in them."""
+
+    slots: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Deliver:
+    """A PUBLISH from the bus, to deliver to local subscribers."""
+
+    channel: bytes
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    level: str  # debug | verbose | notice | warning
+    text: str
+
+
+Action = (
+    Connect | Disconnect | Rename | Send | Reply | Broadcast | SaveConfig | Replicate
+    | EmptyData | DropSlotKeys | Deliver | Log
+)

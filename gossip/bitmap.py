@@ -1,0 +1,57 @@
+"""Slot bitmaps: the compact form of a set of hash slots carried on the bus.
+
+A bitmap is 2048 bytes, bit ``slot`` set when the slot is in the set. Bit order
+is Redis's ``bitmapTestBit``: byte ``slot // 8``, bit ``slot % 8`` counted from the
+least significant bit.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+CLUSTER_SLOTS = 16384
+BITMAP_BYTES = CLUSTER_SLOTS // 8
+
+EMPTY_BITMAP = bytes(BITMAP_BYTES)
+
+# For each byte value, the bit positions that are set (0..7).
+_BITS = tuple(tuple(k for k in range(8) if v >> k & 1) for v in range(256))
+
+
+def bitmap_from_slots(slots: Iterable[int]) -> bytes:
+    b = bytearray(BITMAP_BYTES)
+    for s in slots:
+        b[s >> 3] |= 1 << (s & 7)
+    return bytes(b)
+
+
+def slots_from_bitmap(bitmap: bytes) -> list[int]:
+    """The slots set in ``bitmap``, ascending."""
+    assert len(bitmap) == BITMAP_BYTES
+    out: list[int] = []
+    if bitmap == EMPTY_BITMAP:
+        return out
+    for i, byte in enumerate(bitmap):
+        if byte:
+            base = i << 3
+            if byte == 0xFF:
+                out.extend(range(base, base + 8))
+            else:
+                out.extend(base + k for k in _BITS[byte])
+    return out
+
+
+def slot_ranges(slots: Iterable[int]) -> list[tuple[int, int]]:
+    """Merge slots into inclusive ``(start, end)`` ranges, ascending."""
+    ranges: list[tuple[int, int]] = []
+    start = end = -2
+    for s in sorted(slots):
+        if s == end + 1:
+            end = s
+            continue
+        if start >= 0:
+            ranges.append((start, end))
+        start = end = s
+    if start >= 0:
+        ranges.append((start, end))
+    return ranges

@@ -1,0 +1,138 @@
+"""The node table entry: what one node knows about one node of the cluster.
+
+Flags are a set of names. The names Redis prints in CLUSTER NODES / nodes.conf are
+rendered by :mod:`gossip.nodes_conf` (``pfail`` is printed as ``fail?``); ``meet``
+and ``migrate_to`` are internal and never printed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from gossip.bitmap import bitmap_from_slots, slot_ranges
+
+NODE_ID_LEN = 40
+
+MYSELF = "myself"
+MASTER = "master"
+SLAVE = "slave"
+PFAIL = "pfail"
+FAIL = "fail"
+HANDSHAKE = "handshake"
+NOADDR = "noaddr"
+MEET = "meet"
+MIGRATE_TO = "migrate_to"
+NOFAILOVER = "nofailover"
+
+#: Every flag name, in Redis's bit order (bit i = 1 << i on the wire).
+FLAG_NAMES = (MYSELF, MASTER, SLAVE, PFAIL, FAIL, HANDSHAKE, NOADDR, MEET, MIGRATE_TO, NOFAILOVER)
+FLAG_BITS = {name: 1 << i for i, name in enumerate(FLAG_NAMES)}
+# Redis's CLUSTER_NODE_* values, for reference: MASTER 1, SLAVE 2, PFAIL 4, FAIL 8,
+# MYSELF 16 ... Our order differs; the bits only matter inside our own protocol.
+
+FAILURE_FLAGS = frozenset((PFAIL, FAIL))
+
+_ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz")
+
+
+def is_valid_node_id(name: object) -> bool:
+    """Redis's verifyClusterNodeId: 40 characters of ``[0-9a-z]``."""
+    return (
+        isinstance(name, str)
+        and len(name) == NODE_ID_LEN
+        and all(c in _ID_CHARS for c in name)
+    )
+
+
+def random_node_id(rng: random.Random) -> str:
+    """A fresh 40-hex-character node id (getRandomHexChars)."""
+    return f"{rng.getrandbits(160):040x}"
+
+
+def flags_to_bits(flags) -> int:
+    bits = 0
+    for f in flags:
+        bits |= FLAG_BITS.get(f, 0)
+    return bits
+
+
+def bits_to_flags(bits: int) -> frozenset[str]:
+    return frozenset(name for name, bit in FLAG_BITS.items() if bits & bit)
+
+
+@dataclass(eq=False)
+class Node:
+    """One entry of the node table.
+
+    ``slots`` and the cached bitmap are owned by :class:`gossip.state.ClusterState`:
+    change slot ownership only through it (it keeps ``slot_owner`` consistent).
+    ``link`` is true while an outbound bus link to the node exists (connecting or
+    connected), as Redis's ``node->link != NULL``.
+    ``migrating`` / ``importing`` (slot -> node id) are only used on myself.
+    """
+
+    id: str
+    ip: str = ""
+    port: int = 0
+    cport: int = 0
+    flags: set[str] = field(default_factory=set)
+    primary_id: str | None = None
+    ping_sent: int = 0
+    pong_received: int = 0
+    data_received: int = 0
+    config_epoch: int = 0
+    ctime: int = 0
+    fail_time: int = 0
+    link: bool = False
+    link_ctime: int = 0
+    repl_offset: int = 0
+    repl_offset_time: int = 0
+    hostname: str = ""
+    slots: set[int] = field(default_factory=set)
+    #: reporter node id -> time (ms) of its latest PFAIL/FAIL report about this node
+    failure_reports: dict[str, int] = field(default_factory=dict)
+    migrating: dict[int, str] = field(default_factory=dict)
+    importing: dict[int, str] = field(default_factory=dict)
+    _bitmap: bytes | None = field(default=None, repr=False)
+    _ranges: tuple | None = field(default=None, repr=False)
+
+    @property
+    def is_primary(self) -> bool:
+        return MASTER in self.flags
+
+    @property
+    def is_replica(self) -> bool:
+        return SLAVE in self.flags
+
+    @property
+    def is_myself(self) -> bool:
+        return MYSELF in self.flags
+
+    @property
+    def in_handshake(self) -> bool:
+        return HANDSHAKE in self.flags
+
+    @property
+    def has_address(self) -> bool:
+        """Whether we may connect to it (no NOADDR flag, and an address at all)."""
+        return NOADDR not in self.flags and self.ip != "" and self.cport > 0
+
+    @property
+    def link_state(self) -> str:
+        return "connected" if (self.link or MYSELF in self.flags) else "disconnected"
+
+    def slot_bitmap(self) -> bytes:
+        if self._bitmap is None:
+            self._bitmap = bitmap_from_slots(self.slots)
+        return self._bitmap
+
+    def slot_ranges(self) -> tuple[tuple[int, int], ...]:
+        """Owned slots as ascending inclusive (start, end) ranges."""
+        if self._ranges is None:
+            self._ranges = tuple(slot_ranges(self.slots))
+        return self._ranges
+
+    def _slots_changed(self) -> None:
+        self._bitmap = None
+        self._ranges = None

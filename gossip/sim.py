@@ -1,0 +1,507 @@
+"""Deterministic simulation of a cluster of :class:`ClusterState` nodes.
+
+Everything runs in one process on a virtual clock (ms). The network moves the
+actions' messages between nodes over simulated links: each outbound link is a
+connection from its owner to whatever node listens at (ip, cport), with loss,
+random delay (FIFO per direction, as TCP), duplication, partitions between
+groups, crashes and restarts. A crashed node loses its memory and keeps only
+the last nodes.conf text it saved (``SaveConfig``); a restart rebuilds it from
+that text. Each node ticks every 100 ms (with its own phase).
+
+All randomness comes from ``random.Random(seed)``: a failing seed replays
+exactly. Invariants are checked after every step (see :meth:`Simulator.check`);
+an :class:`AssertionError` names the seed, time and node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable
+
+from gossip import actions as A
+from gossip.actions import LinkInfo
+from gossip.codec import Message, decode, encode
+from gossip.node import random_node_id
+from gossip.nodes_conf import parse, render
+from gossip.state import ClusterState
+
+TICK_MS = 100
+START_MS = 1_700_000_000_000  # a plausible wall clock: times are printed in nodes.conf
+
+
+@dataclass(eq=False)
+class SimLink:
+    id: int
+    owner: int  # node index that connected
+    owner_inc: int
+    key: str  # the node id it belongs to, in the owner's table
+    target: int | None  # node index listening at the address, if any
+    target_inc: int
+    state: str = "connecting"  # connecting | up | closed
+    pending: list = field(default_factory=list)
+    last_fwd: int = 0  # FIFO: latest scheduled delivery time, owner -> target
+    last_back: int = 0
+
+
+@dataclass(eq=False)
+class SimNode:
+    index: int
+    ip: str
+    port: int
+    cport: int
+    state: ClusterState | None = None
+    conf_text: str | None = None
+    incarnation: int = 0
+    out_links: dict[str, SimLink] = field(default_factory=dict)
+    logs: deque = field(default_factory=lambda: deque(maxlen=200))
+    events: list = field(default_factory=list)  # Replicate / DropSlotKeys / Deliver ...
+
+    @property
+    def alive(self) -> bool:
+        return self.state is not None
+
+
+class Simulator:
+    def __init__(
+        self,
+        n_nodes: int,
+        seed: int,
+        loss: float = 0.0,
+        delay: tuple[int, int] = (1, 5),
+        duplication: float = 0.0,
+        *,
+        node_timeout_ms: int = 2000,
+        wire: bool = True,
+        connect_timeout_ms: int = 1000,
+        full_check_every: int = 1000,
+    ):
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.loss = loss
+        self.delay = delay
+        self.duplication = duplication
+        self.node_timeout = node_timeout_ms
+        self.wire = wire
+        self.connect_timeout = connect_timeout_ms
+        self.full_check_every = full_check_every
+        self.now = START_MS
+        self.steps = 0
+        self.dropped = 0
+        self._queue: list = []
+        self._seq = 0
+        self._links: dict[int, SimLink] = {}
+        self._next_link = 1
+        self._groups: dict[int, int] | None = None  # node index -> partition group
+        self._epoch_seen: dict[str, int] = {}
+        self._trace = hashlib.blake2b(digest_size=16)
+        self.nodes: list[SimNode] = []
+        self._addr: dict[tuple[str, int], int] = {}
+        for i in range(n_nodes):
+            self.add_node()
+
+    # ------------------------------------------------------------------ nodes
+
+    def add_node(self) -> int:
+        i = len(self.nodes)
+        node = SimNode(i, "127.0.0.1", 7000 + i, 17000 + i)
+        self.nodes.append(node)
+        self._addr[(node.ip, node.cport)] = i
+        self._boot(node, None)
+        return i
+
+    def _boot(self, node: SimNode, conf_text: str | None) -> None:
+        rng = random.Random(self.rng.getrandbits(64))
+        if conf_text:
+            node.state = ClusterState.from_conf(
+                parse(conf_text), port=node.port, cport=node.cport,
+                node_timeout_ms=self.node_timeout, rng=rng, now_ms=self.now,
+            )
+        else:
+            node.state = ClusterState(
+                random_node_id(rng), "", node.port, node.cport, self.node_timeout, rng, self.now,
+            )
+            node.conf_text = render(node.state)
+        node.incarnation += 1
+        self._push(self.now + self.rng.randrange(1, TICK_MS + 1), "tick", (node.index, node.incarnation))
+        self._note_epoch(node)
+
+    def state(self, i: int) -> ClusterState:
+        st = self.nodes[i].state
+        assert st is not None, f"node {i} is down"
+        return st
+
+    def node_id(self, i: int) -> str:
+        return self.state(i).myself_id
+
+    def live(self) -> list[SimNode]:
+        return [n for n in self.nodes if n.alive]
+
+    # ------------------------------------------------------------------ faults
+
+    def crash(self, i: int) -> None:
+        """The process dies: memory lost, nodes.conf kept, links reset."""
+        node = self.nodes[i]
+        assert node.alive
+        node.state = None
+        node.incarnation += 1
+        node.out_links.clear()
+        for link in list(self._links.values()):
+            if link.owner == i:
+                self._close(link)
+            elif link.target == i and link.state != "closed":
+                owner = self.nodes[link.owner]
+                self._close(link)
+                # the peer sees its connection reset
+                self._push(self.now + self._delay(), "link_down", (link.owner, owner.incarnation, link.id))
+
+    def restart(self, i: int) -> None:
+        node = self.nodes[i]
+        assert not node.alive
+        self._boot(node, node.conf_text)
+
+    def partition(self, *groups) -> None:
+        """Split the network: nodes in different groups cannot talk (unlisted nodes form one group)."""
+        self._groups = {}
+        for g, members in enumerate(groups):
+            for i in members:
+                self._groups[i] = g
+
+    def heal(self) -> None:
+        self._groups = None
+
+    def _partitioned(self, a: int, b: int) -> bool:
+        if self._groups is None:
+            return False
+        return self._groups.get(a, -1) != self._groups.get(b, -1)
+
+    # ------------------------------------------------------------------ admin
+
+    def call(self, i: int, method: str, *args, **kwargs):
+        """Run an admin call (``meet``, ``add_slots`` ...) on node i now; returns its value."""
+        st = self.state(i)
+        result = getattr(st, method)(*args, now=self.now, **kwargs)
+        actions: list = []
+        value = None
+        if isinstance(result, list):
+            actions = result
+        elif isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], list):
+            value, actions = result
+        else:
+            value = result
+        self._execute(self.nodes[i], actions)
+        self.check(self.nodes[i])
+        return value
+
+    def meet(self, i: int, j: int) -> None:
+        n = self.nodes[j]
+        self.call(i, "meet", n.ip, n.port, n.cport)
+
+    def assign_slots_evenly(self, primaries: list[int]) -> None:
+        """ADDSLOTS on each primary for its share of the 16384 slots."""
+        per = 16384 // len(primaries)
+        for k, i in enumerate(primaries):
+            hi = 16384 if k == len(primaries) - 1 else (k + 1) * per
+            self.call(i, "add_slots", range(k * per, hi))
+
+    def meet_all(self, to: int = 0) -> None:
+        """Every other live node MEETs node ``to`` (one MEET each)."""
+        for n in self.live():
+            if n.index != to:
+                self.meet(n.index, to)
+
+    def rejoin_stragglers(self, to: int = 0) -> None:
+        """What an operator (or redis-cli) does when a MEET got lost: MEET again
+        each node that does not know ``to`` or is not known by it, unless a
+        handshake is still in progress."""
+        hub = self.state(to)
+        for n in self.live():
+            if n.index == to:
+                continue
+            st = n.state
+            if st.myself_id in hub.nodes and hub.myself_id in st.nodes:
+                continue
+            if any(m.in_handshake for m in st.nodes.values()):
+                continue
+            self.meet(n.index, to)
+
+    # ------------------------------------------------------------------ event loop
+
+    def _push(self, t: int, kind: str, data) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (t, self._seq, kind, data))
+
+    def _delay(self) -> int:
+        lo, hi = self.delay
+        return self.rng.randint(lo, hi)
+
+    def run_for(self, ms: int) -> None:
+        self.run_until_time(self.now + ms)
+
+    def run_until_time(self, t: int) -> None:
+        q = self._queue
+        while q and q[0][0] <= t:
+            when, _, kind, data = heapq.heappop(q)
+            self.now = when
+            self._dispatch(kind, data)
+        self.now = t
+
+    def run_until(self, predicate: Callable[["Simulator"], bool], timeout_ms: int, every_ms: int = 200) -> bool:
+        """Run until ``predicate(sim)`` holds (checked every ``every_ms``) or time runs out."""
+        end = self.now + timeout_ms
+        while self.now < end:
+            if predicate(self):
+                return True
+            self.run_until_time(min(end, self.now + every_ms))
+        return predicate(self)
+
+    def _dispatch(self, kind: str, data) -> None:
+        self.steps += 1
+        try:
+            self._dispatch1(kind, data)
+        except AssertionError as e:
+            if str(e).startswith("seed "):
+                raise
+            raise AssertionError(f"seed {self.seed} t={self.now} step {self.steps} ({kind} {data!r:.60}): {e}") from e
+
+    def _dispatch1(self, kind: str, data) -> None:
+        if kind == "tick":
+            i, inc = data
+            node = self.nodes[i]
+            if node.incarnation != inc or not node.alive:
+                return
+            self._trace_step("tick", i)
+            self._execute(node, node.state.on_tick(self.now))
+            self._push(self.now + TICK_MS, "tick", data)
+            self.check(node)
+        elif kind == "deliver":
+            self._deliver(*data)
+        elif kind == "connect":
+            self._on_connect(self._links[data])
+        elif kind == "link_down":
+            i, inc, link_id = data
+            node = self.nodes[i]
+            link = self._links[link_id]
+            if node.incarnation != inc or not node.alive:
+                return
+            if node.out_links.get(link.key) is link:
+                del node.out_links[link.key]
+                self._trace_step("down", i)
+                self._execute(node, node.state.on_link_down(link.key, self.now))
+                self.check(node)
+        else:  # pragma: no cover
+            raise AssertionError(kind)
+
+    def _trace_step(self, kind: str, i: int, extra: str = "") -> None:
+        self._trace.update(f"{self.now}:{kind}:{i}:{extra};".encode())
+
+    def trace_digest(self) -> str:
+        return self._trace.hexdigest()
+
+    # ------------------------------------------------------------------ network
+
+    def _close(self, link: SimLink) -> None:
+        link.state = "closed"
+        link.pending.clear()
+
+    def _execute(self, node: SimNode, actions: list) -> None:
+        save = False
+        for a in actions:
+            if isinstance(a, A.Send):
+                self._send(node, a.node_id, a.msg)
+            elif isinstance(a, A.Broadcast):
+                for nid in a.to:
+                    self._send(node, nid, a.msg)
+            elif isinstance(a, A.Reply):
+                link = self._links.get(a.link.conn_id)
+                if link is not None and link.state == "up":
+                    direction = "back" if a.link.inbound else "fwd"
+                    self._transmit(link, direction, a.msg)
+                else:
+                    self.dropped += 1
+            elif isinstance(a, A.Connect):
+                self._connect(node, a)
+            elif isinstance(a, A.Disconnect):
+                link = node.out_links.pop(a.node_id, None)
+                if link is not None:
+                    self._close(link)
+            elif isinstance(a, A.Rename):
+                link = node.out_links.pop(a.old_id, None)
+                if link is not None:
+                    link.key = a.new_id
+                    node.out_links[a.new_id] = link
+            elif isinstance(a, A.SaveConfig):
+                save = True
+            elif isinstance(a, A.Log):
+                node.logs.append((self.now, a.level, a.text))
+            else:
+                node.events.append((self.now, a))
+        if save and node.alive:
+            node.conf_text = render(node.state)
+
+    def _connect(self, node: SimNode, a: A.Connect) -> None:
+        old = node.out_links.pop(a.node_id, None)
+        if old is not None:
+            self._close(old)
+        target = self._addr.get((a.ip, a.cport))
+        tnode = self.nodes[target] if target is not None else None
+        link = SimLink(
+            self._next_link, node.index, node.incarnation, a.node_id, target,
+            tnode.incarnation if tnode is not None else 0,
+        )
+        self._next_link += 1
+        self._links[link.id] = link
+        node.out_links[a.node_id] = link
+        if tnode is not None and tnode.alive and self._partitioned(node.index, target):
+            when = self.now + self.connect_timeout  # SYNs lost: time out
+        else:
+            when = self.now + self._delay()
+        self._push(when, "connect", link.id)
+
+    def _on_connect(self, link: SimLink) -> None:
+        if link.state != "connecting":
+            return
+        owner = self.nodes[link.owner]
+        if owner.incarnation != link.owner_inc or not owner.alive:
+            self._close(link)
+            return
+        tnode = self.nodes[link.target] if link.target is not None else None
+        if (
+            tnode is not None and tnode.alive and tnode.incarnation == link.target_inc
+            and not self._partitioned(link.owner, link.target)
+        ):
+            link.state = "up"
+            self._trace_step("up", owner.index)
+            self._execute(owner, owner.state.on_link_up(link.key, self.now))
+            pending, link.pending = link.pending, []
+            for msg in pending:
+                self._transmit(link, "fwd", msg)
+            self.check(owner)
+            return
+        self._close(link)
+        if owner.out_links.get(link.key) is link:
+            del owner.out_links[link.key]
+            self._trace_step("refused", owner.index)
+            self._execute(owner, owner.state.on_link_down(link.key, self.now))
+            self.check(owner)
+
+    def _send(self, node: SimNode, node_id: str, msg: Message) -> None:
+        link = node.out_links.get(node_id)
+        if link is None or link.state == "closed":
+            self.dropped += 1
+        elif link.state == "connecting":
+            link.pending.append(msg)
+        else:
+            self._transmit(link, "fwd", msg)
+
+    def _transmit(self, link: SimLink, direction: str, msg: Message) -> None:
+        if self.loss and self.rng.random() < self.loss:
+            self.dropped += 1
+            return
+        payload = encode(msg) if self.wire else msg
+        copies = 2 if self.duplication and self.rng.random() < self.duplication else 1
+        for _ in range(copies):
+            t = self.now + self._delay()
+            if direction == "fwd":
+                t = link.last_fwd = max(t, link.last_fwd)
+            else:
+                t = link.last_back = max(t, link.last_back)
+            self._push(t, "deliver", (link.id, direction, payload))
+
+    def _deliver(self, link_id: int, direction: str, payload) -> None:
+        link = self._links[link_id]
+        if link.state != "up":
+            return
+        if self._partitioned(link.owner, link.target):
+            self.dropped += 1
+            return
+        owner = self.nodes[link.owner]
+        target = self.nodes[link.target]
+        if direction == "fwd":
+            dest, inc = target, link.target_inc
+            info = LinkInfo(inbound=True, peer_ip=owner.ip, local_ip=target.ip, conn_id=link.id)
+        else:
+            dest, inc = owner, link.owner_inc
+            info = LinkInfo(inbound=False, node_id=link.key, peer_ip=target.ip, local_ip=owner.ip, conn_id=link.id)
+        if not dest.alive or dest.incarnation != inc:
+            return
+        msg = decode(payload) if self.wire else payload
+        self._trace_step("msg", dest.index, f"{msg.type.name}:{msg.header.sender[:8]}")
+        self._execute(dest, dest.state.on_message(info, msg, self.now))
+        self.check(dest)
+
+    # ------------------------------------------------------------------ invariants
+
+    def _note_epoch(self, node: SimNode) -> None:
+        st = node.state
+        seen = self._epoch_seen.get(st.myself_id, 0)
+        assert st.current_epoch >= seen, (
+            f"seed {self.seed} t={self.now}: node {node.index} currentEpoch went back "
+            f"from {seen} to {st.current_epoch}"
+        )
+        self._epoch_seen[st.myself_id] = st.current_epoch
+
+    def check(self, node: SimNode) -> None:
+        """Invariants after a step of ``node``."""
+        if not node.alive:
+            return
+        st = node.state
+        # The state asserts its cheap invariants itself after every call; the
+        # full O(slots) check runs periodically here and in check_all().
+        if self.steps % self.full_check_every == 0:
+            try:
+                st.check_invariants(full=True)
+            except AssertionError as e:
+                raise AssertionError(f"seed {self.seed} t={self.now} node {node.index}: {e}") from e
+        self._note_epoch(node)
+
+    def check_all(self) -> None:
+        for node in self.live():
+            node.state.check_invariants(full=True)
+            self._note_epoch(node)
+
+    # ------------------------------------------------------------------ convergence views
+
+    def node_table(self, i: int) -> frozenset:
+        """Node i's view: (id, ip, port, cport, role, primary) of every non-handshake node."""
+        return frozenset(
+            (n.id, n.ip, n.port, n.cport, "master" if n.is_primary else "slave", n.primary_id)
+            for n in self.state(i).nodes.values()
+            if not n.in_handshake
+        )
+
+    def tables_converged(self) -> bool:
+        live = self.live()
+        ids = {n.state.myself_id for n in live}
+        tables = {self.node_table(n.index) for n in live}
+        if len(tables) != 1:
+            return False
+        (table,) = tables
+        if {row[0] for row in table} != ids:
+            return False
+        return all(not any(m.in_handshake for m in n.state.nodes.values()) for n in live)
+
+    def slots_converged(self, full_coverage: bool = True) -> bool:
+        live = self.live()
+        sigs = {n.state.slot_map_signature() for n in live}
+        if len(sigs) != 1:
+            return False
+        return not full_coverage or all(n.state.slots_assigned == 16384 for n in live)
+
+    def primaries_epochs(self, i: int) -> dict[str, int]:
+        """Config epochs of the primaries serving slots, in node i's view."""
+        return {n.id: n.config_epoch for n in self.state(i).nodes.values() if n.is_primary and n.slots}
+
+    def epochs_distinct(self) -> bool:
+        """Every node sees the same, pairwise distinct, config epochs for the primaries."""
+        views = [self.primaries_epochs(n.index) for n in self.live()]
+        first = views[0]
+        if any(v != first for v in views):
+            return False
+        return len(set(first.values())) == len(first)
+
+    def states_ok(self) -> bool:
+        return all(n.state.state == "ok" for n in self.live())

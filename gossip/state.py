@@ -1,0 +1,1303 @@
+"""The cluster state machine, sans-I/O: Redis 7.0's cluster.c, as data in and actions out.
+
+:class:`ClusterState` holds the node table, the slot map, the epochs and the
+failure detector. Every entry point takes the time (ms) and returns a list of
+actions (:mod:`gossip.actions`):
+
+* ``on_tick(now)`` every 100 ms (clusterCron),
+* ``on_message(link, msg, now)`` for each decoded bus message (clusterProcessPacket),
+* ``on_link_up`` / ``on_link_down(node_id, now)`` for outbound links,
+* the admin calls behind CLUSTER commands (``meet``, ``forget``, ``add_slots`` ...),
+  which raise :class:`ClusterError` with Redis's error text.
+
+Randomness comes from the injected ``random.Random``; time only from arguments.
+Invariants are asserted (epochs never decrease, one owner per slot, myself's
+role consistent). Elections (FAILOVER_AUTH_*, MFSTART) are decoded and counted
+but not acted on yet: see ``_on_failover_message``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Iterable
+
+from gossip import actions as A
+from gossip.actions import LinkInfo
+from gossip.bitmap import CLUSTER_SLOTS, slots_from_bitmap
+from gossip.codec import (
+    PING_LIKE,
+    FailBody,
+    GossipEntry,
+    Header,
+    Message,
+    MsgType,
+    PublishBody,
+    UpdateBody,
+)
+from gossip.node import (
+    FAIL,
+    FAILURE_FLAGS,
+    HANDSHAKE,
+    MASTER,
+    MEET,
+    MIGRATE_TO,
+    MYSELF,
+    NOADDR,
+    NOFAILOVER,
+    PFAIL,
+    SLAVE,
+    Node,
+    is_valid_node_id,
+    random_node_id,
+)
+
+BLACKLIST_TTL_MS = 60_000  # CLUSTER FORGET ban
+FAIL_REPORT_VALIDITY_MULT = 2  # failure reports expire after 2 x node timeout
+FAIL_UNDO_TIME_MULT = 2  # a failed primary with slots is cleared after 2 x node timeout
+WRITABLE_DELAY_MS = 2000  # a primary waits this long after start before state ok
+MIN_REJOIN_DELAY_MS = 500
+MAX_REJOIN_DELAY_MS = 5000
+HANDSHAKE_MIN_TIMEOUT_MS = 1000
+GOSSIP_PONG_FUTURE_TOLERANCE_MS = 500
+
+_ROLE_FLAGS = frozenset((MASTER, SLAVE))
+
+
+def _role_flags(flags) -> set[str]:
+    """The role a peer announces: master or slave, or none if it says both (or neither)."""
+    role = flags & _ROLE_FLAGS
+    return set(role) if len(role) == 1 else set()
+
+
+class ClusterError(Exception):
+    """An admin call was refused; ``str(e)`` is Redis's error reply, e.g. ``ERR Unknown node x``."""
+
+
+class ClusterState:
+    """One node's view of the cluster.
+
+    ``ip`` may be "" (unknown): it is then learned from the local address of
+    links that bring a MEET (or any PING while still unknown), as Redis does
+    without ``cluster-announce-ip``. With ``announce_ip`` set, that address is
+    sent in every header and never changed.
+    """
+
+    def __init__(
+        self,
+        myself_id: str,
+        ip: str,
+        port: int,
+        cport: int,
+        node_timeout_ms: int,
+        rng: random.Random,
+        now_ms: int,
+        *,
+        announce_ip: str | None = None,
+        hostname: str = "",
+        require_full_coverage: bool = True,
+        allow_replica_migration: bool = True,
+    ):
+        assert is_valid_node_id(myself_id), myself_id
+        assert node_timeout_ms > 0
+        self.node_timeout = node_timeout_ms
+        self.rng = rng
+        self.now = now_ms
+        self.announce_ip = announce_ip
+        self.require_full_coverage = require_full_coverage
+        self.allow_replica_migration = allow_replica_migration
+
+        self.nodes: dict[str, Node] = {}
+        self.slot_owner: list[str | None] = [None] * CLUSTER_SLOTS
+        self._assigned = 0
+        self.current_epoch = 0
+        self.last_vote_epoch = 0
+        self.state = "fail"
+        self.size = 0  # primaries serving at least one slot
+        self.stats_pfail_nodes = 0
+        self.stats_sent: dict[MsgType, int] = {t: 0 for t in MsgType}
+        self.stats_received: dict[MsgType, int] = {t: 0 for t in MsgType}
+        self.repl_offset = 0
+        self.blacklist: dict[str, int] = {}  # node id -> ban expiry (ms)
+
+        self._iteration = 0
+        self._first_update_time: int | None = None
+        self._among_minority_time = 0
+        self._ids_cache: list[str] | None = None
+        self._replication_pending = False
+        self._out: list = []
+        self._todo_save = False
+        self._todo_fsync = False
+        self._todo_update = False
+
+        me = Node(
+            myself_id,
+            ip=announce_ip if announce_ip is not None else ip,
+            port=port,
+            cport=cport,
+            flags={MYSELF, MASTER},
+            ctime=now_ms,
+            hostname=hostname,
+        )
+        self.myself = me
+        self._add_node(me)
+
+    # ------------------------------------------------------------------ restore
+
+    @classmethod
+    def from_conf(
+        cls,
+        conf,
+        *,
+        port: int,
+        cport: int,
+        node_timeout_ms: int,
+        rng: random.Random,
+        now_ms: int,
+        **kwargs,
+    ) -> "ClusterState":
+        """Rebuild a state from a parsed nodes.conf (:class:`gossip.nodes_conf.NodesConf`).
+
+        As Redis's clusterLoadConfig: myself keeps its id, ip, slots and epochs and
+        takes the configured ports; ping/pong times that were set become "now";
+        a replica's config epoch is 0 (it follows its primary's); nodes named only
+        as a primary or a migration target get an address-less entry.
+        """
+        me = conf.myself
+        st = cls(me.id, me.ip, port, cport, node_timeout_ms, rng, now_ms, **kwargs)
+        st.nodes.clear()
+        st._ids_cache = None
+        for rec in conf.nodes:
+            node = Node(
+                rec.id,
+                ip=rec.ip,
+                port=rec.port,
+                cport=rec.cport,
+                flags=set(rec.flags),
+                primary_id=rec.primary_id,
+                ping_sent=now_ms if rec.ping_sent else 0,
+                pong_received=now_ms if rec.pong_received else 0,
+                ctime=now_ms,
+                fail_time=now_ms if FAIL in rec.flags else 0,
+                hostname=rec.hostname,
+            )
+            if MYSELF in rec.flags:
+                node.port, node.cport = port, cport
+                if st.announce_ip is not None:
+                    node.ip = st.announce_ip
+                if "hostname" in kwargs:
+                    node.hostname = kwargs["hostname"]
+                node.migrating = dict(rec.migrating)
+                node.importing = dict(rec.importing)
+                st.myself = node
+            st._add_node(node)
+        referenced = [r.primary_id for r in conf.nodes if r.primary_id]
+        referenced += [nid for _, nid in st.myself.migrating.items()]
+        referenced += [nid for _, nid in st.myself.importing.items()]
+        for nid in referenced:
+            if nid not in st.nodes:
+                st._add_node(Node(nid, ctime=now_ms))
+        for rec in conf.nodes:
+            node = st.nodes[rec.id]
+            node.config_epoch = 0 if (node.is_replica and node.primary_id) else rec.config_epoch
+            for a, b in rec.slots:
+                st._assign_slots(node, range(a, b + 1))
+        st.current_epoch = max([conf.current_epoch] + [n.config_epoch for n in st.nodes.values()])
+        st.last_vote_epoch = conf.last_vote_epoch
+        st._replication_pending = st.myself.is_replica
+        st.check_invariants(full=True)
+        return st
+
+    # ------------------------------------------------------------------ views
+
+    @property
+    def myself_id(self) -> str:
+        return self.myself.id
+
+    @property
+    def migrating(self) -> dict[int, str]:
+        return self.myself.migrating
+
+    @property
+    def importing(self) -> dict[int, str]:
+        return self.myself.importing
+
+    @property
+    def slots_assigned(self) -> int:
+        return self._assigned
+
+    def my_epoch(self) -> int:
+        """cluster_my_epoch: my config epoch, or my primary's when a replica."""
+        m = self.myself
+        if m.is_replica and m.primary_id in self.nodes:
+            return self.nodes[m.primary_id].config_epoch
+        return m.config_epoch
+
+    def replicas_of(self, node_id: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.is_replica and n.primary_id == node_id]
+
+    def lookup(self, node_id: str) -> Node | None:
+        return self.nodes.get(node_id)
+
+    def stats(self) -> dict[str, int]:
+        """Non-zero message counters named as CLUSTER INFO prints them."""
+        out = {}
+        for t, n in self.stats_sent.items():
+            if n:
+                out[f"cluster_stats_messages_{t.stat_name}_sent"] = n
+        out["cluster_stats_messages_sent"] = sum(self.stats_sent.values())
+        for t, n in self.stats_received.items():
+            if n:
+                out[f"cluster_stats_messages_{t.stat_name}_received"] = n
+        out["cluster_stats_messages_received"] = sum(self.stats_received.values())
+        return out
+
+    def cluster_info(self) -> list[tuple[str, object]]:
+        """The CLUSTER INFO fields, in Redis 7.0's order."""
+        ok = pfail = fail = 0
+        for n in self.nodes.values():
+            if not n.slots:
+                continue
+            if FAIL in n.flags:
+                fail += len(n.slots)
+            elif PFAIL in n.flags:
+                pfail += len(n.slots)
+            else:
+                ok += len(n.slots)
+        fields: list[tuple[str, object]] = [
+            ("cluster_state", self.state),
+            ("cluster_slots_assigned", self._assigned),
+            ("cluster_slots_ok", ok),
+            ("cluster_slots_pfail", pfail),
+            ("cluster_slots_fail", fail),
+            ("cluster_known_nodes", len(self.nodes)),
+            ("cluster_size", self.size),
+            ("cluster_current_epoch", self.current_epoch),
+            ("cluster_my_epoch", self.my_epoch()),
+        ]
+        fields += list(self.stats().items())
+        fields.append(("total_cluster_links_buffer_limit_exceeded", 0))
+        return fields
+
+    def slot_map_signature(self) -> tuple:
+        """A cheap, comparable summary of the slot map (for convergence checks)."""
+        return tuple(sorted((n.id, n.slot_bitmap()) for n in self.nodes.values() if n.slots))
+
+    # ------------------------------------------------------------------ invariants
+
+    def check_invariants(self, full: bool = False) -> None:
+        me = self.myself
+        assert self.nodes.get(me.id) is me, "myself is in the node table"
+        assert MYSELF in me.flags and len(me.flags & _ROLE_FLAGS) == 1, f"myself role: {me.flags}"
+        assert not me.flags & {PFAIL, FAIL, HANDSHAKE, NOADDR}, f"myself flags: {me.flags}"
+        assert me.is_replica == (me.primary_id is not None), "myself is a replica iff it has a primary"
+        assert me.primary_id != me.id
+        total = 0
+        for n in self.nodes.values():
+            assert (n is me) == (MYSELF in n.flags), f"only myself has the myself flag ({n.id})"
+            assert n.config_epoch <= self.current_epoch, (
+                f"config epoch {n.config_epoch} of {n.id} above currentEpoch {self.current_epoch}"
+            )
+            assert not (n.slots and n.is_replica), f"replica {n.id} owns slots"
+            total += len(n.slots)
+        assert total == self._assigned, "slot counts agree with the slot map"
+        if full:
+            # Rebuild the slot map from the nodes' own slot sets: it must be the
+            # same map, and no slot may be claimed twice (counts would differ).
+            rebuilt: list[str | None] = [None] * CLUSTER_SLOTS
+            for n in self.nodes.values():
+                for a, b in n.slot_ranges():
+                    rebuilt[a : b + 1] = [n.id] * (b - a + 1)
+            assigned = CLUSTER_SLOTS - rebuilt.count(None)
+            assert assigned == total, "a slot is claimed by two nodes"
+            if rebuilt != self.slot_owner:
+                bad = next(s for s in range(CLUSTER_SLOTS) if rebuilt[s] != self.slot_owner[s])
+                raise AssertionError(f"slot {bad}: map says {self.slot_owner[bad]}, nodes say {rebuilt[bad]}")
+            for table in (me.migrating, me.importing):
+                for s, nid in table.items():
+                    assert 0 <= s < CLUSTER_SLOTS and nid in self.nodes
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _begin(self, now: int) -> None:
+        self.now = now
+        self._out = []
+        self._todo_save = self._todo_fsync = self._todo_update = False
+
+    def _finish(self) -> list:
+        if self._todo_update:
+            self._update_state()
+        out = self._out
+        if self._todo_save:
+            out.append(A.SaveConfig(fsync=self._todo_fsync))
+        self._out = []
+        self._todo_save = self._todo_fsync = self._todo_update = False
+        if __debug__:
+            self.check_invariants()
+        return out
+
+    def _save(self, fsync: bool = False, update: bool = False) -> None:
+        self._todo_save = True
+        self._todo_fsync |= fsync
+        self._todo_update |= update
+
+    def _log(self, level: str, text: str) -> None:
+        self._out.append(A.Log(level, text))
+
+    def _set_current_epoch(self, epoch: int) -> None:
+        assert epoch >= self.current_epoch, "currentEpoch never decreases"
+        if epoch != self.current_epoch:
+            self.current_epoch = epoch
+            self._save()  # persist every epoch change: a restart never goes back in time
+
+    def _set_config_epoch(self, node: Node, epoch: int) -> None:
+        assert epoch >= node.config_epoch or node.is_replica, "configEpoch never decreases"
+        node.config_epoch = epoch
+
+    def _node_ids(self) -> list[str]:
+        if self._ids_cache is None:
+            self._ids_cache = list(self.nodes)
+        return self._ids_cache
+
+    def _add_node(self, node: Node) -> None:
+        assert node.id not in self.nodes, f"node {node.id} added twice"
+        self.nodes[node.id] = node
+        self._ids_cache = None
+
+    def _del_node(self, node: Node) -> None:
+        """clusterDelNode: unassign its slots, drop reports by it, close its link."""
+        assert node is not self.myself
+        me = self.myself
+        for table in (me.migrating, me.importing):
+            for s in [s for s, nid in table.items() if nid == node.id]:
+                del table[s]
+        for s in list(node.slots):
+            self._del_slot(s)
+        for n in self.nodes.values():
+            n.failure_reports.pop(node.id, None)
+            if n.primary_id == node.id and n is not me:
+                n.primary_id = None
+        if node.link:
+            node.link = False
+            self._out.append(A.Disconnect(node.id))
+        del self.nodes[node.id]
+        self._ids_cache = None
+
+    def _rename_node(self, node: Node, new_id: str) -> None:
+        assert new_id not in self.nodes and not node.slots
+        old = node.id
+        del self.nodes[old]
+        node.id = new_id
+        self.nodes[new_id] = node
+        self._ids_cache = None
+        if node.link:
+            self._out.append(A.Rename(old, new_id))
+
+    def _add_slot(self, node: Node, slot: int) -> None:
+        self._assign_slots(node, (slot,))
+
+    def _del_slot(self, slot: int) -> None:
+        self._unassign_slots((slot,))
+
+    def _assign_slots(self, node: Node, slots) -> None:
+        """Give unowned ``slots`` to ``node`` (the one way a slot gets an owner)."""
+        assert not node.is_replica, "a replica cannot own slots"
+        owner = self.slot_owner
+        nid = node.id
+        for s in slots:
+            assert owner[s] is None, f"slot {s} already owned by {owner[s]}"
+            owner[s] = nid
+        before = len(node.slots)
+        node.slots.update(slots)
+        node._slots_changed()
+        self._assigned += len(node.slots) - before
+
+    def _unassign_slots(self, slots) -> None:
+        owner = self.slot_owner
+        touched: dict[str, list[int]] = {}
+        for s in slots:
+            nid = owner[s]
+            assert nid is not None, f"slot {s} is not assigned"
+            touched.setdefault(nid, []).append(s)
+            owner[s] = None
+        for nid, lost in touched.items():
+            node = self.nodes[nid]
+            node.slots.difference_update(lost)
+            node._slots_changed()
+            self._assigned -= len(lost)
+
+    def _del_node_slots(self, node: Node) -> None:
+        self._unassign_slots(sorted(node.slots))
+
+    def _blacklisted(self, node_id: str) -> bool:
+        expired = [k for k, t in self.blacklist.items() if t < self.now]
+        for k in expired:
+            del self.blacklist[k]
+        return node_id in self.blacklist
+
+    # ------------------------------------------------------------------ messages out
+
+    def _header(self) -> Header:
+        me = self.myself
+        src = me
+        if me.is_replica and me.primary_id in self.nodes:
+            src = self.nodes[me.primary_id]
+        return Header(
+            sender=me.id,
+            current_epoch=self.current_epoch,
+            config_epoch=src.config_epoch,
+            flags=frozenset(me.flags),
+            primary_id=me.primary_id,
+            slots=src.slot_bitmap(),
+            ip=self.announce_ip or "",
+            port=me.port,
+            cport=me.cport,
+            offset=self.repl_offset,
+            state=self.state,
+            hostname=me.hostname,
+        )
+
+    @staticmethod
+    def _gossip_entry(n: Node) -> GossipEntry:
+        # Redis carries these times in seconds: keep the same resolution.
+        return GossipEntry(
+            n.id, n.ping_sent // 1000 * 1000, n.pong_received // 1000 * 1000,
+            n.ip, n.port, n.cport, frozenset(n.flags),
+        )
+
+    def _gossip_section(self) -> tuple[GossipEntry, ...]:
+        """clusterSendPing's gossip: ~1/10 of the nodes (at least 3), plus PFAIL nodes."""
+        count = len(self.nodes)
+        freshnodes = count - 2
+        wanted = min(max(3, count // 10), freshnodes)
+        entries: list[GossipEntry] = []
+        chosen: set[str] = set()
+        ids = self._node_ids()
+        maxiter = wanted * 3
+        while freshnodes > 0 and len(entries) < wanted and maxiter > 0:
+            maxiter -= 1
+            n = self.nodes[self.rng.choice(ids)]
+            if n is self.myself or PFAIL in n.flags:
+                continue
+            if n.flags & {HANDSHAKE, NOADDR} or (not n.link and not n.slots):
+                freshnodes -= 1
+                continue
+            if n.id in chosen:
+                continue
+            entries.append(self._gossip_entry(n))
+            chosen.add(n.id)
+            freshnodes -= 1
+        pfail_wanted = self.stats_pfail_nodes
+        if pfail_wanted:
+            for n in self.nodes.values():
+                if pfail_wanted <= 0:
+                    break
+                if n.flags & {HANDSHAKE, NOADDR} or PFAIL not in n.flags:
+                    continue
+                entries.append(self._gossip_entry(n))
+                pfail_wanted -= 1
+        return tuple(entries)
+
+    def _ping_message(self, mtype: MsgType) -> Message:
+        return Message(mtype, self._header(), self._gossip_section())
+
+    def _count_sent(self, msg: Message, n: int = 1) -> None:
+        self.stats_sent[msg.type] += n
+
+    def _send(self, node: Node, msg: Message) -> None:
+        assert node.link, f"send to {node.id} without a link"
+        self._out.append(A.Send(node.id, msg))
+        self._count_sent(msg)
+
+    def _send_ping(self, node: Node, mtype: MsgType) -> None:
+        if mtype == MsgType.PING:
+            node.ping_sent = self.now
+        self._send(node, self._ping_message(mtype))
+
+    def _broadcast(self, msg: Message) -> None:
+        to = tuple(
+            n.id for n in self.nodes.values()
+            if n.link and n is not self.myself and not n.in_handshake
+        )
+        if to:
+            self._out.append(A.Broadcast(msg, to))
+            self._count_sent(msg, len(to))
+
+    def _broadcast_pong(self) -> None:
+        to = [n for n in self.nodes.values() if n.link and n is not self.myself and not n.in_handshake]
+        for n in to:
+            self._send(n, self._ping_message(MsgType.PONG))
+
+    # ------------------------------------------------------------------ tick
+
+    def on_tick(self, now: int) -> list:
+        """clusterCron, called every 100 ms."""
+        self._begin(now)
+        self._iteration += 1
+        timeout = self.node_timeout
+        handshake_timeout = max(timeout, HANDSHAKE_MIN_TIMEOUT_MS)
+        me = self.myself
+
+        if self._replication_pending and me.is_replica:
+            primary = self.nodes.get(me.primary_id)
+            if primary is not None and primary.has_address:
+                self._out.append(A.Replicate(primary.id))
+                self._replication_pending = False
+
+        # Reconnect, expire handshakes.
+        self.stats_pfail_nodes = 0
+        for node in list(self.nodes.values()):
+            if node is me or NOADDR in node.flags:
+                continue
+            if PFAIL in node.flags:
+                self.stats_pfail_nodes += 1
+            if node.in_handshake and now - node.ctime > handshake_timeout:
+                self._log("verbose", f"Handshake with node {node.id} ({node.ip}:{node.port}) timed out")
+                self._del_node(node)
+                continue
+            if not node.link and node.has_address:
+                node.link = True
+                node.link_ctime = now
+                self._out.append(A.Connect(node.id, node.ip, node.cport))
+                old_ping_sent = node.ping_sent
+                self._send_ping(node, MsgType.MEET if MEET in node.flags else MsgType.PING)
+                if old_ping_sent:
+                    node.ping_sent = old_ping_sent
+                node.flags.discard(MEET)
+
+        # Once a second, ping the node with the oldest pong among 5 random ones.
+        if self._iteration % 10 == 0:
+            ids = self._node_ids()
+            best: Node | None = None
+            for _ in range(5):
+                n = self.nodes[self.rng.choice(ids)]
+                if not n.link or n.ping_sent != 0 or n is me or n.in_handshake:
+                    continue
+                if best is None or n.pong_received < best.pong_received:
+                    best = n
+            if best is not None:
+                self._send_ping(best, MsgType.PING)
+
+        # Failure detection.
+        update = False
+        for node in list(self.nodes.values()):
+            if node is me or node.flags & {NOADDR, HANDSHAKE}:
+                continue
+            ping_delay = now - node.ping_sent
+            data_delay = now - node.data_received
+            if (
+                node.link
+                and now - node.link_ctime > timeout
+                and node.ping_sent
+                and ping_delay > timeout // 2
+                and data_delay > timeout // 2
+            ):
+                # No answer for a while on a live link: drop it, cron reconnects.
+                node.link = False
+                self._out.append(A.Disconnect(node.id))
+            if node.link and node.ping_sent == 0 and now - node.pong_received > timeout // 2:
+                self._send_ping(node, MsgType.PING)
+                continue
+            if node.ping_sent == 0:
+                continue
+            if min(ping_delay, data_delay) > timeout and not node.flags & FAILURE_FLAGS:
+                self._log("debug", f"*** NODE {node.id} possibly failing")
+                node.flags.add(PFAIL)
+                update = True
+
+        self._replica_cron()
+        if update or self.state == "fail":
+            self._todo_update = True
+        return self._finish()
+
+    def _replica_cron(self) -> None:
+        """Room for elections, replica migration and manual failover (not yet)."""
+
+    # ------------------------------------------------------------------ links
+
+    def on_link_up(self, node_id: str, now: int) -> list:
+        self._begin(now)
+        return self._finish()
+
+    def on_link_down(self, node_id: str, now: int) -> list:
+        """The outbound link to ``node_id`` failed to connect or broke."""
+        self._begin(now)
+        node = self.nodes.get(node_id)
+        if node is not None and node.link:
+            node.link = False
+            self._log("verbose", f"Connection with Node {node_id} at {node.ip}:{node.cport} lost")
+        return self._finish()
+
+    # ------------------------------------------------------------------ messages in
+
+    def on_message(self, link: LinkInfo, msg: Message, now: int) -> list:
+        """clusterProcessPacket."""
+        self._begin(now)
+        self.stats_received[msg.type] += 1
+        self._process(link, msg)
+        return self._finish()
+
+    def _process(self, link: LinkInfo, msg: Message) -> None:
+        h = msg.header
+        t = msg.type
+        me = self.myself
+        sender = self.nodes.get(h.sender)
+        if sender is not None:
+            sender.data_received = self.now
+        if sender is not None and sender is not me and not sender.in_handshake:
+            # currentEpoch is the max seen. (A sane sender's configEpoch never
+            # exceeds its currentEpoch; taking the max keeps that true here too.)
+            seen = max(h.current_epoch, h.config_epoch)
+            if seen > self.current_epoch:
+                self._set_current_epoch(seen)
+            if h.config_epoch > sender.config_epoch:
+                self._set_config_epoch(sender, h.config_epoch)
+                self._save(fsync=True)
+            sender.repl_offset = h.offset
+            sender.repl_offset_time = self.now
+
+        if t in (MsgType.PING, MsgType.MEET):
+            if (t == MsgType.MEET or me.ip == "") and self.announce_ip is None and link.inbound:
+                if link.local_ip and link.local_ip != me.ip:
+                    me.ip = link.local_ip
+                    self._log("warning", f"IP address for this node updated to {me.ip}")
+                    self._save()
+            if sender is None and t == MsgType.MEET:
+                node = Node(
+                    random_node_id(self.rng),
+                    ip=h.ip or link.peer_ip,
+                    port=h.port,
+                    cport=h.cport,
+                    flags={HANDSHAKE},
+                    ctime=self.now,
+                )
+                self._add_node(node)
+                self._save()
+                self._process_gossip(None, msg)
+            pong = self._ping_message(MsgType.PONG)
+            self._out.append(A.Reply(link, pong))
+            self._count_sent(pong)
+
+        if t in PING_LIKE:
+            if not self._process_ping_like(link, msg, sender):
+                return
+        elif t == MsgType.FAIL:
+            self._on_fail(sender, msg.body)
+        elif t == MsgType.PUBLISH:
+            if sender is not None:
+                assert isinstance(msg.body, PublishBody)
+                self._out.append(A.Deliver(msg.body.channel, msg.body.message))
+        elif t == MsgType.UPDATE:
+            self._on_update(sender, msg.body)
+        else:
+            self._on_failover_message(link, msg, sender)
+
+    def _process_ping_like(self, link: LinkInfo, msg: Message, sender: Node | None) -> bool:
+        h = msg.header
+        t = msg.type
+        me = self.myself
+
+        link_node: Node | None = None
+        if not link.inbound:
+            link_node = self.nodes.get(link.node_id) if link.node_id else None
+            if link_node is None or link_node is me:
+                return False  # a link of a node we no longer know
+            if link_node.in_handshake:
+                if sender is not None:
+                    # We already know this node: maybe a new address, then drop the duplicate.
+                    self._log("verbose", f"Handshake: we already know node {sender.id}, updating the address if needed.")
+                    if sender is not me:
+                        self._update_address(sender, h.ip or link.peer_ip or link_node.ip, h)
+                    self._del_node(link_node)
+                    self._save(update=True)
+                    return False
+                # The handshake is over: the node gets its real name. (As in Redis,
+                # the rest of this first PONG is processed with no known sender.)
+                self._rename_node(link_node, h.sender)
+                link_node.flags.discard(HANDSHAKE)
+                link_node.flags |= _role_flags(h.flags)
+                self._log("debug", f"Handshake with node {link_node.id} completed.")
+                self._save()
+            elif link_node.id != h.sender:
+                # Someone else answers at this address now.
+                self._log("debug", f"PONG contains mismatching sender ID {h.sender}, expected {link_node.id}")
+                link_node.flags.add(NOADDR)
+                link_node.ip, link_node.port, link_node.cport = "", 0, 0
+                if link_node.link:
+                    link_node.link = False
+                    self._out.append(A.Disconnect(link_node.id))
+                self._save()
+                return False
+
+        if sender is not None and sender is not me:
+            sender.flags.discard(NOFAILOVER)
+            sender.flags |= h.flags & {NOFAILOVER}
+
+        if (
+            sender is not None and sender is not me and t == MsgType.PING
+            and not sender.in_handshake and link.inbound
+        ):
+            if self._update_address(sender, h.ip or link.peer_ip, h):
+                self._save(update=True)
+
+        if link_node is not None and t == MsgType.PONG:
+            link_node.pong_received = self.now
+            link_node.ping_sent = 0
+            if PFAIL in link_node.flags:
+                link_node.flags.discard(PFAIL)
+                self._save(update=True)
+            elif FAIL in link_node.flags:
+                self._clear_node_failure_if_needed(link_node)
+
+        if sender is None or sender is me:
+            return True
+
+        # Role switch: primary <-> replica, or a new primary.
+        if h.primary_id is None:
+            self._set_node_as_primary(sender)
+        else:
+            primary = self.nodes.get(h.primary_id)
+            if sender.is_primary:
+                self._del_node_slots(sender)
+                sender.flags -= {MASTER, MIGRATE_TO}
+                sender.flags.add(SLAVE)
+                self._save(update=True)
+            if not sender.flags & _ROLE_FLAGS:
+                sender.flags.add(SLAVE)
+            if primary is not None and sender.primary_id != primary.id and primary is not sender:
+                sender.primary_id = primary.id
+                self._save()
+
+        # Slots.
+        sender_primary = sender if sender.is_primary else self.nodes.get(sender.primary_id or "")
+        dirty = sender_primary is not None and sender_primary.slot_bitmap() != h.slots
+        if dirty and sender.is_primary:
+            self._update_slots_config_with(sender, h.config_epoch, h.slots)
+        if dirty:
+            # The sender claims slots we know a newer owner of: tell it.
+            for s in slots_from_bitmap(h.slots):
+                owner_id = self.slot_owner[s]
+                if owner_id is None or owner_id == sender.id:
+                    continue
+                owner = self.nodes[owner_id]
+                if owner.config_epoch > h.config_epoch:
+                    self._log("verbose", f"Node {sender.id} has old slots configuration, sending an UPDATE message about {owner.id}")
+                    if sender.link:
+                        self._send(sender, Message(
+                            MsgType.UPDATE, self._header(),
+                            body=UpdateBody(owner.id, owner.config_epoch, owner.slot_bitmap()),
+                        ))
+                    break
+
+        if me.is_primary and sender.is_primary and h.config_epoch == me.config_epoch:
+            self._handle_config_epoch_collision(sender)
+
+        self._process_gossip(sender, msg)
+        return True
+
+    def _update_address(self, node: Node, ip: str, h: Header) -> bool:
+        """nodeUpdateAddressIfNeeded."""
+        if node.ip == ip and node.port == h.port and node.cport == h.cport:
+            return False
+        node.ip, node.port, node.cport = ip, h.port, h.cport
+        if node.link:
+            node.link = False
+            self._out.append(A.Disconnect(node.id))
+        node.flags.discard(NOADDR)
+        self._log("warning", f"Address updated for node {node.id}, now {ip}:{h.port}")
+        me = self.myself
+        if me.is_replica and me.primary_id == node.id:
+            self._out.append(A.Replicate(node.id))
+        return True
+
+    def _process_gossip(self, sender: Node | None, msg: Message) -> None:
+        """clusterProcessGossipSection."""
+        me = self.myself
+        for g in msg.gossip:
+            node = self.nodes.get(g.node_id)
+            if node is not None:
+                if sender is not None and sender.is_primary and node is not me and sender is not node:
+                    if g.flags & FAILURE_FLAGS:
+                        if sender.id not in node.failure_reports:
+                            self._log("verbose", f"Node {sender.id} reported node {node.id} as not reachable.")
+                        node.failure_reports[sender.id] = self.now
+                        self._mark_node_as_failing_if_needed(node)
+                    elif node.failure_reports.pop(sender.id, None) is not None:
+                        self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
+                if (
+                    not node.flags & FAILURE_FLAGS
+                    and node.ping_sent == 0
+                    and self.count_failure_reports_of(node) == 0
+                    and node.pong_received < g.pong_received <= self.now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
+                ):
+                    node.pong_received = g.pong_received
+                if (
+                    node is not me
+                    and node.flags & FAILURE_FLAGS
+                    and NOADDR not in g.flags
+                    and not g.flags & FAILURE_FLAGS
+                    and (node.ip != g.ip or node.port != g.port or node.cport != g.cport)
+                ):
+                    if node.link:
+                        node.link = False
+                        self._out.append(A.Disconnect(node.id))
+                    node.ip, node.port, node.cport = g.ip, g.port, g.cport
+                    node.flags.discard(NOADDR)
+            elif (
+                sender is not None
+                and NOADDR not in g.flags
+                and not self._blacklisted(g.node_id)
+            ):
+                # Trust a node a known node tells us about: add it with its real id.
+                self._add_node(Node(
+                    g.node_id, ip=g.ip, port=g.port, cport=g.cport,
+                    flags=_role_flags(g.flags) | (g.flags & {NOFAILOVER}), ctime=self.now,
+                ))
+                self._save()
+
+    def _on_fail(self, sender: Node | None, body) -> None:
+        assert isinstance(body, FailBody)
+        if sender is None:
+            return
+        failing = self.nodes.get(body.node_id)
+        if failing is not None and not failing.flags & {FAIL, MYSELF}:
+            self._log("notice", f"FAIL message received from {sender.id} about {failing.id}")
+            failing.flags.add(FAIL)
+            failing.fail_time = self.now
+            failing.flags.discard(PFAIL)
+            self._save(update=True)
+
+    def _on_update(self, sender: Node | None, body) -> None:
+        assert isinstance(body, UpdateBody)
+        if sender is None:
+            return
+        n = self.nodes.get(body.node_id)
+        if n is None or n.config_epoch >= body.config_epoch:
+            return
+        if n.is_replica:
+            self._set_node_as_primary(n)
+        if body.config_epoch > self.current_epoch:  # cannot happen from a sane sender
+            self._set_current_epoch(body.config_epoch)
+        self._set_config_epoch(n, body.config_epoch)
+        self._save(fsync=True)
+        self._update_slots_config_with(n, body.config_epoch, body.slots)
+
+    def _on_failover_message(self, link: LinkInfo, msg: Message, sender: Node | None) -> None:
+        """FAILOVER_AUTH_REQUEST / FAILOVER_AUTH_ACK / MFSTART: elections come later."""
+        self._log("debug", f"{msg.type.name} from {msg.header.sender} ignored (no elections yet)")
+
+    # ------------------------------------------------------------------ slots & roles
+
+    def _update_slots_config_with(self, sender: Node, config_epoch: int, bitmap: bytes) -> None:
+        """clusterUpdateSlotsConfigWith: a claim wins over an older configEpoch."""
+        me = self.myself
+        if sender is me:
+            self._log("debug", "Discarding UPDATE message about myself.")
+            return
+        curprimary = me if me.is_primary else self.nodes.get(me.primary_id or "")
+        new_primary: Node | None = None
+        lost: list[int] = []
+        sender_slots = 0
+        migrated_our = 0
+        taken: list[int] = []
+        owner_of = self.slot_owner
+        importing = me.importing
+        for s in slots_from_bitmap(bitmap):
+            sender_slots += 1
+            owner_id = owner_of[s]
+            if owner_id == sender.id:
+                continue
+            if s in importing:
+                continue  # closed manually by the operator
+            if owner_id is None or self.nodes[owner_id].config_epoch < config_epoch:
+                if owner_id == me.id:
+                    lost.append(s)
+                if curprimary is not None and owner_id == curprimary.id:
+                    new_primary = sender
+                    migrated_our += 1
+                taken.append(s)
+        if taken:
+            self._unassign_slots([s for s in taken if owner_of[s] is not None])
+            self._assign_slots(sender, taken)
+            self._save(fsync=True, update=True)
+        if (
+            new_primary is not None
+            and curprimary is not None
+            and not curprimary.slots
+            and (self.allow_replica_migration or sender_slots == migrated_our)
+        ):
+            self._log("warning", f"Configuration change detected. Reconfiguring myself as a replica of {sender.id}")
+            self._set_my_primary(sender)
+            self._save(fsync=True, update=True)
+        elif me.is_replica and me.primary_id in self.nodes and self.nodes[me.primary_id].primary_id:
+            grand = self.nodes.get(self.nodes[me.primary_id].primary_id or "")
+            if grand is not None and grand is not me and grand.is_primary:
+                self._log("notice", f"I'm a sub-replica! Reconfiguring myself as a replica of {grand.id}")
+                self._set_my_primary(grand)
+                self._save(fsync=True, update=True)
+        elif lost:
+            self._out.append(A.DropSlotKeys(tuple(lost)))
+
+    def _set_node_as_primary(self, n: Node) -> None:
+        """clusterSetNodeAsMaster."""
+        if n.is_primary:
+            return
+        if n.primary_id is not None and n is not self.myself:
+            n.flags.add(MIGRATE_TO)
+        n.flags.discard(SLAVE)
+        n.flags.add(MASTER)
+        n.primary_id = None
+        if n is self.myself:
+            self._out.append(A.Replicate(None))
+        self._save(update=True)
+
+    def _set_my_primary(self, n: Node) -> None:
+        """clusterSetMaster: myself becomes a replica of ``n``."""
+        me = self.myself
+        assert n is not me and not me.slots
+        if me.is_primary:
+            me.flags -= {MASTER, MIGRATE_TO}
+            me.flags.add(SLAVE)
+            me.migrating.clear()
+            me.importing.clear()
+        me.primary_id = n.id
+        self._replication_pending = False
+        self._out.append(A.Replicate(n.id))
+
+    def _handle_config_epoch_collision(self, sender: Node) -> None:
+        """clusterHandleConfigEpochCollision: the smaller node id takes a new epoch."""
+        me = self.myself
+        if sender.config_epoch != me.config_epoch or not sender.is_primary or not me.is_primary:
+            return
+        if sender.id <= me.id:
+            return
+        self._set_current_epoch(self.current_epoch + 1)
+        self._set_config_epoch(me, self.current_epoch)
+        self._save(fsync=True)
+        self._log("verbose", f"WARNING: configEpoch collision with node {sender.id}. configEpoch set to {me.config_epoch}")
+
+    # ------------------------------------------------------------------ failure detection
+
+    def count_failure_reports_of(self, node: Node) -> int:
+        """Valid failure reports (cleaning expired ones)."""
+        if not node.failure_reports:
+            return 0
+        maxtime = self.node_timeout * FAIL_REPORT_VALIDITY_MULT
+        expired = [k for k, t in node.failure_reports.items() if self.now - t > maxtime]
+        for k in expired:
+            del node.failure_reports[k]
+        return len(node.failure_reports)
+
+    def _mark_node_as_failing_if_needed(self, node: Node) -> None:
+        needed = self.size // 2 + 1
+        if PFAIL not in node.flags or FAIL in node.flags:
+            return
+        failures = self.count_failure_reports_of(node)
+        if self.myself.is_primary:
+            failures += 1
+        if failures < needed:
+            return
+        self._log("notice", f"Marking node {node.id} as failing (quorum reached).")
+        node.flags.discard(PFAIL)
+        node.flags.add(FAIL)
+        node.fail_time = self.now
+        self._broadcast(Message(MsgType.FAIL, self._header(), body=FailBody(node.id)))
+        self._save(update=True)
+
+    def _clear_node_failure_if_needed(self, node: Node) -> None:
+        assert FAIL in node.flags
+        if node.is_replica or not node.slots:
+            self._log("notice", f"Clear FAIL state for node {node.id}: {'replica' if node.is_replica else 'master without slots'} is reachable again.")
+            node.flags.discard(FAIL)
+            self._save(update=True)
+        if (
+            node.is_primary and node.slots
+            and self.now - node.fail_time > self.node_timeout * FAIL_UNDO_TIME_MULT
+        ):
+            self._log("notice", f"Clear FAIL state for node {node.id}: is reachable again and nobody is serving its slots after some time.")
+            node.flags.discard(FAIL)
+            self._save(update=True)
+
+    def _update_state(self) -> None:
+        """clusterUpdateState: ok iff every slot is served and a majority is reachable."""
+        now = self.now
+        me = self.myself
+        if self._first_update_time is None:
+            self._first_update_time = now
+        if me.is_primary and self.state == "fail" and now - self._first_update_time < WRITABLE_DELAY_MS:
+            return
+        new = "ok"
+        if self.require_full_coverage:
+            if self._assigned < CLUSTER_SLOTS or any(FAIL in n.flags and n.slots for n in self.nodes.values()):
+                new = "fail"
+        size = reachable = 0
+        for n in self.nodes.values():
+            if n.is_primary and n.slots:
+                size += 1
+                if not n.flags & FAILURE_FLAGS:
+                    reachable += 1
+        self.size = size
+        if reachable < size // 2 + 1:
+            new = "fail"
+            self._among_minority_time = now
+        if new != self.state:
+            rejoin = min(max(self.node_timeout, MIN_REJOIN_DELAY_MS), MAX_REJOIN_DELAY_MS)
+            if new == "ok" and me.is_primary and now - self._among_minority_time < rejoin:
+                return
+            self._log("notice" if new == "ok" else "warning", f"Cluster state changed: {new}")
+            self.state = new
+
+    # ------------------------------------------------------------------ admin (CLUSTER ...)
+
+    def _admin(self, now: int | None) -> None:
+        self._begin(self.now if now is None else now)
+
+    def meet(self, ip: str, port: int, cport: int | None = None, now: int | None = None) -> list:
+        """CLUSTER MEET: start a handshake (the MEET goes out on the next tick)."""
+        self._admin(now)
+        if cport is None:
+            cport = port + 10000
+        try:
+            norm = str(ipaddress.ip_address(ip))
+        except ValueError:
+            raise ClusterError(f"ERR Invalid node address specified: {ip}:{port}") from None
+        if not (0 < port <= 65535 and 0 < cport <= 65535):
+            raise ClusterError(f"ERR Invalid node address specified: {ip}:{port}")
+        for n in self.nodes.values():
+            if n.in_handshake and n.ip == norm and n.port == port and n.cport == cport:
+                return self._finish()  # already in progress: still OK
+        self._add_node(Node(
+            random_node_id(self.rng), ip=norm, port=port, cport=cport,
+            flags={HANDSHAKE, MEET}, ctime=self.now,
+        ))
+        self._save()
+        return self._finish()
+
+    def _known(self, node_id: str) -> Node:
+        n = self.nodes.get(node_id)
+        if n is None:
+            raise ClusterError(f"ERR Unknown node {node_id}")
+        return n
+
+    def forget(self, node_id: str, now: int | None = None) -> list:
+        """CLUSTER FORGET: drop the node and ban it from gossip for 60 s."""
+        self._admin(now)
+        n = self._known(node_id)
+        me = self.myself
+        if n is me:
+            raise ClusterError("ERR I tried hard but I can't forget myself...")
+        if me.is_replica and me.primary_id == n.id:
+            raise ClusterError("ERR Can't forget my master!")
+        self.blacklist[n.id] = self.now + BLACKLIST_TTL_MS
+        self._del_node(n)
+        self._save(update=True)
+        return self._finish()
+
+    def reset(self, hard: bool, now: int | None = None) -> list:
+        """CLUSTER RESET SOFT|HARD (the caller refuses a primary holding keys)."""
+        self._admin(now)
+        me = self.myself
+        if me.is_replica:
+            self._set_node_as_primary(me)
+            self._out.append(A.EmptyData())
+        me.migrating.clear()
+        me.importing.clear()
+        self._unassign_slots([s for s in range(CLUSTER_SLOTS) if self.slot_owner[s] is not None])
+        for n in list(self.nodes.values()):
+            if n is not me:
+                self._del_node(n)
+        if hard:
+            self.current_epoch = 0  # the one place epochs go back: a new identity
+            self.last_vote_epoch = 0
+            me.config_epoch = 0
+            old = me.id
+            del self.nodes[old]
+            me.id = random_node_id(self.rng)
+            self.nodes[me.id] = me
+            self._ids_cache = None
+            self._log("notice", f"Node hard reset, now I'm {me.id}")
+        self._save(fsync=True, update=True)
+        return self._finish()
+
+    @staticmethod
+    def _check_slot(slot: object) -> int:
+        if type(slot) is not int or not 0 <= slot < CLUSTER_SLOTS:
+            raise ClusterError("ERR Invalid or out of range slot")
+        return slot
+
+    def _slots_arg(self, slots: Iterable[int], deleting: bool) -> list[int]:
+        slots = [self._check_slot(s) for s in slots]
+        seen: set[int] = set()
+        for s in slots:
+            if deleting and self.slot_owner[s] is None:
+                raise ClusterError(f"ERR Slot {s} is already unassigned")
+            if not deleting and self.slot_owner[s] is not None:
+                raise ClusterError(f"ERR Slot {s} is already busy")
+            if s in seen:
+                raise ClusterError(f"ERR Slot {s} specified multiple times")
+            seen.add(s)
+        return slots
+
+    def add_slots(self, slots: Iterable[int], now: int | None = None) -> list:
+        """CLUSTER ADDSLOTS / ADDSLOTSRANGE."""
+        self._admin(now)
+        slots = self._slots_arg(slots, deleting=False)
+        if slots and self.myself.is_replica:
+            raise ClusterError("ERR Please use ADDSLOTS only with masters.")
+        for s in slots:
+            self.myself.importing.pop(s, None)
+        self._assign_slots(self.myself, slots)
+        self._save(update=True)
+        return self._finish()
+
+    def del_slots(self, slots: Iterable[int], now: int | None = None) -> list:
+        """CLUSTER DELSLOTS / DELSLOTSRANGE."""
+        self._admin(now)
+        self._unassign_slots(self._slots_arg(slots, deleting=True))
+        self._save(update=True)
+        return self._finish()
+
+    def flush_slots(self, db_empty: bool = True, now: int | None = None) -> list:
+        """CLUSTER FLUSHSLOTS."""
+        self._admin(now)
+        if not db_empty:
+            raise ClusterError("ERR DB must be empty to perform CLUSTER FLUSHSLOTS.")
+        self._del_node_slots(self.myself)
+        self._save(update=True)
+        return self._finish()
+
+    def _setslot_checks(self, slot: int) -> int:
+        if self.myself.is_replica:
+            raise ClusterError("ERR Please use SETSLOT only with masters.")
+        return self._check_slot(slot)
+
+    def _target(self, node_id: str, unknown: str) -> Node:
+        n = self.nodes.get(node_id)
+        if n is None:
+            raise ClusterError(f"ERR {unknown} {node_id}")
+        if n.is_replica:
+            raise ClusterError("ERR Target node is not a master")
+        return n
+
+    def set_slot_migrating(self, slot: int, node_id: str, now: int | None = None) -> list:
+        self._admin(now)
+        slot = self._setslot_checks(slot)
+        if self.slot_owner[slot] != self.myself.id:
+            raise ClusterError(f"ERR I'm not the owner of hash slot {slot}")
+        n = self._target(node_id, "I don't know about node")
+        self.myself.migrating[slot] = n.id
+        self._save(update=True)
+        return self._finish()
+
+    def set_slot_importing(self, slot: int, node_id: str, now: int | None = None) -> list:
+        self._admin(now)
+        slot = self._setslot_checks(slot)
+        if self.slot_owner[slot] == self.myself.id:
+            raise ClusterError(f"ERR I'm already the owner of hash slot {slot}")
+        n = self._target(node_id, "I don't know about node")
+        self.myself.importing[slot] = n.id
+        self._save(update=True)
+        return self._finish()
+
+    def set_slot_stable(self, slot: int, now: int | None = None) -> list:
+        self._admin(now)
+        slot = self._setslot_checks(slot)
+        self.myself.migrating.pop(slot, None)
+        self.myself.importing.pop(slot, None)
+        self._save(update=True)
+        return self._finish()
+
+    def set_slot_node(self, slot: int, node_id: str, keys_in_slot: int = 0, now: int | None = None) -> list:
+        """CLUSTER SETSLOT <slot> NODE <id>; ``keys_in_slot`` is countKeysInSlot(slot)."""
+        self._admin(now)
+        slot = self._setslot_checks(slot)
+        me = self.myself
+        n = self._target(node_id, "Unknown node")
+        if self.slot_owner[slot] == me.id and n is not me and keys_in_slot:
+            raise ClusterError(
+                f"ERR Can't assign hashslot {slot} to a different node while I still hold keys for this hash slot."
+            )
+        if keys_in_slot == 0:
+            me.migrating.pop(slot, None)
+        was_mine = self.slot_owner[slot] == me.id
+        if self.slot_owner[slot] is not None:
+            self._del_slot(slot)
+        self._add_slot(n, slot)
+        if was_mine and n is not me and not me.slots and self.allow_replica_migration:
+            self._log("warning", f"Configuration change detected. Reconfiguring myself as a replica of {n.id}")
+            self._set_my_primary(n)
+            self._save(fsync=True, update=True)
+        if n is me and slot in me.importing:
+            if self._bump_config_epoch_without_consensus():
+                self._log("warning", f"configEpoch updated after importing slot {slot}")
+            del me.importing[slot]
+            self._broadcast_pong()
+        self._save(update=True)
+        return self._finish()
+
+    def _max_epoch(self) -> int:
+        return max([self.current_epoch] + [n.config_epoch for n in self.nodes.values()])
+
+    def _bump_config_epoch_without_consensus(self) -> bool:
+        me = self.myself
+        if me.config_epoch == 0 or me.config_epoch != self._max_epoch():
+            self._set_current_epoch(self.current_epoch + 1)
+            self._set_config_epoch(me, self.current_epoch)
+            self._save(fsync=True)
+            self._log("warning", f"New configEpoch set to {me.config_epoch}")
+            return True
+        return False
+
+    def bump_epoch(self, now: int | None = None) -> tuple[tuple[str, int], list]:
+        """CLUSTER BUMPEPOCH -> (("BUMPED"|"STILL", my config epoch), actions)."""
+        self._admin(now)
+        word = "BUMPED" if self._bump_config_epoch_without_consensus() else "STILL"
+        return (word, self.myself.config_epoch), self._finish()
+
+    def set_config_epoch(self, epoch: int, now: int | None = None) -> list:
+        """CLUSTER SET-CONFIG-EPOCH."""
+        self._admin(now)
+        if epoch < 0:
+            raise ClusterError(f"ERR Invalid config epoch specified: {epoch}")
+        if len(self.nodes) > 1:
+            raise ClusterError(
+                "ERR The user can assign a config epoch only when the node does not know any other node."
+            )
+        if self.myself.config_epoch != 0:
+            raise ClusterError("ERR Node config epoch is already non-zero")
+        if self.current_epoch < epoch:
+            self._set_current_epoch(epoch)
+        self._set_config_epoch(self.myself, epoch)
+        self._log("warning", f"configEpoch set to {epoch} via CLUSTER SET-CONFIG-EPOCH")
+        self._save(update=True)
+        return self._finish()
+
+    def replicate(self, primary_id: str, db_empty: bool = True, now: int | None = None) -> list:
+        """CLUSTER REPLICATE: record the new role; replication itself is the server's."""
+        self._admin(now)
+        n = self._known(primary_id)
+        me = self.myself
+        if n is me:
+            raise ClusterError("ERR Can't replicate myself")
+        if n.is_replica:
+            raise ClusterError("ERR I can only replicate a master, not a replica.")
+        if me.is_primary and (me.slots or not db_empty):
+            raise ClusterError("ERR To set a master the node must be empty and without assigned slots.")
+        self._set_my_primary(n)
+        self._save(update=True)
+        return self._finish()
+
+    def count_failure_reports(self, node_id: str, now: int | None = None) -> int:
+        """CLUSTER COUNT-FAILURE-REPORTS."""
+        if now is not None:
+            self.now = now
+        return self.count_failure_reports_of(self._known(node_id))
+
+    def publish(self, channel: bytes, message: bytes, now: int | None = None) -> list:
+        """PUBLISH in cluster mode: send to every node."""
+        self._admin(now)
+        self._broadcast(Message(MsgType.PUBLISH, self._header(), body=PublishBody(channel, message)))
+        return self._finish()
+
+    def set_repl_offset(self, offset: int) -> None:
+        self.repl_offset = offset
