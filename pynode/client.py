@@ -15,6 +15,7 @@ class Client(asyncio.Protocol):
                  "name", "addr", "laddr", "fd", "created", "last_io", "last_cmd",
                  "special", "in_multi", "queued", "multi_error", "watched",
                  "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
+                 "wbuf", "close_queued",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
                  "readonly", "__weakref__")
 
@@ -49,6 +50,8 @@ class Client(asyncio.Protocol):
         self.reply_mode = REPLY_ON
         self.closing = False
         self.out = None
+        self.wbuf: list | None = None    # replies waiting for Server.flush_writes
+        self.close_queued = False
         self.pending: list = []          # parsed commands waiting (CLIENT PAUSE)
         self.paused = False
         self.rewrite = None              # what to propagate instead of argv
@@ -97,11 +100,12 @@ class Client(asyncio.Protocol):
                 self.write(b"-ERR " + err.encode("latin-1") + b"\r\n")
                 srv.log.verbose("Protocol error (%s) from client: id=%d addr=%s"
                                 % (err, self.id, self.addr))
-                self.transport.close()
+                self.close_after_reply()
             self.closing = True
 
     def run(self, cmds: list) -> None:
-        """Execute parsed commands and write all replies with one write."""
+        """Execute parsed commands; their replies leave together with one write
+        when the loop has handled every ready connection (Server.flush_writes)."""
         srv = self.srv
         execute = srv.execute
         out = self.out = []     # write() appends here until the one write below
@@ -122,14 +126,11 @@ class Client(asyncio.Protocol):
                 break
         self.out = None
         if out:
-            aof = srv.aof
-            if aof is not None and aof.buf:
-                aof.flush()  # write (and with appendfsync always fsync) before replying
             data = b"".join(out) if len(out) > 1 else out[0]
             srv.stat_net_output_bytes += len(data)
-            self.transport.write(data)
+            srv.queue_write(self, data)
         if self.closing:
-            self.transport.close()
+            self.close_after_reply()
 
     def resume(self) -> None:
         """Run the commands held while clients were paused."""
@@ -159,17 +160,15 @@ class Client(asyncio.Protocol):
         if self.out is not None:
             self.out.append(data)
         elif not self.closing and self.transport is not None:
-            aof = self.srv.aof
-            if aof is not None and aof.buf:
-                aof.flush()  # e.g. a blocked client served by another's write
             self.srv.stat_net_output_bytes += len(data)
-            self.transport.write(data)
+            self.srv.queue_write(self, data)
 
     def close_after_reply(self) -> None:
-        """Close once the replies of the current read are written."""
+        """Close once the replies queued so far are written."""
         self.closing = True
-        if self.out is None:
-            self.transport.close()
+        if self.out is None and not self.close_queued:
+            self.close_queued = True
+            self.srv.queue_write(self, None)
 
     def set_resp(self, v: int) -> None:
         self.resp = v

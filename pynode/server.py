@@ -52,6 +52,7 @@ class Server:
         self.paused_clients: set[Client] = set()
         self.active_expire_enabled = True
         self.aof = None
+        self.write_queue: list[Client] = []
         # inside EXEC: (dbid, argv) writes held to be wrapped in MULTI/EXEC
         self.also_propagate: list | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -171,6 +172,52 @@ class Server:
                     del self.patterns[p]
         c.subs = set()
         c.psubs = set()
+
+    # ---------------------------------------------------------------- writes
+    def queue_write(self, c: Client, data: bytes | None) -> None:
+        """Hold a reply (None: a close) until every ready connection is read.
+
+        As Redis's beforeSleep: the AOF is written (and with appendfsync
+        always fsynced) once for the whole batch, then each client gets one
+        write.  Waking a waiting peer costs more than the send itself, so
+        writing after the reads, not between them, is what keeps pipelined
+        throughput up."""
+        if self.loop is None:  # no event loop (in-process use): write now
+            if self.aof is not None and self.aof.buf:
+                self.aof.flush()
+            if data is None:
+                c.transport.close()
+            else:
+                c.transport.write(data)
+            return
+        wbuf = c.wbuf
+        if wbuf is None:
+            if not self.write_queue:
+                self.loop.call_soon(self.flush_writes)
+            self.write_queue.append(c)
+            c.wbuf = [data]
+        else:
+            wbuf.append(data)
+
+    def flush_writes(self) -> None:
+        aof = self.aof
+        if aof is not None and aof.buf:
+            aof.flush()  # the AOF first: no reply goes out before its write
+        queue = self.write_queue
+        self.write_queue = []
+        for c in queue:
+            wbuf = c.wbuf
+            c.wbuf = None
+            t = c.transport
+            if t.is_closing():
+                continue
+            if wbuf[-1] is None:
+                data = b"".join([d for d in wbuf if d is not None])
+                if data:
+                    t.write(data)
+                t.close()
+            else:
+                t.write(b"".join(wbuf) if len(wbuf) > 1 else wbuf[0])
 
     # ---------------------------------------------------------------- pause
     def must_pause(self, c: Client, argv: list[bytes]) -> bool:

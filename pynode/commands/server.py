@@ -213,6 +213,9 @@ def client_getname(c, argv):
 
 
 def _kill(c, target) -> None:
+    if target is c:
+        c.close_after_reply()  # the caller still gets its reply, as in Redis
+        return
     target.closing = True
     if target.transport is not None:
         target.transport.close()
