@@ -100,7 +100,6 @@ class Server:
                 self.dispatch[v] = cmd
 
     def reset_stats(self) -> None:
-        self.stat_numcommands = 0
         self.stat_numconnections = 0
         self.stat_rejected_conn = 0
         self.stat_expiredkeys_base = 0
@@ -116,6 +115,11 @@ class Server:
             cmd.usec = 0.0
             cmd.rejected = 0
             cmd.failed = 0
+
+    @property
+    def stat_numcommands(self) -> int:
+        """total_commands_processed: the sum of every command's calls."""
+        return sum(cmd.calls for cmd in cmdmod.all_commands(self.table))
 
     # ---------------------------------------------------------------- clients
     def on_connect(self, c: Client) -> None:
@@ -279,7 +283,6 @@ class Server:
         dt = perf_counter() - t0
         cmd.calls += 1
         cmd.usec += dt
-        self.stat_numcommands += 1
         c.last_cmd = cmd.name
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
@@ -340,7 +343,6 @@ class Server:
         dt = time.perf_counter() - t0
         cmd.calls += 1
         cmd.usec += dt
-        self.stat_numcommands += 1
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)
         if self.dirty != dirty:

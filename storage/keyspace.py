@@ -54,6 +54,11 @@ class Database:
                 return None
         return v
 
+    def slot_dict(self, key: bytes) -> dict:
+        """The dict of key's slot, for read-modify-write fast paths (the
+        caller handles expiry and WATCH, see INCR)."""
+        return self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383]
+
     def exists(self, key: bytes) -> bool:
         return self.get(key) is not None
 

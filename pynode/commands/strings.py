@@ -348,10 +348,14 @@ def incr(c, argv):
     # the common case inlined: an existing canonical integer, no overflow
     db = c.db
     key = argv[1]
-    v = db.get(key)
-    if type(v) is bytes and 0 < len(v) < 19 and v.isdigit() and (v[0] != 48 or len(v) == 1):
+    d = db.slot_dict(key)
+    v = d.get(key)
+    if type(v) is bytes and 0 < len(v) < 19 and v.isdigit() and (v[0] != 48 or len(v) == 1) \
+            and not (db.expires and key in db.expires):
         nb = b"%d" % (int(v) + 1)
-        db.set(key, nb, True)
+        d[key] = nb
+        if db.watched:
+            db.touch(key)
         c.srv.dirty += 1
         return b":" + nb + b"\r\n"
     return _incr(c, key, 1)
