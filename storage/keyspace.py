@@ -30,7 +30,7 @@ def now_ms() -> int:
 
 
 class Database:
-    __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl")
+    __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl", "raw")
 
     def __init__(self, ks: "Keyspace", id: int) -> None:
         self.id = id
@@ -42,6 +42,9 @@ class Database:
         # to True when the key changes) and an `expired` flag (see touch_all)
         self.watched: dict[bytes, set] = {}
         self.avg_ttl = 0
+        # strings changed in place (APPEND, SETRANGE, SETBIT...): Redis reports
+        # them as "raw" whatever their length; a new value clears the mark
+        self.raw: set[bytes] = set()
 
     # ---------------------------------------------------------- reads
     def get(self, key: bytes):
@@ -155,6 +158,21 @@ class Database:
             self.expires.pop(key, None)
         if self.watched:
             self.touch(key)
+        if self.raw:
+            self.raw.discard(key)
+
+    def put(self, key: bytes, value, expire: int = -1, raw: bool = False) -> None:
+        """Store a whole key record (value, absolute expiry or -1, raw mark),
+        as RENAME, MOVE and COPY carry it from another key."""
+        self.set(key, value)
+        if expire != -1:
+            self.set_expire(key, expire)
+        if raw:
+            self.raw.add(key)
+
+    def mark_raw(self, key: bytes) -> None:
+        """The string at key was modified in place (OBJECT ENCODING says raw)."""
+        self.raw.add(key)
 
     def set_pairs(self, argv: list, start: int = 1) -> None:
         """set() for each key, value pair of argv[start:] (MSET), TTLs cleared."""
@@ -167,6 +185,8 @@ class Database:
                 expires.pop(key, None)
             if self.watched:
                 self.touch(key)
+            if self.raw:
+                self.raw.discard(key)
 
     def delete(self, key: bytes) -> bool:
         """Remove key; True if it existed and was not expired."""
@@ -181,6 +201,8 @@ class Database:
         del d[key]
         if self.watched:
             self.touch(key)
+        if self.raw:
+            self.raw.discard(key)
         return live
 
     def set_expire(self, key: bytes, when_ms: int) -> None:
@@ -239,6 +261,7 @@ class Database:
                 d.clear()
         self.expires.clear()
         self.heap.clear()
+        self.raw.clear()
         return n
 
     def flush_slot(self, slot: int) -> int:
@@ -253,6 +276,7 @@ class Database:
         if key in d:
             del d[key]
         self.expires.pop(key, None)
+        self.raw.discard(key)
         self.ks.expired_keys += 1
         if self.watched:
             self.touch(key)
@@ -283,6 +307,7 @@ class Database:
         self.slots, other.slots = other.slots, self.slots
         self.expires, other.expires = other.expires, self.expires
         self.heap, other.heap = other.heap, self.heap
+        self.raw, other.raw = other.raw, self.raw
 
 
 class Keyspace:

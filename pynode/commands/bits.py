@@ -70,6 +70,7 @@ def setbit(c, argv):
     else:
         buf[byte] &= ~mask & 0xFF
     c.db.set(key, bytes(buf), keepttl=True)
+    c.db.mark_raw(key)
     c.srv.dirty += 1
     return ONE if old else ZERO
 
@@ -233,6 +234,7 @@ def bitop(c, argv):
                     acc ^= x
             res = acc.to_bytes(maxlen, "big")
         c.db.set(dest, res)
+        c.db.mark_raw(dest)
         c.srv.dirty += 1
     elif c.db.delete(dest):
         c.srv.dirty += 1
@@ -372,6 +374,7 @@ def _bitfield(c, argv, ro: bool):
         out.append(b":%d\r\n" % (newval if opcode == 2 else old))
         _bf_set(buf, off, bits, newval)
     c.db.set(key, bytes(buf), keepttl=True)
+    c.db.mark_raw(key)
     if changes:
         c.srv.dirty += changes
     return b"".join(out)

@@ -146,10 +146,9 @@ def _rename(c, argv, nx: bool):
         if nx:
             return ZERO
         db.delete(dst)
+    raw = src in db.raw
     db.delete(src)
-    db.set(dst, v)
-    if expire != -1:
-        db.set_expire(dst, expire)
+    db.put(dst, v, expire, raw)
     c.srv.dirty += 1
     return ONE if nx else OK
 
@@ -197,9 +196,7 @@ def copy(c, argv):
         if not replace:
             return ZERO
         dst_db.delete(newkey)
-    dst_db.set(newkey, values.dup(v))
-    if expire != -1:
-        dst_db.set_expire(newkey, expire)
+    dst_db.put(newkey, values.dup(v), expire, key in src_db.raw)
     srv.dirty += 1
     return ONE
 
@@ -220,9 +217,7 @@ def move(c, argv):
     expire = src.get_expire(key)
     if dst.get(key) is not None:
         return ZERO
-    dst.set(key, v)
-    if expire != -1:
-        dst.set_expire(key, expire)
+    dst.put(key, v, expire, key in src.raw)
     src.delete(key)
     srv.dirty += 1
     return ONE
@@ -314,7 +309,10 @@ def object_encoding(c, argv):
     v = _object_lookup(c, argv)
     if v is None:
         return c.nil
-    enc = values.encoding(v).encode()
+    if type(v) is bytes and argv[2] in c.db.raw:
+        enc = b"raw"
+    else:
+        enc = values.encoding(v).encode()
     return b"$%d\r\n%s\r\n" % (len(enc), enc)
 
 

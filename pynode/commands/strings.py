@@ -303,6 +303,7 @@ def append(c, argv):
     _check_len(c, len(v) + len(add))
     nv = v + add
     c.db.set(key, nv, keepttl=True)
+    c.db.mark_raw(key)
     c.srv.dirty += 1
     return integer(len(nv))
 
@@ -578,6 +579,7 @@ def setrange(c, argv):
         else:
             nv = v[:offset] + val + v[end:]
         c.db.set(key, nv, keepttl=True)
+    c.db.mark_raw(key)
     c.srv.dirty += 1
     return integer(len(nv))
 
