@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from pynode.resp import NIL2, NIL3, RequestParser, error
+from pynode.resp import NIL2, NIL3, RequestParser
 
 REPLY_ON, REPLY_OFF, REPLY_SKIP_NEXT, REPLY_SKIP = 0, 1, 2, 3
 
@@ -15,7 +15,7 @@ class Client(asyncio.Protocol):
                  "name", "addr", "laddr", "fd", "created", "last_io", "last_cmd",
                  "special", "in_multi", "queued", "multi_error", "watched",
                  "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
-                 "wbuf", "close_queued",
+                 "wbuf", "close_queued", "asking",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
                  "readonly", "__weakref__")
 
@@ -59,6 +59,7 @@ class Client(asyncio.Protocol):
         self.lib_ver = b""
         self.flags_extra = ""
         self.readonly = False
+        self.asking = False
         self.update_special()
 
     # ------------------------------------------------------------ asyncio

@@ -19,6 +19,7 @@ from pynode.commands import CommandError
 from pynode.config import ACTIVE, VERSION, Config
 from pynode.log import log
 from pynode.resp import error
+from pynode.routing import route
 from storage.keyspace import Keyspace
 
 
@@ -52,6 +53,7 @@ class Server:
         self.paused_clients: set[Client] = set()
         self.active_expire_enabled = True
         self.aof = None
+        self.cluster = None          # pynode.cluster.ClusterNode with cluster-enabled yes
         self.write_queue: list[Client] = []
         # inside EXEC: (dbid, argv) writes held to be wrapped in MULTI/EXEC
         self.also_propagate: list | None = None
@@ -77,6 +79,7 @@ class Server:
         self.slowlog_threshold = (self.slowlog_slower_than / 1e6
                                   if self.slowlog_slower_than >= 0 else float("inf"))
         self.debug_enabled = cfg.get("enable-debug-command")
+        self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
         if getattr(self, "aof", None) is not None:
             self.aof.configure(fsync=cfg.get("appendfsync"), **self.aof_options())
@@ -150,6 +153,15 @@ class Server:
         if c.monitor and c in self.monitors:
             self.monitors.remove(c)
         self.paused_clients.discard(c)
+
+    def discard_transaction(self, c: Client) -> None:
+        """discardTransaction(): leave MULTI, forget the queue and every WATCH."""
+        c.in_multi = False
+        c.queued = []
+        c.multi_error = False
+        if c.watched or c.watch_touched:
+            self.unwatch(c)
+        c.update_special()
 
     def unwatch(self, c: Client) -> None:
         for db, key, wk in c.watched:
@@ -270,6 +282,13 @@ class Server:
         if c.special:
             if not c.authed and not cmd.noauth:
                 return self.reject(c, cmd, "NOAUTH Authentication required.")
+        if self.cluster is not None:
+            err = route(self, c, cmd, argv)
+            if err is not None:
+                if cmd.name == "exec" and c.in_multi:
+                    self.discard_transaction(c)
+                return self.reject(c, cmd, err)
+        if c.special:
             r = self.special_checks(c, cmd, argv)
             if r is not None:
                 return r
@@ -424,6 +443,9 @@ class Server:
     # ---------------------------------------------------------------- loading
     def load_data(self) -> None:
         """Replay the AOF (appendonly yes) before accepting clients."""
+        if self.cfg.bool("cluster-enabled") and self.cluster is None:
+            from pynode.cluster import ClusterNode
+            self.cluster = ClusterNode(self)  # exits (1) on a locked or corrupt nodes.conf
         if not self.cfg.bool("appendonly"):
             return
         from storage.aof import AOF
@@ -487,7 +509,10 @@ class Server:
                     log.warning("Warning: Could not create server TCP listening socket "
                                 "%s:%d: %s" % (host, port, e.strerror))
                     raise SystemExit(1)
-            log.notice("Running mode=standalone, port=%d." % port)
+            log.notice("Running mode=%s, port=%d."
+                       % ("cluster" if self.cluster is not None else "standalone", port))
+        if self.cluster is not None:
+            await self.cluster.start()
         us = self.cfg.get("unixsocket")
         if us:
             try:
@@ -522,6 +547,8 @@ class Server:
                 log.warning("Error flushing the AOF on shutdown: %s" % e)
                 if not force:
                     return False
+        if self.cluster is not None:
+            self.cluster.shutdown()  # nodes.conf saved with fsync, bus closed
         pidfile = self.cfg.get("pidfile")
         if pidfile:
             log.notice("Removing the pid file.")

@@ -393,7 +393,7 @@ def test_command_getkeys_like_redis(server, real):
 def test_command_getkeys_uses_key_specs_directly():
     """Key extraction from the real 7.0 key specs (no server needed)."""
     from pynode.command_meta import COMMANDS as META
-    from pynode.commands.server import keys_by_specs
+    from pynode.keyspecs import keys_by_specs
     argv = [b"zunionstore", b"d", b"2", b"a", b"b", b"WEIGHTS", b"1", b"2"]
     assert [argv[i] for i, _ in keys_by_specs(META["zunionstore"], argv)] == [b"d", b"a", b"b"]
     argv = [b"xread", b"COUNT", b"2", b"STREAMS", b"s1", b"s2", b"0", b"0"]

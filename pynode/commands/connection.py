@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from pynode.commands import CommandError, command, parse_int
+from pynode.commands import CommandError, command
 from pynode.resp import OK, PONG, bulk, encode
 
 
@@ -131,11 +131,7 @@ def select(c, argv):
 @command("reset")
 def reset(c, argv):
     srv = c.srv
-    if c.in_multi or c.watched:
-        c.in_multi = False
-        c.queued = []
-        c.multi_error = False
-        srv.unwatch(c)
+    srv.discard_transaction(c)
     if c.subs or c.psubs:
         srv.pubsub_unsubscribe_all(c)
     if c.monitor:
@@ -146,8 +142,37 @@ def reset(c, argv):
     c.name = b""
     c.reply_mode = 0
     c.readonly = False
+    c.asking = False
     c.set_resp(2)
     c.authed = not srv.requirepass
     c.update_special()
     return b"+RESET\r\n"
 
+
+
+def _cluster_only(c) -> None:
+    if c.srv.cluster is None:
+        raise CommandError("ERR This instance has cluster support disabled")
+
+
+@command("readonly")
+def readonly(c, argv):
+    """Reads of slots served by this replica's primary are answered here."""
+    _cluster_only(c)
+    c.readonly = True
+    return OK
+
+
+@command("readwrite")
+def readwrite(c, argv):
+    _cluster_only(c)
+    c.readonly = False
+    return OK
+
+
+@command("asking")
+def asking(c, argv):
+    """The next command may use a slot this node is importing."""
+    _cluster_only(c)
+    c.asking = True
+    return OK

@@ -65,16 +65,6 @@ class WatchedKey:
         return "WatchedKey(%r, db=%d, expired=%s)" % (self.key, self.db.id, self.expired)
 
 
-def _discard(c) -> None:
-    """discardTransaction(): leave MULTI, forget the queue and every WATCH."""
-    c.in_multi = False
-    c.queued = []
-    c.multi_error = False
-    if c.watched or c.watch_touched:
-        c.srv.unwatch(c)
-    c.update_special()
-
-
 def _watched_key_expired(c) -> bool:
     """isWatchedKeyExpired(): a key live at WATCH time is expired now."""
     for db, key, wk in c.watched:
@@ -98,7 +88,7 @@ def multi(c, argv):
 def discard(c, argv):
     if not c.in_multi:
         raise CommandError("ERR DISCARD without MULTI")
-    _discard(c)
+    c.srv.discard_transaction(c)
     return OK
 
 
@@ -107,10 +97,10 @@ def exec_(c, argv):
     if not c.in_multi:
         raise CommandError("ERR EXEC without MULTI")
     if c.multi_error:
-        _discard(c)
+        c.srv.discard_transaction(c)
         raise CommandError(EXECABORT)
     if c.watch_touched or (c.watched and _watched_key_expired(c)):
-        _discard(c)
+        c.srv.discard_transaction(c)
         return NIL3 if c.resp == 3 else NILARR2
     srv = c.srv
     queued = c.queued
@@ -126,7 +116,7 @@ def exec_(c, argv):
             replies.append(r if r is not None else c.nil)
     finally:
         srv.also_propagate = None
-        _discard(c)
+        c.srv.discard_transaction(c)
     if ops:
         if len(ops) == 1:
             srv.propagate(*ops[0])

@@ -1,0 +1,100 @@
+"""Cluster request routing: Redis 7.0's getNodeByQuery + clusterRedirectClient.
+
+For every command in cluster mode the dispatcher asks `route()` whether this
+node may serve it.  The answer is None (serve it here) or the error to send:
+MOVED / ASK to the node that serves the slot, CROSSSLOT, TRYAGAIN, or
+CLUSTERDOWN.  Keys are found by the legacy first/last/step triple when the
+command has fixed key positions and by the key specs otherwise.
+"""
+
+from __future__ import annotations
+
+from pynode.keyspecs import command_keys
+from storage.slots import keyslot
+
+CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
+TRYAGAIN = "TRYAGAIN Multiple keys request during rehashing of slot"
+DOWN = "CLUSTERDOWN The cluster is down"
+DOWN_RO = "CLUSTERDOWN The cluster is down and only accepts read commands"
+UNBOUND = "CLUSTERDOWN Hash slot not served"
+
+
+def command_key_args(cmd, argv: list[bytes]) -> list[bytes]:
+    """The key arguments of one command."""
+    if cmd.movablekeys:
+        return [argv[i] for i, _ in command_keys(cmd, argv)]
+    first = cmd.first_key
+    if first <= 0 or first >= len(argv):
+        return []
+    last = cmd.last_key
+    if last < 0:
+        last += len(argv)
+    return argv[first:last + 1:cmd.step]
+
+
+def route(srv, c, cmd, argv: list[bytes]) -> str | None:
+    """None when this node serves the command, else the error reply text."""
+    asking = c.asking
+    if asking and not c.in_multi and cmd.name != "asking":
+        c.asking = False        # ASKING lasts for one command (or one MULTI)
+    if cmd.name == "exec":
+        if not c.in_multi:
+            return None
+        batch = c.queued
+        is_write = any(q.write for q, _ in batch)
+    else:
+        if not cmd.movablekeys and cmd.first_key <= 0:
+            return None
+        batch = ((cmd, argv),)
+        is_write = cmd.write
+    state = srv.cluster.state
+    myself = state.myself_id
+    first = None
+    slot = -1
+    owner = None
+    multiple = False
+    migrating = importing = False
+    missing = 0
+    for mcmd, margv in batch:
+        for key in command_key_args(mcmd, margv):
+            s = keyslot(key)
+            if first is None:
+                first = key
+                slot = s
+                owner = state.slot_owner[s]
+                if owner is None:
+                    return UNBOUND
+                if owner == myself and slot in state.migrating:
+                    migrating = True
+                elif slot in state.importing:
+                    importing = True
+            elif key != first:
+                if s != slot:
+                    return CROSSSLOT
+                multiple = True
+            if (migrating or importing) and not srv.ks.db(0).exists(key):
+                missing += 1
+    if first is None:
+        return None
+    if state.state != "ok":
+        if not srv.cluster_reads_when_down:
+            return DOWN
+        if is_write:
+            return DOWN_RO
+    if (migrating or importing) and cmd.name == "migrate":
+        return None
+    if migrating and missing:
+        target = state.nodes.get(state.migrating[slot])
+        if target is not None:
+            return "ASK %d %s:%d" % (slot, target.ip, target.port)
+    if importing and (asking or "asking" in cmd.flags):
+        if multiple and missing:
+            return TRYAGAIN
+        return None
+    if owner == myself:
+        return None
+    me = state.nodes[myself]
+    if c.readonly and not is_write and me.primary_id == owner:
+        return None
+    node = state.nodes[owner]
+    return "MOVED %d %s:%d" % (slot, node.ip, node.port)

@@ -1,0 +1,200 @@
+"""Cluster routing in the dispatcher, on a cluster formed by the simulator.
+
+An in-process Server is given the live ClusterState of one simulated node, so
+MOVED / CROSSSLOT / CLUSTERDOWN / ASK / READONLY are checked without sockets.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from gossip.sim import Simulator
+from pynode.client import Client
+from pynode.command_meta import COMMANDS as META
+from pynode.commands import Command
+from pynode.config import Config
+from pynode.routing import command_key_args
+from pynode.server import Server
+from storage.slots import keyslot
+
+
+class FakeTransport:
+    def __init__(self):
+        self.data = []
+
+    def write(self, d):
+        self.data.append(d)
+
+    def get_extra_info(self, k):
+        return None
+
+    def close(self):
+        pass
+
+    def is_closing(self):
+        return False
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = Simulator(4, seed=7, delay=(1, 5))
+    s.assign_slots_evenly([0, 1, 2])
+    s.meet_all()
+    assert s.run_until(lambda x: x.tables_converged() and x.slots_converged()
+                       and x.states_ok(), 30_000)
+    s.call(3, "replicate", s.node_id(0))
+    assert s.run_until(lambda x: x.tables_converged() and x.states_ok(), 30_000)
+    return s
+
+
+def make_client(sim, i, cfg=None):
+    srv = Server(cfg or Config())
+    srv.cluster = types.SimpleNamespace(state=sim.state(i))
+    c = Client(srv)
+    c.transport = FakeTransport()
+    srv.on_connect(c)
+    return srv, c
+
+
+def run(c, *args):
+    argv = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+    return c.srv.execute(c, argv)
+
+
+def key_for(sim, node_index, prefix="k"):
+    """A key whose slot node_index serves."""
+    owner = sim.node_id(node_index)
+    state = sim.state(0)
+    for i in range(100000):
+        k = b"%s%d" % (prefix.encode(), i)
+        if state.slot_owner[keyslot(k)] == owner:
+            return k
+    raise AssertionError("no key found")
+
+
+def test_local_keys_are_served_and_others_moved(sim):
+    srv, c = make_client(sim, 0)
+    mine = key_for(sim, 0)
+    assert run(c, "SET", mine, "v") == b"+OK\r\n"
+    assert run(c, "GET", mine) == b"$1\r\nv\r\n"
+    other = key_for(sim, 1)
+    n1 = sim.nodes[1]
+    want = b"-MOVED %d %s:%d\r\n" % (keyslot(other), n1.ip.encode(), n1.port)
+    assert run(c, "GET", other) == want
+    assert run(c, "SET", other, "v") == want
+    assert run(c, "PING") == b"+PONG\r\n"          # no keys: never redirected
+    assert srv.table[b"get"].rejected >= 1
+
+
+def test_crossslot_and_hash_tags(sim):
+    srv, c = make_client(sim, 0)
+    a, b = key_for(sim, 0, "a"), key_for(sim, 0, "b")
+    if keyslot(a) != keyslot(b):
+        assert run(c, "MSET", a, 1, b, 2) == \
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+        assert run(c, "DEL", a, b) == \
+            b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    tag = a.decode()
+    assert run(c, "MSET", "{%s}x" % tag, 1, "{%s}y" % tag, 2) == b"+OK\r\n"
+    assert run(c, "MGET", a, a) == b"*2\r\n$-1\r\n$-1\r\n"   # the same key twice is fine
+
+
+def test_unassigned_slot_and_cluster_down(sim):
+    s = Simulator(3, seed=11, delay=(1, 5))
+    s.assign_slots_evenly([0, 1, 2])
+    s.meet_all()
+    assert s.run_until(lambda x: x.tables_converged() and x.states_ok(), 30_000)
+    key = key_for(s, 0)
+    s.call(0, "del_slots", [keyslot(key)])
+    srv, c = make_client(s, 0)
+    assert run(c, "GET", key) == b"-CLUSTERDOWN Hash slot not served\r\n"
+    # the state goes to fail once a slot is uncovered
+    assert s.run_until(lambda x: x.state(0).state == "fail", 10_000)
+    other = key_for(s, 0, "z")
+    assert run(c, "GET", other) == b"-CLUSTERDOWN The cluster is down\r\n"
+    cfg = Config()
+    cfg.set("cluster-allow-reads-when-down", ["yes"])
+    srv2, c2 = make_client(s, 0, cfg)
+    assert run(c2, "GET", other) == b"$-1\r\n"
+    assert run(c2, "SET", other, "v") == \
+        b"-CLUSTERDOWN The cluster is down and only accepts read commands\r\n"
+
+
+def test_transactions_are_checked_when_queued_and_at_exec(sim):
+    srv, c = make_client(sim, 0)
+    other = key_for(sim, 1)
+    assert run(c, "MULTI") == b"+OK\r\n"
+    assert run(c, "SET", other, "v").startswith(b"-MOVED ")
+    assert run(c, "EXEC") == \
+        b"-EXECABORT Transaction discarded because of previous errors.\r\n"
+    a, b = key_for(sim, 0, "a"), key_for(sim, 0, "b")
+    assert keyslot(a) != keyslot(b)
+    assert run(c, "MULTI") == b"+OK\r\n"
+    assert run(c, "SET", a, "1") == b"+QUEUED\r\n"
+    assert run(c, "SET", b, "2") == b"+QUEUED\r\n"
+    assert run(c, "EXEC") == b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    assert not c.in_multi
+    assert run(c, "GET", a) == b"$-1\r\n"                     # nothing ran
+
+
+def test_readonly_replica_serves_reads_of_its_primary(sim):
+    srv, c = make_client(sim, 3)
+    key = key_for(sim, 0)
+    n0 = sim.nodes[0]
+    moved = b"-MOVED %d %s:%d\r\n" % (keyslot(key), n0.ip.encode(), n0.port)
+    assert run(c, "GET", key) == moved
+    assert run(c, "READONLY") == b"+OK\r\n"
+    assert run(c, "GET", key) == b"$-1\r\n"
+    assert run(c, "SET", key, "v") == moved                   # writes still go to the primary
+    other = key_for(sim, 1)
+    assert run(c, "GET", other).startswith(b"-MOVED ")        # another shard's slot
+    assert run(c, "READWRITE") == b"+OK\r\n"
+    assert run(c, "GET", key) == moved
+
+
+def test_ask_while_migrating_and_asking_while_importing(sim):
+    s = Simulator(3, seed=5, delay=(1, 5))
+    s.assign_slots_evenly([0, 1, 2])
+    s.meet_all()
+    assert s.run_until(lambda x: x.tables_converged() and x.states_ok(), 30_000)
+    key = key_for(s, 0)
+    slot = keyslot(key)
+    srv0, c0 = make_client(s, 0)
+    assert run(c0, "SET", key, "v") == b"+OK\r\n"
+    s.call(0, "set_slot_migrating", slot, s.node_id(1))
+    s.call(1, "set_slot_importing", slot, s.node_id(0))
+    assert run(c0, "GET", key) == b"$1\r\nv\r\n"           # the key is still here
+    missing = b"{%s}other" % key
+    n1 = s.nodes[1]
+    ask = b"-ASK %d %s:%d\r\n" % (slot, n1.ip.encode(), n1.port)
+    assert run(c0, "GET", missing) == ask
+    assert run(c0, "SET", missing, "v") == ask                # new keys go to the target
+    srv1, c1 = make_client(s, 1)
+    assert run(c1, "GET", missing).startswith(b"-MOVED %d " % slot)
+    assert run(c1, "ASKING") == b"+OK\r\n"
+    assert run(c1, "GET", missing) == b"$-1\r\n"
+    assert run(c1, "GET", missing).startswith(b"-MOVED ")    # ASKING is for one command
+    assert run(c1, "ASKING") == b"+OK\r\n"
+    assert run(c1, "MGET", missing, b"{%s}third" % key) == \
+        b"-TRYAGAIN Multiple keys request during rehashing of slot\r\n"
+
+
+def test_cluster_commands_refused_without_cluster_mode():
+    srv = Server(Config())
+    c = Client(srv)
+    c.transport = FakeTransport()
+    srv.on_connect(c)
+    for cmd in ("READONLY", "READWRITE", "ASKING"):
+        assert run(c, cmd) == b"-ERR This instance has cluster support disabled\r\n"
+
+
+def test_key_arguments_of_movable_commands():
+    zu = Command("zunionstore", None, META["zunionstore"])
+    argv = [b"ZUNIONSTORE", b"dst", b"2", b"a", b"b", b"WEIGHTS", b"1", b"2"]
+    assert command_key_args(zu, argv) == [b"dst", b"a", b"b"]
+    ev = Command("eval", None, META["eval"])
+    assert command_key_args(ev, [b"EVAL", b"return 1", b"1", b"k1", b"arg"]) == [b"k1"]
+    mset = Command("mset", None, META["mset"])
+    assert command_key_args(mset, [b"MSET", b"a", b"1", b"b", b"2"]) == [b"a", b"b"]
