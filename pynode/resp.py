@@ -15,6 +15,8 @@ try:  # hiredis parses well-formed multibulk requests in C; optional
 except ImportError:  # pragma: no cover - the pure-Python parser does everything
     _HiredisReader = None
 
+from storage.sdsargs import split_args
+
 INLINE_MAX = 64 * 1024          # PROTO_INLINE_MAX_SIZE
 BIG_ARG = 32 * 1024             # above this, wait for the whole bulk before re-parsing
 # hiredis allocates a list of the announced size at once ("*2147483647\r\n" costs
@@ -207,78 +209,6 @@ class RequestParser:
         if len(self.buf) > self.max_query:
             self.error = "query buffer limit"
         return out
-
-
-_HEX = b"0123456789abcdefABCDEF"
-# a line without these splits like bytes.split(); \v and \f separate arguments
-# only where sdssplitargs skips blanks (isspace), not inside a word
-_PLAIN = re.compile(rb"[\"'\x0b\x0c]").search
-_ESC = {ord("n"): 10, ord("r"): 13, ord("t"): 9, ord("b"): 8, ord("a"): 7}
-
-
-def split_args(line: bytes) -> list[bytes] | None:
-    """Split an inline request like sdssplitargs(): quotes, escapes, \\xHH.
-
-    Returns None for unbalanced quotes."""
-    if _PLAIN(line) is None:
-        return line.split()
-    args: list[bytes] = []
-    i = 0
-    n = len(line)
-    while True:
-        while i < n and line[i] in b" \n\r\t\v\f":
-            i += 1
-        if i >= n:
-            return args
-        cur = bytearray()
-        inq = insq = False
-        while True:
-            if inq:
-                if i >= n:
-                    return None
-                ch = line[i]
-                if ch == 92 and i + 3 < n and line[i + 1] == 120 and \
-                        line[i + 2] in _HEX and line[i + 3] in _HEX:
-                    cur.append(int(line[i + 2:i + 4], 16))
-                    i += 3
-                elif ch == 92 and i + 1 < n:
-                    i += 1
-                    cur.append(_ESC.get(line[i], line[i]))
-                elif ch == 34:
-                    if i + 1 < n and line[i + 1] not in b" \n\r\t\v\f":
-                        return None
-                    i += 1
-                    break
-                else:
-                    cur.append(ch)
-            elif insq:
-                if i >= n:
-                    return None
-                ch = line[i]
-                if ch == 92 and i + 1 < n and line[i + 1] == 39:
-                    i += 1
-                    cur.append(39)
-                elif ch == 39:
-                    if i + 1 < n and line[i + 1] not in b" \n\r\t\v\f":
-                        return None
-                    i += 1
-                    break
-                else:
-                    cur.append(ch)
-            else:
-                if i >= n:
-                    break
-                ch = line[i]
-                if ch in b" \n\r\t":  # not \v \f: isspace() only between args
-                    break
-                if ch == 34:
-                    inq = True
-                elif ch == 39:
-                    insq = True
-                else:
-                    cur.append(ch)
-            i += 1
-        args.append(bytes(cur))
 
 
 # ---------------------------------------------------------------- replies

@@ -7,7 +7,6 @@ import os
 import random
 import signal
 import socket
-import sys
 import time
 from collections import deque
 from time import perf_counter
@@ -16,10 +15,11 @@ from pynode import commands as cmdmod
 from pynode import info as infomod
 from pynode.client import Client
 from pynode.commands import CommandError
-from pynode.config import ACTIVE, VERSION, Config
+from pynode.config import VERSION, Config
 from pynode.log import log
 from pynode.resp import error
 from pynode.routing import route
+from storage.sdsargs import quote
 from storage.keyspace import Keyspace
 
 
@@ -397,7 +397,7 @@ class Server:
         now = time.time()
         parts = []
         for a in argv:
-            parts.append('"' + _repr_arg(a) + '"')
+            parts.append(quote(a))
         line = "+%.6f [%d %s] %s\r\n" % (now, c.db.id, c.addr, " ".join(parts))
         data = line.encode()
         for m in list(self.monitors):
@@ -571,27 +571,3 @@ class Server:
         if not self.stopped.done():
             self.stopped.set_result(0)
         return True
-
-
-def _repr_arg(a: bytes) -> str:
-    out = []
-    for ch in a:
-        if ch == 92:
-            out.append("\\\\")
-        elif ch == 34:
-            out.append('\\"')
-        elif ch == 10:
-            out.append("\\n")
-        elif ch == 13:
-            out.append("\\r")
-        elif ch == 9:
-            out.append("\\t")
-        elif ch == 7:
-            out.append("\\a")
-        elif ch == 8:
-            out.append("\\b")
-        elif 32 <= ch < 127:
-            out.append(chr(ch))
-        else:
-            out.append("\\x%02x" % ch)
-    return "".join(out)

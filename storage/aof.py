@@ -35,6 +35,7 @@ from typing import Callable
 
 from storage import durable
 from storage.rewrite import encode_command, rewrite_keyspace
+from storage.sdsargs import split_args
 
 OFF, ON, WAIT_REWRITE = 0, 1, 2
 
@@ -54,72 +55,6 @@ class _NoLog:
 
 
 # ----------------------------------------------------------------- manifest
-def split_args(line: str) -> list[str] | None:
-    """Redis's sdssplitargs(): words, "double" (with \\x.. escapes) or 'single'
-    quoted; None on unbalanced quotes."""
-    out: list[str] = []
-    i, n = 0, len(line)
-    while True:
-        while i < n and line[i].isspace():
-            i += 1
-        if i >= n:
-            return out
-        cur = []
-        inq = insq = False
-        while True:
-            if inq:
-                if i >= n:
-                    return None
-                ch = line[i]
-                if (ch == "\\" and i + 3 < n and line[i + 1] == "x"
-                        and _ishex(line[i + 2]) and _ishex(line[i + 3])):
-                    cur.append(chr(int(line[i + 2:i + 4], 16)))
-                    i += 3
-                elif ch == "\\" and i + 1 < n:
-                    i += 1
-                    cur.append({"n": "\n", "r": "\r", "t": "\t", "b": "\b",
-                                "a": "\a"}.get(line[i], line[i]))
-                elif ch == '"':
-                    if i + 1 < n and not line[i + 1].isspace():
-                        return None
-                    i += 1
-                    break
-                else:
-                    cur.append(ch)
-            elif insq:
-                if i >= n:
-                    return None
-                ch = line[i]
-                if ch == "\\" and i + 1 < n and line[i + 1] == "'":
-                    i += 1
-                    cur.append("'")
-                elif ch == "'":
-                    if i + 1 < n and not line[i + 1].isspace():
-                        return None
-                    i += 1
-                    break
-                else:
-                    cur.append(ch)
-            else:
-                if i >= n:
-                    break
-                ch = line[i]
-                if ch.isspace():
-                    break
-                if ch == '"':
-                    inq = True
-                elif ch == "'":
-                    insq = True
-                else:
-                    cur.append(ch)
-            i += 1
-        out.append("".join(cur))
-
-
-def _ishex(c: str) -> bool:
-    return c in "0123456789abcdefABCDEF"
-
-
 def _needs_repr(s: str) -> bool:
     return any(c in '\\"\n\r\t\a\b' or not c.isprintable() or c.isspace() for c in s)
 
@@ -214,7 +149,9 @@ class Manifest:
             line = raw.strip(" \t\r\n")
             if not line:
                 raise _manifest_error(path, i, raw, "Invalid AOF manifest file format")
-            argv = split_args(line)
+            argv = split_args(line.encode("utf-8", "surrogateescape"))
+            if argv is not None:
+                argv = [a.decode("utf-8", "surrogateescape") for a in argv]
             if argv is None or len(argv) < 6 or len(argv) % 2:
                 raise _manifest_error(path, i, line, "Invalid AOF manifest file format")
             name, seq, typ = None, 0, ""

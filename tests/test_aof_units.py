@@ -8,7 +8,8 @@ import time
 import pytest
 
 from storage import durable
-from storage.aof import AOF, AOFError, AofInfo, Manifest, replay, split_args
+from storage.aof import AOF, AOFError, AofInfo, Manifest, replay
+from storage.sdsargs import split_args
 from storage.keyspace import Keyspace
 from storage.rewrite import REWRITERS, chunked, encode_command, register, rewrite_keyspace
 
@@ -92,9 +93,9 @@ def test_manifest_error_names_line():
 
 
 def test_split_args():
-    assert split_args('a "b c" \'d e\' "\\x41\\n"') == ["a", "b c", "d e", "A\n"]
-    assert split_args('"abc"def') is None
-    assert split_args("") == []
+    assert split_args(b'a "b c" \'d e\' "\\x41\\n"') == [b"a", b"b c", b"d e", b"A\n"]
+    assert split_args(b'"abc"def') is None
+    assert split_args(b"") == []
 
 
 # ------------------------------------------------------------------ replay

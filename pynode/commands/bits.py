@@ -5,7 +5,8 @@ Bits are numbered from the most significant bit of the first byte, as Redis does
 
 from __future__ import annotations
 
-from pynode.commands import SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import SYNTAX, CommandError, command, parse_int
+from pynode.commands.strings import lookup_read, lookup_write
 from pynode.resp import ZERO, ONE, integer
 
 BIT_OFFSET_ERR = "ERR bit offset is not an integer or out of range"
@@ -13,25 +14,6 @@ BITFIELD_TYPE_ERR = ("ERR Invalid bitfield type. Use something like i16 u8. "
                      "Note that u64 is not supported but i64 is.")
 _NOT_TABLE = bytes(255 - i for i in range(256))
 _POP = bytes(bin(i).count("1") for i in range(256))
-
-
-def _read(c, key):
-    """lookupKeyRead + string type check; counts keyspace hits/misses."""
-    v = c.db.get(key)
-    if v is None:
-        c.srv.stat_keyspace_misses += 1
-        return None
-    c.srv.stat_keyspace_hits += 1
-    if type(v) is not bytes:
-        raise CommandError(WRONGTYPE)
-    return v
-
-
-def _write_lookup(c, key):
-    v = c.db.get(key)
-    if v is not None and type(v) is not bytes:
-        raise CommandError(WRONGTYPE)
-    return v
 
 
 def _bit_offset(c, arg: bytes, hash_ok: bool = False, bits: int = 0) -> int:
@@ -58,7 +40,7 @@ def setbit(c, argv):
     on = parse_int(argv[3], err)
     if on & ~1:
         raise CommandError(err)
-    v = _write_lookup(c, key)
+    v = lookup_write(c, key)
     byte = off >> 3
     buf = bytearray(v) if v is not None else bytearray()
     if len(buf) <= byte:
@@ -78,7 +60,7 @@ def setbit(c, argv):
 @command("getbit")
 def getbit(c, argv):
     off = _bit_offset(c, argv[2])
-    v = _read(c, argv[1])
+    v = lookup_read(c, argv[1])
     if v is None:
         return ZERO
     byte = off >> 3
@@ -114,7 +96,7 @@ def _range(start, end, totlen, isbit):
 
 @command("bitcount")
 def bitcount(c, argv):
-    v = _read(c, argv[1])
+    v = lookup_read(c, argv[1])
     if v is None:
         return ZERO
     n = len(argv)
@@ -151,7 +133,7 @@ def bitpos(c, argv):
     bit = parse_int(argv[2])
     if bit != 0 and bit != 1:
         raise CommandError("ERR The bit argument must be 1 or 0.")
-    v = _read(c, argv[1])
+    v = lookup_read(c, argv[1])
     if v is None:
         return integer(-1 if bit else 0)
     n = len(argv)
@@ -215,7 +197,7 @@ def bitop(c, argv):
         raise CommandError("ERR BITOP NOT must be called with a single source key.")
     srcs = []
     for k in argv[3:]:
-        v = _read(c, k)
+        v = lookup_read(c, k)
         srcs.append(v if v is not None else b"")
     dest = argv[2]
     maxlen = max(len(s) for s in srcs)
@@ -324,7 +306,7 @@ def _bitfield(c, argv, ro: bool):
         j += 3 if opcode == 0 else 4
     key = argv[1]
     if readonly:
-        v = _read(c, key)
+        v = lookup_read(c, key)
         src = v if v is not None else b""
         out = [b"*%d\r\n" % len(ops)]
         for opcode, sign, bits, off, val, o in ops:
@@ -332,7 +314,7 @@ def _bitfield(c, argv, ro: bool):
         return b"".join(out)
     if ro:
         raise CommandError("ERR BITFIELD_RO only supports the GET subcommand")
-    v = _write_lookup(c, key)
+    v = lookup_write(c, key)
     buf = bytearray(v) if v is not None else bytearray()
     need = (highest >> 3) + 1
     if len(buf) < need:

@@ -29,7 +29,7 @@ _F_EXPIRE = F_EX | F_PX | F_EXAT | F_PXAT
 
 # ------------------------------------------------------------------ helpers
 
-def _lookup_read(c, key):
+def lookup_read(c, key):
     """lookupKeyRead + checkType string: the value (bytes) or None; counts hits."""
     v = c.db.get(key)
     if v is None:
@@ -41,7 +41,7 @@ def _lookup_read(c, key):
     return v
 
 
-def _lookup_write(c, key):
+def lookup_write(c, key):
     """lookupKeyWrite + checkType string (no hit/miss stats)."""
     v = c.db.get(key)
     if v is not None and type(v) is not bytes:
@@ -139,7 +139,7 @@ def set_(c, argv):
     db = c.db
     reply = None
     if flags & F_GET:
-        old = _lookup_read(c, key)
+        old = lookup_read(c, key)
         reply = c.nil if old is None else b"$%d\r\n%s\r\n" % (len(old), old)
         found = old is not None
     else:
@@ -192,7 +192,7 @@ def psetex(c, argv):
 @command("getset")
 def getset(c, argv):
     key = argv[1]
-    old = _lookup_read(c, key)
+    old = lookup_read(c, key)
     c.db.set(key, argv[2])
     c.srv.dirty += 1
     c.rewrite = [[b"SET", key, argv[2]]]
@@ -204,7 +204,7 @@ def getset(c, argv):
 @command("getdel")
 def getdel(c, argv):
     key = argv[1]
-    old = _lookup_read(c, key)
+    old = lookup_read(c, key)
     if old is None:
         return c.nil
     if c.db.delete(key):
@@ -218,7 +218,7 @@ def getdel(c, argv):
 def getex(c, argv):
     flags, expire = _parse_ext(argv, False)
     key = argv[1]
-    v = _lookup_read(c, key)
+    v = lookup_read(c, key)
     if v is None:
         return c.nil
     when = 0
@@ -294,7 +294,7 @@ def msetnx(c, argv):
 @command("append")
 def append(c, argv):
     key = argv[1]
-    v = _lookup_write(c, key)
+    v = lookup_write(c, key)
     add = argv[2]
     if v is None:
         c.db.set(key, add)
@@ -310,7 +310,7 @@ def append(c, argv):
 
 @command("strlen")
 def strlen(c, argv):
-    v = _lookup_read(c, argv[1])
+    v = lookup_read(c, argv[1])
     if v is None:
         return ZERO
     return integer(len(v))
@@ -505,7 +505,7 @@ def _ld_format(x: Fraction) -> bytes:
 @command("incrbyfloat")
 def incrbyfloat(c, argv):
     key = argv[1]
-    v = _lookup_write(c, key)
+    v = lookup_write(c, key)
     if v is None:
         cur = Fraction(0)
     else:
@@ -533,7 +533,7 @@ def incrbyfloat(c, argv):
 def getrange(c, argv):
     start = parse_int(argv[2])
     end = parse_int(argv[3])
-    v = _lookup_read(c, argv[1])
+    v = lookup_read(c, argv[1])
     if v is None:
         return EMPTY_BULK
     n = len(v)
@@ -562,7 +562,7 @@ def setrange(c, argv):
     val = argv[3]
     if offset < 0:
         raise CommandError("ERR offset is out of range")
-    v = _lookup_write(c, key)
+    v = lookup_write(c, key)
     if v is None:
         if not val:
             return ZERO
