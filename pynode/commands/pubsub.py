@@ -31,36 +31,28 @@ def _notice(c, kind: bytes, name: bytes | None) -> bytes:
 
 
 # ---------------------------------------------------------------- subscribe
-@command("subscribe")
-def subscribe(c, argv):
-    channels = c.srv.channels
+def _subscribe(c, registry: dict, mine: set, kind: bytes, names: list[bytes]) -> bytes:
     out = []
-    for ch in argv[1:]:
-        if ch not in c.subs:
-            c.subs.add(ch)
-            s = channels.get(ch)
+    for name in names:
+        if name not in mine:
+            mine.add(name)
+            s = registry.get(name)
             if s is None:
-                s = channels[ch] = set()
+                s = registry[name] = set()
             s.add(c)
-        out.append(_notice(c, b"subscribe", ch))
+        out.append(_notice(c, kind, name))  # the count after this one
     c.update_special()
     return b"".join(out)
+
+
+@command("subscribe")
+def subscribe(c, argv):
+    return _subscribe(c, c.srv.channels, c.subs, b"subscribe", argv[1:])
 
 
 @command("psubscribe")
 def psubscribe(c, argv):
-    patterns = c.srv.patterns
-    out = []
-    for p in argv[1:]:
-        if p not in c.psubs:
-            c.psubs.add(p)
-            s = patterns.get(p)
-            if s is None:
-                s = patterns[p] = set()
-            s.add(c)
-        out.append(_notice(c, b"psubscribe", p))
-    c.update_special()
-    return b"".join(out)
+    return _subscribe(c, c.srv.patterns, c.psubs, b"psubscribe", argv[1:])
 
 
 def _drop(registry: dict, name: bytes, c) -> None:
@@ -182,6 +174,8 @@ def publish_message(srv, channel: bytes, data: bytes, skip=None) -> tuple[int, b
 @command("publish")
 def publish(c, argv):
     n, own = publish_message(c.srv, argv[1], argv[2], c)
+    if c.srv.cluster is not None:  # to every node over the bus; the count stays local
+        c.srv.cluster.publish(argv[1], argv[2])
     return own + integer(n) if own else integer(n)
 
 
