@@ -258,7 +258,7 @@ def _clients(srv) -> dict:
             max_out = o
     return {
         "connected_clients": len(clients),
-        "cluster_connections": 0,
+        "cluster_connections": srv.cluster.connections() if srv.cluster is not None else 0,
         "maxclients": srv.maxclients,
         "client_recent_max_input_buffer": max_in,
         "client_recent_max_output_buffer": max_out,

@@ -84,7 +84,8 @@ _HANDLERS: dict[str, object] = {}
 # name -> function(argv) -> key list, for commands with movable keys
 KEY_FINDERS: dict[str, object] = {}
 
-MODULES = ("connection", "server", "keys", "strings", "bits", "transactions", "pubsub")
+MODULES = ("connection", "server", "keys", "strings", "bits", "transactions", "pubsub",
+           "cluster")
 
 
 def command(*names: str, keys=None):

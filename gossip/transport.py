@@ -1,0 +1,434 @@
+"""The asyncio cluster bus: moves frames between nodes and runs a ClusterState.
+
+The state machine (:mod:`gossip.state`) decides; this module only does I/O:
+
+* a listener on the bus port (one per bind address) accepts *inbound* links;
+  each message on one is given to ``state.on_message`` with an inbound
+  :class:`LinkInfo`, and a :class:`Reply` is written back on that very link;
+* one *outbound* link per node, opened on :class:`Connect` and keyed by node id
+  (re-keyed on :class:`Rename`); messages sent before it is up are queued and
+  written on connect; a failed connect or a dropped link is reported with
+  ``state.on_link_down`` (not after a :class:`Disconnect`, which the state asked for);
+* ``state.on_tick`` every 100 ms on the loop.
+
+Actions are executed in order. Network actions are handled here; the others
+(SaveConfig, Replicate, EmptyData, DropSlotKeys, Deliver, Log) go to the
+``handler`` callable given by the owner (the server), which keeps this module
+free of any pynode import.
+
+A bad frame (:class:`BusError`) closes that link only: messages decoded before
+it in the same read are still processed, the link is counted in
+``stats_bad_frames`` and logged. An exception raised by the state machine while
+processing one message is treated the same way (logged with its traceback,
+link closed), so no peer can stop the node by what it sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from typing import Callable
+
+from gossip import actions as A
+from gossip.actions import LinkInfo
+from gossip.codec import BusError, FrameDecoder, encode
+
+TICK_S = 0.1
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class _Link(asyncio.Protocol):
+    """One bus connection, either direction."""
+
+    inbound = False
+
+    def __init__(self, bus: "BusTransport", conn_id: int) -> None:
+        self.bus = bus
+        self.conn_id = conn_id
+        self.transport: asyncio.Transport | None = None
+        self.decoder = FrameDecoder()
+        self.closed = False
+        self.ctime = now_ms()
+        self.peer_ip = ""
+        self.local_ip = ""
+        self.info: LinkInfo | None = None
+
+    # -- asyncio callbacks
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        if self.closed:
+            transport.abort()
+            return
+        peer = transport.get_extra_info("peername")
+        sock = transport.get_extra_info("sockname")
+        self.peer_ip = _ip_of(peer)
+        self.local_ip = _ip_of(sock)
+        self.info = self.make_info()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.bus.stats_bytes_received += len(data)
+        try:
+            msgs = self.decoder.feed(data)
+        except BusError as e:
+            for m in e.messages:
+                if self.closed or not self.bus.deliver(self, m):
+                    return
+            self.bus.bad_frame(self, e.reason)
+            return
+        for m in msgs:
+            if self.closed or not self.bus.deliver(self, m):
+                return
+
+    def connection_lost(self, exc) -> None:
+        was_closed = self.closed
+        self.closed = True
+        if not was_closed and self.decoder.buffered:
+            self.bus.truncated_frame(self, self.decoder.buffered)
+        self.bus.link_lost(self, was_closed)
+
+    # -- helpers
+    def make_info(self) -> LinkInfo:
+        raise NotImplementedError
+
+    def write(self, frame: bytes) -> None:
+        t = self.transport
+        if t is not None and not self.closed:
+            t.write(frame)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def send_buffer(self) -> int:
+        t = self.transport
+        if t is None or t.is_closing():
+            return 0
+        return t.get_write_buffer_size()
+
+
+class InboundLink(_Link):
+    inbound = True
+
+    def __init__(self, bus, conn_id):
+        super().__init__(bus, conn_id)
+        self.node_id: str | None = None  # the sender seen on this link, once known
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.bus.inbound[self.conn_id] = self
+
+    def make_info(self) -> LinkInfo:
+        return LinkInfo(inbound=True, peer_ip=self.peer_ip, local_ip=self.local_ip,
+                        conn_id=self.conn_id)
+
+
+class OutboundLink(_Link):
+    def __init__(self, bus, conn_id, node_id: str) -> None:
+        super().__init__(bus, conn_id)
+        self.node_id = node_id
+        self.pending: list[bytes] = []
+        self.connected = False
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.closed:
+            return
+        self.connected = True
+        if self.pending:
+            transport.write(b"".join(self.pending))
+            self.pending = []
+        self.bus.link_up(self)
+
+    def make_info(self) -> LinkInfo:
+        return LinkInfo(inbound=False, node_id=self.node_id, peer_ip=self.peer_ip,
+                        local_ip=self.local_ip, conn_id=self.conn_id)
+
+    def write(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        if self.connected:
+            self.transport.write(frame)
+        else:
+            self.pending.append(frame)
+
+    def send_buffer(self) -> int:
+        if not self.connected:
+            return sum(map(len, self.pending))
+        return super().send_buffer()
+
+
+def _ip_of(addr) -> str:
+    if not addr:
+        return ""
+    ip = addr[0] if isinstance(addr, tuple) else str(addr)
+    if ip.startswith("::ffff:") and "." in ip:
+        ip = ip[7:]
+    return ip
+
+
+class BusTransport:
+    """Runs ``state`` on ``loop``: listener, outbound links, tick, action execution."""
+
+    def __init__(
+        self,
+        state,
+        handler: Callable[[object], None],
+        *,
+        hosts: list[str],
+        cport: int,
+        connect_timeout_ms: int = 2000,
+        log: Callable[[str, str], None] | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.state = state
+        self.handler = handler
+        self.hosts = hosts
+        self.cport = cport
+        self.connect_timeout = max(0.1, connect_timeout_ms / 1000)
+        self.log = log or (lambda level, text: None)
+        self.clock = clock
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.servers: list = []
+        self.outbound: dict[str, OutboundLink] = {}
+        self.inbound: dict[int, InboundLink] = {}
+        self._next_conn = 1
+        self._tick_handle = None
+        self._tasks: set = set()
+        self.closing = False
+        # counters
+        self.stats_bad_frames = 0
+        self.stats_truncated_frames = 0
+        self.stats_bytes_received = 0
+        self.stats_dropped_sends = 0
+        self.stats_state_errors = 0
+        self.last_bad_frame = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Listen on the bus port (raises OSError if a non-optional address fails) and tick."""
+        self.loop = asyncio.get_running_loop()
+        for h in self.hosts:
+            optional = h.startswith("-")
+            host = h.lstrip("-")
+            if host == "*":
+                host = "0.0.0.0"
+            elif host == "::*":
+                host = "::"
+            try:
+                srv = await self.loop.create_server(self._accept, host, self.cport,
+                                                    reuse_address=True)
+            except OSError:
+                if optional:
+                    continue
+                raise
+            self.servers.append(srv)
+        self._tick_handle = self.loop.call_later(TICK_S, self._tick)
+
+    def close(self) -> None:
+        self.closing = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        for s in self.servers:
+            s.close()
+        self.servers = []
+        for link in list(self.outbound.values()):
+            link.close()
+        self.outbound.clear()
+        for link in list(self.inbound.values()):
+            link.close()
+        self.inbound.clear()
+        for t in list(self._tasks):
+            t.cancel()
+
+    def _new_conn_id(self) -> int:
+        n = self._next_conn
+        self._next_conn += 1
+        return n
+
+    def _accept(self) -> InboundLink:
+        return InboundLink(self, self._new_conn_id())
+
+    # ------------------------------------------------------------------ state entry points
+
+    def _tick(self) -> None:
+        self._tick_handle = None
+        if self.closing:
+            return
+        try:
+            self.run(self.state.on_tick(self.clock()))
+        except Exception:  # noqa: BLE001 - keep the bus alive, but loudly
+            self.stats_state_errors += 1
+            self.log("warning", "Cluster cron failed:\n" + traceback.format_exc())
+        finally:
+            if not self.closing:
+                self._tick_handle = self.loop.call_later(TICK_S, self._tick)
+
+    def deliver(self, link: _Link, msg) -> bool:
+        """One decoded message from a link; False if the link must stop reading."""
+        if link.info is None:
+            link.info = link.make_info()
+        if link.inbound:
+            sender = self.state.nodes.get(msg.header.sender)
+            if sender is not None and not sender.in_handshake and sender is not self.state.myself:
+                link.node_id = sender.id
+        try:
+            actions = self.state.on_message(link.info, msg, self.clock())
+        except Exception:  # noqa: BLE001
+            self.stats_state_errors += 1
+            self.log("warning", "Error processing a %s message from %s: closing the link\n%s"
+                     % (msg.type.name, link.peer_ip, traceback.format_exc()))
+            self._drop(link)
+            return False
+        self.run(actions)
+        return not link.closed
+
+    def bad_frame(self, link: _Link, reason: str) -> None:
+        self.stats_bad_frames += 1
+        self.last_bad_frame = reason
+        self.log("verbose", "Bad cluster bus frame from %s (%s link): %s; closing the link "
+                 "(%d bad frames so far)" % (link.peer_ip or "?",
+                                             "inbound" if link.inbound else "outbound",
+                                             reason, self.stats_bad_frames))
+        self._drop(link)
+
+    def truncated_frame(self, link: _Link, buffered: int) -> None:
+        """The peer closed the link in the middle of a frame."""
+        self.stats_truncated_frames += 1
+        self.log("verbose", "Cluster bus link from %s closed with a partial frame of %d bytes "
+                 "(%d so far)" % (link.peer_ip or "?", buffered, self.stats_truncated_frames))
+
+    def _drop(self, link: _Link) -> None:
+        """Close a link on our initiative; an outbound one is reported down to the state."""
+        link.close()
+        if link.inbound:
+            self.inbound.pop(link.conn_id, None)
+        else:
+            self._outbound_down(link)
+
+    def link_up(self, link: OutboundLink) -> None:
+        if self.outbound.get(link.node_id) is link:
+            self.run(self.state.on_link_up(link.node_id, self.clock()))
+
+    def link_lost(self, link: _Link, was_closed: bool) -> None:
+        if link.inbound:
+            self.inbound.pop(link.conn_id, None)
+            return
+        if not was_closed:
+            self._outbound_down(link)
+
+    def _outbound_down(self, link: OutboundLink) -> None:
+        if self.outbound.get(link.node_id) is link:
+            del self.outbound[link.node_id]
+            if not self.closing:
+                self.run(self.state.on_link_down(link.node_id, self.clock()))
+
+    # ------------------------------------------------------------------ actions
+
+    def run(self, actions: list) -> None:
+        """Execute actions in order."""
+        for a in actions:
+            t = type(a)
+            if t is A.Send:
+                link = self.outbound.get(a.node_id)
+                if link is None:
+                    self.stats_dropped_sends += 1
+                else:
+                    link.write(encode(a.msg))
+            elif t is A.Broadcast:
+                frame = encode(a.msg)
+                for nid in a.to:
+                    link = self.outbound.get(nid)
+                    if link is None:
+                        self.stats_dropped_sends += 1
+                    else:
+                        link.write(frame)
+            elif t is A.Reply:
+                link = (self.inbound.get(a.link.conn_id) if a.link.inbound
+                        else self.outbound.get(a.link.node_id or ""))
+                if link is not None:
+                    link.write(encode(a.msg))
+            elif t is A.Connect:
+                self._connect(a)
+            elif t is A.Disconnect:
+                link = self.outbound.pop(a.node_id, None)
+                if link is not None:
+                    link.close()
+            elif t is A.Rename:
+                link = self.outbound.pop(a.old_id, None)
+                if link is not None:
+                    other = self.outbound.pop(a.new_id, None)
+                    if other is not None and other is not link:
+                        other.close()
+                    link.node_id = a.new_id
+                    link.info = link.make_info() if link.transport is not None else None
+                    self.outbound[a.new_id] = link
+            elif t is A.Log:
+                self.log(a.level, a.text)
+            else:
+                self.handler(a)
+
+    def _connect(self, a: A.Connect) -> None:
+        old = self.outbound.pop(a.node_id, None)
+        if old is not None:
+            old.close()
+        link = OutboundLink(self, self._new_conn_id(), a.node_id)
+        self.outbound[a.node_id] = link
+        if self.loop is None or self.closing:
+            return
+        task = self.loop.create_task(self._open(link, a.ip, a.cport))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _open(self, link: OutboundLink, ip: str, cport: int) -> None:
+        try:
+            await asyncio.wait_for(
+                self.loop.create_connection(lambda: link, ip, cport), self.connect_timeout)
+        except asyncio.CancelledError:
+            link.close()
+            raise
+        except (OSError, asyncio.TimeoutError, ValueError) as e:
+            if link.closed:
+                return
+            link.closed = True
+            self.log("debug", "Connecting to node %s at %s:%d failed: %s"
+                     % (link.node_id, ip, cport, e))
+            self._outbound_down(link)
+
+    # ------------------------------------------------------------------ views
+
+    def links(self) -> list[tuple[str, str, int, str, int, int]]:
+        """CLUSTER LINKS rows: (direction, node id, create-time, events, allocated, used),
+        per node in node-table order, its outbound link then its inbound link."""
+        inbound_of: dict[str, InboundLink] = {}
+        for link in self.inbound.values():
+            if link.node_id is not None and not link.closed:
+                prev = inbound_of.get(link.node_id)
+                if prev is None or prev.ctime <= link.ctime:
+                    inbound_of[link.node_id] = link
+        rows = []
+        for nid in self.state.nodes:
+            out = self.outbound.get(nid)
+            if out is not None and not out.closed:
+                used = out.send_buffer()
+                rows.append(("to", nid, out.ctime, "rw" if used else "r", used, used))
+            inl = inbound_of.get(nid)
+            if inl is not None:
+                used = inl.send_buffer()
+                rows.append(("from", nid, inl.ctime, "rw" if used else "r", used, used))
+        return rows
+
+    def connections(self) -> int:
+        """Open bus sockets (INFO cluster_connections)."""
+        return (sum(1 for link in self.outbound.values() if link.connected and not link.closed)
+                + sum(1 for link in self.inbound.values() if not link.closed))
