@@ -9,6 +9,8 @@ command has fixed key positions and by the key specs otherwise.
 
 from __future__ import annotations
 
+from binascii import crc_hqx
+
 from pynode.keyspecs import command_keys
 from storage.slots import keyslot
 
@@ -34,6 +36,21 @@ def command_key_args(cmd, argv: list[bytes]) -> list[bytes]:
 
 def route(srv, c, cmd, argv: list[bytes]) -> str | None:
     """None when this node serves the command, else the error reply text."""
+    pos = cmd.key_pos
+    if pos and not c.asking:
+        # the common case: one key, a slot that is mine and stable, cluster ok
+        state = srv.cluster.state
+        me = state.myself
+        key = argv[pos]
+        if state.slot_owner[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383] \
+                == me.id and state.state == "ok" and not me.migrating:
+            return None
+    elif cmd.first_key <= 0 and not cmd.movablekeys and cmd.name != "exec" and not c.asking:
+        return None                      # no keys: served anywhere
+    return _route(srv, c, cmd, argv)
+
+
+def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
     asking = c.asking
     if asking and not c.in_multi and cmd.name != "asking":
         c.asking = False        # ASKING lasts for one command (or one MULTI)

@@ -33,7 +33,7 @@ class Command:
                  "nomulti", "noscript", "fast", "may_replicate", "skip_monitor",
                  "skip_slowlog", "blocking", "movablekeys", "first_key", "last_key",
                  "step", "subs", "parent", "calls", "usec", "rejected", "failed",
-                 "bname")
+                 "bname", "key_pos")
 
     def __init__(self, name: str, handler, meta: CommandMeta) -> None:
         self.name = name                      # "get" or "client|list"
@@ -62,6 +62,9 @@ class Command:
         self.first_key = meta.first_key
         self.last_key = meta.last_key
         self.step = meta.step
+        # the position of the only key, for commands with exactly one fixed key
+        self.key_pos = (self.first_key if self.first_key > 0 and self.last_key == self.first_key
+                        and not self.movablekeys else 0)
         self.subs: dict[bytes, Command] | None = None
         self.parent: Command | None = None
         self.calls = 0
