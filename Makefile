@@ -1,10 +1,11 @@
 PYTHON ?= python3
 PORT ?= 7000
 
-.PHONY: setup start test bench clean
+.PHONY: setup start test bench clean cluster cluster-stop cluster-status bench-cluster
 
 # Everything a fresh Debian machine needs: redis-tools/redis-server for the
-# cross-checks and benchmarks, then pynode with its test extras.
+# cross-checks and benchmarks, pynode with its test extras, and node-redis and
+# ioredis (pinned by tests/node/package-lock.json) for the cluster client tests.
 setup:
 	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -12,6 +13,12 @@ setup:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools; \
 	fi
 	$(PYTHON) -m pip install -q -e '.[test]'
+	@if ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; \
+	fi
+	npm ci --prefix tests/node --no-audit --no-fund --silent
 
 start:
 	pynode --port $(PORT)
@@ -21,6 +28,21 @@ test:
 
 bench:
 	$(PYTHON) -m tests.bench
+
+# A local 3+3 cluster on 7000-7005 (conf/7000.conf ... 7005.conf), data in ./cluster.
+# Running it again restarts the same cluster; `make cluster-stop` keeps the data.
+cluster: setup
+	$(PYTHON) -m pynode.localcluster start
+
+cluster-stop:
+	$(PYTHON) -m pynode.localcluster stop
+
+cluster-status:
+	$(PYTHON) -m pynode.localcluster status
+
+# redis-benchmark --cluster against a pynode cluster and a redis-server cluster.
+bench-cluster: setup
+	$(PYTHON) -m tests.bench_cluster
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis
