@@ -25,7 +25,7 @@ from gossip.nodes_conf import parse as parse_nodes_conf
 from tests.helpers import Proc, wait_ping
 
 TIMEOUT_MS = 1000
-FUZZ_SECONDS = float(os.environ.get("PYNODE_BUS_FUZZ_SECONDS", "3"))
+FUZZ_SECONDS = float(os.environ.get("PYNODE_BUS_FUZZ_SECONDS", "10"))
 RANGES = [(0, 5460), (5461, 10922), (10923, 16383)]
 
 
