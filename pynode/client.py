@@ -123,6 +123,9 @@ class Client(asyncio.Protocol):
                     r = self.filter_reply(r)
                 if r is not None:
                     out.append(r)
+            elif self.paused:       # parked by a blocking command (WAIT)
+                self.pending = cmds[i + 1:]
+                break
             if self.closing:
                 break
         self.out = None

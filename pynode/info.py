@@ -431,16 +431,16 @@ def _stats(srv) -> dict:
         "instantaneous_ops_per_sec": int(_inst(st, 0)),
         "total_net_input_bytes": srv.stat_net_input_bytes,
         "total_net_output_bytes": srv.stat_net_output_bytes,
-        "total_net_repl_input_bytes": 0,
-        "total_net_repl_output_bytes": 0,
+        "total_net_repl_input_bytes": srv.replication.repl_in_bytes,
+        "total_net_repl_output_bytes": srv.replication.repl_out_bytes,
         "instantaneous_input_kbps": "%.2f" % (_inst(st, 1) / 1024),
         "instantaneous_output_kbps": "%.2f" % (_inst(st, 2) / 1024),
         "instantaneous_input_repl_kbps": "0.00",
         "instantaneous_output_repl_kbps": "0.00",
         "rejected_connections": srv.stat_rejected_conn,
-        "sync_full": 0,
-        "sync_partial_ok": 0,
-        "sync_partial_err": 0,
+        "sync_full": srv.replication.stat_sync_full,
+        "sync_partial_ok": srv.replication.stat_sync_partial_ok,
+        "sync_partial_err": srv.replication.stat_sync_partial_err,
         "expired_keys": srv.ks.expired_keys - srv.stat_expiredkeys_base,
         "expired_stale_perc": "0.00",
         "expired_time_cap_reached_count": 0,
@@ -487,7 +487,7 @@ def replid(srv) -> str:
 
 
 def _replication(srv) -> dict:
-    repl = getattr(srv, "repl", None)
+    repl = getattr(srv, "replication", None)
     if repl is not None and hasattr(repl, "info"):
         return repl.info()
     return {

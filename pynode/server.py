@@ -63,6 +63,10 @@ class Server:
         self.loading = False
         self.errorstats: dict[str, int] = {}
         self.reset_stats()
+        self.write_guard = None      # READONLY / NOREPLICAS check (pynode/replication.py)
+        self.repl_feed = None        # replication stream feed while replicas may attach
+        from pynode.replication import Replication
+        self.replication = Replication(self)
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -81,6 +85,8 @@ class Server:
         self.debug_enabled = cfg.get("enable-debug-command")
         self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
+        if getattr(self, "replication", None) is not None:
+            self.replication.configure()
         if getattr(self, "aof", None) is not None:
             self.aof.configure(fsync=cfg.get("appendfsync"), **self.aof_options())
         for c in getattr(self, "clients", {}).values():
@@ -288,6 +294,12 @@ class Server:
                 if cmd.name == "exec" and c.in_multi:
                     self.discard_transaction(c)
                 return self.reject(c, cmd, err)
+        if self.write_guard is not None:
+            err = self.write_guard(c, cmd)
+            if err is not None:
+                if cmd.name == "exec" and c.in_multi:
+                    self.discard_transaction(c)
+                return self.reject(c, cmd, err)
         if c.special:
             r = self.special_checks(c, cmd, argv)
             if r is not None:
@@ -305,7 +317,8 @@ class Server:
         c.last_cmd = cmd.name
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
-        if self.dirty != dirty and (self.aof is not None or c.rewrite is not None):
+        if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
+                                    or c.rewrite is not None):
             self.propagate_command(c, cmd, argv)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
@@ -387,6 +400,8 @@ class Server:
             return
         if self.aof is not None:
             self.aof.feed(dbid, argv)
+        if self.repl_feed is not None:
+            self.repl_feed(dbid, argv)
 
     def on_key_expired(self, db, key: bytes) -> None:
         self.dirty += 1
@@ -526,6 +541,7 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.on_signal, sig)
         self.loop.call_later(1.0 / self.hz, self.cron)
+        self.replication.start()
         if port:
             log.notice("Ready to accept connections tcp")
         self.stopped = self.loop.create_future()

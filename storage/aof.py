@@ -872,16 +872,7 @@ class AOF:
     def _child(self, ks) -> None:
         code = 1
         try:
-            gc.disable()
-            try:
-                signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_IGN)
-            except (ValueError, OSError):
-                pass
-            _close_sockets()
-            if hasattr(self.log, "role"):
-                self.log.role = "C"
+            child_setup(self.log)
             tmp = self.file_path("temp-rewriteaof-bg-%d.aof" % os.getpid())
             with open(tmp, "wb", buffering=1 << 20) as fh:
                 nkeys = rewrite_keyspace(ks, fh.write, _now_ms())
@@ -1114,6 +1105,21 @@ def _fsync_and_close(fd: int) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def child_setup(log=None) -> None:
+    """First thing in a forked child (AOF rewrite, replication snapshot): no gc,
+    default signals, inherited sockets closed, log lines marked C."""
+    gc.disable()
+    try:
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except (ValueError, OSError):
+        pass
+    _close_sockets()
+    if log is not None and hasattr(log, "role"):
+        log.role = "C"
 
 
 def _close_sockets() -> None:

@@ -332,6 +332,8 @@ class Keyspace:
 
     def active_expire(self, budget_s: float) -> int:
         self.tick()
+        if not self.expire_on_read:
+            return 0                   # a replica waits for the primary's DEL
         deadline = time.perf_counter() + budget_s
         n = 0
         for d in self.dbs:

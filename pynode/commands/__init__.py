@@ -88,7 +88,7 @@ _HANDLERS: dict[str, object] = {}
 KEY_FINDERS: dict[str, object] = {}
 
 MODULES = ("connection", "server", "keys", "strings", "bits", "transactions", "pubsub",
-           "cluster")
+           "cluster", "replication")
 
 
 def command(*names: str, keys=None):

@@ -100,7 +100,7 @@ def hello(c, argv):
         b"proto": c.resp,
         b"id": c.id,
         b"mode": b"cluster" if srv.cfg.bool("cluster-enabled") else b"standalone",
-        b"role": b"master",
+        b"role": b"replica" if srv.replication.masterhost is not None else b"master",
         b"modules": [],
     }
     return encode(info, c.resp)

@@ -1,0 +1,384 @@
+"""Redis's RDB snapshot format (version 10, as written by Redis 7.0).
+
+Used by replication: the full-sync payload a primary sends is an RDB file, so
+a real redis-server replica can sync from pynode and the reverse.
+
+Layout: "REDIS0010", aux fields (0xFA key value), then per non-empty database
+SELECTDB (0xFE dbid) and RESIZEDB (0xFB size expires), then per key an
+optional EXPIRETIME_MS (0xFC 8-byte LE ms), a value type byte, the key string
+and the value; EOF (0xFF) and the CRC64 (Jones polynomial, reflected, 8 bytes
+little-endian) of everything before it.  A stored checksum of 0 means
+"rdbchecksum no" and is not verified.
+
+Value types are a registry: ENCODERS maps a Python value type to (RDB type
+byte, fn(value) -> bytes); DECODERS maps an RDB type byte to fn(reader) ->
+value.  Only strings (type 0) are registered so far; the loader stops with a
+clear RDBError on any other type.  Strings are loaded in every encoding Redis
+writes (plain, int8/16/32, LZF-compressed); they are written plain, or
+integer-encoded when Redis would (rdbTryIntegerEncoding).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Callable
+
+RDB_VERSION = 10
+MAGIC = b"REDIS%04d" % RDB_VERSION
+
+# opcodes
+OP_FUNCTION2 = 0xF5
+OP_FUNCTION = 0xF6
+OP_MODULE_AUX = 0xF7
+OP_IDLE = 0xF8
+OP_FREQ = 0xF9
+OP_AUX = 0xFA
+OP_RESIZEDB = 0xFB
+OP_EXPIRETIME_MS = 0xFC
+OP_EXPIRETIME = 0xFD
+OP_SELECTDB = 0xFE
+OP_EOF = 0xFF
+
+TYPE_STRING = 0
+# RDB type byte -> name, for error messages about types not loadable yet
+TYPE_NAMES = {
+    0: "string", 1: "list", 2: "set", 3: "zset", 4: "hash", 5: "zset (zset2)",
+    6: "module (pre-GA)", 7: "module", 9: "hash (zipmap)", 10: "list (ziplist)",
+    11: "set (intset)", 12: "zset (ziplist)", 13: "hash (ziplist)", 14: "list (quicklist)",
+    15: "stream (listpacks)", 16: "hash (listpack)", 17: "zset (listpack)",
+    18: "list (quicklist2)", 19: "stream (listpacks2)",
+}
+
+ENC_INT8, ENC_INT16, ENC_INT32, ENC_LZF = 0, 1, 2, 3
+
+
+class RDBError(Exception):
+    """A file or payload that cannot be loaded: the message says where and why."""
+
+
+# ------------------------------------------------------------------ CRC64
+# Redis's crc64: Jones polynomial 0xad93d23594c935a9, reflected in and out,
+# init 0, no final xor.  crc64(0, b"123456789") == 0xe9c6d914c4b8d9ca.
+_POLY_REFLECTED = int("{:064b}".format(0xAD93D23594C935A9)[::-1], 2)
+
+
+def _make_table() -> list[int]:
+    table = []
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ _POLY_REFLECTED if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_TABLE = _make_table()
+
+
+def crc64(crc: int, data) -> int:
+    table = _TABLE
+    for b in data:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+# ------------------------------------------------------------------ LZF
+def lzf_decompress(data, ulen: int) -> bytes:
+    """liblzf's lzf_decompress (what Redis uses for rdbcompression)."""
+    out = bytearray()
+    ip = 0
+    n = len(data)
+    while ip < n:
+        ctrl = data[ip]
+        ip += 1
+        if ctrl < 32:                       # literal run of ctrl + 1 bytes
+            ctrl += 1
+            if ip + ctrl > n:
+                raise RDBError("LZF: literal run past the end of the input")
+            out += data[ip:ip + ctrl]
+            ip += ctrl
+        else:                               # back reference
+            length = ctrl >> 5
+            if length == 7:
+                if ip >= n:
+                    raise RDBError("LZF: truncated back reference")
+                length += data[ip]
+                ip += 1
+            if ip >= n:
+                raise RDBError("LZF: truncated back reference")
+            ref = len(out) - ((ctrl & 0x1F) << 8) - data[ip] - 1
+            ip += 1
+            if ref < 0:
+                raise RDBError("LZF: back reference before the start of the output")
+            length += 2
+            if ref + length <= len(out):
+                out += out[ref:ref + length]
+            else:                           # overlapping copy, byte by byte
+                for i in range(length):
+                    out.append(out[ref + i])
+    if len(out) != ulen:
+        raise RDBError("LZF: decompressed %d bytes, expected %d" % (len(out), ulen))
+    return bytes(out)
+
+
+# ------------------------------------------------------------------ writing
+def encode_length(n: int) -> bytes:
+    if n < 1 << 6:
+        return bytes((n,))
+    if n < 1 << 14:
+        return bytes((0x40 | (n >> 8), n & 0xFF))
+    if n <= 0xFFFFFFFF:
+        return b"\x80" + struct.pack(">I", n)
+    return b"\x81" + struct.pack(">Q", n)
+
+
+def _int_encoding(s: bytes) -> bytes | None:
+    """rdbTryIntegerEncoding: the int form if s is a canonical int32 (len <= 11)."""
+    if not s or len(s) > 11:
+        return None
+    try:
+        v = int(s)
+    except ValueError:
+        return None
+    if b"%d" % v != s:
+        return None
+    if -(1 << 7) <= v < 1 << 7:
+        return bytes((0xC0 | ENC_INT8,)) + struct.pack("<b", v)
+    if -(1 << 15) <= v < 1 << 15:
+        return bytes((0xC0 | ENC_INT16,)) + struct.pack("<h", v)
+    if -(1 << 31) <= v < 1 << 31:
+        return bytes((0xC0 | ENC_INT32,)) + struct.pack("<i", v)
+    return None
+
+
+def encode_string(s: bytes) -> bytes:
+    if len(s) <= 11:
+        e = _int_encoding(s)
+        if e is not None:
+            return e
+    return encode_length(len(s)) + s
+
+
+# Python value type -> (RDB type byte, fn(value) -> bytes)
+ENCODERS: dict[type, tuple[int, Callable[[object], bytes]]] = {
+    bytes: (TYPE_STRING, encode_string),
+}
+
+
+def _aux(key: str, value) -> bytes:
+    if isinstance(value, int):
+        value = b"%d" % value
+    elif isinstance(value, str):
+        value = value.encode()
+    return bytes((OP_AUX,)) + encode_string(key.encode()) + encode_string(value)
+
+
+class _Writer:
+    """Buffers output, keeps the running CRC, hands chunks to write()."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self.write = write
+        self.buf = bytearray()
+        self.crc = 0
+
+    def add(self, data: bytes) -> None:
+        self.buf += data
+        if len(self.buf) >= 1 << 16:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buf:
+            data = bytes(self.buf)
+            self.buf.clear()
+            self.crc = crc64(self.crc, data)
+            self.write(data)
+
+
+def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None) -> int:
+    """Write an RDB of `dbs` (a sequence of Database or None, indexed by db
+    number, whose .items() yields (key, value, expire_ms or -1)) through
+    write(bytes).  `aux` fields are written in order after the header.
+    Returns the number of keys written."""
+    w = _Writer(write)
+    w.add(MAGIC)
+    for k, v in (aux or {}).items():
+        w.add(_aux(k, v))
+    nkeys = 0
+    for dbid, db in enumerate(dbs):
+        if db is None:
+            continue
+        size = db.size()
+        if not size:
+            continue
+        w.add(bytes((OP_SELECTDB,)) + encode_length(dbid))
+        w.add(bytes((OP_RESIZEDB,)) + encode_length(size) + encode_length(len(db.expires)))
+        for key, value, expire in db.items():
+            enc = ENCODERS.get(type(value))
+            if enc is None:
+                raise RDBError("cannot write key %r: no RDB encoder for %s values yet"
+                               % (key, type(value).__name__))
+            if expire != -1:
+                w.add(bytes((OP_EXPIRETIME_MS,)) + struct.pack("<q", expire))
+            w.add(bytes((enc[0],)) + encode_string(key) + enc[1](value))
+            nkeys += 1
+    w.add(bytes((OP_EOF,)))
+    w.flush()
+    write(struct.pack("<Q", w.crc))
+    return nkeys
+
+
+def dumps(dbs, aux: dict | None = None) -> bytes:
+    out: list[bytes] = []
+    dump(dbs, out.append, aux)
+    return b"".join(out)
+
+
+# ------------------------------------------------------------------ reading
+class Reader:
+    """A cursor over an RDB payload; every read checks the bounds."""
+
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int):
+        p = self.pos
+        if p + n > len(self.data):
+            raise RDBError("unexpected end of the RDB at offset %d (wanted %d bytes)" % (p, n))
+        self.pos = p + n
+        return self.data[p:p + n]
+
+    def byte(self) -> int:
+        p = self.pos
+        if p >= len(self.data):
+            raise RDBError("unexpected end of the RDB at offset %d" % p)
+        self.pos = p + 1
+        return self.data[p]
+
+    def length(self) -> tuple[int, bool]:
+        """(length, is_encoded): is_encoded means a special string encoding."""
+        b = self.byte()
+        kind = b >> 6
+        if kind == 0:
+            return b & 0x3F, False
+        if kind == 1:
+            return ((b & 0x3F) << 8) | self.byte(), False
+        if kind == 3:
+            return b & 0x3F, True
+        if b == 0x80:
+            return struct.unpack(">I", self.take(4))[0], False
+        if b == 0x81:
+            return struct.unpack(">Q", self.take(8))[0], False
+        raise RDBError("unknown length encoding 0x%02x at offset %d" % (b, self.pos - 1))
+
+    def plain_length(self) -> int:
+        n, enc = self.length()
+        if enc:
+            raise RDBError("unexpected string encoding at offset %d" % (self.pos - 1))
+        return n
+
+    def string(self) -> bytes:
+        n, enc = self.length()
+        if not enc:
+            return bytes(self.take(n))
+        if n == ENC_INT8:
+            return b"%d" % struct.unpack("<b", self.take(1))[0]
+        if n == ENC_INT16:
+            return b"%d" % struct.unpack("<h", self.take(2))[0]
+        if n == ENC_INT32:
+            return b"%d" % struct.unpack("<i", self.take(4))[0]
+        if n == ENC_LZF:
+            clen = self.plain_length()
+            ulen = self.plain_length()
+            return lzf_decompress(self.take(clen), ulen)
+        raise RDBError("unknown string encoding %d at offset %d" % (n, self.pos - 1))
+
+
+def _decode_string(r: Reader) -> bytes:
+    return r.string()
+
+
+# RDB type byte -> fn(reader) -> value
+DECODERS: dict[int, Callable[[Reader], object]] = {
+    TYPE_STRING: _decode_string,
+}
+
+
+def load(data, on_key: Callable[[int, bytes, object, int], object],
+         on_aux: Callable[[bytes, bytes], object] | None = None,
+         name: str = "RDB") -> int:
+    """Parse an RDB payload; on_key(dbid, key, value, expire_ms or -1) for each
+    key.  Raises RDBError (with the offset and the reason) on anything it
+    cannot load: bad magic, unknown version, value types without a decoder,
+    truncation, checksum mismatch.  Returns the number of keys."""
+    r = Reader(memoryview(data) if not isinstance(data, memoryview) else data)
+    magic = bytes(r.take(9)) if len(data) >= 9 else b""
+    if magic[:5] != b"REDIS":
+        raise RDBError("%s: wrong signature trying to load the DB (not an RDB file)" % name)
+    try:
+        ver = int(magic[5:])
+    except ValueError:
+        raise RDBError("%s: bad RDB version field %r" % (name, magic[5:])) from None
+    if ver < 1 or ver > RDB_VERSION:
+        raise RDBError("%s: can't handle RDB format version %d" % (name, ver))
+    dbid = 0
+    expire = -1
+    nkeys = 0
+    try:
+        while True:
+            t = r.byte()
+            if t == OP_EXPIRETIME_MS:
+                expire = struct.unpack("<q", r.take(8))[0]
+                continue
+            if t == OP_EXPIRETIME:
+                expire = struct.unpack("<i", r.take(4))[0] * 1000
+                continue
+            if t == OP_IDLE:
+                r.plain_length()
+                continue
+            if t == OP_FREQ:
+                r.byte()
+                continue
+            if t == OP_SELECTDB:
+                dbid = r.plain_length()
+                continue
+            if t == OP_RESIZEDB:
+                r.plain_length()
+                r.plain_length()
+                continue
+            if t == OP_AUX:
+                k = r.string()
+                v = r.string()
+                if on_aux is not None:
+                    on_aux(k, v)
+                continue
+            if t == OP_EOF:
+                break
+            if t in (OP_FUNCTION, OP_FUNCTION2, OP_MODULE_AUX):
+                raise RDBError("%s: opcode 0x%02x (functions / module aux data) at offset %d "
+                               "is not supported by pynode yet" % (name, t, r.pos - 1))
+            dec = DECODERS.get(t)
+            if dec is None:
+                raise RDBError("%s: value type %d (%s) at offset %d is not supported by pynode "
+                               "yet; only strings can be loaded"
+                               % (name, t, TYPE_NAMES.get(t, "unknown"), r.pos - 1))
+            key = r.string()
+            value = dec(r)
+            on_key(dbid, key, value, expire)
+            expire = -1
+            nkeys += 1
+        end = r.pos
+        if ver >= 5:
+            stored = struct.unpack("<Q", r.take(8))[0]
+            if stored:
+                actual = crc64(0, data[:end])
+                if actual != stored:
+                    raise RDBError("%s: RDB CRC64 checksum mismatch (stored %016x, computed "
+                                   "%016x)" % (name, stored, actual))
+    except RDBError as e:
+        if str(e).startswith(name):
+            raise
+        raise RDBError("%s: %s" % (name, e)) from None
+    return nkeys

@@ -1,0 +1,175 @@
+"""storage/rdb.py: CRC64, LZF, the RDB v10 encoder/decoder, interop with redis-server."""
+
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+
+import pytest
+import redis
+
+from storage import rdb
+from storage.keyspace import Keyspace
+from tests.helpers import free_port, wait_ping
+
+
+def test_crc64_redis_test_vector():
+    assert rdb.crc64(0, b"123456789") == 0xE9C6D914C4B8D9CA
+    # streaming in pieces gives the same result
+    assert rdb.crc64(rdb.crc64(0, b"1234"), b"56789") == 0xE9C6D914C4B8D9CA
+
+
+def test_length_and_int_encodings():
+    r = rdb.Reader(rdb.encode_length(5) + rdb.encode_length(300) + rdb.encode_length(70000)
+                   + rdb.encode_length(1 << 40))
+    assert [r.plain_length() for _ in range(4)] == [5, 300, 70000, 1 << 40]
+    for s in (b"0", b"-1", b"127", b"-128", b"32767", b"-32768", b"2147483647",
+              b"-2147483648", b"2147483648", b"007", b"+1", b"", b"abc", b"12345678901"):
+        enc = rdb.encode_string(s)
+        assert rdb.Reader(enc).string() == s
+    assert rdb.encode_string(b"12")[0] == 0xC0            # int8
+    assert rdb.encode_string(b"1000")[0] == 0xC1          # int16
+    assert rdb.encode_string(b"100000")[0] == 0xC2        # int32
+    assert rdb.encode_string(b"007")[0] == 3              # not canonical: plain
+
+
+def _keyspace():
+    ks = Keyspace(16)
+    db0 = ks.db(0)
+    db0.set(b"a", b"1")
+    db0.set(b"bin", bytes(range(256)) * 3)
+    db0.set(b"empty", b"")
+    db0.set(b"neg", b"-42")
+    db0.set(b"ttl", b"v")
+    db0.set_expire(b"ttl", 4102444800000)
+    ks.db(7).set(b"x" * 100, b"y" * 20000)
+    return ks
+
+
+def test_round_trip():
+    ks = _keyspace()
+    data = rdb.dumps(ks.dbs, {"redis-ver": "7.0.15", "redis-bits": 64, "aof-base": 0})
+    assert data.startswith(b"REDIS0010")
+    assert data[-9] == 0xFF
+    assert struct.unpack("<Q", data[-8:])[0] == rdb.crc64(0, data[:-8])
+    got = {}
+    aux = {}
+    n = rdb.load(data, lambda db, k, v, e: got.__setitem__((db, k), (v, e)), aux.__setitem__)
+    assert n == 6
+    assert aux[b"redis-bits"] == b"64" and aux[b"redis-ver"] == b"7.0.15"
+    want = {(db.id, k): (v, e) for db in ks.dbs if db is not None for k, v, e in db.items()}
+    assert got == want
+
+
+def test_checksum_mismatch_and_truncation_fail_clearly():
+    data = bytearray(rdb.dumps(_keyspace().dbs))
+    data[data.find(bytes(range(256))) + 10] ^= 0xFF     # a flipped bit inside a value
+    with pytest.raises(rdb.RDBError, match="CRC64 checksum mismatch"):
+        rdb.load(bytes(data), lambda *a: None)
+    good = rdb.dumps(_keyspace().dbs)
+    with pytest.raises(rdb.RDBError, match="end of the RDB"):
+        rdb.load(good[:40], lambda *a: None)
+    with pytest.raises(rdb.RDBError, match="signature"):
+        rdb.load(b"NOTREDIS0010", lambda *a: None)
+    # a stored checksum of 0 (rdbchecksum no) is not verified
+    nocrc = good[:-8] + b"\0" * 8
+    assert rdb.load(nocrc, lambda *a: None) == 6
+
+
+def test_lzf_decompress_back_reference():
+    # literal "abc" then a back reference of length 9 at distance 3 (overlapping)
+    comp = bytes([2]) + b"abc" + bytes([(7 << 5) | 0, 0, 2])
+    # length nibble 7 + extra byte 0 -> 7 + 2 = 9 bytes copied from distance 3
+    assert rdb.lzf_decompress(comp, 12) == b"abc" * 4
+    with pytest.raises(rdb.RDBError):
+        rdb.lzf_decompress(comp, 13)
+
+
+@pytest.fixture(scope="module")
+def redis_dir():
+    d = tempfile.mkdtemp(prefix="pynode-rdb-")
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _redis_server(d, *args):
+    port = free_port()
+    p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                          "--dir", d, "--save", "", "--daemonize", "no", *args],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ping(port)
+    return p, port
+
+
+def _stop(p):
+    p.terminate()
+    try:
+        p.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait(timeout=5)
+
+
+def test_load_redis_produced_rdb_with_lzf(redis_dir):
+    p, port = _redis_server(redis_dir, "--dbfilename", "lzf.rdb")
+    try:
+        c = redis.Redis(port=port)
+        big = b"compress me please " * 200
+        c.set("big", big)
+        c.set("int", 123456)
+        c.set("small", -5)
+        c.set("ttl", "abcdefghijklmnopqrstuvwxyz" * 3, px=3600000)
+        c.execute_command("SELECT", 3)
+        c.set("other", "x" * 100)
+        c.save()
+        c.close()
+    finally:
+        _stop(p)
+    data = open(os.path.join(redis_dir, "lzf.rdb"), "rb").read()
+    assert len(data) < len(big)          # really compressed
+    got = {}
+    rdb.load(data, lambda db, k, v, e: got.__setitem__((db, k), (v, e)))
+    assert got[(0, b"big")] == (big, -1)
+    assert got[(0, b"int")] == (b"123456", -1)
+    assert got[(0, b"small")] == (b"-5", -1)
+    v, e = got[(0, b"ttl")]
+    assert v == b"abcdefghijklmnopqrstuvwxyz" * 3 and e > time.time() * 1000
+    assert got[(3, b"other")] == (b"x" * 100, -1)
+
+
+def test_unknown_value_type_fails_clearly(redis_dir):
+    p, port = _redis_server(redis_dir, "--dbfilename", "list.rdb")
+    try:
+        c = redis.Redis(port=port)
+        c.rpush("mylist", "a", "b")
+        c.save()
+        c.close()
+    finally:
+        _stop(p)
+    data = open(os.path.join(redis_dir, "list.rdb"), "rb").read()
+    with pytest.raises(rdb.RDBError, match=r"value type 18 \(list \(quicklist2\)\).*not "
+                                           r"supported"):
+        rdb.load(data, lambda *a: None)
+
+
+def test_redis_server_loads_pynode_rdb(redis_dir):
+    ks = _keyspace()
+    with open(os.path.join(redis_dir, "pynode.rdb"), "wb") as fh:
+        rdb.dump(ks.dbs, fh.write, {"redis-ver": "7.0.15", "redis-bits": 64,
+                                    "ctime": int(time.time()), "used-mem": 0, "aof-base": 0})
+    p, port = _redis_server(redis_dir, "--dbfilename", "pynode.rdb")
+    try:
+        c = redis.Redis(port=port)
+        assert c.get("a") == b"1"
+        assert c.get("bin") == bytes(range(256)) * 3
+        assert c.get("empty") == b""
+        assert c.get("neg") == b"-42"
+        assert c.pexpiretime("ttl") == 4102444800000
+        c.execute_command("SELECT", 7)
+        assert c.get("x" * 100) == b"y" * 20000
+        assert c.dbsize() == 1
+        c.close()
+    finally:
+        _stop(p)
