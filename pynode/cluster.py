@@ -14,8 +14,8 @@ Every SaveConfig action rewrites the file atomically (temp + fsync + rename).
 The server-side actions of the state machine are executed here: DropSlotKeys
 deletes the keys of lost slots in db 0 (propagating a DEL per key, as Redis's
 delKeysInSlot), EmptyData flushes everything, Deliver publishes to local
-subscribers, Replicate is recorded (``primary_id``; replication proper is
-another module's job and can hook ``on_replicate``).
+subscribers, and Replicate is recorded (``primary_id``) and handed to the
+replication module (become_replica / become_primary).
 """
 
 from __future__ import annotations
@@ -53,7 +53,6 @@ class ClusterNode:
         self.node_timeout = max(1, cfg.int("cluster-node-timeout"))
         self.path = cfg.get("cluster-config-file")
         self.primary_id: str | None = None  # last Replicate action (None: primary)
-        self.on_replicate = None  # hook for the replication module: fn(primary_id | None)
         self.transport: BusTransport | None = None
         self.saves = 0
         self._lock = None
@@ -219,8 +218,11 @@ class ClusterNode:
                 p = self.state.nodes.get(a.primary_id)
                 where = "%s:%d" % (p.ip, p.port) if p is not None else "?"
                 self.srv.log.notice("Cluster: replica of %s (%s)" % (a.primary_id, where))
-            if self.on_replicate is not None:
-                self.on_replicate(a.primary_id)
+            repl = self.srv.replication
+            if a.primary_id is None:
+                repl.become_primary()
+            elif p is not None and p.ip and p.port:
+                repl.become_replica(p.ip, p.port)
         elif t is A.Log:
             self._log(a.level, a.text)
 

@@ -441,6 +441,8 @@ class Server:
         if self.active_expire_enabled:  # DEBUG SET-ACTIVE-EXPIRE
             ks.active_expire(0.25 / self.hz)
         infomod.cron_sample(self)  # INFO's instantaneous metrics and memory peak
+        if self.cluster is not None:  # gossip carries it; CLUSTER SLOTS lists synced replicas
+            self.cluster.state.set_repl_offset(self.replication.offset)
         now = time.time()
         if self.timeout:
             for c in list(self.clients.values()):
