@@ -907,7 +907,7 @@ class Replication:
         self.create_backlog()
         self.disconnect_replicas()       # our sub-replicas must resync with the new history
         self.stream_db = stream_db[0]
-        if srv.aof is not None and srv.aof.enabled():
+        if srv.aof is not None and srv.aof.enabled:
             try:
                 srv.aof.rewrite(ks)
             except OSError as e:

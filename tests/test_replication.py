@@ -315,3 +315,31 @@ def test_pynode_replica_of_real_redis():
         assert rsc.info("stats")["sync_partial_ok"] == 1
         rsc.close()
         rc.close()
+
+
+def test_replica_with_aof_syncs_and_keeps_the_data_across_a_restart():
+    """appendonly yes on the replica: after the full sync its AOF is rewritten
+    from the synced data (as Redis's restartAOFAfterSYNC), so a restart of the
+    replica alone brings the data back."""
+    p = Proc().start()
+    r = Proc(["--appendonly", "yes"]).start()
+    try:
+        pc, rc = p.client(), r.client()
+        pc.mset({"a": "1", "b": "2"})
+        assert rc.execute_command("REPLICAOF", "127.0.0.1", p.port) == b"OK"
+        wait_until(lambda: link_up(rc), what="link up")
+        pc.set("c", "3")
+        synced(pc, rc)
+        assert rc.mget("a", "b", "c") == [b"1", b"2", b"3"]
+        wait_until(lambda: rc.info("persistence")["aof_rewrite_in_progress"] == 0,
+                   what="AOF rewrite done")
+        rc.close()
+        r.stop()
+        r2 = Proc(["--appendonly", "yes"], port=r.port, workdir=r.dir).start()
+        try:
+            assert r2.client().mget("a", "b", "c") == [b"1", b"2", b"3"]
+        finally:
+            r2.stop()
+    finally:
+        r.cleanup()
+        p.cleanup()
