@@ -288,14 +288,11 @@ class Server:
         if c.special:
             if not c.authed and not cmd.noauth:
                 return self.reject(c, cmd, "NOAUTH Authentication required.")
-        if self.cluster is not None:
-            err = route(self, c, cmd, argv)
-            if err is not None:
-                if cmd.name == "exec" and c.in_multi:
-                    self.discard_transaction(c)
-                return self.reject(c, cmd, err)
-        if self.write_guard is not None:
-            err = self.write_guard(c, cmd)
+        # refusals before queuing: cluster redirection, then READONLY/NOREPLICAS
+        if self.cluster is not None or self.write_guard is not None:
+            err = route(self, c, cmd, argv) if self.cluster is not None else None
+            if err is None and self.write_guard is not None:
+                err = self.write_guard(c, cmd)
             if err is not None:
                 if cmd.name == "exec" and c.in_multi:
                     self.discard_transaction(c)
