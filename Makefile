@@ -1,7 +1,7 @@
 PYTHON ?= python3
 PORT ?= 7000
 
-.PHONY: setup start test bench clean cluster cluster-stop cluster-status bench-cluster
+.PHONY: setup start test bench clean cluster cluster-stop cluster-status bench-cluster chaos
 
 # Everything a fresh Debian machine needs: redis-tools/redis-server for the
 # cross-checks and benchmarks, pynode with its test extras, and node-redis and
@@ -43,6 +43,17 @@ cluster-status:
 # redis-benchmark --cluster against a pynode cluster and a redis-server cluster.
 bench-cluster: setup
 	$(PYTHON) -m tests.bench_cluster
+
+# Chaos, long form: 20 rounds of kill -9 of a primary + restart on a 3+3 cluster
+# under a writer with a ledger of WAIT-acknowledged writes, then SIGSTOP/SIGCONT of a
+# primary, kill -9 of a replica and a manual CLUSTER FAILOVER; prints each round's
+# failover time and the median in node-timeouts.  Then the long simulation sweep of
+# elections / manual failover (1000 seeded schedules).
+# PYNODE_CLUSTER_SERVER=redis runs the process part against redis-server 7.0.
+CHAOS_ROUNDS ?= 20
+chaos:
+	$(PYTHON) -m tests.chaos_long --rounds $(CHAOS_ROUNDS)
+	PYNODE_SIM_SCHEDULES=1000 $(PYTHON) -m pytest tests/test_gossip_sim_failover.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis

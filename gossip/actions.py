@@ -15,6 +15,13 @@ actions, small frozen dataclasses the transport executes in order:
   when executing; several in a row may be coalesced).
 * :class:`Replicate`, :class:`EmptyData`, :class:`DropSlotKeys` and
   :class:`Deliver` are for the server (replication, keyspace, pub/sub).
+* :class:`PauseClients` / :class:`UnpauseClients` are for the server too: a primary
+  whose replica asked for a manual failover (CLUSTER FAILOVER) pauses its clients'
+  writes (Redis's pauseClients(CLIENT_PAUSE_WRITE)) until ``until_ms`` or until the
+  UnpauseClients that ends the manual failover (done, timed out, or this node became
+  a replica). After pausing, the server reports its (now final) replication offset
+  with ``state.set_repl_offset(offset)`` (its 10 Hz cron does): the PAUSED flag goes
+  out in headers only after that, so the replica never waits for a pre-pause offset.
 * :class:`Log` is a log line at a Redis level (debug/verbose/notice/warning).
 """
 
@@ -112,6 +119,19 @@ class Deliver:
 
 
 @dataclass(frozen=True, slots=True)
+class PauseClients:
+    """Stop executing clients' write commands until ``until_ms`` (the state's clock, ms)
+    or an :class:`UnpauseClients`, then report the offset via ``set_repl_offset``."""
+
+    until_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnpauseClients:
+    """End the pause started by :class:`PauseClients` (the manual failover is over)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     level: str  # debug | verbose | notice | warning
     text: str
@@ -119,5 +139,5 @@ class Log:
 
 Action = (
     Connect | Disconnect | Rename | Send | Reply | Broadcast | SaveConfig | Replicate
-    | EmptyData | DropSlotKeys | Deliver | Log
+    | EmptyData | DropSlotKeys | Deliver | PauseClients | UnpauseClients | Log
 )

@@ -72,6 +72,13 @@ _STAT_NAMES = {
 
 PING_LIKE = frozenset((MsgType.PING, MsgType.PONG, MsgType.MEET))
 
+#: Header ``mflags`` bits, as Redis's CLUSTERMSG_FLAG0_*: a primary sets PAUSED while a
+#: manual failover of one of its replicas is in progress (its clients are paused, so the
+#: offset it sends is final); a replica sets FORCEACK on a FAILOVER_AUTH_REQUEST of a
+#: manual failover (primaries vote although its primary is not failed).
+MF_PAUSED = 1 << 0
+MF_FORCEACK = 1 << 1
+
 
 class BusError(Exception):
     """Bad bytes on a bus link. ``reason`` says what; the link must be closed.
@@ -101,7 +108,7 @@ class Header:
     cport: int
     offset: int  # replication offset
     state: str  # "ok" | "fail": the sender's view of the cluster
-    mflags: int = 0  # manual failover flags (reserved for elections)
+    mflags: int = 0  # MF_PAUSED | MF_FORCEACK (manual failover)
     hostname: str = ""
 
 

@@ -88,6 +88,10 @@ class Node:
     link_ctime: int = 0
     repl_offset: int = 0
     repl_offset_time: int = 0
+    #: when myself last voted for a replica of this (failed) primary (Redis's voted_time)
+    voted_time: int = 0
+    #: since when this primary is orphaned (no working replica), 0 if not (replica migration)
+    orphaned_time: int = 0
     hostname: str = ""
     slots: set[int] = field(default_factory=set)
     #: reporter node id -> time (ms) of its latest PFAIL/FAIL report about this node

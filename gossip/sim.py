@@ -8,9 +8,19 @@ groups, crashes and restarts. A crashed node loses its memory and keeps only
 the last nodes.conf text it saved (``SaveConfig``); a restart rebuilds it from
 that text. Each node ticks every 100 ms (with its own phase).
 
+Replication is modelled by offsets: a primary's offset grows with each accepted
+:meth:`Simulator.write` (or with the random ``write_load`` each tick); a replica
+copies the offset its primary had ``lag`` ms ago (a per-node lag drawn from
+``repl_lag``) while it can reach it, so replicas differ and election ranks matter.
+Each tick the node's offset goes to ``set_repl_offset`` and its link status to
+``set_master_link_down_since``, as the server does. ``PauseClients`` makes the
+node refuse writes until ``UnpauseClients`` or the deadline.
+
 All randomness comes from ``random.Random(seed)``: a failing seed replays
-exactly. Invariants are checked after every step (see :meth:`Simulator.check`);
-an :class:`AssertionError` names the seed, time and node.
+exactly. Invariants are checked after every step (see :meth:`Simulator.check`):
+the state's own, currentEpoch and lastVoteEpoch never decrease per node (across
+restarts too), and no two live primaries serve a slot with the same configEpoch.
+An :class:`AssertionError` names the seed, time and node.
 """
 
 from __future__ import annotations
@@ -59,6 +69,12 @@ class SimNode:
     out_links: dict[str, SimLink] = field(default_factory=dict)
     logs: deque = field(default_factory=lambda: deque(maxlen=200))
     events: list = field(default_factory=list)  # Replicate / DropSlotKeys / Deliver ...
+    # replication model
+    offset: int = 0
+    history: deque = field(default_factory=lambda: deque(maxlen=256))  # (time, offset) at changes
+    lag: int = 0  # ms behind its primary
+    link_down_since: int | None = None
+    paused_until: int = 0
 
     @property
     def alive(self) -> bool:
@@ -78,6 +94,9 @@ class Simulator:
         wire: bool = True,
         connect_timeout_ms: int = 1000,
         full_check_every: int = 1000,
+        write_load: int = 0,
+        repl_lag: tuple[int, int] = (0, 300),
+        state_kwargs: dict | None = None,
     ):
         self.seed = seed
         self.rng = random.Random(seed)
@@ -88,6 +107,13 @@ class Simulator:
         self.wire = wire
         self.connect_timeout = connect_timeout_ms
         self.full_check_every = full_check_every
+        self.write_load = write_load
+        self.repl_lag = repl_lag
+        self.state_kwargs = dict(state_kwargs or {})
+        # The replication model has its own generator: enabling it does not change
+        # the network schedule of a seed.
+        self.repl_rng = random.Random(f"{seed}/replication")
+        self._vote_seen: dict[str, int] = {}
         self.now = START_MS
         self.steps = 0
         self.dropped = 0
@@ -108,6 +134,7 @@ class Simulator:
     def add_node(self) -> int:
         i = len(self.nodes)
         node = SimNode(i, "127.0.0.1", 7000 + i, 17000 + i)
+        node.lag = self.repl_rng.randint(*self.repl_lag)
         self.nodes.append(node)
         self._addr[(node.ip, node.cport)] = i
         self._boot(node, None)
@@ -119,10 +146,12 @@ class Simulator:
             node.state = ClusterState.from_conf(
                 parse(conf_text), port=node.port, cport=node.cport,
                 node_timeout_ms=self.node_timeout, rng=rng, now_ms=self.now,
+                **self.state_kwargs,
             )
         else:
             node.state = ClusterState(
                 random_node_id(rng), "", node.port, node.cport, self.node_timeout, rng, self.now,
+                **self.state_kwargs,
             )
             node.conf_text = render(node.state)
         node.incarnation += 1
@@ -149,6 +178,8 @@ class Simulator:
         node.state = None
         node.incarnation += 1
         node.out_links.clear()
+        node.paused_until = 0
+        node.link_down_since = None
         for link in list(self._links.values()):
             if link.owner == i:
                 self._close(link)
@@ -274,6 +305,7 @@ class Simulator:
             if node.incarnation != inc or not node.alive:
                 return
             self._trace_step("tick", i)
+            self._replication_step(node)
             self._execute(node, node.state.on_tick(self.now))
             self._push(self.now + TICK_MS, "tick", data)
             self.check(node)
@@ -337,6 +369,12 @@ class Simulator:
                 save = True
             elif isinstance(a, A.Log):
                 node.logs.append((self.now, a.level, a.text))
+            elif isinstance(a, A.PauseClients):
+                node.paused_until = a.until_ms
+                node.events.append((self.now, a))
+            elif isinstance(a, A.UnpauseClients):
+                node.paused_until = 0
+                node.events.append((self.now, a))
             else:
                 node.events.append((self.now, a))
         if save and node.alive:
@@ -433,6 +471,62 @@ class Simulator:
         self._execute(dest, dest.state.on_message(info, msg, self.now))
         self.check(dest)
 
+    # ------------------------------------------------------------------ replication model
+
+    def index_of(self, node_id: str | None) -> int | None:
+        """The index of the live node with this id (None if none)."""
+        for n in self.nodes:
+            if n.alive and n.state.myself_id == node_id:
+                return n.index
+        return None
+
+    def write(self, i: int, nbytes: int = 1) -> bool:
+        """A client write to node i: accepted (the offset grows) only by a live
+        primary whose cluster state is ok and whose clients are not paused."""
+        node = self.nodes[i]
+        if not self.accepts_writes(i):
+            return False
+        node.offset += nbytes
+        node.history.append((self.now, node.offset))
+        return True
+
+    def accepts_writes(self, i: int) -> bool:
+        node = self.nodes[i]
+        if not node.alive:
+            return False
+        st = node.state
+        return st.myself.is_primary and st.state == "ok" and self.now >= node.paused_until
+
+    def offset_at(self, src: SimNode, t: int) -> int:
+        """The offset ``src`` had at time ``t`` (its oldest remembered one if older)."""
+        for when, off in reversed(src.history):
+            if when <= t:
+                return off
+        return src.history[0][1] if src.history else src.offset
+
+    def _replication_step(self, node: SimNode) -> None:
+        """What the server does before the cron: writes (load), offsets, link status."""
+        st = node.state
+        me = st.myself
+        if me.is_replica:
+            j = self.index_of(me.primary_id)
+            if j is not None and not self._partitioned(node.index, j):
+                off = self.offset_at(self.nodes[j], self.now - node.lag)
+                if off != node.offset:
+                    node.offset = off
+                    node.history.append((self.now, off))
+                node.link_down_since = None
+                st.set_master_link_down_since(None, self.now)
+            else:
+                if node.link_down_since is None:
+                    node.link_down_since = self.now
+                st.set_master_link_down_since(node.link_down_since)
+        else:
+            node.link_down_since = None
+            if self.write_load and self.repl_rng.random() < 0.5:
+                self.write(node.index, self.repl_rng.randint(1, self.write_load))
+        st.set_repl_offset(node.offset)
+
     # ------------------------------------------------------------------ invariants
 
     def _note_epoch(self, node: SimNode) -> None:
@@ -443,6 +537,28 @@ class Simulator:
             f"from {seen} to {st.current_epoch}"
         )
         self._epoch_seen[st.myself_id] = st.current_epoch
+        voted = self._vote_seen.get(st.myself_id, 0)
+        assert st.last_vote_epoch >= voted, (
+            f"seed {self.seed} t={self.now}: node {node.index} lastVoteEpoch went back "
+            f"from {voted} to {st.last_vote_epoch}"
+        )
+        self._vote_seen[st.myself_id] = st.last_vote_epoch
+
+    def _check_slot_epochs(self, node: SimNode) -> None:
+        """No two live primaries serve one slot with the same configEpoch."""
+        me = node.state.myself
+        if not me.is_primary or not me.slots:
+            return
+        for other in self.nodes:
+            if other is node or not other.alive:
+                continue
+            o = other.state.myself
+            if o.is_primary and o.config_epoch == me.config_epoch and o.slots:
+                both = me.slots & o.slots
+                assert not both, (
+                    f"seed {self.seed} t={self.now}: nodes {node.index} and {other.index} both serve "
+                    f"slot {min(both)} with configEpoch {me.config_epoch}"
+                )
 
     def check(self, node: SimNode) -> None:
         """Invariants after a step of ``node``."""
@@ -457,11 +573,13 @@ class Simulator:
             except AssertionError as e:
                 raise AssertionError(f"seed {self.seed} t={self.now} node {node.index}: {e}") from e
         self._note_epoch(node)
+        self._check_slot_epochs(node)
 
     def check_all(self) -> None:
         for node in self.live():
             node.state.check_invariants(full=True)
             self._note_epoch(node)
+            self._check_slot_epochs(node)
 
     # ------------------------------------------------------------------ convergence views
 
@@ -505,3 +623,36 @@ class Simulator:
 
     def states_ok(self) -> bool:
         return all(n.state.state == "ok" for n in self.live())
+
+    def serving_claims(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, node index) of every range a live primary claims
+        in its own view, sorted."""
+        claims = []
+        for n in self.live():
+            me = n.state.myself
+            if me.is_primary:
+                claims += [(a, b, n.index) for a, b in me.slot_ranges()]
+        return sorted(claims)
+
+    def every_slot_served_once(self, writable: bool = False) -> bool:
+        """Every slot claimed by exactly one live primary (in its own view); with
+        ``writable``, each such primary also accepts writes (cluster state ok)."""
+        nxt = 0
+        for a, b, i in self.serving_claims():
+            if a != nxt:
+                return False  # a hole or an overlap
+            if writable and not self.accepts_writes(i):
+                return False
+            nxt = b + 1
+        return nxt == 16384
+
+    def primaries(self) -> list[int]:
+        """Indices of the live nodes that are primaries serving slots (own view)."""
+        return [n.index for n in self.live() if n.state.myself.is_primary and n.state.myself.slots]
+
+    def converged(self) -> bool:
+        """Every slot served once, all nodes agree on tables and slots, all states ok."""
+        return (
+            self.every_slot_served_once() and self.tables_converged()
+            and self.slots_converged() and self.states_ok()
+        )

@@ -12,8 +12,30 @@ actions (:mod:`gossip.actions`):
 
 Randomness comes from the injected ``random.Random``; time only from arguments.
 Invariants are asserted (epochs never decrease, one owner per slot, myself's
-role consistent). Elections (FAILOVER_AUTH_*, MFSTART) are decoded and counted
-but not acted on yet: see ``_on_failover_message``.
+role consistent).
+
+Failover (Redis 7.0's clusterHandleSlaveFailover and friends) lives here too:
+
+* automatic: a replica of a FAIL primary serving slots waits 500 ms + random(0..500)
+  + rank x 1000 ms (rank: siblings with a greater replication offset, from their
+  headers), checks its data age against ``replica_validity_factor``, bumps
+  currentEpoch and broadcasts FAILOVER_AUTH_REQUEST. Each primary serving slots
+  votes once per epoch (``last_vote_epoch``, saved with fsync before the ACK goes
+  out), not twice for replicas of the same primary within 2 x node timeout, and only
+  if the requester's primary is FAIL (or the request has MF_FORCEACK) and no claimed
+  slot has a newer configEpoch. A majority of the primaries serving slots wins: the
+  winner takes configEpoch = the election epoch, its primary's slots, emits
+  ``Replicate(None)`` and PONGs everyone. The election expires after
+  max(2 x node timeout, 2 s) and is retried after twice that.
+* manual: :meth:`ClusterState.manual_failover` (CLUSTER FAILOVER [FORCE|TAKEOVER]);
+  the primary answers MFSTART with ``PauseClients`` and a PAUSED header carrying its
+  final offset; the replica starts a forced election once its own offset
+  (:meth:`set_repl_offset`) reaches it. Everything is abandoned after 5 s.
+* replica migration to orphaned primaries (``migration_barrier``,
+  ``allow_replica_migration``) and ``replica_no_failover`` (the ``nofailover`` flag).
+
+The server feeds two inputs: :meth:`set_repl_offset` (its replication offset) and,
+on a replica, :meth:`set_master_link_down_since` (for the data age check).
 """
 
 from __future__ import annotations
@@ -26,6 +48,8 @@ from gossip import actions as A
 from gossip.actions import LinkInfo
 from gossip.bitmap import CLUSTER_SLOTS, slots_from_bitmap
 from gossip.codec import (
+    MF_FORCEACK,
+    MF_PAUSED,
     PING_LIKE,
     FailBody,
     GossipEntry,
@@ -60,6 +84,24 @@ MIN_REJOIN_DELAY_MS = 500
 MAX_REJOIN_DELAY_MS = 5000
 HANDSHAKE_MIN_TIMEOUT_MS = 1000
 GOSSIP_PONG_FUTURE_TOLERANCE_MS = 500
+MF_TIMEOUT_MS = 5000  # CLUSTER_MF_TIMEOUT: a manual failover is abandoned after this
+MF_PAUSE_MULT = 2  # the primary pauses its clients for MF_TIMEOUT_MS x this at most
+REPLICA_MIGRATION_DELAY_MS = 5000  # CLUSTER_SLAVE_MIGRATION_DELAY
+CANT_FAILOVER_RELOG_PERIOD_MS = 10_000
+
+# Why a replica is not failing over (clusterLogCantFailover), as Redis words it.
+CANT_FAILOVER_NONE = 0
+CANT_FAILOVER_DATA_AGE = 1
+CANT_FAILOVER_WAITING_DELAY = 2
+CANT_FAILOVER_EXPIRED = 3
+CANT_FAILOVER_WAITING_VOTES = 4
+CANT_FAILOVER_MESSAGES = {
+    CANT_FAILOVER_DATA_AGE: "Disconnected from master for longer than allowed. "
+                            "Please check the 'cluster-replica-validity-factor' configuration option.",
+    CANT_FAILOVER_WAITING_DELAY: "Waiting the delay before I can start a new failover.",
+    CANT_FAILOVER_EXPIRED: "Failover attempt expired.",
+    CANT_FAILOVER_WAITING_VOTES: "Waiting for votes, but majority still not reached.",
+}
 
 _ROLE_FLAGS = frozenset((MASTER, SLAVE))
 
@@ -97,6 +139,10 @@ class ClusterState:
         hostname: str = "",
         require_full_coverage: bool = True,
         allow_replica_migration: bool = True,
+        replica_validity_factor: int = 10,
+        migration_barrier: int = 1,
+        replica_no_failover: bool = False,
+        repl_ping_replica_period: int = 10,
     ):
         assert is_valid_node_id(myself_id), myself_id
         assert node_timeout_ms > 0
@@ -106,6 +152,15 @@ class ClusterState:
         self.announce_ip = announce_ip
         self.require_full_coverage = require_full_coverage
         self.allow_replica_migration = allow_replica_migration
+        # cluster-replica-validity-factor (0: any data age may fail over),
+        # cluster-migration-barrier, cluster-replica-no-failover, and
+        # repl-ping-replica-period (seconds; part of the data age limit). Plain
+        # attributes: CONFIG SET may change them at any time (no-failover through
+        # set_replica_no_failover, which also updates the nofailover flag).
+        self.replica_validity_factor = replica_validity_factor
+        self.migration_barrier = migration_barrier
+        self.replica_no_failover = replica_no_failover
+        self.repl_ping_replica_period = repl_ping_replica_period
 
         self.nodes: dict[str, Node] = {}
         self.slot_owner: list[str | None] = [None] * CLUSTER_SLOTS
@@ -120,6 +175,26 @@ class ClusterState:
         self.repl_offset = 0
         self.blacklist: dict[str, int] = {}  # node id -> ban expiry (ms)
 
+        # Election (replica side), as Redis's failover_auth_*.
+        self.failover_auth_time = 0  # when the election starts (or started)
+        self.failover_auth_count = 0  # votes received
+        self.failover_auth_sent = False  # request broadcast in this attempt
+        self.failover_auth_rank = 0
+        self.failover_auth_epoch = 0  # the epoch of the election in progress
+        self.cant_failover_reason = CANT_FAILOVER_NONE
+        self._cant_failover_logged = 0
+        # Manual failover (mf_*): on a replica, mf_end is the deadline of the one it
+        # runs and mf_primary_offset the offset its paused primary announced (-1:
+        # not yet); on a primary, mf_end / mf_replica describe the one it serves.
+        self.mf_end = 0
+        self.mf_can_start = False
+        self.mf_replica: str | None = None
+        self.mf_primary_offset = -1
+        self._mf_offset_fresh = False  # set_repl_offset called since the pause
+        # Data age inputs (replica side); None/None: unknown, treated as fresh.
+        self.master_link_down_since: int | None = None
+        self.master_last_interaction: int | None = None
+
         self._iteration = 0
         self._first_update_time: int | None = None
         self._among_minority_time = 0
@@ -129,6 +204,8 @@ class ClusterState:
         self._todo_save = False
         self._todo_fsync = False
         self._todo_update = False
+        self._todo_failover = False
+        self._todo_manual_failover = False
 
         me = Node(
             myself_id,
@@ -205,6 +282,10 @@ class ClusterState:
         st.current_epoch = max([conf.current_epoch] + [n.config_epoch for n in st.nodes.values()])
         st.last_vote_epoch = conf.last_vote_epoch
         st._replication_pending = st.myself.is_replica
+        for n in st.nodes.values():  # clusterNodeAddSlave: a primary that has replicas
+            if n.is_replica and n.primary_id in st.nodes:
+                st.nodes[n.primary_id].flags.add(MIGRATE_TO)
+        st._update_myself_flags()
         st.check_invariants(full=True)
         return st
 
@@ -323,8 +404,20 @@ class ClusterState:
         self.now = now
         self._out = []
         self._todo_save = self._todo_fsync = self._todo_update = False
+        self._todo_failover = self._todo_manual_failover = False
 
     def _finish(self) -> list:
+        # clusterBeforeSleep: react at once to a vote or a paused primary's offset
+        # (twice: Redis's next loop iteration follows within a millisecond).
+        for _ in range(2):
+            if self._todo_manual_failover:
+                self._todo_manual_failover = self._todo_failover = False
+                if self.myself.is_replica:
+                    self._handle_manual_failover()
+                    self._handle_replica_failover()
+            elif self._todo_failover:
+                self._todo_failover = False
+                self._handle_replica_failover()
         if self._todo_update:
             self._update_state()
         out = self._out
@@ -437,11 +530,13 @@ class ClusterState:
 
     # ------------------------------------------------------------------ messages out
 
-    def _header(self) -> Header:
+    def _header(self, mflags: int = 0) -> Header:
         me = self.myself
         src = me
         if me.is_replica and me.primary_id in self.nodes:
             src = self.nodes[me.primary_id]
+        if me.is_primary and self.mf_end and self._mf_offset_fresh:
+            mflags |= MF_PAUSED
         return Header(
             sender=me.id,
             current_epoch=self.current_epoch,
@@ -454,6 +549,7 @@ class ClusterState:
             cport=me.cport,
             offset=self.repl_offset,
             state=self.state,
+            mflags=mflags,
             hostname=me.hostname,
         )
 
@@ -523,8 +619,13 @@ class ClusterState:
             self._out.append(A.Broadcast(msg, to))
             self._count_sent(msg, len(to))
 
-    def _broadcast_pong(self) -> None:
-        to = [n for n in self.nodes.values() if n.link and n is not self.myself and not n.in_handshake]
+    def _broadcast_pong(self, local_replicas: bool = False) -> None:
+        """clusterBroadcastPong: to all, or only to the replicas of my primary (and mine)."""
+        me = self.myself
+        to = [n for n in self.nodes.values() if n.link and n is not me and not n.in_handshake]
+        if local_replicas:
+            to = [n for n in to if n.is_replica and n.primary_id is not None
+                  and (n.primary_id == me.id or n.primary_id == me.primary_id)]
         for n in to:
             self._send(n, self._ping_message(MsgType.PONG))
 
@@ -537,6 +638,7 @@ class ClusterState:
         timeout = self.node_timeout
         handshake_timeout = max(timeout, HANDSHAKE_MIN_TIMEOUT_MS)
         me = self.myself
+        self._update_myself_flags()
 
         if self._replication_pending and me.is_replica:
             primary = self.nodes.get(me.primary_id)
@@ -598,6 +700,10 @@ class ClusterState:
             if node.link and node.ping_sent == 0 and now - node.pong_received > timeout // 2:
                 self._send_ping(node, MsgType.PING)
                 continue
+            if self.mf_end and me.is_primary and self.mf_replica == node.id and node.link:
+                # A replica of ours runs a manual failover: ping it every tick (offset).
+                self._send_ping(node, MsgType.PING)
+                continue
             if node.ping_sent == 0:
                 continue
             if min(ping_delay, data_delay) > timeout and not node.flags & FAILURE_FLAGS:
@@ -605,13 +711,326 @@ class ClusterState:
                 node.flags.add(PFAIL)
                 update = True
 
+        self._manual_failover_check_timeout()
         self._replica_cron()
         if update or self.state == "fail":
             self._todo_update = True
         return self._finish()
 
     def _replica_cron(self) -> None:
-        """Room for elections, replica migration and manual failover (not yet)."""
+        """The replica's share of clusterCron: manual failover, election, migration."""
+        me = self.myself
+        if not me.is_replica:
+            return
+        # Orphaned primaries (serving slots, no working replica, used to have one),
+        # the max number of working replicas of a primary, and my primary's count.
+        ok_replicas = self._count_ok_replicas()
+        orphaned = max_replicas = this_replicas = 0
+        for node in self.nodes.values():
+            if node is me or node.flags & {NOADDR, HANDSHAKE}:
+                continue
+            if node.is_primary and FAIL not in node.flags:
+                ok = ok_replicas.get(node.id, 0)
+                if ok == 0 and node.slots and MIGRATE_TO in node.flags:
+                    orphaned += 1
+                max_replicas = max(max_replicas, ok)
+                if me.primary_id == node.id:
+                    this_replicas = ok
+        self._handle_manual_failover()
+        self._handle_replica_failover()
+        if (
+            me.is_replica and orphaned and max_replicas >= 2 and this_replicas == max_replicas
+            and self.allow_replica_migration
+        ):
+            self._handle_replica_migration(max_replicas)
+
+    def _count_ok_replicas(self) -> dict[str, int]:
+        """clusterCountNonFailingSlaves for every primary: primary id -> replicas not FAIL."""
+        counts: dict[str, int] = {}
+        for n in self.nodes.values():
+            if n.is_replica and n.primary_id is not None and FAIL not in n.flags:
+                counts[n.primary_id] = counts.get(n.primary_id, 0) + 1
+        return counts
+
+    # ------------------------------------------------------------------ failover (replica side)
+
+    def set_repl_offset(self, offset: int) -> None:
+        """The server's replication offset (master_repl_offset on a primary, the
+        processed offset on a replica), reported ~10 times a second and after a
+        PauseClients. It goes out in every header; it ranks replicas in elections
+        and ends the wait of a manual failover."""
+        self.repl_offset = offset
+        if self.mf_end and self.myself.is_primary:
+            self._mf_offset_fresh = True
+
+    def set_master_link_down_since(self, down_since_ms: int | None, last_interaction_ms: int | None = None) -> None:
+        """Replica side, for the data age check of automatic failovers
+        (cluster-replica-validity-factor), as Redis's repl_down_since / lastinteraction.
+
+        Call with the time (ms, the state's clock) the link with the primary went down
+        (or never came up: the time replication was configured), or with ``None``
+        while it is up, giving the time of the last data or ping received from the
+        primary as ``last_interaction_ms``. Never called: the data counts as fresh.
+        """
+        self.master_link_down_since = down_since_ms
+        self.master_last_interaction = last_interaction_ms
+
+    def set_replica_no_failover(self, value: bool) -> None:
+        """cluster-replica-no-failover (CONFIG SET): no automatic failover; nofailover flag."""
+        self.replica_no_failover = value
+        self._update_myself_flags()
+
+    def _update_myself_flags(self) -> None:
+        """clusterUpdateMyselfFlags: the nofailover flag follows the configuration."""
+        me = self.myself
+        had = NOFAILOVER in me.flags
+        if self.replica_no_failover and not had:
+            me.flags.add(NOFAILOVER)
+            self._save()
+        elif had and not self.replica_no_failover:
+            me.flags.discard(NOFAILOVER)
+            self._save()
+
+    def data_age(self) -> int:
+        """Milliseconds since the last interaction with my primary (0 if unknown)."""
+        if self.master_link_down_since is not None:
+            return max(0, self.now - self.master_link_down_since)
+        if self.master_last_interaction is not None:
+            return max(0, self.now - self.master_last_interaction)
+        return 0
+
+    def replica_rank(self) -> int:
+        """clusterGetSlaveRank: siblings (able to fail over) with a greater offset."""
+        me = self.myself
+        if me.primary_id is None:
+            return 0
+        return sum(
+            1 for n in self.replicas_of(me.primary_id)
+            if n is not me and NOFAILOVER not in n.flags and n.repl_offset > self.repl_offset
+        )
+
+    def _log_cant_failover(self, reason: int) -> None:
+        """clusterLogCantFailover: log why not, at most every 10 s per reason, and not
+        in the first node timeout + 5 s after the primary failed (a normal election)."""
+        if reason == self.cant_failover_reason and self.now - self._cant_failover_logged < CANT_FAILOVER_RELOG_PERIOD_MS:
+            return
+        self.cant_failover_reason = reason
+        primary = self.nodes.get(self.myself.primary_id or "")
+        if primary is not None and FAIL in primary.flags and self.now - primary.fail_time < self.node_timeout + 5000:
+            return
+        self._cant_failover_logged = self.now
+        self._log("warning", f"Currently unable to failover: {CANT_FAILOVER_MESSAGES[reason]}")
+
+    def _handle_replica_failover(self) -> None:
+        """clusterHandleSlaveFailover: schedule, run and win (or lose) an election."""
+        me = self.myself
+        now = self.now
+        auth_age = now - self.failover_auth_time
+        needed_quorum = self.size // 2 + 1
+        manual = self.mf_end != 0 and self.mf_can_start
+        auth_timeout = max(self.node_timeout * 2, 2000)
+        auth_retry_time = auth_timeout * 2
+        primary = self.nodes.get(me.primary_id or "")
+        if (
+            me.is_primary or primary is None
+            or (FAIL not in primary.flags and not manual)
+            or (self.replica_no_failover and not manual)
+            or not primary.slots
+        ):
+            self.cant_failover_reason = CANT_FAILOVER_NONE
+            return
+
+        # Data age: the time without news from the primary, minus the node timeout
+        # it took to flag it as failing.
+        data_age = self.data_age()
+        if data_age > self.node_timeout:
+            data_age -= self.node_timeout
+        if (
+            self.replica_validity_factor
+            and data_age > self.repl_ping_replica_period * 1000 + self.node_timeout * self.replica_validity_factor
+            and not manual
+        ):
+            self._log_cant_failover(CANT_FAILOVER_DATA_AGE)
+            return
+
+        if auth_age > auth_retry_time:
+            # A new attempt: 500 ms for the FAIL to propagate, up to 500 ms more so that
+            # replicas do not start together, and 1 s per better-placed sibling.
+            self.failover_auth_time = now + 500 + self.rng.randrange(500)
+            self.failover_auth_count = 0
+            self.failover_auth_sent = False
+            self.failover_auth_rank = self.replica_rank()
+            self.failover_auth_time += self.failover_auth_rank * 1000
+            if self.mf_end:  # a manual failover starts now
+                self.failover_auth_time = now
+                self.failover_auth_rank = 0
+                self._todo_failover = True
+            self._log(
+                "warning",
+                f"Start of election delayed for {self.failover_auth_time - now} milliseconds "
+                f"(rank #{self.failover_auth_rank}, offset {self.repl_offset}).",
+            )
+            # Tell my siblings my offset, so that they can rank themselves.
+            self._broadcast_pong(local_replicas=True)
+            return
+
+        # Siblings with better offsets may have spoken since: the rank only worsens.
+        if not self.failover_auth_sent and not self.mf_end:
+            newrank = self.replica_rank()
+            if newrank > self.failover_auth_rank:
+                added = (newrank - self.failover_auth_rank) * 1000
+                self.failover_auth_time += added
+                self.failover_auth_rank = newrank
+                self._log("warning", f"Replica rank updated to #{newrank}, added {added} milliseconds of delay.")
+
+        if now < self.failover_auth_time:
+            self._log_cant_failover(CANT_FAILOVER_WAITING_DELAY)
+            return
+        if auth_age > auth_timeout:
+            self._log_cant_failover(CANT_FAILOVER_EXPIRED)
+            return
+
+        if not self.failover_auth_sent:
+            self._set_current_epoch(self.current_epoch + 1)
+            self.failover_auth_epoch = self.current_epoch
+            self._log("warning", f"Starting a failover election for epoch {self.current_epoch}.")
+            self._request_failover_auth()
+            self.failover_auth_sent = True
+            self._save(fsync=True, update=True)
+            return
+
+        if self.failover_auth_count >= needed_quorum:
+            self._log("warning", "Failover election won: I'm the new master.")
+            if me.config_epoch < self.failover_auth_epoch:
+                self._set_config_epoch(me, self.failover_auth_epoch)
+                self._log("warning", f"configEpoch set to {me.config_epoch} after successful failover")
+            self._failover_replace_your_primary()
+        else:
+            self._log_cant_failover(CANT_FAILOVER_WAITING_VOTES)
+
+    def _request_failover_auth(self) -> None:
+        """clusterRequestFailoverAuth: ask everybody (only primaries with slots answer)."""
+        mflags = MF_FORCEACK if self.mf_end else 0
+        self._broadcast(Message(MsgType.FAILOVER_AUTH_REQUEST, self._header(mflags)))
+
+    def _failover_replace_your_primary(self) -> None:
+        """clusterFailoverReplaceYourMaster: become a primary with my primary's slots."""
+        me = self.myself
+        old = self.nodes.get(me.primary_id or "")
+        if me.is_primary or old is None:
+            return
+        self._set_node_as_primary(me)  # emits Replicate(None)
+        taken = sorted(old.slots)
+        if taken:
+            self._unassign_slots(taken)
+            self._assign_slots(me, taken)
+        self._update_state()
+        self._save(fsync=True, update=True)
+        self._broadcast_pong()
+        self._reset_manual_failover()
+
+    def _handle_replica_migration(self, max_replicas: int) -> None:
+        """clusterHandleSlaveMigration: the replica with the smallest id among those of
+        the best-served primaries moves to an orphaned primary (after 5 s orphaned),
+        if its primary keeps more than ``migration_barrier`` working replicas."""
+        me = self.myself
+        if self.state != "ok":
+            return
+        mine = self.nodes.get(me.primary_id or "")
+        if mine is None:
+            return
+        ok_mine = sum(1 for n in self.replicas_of(mine.id) if not n.flags & FAILURE_FLAGS)
+        if ok_mine <= self.migration_barrier:
+            return
+        ok_replicas = self._count_ok_replicas()
+        target: Node | None = None
+        candidate = me
+        for node in self.nodes.values():
+            okr = ok_replicas.get(node.id, 0) if node.is_primary else 0
+            orphaned = (
+                not node.is_replica and FAIL not in node.flags
+                and MIGRATE_TO in node.flags and okr == 0
+            )
+            if orphaned:
+                if target is None and node.slots:
+                    target = node
+                if not node.orphaned_time:
+                    node.orphaned_time = self.now
+            else:
+                node.orphaned_time = 0
+            if okr == max_replicas:
+                for r in self.replicas_of(node.id):
+                    if r.id < candidate.id:
+                        candidate = r
+        if (
+            target is not None and candidate is me
+            and self.now - target.orphaned_time > REPLICA_MIGRATION_DELAY_MS
+        ):
+            self._log("warning", f"Migrating to orphaned master {target.id}")
+            self._set_my_primary(target)
+            self._save(fsync=True, update=True)
+
+    # ------------------------------------------------------------------ manual failover
+
+    def _reset_manual_failover(self) -> None:
+        """resetManualFailover: a primary that paused its clients resumes them."""
+        if self.mf_replica is not None:
+            self._out.append(A.UnpauseClients())
+        self.mf_end = 0
+        self.mf_can_start = False
+        self.mf_replica = None
+        self.mf_primary_offset = -1
+        self._mf_offset_fresh = False
+
+    def _manual_failover_check_timeout(self) -> None:
+        if self.mf_end and self.mf_end < self.now:
+            self._log("warning", "Manual failover timed out.")
+            self._reset_manual_failover()
+
+    def _handle_manual_failover(self) -> None:
+        """clusterHandleManualFailover: start once my offset reaches the paused primary's."""
+        if self.mf_end == 0 or self.mf_can_start or self.mf_primary_offset == -1:
+            return
+        if self.mf_primary_offset == self.repl_offset:
+            self.mf_can_start = True
+            self._log("warning", "All master replication stream processed, manual failover can start.")
+            self._todo_failover = True
+
+    def manual_failover(self, mode: str = "", now: int | None = None) -> list:
+        """CLUSTER FAILOVER [FORCE|TAKEOVER] on a replica.
+
+        ``mode`` "" (default: coordinated with the primary through MFSTART, no write
+        lost), "force" (no coordination: an election at once, even if the primary is
+        down) or "takeover" (no election: a new configEpoch without agreement).
+        Raises :class:`ClusterError` with Redis's error text.
+        """
+        self._admin(now)
+        mode = mode.lower()
+        if mode not in ("", "default", "force", "takeover"):
+            raise ClusterError("ERR syntax error")
+        takeover = mode == "takeover"
+        force = takeover or mode == "force"
+        me = self.myself
+        primary = self.nodes.get(me.primary_id or "")
+        if me.is_primary:
+            raise ClusterError("ERR You should send CLUSTER FAILOVER to a replica")
+        if primary is None:
+            raise ClusterError("ERR I'm a replica but my master is unknown to me")
+        if not force and (FAIL in primary.flags or not primary.link):
+            raise ClusterError("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE")
+        self._reset_manual_failover()
+        self.mf_end = self.now + MF_TIMEOUT_MS
+        if takeover:
+            self._log("warning", "Taking over the master (user request).")
+            self._bump_config_epoch_without_consensus()
+            self._failover_replace_your_primary()
+        elif force:
+            self._log("warning", "Forced failover user request accepted.")
+            self.mf_can_start = True
+        else:
+            self._log("warning", "Manual failover user request accepted.")
+            self._send(primary, Message(MsgType.MFSTART, self._header()))
+        return self._finish()
 
     # ------------------------------------------------------------------ links
 
@@ -655,6 +1074,14 @@ class ClusterState:
                 self._save(fsync=True)
             sender.repl_offset = h.offset
             sender.repl_offset_time = self.now
+            if (
+                self.mf_end and me.is_replica and me.primary_id == sender.id
+                and h.mflags & MF_PAUSED and self.mf_primary_offset == -1
+            ):
+                # My primary paused its clients for my manual failover: its final offset.
+                self.mf_primary_offset = h.offset
+                self._todo_manual_failover = True
+                self._log("warning", f"Received replication offset for paused master manual failover: {h.offset}")
 
         if t in (MsgType.PING, MsgType.MEET):
             if (t == MsgType.MEET or me.ip == "") and self.announce_ip is None and link.inbound:
@@ -766,6 +1193,7 @@ class ClusterState:
                 sender.flags.add(SLAVE)
             if primary is not None and sender.primary_id != primary.id and primary is not sender:
                 sender.primary_id = primary.id
+                primary.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
                 self._save()
 
         # Slots.
@@ -883,8 +1311,74 @@ class ClusterState:
         self._update_slots_config_with(n, body.config_epoch, body.slots)
 
     def _on_failover_message(self, link: LinkInfo, msg: Message, sender: Node | None) -> None:
-        """FAILOVER_AUTH_REQUEST / FAILOVER_AUTH_ACK / MFSTART: elections come later."""
-        self._log("debug", f"{msg.type.name} from {msg.header.sender} ignored (no elections yet)")
+        """FAILOVER_AUTH_REQUEST / FAILOVER_AUTH_ACK / MFSTART."""
+        if sender is None:
+            return
+        t = msg.type
+        me = self.myself
+        if t == MsgType.FAILOVER_AUTH_REQUEST:
+            self._send_failover_auth_if_needed(sender, msg.header)
+        elif t == MsgType.FAILOVER_AUTH_ACK:
+            # A vote counts if it comes from a primary serving slots, in this election.
+            if sender.is_primary and sender.slots and msg.header.current_epoch >= self.failover_auth_epoch:
+                self.failover_auth_count += 1
+                self._todo_failover = True
+        elif t == MsgType.MFSTART:
+            if sender.primary_id != me.id or sender.is_primary:
+                return
+            self._reset_manual_failover()
+            self.mf_end = self.now + MF_TIMEOUT_MS
+            self.mf_replica = sender.id
+            self._out.append(A.PauseClients(self.now + MF_TIMEOUT_MS * MF_PAUSE_MULT))
+            self._log("warning", f"Manual failover requested by replica {sender.id}.")
+            ping = self._ping_message(MsgType.PING)
+            self._out.append(A.Reply(link, ping))
+            self._count_sent(ping)
+
+    def _send_failover_auth_if_needed(self, node: Node, request: Header) -> None:
+        """clusterSendFailoverAuthIfNeeded: vote for ``node`` if the rules allow."""
+        me = self.myself
+        primary = self.nodes.get(node.primary_id or "") if node.is_replica else None
+        force_ack = bool(request.mflags & MF_FORCEACK)
+        if me.is_replica or not me.slots:
+            return
+        if request.current_epoch < self.current_epoch:
+            self._log("warning", f"Failover auth denied to {node.id}: reqEpoch ({request.current_epoch}) < curEpoch({self.current_epoch})")
+            return
+        if self.last_vote_epoch == self.current_epoch:
+            self._log("warning", f"Failover auth denied to {node.id}: already voted for epoch {self.current_epoch}")
+            return
+        if node.is_primary or primary is None or (FAIL not in primary.flags and not force_ack):
+            if node.is_primary:
+                why = "it is a master node"
+            elif primary is None:
+                why = "I don't know its master"
+            else:
+                why = "its master is up"
+            self._log("warning", f"Failover auth denied to {node.id}: {why}")
+            return
+        # Not twice for (replicas of) the same primary within 2 x node timeout: not
+        # needed for safety, but it makes the base case more linear.
+        if self.now - primary.voted_time < self.node_timeout * 2:
+            wait = self.node_timeout * 2 - (self.now - primary.voted_time)
+            self._log("warning", f"Failover auth denied to {node.id}: can't vote about this master before {wait} milliseconds")
+            return
+        # The claimed slots must not be served with a newer configEpoch than the request's.
+        for s in slots_from_bitmap(request.slots):
+            owner_id = self.slot_owner[s]
+            if owner_id is None:
+                continue
+            owner = self.nodes[owner_id]
+            if owner.config_epoch <= request.config_epoch:
+                continue
+            self._log("warning", f"Failover auth denied to {node.id}: slot {s} epoch ({owner.config_epoch}) > reqEpoch ({request.config_epoch})")
+            return
+        self.last_vote_epoch = self.current_epoch
+        primary.voted_time = self.now
+        self._save(fsync=True)  # the vote is on disk before the ACK leaves
+        if node.link:
+            self._send(node, Message(MsgType.FAILOVER_AUTH_ACK, self._header()))
+        self._log("warning", f"Failover auth granted to {node.id} for epoch {self.current_epoch}")
 
     # ------------------------------------------------------------------ slots & roles
 
@@ -961,8 +1455,10 @@ class ClusterState:
             me.migrating.clear()
             me.importing.clear()
         me.primary_id = n.id
+        n.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
         self._replication_pending = False
         self._out.append(A.Replicate(n.id))
+        self._reset_manual_failover()
 
     def _handle_config_epoch_collision(self, sender: Node) -> None:
         """clusterHandleConfigEpochCollision: the smaller node id takes a new epoch."""
@@ -1102,6 +1598,7 @@ class ClusterState:
             self._out.append(A.EmptyData())
         me.migrating.clear()
         me.importing.clear()
+        self._reset_manual_failover()
         self._unassign_slots([s for s in range(CLUSTER_SLOTS) if self.slot_owner[s] is not None])
         for n in list(self.nodes.values()):
             if n is not me:
@@ -1298,6 +1795,3 @@ class ClusterState:
         self._admin(now)
         self._broadcast(Message(MsgType.PUBLISH, self._header(), body=PublishBody(channel, message)))
         return self._finish()
-
-    def set_repl_offset(self, offset: int) -> None:
-        self.repl_offset = offset

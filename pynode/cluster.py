@@ -21,6 +21,7 @@ replication module (become_replica / become_primary).
 from __future__ import annotations
 
 import os
+import time
 import random
 
 from gossip import actions as A
@@ -86,7 +87,10 @@ class ClusterNode:
         cfg = self.srv.cfg
         kw = dict(announce_ip=self.announce_ip,
                   require_full_coverage=cfg.bool("cluster-require-full-coverage"),
-                  allow_replica_migration=cfg.bool("cluster-allow-replica-migration"))
+                  allow_replica_migration=cfg.bool("cluster-allow-replica-migration"),
+                  replica_validity_factor=cfg.int("cluster-replica-validity-factor"),
+                  migration_barrier=cfg.int("cluster-migration-barrier"),
+                  replica_no_failover=cfg.bool("cluster-replica-no-failover"))
         if self.hostname:
             kw["hostname"] = self.hostname
         return kw
@@ -136,6 +140,26 @@ class ClusterNode:
         if st.myself.is_replica:
             self.primary_id = st.myself.primary_id
         return st
+
+    def configure(self) -> None:
+        """CONFIG SET of the cluster-* failover settings takes effect at once."""
+        cfg = self.srv.cfg
+        st = self.state
+        st.allow_replica_migration = cfg.bool("cluster-allow-replica-migration")
+        st.replica_validity_factor = cfg.int("cluster-replica-validity-factor")
+        st.migration_barrier = cfg.int("cluster-migration-barrier")
+        st.set_replica_no_failover(cfg.bool("cluster-replica-no-failover"))
+
+    def cron(self) -> None:
+        """Called by the server cron: what gossip needs to know about replication."""
+        repl = self.srv.replication
+        st = self.state
+        st.set_repl_offset(repl.offset)
+        if repl.masterhost is not None:
+            if repl.state == "connected":
+                st.set_master_link_down_since(None, int(repl.master_last_io * 1000))
+            else:
+                st.set_master_link_down_since(int((repl.down_since or time.time()) * 1000))
 
     async def start(self) -> None:
         """Listen on the bus port and start the cluster cron (after the client listener)."""
@@ -223,6 +247,16 @@ class ClusterNode:
                 repl.become_primary()
             elif p is not None and p.ip and p.port:
                 repl.become_replica(p.ip, p.port)
+        elif t is A.PauseClients:
+            # a manual failover of our replica: hold writes, then report the
+            # offset that is now final so the replica can catch up to it
+            srv = self.srv
+            left = max(0, a.until_ms - now_ms())
+            srv.paused_until = time.monotonic() + left / 1000.0
+            srv.pause_all = False
+            self.state.set_repl_offset(srv.replication.offset)
+        elif t is A.UnpauseClients:
+            self.srv.unpause()
         elif t is A.Log:
             self._log(a.level, a.text)
 

@@ -89,6 +89,8 @@ class Server:
             self.replication.configure()
         if getattr(self, "aof", None) is not None:
             self.aof.configure(fsync=cfg.get("appendfsync"), **self.aof_options())
+        if getattr(self, "cluster", None) is not None:
+            self.cluster.configure()
         for c in getattr(self, "clients", {}).values():
             c.parser.max_bulk = self.proto_max_bulk_len
             c.parser.max_query = self.query_buffer_limit
@@ -438,8 +440,8 @@ class Server:
         if self.active_expire_enabled:  # DEBUG SET-ACTIVE-EXPIRE
             ks.active_expire(0.25 / self.hz)
         infomod.cron_sample(self)  # INFO's instantaneous metrics and memory peak
-        if self.cluster is not None:  # gossip carries it; CLUSTER SLOTS lists synced replicas
-            self.cluster.state.set_repl_offset(self.replication.offset)
+        if self.cluster is not None:  # replication offset and link age for gossip
+            self.cluster.cron()
         now = time.time()
         if self.timeout:
             for c in list(self.clients.values()):

@@ -555,6 +555,7 @@ fuzz_headers = st.builds(
     primary_id=st.none() | pool_ids, slots=slotsets, ip=st.sampled_from(["", "127.0.0.1", "10.0.0.9"]),
     port=st.sampled_from([7000, 7001, 7002, 0]), cport=st.sampled_from([17000, 17001, 0]),
     offset=st.integers(0, 10), state=st.sampled_from(["ok", "fail"]),
+    mflags=st.sampled_from([0, 1, 2, 3]),  # MF_PAUSED | MF_FORCEACK
 )
 fuzz_gossip = st.builds(
     GossipEntry, pool_ids, st.integers(0, T0 + 10_000), st.integers(0, T0 + 10_000),

@@ -449,6 +449,6 @@ def cluster_failover(c, argv):
         raise CommandError("ERR syntax error")
     if len(argv) == 3 and argv[2].lower() not in (b"force", b"takeover"):
         raise CommandError("ERR syntax error")
-    if cl.state.myself.is_primary:
-        raise CommandError("ERR You should send CLUSTER FAILOVER to a replica")
-    raise CommandError("ERR CLUSTER FAILOVER is not supported by this node yet")
+    mode = argv[2].decode().lower() if len(argv) == 3 else ""
+    _call(cl, "manual_failover", mode)
+    return OK
