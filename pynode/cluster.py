@@ -14,8 +14,9 @@ Every SaveConfig action rewrites the file atomically (temp + fsync + rename).
 The server-side actions of the state machine are executed here: DropSlotKeys
 deletes the keys of lost slots in db 0 (propagating a DEL per key, as Redis's
 delKeysInSlot), EmptyData flushes everything, Deliver publishes to local
-subscribers, and Replicate is recorded (``primary_id``) and handed to the
-replication module (become_replica / become_primary).
+subscribers, Replicate is handed to the replication module (become_replica /
+become_primary), and PauseClients/UnpauseClients hold writes while a replica
+runs a manual failover.
 """
 
 from __future__ import annotations
@@ -237,7 +238,7 @@ class ClusterNode:
         elif t is A.Replicate:
             self.primary_id = a.primary_id
             if a.primary_id is None:
-                self.srv.log.notice("Cluster: acting as a primary (no replication)")
+                self.srv.log.notice("Cluster: acting as a primary")
             else:
                 p = self.state.nodes.get(a.primary_id)
                 where = "%s:%d" % (p.ip, p.port) if p is not None else "?"

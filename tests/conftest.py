@@ -18,3 +18,11 @@ def r(server):
     c.flushall()
     yield c
     c.close()
+
+
+@pytest.fixture(scope="module")
+def real():
+    """A real redis-server 7 to compare answers with."""
+    p = Proc(redis_server=True).start()
+    yield p
+    p.cleanup()

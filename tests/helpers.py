@@ -135,6 +135,15 @@ class Proc:
         self.cleanup()
 
 
+def enc(*args) -> bytes:
+    """A command as a RESP multibulk request."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
 def raw_command(port: int, payload: bytes, timeout: float = 5.0, read_until_close: bool = False) -> bytes:
     """Send raw bytes and return what the server answers (until idle or close)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

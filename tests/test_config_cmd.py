@@ -10,22 +10,7 @@ import time
 import pytest
 import redis
 
-from tests.helpers import Proc, free_port, raw_command
-
-
-def enc(*args) -> bytes:
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
-@pytest.fixture(scope="module")
-def real():
-    p = Proc(redis_server=True).start()
-    yield p
-    p.cleanup()
+from tests.helpers import Proc, enc, free_port, raw_command
 
 
 def test_config_get_patterns_aliases(r):

@@ -21,13 +21,6 @@ def pn():
 
 
 @pytest.fixture(scope="module")
-def rs():
-    p = Proc(redis_server=True).start()
-    yield p
-    p.cleanup()
-
-
-@pytest.fixture(scope="module")
 def pn_auth():
     p = Proc(["--requirepass", "pw"]).start(password="pw")
     yield p
@@ -99,10 +92,10 @@ def drain(s: socket.socket, timeout: float = 5.0) -> tuple[bytes, bool]:
         return got, False
 
 
-def same(pn, rs, payload: bytes, close: bool = False, mask_id: bool = False) -> bytes:
+def same(pn, real, payload: bytes, close: bool = False, mask_id: bool = False) -> bytes:
     """Send payload to both servers; the replies must be byte-identical."""
     get = until_close if close else raw_command
-    a, b = get(pn.port, payload), get(rs.port, payload)
+    a, b = get(pn.port, payload), get(real.port, payload)
     if mask_id:
         a = re.sub(rb"\$2\r\nid\r\n:\d+\r\n", b"ID", a)
         b = re.sub(rb"\$2\r\nid\r\n:\d+\r\n", b"ID", b)
@@ -135,12 +128,12 @@ def test_ten_thousand_sets_in_one_write_in_order(pn):
     assert c.get("counter") == b"10000"
 
 
-def test_pipeline_with_mixed_replies_matches_redis(pn, rs):
+def test_pipeline_with_mixed_replies_matches_redis(pn, real):
     payload = (mbulk(b"FLUSHALL") + mbulk(b"SET", b"a", b"1") + b"GET a\r\n" +
                mbulk(b"GET", b"missing") + mbulk(b"INCR", b"a") + mbulk(b"SET", b"b", b"x") + mbulk(b"INCR", b"b") +
                mbulk(b"ECHO", b"") + b"PING hello\r\n" + mbulk(b"MGET", b"a", b"missing") +
                mbulk(b"DEL", b"a") + mbulk(b"EXISTS", b"a"))
-    out = same(pn, rs, payload)
+    out = same(pn, real, payload)
     assert out.startswith(b"+OK\r\n+OK\r\n$1\r\n1\r\n$-1\r\n:2\r\n+OK\r\n-ERR value is not")
 
 
@@ -156,8 +149,8 @@ def test_pipeline_with_mixed_replies_matches_redis(pn, rs):
     (b'ECHO ""\r\n', b"$0\r\n\r\n"),
     (b"ECHO a\x0bb\r\n", b"$3\r\na\x0bb\r\n"),
 ])
-def test_inline_commands(pn, rs, payload, reply):
-    assert same(pn, rs, payload) == reply
+def test_inline_commands(pn, real, payload, reply):
+    assert same(pn, real, payload) == reply
 
 
 # ------------------------------------------------------------------ protocol errors
@@ -182,8 +175,8 @@ def test_inline_commands(pn, rs, payload, reply):
     b"*" + b"1" * (64 * 1024 + 100),
     b"*1\r\n$" + b"1" * (64 * 1024 + 100),
 ])
-def test_protocol_error_replies_then_closes_like_redis(pn, rs, payload):
-    out = same(pn, rs, payload, close=True)
+def test_protocol_error_replies_then_closes_like_redis(pn, real, payload):
+    out = same(pn, real, payload, close=True)
     assert re.search(rb"-ERR Protocol error: [^\r\n]*\r\n$", out)
 
 
@@ -205,9 +198,9 @@ def test_protocol_error_answers_earlier_commands_and_closes(pn):
     assert c.ping()                       # and the server is fine
 
 
-def test_well_formed_edge_cases_match_redis(pn, rs):
+def test_well_formed_edge_cases_match_redis(pn, real):
     # *0 / *-1 are skipped, a line ends at its \r, the CRLF after a bulk is not checked
-    same(pn, rs, b"*0\r\n*-1\r\nPING\r\n" + b"*1\r\n$4\r\nPINGxx" + b"*1\rx$4\r\nPING\r\n")
+    same(pn, real, b"*0\r\n*-1\r\nPING\r\n" + b"*1\r\n$4\r\nPINGxx" + b"*1\rx$4\r\nPING\r\n")
 
 
 # ------------------------------------------------------------------ error texts
@@ -221,42 +214,42 @@ def test_well_formed_edge_cases_match_redis(pn, rs):
     (mbulk(b"CLIENT", b"nosuch"), None),
     (mbulk(b"SET", b"k", b"v", b"XX", b"NX"), b"-ERR syntax error\r\n"),
 ])
-def test_error_texts_match_redis(pn, rs, payload, reply):
-    out = same(pn, rs, payload)
+def test_error_texts_match_redis(pn, real, payload, reply):
+    out = same(pn, real, payload)
     if reply is not None:
         assert out == reply
 
 
-def test_long_unknown_command_args_are_truncated_like_redis(pn, rs):
-    same(pn, rs, mbulk(b"nosuchcmd", b"x" * 200, b"y\r\nz", b"'q'"))
+def test_long_unknown_command_args_are_truncated_like_redis(pn, real):
+    same(pn, real, mbulk(b"nosuchcmd", b"x" * 200, b"y\r\nz", b"'q'"))
 
 
 # ------------------------------------------------------------------ HELLO / AUTH
 
-def test_hello_versions(pn, rs):
-    v2 = same(pn, rs, mbulk(b"HELLO", b"2"), mask_id=True)
+def test_hello_versions(pn, real):
+    v2 = same(pn, real, mbulk(b"HELLO", b"2"), mask_id=True)
     assert v2.startswith(b"*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n$6\r\n7.0.15")
-    v3 = same(pn, rs, mbulk(b"HELLO", b"3") + mbulk(b"GET", b"nokey") + mbulk(b"HELLO", b"2") +
+    v3 = same(pn, real, mbulk(b"HELLO", b"3") + mbulk(b"GET", b"nokey") + mbulk(b"HELLO", b"2") +
               mbulk(b"GET", b"nokey"), mask_id=True)
     assert v3.startswith(b"%7\r\n")
     assert b"\r\n_\r\n*14\r\n" in v3 and v3.endswith(b"$-1\r\n")
-    same(pn, rs, mbulk(b"HELLO"), mask_id=True)
-    assert same(pn, rs, mbulk(b"HELLO", b"4")) == b"-NOPROTO unsupported protocol version\r\n"
-    assert same(pn, rs, mbulk(b"HELLO", b"1")) == b"-NOPROTO unsupported protocol version\r\n"
-    assert same(pn, rs, mbulk(b"HELLO", b"x")) == \
+    same(pn, real, mbulk(b"HELLO"), mask_id=True)
+    assert same(pn, real, mbulk(b"HELLO", b"4")) == b"-NOPROTO unsupported protocol version\r\n"
+    assert same(pn, real, mbulk(b"HELLO", b"1")) == b"-NOPROTO unsupported protocol version\r\n"
+    assert same(pn, real, mbulk(b"HELLO", b"x")) == \
         b"-ERR Protocol version is not an integer or out of range\r\n"
-    same(pn, rs, mbulk(b"HELLO", b"3", b"AUTH", b"default"))
-    same(pn, rs, mbulk(b"HELLO", b"3", b"SETNAME", b"a b"))
-    same(pn, rs, mbulk(b"HELLO", b"3", b"FOO"))
+    same(pn, real, mbulk(b"HELLO", b"3", b"AUTH", b"default"))
+    same(pn, real, mbulk(b"HELLO", b"3", b"SETNAME", b"a b"))
+    same(pn, real, mbulk(b"HELLO", b"3", b"FOO"))
 
 
-def test_resp3_nulls_and_types(pn, rs):
+def test_resp3_nulls_and_types(pn, real):
     setup = mbulk(b"SET", b"r3", b"v")
     cmds = (mbulk(b"GET", b"nokey") + mbulk(b"MGET", b"nokey", b"r3") +
             mbulk(b"CONFIG", b"GET", b"maxmemory") + mbulk(b"EXISTS", b"r3") +
             mbulk(b"DEL", b"r3"))
-    r2 = same(pn, rs, setup + cmds)
-    r3 = same(pn, rs, setup + mbulk(b"HELLO", b"3") + cmds, mask_id=True)
+    r2 = same(pn, real, setup + cmds)
+    r3 = same(pn, real, setup + mbulk(b"HELLO", b"3") + cmds, mask_id=True)
     assert r2.endswith(b"$-1\r\n*2\r\n$-1\r\n$1\r\nv\r\n"
                        b"*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n:1\r\n:1\r\n")
     assert r3.endswith(b"_\r\n*2\r\n_\r\n$1\r\nv\r\n"
@@ -308,14 +301,14 @@ def test_auth_with_redis_py(pn_auth):
     c3.close()
 
 
-def test_auth_without_password_configured(pn, rs):
-    out = same(pn, rs, mbulk(b"AUTH", b"pw"))
+def test_auth_without_password_configured(pn, real):
+    out = same(pn, real, mbulk(b"AUTH", b"pw"))
     assert out == (b"-ERR AUTH <password> called without any password configured for the "
                    b"default user. Are you sure your configuration is correct?\r\n")
     # the default user is "nopass": any password is accepted
-    assert same(pn, rs, mbulk(b"AUTH", b"default", b"pw")) == b"+OK\r\n"
+    assert same(pn, real, mbulk(b"AUTH", b"default", b"pw")) == b"+OK\r\n"
     wrong = b"-WRONGPASS invalid username-password pair or user is disabled.\r\n"
-    assert same(pn, rs, mbulk(b"AUTH", b"bob", b"pw")) == wrong
+    assert same(pn, real, mbulk(b"AUTH", b"bob", b"pw")) == wrong
 
 
 # ------------------------------------------------------------------ clients going away
@@ -404,6 +397,6 @@ def test_query_buffer_limit_closes_the_connection(pn_small, rs_small):
         c.close()
 
 
-def test_oversized_inline_and_counts(pn, rs):
-    same(pn, rs, b"x" * (70 * 1024), close=True)
-    same(pn, rs, b"*1\r\n$" + b"9" * (70 * 1024), close=True)
+def test_oversized_inline_and_counts(pn, real):
+    same(pn, real, b"x" * (70 * 1024), close=True)
+    same(pn, real, b"*1\r\n$" + b"9" * (70 * 1024), close=True)

@@ -13,22 +13,7 @@ import time
 import pytest
 import redis
 
-from tests.helpers import Proc, raw_command
-
-
-def enc(*args) -> bytes:
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
-
-
-@pytest.fixture(scope="module")
-def real():
-    p = Proc(redis_server=True).start()
-    yield p
-    p.cleanup()
+from tests.helpers import Proc, enc, raw_command
 
 
 @pytest.fixture(scope="module")
