@@ -63,36 +63,29 @@ def _drop(registry: dict, name: bytes, c) -> None:
             del registry[name]
 
 
-@command("unsubscribe")
-def unsubscribe(c, argv):
-    channels = c.srv.channels
-    names = argv[1:] if len(argv) > 1 else list(c.subs)
+def _unsubscribe(c, registry: dict, mine: set, kind: bytes, names: list[bytes]) -> bytes:
+    """With no names: from all of them (and a [kind, nil, count] reply if none)."""
+    names = names or list(mine)
     if not names:
-        return _notice(c, b"unsubscribe", None)
+        return _notice(c, kind, None)
     out = []
-    for ch in names:
-        if ch in c.subs:
-            c.subs.discard(ch)
-            _drop(channels, ch, c)
-        out.append(_notice(c, b"unsubscribe", ch))
+    for name in names:
+        if name in mine:
+            mine.discard(name)
+            _drop(registry, name, c)
+        out.append(_notice(c, kind, name))
     c.update_special()
     return b"".join(out)
+
+
+@command("unsubscribe")
+def unsubscribe(c, argv):
+    return _unsubscribe(c, c.srv.channels, c.subs, b"unsubscribe", argv[1:])
 
 
 @command("punsubscribe")
 def punsubscribe(c, argv):
-    patterns = c.srv.patterns
-    names = argv[1:] if len(argv) > 1 else list(c.psubs)
-    if not names:
-        return _notice(c, b"punsubscribe", None)
-    out = []
-    for p in names:
-        if p in c.psubs:
-            c.psubs.discard(p)
-            _drop(patterns, p, c)
-        out.append(_notice(c, b"punsubscribe", p))
-    c.update_special()
-    return b"".join(out)
+    return _unsubscribe(c, c.srv.patterns, c.psubs, b"punsubscribe", argv[1:])
 
 
 # ---------------------------------------------------------------- publish
