@@ -42,7 +42,8 @@ def now_ms() -> int:
 
 
 class _Link(asyncio.Protocol):
-    """One bus connection, either direction."""
+    """One bus connection, either direction.  Subclasses give `make_info()`,
+    the LinkInfo the state machine sees for messages arriving on the link."""
 
     inbound = False
 
@@ -93,9 +94,6 @@ class _Link(asyncio.Protocol):
         self.bus.link_lost(self, was_closed)
 
     # -- helpers
-    def make_info(self) -> LinkInfo:
-        raise NotImplementedError
-
     def write(self, frame: bytes) -> None:
         t = self.transport
         if t is not None and not self.closed:
