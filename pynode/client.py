@@ -17,7 +17,7 @@ class Client(asyncio.Protocol):
                  "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
                  "wbuf", "close_queued", "asking",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
-                 "readonly", "__weakref__")
+                 "readonly", "blocked", "__weakref__")
 
     def __init__(self, srv) -> None:
         self.srv = srv
@@ -60,6 +60,7 @@ class Client(asyncio.Protocol):
         self.flags_extra = ""
         self.readonly = False
         self.asking = False
+        self.blocked = None              # pynode.blocking.Blocked while parked on keys
         self.update_special()
 
     # ------------------------------------------------------------ asyncio

@@ -239,7 +239,7 @@ def _server(srv) -> dict:
 
 
 def _is_blocked(c) -> bool:
-    return bool(getattr(c, "blocked", False))
+    return c.blocked is not None
 
 
 def _clients(srv) -> dict:
@@ -265,7 +265,7 @@ def _clients(srv) -> dict:
         "blocked_clients": sum(1 for c in clients if _is_blocked(c)),
         "tracking_clients": 0,
         "clients_in_timeout_table": sum(1 for c in clients if _is_blocked(c)
-                                        and getattr(c, "block_timeout", 0)),
+                                        and c.blocked.deadline),
     }
 
 

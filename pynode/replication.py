@@ -644,6 +644,7 @@ class Replication:
                 c.write(b"-UNBLOCKED force unblock from blocking operation, instance state "
                         b"changed (master -> replica?)\r\n")
                 c.resume()
+        srv.blocking.unblock_all()
         self.disconnect_replicas()
         if was_primary:
             self.cached = True           # PSYNC with our own id/offset (cache myself)
@@ -1005,6 +1006,8 @@ class Replication:
         srv.run_queued(mc, cmd, argv)
         mc.last_cmd = cmd.name
         mc.out.clear()
+        if srv.blocking.ready and not mc.in_multi:
+            srv.blocking.handle_ready()      # XREAD BLOCK readers of this replica
 
     def send_ack(self) -> None:
         w = self.writer

@@ -13,6 +13,7 @@ from time import perf_counter
 
 from pynode import commands as cmdmod
 from pynode import info as infomod
+from pynode import notify
 from pynode.client import Client
 from pynode.commands import CommandError
 from pynode.config import VERSION, Config
@@ -20,6 +21,7 @@ from pynode.log import log
 from pynode.resp import error
 from pynode.routing import route
 from storage.sdsargs import quote
+from storage import values
 from storage.keyspace import Keyspace
 
 
@@ -67,6 +69,8 @@ class Server:
         self.repl_feed = None        # replication stream feed while replicas may attach
         from pynode.replication import Replication
         self.replication = Replication(self)
+        from pynode.blocking import Blocking
+        self.blocking = Blocking(self)
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -84,6 +88,8 @@ class Server:
                                   if self.slowlog_slower_than >= 0 else float("inf"))
         self.debug_enabled = cfg.get("enable-debug-command")
         self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
+        values.LIMITS.load(cfg.int)
+        self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"))
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
         if getattr(self, "replication", None) is not None:
             self.replication.configure()
@@ -161,6 +167,12 @@ class Server:
         if c.monitor and c in self.monitors:
             self.monitors.remove(c)
         self.paused_clients.discard(c)
+        if c.blocked is not None:
+            self.blocking.on_disconnect(c)
+
+    def unblock_client(self, c: Client, error: bool) -> bool:
+        """CLIENT UNBLOCK <id> [TIMEOUT|ERROR]."""
+        return self.blocking.client_unblock(c, error)
 
     def discard_transaction(self, c: Client) -> None:
         """discardTransaction(): leave MULTI, forget the queue and every WATCH."""
@@ -314,6 +326,8 @@ class Server:
         cmd.calls += 1
         cmd.usec += dt
         c.last_cmd = cmd.name
+        if self.blocking.ready:
+            self.blocking.handle_ready()
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
         if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
@@ -442,6 +456,8 @@ class Server:
         infomod.cron_sample(self)  # INFO's instantaneous metrics and memory peak
         if self.cluster is not None:  # replication offset and link age for gossip
             self.cluster.cron()
+            if self.blocking.clients:
+                self.blocking.check_cluster()
         now = time.time()
         if self.timeout:
             for c in list(self.clients.values()):

@@ -30,7 +30,8 @@ def now_ms() -> int:
 
 
 class Database:
-    __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl", "raw")
+    __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl", "raw",
+                 "blocking_keys")
 
     def __init__(self, ks: "Keyspace", id: int) -> None:
         self.id = id
@@ -45,6 +46,10 @@ class Database:
         # strings changed in place (APPEND, SETRANGE, SETBIT...): Redis reports
         # them as "raw" whatever their length; a new value clears the mark
         self.raw: set[bytes] = set()
+        # key -> {client: None} in the order they blocked (pynode/blocking.py);
+        # a key listed here that is created, replaced or deleted is signalled
+        # through ks.on_key_ready
+        self.blocking_keys: dict[bytes, dict] = {}
 
     # ---------------------------------------------------------- reads
     def get(self, key: bytes):
@@ -160,6 +165,8 @@ class Database:
             self.touch(key)
         if self.raw:
             self.raw.discard(key)
+        if self.blocking_keys and key in self.blocking_keys:
+            self.ks.on_key_ready(self, key)
 
     def put(self, key: bytes, value, expire: int = -1, raw: bool = False) -> None:
         """Store a whole key record (value, absolute expiry or -1, raw mark),
@@ -203,7 +210,22 @@ class Database:
             self.touch(key)
         if self.raw:
             self.raw.discard(key)
+        if self.blocking_keys and key in self.blocking_keys:
+            self.ks.on_key_ready(self, key)
         return live
+
+    def modified(self, key: bytes) -> None:
+        """signalModifiedKey: a value was changed in place (HSET on an
+        existing hash, LPUSH on an existing list...): WATCH sees it."""
+        if self.watched:
+            self.touch(key)
+
+    def signal_ready(self, key: bytes) -> None:
+        """signalKeyAsReady: key may now serve clients blocked on it (XADD
+        to an existing stream, for instance). Creating, replacing or
+        deleting a key signals by itself."""
+        if self.blocking_keys and key in self.blocking_keys:
+            self.ks.on_key_ready(self, key)
 
     def set_expire(self, key: bytes, when_ms: int) -> None:
         self.expires[key] = when_ms
@@ -262,7 +284,13 @@ class Database:
         self.expires.clear()
         self.heap.clear()
         self.raw.clear()
+        self.signal_all()
         return n
+
+    def signal_all(self) -> None:
+        """Every key with waiters may have changed (FLUSHDB, SWAPDB)."""
+        for key in list(self.blocking_keys):
+            self.ks.on_key_ready(self, key)
 
     def flush_slot(self, slot: int) -> int:
         d = self.slots[slot]
@@ -280,6 +308,8 @@ class Database:
         self.ks.expired_keys += 1
         if self.watched:
             self.touch(key)
+        if self.blocking_keys and key in self.blocking_keys:
+            self.ks.on_key_ready(self, key)
         cb = self.ks.on_expire
         if cb is not None:
             cb(self, key)
@@ -308,6 +338,9 @@ class Database:
         self.expires, other.expires = other.expires, self.expires
         self.heap, other.heap = other.heap, self.heap
         self.raw, other.raw = other.raw, self.raw
+        # waiters stay with their database number: offer them the new data
+        self.signal_all()
+        other.signal_all()
 
 
 class Keyspace:
@@ -317,6 +350,8 @@ class Keyspace:
         self.now = now_ms()
         self.expire_on_read = True     # replicas wait for the primary's DEL
         self.on_expire: Callable[[Database, bytes], None] | None = None
+        # (db, key) -> None: a key clients are blocked on changed (pynode/blocking.py)
+        self.on_key_ready: Callable[[Database, bytes], None] = lambda db, key: None
         self.expired_keys = 0
         self.dbs: list[Database | None] = [None] * databases
 

@@ -10,10 +10,13 @@ and the value; EOF (0xFF) and the CRC64 (Jones polynomial, reflected, 8 bytes
 little-endian) of everything before it.  A stored checksum of 0 means
 "rdbchecksum no" and is not verified.
 
-Value types are a registry: ENCODERS maps a Python value type to (RDB type
-byte, fn(value) -> bytes); DECODERS maps an RDB type byte to fn(reader) ->
-value.  Only strings (type 0) are registered so far; the loader stops with a
-clear RDBError on any other type.  Strings are loaded in every encoding Redis
+Value types are a registry: ENCODERS maps a Python value type to
+fn(value) -> (RDB type byte, payload bytes) (the type byte may depend on the
+value's encoding, e.g. a small hash is written as a listpack); DECODERS maps an
+RDB type byte to fn(reader) -> value.  Each value module of storage/ registers
+its own (storage/valuetypes.py imports them all); the loader stops with a
+clear RDBError on a type nobody registered.  The same per-value encoding is
+DUMP's payload (storage/dump.py).  Strings are loaded in every encoding Redis
 writes (plain, int8/16/32, LZF-compressed); they are written plain, or
 integer-encoded when Redis would (rdbTryIntegerEncoding).
 """
@@ -159,10 +162,26 @@ def encode_string(s: bytes) -> bytes:
     return encode_length(len(s)) + s
 
 
-# Python value type -> (RDB type byte, fn(value) -> bytes)
-ENCODERS: dict[type, tuple[int, Callable[[object], bytes]]] = {
-    bytes: (TYPE_STRING, encode_string),
+def _encode_string_value(s: bytes) -> tuple[int, bytes]:
+    return TYPE_STRING, encode_string(s)
+
+
+# Python value type -> fn(value) -> (RDB type byte, payload)
+ENCODERS: dict[type, Callable[[object], tuple[int, bytes]]] = {
+    bytes: _encode_string_value,
 }
+
+
+def encode_value(value) -> tuple[int, bytes]:
+    """(RDB type byte, payload) of one stored value."""
+    enc = ENCODERS.get(type(value))
+    if enc is None:
+        from storage import valuetypes
+        valuetypes.import_all()
+        enc = ENCODERS.get(type(value))
+        if enc is None:
+            raise RDBError("no RDB encoder for %s values" % type(value).__name__)
+    return enc(value)
 
 
 def _aux(key: str, value) -> bytes:
@@ -213,13 +232,16 @@ def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None) -> int:
         w.add(bytes((OP_SELECTDB,)) + encode_length(dbid))
         w.add(bytes((OP_RESIZEDB,)) + encode_length(size) + encode_length(len(db.expires)))
         for key, value, expire in db.items():
-            enc = ENCODERS.get(type(value))
-            if enc is None:
-                raise RDBError("cannot write key %r: no RDB encoder for %s values yet"
-                               % (key, type(value).__name__))
+            if type(value) is bytes:
+                rtype, payload = TYPE_STRING, encode_string(value)
+            else:
+                try:
+                    rtype, payload = encode_value(value)
+                except RDBError as e:
+                    raise RDBError("cannot write key %r: %s" % (key, e)) from None
             if expire != -1:
                 w.add(bytes((OP_EXPIRETIME_MS,)) + struct.pack("<q", expire))
-            w.add(bytes((enc[0],)) + encode_string(key) + enc[1](value))
+            w.add(bytes((rtype,)) + encode_string(key) + payload)
             nkeys += 1
     w.add(bytes((OP_EOF,)))
     w.flush()
@@ -300,6 +322,16 @@ def _decode_string(r: Reader) -> bytes:
     return r.string()
 
 
+def decoder(rtype: int) -> Callable[[Reader], object] | None:
+    """The loader of one RDB value type, or None if no value module has it."""
+    dec = DECODERS.get(rtype)
+    if dec is None:
+        from storage import valuetypes
+        valuetypes.import_all()
+        dec = DECODERS.get(rtype)
+    return dec
+
+
 # RDB type byte -> fn(reader) -> value
 DECODERS: dict[int, Callable[[Reader], object]] = {
     TYPE_STRING: _decode_string,
@@ -359,10 +391,9 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
             if t in (OP_FUNCTION, OP_FUNCTION2, OP_MODULE_AUX):
                 raise RDBError("%s: opcode 0x%02x (functions / module aux data) at offset %d "
                                "is not supported by pynode yet" % (name, t, r.pos - 1))
-            dec = DECODERS.get(t)
+            dec = decoder(t)
             if dec is None:
-                raise RDBError("%s: value type %d (%s) at offset %d is not supported by pynode "
-                               "yet; only strings can be loaded"
+                raise RDBError("%s: value type %d (%s) at offset %d is not supported by pynode"
                                % (name, t, TYPE_NAMES.get(t, "unknown"), r.pos - 1))
             key = r.string()
             value = dec(r)

@@ -92,6 +92,10 @@ def rewrite_keyspace(ks, write: Callable[[bytes], object], now_ms: int) -> int:
                 else:
                     fn = REWRITERS.get(t)
                     if fn is None:
+                        from storage import valuetypes
+                        valuetypes.import_all()
+                        fn = REWRITERS.get(t)
+                    if fn is None:
                         raise TypeError("no AOF rewriter for values of type %s (key %r)"
                                         % (t.__name__, key))
                     b = b"".join(encode_command(a) for a in fn(key, value))

@@ -87,8 +87,12 @@ _HANDLERS: dict[str, object] = {}
 # name -> function(argv) -> key list, for commands with movable keys
 KEY_FINDERS: dict[str, object] = {}
 
-MODULES = ("connection", "server", "keys", "strings", "bits", "transactions", "pubsub",
-           "cluster", "replication")
+
+def _modules() -> list[str]:
+    """Every module of this package: a command group registers itself by
+    existing here (one module per group), so adding a group edits no list."""
+    import pkgutil
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.ispkg)
 
 
 def command(*names: str, keys=None):
@@ -108,7 +112,7 @@ def command(*names: str, keys=None):
 
 def build_table() -> dict[bytes, Command]:
     """Import every command module and return name -> Command (lowercase bytes)."""
-    for m in MODULES:
+    for m in _modules():
         importlib.import_module("pynode.commands." + m)
     table: dict[bytes, Command] = {}
     for name, fn in _HANDLERS.items():

@@ -116,7 +116,7 @@ def client_flags(c) -> str:
         f += "P"
     if c.in_multi:
         f += "x"
-    if getattr(c, "blocked", False):
+    if c.blocked is not None:
         f += "b"
     if c.in_multi and c.watch_touched:
         f += "d"
@@ -392,9 +392,8 @@ def client_unblock(c, argv):
         raise CommandError(SYNTAX)
     srv = c.srv
     target = srv.clients.get(cid)
-    unblock = getattr(srv, "unblock_client", None)
-    if target is not None and getattr(target, "blocked", False) and unblock is not None:
-        unblock(target, error)
+    if target is not None and target.blocked is not None:
+        srv.unblock_client(target, error)
         return integer(1)
     return integer(0)
 

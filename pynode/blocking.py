@@ -1,0 +1,247 @@
+"""Clients blocked on keys: BLPOP and friends, BZPOPMIN/MAX, BZMPOP, XREAD and
+XREADGROUP with BLOCK (Redis 7.0's blocked.c).
+
+A blocking command first tries to serve itself at once, as in Redis. When it
+cannot, its handler calls `srv.blocking.block(...)` and returns None: the
+client is parked (`c.blocked`, `c.paused`: later commands of its pipeline
+wait) and listed, in arrival order, under each of its keys in
+`db.blocking_keys`. Nothing in the keyspace ever awaits.
+
+When a key with waiters is created, overwritten or deleted (Database.set /
+delete call `ks.on_key_ready`) or a command signals it (`db.signal_ready(key)`,
+e.g. XADD on an existing stream), the key joins the ready list. Right after
+the command that made it ready, as Redis's handleClientsBlockedOnKeys after
+call(), every waiter of each ready key is offered the key in FIFO order:
+`serve(c, key)` returns the reply (it has done the pop and propagated it) or
+None to keep waiting (empty, wrong type, nothing new for it). A served
+client's held commands run on the next loop iteration.
+
+Unblocking otherwise: the timeout (`timeout_reply`), CLIENT UNBLOCK (TIMEOUT
+or ERROR), a disconnect, a role change (-UNBLOCKED ... master -> replica?) and,
+in cluster mode, a slot that is no longer served here (-MOVED, checked by the
+cron as Redis's clusterRedirectBlockedClientIfNeeded).
+
+Inside MULTI/EXEC (and for the replication stream's master client) blocking
+commands never block: their handlers see `may_block(c)` False and answer
+with the timeout reply at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from pynode.commands import CommandError
+from storage.slots import keyslot
+
+TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
+TIMEOUT_NEGATIVE = "ERR timeout is negative"
+UNBLOCKED_BY_CLIENT = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
+UNBLOCKED_ROLE = ("UNBLOCKED force unblock from blocking operation, instance state "
+                  "changed (master -> replica?)")
+LLONG_MAX = 9223372036854775807
+
+Serve = Callable[[object, bytes], "bytes | None"]
+
+
+def parse_timeout(b: bytes, unit_seconds: bool = True) -> int:
+    """getTimeoutFromObjectOrReply: the timeout in ms (0 = forever).
+
+    Seconds may be fractional (BLPOP k 0.1); milliseconds (XREAD BLOCK) are
+    an integer."""
+    if unit_seconds:
+        try:
+            s = b.decode("ascii")
+            if not s or s != s.strip() or s.lower() in ("nan", "+nan", "-nan") or "_" in s:
+                raise ValueError
+            v = float(s)
+        except (UnicodeDecodeError, ValueError):
+            raise CommandError(TIMEOUT_NOT_FLOAT) from None
+        if math.isinf(v):
+            raise CommandError(TIMEOUT_NOT_FLOAT)
+        ms = v * 1000
+        if ms > LLONG_MAX:
+            raise CommandError(TIMEOUT_NOT_FLOAT)
+        ms = int(math.ceil(ms)) if ms > 0 else int(ms)
+    else:
+        from pynode.commands import parse_int
+        ms = parse_int(b, "ERR timeout is not an integer or out of range")
+    if ms < 0:
+        raise CommandError(TIMEOUT_NEGATIVE)
+    return ms
+
+
+class Blocked:
+    """What a parked client waits for."""
+
+    __slots__ = ("db", "keys", "serve", "timeout_reply", "timer", "cmd", "deadline", "write")
+
+    def __init__(self, db, keys, serve, timeout_reply, cmd, deadline, write) -> None:
+        self.write = write            # a write command (BLPOP) or a read (XREAD)
+        self.db = db
+        self.keys = keys
+        self.serve = serve
+        self.timeout_reply = timeout_reply
+        self.timer = None
+        self.cmd = cmd
+        self.deadline = deadline      # absolute ms, 0 = forever
+
+
+class Blocking:
+    def __init__(self, srv) -> None:
+        self.srv = srv
+        self.ready: dict = {}          # (db, key) -> None, in signal order
+        self.clients: set = set()      # every client blocked on keys
+        srv.ks.on_key_ready = self.signal
+
+    # ------------------------------------------------------------ blocking
+    @staticmethod
+    def may_block(c) -> bool:
+        """False inside MULTI/EXEC and for the master client: answer at once."""
+        return not c.in_multi and "M" not in c.flags_extra
+
+    def block(self, c, keys: list[bytes], timeout_ms: int, serve: Serve,
+              timeout_reply: bytes, cmd: str = "", write: bool = True):
+        """Park c until serve(c, key) answers for one of keys, or timeout_ms
+        passes (0: forever); then c gets that answer or timeout_reply (already
+        encoded for c's protocol). Returns None, the handler's reply."""
+        db = c.db
+        now = self.srv.ks.now
+        deadline = now + timeout_ms if timeout_ms else 0
+        uniq = list(dict.fromkeys(keys))
+        b = Blocked(db, uniq, serve, timeout_reply, cmd, deadline, write)
+        for k in uniq:
+            w = db.blocking_keys.get(k)
+            if w is None:
+                w = db.blocking_keys[k] = {}
+            w[c] = None
+        c.blocked = b
+        c.paused = True
+        self.clients.add(c)
+        loop = self.srv.loop
+        if deadline and loop is not None:
+            b.timer = loop.call_later(timeout_ms / 1000.0, self.timed_out, c)
+        return None
+
+    def signal(self, db, key: bytes) -> None:
+        """key may now serve its waiters (storage calls this for keys in
+        db.blocking_keys that are created, replaced or deleted)."""
+        if key in db.blocking_keys:
+            self.ready[(db, key)] = None
+
+    # ------------------------------------------------------------ serving
+    def handle_ready(self) -> None:
+        """Offer each ready key to its waiters, in the order they blocked."""
+        rounds = 0
+        while self.ready and rounds < 1000:
+            rounds += 1
+            ready = self.ready
+            self.ready = {}
+            for db, key in ready:
+                waiters = db.blocking_keys.get(key)
+                if not waiters:
+                    continue
+                for c in list(waiters):
+                    b = c.blocked
+                    if b is None or c not in waiters:
+                        continue            # served through another key meanwhile
+                    saved = c.db
+                    c.db = b.db
+                    try:
+                        r = b.serve(c, key)
+                    except CommandError as e:
+                        r = self.srv.error_reply(e.msg)
+                    finally:
+                        if c.db is b.db:
+                            c.db = saved
+                    if r is not None:
+                        self.unblock(c, r)
+
+    def unblock(self, c, reply: bytes | None) -> None:
+        """Release c with reply (None: no reply, the client is gone)."""
+        b = c.blocked
+        if b is None:
+            return
+        c.blocked = None
+        self.clients.discard(c)
+        for k in b.keys:
+            w = b.db.blocking_keys.get(k)
+            if w is not None:
+                w.pop(c, None)
+                if not w:
+                    del b.db.blocking_keys[k]
+        if b.timer is not None:
+            b.timer.cancel()
+        if reply is None or c.closing:
+            c.paused = False
+            return
+        c.write(reply)
+        loop = self.srv.loop
+        if loop is None:
+            c.paused = False
+            c.pending = []
+        else:
+            loop.call_soon(self._resume, c)
+
+    def _resume(self, c) -> None:
+        if c.blocked is None and c.paused and not c.closing:
+            c.resume()
+
+    def timed_out(self, c) -> None:
+        b = c.blocked
+        if b is not None:
+            self.unblock(c, b.timeout_reply)
+
+    # ------------------------------------------------------------ other exits
+    def client_unblock(self, c, error: bool) -> bool:
+        """CLIENT UNBLOCK: True if c was blocked on keys."""
+        b = c.blocked
+        if b is None:
+            return False
+        if error:
+            self.unblock(c, self.srv.error_reply(UNBLOCKED_BY_CLIENT))
+        else:
+            self.timed_out(c)
+        return True
+
+    def on_disconnect(self, c) -> None:
+        if c.blocked is not None:
+            self.unblock(c, None)
+
+    def unblock_all(self, msg: str = UNBLOCKED_ROLE) -> int:
+        """A primary turned replica: every blocked client gets msg."""
+        n = 0
+        for c in list(self.clients):
+            self.unblock(c, self.srv.error_reply(msg))
+            n += 1
+        return n
+
+    def check_cluster(self) -> None:
+        """clusterRedirectBlockedClientIfNeeded for every blocked client."""
+        cl = self.srv.cluster
+        if cl is None or not self.clients:
+            return
+        from pynode.routing import DOWN, UNBOUND
+        st = cl.state
+        me = st.myself
+        for c in list(self.clients):
+            b = c.blocked
+            if b is None or not b.keys:
+                continue
+            if st.state != "ok":
+                self.unblock(c, self.srv.error_reply(DOWN))
+                continue
+            slot = keyslot(b.keys[0])
+            owner = st.slot_owner[slot]
+            if c.readonly and me.is_replica and me.primary_id == owner and not b.write:
+                owner = me.id             # a READONLY reader of our primary's slot
+            if owner != me.id and slot not in st.importing:
+                if owner is None:
+                    self.unblock(c, self.srv.error_reply(UNBOUND))
+                else:
+                    n = st.nodes[owner]
+                    self.unblock(c, self.srv.error_reply(
+                        "MOVED %d %s:%d" % (slot, n.ip, n.port)))
+
+    def count(self) -> int:
+        return len(self.clients)

@@ -1,0 +1,1 @@
+"""hashes: value type (to be filled)."""

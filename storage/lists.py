@@ -1,0 +1,1 @@
+"""lists: value type (to be filled)."""

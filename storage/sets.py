@@ -1,0 +1,1 @@
+"""sets: value type (to be filled)."""

@@ -1,0 +1,1 @@
+"""streams: value type (to be filled)."""

@@ -1,0 +1,1 @@
+"""zsets: value type (to be filled)."""
