@@ -7,6 +7,7 @@ least significant bit.
 
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 CLUSTER_SLOTS = 16384
@@ -50,6 +51,16 @@ def slots_added(bitmap: bytes, known: bytes) -> list[int]:
     return slots_from_bitmap(diff.to_bytes(BITMAP_BYTES, "little"))
 
 
+def ranges_from_bitmap(bitmap: bytes) -> list[tuple[int, int]]:
+    """The slots set in ``bitmap`` as ascending inclusive (start, end) ranges
+    (C-speed string scanning instead of a Python loop over thousands of slots)."""
+    v = int.from_bytes(bitmap, "little")
+    if not v:
+        return []
+    bits = format(v, "b")[::-1]            # bits[i] == "1" iff slot i is set
+    return [(m.start(), m.end() - 1) for m in _RUNS.finditer(bits)]
+
+
 def slot_count(bitmap: bytes) -> int:
     return int.from_bytes(bitmap, "little").bit_count()
 
@@ -68,3 +79,6 @@ def slot_ranges(slots: Iterable[int]) -> list[tuple[int, int]]:
     if start >= 0:
         ranges.append((start, end))
     return ranges
+
+
+_RUNS = re.compile("1+")

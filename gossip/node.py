@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from gossip.bitmap import bitmap_from_slots, slot_ranges
+from gossip.bitmap import bitmap_from_slots, ranges_from_bitmap
 
 NODE_ID_LEN = 40
 
@@ -134,7 +134,7 @@ class Node:
     def slot_ranges(self) -> tuple[tuple[int, int], ...]:
         """Owned slots as ascending inclusive (start, end) ranges."""
         if self._ranges is None:
-            self._ranges = tuple(slot_ranges(self.slots))
+            self._ranges = tuple(ranges_from_bitmap(self.slot_bitmap()))
         return self._ranges
 
     def _slots_changed(self, added=(), removed=()) -> None:

@@ -386,19 +386,32 @@ class Cluster:
         self.n = len(self.nodes)
 
     def wait_agree(self, timeout: float = 60) -> subprocess.CompletedProcess:
-        """Poll `redis-cli --cluster check` until it is clean (all agree, all covered,
-        no open slots); returns its last output."""
+        """Poll until every node knows every other one and `redis-cli --cluster
+        check` is clean (all agree, all covered, no open slots); returns its last
+        output."""
         deadline = time.monotonic() + timeout
         while True:
             res = self.check()
             if res.returncode == 0 and CHECK_OK_AGREE in res.stdout and \
-                    CHECK_OK_COVERED in res.stdout and "[WARNING]" not in res.stdout:
+                    CHECK_OK_COVERED in res.stdout and "[WARNING]" not in res.stdout \
+                    and self._all_known():
                 return res
             if time.monotonic() > deadline:
                 raise AssertionError("redis-cli --cluster check not clean after %.0fs:\n%s\n%s"
                                      "\n%s" % (timeout, res.stdout, res.stderr,
                                                 self.diagnostics()))
             time.sleep(0.3)
+
+    def _all_known(self) -> bool:
+        want = {n.port for n in self.nodes}
+        for node in self.nodes:
+            try:
+                seen = {n["port"] for n in node.nodes() if "handshake" not in n["flags"]}
+            except Exception:  # noqa: BLE001 - not ready yet
+                return False
+            if seen != want:
+                return False
+        return True
 
     def live_node(self) -> Node:
         return next(n for n in self.nodes if n.alive())
