@@ -635,7 +635,7 @@ class Replication:
         srv.repl_feed = None
         log.role = "S"
         srv.cfg.values["replicaof"] = "%s %d" % (host, port)
-        for w in list(self.waiters):     # disconnectAllBlockedClients
+        for w in list(self.waiters):     # disconnectAllBlockedClients: reply, then close
             self.waiters.remove(w)
             if w[3] is not None:
                 w[3].cancel()
@@ -643,7 +643,7 @@ class Replication:
             if not c.closing:
                 c.write(b"-UNBLOCKED force unblock from blocking operation, instance state "
                         b"changed (master -> replica?)\r\n")
-                c.resume()
+                c.close_after_reply()
         srv.blocking.unblock_all()
         self.disconnect_replicas()
         if was_primary:
