@@ -10,20 +10,30 @@ wait) and listed, in arrival order, under each of its keys in
 When a key with waiters is created, overwritten or deleted (Database.set /
 delete call `ks.on_key_ready`) or a command signals it (`db.signal_ready(key)`,
 e.g. XADD on an existing stream), the key joins the ready list. Right after
-the command that made it ready, as Redis's handleClientsBlockedOnKeys after
-call(), every waiter of each ready key is offered the key in FIFO order:
-`serve(c, key)` returns the reply (it has done the pop and propagated it) or
-None to keep waiting (empty, wrong type, nothing new for it). A served
-client's held commands run on the next loop iteration.
+the command that made it ready has been propagated (Server.execute, as
+Redis's handleClientsBlockedOnKeys after call(); after EXEC for a MULTI),
+every waiter of each ready key is offered the key in FIFO order:
+`serve(c, key)` returns the reply (it has done the pop, propagated what it
+did with srv.propagate and emitted its keyspace events) or None to keep
+waiting (missing, wrong type, nothing new for it). Keys made ready while
+serving (BLMOVE's push) are offered in a following round. A served client's
+held commands run on the next loop iteration.
 
-Unblocking otherwise: the timeout (`timeout_reply`), CLIENT UNBLOCK (TIMEOUT
-or ERROR), a disconnect, a role change (-UNBLOCKED ... master -> replica?) and,
-in cluster mode, a slot that is no longer served here (-MOVED, checked by the
-cron as Redis's clusterRedirectBlockedClientIfNeeded).
+Unblocking otherwise: the timeout (`timeout_reply`; the event loop's timer,
+and `check_timeouts()` from the cron or a test's clock), CLIENT UNBLOCK
+(TIMEOUT or ERROR), a disconnect, a role change (-UNBLOCKED ... master ->
+replica?, then the connection is closed, as disconnectAllBlockedClients)
+and, in cluster mode, a cluster that fails (-CLUSTERDOWN) or a slot that is
+no longer served here (-MOVED; checked by the cron as Redis's
+clusterRedirectBlockedClientIfNeeded).
 
 Inside MULTI/EXEC (and for the replication stream's master client) blocking
 commands never block: their handlers see `may_block(c)` False and answer
-with the timeout reply at once.
+at once (each command's null reply).
+
+Timeouts are parsed as getTimeoutFromObjectOrReply: seconds as strtold
+reads them (fractions rounded up to whole milliseconds), or integer
+milliseconds for XREAD BLOCK (`parse_timeout(b, unit_seconds=False)`).
 """
 
 from __future__ import annotations
