@@ -463,6 +463,8 @@ class Server:
                 self.blocking.check_cluster()
         if self.blocking.clients:
             self.blocking.check_timeouts()
+        if self.blocking.ready:     # keys readied outside a command (active expiry)
+            self.blocking.handle_ready()
         now = time.time()
         if self.timeout:
             for c in list(self.clients.values()):
