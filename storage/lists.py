@@ -20,7 +20,7 @@ one that LZF shrinks, and rdbSaveRawString then compresses it the same way).
 
 from __future__ import annotations
 
-from storage import rdb, rewrite
+from storage import digest, rdb, rewrite
 from storage.keyspace import TYPE_NAMES
 from storage.listpack import lp_decode, lp_encode, zl_decode
 from storage.values import LIMITS, string_int
@@ -578,6 +578,13 @@ def _decode_plain(r: "rdb.Reader"):
     return q if q.count else None
 
 
+def _digest(d: bytearray, q: QuickList) -> None:
+    """xorObjectDigest of a list: each element mixed in, head to tail."""
+    mix = digest.mix_digest
+    for v in q:
+        mix(d, v)
+
+
 def _rewrite(key: bytes, q: QuickList) -> list:
     return rewrite.chunked(b"RPUSH", key, ((v,) for v in q))
 
@@ -589,3 +596,4 @@ rdb.DECODERS[TYPE_LIST_ZIPLIST] = _decode_ziplist
 rdb.DECODERS[TYPE_LIST_QUICKLIST] = _decode_quicklist
 rdb.DECODERS[TYPE_LIST_QUICKLIST_2] = _decode_quicklist2
 rewrite.register(QuickList, _rewrite)
+digest.DIGESTERS[QuickList] = (digest.OBJ_LIST, _digest)

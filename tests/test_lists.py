@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from storage import lists as qlists
-from storage import rdb, rewrite
+from storage import digest, rdb, rewrite
 from storage.listpack import lp_decode, lp_encode
 from storage.values import LIMITS
 from tests.helpers import Proc, enc
@@ -1008,6 +1008,42 @@ def test_node_layout_and_dump_bytes_match_redis(real, fill):
     assert checked >= 8
 
 
+@pytest.mark.parametrize("fill", [-2, 3])
+def test_dump_and_restore_between_pynode_and_redis(server, real, fill):
+    """DUMP on pynode gives redis-server's bytes for a list built by the same
+    commands; each side RESTOREs the other's payload to the same list."""
+    r = server.client()
+    rc = real.client()
+    rng = random.Random(100 + fill)
+    try:
+        for c in (r, rc):
+            c.config_set("list-max-listpack-size", fill)
+            c.delete("L", "copy")
+        for _ in range(150):
+            vals = [b"%d" % rng.randrange(-5000, 5000) if rng.random() < 0.5 else
+                    b"v" * rng.randrange(1, 300) for _ in range(rng.randrange(1, 6))]
+            op = rng.randrange(4)
+            cmd = (["RPUSH", "L"] + vals if op == 0 else ["LPUSH", "L"] + vals if op == 1 else
+                   ["LINSERT", "L", "BEFORE", vals[0], vals[-1]] if op == 2 else
+                   ["LPOP", "L", 1])
+            assert r.execute_command(*cmd) == rc.execute_command(*cmd)
+        mine = r.dump("L")
+        theirs = rc.dump("L")
+        assert mine == theirs
+        assert r.restore("copy", 0, theirs) and rc.restore("copy", 0, mine)
+        assert r.lrange("copy", 0, -1) == rc.lrange("copy", 0, -1) == rc.lrange("L", 0, -1)
+        assert r.dump("copy") == theirs
+        with pytest.raises(redis.ResponseError, match="Bad data format"):
+            # a list whose only node is empty: Redis's "empty key"
+            body = bytes([18]) + rdb.encode_length(1) + b"\x02" + rdb.encode_blob(
+                lp_encode([])) + struct.pack("<H", 10)
+            r.restore("empty", 0, body + struct.pack("<Q", rdb.crc64(0, body)))
+    finally:
+        for c in (r, rc):
+            c.config_set("list-max-listpack-size", -2)
+            c.close()
+
+
 def test_big_lists_split_into_nodes_like_redis(real):
     rc = real.client()
     try:
@@ -1064,7 +1100,8 @@ def test_redis_loads_pynode_rdb_and_pynode_loads_redis_dump(tmp_path):
     path = tmp_path / "dump.rdb"
     with open(path, "wb") as fh:
         rdb.dump(srv.srv.ks.dbs, fh.write, {"redis-ver": "7.0.15", "redis-bits": 64})
-    p = Proc(["--dbfilename", "dump.rdb"], redis_server=True, workdir=str(tmp_path))
+    p = Proc(["--dbfilename", "dump.rdb", "--enable-debug-command", "yes"], redis_server=True,
+             workdir=str(tmp_path))
     p.start()
     try:
         rc = p.client()
@@ -1079,6 +1116,9 @@ def test_redis_loads_pynode_rdb_and_pynode_loads_redis_dump(tmp_path):
             q = rdb.DECODERS[d[0]](rdb.Reader(d[1:-10]))
             assert q.to_list() == db0.get(key).to_list()
             assert [len(n) for n in q.nodes] == [len(n) for n in db0.get(key).nodes]
+            # DEBUG DIGEST-VALUE agrees (redis-cli --cluster fix compares them)
+            assert rc.execute_command("DEBUG", "DIGEST-VALUE", key) == \
+                [digest.value_digest(db0.get(key), False).hex().encode()]
         rc.close()
         rc = p.client(db=3)
         assert rc.lindex("other", 0) == b"x" * 20000 and rc.pttl("other") > 0
