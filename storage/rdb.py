@@ -16,11 +16,11 @@ value's encoding, e.g. a small hash is written as a listpack); DECODERS maps an
 RDB type byte to fn(reader) -> value, or None for an empty collection (Redis
 skips such keys).  Blobs inside values (listpacks, intsets) are written with
 encode_blob(), which LZF-compresses them as rdbSaveRawString does when
-COMPRESSION (rdbcompression) is on, so DUMP payloads match Redis's bytes.  Each value module of storage/ registers
-its own (storage/valuetypes.py imports them all); the loader stops with a
-clear RDBError on a type nobody registered.  The same per-value encoding is
-DUMP's payload (storage/dump.py).  Strings are loaded in every encoding Redis
-writes (plain, int8/16/32, LZF-compressed); they are written plain, or
+COMPRESSION (rdbcompression) is on, so DUMP payloads match Redis's bytes.
+Each value module of storage/ registers its own (storage/valuetypes.py
+imports them all); the loader stops with a clear RDBError on a type nobody
+registered.  The same per-value encoding is DUMP's payload (storage/dump.py).
+Strings are loaded in every encoding Redis writes (plain, int8/16/32, LZF-compressed); they are written plain, or
 integer-encoded when Redis would (rdbTryIntegerEncoding).
 """
 

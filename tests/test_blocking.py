@@ -20,7 +20,6 @@ from tests.helpers import Proc, enc, wait_ping
 from tests.inproc import InProc, ReplyError
 from tests.test_lists import RawConn
 
-NULL_ARRAY = None            # hiredis decodes *-1 and _ as None
 
 
 # ----------------------------------------------------------------------------- in-process

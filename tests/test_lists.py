@@ -17,12 +17,11 @@ import time
 import pytest
 import redis
 from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from storage import lists as qlists
 from storage import digest, rdb, rewrite
 from storage.listpack import lp_decode, lp_encode
-from storage.values import LIMITS
 from tests.helpers import Proc, enc
 from tests.inproc import InProc, ReplyError
 
