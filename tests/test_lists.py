@@ -584,7 +584,7 @@ EVENT_SCRIPT = """
 """
 
 
-def _events(port: int, script) -> list:
+def _events(port: int, script, blocked=()) -> list:
     c = redis.Redis(port=port, socket_timeout=5)
     c.flushall()
     c.config_set("notify-keyspace-events", "KEA")
@@ -592,8 +592,20 @@ def _events(port: int, script) -> list:
     p.psubscribe("__key*__:*")
     p.get_message(timeout=2)
     d = redis.Redis(port=port, socket_timeout=5)
+    waiters = []
+    for cmd in blocked:
+        w = RawConn(port)
+        w.send(*cmd)
+        waiters.append(w)
+        deadline = time.monotonic() + 5
+        while int(d.info("clients")["blocked_clients"]) < len(waiters):
+            assert time.monotonic() < deadline, "client did not block"
+            time.sleep(0.01)
     for cmd in script:
         d.execute_command(*cmd)
+    for w in waiters:
+        w.read()
+        w.close()
     d.rpush("end-marker", "1")
     out = []
     deadline = time.monotonic() + 5
@@ -617,6 +629,19 @@ def test_keyspace_events_match_redis(server, real):
     theirs = _events(real.port, script)
     assert len(theirs) > 40
     assert mine == theirs
+
+
+def test_keyspace_events_of_served_clients_match_redis(server, real):
+    blocked = [["BLPOP", "q1", "0"], ["BLMPOP", "0", "1", "q2", "RIGHT", "COUNT", "5"],
+               ["BLMOVE", "q3", "dst", "RIGHT", "LEFT", "0"], ["BRPOPLPUSH", "q4", "q4", "0"],
+               ["BLMOVE", "q5", "str", "LEFT", "LEFT", "0"]]
+    script = [["RPUSH", "q1", "a", "b"], ["RPUSH", "q2", "1", "2"], ["SET", "str", "x"],
+              ["RPUSH", "q3", "m"], ["RPUSH", "q4", "n"], ["RPUSH", "q5", "o"]]
+    mine = _events(server.port, script, blocked)
+    theirs = _events(real.port, script, blocked)
+    assert [e for e in theirs if b"str" not in e[0] + e[1]] == \
+        [e for e in mine if b"str" not in e[0] + e[1]]        # SET's events are not ours
+    assert (b"__keyevent@0__:lpop", b"q1") in mine and (b"__keyevent@0__:del", b"q3") in mine
 
 
 def test_keymiss_events(server):
