@@ -208,6 +208,9 @@ class Blocking:
                     b = c.blocked
                     if b is None or c not in waiters:
                         continue            # served through another key meanwhile
+                    if c.closing:           # killed, not yet gone: serve nobody
+                        self.unblock(c, None)
+                        continue
                     saved = c.db
                     c.db = b.db
                     try:

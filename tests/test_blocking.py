@@ -261,6 +261,18 @@ def test_disconnect_while_blocked_cleans_up():
     assert w.srv.ks.db(0).blocking_keys == {}
 
 
+def test_killed_client_is_not_served():
+    w = World()
+    a, b, p = w.client(), w.client(), w.client()
+    a.call("BLPOP", "k", 0)
+    b.call("BLPOP", "k", 0)
+    assert p.call("CLIENT", "KILL", "ID", a.c.id) == 1       # closing, not gone yet
+    p.call("RPUSH", "k", "x")
+    assert b.take() == [[b"k", b"x"]]
+    assert a.take() == []
+    assert w.blocked() == 0
+
+
 def test_client_list_flag_and_info_while_blocked():
     w = World()
     a, p = w.client(), w.client()
