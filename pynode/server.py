@@ -172,8 +172,12 @@ class Server:
             self.blocking.on_disconnect(c)
 
     def unblock_client(self, c: Client, error: bool) -> bool:
-        """CLIENT UNBLOCK <id> [TIMEOUT|ERROR]."""
-        return self.blocking.client_unblock(c, error)
+        """CLIENT UNBLOCK <id> [TIMEOUT|ERROR]: a client blocked on keys or in
+        WAIT gets its timeout reply or the UNBLOCKED error; False if c was
+        not blocked."""
+        if self.blocking.client_unblock(c, error):
+            return True
+        return self.replication.unblock_waiter(c, error)
 
     def discard_transaction(self, c: Client) -> None:
         """discardTransaction(): leave MULTI, forget the queue and every WATCH."""

@@ -413,6 +413,33 @@ def test_client_unblock_and_disconnect(server):
         r.close()
 
 
+def test_client_unblock_wait_and_argument_errors_match_redis(server, real):
+    for name, port in _both(server, real):
+        r = redis.Redis(port=port)
+        c = RawConn(port)
+        cid = int(c.call("CLIENT", "ID")[1:-2])
+        for reason, want in ((None, b":0\r\n"), ("ERROR", b"-UNBLOCKED client unblocked via "
+                                                          b"CLIENT UNBLOCK\r\n")):
+            c.send("WAIT", "1", "0")                # no replica: waits forever
+            _wait_blocked(r, 1)
+            line = [ln for ln in r.execute_command("CLIENT", "LIST").decode().splitlines()
+                    if ln.startswith("id=%d " % cid)][0]
+            assert " flags=b " in line, (name, line)
+            args = ["CLIENT", "UNBLOCK", cid] + ([reason] if reason else [])
+            assert r.execute_command(*args) == 1, name
+            assert c.read() == want, name
+            _wait_blocked(r, 0)
+        errs = [RawConn(port).call(*cmd) for cmd in (
+            ["CLIENT", "UNBLOCK", "abc", "MAYBE"], ["CLIENT", "UNBLOCK", "abc"],
+            ["CLIENT", "UNBLOCK", "1", "timeout", "x"])]
+        assert errs == [b"-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n",
+                        b"-ERR value is not an integer or out of range\r\n",
+                        b"-ERR unknown subcommand or wrong number of arguments for 'UNBLOCK'. "
+                        b"Try CLIENT HELP.\r\n"], name
+        c.close()
+        r.close()
+
+
 def test_blocked_clients_get_unblocked_error_when_turned_replica(tmp_path):
     """REPLICAOF on a primary: -UNBLOCKED ... (master -> replica?) and the
     connection is closed, as redis-server does."""
