@@ -1109,6 +1109,18 @@ def test_lzf_matches_redis_for_strings(real):
         rc.close()
 
 
+def test_lzf_compiled_and_python_agree():
+    """The compiled liblzf (python-lzf) used when installed and the Python
+    fallback give the same bytes, and fail at the same output limits."""
+    rng = random.Random(5)
+    for _ in range(300):
+        n = rng.randrange(21, 3000)
+        alpha = bytes(rng.sample(range(256), rng.randrange(1, 30)))
+        s = bytes(rng.choice(alpha) for _ in range(n))
+        for out_len in (n - 4, n // 2, n + 64):
+            assert rdb.lzf_compress(s, out_len) == rdb.lzf_compress_python(s, out_len)
+
+
 def test_redis_loads_pynode_rdb_and_pynode_loads_redis_dump(tmp_path):
     """A snapshot written by pynode loads in redis-server with the same
     lists (and the same DUMP bytes); redis-server's DUMP payloads load here."""
