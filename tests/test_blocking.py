@@ -462,6 +462,53 @@ def test_blocked_clients_get_unblocked_error_when_turned_replica(tmp_path):
             p.cleanup()
 
 
+@pytest.mark.parametrize("replica_is_redis", [True, False])
+def test_lists_and_served_pops_reach_a_replica(replica_is_redis):
+    """Full sync of lists (quicklist RDB) to a replica, then the stream: pushes
+    and the pops of clients served later arrive in order."""
+    p = Proc().start()
+    rep = Proc(redis_server=replica_is_redis).start()
+    try:
+        pc = p.client()
+        rc = rep.client()
+        pc.rpush("before", *range(3000))
+        pc.lpush("before", *["x" * 100] * 200)
+        rc.execute_command("REPLICAOF", "127.0.0.1", p.port)
+
+        def synced():
+            info = rc.info("replication")
+            return (info.get("master_link_status") == "up" and info["slave_repl_offset"]
+                    == pc.info("replication")["master_repl_offset"])
+
+        deadline = time.monotonic() + 20
+        while not synced():
+            assert time.monotonic() < deadline, "replica never caught up"
+            time.sleep(0.05)
+        assert rc.lrange("before", 0, -1) == pc.lrange("before", 0, -1)
+        assert rc.dump("before") == pc.dump("before")
+        waiters = [RawConn(p.port) for _ in range(3)]
+        waiters[0].send("BLPOP", "q", "0")
+        waiters[1].send("BLMOVE", "q", "moved", "RIGHT", "LEFT", "0")
+        waiters[2].send("BLMPOP", "0", "1", "q", "LEFT", "COUNT", "2")
+        _wait_blocked(pc, 3)
+        pc.rpush("q", "a", "b", "c", "d", "e")
+        for w in waiters:
+            w.read()
+            w.close()
+        pc.set("end", "1")
+        deadline = time.monotonic() + 20
+        while not synced():
+            assert time.monotonic() < deadline, "replica never caught up"
+            time.sleep(0.05)
+        assert rc.lrange("q", 0, -1) == pc.lrange("q", 0, -1) == [b"d"]
+        assert rc.lrange("moved", 0, -1) == pc.lrange("moved", 0, -1) == [b"e"]
+        pc.close()
+        rc.close()
+    finally:
+        rep.cleanup()
+        p.cleanup()
+
+
 def test_blocked_client_after_threads_push(server):
     """redis-py's own BLPOP in threads, woken by pushes from another client."""
     r = server.client()
