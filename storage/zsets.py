@@ -198,6 +198,16 @@ def strtod(s: bytes, pos: int = 0) -> tuple[float, int, bool]:
 def string2d(s: bytes) -> float | None:
     """Redis's string2d (getDoubleFromObject): the double, or None when s is
     not exactly a valid, finite-or-inf, non-NaN number."""
+    try:
+        v = float(s)
+    except ValueError:
+        pass            # hex, nan(...), garbage: the exact path decides
+    else:
+        # float() also takes surrounding blanks and "1_0"; zero and inf
+        # need the exact path (underflow, overflow)
+        if (v == v and v != 0.0 and v != INF and v != NINF and s[0] not in _WS
+                and s[-1] not in _WS and 95 not in s):
+            return v
     if not s or s[0] in _WS:
         return None
     v, end, erange = strtod(s)
@@ -245,6 +255,13 @@ def lp_score_bytes(x: float) -> bytes:
 
 
 # ------------------------------------------------------------------ RDB
+def _blob(b: bytes) -> bytes:
+    """rdbSaveRawString: storage.rdb's encode_blob (LZF as Redis) when it
+    has one, else a plain string."""
+    enc = getattr(rdb, "encode_blob", None)
+    return enc(b) if enc is not None else rdb.encode_string(b)
+
+
 def _rdb_encode(z: ZSet) -> tuple[int, bytes]:
     if z.encoding is LISTPACK:
         items = []
@@ -252,11 +269,11 @@ def _rdb_encode(z: ZSet) -> tuple[int, bytes]:
         for score, member in z.sl:
             append(member)
             append(lp_score(score))
-        return RDB_TYPE_ZSET_LISTPACK, rdb.encode_string(lp_encode(items))
+        return RDB_TYPE_ZSET_LISTPACK, _blob(lp_encode(items))
     out = [rdb.encode_length(len(z.scores))]
     append = out.append
     pack = struct.Struct("<d").pack
-    es = rdb.encode_string
+    es = _blob
     # from the greatest to the smallest, as rdbSaveObject walks the skiplist
     for score, member in reversed(z.sl):
         append(es(member))

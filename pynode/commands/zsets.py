@@ -31,6 +31,8 @@ LLONG_MAX = 9223372036854775807
 
 EMPTY = b"*0\r\n"
 ZERO = b":0\r\n"
+ONE = b":1\r\n"
+_NUMSTART = frozenset(bytes((ch,)) for ch in b"0123456789+-.")
 EMPTY_SCAN = b"*2\r\n$1\r\n0\r\n*0\r\n"
 
 ZNOTIFY = notify.ZSET
@@ -283,9 +285,45 @@ class LexRange:
 
 
 # ------------------------------------------------------------------ ZADD / ZINCRBY
+def _zadd_one(c, argv) -> bytes:
+    """ZADD key score member without options (the common case)."""
+    score = string2d(argv[2])
+    if score is None:
+        raise CommandError(NOT_FLOAT)
+    key = argv[1]
+    member = argv[3]
+    db = c.db
+    z = db.get(key)
+    if z is None:
+        z = new_zset(1, len(member))
+        db.set(key, z)
+        z.insert(member, score)
+        added = 1
+    elif type(z) is not ZSet:
+        raise CommandError(WRONGTYPE)
+    else:
+        cur = z.scores.get(member)
+        if cur is None:
+            z.insert(member, score)
+            added = 1
+        elif score != cur:
+            z.update(member, cur, score)
+            added = 0
+        else:
+            return ZERO
+        db.modified(key)
+    srv = c.srv
+    srv.dirty += 1
+    if srv.notify_flags:
+        _notify(srv, ZNOTIFY, b"zadd", key, db.id)
+    return ONE if added else ZERO
+
+
 def zadd_generic(c, argv, incr: bool = False) -> bytes:
-    nx = xx = gt = lt = ch = False
     n = len(argv)
+    if n == 4 and not incr and argv[2][:1] in _NUMSTART:
+        return _zadd_one(c, argv)
+    nx = xx = gt = lt = ch = False
     i = 2
     while i < n:
         o = argv[i]
@@ -469,8 +507,8 @@ def _rank_items(z: ZSet, start: int, end: int, reverse: bool):
     if end >= llen:
         end = llen - 1
     if reverse:
-        return z.sl.islice(llen - 1 - end, llen - start, reverse=True)
-    return z.sl.islice(start, end + 1)
+        return z.sl[llen - 1 - end:llen - start][::-1]
+    return z.sl[start:end + 1]
 
 
 def _slice(z: ZSet, lo: int, hi: int, offset: int, limit: int, reverse: bool):
@@ -483,12 +521,12 @@ def _slice(z: ZSet, lo: int, hi: int, offset: int, limit: int, reverse: bool):
         start = lo if limit < 0 else max(lo, stop - limit)
         if stop <= start:
             return ()
-        return z.sl.islice(start, stop, reverse=True)
+        return z.sl[start:stop][::-1]
     start = lo + offset
     stop = hi if limit < 0 else min(hi, start + limit)
     if stop <= start:
         return ()
-    return z.sl.islice(start, stop)
+    return z.sl[start:stop]
 
 
 def _lex_items(z: ZSet, rng: LexRange, offset: int, limit: int, reverse: bool):
@@ -581,7 +619,13 @@ def zrange_generic(c, argv, src_idx: int, store: bool, rangetype: int, direction
     else:
         items = _lex_items(z, rng, offset, limit, reverse)
     if store:
-        dz = ZSet(LISTPACK)
+        # a rank range knows its length: zsetTypeCreate(length) picks the
+        # encoding up front; score and lex ranges start as a listpack
+        if rangetype == R_RANK:
+            items = list(items)
+            dz = ZSet(LISTPACK if len(items) <= LIMITS.zset_max_listpack_entries else SKIPLIST)
+        else:
+            dz = ZSet(LISTPACK)
         insert = dz.insert
         for s, m in items:
             insert(m, s)
