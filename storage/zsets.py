@@ -23,7 +23,7 @@ import struct
 
 from sortedcontainers import SortedList
 
-from storage import keyspace, rdb, rewrite
+from storage import digest, keyspace, rdb, rewrite
 from storage.listpack import lp_decode_raw, lp_encode, zl_decode
 from storage.values import LIMITS
 
@@ -380,6 +380,19 @@ def _load_zset1(r: rdb.Reader) -> ZSet:
     return _build(pairs, False)
 
 
+# ------------------------------------------------------------------ DEBUG DIGEST
+def _digest(d: bytearray, z: ZSet) -> None:
+    """xorObjectDigest for a zset: the xor of mix(member) + mix("%.17g" score)
+    per element, so the order does not matter."""
+    mix = digest.mix_digest
+    xor = digest.xor_digest
+    for score, member in z.sl:
+        e = bytearray(20)
+        mix(e, member)
+        mix(e, b"%.17g" % score)
+        xor(d, bytes(e))
+
+
 # ------------------------------------------------------------------ AOF rewrite
 def _rewrite(key: bytes, z: ZSet) -> list:
     return rewrite.chunked(b"ZADD", key, ((b"%.17g" % s, m) for s, m in z.sl))
@@ -392,3 +405,4 @@ rdb.DECODERS[RDB_TYPE_ZSET_ZIPLIST] = _load_ziplist
 rdb.DECODERS[RDB_TYPE_ZSET_2] = _load_zset2
 rdb.DECODERS[RDB_TYPE_ZSET] = _load_zset1
 rewrite.register(ZSet, _rewrite)
+digest.DIGESTERS[ZSet] = (digest.OBJ_ZSET, _digest)
