@@ -229,7 +229,7 @@ def test_known_scores_and_hashes():
     assert "%.4f" % geohash.distance(a[0], a[1], b[0], b[1]) == "166274.1516"
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.floats(-180, 180), st.floats(geohash.LAT_MIN, geohash.LAT_MAX))
 def test_decode_lands_in_the_encoded_cell(lon, lat):
     s = geohash.score_of(lon, lat)

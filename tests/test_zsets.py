@@ -1238,5 +1238,5 @@ class ZSetMachine(RuleBasedStateMachine):
                 assert self.c.call(b"EXISTS", key) == 0
 
 
-ZSetMachine.TestCase.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
+ZSetMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=40, deadline=None)
 TestZSetModel = ZSetMachine.TestCase
