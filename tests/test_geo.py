@@ -42,6 +42,12 @@ def _seed_data(pair):
     pair.both("GEOADD", "Sicily", *pts)
     # identical points: ties in distance keep Redis's scan order
     pair.both("GEOADD", "twins", "10", "10", "b", "10", "10", "a", "10", "10", "c", "10.01", "10", "d")
+    # many equal distances: with COUNT Redis partially sorts with pqsort, whose
+    # order for ties pynode reproduces
+    crowd = []
+    for i in range(120):
+        crowd += ["%.4f" % (20 + (i % 5) * 0.01), "%.4f" % (20 + (i % 3) * 0.01), "c%03d" % i]
+    pair.both("GEOADD", "crowd", *crowd)
 
 
 SCRIPT = [
@@ -104,6 +110,11 @@ SCRIPT = [
     ("GEOSEARCH", "twins", "FROMLONLAT", "10", "10", "BYRADIUS", "10", "km", "ASC", "WITHDIST"),
     ("GEOSEARCH", "twins", "FROMLONLAT", "10", "10", "BYRADIUS", "10", "km", "DESC"),
     ("GEOSEARCH", "twins", "FROMLONLAT", "10", "10", "BYRADIUS", "10", "km"),
+    ("GEOSEARCH", "crowd", "FROMLONLAT", "20", "20", "BYRADIUS", "100", "km", "COUNT", "50"),
+    ("GEOSEARCH", "crowd", "FROMLONLAT", "20.02", "20", "BYRADIUS", "100", "km", "COUNT", "7", "DESC"),
+    ("GEOSEARCH", "crowd", "FROMLONLAT", "20", "20", "BYRADIUS", "100", "km", "COUNT", "119", "WITHDIST"),
+    ("GEOSEARCH", "crowd", "FROMLONLAT", "20", "20", "BYRADIUS", "100", "km", "DESC", "WITHDIST"),
+    ("GEORADIUS", "crowd", "20.01", "20.01", "100", "km", "COUNT", "33", "ASC"),
     ("GEOSEARCHSTORE", "dst", "Sicily", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km"),
     ("ZRANGE", "dst", "0", "-1", "WITHSCORES"), ("OBJECT", "ENCODING", "dst"),
     ("GEOSEARCHSTORE", "dst", "Sicily", "FROMLONLAT", "15", "37", "BYRADIUS", "200", "km", "STOREDIST", "COUNT", "3"),

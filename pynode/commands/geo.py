@@ -182,6 +182,94 @@ def geopos(c, argv):
     return b"".join(out)
 
 
+# ------------------------------------------------------------------ sorting
+def pqsort(arr: list, cmp, lrange: int, rrange: int) -> None:
+    """Redis's pqsort.c (NetBSD's quicksort, sorting only the parts that
+    overlap [lrange, rrange]): GEO* with COUNT sorts this way, and its order
+    for equal distances is what clients see."""
+    _pqsort(arr, 0, len(arr), cmp, lrange, rrange)
+
+
+def _med3(arr, a, b, c, cmp):
+    x, y, z = arr[a], arr[b], arr[c]
+    if cmp(x, y) < 0:
+        return b if cmp(y, z) < 0 else (c if cmp(x, z) < 0 else a)
+    return b if cmp(y, z) > 0 else (a if cmp(x, z) < 0 else c)
+
+
+def _pqsort(arr, a, n, cmp, lo, hi):
+    while True:
+        if n < 7:
+            for pm in range(a + 1, a + n):
+                pl = pm
+                while pl > a and cmp(arr[pl - 1], arr[pl]) > 0:
+                    arr[pl], arr[pl - 1] = arr[pl - 1], arr[pl]
+                    pl -= 1
+            return
+        pm = a + n // 2
+        if n > 7:
+            pl = a
+            pn = a + n - 1
+            if n > 40:
+                d = n // 8
+                pl = _med3(arr, pl, pl + d, pl + 2 * d, cmp)
+                pm = _med3(arr, pm - d, pm, pm + d, cmp)
+                pn = _med3(arr, pn - 2 * d, pn - d, pn, cmp)
+            pm = _med3(arr, pl, pm, pn, cmp)
+        arr[a], arr[pm] = arr[pm], arr[a]
+        pa = pb = a + 1
+        pc = pd = a + n - 1
+        while True:
+            while pb <= pc:
+                r = cmp(arr[pb], arr[a])
+                if r > 0:
+                    break
+                if r == 0:
+                    arr[pa], arr[pb] = arr[pb], arr[pa]
+                    pa += 1
+                pb += 1
+            while pb <= pc:
+                r = cmp(arr[pc], arr[a])
+                if r < 0:
+                    break
+                if r == 0:
+                    arr[pc], arr[pd] = arr[pd], arr[pc]
+                    pd -= 1
+                pc -= 1
+            if pb > pc:
+                break
+            arr[pb], arr[pc] = arr[pc], arr[pb]
+            pb += 1
+            pc -= 1
+        pn = a + n
+        r = min(pa - a, pb - pa)
+        for i in range(r):
+            x, y = a + i, pb - r + i
+            arr[x], arr[y] = arr[y], arr[x]
+        r = min(pd - pc, pn - pd - 1)
+        for i in range(r):
+            x, y = pb + i, pn - r + i
+            arr[x], arr[y] = arr[y], arr[x]
+        r = pb - pa
+        if r > 1 and not ((lo < a and hi < a) or (lo > a + r - 1 and hi > a + r - 1)):
+            _pqsort(arr, a, r, cmp, lo, hi)
+        r = pd - pc
+        if r > 1:
+            a = pn - r
+            n = r
+            if not ((lo < a and hi < a) or (lo > a + r - 1 and hi > a + r - 1)):
+                continue
+        return
+
+
+def _asc(p, q):
+    return 1 if p[0] > q[0] else (0 if p[0] == q[0] else -1)
+
+
+def _desc(p, q):
+    return -_asc(p, q)
+
+
 # ------------------------------------------------------------------ searches
 def _points(z: ZSet, shape: Shape, limit: int) -> list:
     """membersOfAllNeighbors: [(dist, score, member, lon, lat)] in scan order."""
@@ -318,10 +406,12 @@ def georadius_generic(c, argv, src_idx: int, flags: int):
     if not points and storekey is None:
         return EMPTY
     returned = len(points) if not count or len(points) < count else count
-    if sort == SORT_ASC:
-        points.sort(key=lambda p: p[0])
-    elif sort == SORT_DESC:
-        points.sort(key=lambda p: p[0], reverse=True)
+    if sort != SORT_NONE:
+        if returned == len(points):
+            # glibc's qsort: a merge sort, stable for equal distances
+            points.sort(key=lambda p: p[0], reverse=sort == SORT_DESC)
+        else:
+            pqsort(points, _asc if sort == SORT_ASC else _desc, 0, returned - 1)
     conv = shape.conversion
     if storekey is None:
         opts = withdist + withhash + withcoords
