@@ -530,6 +530,35 @@ def test_encodings_follow_the_thresholds(r):
         r.config_set("zset-max-listpack-value", 64)
 
 
+@pytest.mark.parametrize("cmd, touches", [
+    (("ZADD", "k", "1", "a"), False),                 # same score: no change
+    (("ZADD", "k", "2", "a"), True),
+    (("ZADD", "k", "xx", "1", "new"), False),
+    (("ZINCRBY", "k", "0", "a"), False),
+    (("ZREM", "k", "nope"), False),
+    (("ZREM", "k", "a"), True),
+    (("ZPOPMIN", "k", "0"), False),
+    (("ZPOPMAX", "k"), True),
+    (("ZREMRANGEBYSCORE", "k", "5", "6"), False),
+    (("ZUNIONSTORE", "k", "1", "nokey"), True),        # the empty result deletes k
+    (("ZRANGESTORE", "k", "k", "0", "0"), True),
+])
+def test_watch_sees_only_real_changes(r, server, cmd, touches):
+    r.zadd("k", {"a": 1, "b": 2})
+    w = server.client()
+    pipe = w.pipeline(transaction=True)
+    pipe.watch("k")
+    pipe.multi()
+    pipe.set("flag", "1")
+    r.execute_command(*cmd)
+    if touches:
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    else:
+        assert pipe.execute() == [True]
+    w.close()
+
+
 def test_copy_is_independent(r):
     r.zadd("z", {"a": 1, "b": 2})
     assert r.copy("z", "z2")
