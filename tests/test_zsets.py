@@ -127,6 +127,10 @@ READS = [
     ("ZUNION", "x", "k"), ("ZUNION", "3", "k"), ("ZUNION", "1", "k", "WEIGHTS"),
     ("ZUNION", "1", "k", "AGGREGATE", "foo"), ("ZUNION", "1", "k", "AGGREGATE"), ("ZDIFF", "1", "k", "WEIGHTS", "1"),
     ("ZUNION", "2", "k", "k", "AGGREGATE", "sum", "aggregate", "max", "WITHSCORES", "withscores"),
+    # blocking pops: argument errors come first, in Redis's order
+    ("BZMPOP", "x", "0", "k", "MIN"), ("BZMPOP", "x", "1", "k", "FOO"), ("BZMPOP", "-1", "0", "k", "MIN"),
+    ("BZMPOP", "x", "1", "k", "MIN", "COUNT", "0"), ("BZMPOP", "0", "2", "k", "MIN", "COUNT"),
+    ("BZMPOP", "0", "1", "str", "MIN"), ("BZPOPMIN", "k", "x"), ("BZPOPMIN", "k", "-1"), ("BZPOPMAX", "str", "0"),
 ]
 
 
