@@ -326,13 +326,15 @@ class Server:
         cmd.calls += 1
         cmd.usec += dt
         c.last_cmd = cmd.name
-        if self.blocking.ready:
-            self.blocking.handle_ready()
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
         if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
                                     or c.rewrite is not None):
             self.propagate_command(c, cmd, argv)
+        if self.blocking.ready:
+            # after the command is propagated: what served clients do (the
+            # pops, XREADGROUP's XCLAIMs) follows it, as in Redis
+            self.blocking.handle_ready()
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
         return r
