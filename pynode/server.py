@@ -331,12 +331,12 @@ class Server:
         if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
                                     or c.rewrite is not None):
             self.propagate_command(c, cmd, argv)
-        if self.blocking.ready:
-            # after the command is propagated: what served clients do (the
-            # pops, XREADGROUP's XCLAIMs) follows it, as in Redis
-            self.blocking.handle_ready()
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
+        if self.blocking.ready:
+            # after the command is propagated: a served BLPOP's LPOP follows
+            # the push that woke it (handleClientsBlockedOnKeys after call())
+            self.blocking.handle_ready()
         return r
 
     def special_checks(self, c: Client, cmd, argv):
