@@ -839,8 +839,26 @@ def rewrite_stream(key: bytes, s: Stream) -> list:
     return out
 
 
+def digest_stream(d: bytearray, s: Stream) -> None:
+    """xorObjectDigest for a stream: each live entry's "ms.seq", then its
+    fields and values (consumer groups are not part of it)."""
+    from storage.digest import mix_digest
+    for id_, fv in s.range(0, MAX_ID):
+        mix_digest(d, b"%d.%d" % (id_ >> 64, id_ & MASK))
+        for x in fv:
+            mix_digest(d, x)
+
+
 TYPE_NAMES[Stream] = "stream"
 rdb.ENCODERS[Stream] = encode_rdb
 rdb.DECODERS[RDB_TYPE_STREAM_LISTPACKS] = _decode_v1
 rdb.DECODERS[RDB_TYPE_STREAM_LISTPACKS_2] = _decode_v2
 rewrite.register(Stream, rewrite_stream)
+
+
+def _register_digest() -> None:
+    from storage import digest
+    digest.DIGESTERS[Stream] = (digest.OBJ_STREAM, digest_stream)
+
+
+_register_digest()
