@@ -38,6 +38,7 @@ from storage.values import LIMITS, string_int
 MASK = 0xFFFFFFFFFFFFFFFF
 MAX_ID = (1 << 128) - 1
 INT64_MIN = -(1 << 63)
+_HALF = 1 << 63
 LISTPACK_MAX_SIZE = 1 << 30          # STREAM_LISTPACK_MAX_SIZE
 INVALID = -1                          # SCG_INVALID_ENTRIES_READ
 
@@ -130,22 +131,32 @@ class Node:
         return len(fv) == 2 * len(mf) and fv[0::2] == mf
 
     def entry_size(self, id_: int, fv, same: bool) -> int:
+        """Listpack bytes of an entry: flags, id deltas, [count, fields],
+        values, lp-count."""
         m = self.master
+        dms = (id_ >> 64) - (m >> 64)
+        dseq = (id_ & MASK) - (m & MASK)
+        if not -_HALF <= dms < _HALF:       # stored as uint64 differences read as int64
+            dms = _delta(id_ >> 64, m >> 64)
+        if not -_HALF <= dseq < _HALF:
+            dseq = _delta(id_ & MASK, m & MASK)
+        n = 2 + (2 if 0 <= dms <= 127 else isz(dms)) + (2 if 0 <= dseq <= 127 else isz(dseq))
         nf = len(fv) >> 1
-        n = 2 + isz(_delta(id_ >> 64, m >> 64)) + isz(_delta(id_ & MASK, m & MASK))
+        for x in (fv[1::2] if same else fv):
+            k = len(x)
+            if k < 64 and (not k or x[0] > 57 or x[0] < 45 or x[0] == 47 or x[0] == 46):
+                n += k + 2                  # a short string that cannot be an integer
+            else:
+                n += esz(x)
         if same:
-            for i in range(1, len(fv), 2):
-                n += esz(fv[i])
             return n + isz(nf + 3)
-        n += isz(nf)
-        for x in fv:
-            n += esz(x)
-        return n + isz(2 * nf + 4)
+        return n + isz(nf) + isz(2 * nf + 4)
 
     def append(self, id_: int, fv: list) -> None:
-        same = self.same_fields(fv)
+        mf = self.mfields
+        same = len(fv) == 2 * len(mf) and fv[0::2] == mf
         if same:
-            fv[0::2] = self.mfields       # share the field names with the master
+            fv[0::2] = mf                   # share the field names with the master
         self.body += self.entry_size(id_, fv, same)
         self.ids.append(id_)
         self.fvs.append(fv)

@@ -164,13 +164,31 @@ def _bulk(b: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
+_ENTRY_FMT: dict = {}
+
+
+def _entry_fmt(n: int) -> bytes:
+    """The format of one [id, [field, value, ...]] reply with n strings."""
+    f = _ENTRY_FMT[n] = b"*2\r\n$%%d\r\n%%s\r\n*%d\r\n" % n + b"$%d\r\n%s\r\n" * n
+    return f
+
+
 def _entries(out: list, entries) -> None:
     """Append [id, [field, value, ...]] for each (id, fv)."""
+    fmts = _ENTRY_FMT
     for id_, fv in entries:
         s = b"%d-%d" % (id_ >> 64, id_ & MASK)
-        out.append(b"*2\r\n$%d\r\n%s\r\n*%d\r\n" % (len(s), s, len(fv)))
-        for x in fv:
-            out.append(b"$%d\r\n%s\r\n" % (len(x), x))
+        n = len(fv)
+        f = fmts.get(n) or _entry_fmt(n)
+        if n == 2:
+            a, b = fv
+            out.append(f % (len(s), s, len(a), a, len(b), b))
+        else:
+            args = [len(s), s]
+            for x in fv:
+                args.append(len(x))
+                args.append(x)
+            out.append(f % tuple(args))
 
 
 def _entries_reply(entries) -> bytes:
@@ -354,6 +372,9 @@ def _rewrite_trim(s: Stream, a: _TrimArgs, argv: list) -> None:
 
 @command("xadd")
 def xadd(c, argv):
+    n = len(argv)
+    if argv[2] == b"*" and n & 1:
+        return _xadd_auto(c, argv, n)
     a = _parse_add_trim(c, argv, True)
     fpos = a.idpos + 1
     nvals = len(argv) - fpos
@@ -411,6 +432,41 @@ def xadd(c, argv):
     if rewritten is not None:
         c.rewrite = [rewritten]
     if not created:
+        db.signal_ready(key)
+    return b"$%d\r\n%s\r\n" % (len(idstr), idstr)
+
+
+def _xadd_auto(c, argv, n: int):
+    """XADD key * field value ...: the common case, without options."""
+    key = argv[1]
+    db = c.db
+    s = db.get(key)
+    created = s is None
+    if created:
+        s = Stream()
+        db.set(key, s)
+    elif type(s) is not Stream:
+        raise CommandError(WRONGTYPE)
+    last = s.last_id
+    if last == MAX_ID:
+        raise CommandError(XADD_EXHAUSTED)
+    now = c.srv.ks.now or int(time.time() * 1000)
+    id_ = now << 64 if now > last >> 64 else last + 1
+    fv = argv[3:]
+    if n > 5 and sum(map(len, fv)) > (1 << 30):
+        raise CommandError(XADD_TOO_LARGE)
+    s.add(id_, fv)
+    idstr = b"%d-%d" % (id_ >> 64, id_ & MASK)
+    srv = c.srv
+    if srv.notify_flags:
+        notify.notify(srv, notify.STREAM, b"xadd", key, db.id)
+    srv.dirty += 1
+    if srv.aof is not None or srv.repl_feed is not None or srv.also_propagate is not None:
+        rewritten = argv[:]
+        rewritten[2] = idstr
+        c.rewrite = [rewritten]
+    if not created:
+        db.modified(key)
         db.signal_ready(key)
     return b"$%d\r\n%s\r\n" % (len(idstr), idstr)
 
