@@ -88,18 +88,3 @@ class RawConn:
     def close(self) -> None:
         self.sock.close()
 
-
-def compare(ports: tuple[int, int], script, resp3: bool = False) -> list:
-    """Run script (a list of commands) on both servers; return the
-    differences as (command, pynode reply, redis reply)."""
-    a, b = RawConn(ports[0], resp3), RawConn(ports[1], resp3)
-    diffs = []
-    try:
-        for cmd in script:
-            ra, rb = a.call(*cmd), b.call(*cmd)
-            if ra != rb:
-                diffs.append((cmd, ra, rb))
-    finally:
-        a.close()
-        b.close()
-    return diffs

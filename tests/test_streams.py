@@ -456,7 +456,8 @@ def random_script(rng: random.Random, n: int) -> list:
                      + (["MAXDELETEDID", rid(k)] if rng.random() < 0.3 else []))
         else:
             S.append(rng.choice([["XINFO", "STREAM", k], ["XINFO", "STREAM", k, "FULL"],
-                                 ["XINFO", "GROUPS", k], ["XINFO", "CONSUMERS", k, rng.choice(groups)],
+                                 ["XINFO", "GROUPS", k],
+                                 ["XINFO", "CONSUMERS", k, rng.choice(groups)],
                                  ["XPENDING", k, rng.choice(groups)],
                                  ["XPENDING", k, rng.choice(groups), "-", "+", "10"],
                                  ["XRANGE", k, "-", "+"], ["XREVRANGE", k, "+", "-", "COUNT", "3"],

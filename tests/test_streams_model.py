@@ -9,7 +9,7 @@ import random
 
 import pytest
 from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from pynode.commands import CommandError
 from pynode.commands.streams import parse_id
@@ -285,8 +285,8 @@ class StreamMachine(RuleBasedStateMachine):
                 want.append([sid(i), None])
         assert r == [[key.encode(), want]]
 
-    @rule(key=st.sampled_from(KEYS), g=st.sampled_from(GROUPS), picks=st.lists(st.integers(0, 8),
-                                                                               max_size=3, min_size=1))
+    @rule(key=st.sampled_from(KEYS), g=st.sampled_from(GROUPS),
+          picks=st.lists(st.integers(0, 8), max_size=3, min_size=1))
     def xack(self, key, g, picks):
         s = self.live(key)
         pel = sorted(s.groups[g].pel) if s is not None and g in s.groups else []
@@ -308,8 +308,9 @@ class StreamMachine(RuleBasedStateMachine):
         s = self.live(key)
         ids = s.ids() if s is not None else []
         targets = [ids[i] if i < len(ids) else (i, 5) for i in picks]
-        opts = (["JUSTID"] if justid else []) + (["FORCE"] if force else []) + \
-            (["RETRYCOUNT", retry] if retry is not None else []) + (["IDLE", idle] if idle is not None else [])
+        opts = (["JUSTID"] if justid else []) + (["FORCE"] if force else [])
+        opts += ["RETRYCOUNT", retry] if retry is not None else []
+        opts += ["IDLE", idle] if idle is not None else []
         r = self.call("XCLAIM", key, g, c, minidle, *[sid(t) for t in targets], *opts)
         if s is None or g not in s.groups:
             assert isinstance(r, ReplyError) and r.startswith("NOGROUP")
@@ -397,7 +398,8 @@ class StreamMachine(RuleBasedStateMachine):
         r = self.call(*args)
         now = self.p.now
         want = [[sid(i), grp.pel[i][0].encode(), now - grp.pel[i][1], grp.pel[i][2]] for i in pel
-                if (c is None or grp.pel[i][0] == c) and (not minidle or now - grp.pel[i][1] >= minidle)]
+                if (c is None or grp.pel[i][0] == c)
+                and (not minidle or now - grp.pel[i][1] >= minidle)]
         if c is not None and c not in grp.consumers:
             want = []
         assert r == want
@@ -418,7 +420,8 @@ class StreamMachine(RuleBasedStateMachine):
             return
         grp = s.groups[g]
         now = self.p.now
-        assert r == [[b"name", n.encode(), b"pending", sum(1 for x in grp.pel.values() if x[0] == n),
+        assert r == [[b"name", n.encode(),
+                      b"pending", sum(1 for x in grp.pel.values() if x[0] == n),
                       b"idle", max(0, now - grp.consumers[n])] for n in sorted(grp.consumers)]
 
     @invariant()
@@ -544,7 +547,8 @@ def test_rdb_round_trip_keeps_everything():
     assert bg.entries_read == 7 and bg.last_id == g.last_id
     assert [(i, n.consumer.name, n.delivery_time, n.delivery_count) for i, n in bg.pel.items()] == \
         [(i, n.consumer.name, n.delivery_time, n.delivery_count) for i, n in g.pel.items()]
-    assert bg.consumers[b"empty"].seen_time == 456 and back.groups[b"\xff\x00odd"].entries_read == -1
+    assert bg.consumers[b"empty"].seen_time == 456
+    assert back.groups[b"\xff\x00odd"].entries_read == -1
 
 
 def test_copy_is_independent():

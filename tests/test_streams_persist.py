@@ -19,7 +19,7 @@ from storage import rdb, streams
 from storage.sdsargs import quote
 from tests.helpers import Proc
 from tests.stream_compare import RawConn
-from tests.test_streams import blocking_scenario, random_script
+from tests.test_streams import _cmds, blocking_scenario, random_script
 
 
 def wait_until(fn, timeout=15.0, what="condition"):
@@ -91,13 +91,14 @@ def test_dump_is_byte_identical_for_streams_built_by_the_same_commands(both):
         ms = 1
         for _ in range(rng.randint(1, 350)):
             ms += rng.choice([0, 1, 1, 1000, 1 << 33])
-            fields = rng.choice([["a"], ["a", "b"], ["x" * 70], ["1", "-5"], ["r%d" % rng.randint(0, 4)]])
+            fields = rng.choice([["a"], ["a", "b"], ["x" * 70], ["1", "-5"],
+                                 ["r%d" % rng.randint(0, 4)]])
             args = []
             for f in fields:
                 args += [f, rng.choice(["v", str(rng.randint(-10 ** 6, 10 ** 6)), "", "007",
                                         str(2 ** 63), "y" * rng.choice([1, 63, 64, 300, 4096])])]
-            script.append(["XADD", "s", rng.choice(["%d-*" % ms, "%d-%d" % (ms, rng.randint(0, 3))])]
-                          + args)
+            idarg = rng.choice(["%d-*" % ms, "%d-%d" % (ms, rng.randint(0, 3))])
+            script.append(["XADD", "s", idarg] + args)
             if rng.random() < 0.05:
                 script.append(["XDEL", "s"] + ["%d-0" % rng.randint(1, ms) for _ in range(6)])
         if rng.random() < 0.5:
@@ -128,7 +129,8 @@ def test_restore_both_ways_keeps_groups_and_times(both):
     assert rc.restore("s", 0, payload) == b"OK"
     assert full(server.port, "s") == full(real.port, "s")
     assert rc.dump("s") == payload
-    assert run(server.port, [["XINFO", "STREAM", "s"]]) == run(real.port, [["XINFO", "STREAM", "s"]])
+    info = [["XINFO", "STREAM", "s"]]
+    assert run(server.port, info) == run(real.port, info)
 
 
 def test_compressed_redis_payload_restores(server, real):
@@ -175,7 +177,8 @@ def test_rdb_type_15_loads_as_redis_loads_it(server, real):
         c = redis.Redis(port=p)
         assert c.restore("old", 0, old) == b"OK"
     assert full(server.port, "old") == full(real.port, "old")
-    assert run(server.port, [["XINFO", "GROUPS", "old"]]) == run(real.port, [["XINFO", "GROUPS", "old"]])
+    groups = [["XINFO", "GROUPS", "old"]]
+    assert run(server.port, groups) == run(real.port, groups)
 
 
 def _sealed(body: bytes) -> bytes:
@@ -277,32 +280,56 @@ def _propagated(procs, action) -> list:
     return [[_norm(a) for a in _aof(p)[n:]] for p, n in zip(procs, starts)]
 
 
-AOF_SCRIPT = [["FLUSHALL"], ["XADD", "s", "1-1", "a", "1"], ["XADD", "s", "*", "a", "2"],
-              ["XADD", "s", "MAXLEN", "~", "1", "*", "a", "3"], ["XADD", "s2", "5-*", "a", "1"]] + \
-    [["XADD", "big", "%d-1" % i, "f", "v"] for i in range(1, 260)] + [
-    ["XADD", "big", "MAXLEN", "~", "100", "1000-1", "f", "v"], ["XTRIM", "big", "MAXLEN", "~", "50"],
-    ["XTRIM", "big", "MINID", "~", "230"], ["XTRIM", "big", "MINID", "240"],
-    ["XADD", "big", "MINID", "~", "250", "1001-1", "f", "v"], ["XTRIM", "big", "MAXLEN", "~", "1000"],
-    ["XTRIM", "big", "MAXLEN", "~", "0", "LIMIT", "5"], ["XDEL", "big", "250-1", "251-1", "9999-1"],
-    ["XDEL", "big", "9999-1"], ["XSETID", "s2", "10-0"],
-    ["XSETID", "s2", "11-0", "ENTRIESADDED", "5", "MAXDELETEDID", "1-0"],
-    ["XGROUP", "CREATE", "s", "g", "0"], ["XGROUP", "CREATE", "s", "g", "0"],
-    ["XGROUP", "CREATE", "m", "g", "$", "MKSTREAM"],
-    ["XREADGROUP", "GROUP", "g", "c", "COUNT", "1", "STREAMS", "s", ">"],
-    ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
-    ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"],
-    ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", "0"],
-    ["XREADGROUP", "GROUP", "g", "c9", "STREAMS", "s", "0"], ["XGROUP", "CREATE", "s", "g2", "0"],
-    ["XREADGROUP", "GROUP", "g2", "n", "NOACK", "STREAMS", "s", ">"], ["XACK", "s", "g", "1-1"],
-    ["XACK", "s", "g", "1-1"], ["XCLAIM", "s", "g", "d", "0", "1-1", "FORCE"],
-    ["XCLAIM", "s", "g", "d", "0", "1-1", "JUSTID"], ["XCLAIM", "s", "g", "d", "0", "1-1", "LASTID", "99-0"],
-    ["XCLAIM", "s", "g", "e", "0", "7-7", "LASTID", "100-0"], ["XCLAIM", "s", "g", "e", "0", "7-7"],
-    ["XDEL", "s", "1-1"], ["XCLAIM", "s", "g", "e", "0", "1"], ["XAUTOCLAIM", "s", "g", "f", "0", "0"],
-    ["XAUTOCLAIM", "s", "g", "f", "0", "0"], ["XGROUP", "SETID", "s", "g", "0"],
-    ["XREADGROUP", "GROUP", "g", "z", "STREAMS", "s", ">"], ["XGROUP", "CREATECONSUMER", "s", "g", "q"],
-    ["XGROUP", "DELCONSUMER", "s", "g", "z"], ["XGROUP", "DESTROY", "s", "g2"],
-    ["XGROUP", "SETID", "s", "g", "$", "ENTRIESREAD", "3"], ["MULTI"], ["XADD", "s", "*", "k", "v"],
-    ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "s", ">"], ["EXEC"]]
+AOF_SCRIPT = _cmds("""
+FLUSHALL
+XADD s 1-1 a 1
+XADD s * a 2
+XADD s MAXLEN ~ 1 * a 3
+XADD s2 5-* a 1
+""") + [["XADD", "big", "%d-1" % i, "f", "v"] for i in range(1, 260)] + _cmds("""
+XADD big MAXLEN ~ 100 1000-1 f v
+XTRIM big MAXLEN ~ 50
+XTRIM big MINID ~ 230
+XTRIM big MINID 240
+XADD big MINID ~ 250 1001-1 f v
+XTRIM big MAXLEN ~ 1000
+XTRIM big MAXLEN ~ 0 LIMIT 5
+XDEL big 250-1 251-1 9999-1
+XDEL big 9999-1
+XSETID s2 10-0
+XSETID s2 11-0 ENTRIESADDED 5 MAXDELETEDID 1-0
+XGROUP CREATE s g 0
+XGROUP CREATE s g 0
+XGROUP CREATE m g $ MKSTREAM
+XREADGROUP GROUP g c COUNT 1 STREAMS s >
+XREADGROUP GROUP g c STREAMS s >
+XREADGROUP GROUP g c STREAMS s >
+XREADGROUP GROUP g c STREAMS s 0
+XREADGROUP GROUP g c9 STREAMS s 0
+XGROUP CREATE s g2 0
+XREADGROUP GROUP g2 n NOACK STREAMS s >
+XACK s g 1-1
+XACK s g 1-1
+XCLAIM s g d 0 1-1 FORCE
+XCLAIM s g d 0 1-1 JUSTID
+XCLAIM s g d 0 1-1 LASTID 99-0
+XCLAIM s g e 0 7-7 LASTID 100-0
+XCLAIM s g e 0 7-7
+XDEL s 1-1
+XCLAIM s g e 0 1
+XAUTOCLAIM s g f 0 0
+XAUTOCLAIM s g f 0 0
+XGROUP SETID s g 0
+XREADGROUP GROUP g z STREAMS s >
+XGROUP CREATECONSUMER s g q
+XGROUP DELCONSUMER s g z
+XGROUP DESTROY s g2
+XGROUP SETID s g $ ENTRIESREAD 3
+MULTI
+XADD s * k v
+XREADGROUP GROUP g c STREAMS s >
+EXEC
+""")
 
 
 def test_propagation_matches_redis_aof(aof_pair):
@@ -399,7 +426,8 @@ AFTER_SYNC = [["XREADGROUP", "GROUP", "g2", "dave", "STREAMS", "s", ">"],
               ["XREADGROUP", "GROUP", "g", "c", "STREAMS", "t", ">"]]
 
 
-@pytest.mark.parametrize("primary_is_pynode", [True, False], ids=["pynode-primary", "redis-primary"])
+@pytest.mark.parametrize("primary_is_pynode", [True, False],
+                         ids=["pynode-primary", "redis-primary"])
 def test_pynode_replica_matches_redis_replica(primary_is_pynode):
     """A full sync of streams with groups, then the commands streamed after
     it: a pynode replica ends with exactly what a redis-server replica of
