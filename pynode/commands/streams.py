@@ -248,10 +248,10 @@ def _create_consumer(c, g: Group, name: bytes, key: bytes, now: int):
     return consumer
 
 
-def _lookup_consumer(g: Group, name: bytes, now: int, refresh: bool = True):
-    """streamLookupConsumer (SLC_DEFAULT refreshes the seen time)."""
+def _lookup_consumer(g: Group, name: bytes, now: int):
+    """streamLookupConsumer with SLC_DEFAULT: a found consumer is seen now."""
     consumer = g.consumers.get(name)
-    if consumer is not None and refresh:
+    if consumer is not None:
         consumer.seen_time = now
     return consumer
 
