@@ -124,6 +124,105 @@ def lzf_decompress(data, ulen: int) -> bytes:
     return bytes(out)
 
 
+# liblzf's lzf_compress as Redis builds it (HLOG 16, VERY_FAST, no ULTRA_FAST),
+# so compressed payloads are byte-identical to redis-server's.
+_LZF_MAX_LIT = 1 << 5
+_LZF_MAX_OFF = 1 << 13
+_LZF_MAX_REF = (1 << 8) + (1 << 3)
+
+
+def lzf_compress(data: bytes, out_len: int) -> bytes | None:
+    """liblzf's lzf_compress: the compressed form if it fits in out_len bytes,
+    else None.  The hash table starts empty (liblzf leaves it uninitialised;
+    an empty slot and a stale one both mean "no match" in practice)."""
+    in_end = len(data)
+    if not in_end or not out_len:
+        return None
+    out = bytearray(out_len + 8)
+    htab: dict[int, int] = {}
+    op = 1
+    lit = 0
+    ip = 0
+    hval = (data[0] << 8) | data[1] if in_end > 1 else 0
+    limit = in_end - 2
+    while ip < limit:
+        hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
+        h = ((hval >> 8) - hval * 5) & 0xFFFF
+        ref = htab.get(h, 0)
+        htab[h] = ip
+        if (0 < ref < ip and ip - ref - 1 < _LZF_MAX_OFF
+                and data[ref] == data[ip] and data[ref + 1] == data[ip + 1]
+                and data[ref + 2] == data[ip + 2]):
+            off = ip - ref - 1
+            maxlen = in_end - ip - 2
+            if maxlen > _LZF_MAX_REF:
+                maxlen = _LZF_MAX_REF
+            out[op - lit - 1] = (lit - 1) & 0xFF      # stop the literal run
+            if not lit:
+                op -= 1
+            if op + 4 >= out_len:
+                return None
+            n = 3
+            if maxlen > 16:
+                while n <= 18 and data[ref + n] == data[ip + n]:
+                    n += 1
+                if n == 19:
+                    while n < maxlen and data[ref + n] == data[ip + n]:
+                        n += 1
+            else:
+                while n < maxlen and data[ref + n] == data[ip + n]:
+                    n += 1
+            n -= 2                                    # octets - 1
+            ip += 1
+            if n < 7:
+                out[op] = (off >> 8) + (n << 5)
+                op += 1
+            else:
+                out[op] = (off >> 8) + (7 << 5)
+                out[op + 1] = n - 7
+                op += 2
+            out[op] = off & 0xFF
+            op += 2                                   # and start a new run
+            lit = 0
+            ip += n + 1
+            if ip >= limit:
+                break
+            ip -= 2
+            hval = (data[ip] << 8) | data[ip + 1]
+            hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
+            htab[((hval >> 8) - hval * 5) & 0xFFFF] = ip
+            ip += 1
+            hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
+            htab[((hval >> 8) - hval * 5) & 0xFFFF] = ip
+            ip += 1
+        else:
+            if op >= out_len:
+                return None
+            lit += 1
+            out[op] = data[ip]
+            op += 1
+            ip += 1
+            if lit == _LZF_MAX_LIT:
+                out[op - lit - 1] = lit - 1
+                lit = 0
+                op += 1
+    if op + 3 > out_len:
+        return None
+    while ip < in_end:
+        lit += 1
+        out[op] = data[ip]
+        op += 1
+        ip += 1
+        if lit == _LZF_MAX_LIT:
+            out[op - lit - 1] = lit - 1
+            lit = 0
+            op += 1
+    out[op - lit - 1] = (lit - 1) & 0xFF
+    if not lit:
+        op -= 1
+    return bytes(out[:op])
+
+
 # ------------------------------------------------------------------ writing
 def encode_length(n: int) -> bytes:
     if n < 1 << 6:
@@ -160,6 +259,30 @@ def encode_string(s: bytes) -> bytes:
         if e is not None:
             return e
     return encode_length(len(s)) + s
+
+
+# rdbcompression: strings longer than 20 bytes are LZF-compressed when that
+# saves at least 4 bytes, as Redis's rdbSaveRawString does
+COMPRESSION = True
+# longest string encode_raw_string tries to compress (pure-Python LZF costs
+# about a microsecond per byte; longer strings are written plain)
+LZF_MAX_INPUT = 1 << 16
+
+
+def encode_raw_string(s: bytes) -> bytes:
+    """rdbSaveRawString: int form for short canonical integers, LZF for
+    compressible strings of 21 bytes or more, else length + bytes.  Used by
+    the collection types so their DUMP payloads match redis-server's."""
+    n = len(s)
+    if n <= 11:
+        e = _int_encoding(s)
+        if e is not None:
+            return e
+    elif n > 20 and COMPRESSION and n <= LZF_MAX_INPUT:
+        c = lzf_compress(s, n - 4)
+        if c is not None:
+            return b"\xc3" + encode_length(len(c)) + encode_length(n) + c
+    return encode_length(n) + s
 
 
 def _encode_string_value(s: bytes) -> tuple[int, bytes]:
