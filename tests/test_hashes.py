@@ -39,9 +39,11 @@ def raw(r, *args) -> bytes:
         c.close()
 
 
-@pytest.fixture(autouse=True, scope="module")
+@pytest.fixture(autouse=True)
 def _default_limits():
-    """In-process servers set the (process-wide) encoding limits: restore them."""
+    """In-process servers set the (process-wide) encoding limits: each test
+    starts and ends with the defaults."""
+    LIMITS.__init__()
     yield
     LIMITS.__init__()
 
