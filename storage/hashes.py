@@ -54,6 +54,10 @@ class Hash(dict):
         if one of them is longer than hash-max-listpack-value."""
         if self.encoding == LISTPACK:
             lim = LIMITS.hash_max_listpack_value
+            if start == len(items) - 2:
+                if len(items[start]) > lim or len(items[start + 1]) > lim:
+                    self.encoding = HASHTABLE
+                return
             for i in range(start, len(items)):
                 if len(items[i]) > lim:
                     self.encoding = HASHTABLE

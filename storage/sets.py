@@ -61,8 +61,8 @@ class Set(dict):
         arr = self.arr
         self[m] = len(arr)
         arr.append(m)
-        if self.encoding == INTSET and (string_int(m) is None
-                                        or len(arr) > max_intset_entries()):
+        if self.encoding == INTSET and (len(arr) > LIMITS.set_max_intset_entries
+                                        or len(arr) > 1 << 30 or string_int(m) is None):
             self.encoding = HASHTABLE
         return True
 

@@ -78,15 +78,21 @@ def _hset(c, argv, name: str) -> int:
         raise CommandError(WRONGTYPE)
     else:
         new = False
+    before = len(h)
     if h.encoding == LISTPACK:
         h.fit(argv, 2)
-    before = len(h)
-    if n == 4:
+        if n == 4:
+            h[argv[2]] = argv[3]
+        else:
+            for i in range(2, n, 2):
+                h[argv[i]] = argv[i + 1]
+        if len(h) > LIMITS.hash_max_listpack_entries:
+            h.encoding = HASHTABLE
+    elif n == 4:
         h[argv[2]] = argv[3]
     else:
         for i in range(2, n, 2):
             h[argv[i]] = argv[i + 1]
-    h.check_entries()
     if new:
         db.set(key, h)
     else:
