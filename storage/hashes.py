@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import struct
 
-from storage import keyspace, rdb, rewrite
+from storage import digest, keyspace, rdb, rewrite
 from storage.listpack import lp_decode, lp_encode, zl_decode
 from storage.values import LIMITS
 
@@ -80,14 +80,27 @@ def from_pairs(items, fits: bool | None = None) -> Hash:
 
 
 # ------------------------------------------------------------------ RDB
+# rdbSaveRawString compresses every string over 20 bytes; pure-Python LZF
+# costs about a microsecond per byte, so elements longer than this are
+# written plain (a valid encoding; DUMP bytes then differ from Redis's)
+LZF_MAX_ITEM = 1 << 16
+
+
+def encode_item(s: bytes) -> bytes:
+    """One element of a hashtable hash or set, as rdbSaveRawString writes it."""
+    if len(s) > LZF_MAX_ITEM:
+        return rdb.encode_string(s)
+    return rdb.encode_blob(s)
+
+
 def _encode(h: Hash) -> tuple[int, bytes]:
-    raw = rdb.encode_raw_string
     if h.encoding == LISTPACK:
         items = []
         for f, v in h.items():
             items.append(f)
             items.append(v)
-        return RDB_TYPE_HASH_LISTPACK, raw(lp_encode(items))
+        return RDB_TYPE_HASH_LISTPACK, rdb.encode_blob(lp_encode(items))
+    raw = encode_item
     out = [rdb.encode_length(len(h))]
     for f, v in h.items():
         out.append(raw(f))
@@ -212,7 +225,21 @@ def _rewrite(key: bytes, h: Hash) -> list:
     return rewrite.chunked(b"HMSET", key, h.items())
 
 
+# ------------------------------------------------------------------ DEBUG DIGEST
+def _digest(d: bytearray, h: Hash) -> None:
+    """xorObjectDigest for a hash: each pair mixed on its own, then xored in,
+    so the order of the fields does not matter."""
+    mix = digest.mix_digest
+    xor = digest.xor_digest
+    for f, v in h.items():
+        e = bytearray(20)
+        mix(e, f)
+        mix(e, v)
+        xor(d, bytes(e))
+
+
 keyspace.TYPE_NAMES[Hash] = "hash"
+digest.DIGESTERS[Hash] = (digest.OBJ_HASH, _digest)
 rdb.ENCODERS[Hash] = _encode
 rdb.DECODERS[RDB_TYPE_HASH] = _decode_hash
 rdb.DECODERS[RDB_TYPE_HASH_ZIPMAP] = _decode_zipmap

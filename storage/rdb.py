@@ -13,11 +13,14 @@ little-endian) of everything before it.  A stored checksum of 0 means
 Value types are a registry: ENCODERS maps a Python value type to
 fn(value) -> (RDB type byte, payload bytes) (the type byte may depend on the
 value's encoding, e.g. a small hash is written as a listpack); DECODERS maps an
-RDB type byte to fn(reader) -> value.  Each value module of storage/ registers
-its own (storage/valuetypes.py imports them all); the loader stops with a
-clear RDBError on a type nobody registered.  The same per-value encoding is
-DUMP's payload (storage/dump.py).  Strings are loaded in every encoding Redis
-writes (plain, int8/16/32, LZF-compressed); they are written plain, or
+RDB type byte to fn(reader) -> value, or None for an empty collection (Redis
+skips such keys).  Blobs inside values (listpacks, intsets) are written with
+encode_blob(), which LZF-compresses them as rdbSaveRawString does when
+COMPRESSION (rdbcompression) is on, so DUMP payloads match Redis's bytes.
+Each value module of storage/ registers its own (storage/valuetypes.py
+imports them all); the loader stops with a clear RDBError on a type nobody
+registered.  The same per-value encoding is DUMP's payload (storage/dump.py).
+Strings are loaded in every encoding Redis writes (plain, int8/16/32, LZF-compressed); they are written plain, or
 integer-encoded when Redis would (rdbTryIntegerEncoding).
 """
 
@@ -136,103 +139,107 @@ def lzf_decompress(data, ulen: int) -> bytes:
     return bytes(out)
 
 
-# liblzf's lzf_compress as Redis builds it (HLOG 16, VERY_FAST, no ULTRA_FAST),
-# so compressed payloads are byte-identical to redis-server's.
-_LZF_MAX_LIT = 1 << 5
+# LZF compression of blobs longer than 20 bytes, as rdbcompression yes
+# (the server sets this from its config)
+COMPRESSION = True
+
+_LZF_HSIZE = 1 << 16
+_LZF_MAX_LIT = 32
 _LZF_MAX_OFF = 1 << 13
 _LZF_MAX_REF = (1 << 8) + (1 << 3)
 
 
-def lzf_compress(data: bytes, out_len: int) -> bytes | None:
-    """liblzf's lzf_compress: the compressed form if it fits in out_len bytes,
-    else None.  The hash table starts empty (liblzf leaves it uninitialised;
-    an empty slot and a stale one both mean "no match" in practice)."""
-    in_end = len(data)
-    if not in_end or not out_len:
+def lzf_compress(data, out_len: int) -> bytes | None:
+    """liblzf's lzf_compress as Redis builds it (HLOG 16, VERY_FAST): the same
+    output bytes for the same input, or None when the result would not fit
+    in out_len bytes.  The hash table starts empty (liblzf leaves it
+    uninitialized; a stale entry can only ever turn a literal into an
+    equally valid back reference)."""
+    in_len = len(data)
+    if not in_len or not out_len:
         return None
-    out = bytearray(out_len + 8)
-    htab: dict[int, int] = {}
-    op = 1
+    htab = [0] * _LZF_HSIZE          # 0: no entry (position 0 is never referenced)
+    out = bytearray(b"\0")           # the first literal run's length byte
     lit = 0
     ip = 0
-    hval = (data[0] << 8) | data[1] if in_end > 1 else 0
-    limit = in_end - 2
-    while ip < limit:
-        hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
-        h = ((hval >> 8) - hval * 5) & 0xFFFF
-        ref = htab.get(h, 0)
-        htab[h] = ip
-        if (0 < ref < ip and ip - ref - 1 < _LZF_MAX_OFF
-                and data[ref] == data[ip] and data[ref + 1] == data[ip + 1]
-                and data[ref + 2] == data[ip + 2]):
-            off = ip - ref - 1
-            maxlen = in_end - ip - 2
+    end2 = in_len - 2
+    hval = (data[0] << 8) | data[1] if in_len > 1 else data[0] << 8
+    while ip < end2:
+        hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFF
+        slot = ((hval >> 8) - hval * 5) & 0xFFFF
+        ref = htab[slot]
+        htab[slot] = ip
+        off = ip - ref - 1
+        if (ref > 0 and off < _LZF_MAX_OFF and data[ref + 2] == data[ip + 2]
+                and data[ref] == data[ip] and data[ref + 1] == data[ip + 1]):
+            maxlen = in_len - ip - 2
             if maxlen > _LZF_MAX_REF:
                 maxlen = _LZF_MAX_REF
-            out[op - lit - 1] = (lit - 1) & 0xFF      # stop the literal run
-            if not lit:
-                op -= 1
-            if op + 4 >= out_len:
+            op = len(out)
+            if op + 4 >= out_len and op - (lit == 0) + 4 >= out_len:
                 return None
-            n = 3
+            if lit:
+                out[-lit - 1] = lit - 1          # stop the literal run
+            else:
+                del out[-1]                      # undo an empty run
+            ln = 2
+            done = False
             if maxlen > 16:
-                while n <= 18 and data[ref + n] == data[ip + n]:
-                    n += 1
-                if n == 19:
-                    while n < maxlen and data[ref + n] == data[ip + n]:
-                        n += 1
-            else:
-                while n < maxlen and data[ref + n] == data[ip + n]:
-                    n += 1
-            n -= 2                                    # octets - 1
+                for _ in range(16):
+                    ln += 1
+                    if data[ref + ln] != data[ip + ln]:
+                        done = True
+                        break
+            if not done:
+                ln += 1
+                while ln < maxlen and data[ref + ln] == data[ip + ln]:
+                    ln += 1
+            ln -= 2
             ip += 1
-            if n < 7:
-                out[op] = (off >> 8) + (n << 5)
-                op += 1
+            if ln < 7:
+                out.append((off >> 8) + (ln << 5))
             else:
-                out[op] = (off >> 8) + (7 << 5)
-                out[op + 1] = n - 7
-                op += 2
-            out[op] = off & 0xFF
-            op += 2                                   # and start a new run
+                out.append((off >> 8) + (7 << 5))
+                out.append(ln - 7)
+            out.append(off & 0xFF)
             lit = 0
-            ip += n + 1
-            if ip >= limit:
+            out.append(0)                        # start a run
+            ip += ln + 1
+            if ip >= end2:
                 break
             ip -= 2
             hval = (data[ip] << 8) | data[ip + 1]
-            hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
+            hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFF
             htab[((hval >> 8) - hval * 5) & 0xFFFF] = ip
             ip += 1
-            hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFFFF
+            hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFF
             htab[((hval >> 8) - hval * 5) & 0xFFFF] = ip
             ip += 1
         else:
-            if op >= out_len:
+            if len(out) >= out_len:
                 return None
             lit += 1
-            out[op] = data[ip]
-            op += 1
+            out.append(data[ip])
             ip += 1
             if lit == _LZF_MAX_LIT:
-                out[op - lit - 1] = lit - 1
+                out[-lit - 1] = lit - 1
                 lit = 0
-                op += 1
-    if op + 3 > out_len:
+                out.append(0)
+    if len(out) + 3 > out_len:
         return None
-    while ip < in_end:
+    while ip < in_len:
         lit += 1
-        out[op] = data[ip]
-        op += 1
+        out.append(data[ip])
         ip += 1
         if lit == _LZF_MAX_LIT:
-            out[op - lit - 1] = lit - 1
+            out[-lit - 1] = lit - 1
             lit = 0
-            op += 1
-    out[op - lit - 1] = (lit - 1) & 0xFF
-    if not lit:
-        op -= 1
-    return bytes(out[:op])
+            out.append(0)
+    if lit:
+        out[-lit - 1] = lit - 1
+    else:
+        del out[-1]
+    return bytes(out)
 
 
 # ------------------------------------------------------------------ writing
@@ -276,24 +283,17 @@ def encode_string(s: bytes) -> bytes:
     return encode_length(n) + s
 
 
-# rdbcompression: strings longer than 20 bytes are LZF-compressed when that
-# saves at least 4 bytes, as Redis's rdbSaveRawString does
-COMPRESSION = True
-# longest string encode_raw_string tries to compress (pure-Python LZF costs
-# about a microsecond per byte; longer strings are written plain)
-LZF_MAX_INPUT = 1 << 16
-
-
-def encode_raw_string(s: bytes) -> bytes:
-    """rdbSaveRawString: int form for short canonical integers, LZF for
-    compressible strings of 21 bytes or more, else length + bytes.  Used by
-    the collection types so their DUMP payloads match redis-server's."""
+def encode_blob(s: bytes) -> bytes:
+    """rdbSaveRawString: a blob (a listpack, an intset...) as Redis writes it,
+    integer-encoded if it reads as one, else LZF-compressed when
+    COMPRESSION is on, it is longer than 20 bytes and it shrinks by 4 bytes
+    or more, else plain."""
     n = len(s)
     if n <= 11:
         e = _int_encoding(s)
         if e is not None:
             return e
-    elif n > 20 and COMPRESSION and n <= LZF_MAX_INPUT:
+    if COMPRESSION and n > 20:
         c = lzf_compress(s, n - 4)
         if c is not None:
             return b"\xc3" + encode_length(len(c)) + encode_length(n) + c
@@ -528,6 +528,9 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
                                % (name, t, TYPE_NAMES.get(t, "unknown"), r.pos - 1))
             key = r.string()
             value = dec(r)
+            if value is None:        # an empty collection: Redis skips the key
+                expire = -1
+                continue
             on_key(dbid, key, value, expire)
             expire = -1
             nkeys += 1

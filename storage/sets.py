@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import random
 
-from storage import keyspace, rdb, rewrite
+from storage import digest, keyspace, rdb, rewrite
+from storage.hashes import encode_item
 from storage.listpack import intset_decode, intset_encode
 from storage.values import LIMITS, string_int
 
@@ -134,8 +135,8 @@ def reply_order(members: list) -> list:
 # ------------------------------------------------------------------ RDB
 def _encode(s: Set) -> tuple[int, bytes]:
     if s.encoding == INTSET:
-        return RDB_TYPE_SET_INTSET, rdb.encode_raw_string(intset_encode([int(m) for m in s.arr]))
-    raw = rdb.encode_raw_string
+        return RDB_TYPE_SET_INTSET, rdb.encode_blob(intset_encode([int(m) for m in s.arr]))
+    raw = encode_item
     out = [rdb.encode_length(len(s))]
     for m in s.arr:
         out.append(raw(m))
@@ -172,7 +173,15 @@ def _rewrite(key: bytes, s: Set) -> list:
     return rewrite.chunked(b"SADD", key, ((m,) for m in s.arr))
 
 
+# ------------------------------------------------------------------ DEBUG DIGEST
+def _digest(d: bytearray, s: Set) -> None:
+    xor = digest.xor_digest
+    for m in s.arr:
+        xor(d, m)
+
+
 keyspace.TYPE_NAMES[Set] = "set"
+digest.DIGESTERS[Set] = (digest.OBJ_SET, _digest)
 rdb.ENCODERS[Set] = _encode
 rdb.DECODERS[RDB_TYPE_SET] = _decode_set
 rdb.DECODERS[RDB_TYPE_SET_INTSET] = _decode_intset

@@ -760,35 +760,71 @@ def _payload(dump: bytes):
     return dump[0], dump[1:-10]
 
 
-def test_dump_bytes_identical_to_redis(real):
-    rc = real.client()
-    cases = {
-        "one": {"a": "1"},
-        "ints": {"1": "100", "-5": "70000", "big": str(2 ** 62), "neg": str(-2 ** 40)},
-        "text": {"field%d" % i: "value%d" % i for i in range(40)},     # LZF-compressed
-        "mixed": {"": "", "x" * 64: "y" * 64, "01": "+1", "-0": "1.5"},
-        "ordered": {"z": "1", "a": "2", "m": "3"},
-    }
+@pytest.fixture(scope="module")
+def real_debug():
+    """A redis-server with DEBUG enabled (DIGEST-VALUE)."""
+    p = Proc(["--enable-debug-command", "yes"], redis_server=True).start()
+    yield p
+    p.cleanup()
+
+
+DUMP_CASES = [
+    ("one", ["a", "1"]),
+    ("ints", ["1", "100", "-5", "70000", "big", str(2 ** 62), "neg", str(-2 ** 40)]),
+    ("text", [x for i in range(40) for x in ("field%d" % i, "value%d" % i)]),   # LZF
+    ("mixed", ["", "", "x" * 64, "y" * 64, "01", "+1", "-0", "1.5"]),
+    ("ordered", ["z", "1", "a", "2", "m", "3"]),
+    ("ht", ["f", "v" * 100]),                       # one field: a defined order
+]
+
+
+def test_dump_restore_digest_against_redis(real_debug):
+    """DUMP bytes equal redis-server's for listpack hashes (and a one-field
+    hashtable one); payloads RESTORE both ways; DEBUG DIGEST-VALUE agrees."""
+    rc = real_debug.client()
+    srv = InProc(enable_debug_command="yes")
+    c = srv.client()
     try:
         rc.flushall()
-        for name, fields in cases.items():
-            rc.hset(name, mapping=fields)
-            assert rc.object("encoding", name) == b"listpack"
-            h = Hash()
-            for f, v in fields.items():
-                h[f.encode()] = v.encode()
-            rtype, payload = rdb.encode_value(h)
-            assert (rtype, payload) == _payload(rc.dump(name)), name
-        # updates keep the position, deletes close the gap: same bytes as Redis
-        rc.hset("ordered", "a", "new")
+        for key, items in DUMP_CASES:
+            rc.hset(key, mapping=dict(zip(items[::2], items[1::2])))
+            c.call("HSET", key, *items)
+        rc.hset("ordered", "a", "new")     # an update keeps its place, a delete closes up
         rc.hdel("ordered", "z")
-        h = Hash({b"a": b"new", b"m": b"3"})
-        assert rdb.encode_value(h) == _payload(rc.dump("ordered"))
-        # a hashtable hash with one field has a defined order too
-        rc.hset("ht", "f", "v" * 100)
-        h = Hash({b"f": b"v" * 100})
-        h.encoding = "hashtable"
-        assert rdb.encode_value(h) == _payload(rc.dump("ht"))
+        c.call("HSET", "ordered", "a", "new")
+        c.call("HDEL", "ordered", "z")
+        keys = [k for k, _ in DUMP_CASES]
+        for key in keys:
+            assert c.call("DUMP", key) == rc.dump(key), key
+        assert c.call("DEBUG", "DIGEST-VALUE", *keys) == rc.execute_command(
+            "DEBUG", "DIGEST-VALUE", *keys)
+        rc.hset("bigh", mapping={"f%d" % i: "v" * i for i in range(600)})
+        c.call("RESTORE", "bigh", 0, rc.dump("bigh"))
+        c.call("RESTORE", "lp", 0, rc.dump("text"))
+        assert c.call("OBJECT", "ENCODING", "bigh") == b"hashtable"
+        assert c.call("OBJECT", "ENCODING", "lp") == b"listpack"
+        assert c.call("DEBUG", "DIGEST-VALUE", "bigh") == \
+            rc.execute_command("DEBUG", "DIGEST-VALUE", "bigh")
+        rconn = compare.Conn(real_debug.port)
+        assert c.raw("HGETALL", "lp") == rconn.call("HGETALL", "text")
+        rconn.close()
+        c.call("HSET", "mine", *[x for i in range(600) for x in ("k%d" % i, "%d" % i)])
+        rc.restore("mine", 0, c.call("DUMP", "mine"))
+        assert rc.object("encoding", "mine") == b"hashtable"
+        assert rc.execute_command("DEBUG", "DIGEST-VALUE", "mine") == \
+            c.call("DEBUG", "DIGEST-VALUE", "mine")
+        c.call("DEL", "lp")
+        assert rc.execute_command("DEBUG", "DIGEST") == c.call("DEBUG", "DIGEST")
+        # an empty hash payload is refused as Redis refuses it
+        from storage.listpack import lp_encode
+        from storage.dump import dumps
+        bad = rdb.encode_blob(lp_encode([]))
+        body = bytes((16,)) + bad + b"\x0a\x00"
+        payload = body + rdb.crc64(0, body).to_bytes(8, "little")
+        assert str(c.call("RESTORE", "e", 0, payload)) == "ERR Bad data format"
+        with pytest.raises(redis.ResponseError, match="Bad data format"):
+            rc.restore("e", 0, payload)
+        assert dumps(Hash({b"a": b"1"})) == rc.dump("one")
     finally:
         rc.close()
 
@@ -825,14 +861,14 @@ def _ziplist(items):
 
 def test_load_ziplist_and_zipmap_hashes():
     blob = _ziplist([b"a", b"1", b"bb", b"22"])
-    h = rdb.decoder(13)(rdb.Reader(rdb.encode_raw_string(blob)))
+    h = rdb.decoder(13)(rdb.Reader(rdb.encode_blob(blob)))
     assert h == {b"a": b"1", b"bb": b"22"} and h.encoding == "listpack"
     zm = b"\x02\x03foo\x03\x00bar\x05hello\x05\x02world!!\xff"
     assert zipmap_decode(zm) == [b"foo", b"bar", b"hello", b"world"]
-    h = rdb.decoder(9)(rdb.Reader(rdb.encode_raw_string(zm)))
+    h = rdb.decoder(9)(rdb.Reader(rdb.encode_blob(zm)))
     assert h == {b"foo": b"bar", b"hello": b"world"} and h.encoding == "listpack"
     long_value = b"\x01\x01k\x41\x00" + b"v" * 65 + b"\xff"
-    h = rdb.decoder(9)(rdb.Reader(rdb.encode_raw_string(long_value)))
+    h = rdb.decoder(9)(rdb.Reader(rdb.encode_blob(long_value)))
     assert h == {b"k": b"v" * 65} and h.encoding == "hashtable"
 
 
@@ -844,7 +880,7 @@ def test_load_ziplist_and_zipmap_hashes():
 ])
 def test_damaged_zipmap_is_refused(blob, why):
     with pytest.raises(rdb.RDBError, match=why):
-        rdb.decoder(9)(rdb.Reader(rdb.encode_raw_string(blob)))
+        rdb.decoder(9)(rdb.Reader(rdb.encode_blob(blob)))
 
 
 def test_damaged_hash_payloads_are_refused():
@@ -854,7 +890,7 @@ def test_damaged_hash_payloads_are_refused():
                       (lp_encode([]), "empty"),
                       (lp_encode([b"a", b"1"])[:-1] + b"\x00", "integrity")):
         with pytest.raises(rdb.RDBError, match=why):
-            rdb.decoder(16)(rdb.Reader(rdb.encode_raw_string(blob)))
+            rdb.decoder(16)(rdb.Reader(rdb.encode_blob(blob)))
     dup = rdb.encode_length(2) + b"\x01a\x011\x01a\x012"
     with pytest.raises(rdb.RDBError, match="duplicate"):
         rdb.decoder(4)(rdb.Reader(dup))
@@ -866,7 +902,7 @@ def test_rdb_type4_converts_like_redis():
     LIMITS.__init__()
     small = rdb.encode_length(1) + b"\x01a\x011"
     assert rdb.decoder(4)(rdb.Reader(small)).encoding == "listpack"
-    long_value = rdb.encode_length(1) + b"\x01a" + rdb.encode_raw_string(b"v" * 65)
+    long_value = rdb.encode_length(1) + b"\x01a" + rdb.encode_blob(b"v" * 65)
     assert rdb.decoder(4)(rdb.Reader(long_value)).encoding == "hashtable"
 
 

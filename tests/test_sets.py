@@ -756,25 +756,56 @@ def _payload(dump: bytes):
     return dump[0], dump[1:-10]
 
 
-def test_dump_bytes_identical_to_redis(real):
-    rc = real.client()
-    cases = {
-        "one": [5],
-        "small": [3, 1, 2],
-        "wide": [1, 70000, -5],
-        "widest": [1, 2 ** 40, -2 ** 63],
-        "many": list(range(0, 3000, 7)),             # LZF-compressed
-    }
+@pytest.fixture(scope="module")
+def real_debug():
+    """A redis-server with DEBUG enabled (DIGEST-VALUE)."""
+    p = Proc(["--enable-debug-command", "yes"], redis_server=True).start()
+    yield p
+    p.cleanup()
+
+
+DUMP_CASES = [
+    ("one", [5]),
+    ("small", [3, 1, 2]),
+    ("wide", [1, 70000, -5]),
+    ("widest", [1, 2 ** 40, -2 ** 63]),
+    ("many", list(range(0, 3000, 7))),                      # LZF-compressed
+    ("str", ["only-one-member-long-enough-to-compress-" * 2]),
+]
+
+
+def test_dump_restore_digest_against_redis(real_debug):
+    """DUMP bytes equal redis-server's for intset sets (and a one-member
+    hashtable one); payloads RESTORE both ways; DEBUG DIGEST-VALUE agrees."""
+    rc = real_debug.client()
+    srv = InProc(enable_debug_command="yes")
+    c = srv.client()
     try:
         rc.flushall()
-        for name, members in cases.items():
-            rc.sadd(name, *members)
-            assert rc.object("encoding", name) == b"intset"
-            s = from_members([b"%d" % m for m in members])
-            assert rdb.encode_value(s) == _payload(rc.dump(name)), name
-        rc.sadd("str", "only-one-member-long-enough-to-compress-" * 2)
-        s = from_members([b"only-one-member-long-enough-to-compress-" * 2])
-        assert rdb.encode_value(s) == _payload(rc.dump("str"))
+        for key, members in DUMP_CASES:
+            rc.sadd(key, *members)
+            c.call("SADD", key, *members)
+        keys = [k for k, _ in DUMP_CASES]
+        for key in keys:
+            assert c.call("DUMP", key) == rc.dump(key), key
+        assert c.call("DEBUG", "DIGEST-VALUE", *keys) == rc.execute_command(
+            "DEBUG", "DIGEST-VALUE", *keys)
+        rc.sadd("bigs", *["m%d" % i for i in range(700)])
+        c.call("RESTORE", "bigs", 0, rc.dump("bigs"))
+        c.call("RESTORE", "is", 0, rc.dump("many"))
+        assert c.call("OBJECT", "ENCODING", "bigs") == b"hashtable"
+        assert c.call("OBJECT", "ENCODING", "is") == b"intset"
+        assert c.call("DEBUG", "DIGEST-VALUE", "bigs") == \
+            rc.execute_command("DEBUG", "DIGEST-VALUE", "bigs")
+        rconn = compare.Conn(real_debug.port)
+        assert c.raw("SMEMBERS", "is") == rconn.call("SMEMBERS", "many")
+        rconn.close()
+        c.call("SADD", "mine", *range(1000))
+        rc.restore("mine", 0, c.call("DUMP", "mine"))
+        assert rc.object("encoding", "mine") == b"hashtable"
+        assert rc.smembers("mine") == {b"%d" % i for i in range(1000)}
+        c.call("DEL", "is")
+        assert rc.execute_command("DEBUG", "DIGEST") == c.call("DEBUG", "DIGEST")
     finally:
         rc.close()
 
@@ -801,7 +832,7 @@ def test_damaged_set_payloads_are_refused():
                       (struct.pack("<II", 2, 0), "empty"),
                       (struct.pack("<IIh", 4, 1, 1), "size")):
         with pytest.raises(rdb.RDBError, match=why):
-            rdb.decoder(11)(rdb.Reader(rdb.encode_raw_string(blob)))
+            rdb.decoder(11)(rdb.Reader(rdb.encode_blob(blob)))
     with pytest.raises(rdb.RDBError, match="duplicate"):
         rdb.decoder(2)(rdb.Reader(rdb.encode_length(2) + b"\x01a\x01a"))
     with pytest.raises(rdb.RDBError, match="empty"):
