@@ -81,14 +81,16 @@ def from_pairs(items, fits: bool | None = None) -> Hash:
 
 # ------------------------------------------------------------------ RDB
 # rdbSaveRawString compresses every string over 20 bytes; pure-Python LZF
-# costs about a microsecond per byte, so elements longer than this are
-# written plain (a valid encoding; DUMP bytes then differ from Redis's)
+# costs about a microsecond per byte, so without a compiled compressor
+# elements longer than this are written plain (a valid encoding; DUMP bytes
+# then differ from Redis's)
 LZF_MAX_ITEM = 1 << 16
+_SLOW_LZF = getattr(rdb, "lzf_compress_python", rdb.lzf_compress) is rdb.lzf_compress
 
 
 def encode_item(s: bytes) -> bytes:
     """One element of a hashtable hash or set, as rdbSaveRawString writes it."""
-    if len(s) > LZF_MAX_ITEM:
+    if _SLOW_LZF and len(s) > LZF_MAX_ITEM:
         return rdb.encode_string(s)
     return rdb.encode_blob(s)
 
