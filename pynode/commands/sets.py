@@ -204,6 +204,7 @@ def _spop_count(c, argv):
     notify.notify(srv, notify.SET, b"spop", key, db.id)
     srv.dirty += count
     if count >= size:
+        srv.stat_keyspace_hits += 1        # the reply is an SUNION of the key, a read
         reply = _members_reply(c, s.members())
         db.delete(key)
         notify.notify(srv, notify.GENERIC, b"del", key, db.id)
@@ -290,7 +291,8 @@ def smove(c, argv):
 # ------------------------------------------------------------------ SINTER & co
 def _source_sets(c, keys, write: bool):
     """The sets at keys (None for a missing key); WRONGTYPE at the first
-    key holding another type."""
+    key holding another type.  Reads count keyspace hits/misses (Redis 7.0
+    reads the sources of the *STORE variants as reads too)."""
     out = []
     get = c.db.get
     srv = c.srv
@@ -352,7 +354,7 @@ def _store(c, dst_key, members, event: bytes) -> bytes:
 
 
 def _sinter(c, keys, dst_key=None):
-    sets = _source_sets(c, keys, dst_key is not None)
+    sets = _source_sets(c, keys, False)
     if None in sets:
         if dst_key is not None:
             return _store(c, dst_key, [], b"sinterstore")
