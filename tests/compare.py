@@ -197,6 +197,17 @@ def mismatches(ports, script, resp: int = 2) -> list:
     return bad
 
 
+def keyspace_stats(port: int) -> dict:
+    """keyspace_hits / keyspace_misses from INFO stats."""
+    c = Conn(port)
+    try:
+        text = c.call("INFO", "stats").decode()
+    finally:
+        c.close()
+    return {k: v for k, v in (line.split(":", 1) for line in text.split("\r\n")
+                              if line.startswith("keyspace_"))}
+
+
 # ---------------------------------------------------------------- notifications
 def notifications(port: int, script, quiet: float = 0.3, limit: float = 10.0) -> list:
     """The keyspace notifications (channel, message) a script produces, in order

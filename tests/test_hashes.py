@@ -423,7 +423,8 @@ CONFIG SET hash-max-listpack-value 64
 
 
 def _script(text):
-    return ["FLUSHALL"] + [line for line in text.strip().splitlines() if line.strip()]
+    return ["FLUSHALL", "CONFIG RESETSTAT"] + [line for line in text.strip().splitlines()
+                                              if line.strip()]
 
 
 @pytest.mark.parametrize("resp", [2, 3])
@@ -433,6 +434,8 @@ def test_same_replies_as_redis(server, real, resp, name):
     if name == "ENCODINGS":
         script = [(("~2 " + l) if l.startswith("HGETALL") else l) for l in script]
     assert compare.mismatches([real.port, server.port], script, resp) == []
+    # the same keyspace hits and misses
+    assert compare.keyspace_stats(server.port) == compare.keyspace_stats(real.port)
 
 
 def test_same_replies_for_hashtable_hashes(server, real):

@@ -409,13 +409,16 @@ CONFIG SET set-max-intset-entries 512
 
 
 def _script(text):
-    return ["FLUSHALL"] + [line for line in text.strip().splitlines() if line.strip()]
+    return ["FLUSHALL", "CONFIG RESETSTAT"] + [line for line in text.strip().splitlines()
+                                              if line.strip()]
 
 
 @pytest.mark.parametrize("resp", [2, 3])
 @pytest.mark.parametrize("name", ["BASIC", "ENCODINGS"])
 def test_same_replies_as_redis(server, real, resp, name):
     assert compare.mismatches([real.port, server.port], _script(globals()[name]), resp) == []
+    # the same keyspace hits and misses
+    assert compare.keyspace_stats(server.port) == compare.keyspace_stats(real.port)
 
 
 def test_spop_case3_keeps_intset_order(server, real):
