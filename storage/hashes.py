@@ -64,21 +64,6 @@ class Hash(dict):
                     return
 
 
-def from_pairs(items, fits: bool | None = None) -> Hash:
-    """A hash of alternating field, value items, encoded as Redis would
-    after adding them one by one (the later of equal fields wins)."""
-    h = Hash()
-    it = iter(items)
-    for f in it:
-        h[f] = next(it)
-    if fits is None:
-        h.fit(items)
-    elif not fits:
-        h.encoding = HASHTABLE
-    h.check_entries()
-    return h
-
-
 # ------------------------------------------------------------------ RDB
 # rdbSaveRawString compresses every string over 20 bytes; pure-Python LZF
 # costs about a microsecond per byte, so without a compiled compressor

@@ -11,7 +11,7 @@ from fractions import Fraction
 import pytest
 import redis
 from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from storage import rdb, rewrite
 from storage.hashes import Hash, zipmap_decode

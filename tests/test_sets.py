@@ -12,11 +12,11 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from storage import rdb, rewrite
-from storage.sets import Set, from_members
+from storage.sets import Set
 from storage.values import LIMITS
 from tests import compare
 from tests.helpers import Proc
-from tests.inproc import InProc, ReplyError
+from tests.inproc import InProc
 
 WRONG = "WRONGTYPE Operation against a key holding the wrong kind of value"
 

@@ -4,7 +4,7 @@ HKEYS HVALS HLEN HSTRLEN HEXISTS HDEL HINCRBY HINCRBYFLOAT HRANDFIELD HSCAN.
 HINCRBYFLOAT computes in x87 `long double` as Redis does (the emulation of
 strings.py) and is propagated as HSET with the result.  HSCAN returns a
 listpack hash whole in one call with cursor 0, as Redis does; for a
-hashtable hash see scan_reply.
+hashtable hash see scan_batch.
 """
 
 from __future__ import annotations
@@ -26,10 +26,6 @@ LLONG_MIN = -9223372036854775808
 LONG_MAX = LLONG_MAX
 
 EMPTY_SCAN = b"*2\r\n$1\r\n0\r\n*0\r\n"
-
-
-def _bulk(b: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(b), b)
 
 
 # ------------------------------------------------------------------ lookups

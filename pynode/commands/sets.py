@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 
 from pynode import notify
-from pynode.commands import NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import SYNTAX, WRONGTYPE, CommandError, command, parse_int
 from pynode.commands.hashes import EMPTY_SCAN, _scan_head, parse_scan_options, scan_batch
 from pynode.commands.keys import _parse_cursor
 from pynode.resp import ONE, ZERO, integer
