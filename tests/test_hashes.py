@@ -178,6 +178,25 @@ def test_hscan_guarantee_under_changes(r):
         assert seen[b"k%d" % i] == b"%d" % i
 
 
+def test_hscan_cursor_outliving_its_snapshot():
+    """More concurrent scans than snapshots kept: an old cursor still
+    finishes, over the hash's current fields."""
+    srv = InProc()
+    c = srv.client()
+    fields = {b"f%d" % i: b"%d" % i for i in range(300)}
+    cursors = []
+    for k in range(70):
+        c.call("HSET", "h%d" % k, *[x for kv in fields.items() for x in kv])
+        cur, items = c.call("HSCAN", "h%d" % k, 0, "COUNT", 50)
+        cursors.append((int(cur), dict(zip(items[::2], items[1::2]))))
+    for k, (cur, seen) in enumerate(cursors):
+        while cur:
+            cur, items = c.call("HSCAN", "h%d" % k, cur, "COUNT", 50)
+            cur = int(cur)
+            seen.update(zip(items[::2], items[1::2]))
+        assert seen == fields, k
+
+
 def test_encoding_conversions(r):
     r.hset("h", mapping={"f%d" % i: i for i in range(512)})
     assert r.object("encoding", "h") == b"listpack"
