@@ -238,12 +238,13 @@ def _sort(c, argv, readonly: bool):
 
     window = elems[start:end + 1] if end >= start else []
     if store is None:
-        out = [b"*%d\r\n" % (len(window) * (len(gets) or 1))]
+        head = b"*%d\r\n" % (len(window) * (len(gets) or 1))
+        if not gets:
+            return head + b"".join([b"$%d\r\n%s\r\n" % (len(e), e) for e in window])
+        out = [head]
         append = out.append
         nil = c.nil
         for e in window:
-            if not gets:
-                append(b"$%d\r\n%s\r\n" % (len(e), e))
             for g in gets:
                 v = lookup_by_pattern(c, g, e)
                 append(nil if v is None else b"$%d\r\n%s\r\n" % (len(v), v))
@@ -273,11 +274,32 @@ def _sort(c, argv, readonly: bool):
     return b":%d\r\n" % len(values)
 
 
+# bytes float() reads differently from strtod (digit separators, trailing
+# blanks): values containing them always take sort_score's exact path
+_FLOAT_DIFFERS = re.compile(rb"[_\s\x00]").search
+_INF = float("inf")
+
+
+def _scores(values: list) -> list:
+    """sort_score of each value (None where Redis can't convert it), with
+    float() doing the work where it agrees with strtod."""
+    if _FLOAT_DIFFERS(b"\x01".join(values)) is None:
+        try:
+            out = list(map(float, values))
+        except ValueError:
+            return list(map(sort_score, values))
+        for i, v in enumerate(out):
+            if not _DBL_MIN <= abs(v) < _INF:      # zero, subnormal, inf or NaN
+                out[i] = sort_score(values[i])
+        return out
+    return list(map(sort_score, values))
+
+
 def _sorted(c, elems, sortby, alpha: bool, desc: bool, storing: bool) -> list:
     """sortCompare over elems (stable, as glibc's qsort)."""
     if alpha:
         if sortby is None:
-            if storing:
+            if storing or b"\0" not in b"".join(elems):
                 return sorted(elems, reverse=desc)
             return sorted(elems, key=_cstr, reverse=desc)
         keys = []
@@ -289,19 +311,11 @@ def _sorted(c, elems, sortby, alpha: bool, desc: bool, storing: bool) -> list:
                 keys.append((1, v if storing else _cstr(v)))
         order = sorted(range(len(elems)), key=keys.__getitem__, reverse=desc)
         return [elems[i] for i in order]
-    scores = []
-    bad = False
-    for e in elems:
-        v = e if sortby is None else lookup_by_pattern(c, sortby, e)
-        if v is None:
-            scores.append((0.0, e))
-            continue
-        s = sort_score(v)
-        if s is None:
-            bad = True
-            s = 0.0
-        scores.append((s, e))
-    if bad:
+    if sortby is None:
+        nums = _scores(elems)
+    else:
+        found = [lookup_by_pattern(c, sortby, e) for e in elems]
+        nums = _scores([b"" if v is None else v for v in found])   # missing: 0
+    if None in nums:
         raise CommandError(NOT_DOUBLE)
-    scores.sort(reverse=desc)
-    return [e for _, e in scores]
+    return [e for _, e in sorted(zip(nums, elems), reverse=desc)]
