@@ -10,62 +10,116 @@ wait) and listed, in arrival order, under each of its keys in
 When a key with waiters is created, overwritten or deleted (Database.set /
 delete call `ks.on_key_ready`) or a command signals it (`db.signal_ready(key)`,
 e.g. XADD on an existing stream), the key joins the ready list. Right after
-the command that made it ready, as Redis's handleClientsBlockedOnKeys after
-call(), every waiter of each ready key is offered the key in FIFO order:
-`serve(c, key)` returns the reply (it has done the pop and propagated it) or
-None to keep waiting (empty, wrong type, nothing new for it). A served
-client's held commands run on the next loop iteration.
+the command that made it ready has been propagated (Server.execute, as
+Redis's handleClientsBlockedOnKeys after call(); after EXEC for a MULTI),
+every waiter of each ready key is offered the key in FIFO order:
+`serve(c, key)` returns the reply (it has done the pop, propagated what it
+did with srv.propagate and emitted its keyspace events) or None to keep
+waiting (missing, wrong type, nothing new for it). Keys made ready while
+serving (BLMOVE's push) are offered in a following round. A served client's
+held commands run on the next loop iteration.
 
-Unblocking otherwise: the timeout (`timeout_reply`), CLIENT UNBLOCK (TIMEOUT
-or ERROR), a disconnect, a role change (-UNBLOCKED ... master -> replica?) and,
-in cluster mode, a slot that is no longer served here (-MOVED, checked by the
-cron as Redis's clusterRedirectBlockedClientIfNeeded).
+Unblocking otherwise: the timeout (`timeout_reply`; the event loop's timer,
+and `check_timeouts()` from the cron or a test's clock), CLIENT UNBLOCK
+(TIMEOUT or ERROR), a disconnect, a role change (-UNBLOCKED ... master ->
+replica?, then the connection is closed, as disconnectAllBlockedClients)
+and, in cluster mode, a cluster that fails (-CLUSTERDOWN) or a slot that is
+no longer served here (-MOVED; checked by the cron as Redis's
+clusterRedirectBlockedClientIfNeeded).
 
 Inside MULTI/EXEC (and for the replication stream's master client) blocking
 commands never block: their handlers see `may_block(c)` False and answer
-with the timeout reply at once.
+at once (each command's null reply).
+
+Timeouts are parsed as getTimeoutFromObjectOrReply: seconds as strtold
+reads them (fractions rounded up to whole milliseconds), or integer
+milliseconds for XREAD BLOCK (`parse_timeout(b, unit_seconds=False)`).
 """
 
 from __future__ import annotations
 
 import math
+from decimal import Decimal, InvalidOperation
 from typing import Callable
 
-from pynode.commands import CommandError
+from pynode.commands import CommandError, parse_int
 from storage.slots import keyslot
 
 TIMEOUT_NOT_FLOAT = "ERR timeout is not a float or out of range"
+TIMEOUT_NOT_INT = "ERR timeout is not an integer or out of range"
 TIMEOUT_NEGATIVE = "ERR timeout is negative"
 UNBLOCKED_BY_CLIENT = "UNBLOCKED client unblocked via CLIENT UNBLOCK"
 UNBLOCKED_ROLE = ("UNBLOCKED force unblock from blocking operation, instance state "
                   "changed (master -> replica?)")
 LLONG_MAX = 9223372036854775807
+TIMER_MAX_MS = 1 << 40           # longer timeouts (35 years) arm no timer
+
+# long double (x87, 64-bit mantissa) limits, for strtold's ERANGE rejections
+_LDBL_MAX = Decimal("1.18973149535723176502e+4932")
+_LDBL_TINY = Decimal("1.8225997659412373012e-4951")   # half the least subnormal
 
 Serve = Callable[[object, bytes], "bytes | None"]
+
+
+def _seconds(b: bytes):
+    """string2ld as Redis's getLongDoubleFromObject uses it: the value (a
+    Decimal, or a float for hex and infinities) or None when not a number."""
+    if not b or len(b) >= 5120:
+        return None
+    try:
+        s = b.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if "_" in s or any(ch.isspace() for ch in s):
+        return None
+    body = s.lstrip("+-")
+    if body[:2] in ("0x", "0X"):
+        try:
+            return float.fromhex(s)
+        except ValueError:
+            return None
+        except OverflowError:
+            return -math.inf if s.startswith("-") else math.inf
+    low = body.lower()
+    if low in ("inf", "infinity"):
+        return -math.inf if s.startswith("-") else math.inf
+    if not body or body[0] not in "0123456789.":
+        return None                   # nan, letters
+    try:
+        d = Decimal(s)
+    except InvalidOperation:
+        return None
+    if not d.is_finite():
+        return None
+    a = abs(d)
+    if a > _LDBL_MAX or (a and a < _LDBL_TINY):
+        return None                   # strtold's ERANGE (overflow / underflow to 0)
+    return d
 
 
 def parse_timeout(b: bytes, unit_seconds: bool = True) -> int:
     """getTimeoutFromObjectOrReply: the timeout in ms (0 = forever).
 
-    Seconds may be fractional (BLPOP k 0.1); milliseconds (XREAD BLOCK) are
-    an integer."""
+    Seconds may be fractional (BLPOP k 0.1, rounded up to whole ms; hex and
+    exponents as strtold takes them); milliseconds (XREAD BLOCK) are an
+    integer.  Errors are Redis 7.0's texts; a value whose milliseconds do
+    not fit in 64 bits is "negative", as the conversion makes it there."""
     if unit_seconds:
-        try:
-            s = b.decode("ascii")
-            if not s or s != s.strip() or s.lower() in ("nan", "+nan", "-nan") or "_" in s:
-                raise ValueError
-            v = float(s)
-        except (UnicodeDecodeError, ValueError):
-            raise CommandError(TIMEOUT_NOT_FLOAT) from None
-        if math.isinf(v):
+        if b.isdigit() and len(b) < 16:
+            return int(b) * 1000
+        v = _seconds(b)
+        if v is None:
             raise CommandError(TIMEOUT_NOT_FLOAT)
+        if isinstance(v, float):
+            if math.isinf(v):
+                raise CommandError(TIMEOUT_NEGATIVE)
+            v = Decimal(v)
         ms = v * 1000
-        if ms > LLONG_MAX:
-            raise CommandError(TIMEOUT_NOT_FLOAT)
-        ms = int(math.ceil(ms)) if ms > 0 else int(ms)
+        if ms >= 1 << 63 or ms < -(1 << 63):
+            raise CommandError(TIMEOUT_NEGATIVE)
+        ms = int(ms.to_integral_value(rounding="ROUND_CEILING"))
     else:
-        from pynode.commands import parse_int
-        ms = parse_int(b, "ERR timeout is not an integer or out of range")
+        ms = parse_int(b, TIMEOUT_NOT_INT)
     if ms < 0:
         raise CommandError(TIMEOUT_NEGATIVE)
     return ms
@@ -104,22 +158,30 @@ class Blocking:
               timeout_reply: bytes, cmd: str = "", write: bool = True):
         """Park c until serve(c, key) answers for one of keys, or timeout_ms
         passes (0: forever); then c gets that answer or timeout_reply (already
-        encoded for c's protocol). Returns None, the handler's reply."""
+        encoded for c's protocol). Returns None, the handler's reply.
+
+        serve runs with c.db set to the database c blocked in; it returns the
+        encoded reply (after doing the pop and propagating what it did with
+        srv.propagate, and emitting its keyspace events) or None to keep
+        waiting.  It is offered each of c's keys that a command created,
+        replaced, deleted or signalled (db.signal_ready), in the order the
+        clients blocked, right after that command."""
         db = c.db
         now = self.srv.ks.now
         deadline = now + timeout_ms if timeout_ms else 0
         uniq = list(dict.fromkeys(keys))
         b = Blocked(db, uniq, serve, timeout_reply, cmd, deadline, write)
+        bk = db.blocking_keys
         for k in uniq:
-            w = db.blocking_keys.get(k)
+            w = bk.get(k)
             if w is None:
-                w = db.blocking_keys[k] = {}
+                w = bk[k] = {}
             w[c] = None
         c.blocked = b
         c.paused = True
         self.clients.add(c)
         loop = self.srv.loop
-        if deadline and loop is not None:
+        if deadline and loop is not None and timeout_ms < TIMER_MAX_MS:
             b.timer = loop.call_later(timeout_ms / 1000.0, self.timed_out, c)
         return None
 
@@ -131,10 +193,11 @@ class Blocking:
 
     # ------------------------------------------------------------ serving
     def handle_ready(self) -> None:
-        """Offer each ready key to its waiters, in the order they blocked."""
-        rounds = 0
-        while self.ready and rounds < 1000:
-            rounds += 1
+        """Offer each ready key to its waiters, in the order they blocked
+        (handleClientsBlockedOnKeys).  Keys made ready while serving (the
+        push side of BLMOVE) are handled in a following round."""
+        srv = self.srv
+        while self.ready:
             ready = self.ready
             self.ready = {}
             for db, key in ready:
@@ -145,12 +208,15 @@ class Blocking:
                     b = c.blocked
                     if b is None or c not in waiters:
                         continue            # served through another key meanwhile
+                    if c.closing:           # killed, not yet gone: serve nobody
+                        self.unblock(c, None)
+                        continue
                     saved = c.db
                     c.db = b.db
                     try:
                         r = b.serve(c, key)
                     except CommandError as e:
-                        r = self.srv.error_reply(e.msg)
+                        r = srv.error_reply(e.msg)
                     finally:
                         if c.db is b.db:
                             c.db = saved
@@ -164,12 +230,13 @@ class Blocking:
             return
         c.blocked = None
         self.clients.discard(c)
+        bk = b.db.blocking_keys
         for k in b.keys:
-            w = b.db.blocking_keys.get(k)
+            w = bk.get(k)
             if w is not None:
                 w.pop(c, None)
                 if not w:
-                    del b.db.blocking_keys[k]
+                    del bk[k]
         if b.timer is not None:
             b.timer.cancel()
         if reply is None or c.closing:
@@ -184,6 +251,7 @@ class Blocking:
             loop.call_soon(self._resume, c)
 
     def _resume(self, c) -> None:
+        """Run what the client pipelined after its blocking command."""
         if c.blocked is None and c.paused and not c.closing:
             c.resume()
 
@@ -191,6 +259,18 @@ class Blocking:
         b = c.blocked
         if b is not None:
             self.unblock(c, b.timeout_reply)
+
+    def check_timeouts(self, now: int | None = None) -> int:
+        """Time out every client whose deadline is before now (ms; default
+        the keyspace clock).  The event loop's timers normally do this; the
+        cron calls it too, and in-process tests drive it with their clock."""
+        if now is None:
+            now = self.srv.ks.now
+        due = [c for c in self.clients
+               if c.blocked is not None and c.blocked.deadline and c.blocked.deadline < now]
+        for c in due:
+            self.timed_out(c)
+        return len(due)
 
     # ------------------------------------------------------------ other exits
     def client_unblock(self, c, error: bool) -> bool:
@@ -209,15 +289,19 @@ class Blocking:
             self.unblock(c, None)
 
     def unblock_all(self, msg: str = UNBLOCKED_ROLE) -> int:
-        """A primary turned replica: every blocked client gets msg."""
+        """disconnectAllBlockedClients: a primary turned replica; every
+        blocked client gets msg and is closed after the reply."""
         n = 0
         for c in list(self.clients):
             self.unblock(c, self.srv.error_reply(msg))
+            c.close_after_reply()
             n += 1
         return n
 
     def check_cluster(self) -> None:
-        """clusterRedirectBlockedClientIfNeeded for every blocked client."""
+        """clusterRedirectBlockedClientIfNeeded for every blocked client: the
+        cluster is down (-CLUSTERDOWN), or the slot of its keys is served
+        elsewhere (-MOVED) or nowhere, and is not being imported here."""
         cl = self.srv.cluster
         if cl is None or not self.clients:
             return

@@ -262,10 +262,13 @@ def _clients(srv) -> dict:
         "maxclients": srv.maxclients,
         "client_recent_max_input_buffer": max_in,
         "client_recent_max_output_buffer": max_out,
-        "blocked_clients": sum(1 for c in clients if _is_blocked(c)),
+        # clients blocked on keys, and in WAIT (Redis counts both)
+        "blocked_clients": sum(1 for c in clients if _is_blocked(c))
+        + len(srv.replication.waiters),
         "tracking_clients": 0,
         "clients_in_timeout_table": sum(1 for c in clients if _is_blocked(c)
-                                        and c.blocked.deadline),
+                                        and c.blocked.deadline)
+        + sum(1 for w in srv.replication.waiters if w[3] is not None),
     }
 
 

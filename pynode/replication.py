@@ -583,6 +583,28 @@ class Replication:
         c.write(integer(self.acked(w[1])))
         c.resume()
 
+    def waiting(self, c: Client) -> bool:
+        """c is blocked in WAIT."""
+        return any(w[0] is c for w in self.waiters)
+
+    def unblock_waiter(self, c: Client, error: bool) -> bool:
+        """CLIENT UNBLOCK of a client in WAIT: the acks so far (TIMEOUT) or
+        the UNBLOCKED error; False if c is not waiting."""
+        for w in self.waiters:
+            if w[0] is c:
+                break
+        else:
+            return False
+        if not error:
+            self.wait_done(w)
+            return True
+        self.waiters.remove(w)
+        if w[3] is not None:
+            w[3].cancel()
+        c.write(self.srv.error_reply("UNBLOCKED client unblocked via CLIENT UNBLOCK"))
+        c.resume()
+        return True
+
     # ------------------------------------------------------------ cron (1 s)
     def start(self) -> None:
         """At server start: schedule the cron; connect if replicaof is configured."""
@@ -635,7 +657,7 @@ class Replication:
         srv.repl_feed = None
         log.role = "S"
         srv.cfg.values["replicaof"] = "%s %d" % (host, port)
-        for w in list(self.waiters):     # disconnectAllBlockedClients
+        for w in list(self.waiters):     # disconnectAllBlockedClients: reply, then close
             self.waiters.remove(w)
             if w[3] is not None:
                 w[3].cancel()
@@ -643,7 +665,7 @@ class Replication:
             if not c.closing:
                 c.write(b"-UNBLOCKED force unblock from blocking operation, instance state "
                         b"changed (master -> replica?)\r\n")
-                c.resume()
+                c.close_after_reply()
         srv.blocking.unblock_all()
         self.disconnect_replicas()
         if was_primary:

@@ -21,7 +21,7 @@ from pynode.log import log
 from pynode.resp import error
 from pynode.routing import route
 from storage.sdsargs import quote
-from storage import values
+from storage import rdb, values
 from storage.keyspace import Keyspace
 
 
@@ -89,6 +89,7 @@ class Server:
         self.debug_enabled = cfg.get("enable-debug-command")
         self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
         values.LIMITS.load(cfg.int)
+        rdb.COMPRESSION = cfg.bool("rdbcompression")
         self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"))
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
         if getattr(self, "replication", None) is not None:
@@ -171,8 +172,12 @@ class Server:
             self.blocking.on_disconnect(c)
 
     def unblock_client(self, c: Client, error: bool) -> bool:
-        """CLIENT UNBLOCK <id> [TIMEOUT|ERROR]."""
-        return self.blocking.client_unblock(c, error)
+        """CLIENT UNBLOCK <id> [TIMEOUT|ERROR]: a client blocked on keys or in
+        WAIT gets its timeout reply or the UNBLOCKED error; False if c was
+        not blocked."""
+        if self.blocking.client_unblock(c, error):
+            return True
+        return self.replication.unblock_waiter(c, error)
 
     def discard_transaction(self, c: Client) -> None:
         """discardTransaction(): leave MULTI, forget the queue and every WATCH."""
@@ -326,8 +331,6 @@ class Server:
         cmd.calls += 1
         cmd.usec += dt
         c.last_cmd = cmd.name
-        if self.blocking.ready:
-            self.blocking.handle_ready()
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
         if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
@@ -335,6 +338,10 @@ class Server:
             self.propagate_command(c, cmd, argv)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
+        if self.blocking.ready:
+            # after the command is propagated: a served BLPOP's LPOP follows
+            # the push that woke it (handleClientsBlockedOnKeys after call())
+            self.blocking.handle_ready()
         return r
 
     def special_checks(self, c: Client, cmd, argv):
@@ -458,6 +465,10 @@ class Server:
             self.cluster.cron()
             if self.blocking.clients:
                 self.blocking.check_cluster()
+        if self.blocking.clients:
+            self.blocking.check_timeouts()
+        if self.blocking.ready:     # keys readied outside a command (active expiry)
+            self.blocking.handle_ready()
         now = time.time()
         if self.timeout:
             for c in list(self.clients.values()):

@@ -72,6 +72,8 @@ def loads(payload: bytes, check_crc: bool = True):
         value = dec(r)
     except (rdb.RDBError, ValueError, IndexError, struct.error):
         raise DumpError(BAD_FORMAT) from None
+    if value is None:
+        raise DumpError(BAD_FORMAT)      # an empty collection (Redis's empty key)
     if r.pos != len(body):
         raise DumpError(BAD_FORMAT)      # trailing bytes inside a valid CRC
     return value

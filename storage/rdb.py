@@ -13,11 +13,14 @@ little-endian) of everything before it.  A stored checksum of 0 means
 Value types are a registry: ENCODERS maps a Python value type to
 fn(value) -> (RDB type byte, payload bytes) (the type byte may depend on the
 value's encoding, e.g. a small hash is written as a listpack); DECODERS maps an
-RDB type byte to fn(reader) -> value.  Each value module of storage/ registers
-its own (storage/valuetypes.py imports them all); the loader stops with a
-clear RDBError on a type nobody registered.  The same per-value encoding is
-DUMP's payload (storage/dump.py).  Strings are loaded in every encoding Redis
-writes (plain, int8/16/32, LZF-compressed); they are written plain, or
+RDB type byte to fn(reader) -> value, or None for an empty collection (Redis
+skips such keys).  Blobs inside values (listpacks, intsets) are written with
+encode_blob(), which LZF-compresses them as rdbSaveRawString does when
+COMPRESSION (rdbcompression) is on, so DUMP payloads match Redis's bytes.
+Each value module of storage/ registers its own (storage/valuetypes.py
+imports them all); the loader stops with a clear RDBError on a type nobody
+registered.  The same per-value encoding is DUMP's payload (storage/dump.py).
+Strings are loaded in every encoding Redis writes (plain, int8/16/32, LZF-compressed); they are written plain, or
 integer-encoded when Redis would (rdbTryIntegerEncoding).
 """
 
@@ -136,6 +139,122 @@ def lzf_decompress(data, ulen: int) -> bytes:
     return bytes(out)
 
 
+# LZF compression of blobs longer than 20 bytes, as rdbcompression yes
+# (the server sets this from its config)
+COMPRESSION = True
+
+_LZF_HSIZE = 1 << 16
+_LZF_MAX_LIT = 32
+_LZF_MAX_OFF = 1 << 13
+_LZF_MAX_REF = (1 << 8) + (1 << 3)
+
+
+def lzf_compress_python(data, out_len: int) -> bytes | None:
+    """liblzf's lzf_compress as Redis builds it (HLOG 16, VERY_FAST): the same
+    output bytes for the same input, or None when the result would not fit
+    in out_len bytes.  The hash table starts empty (liblzf leaves it
+    uninitialized; a stale entry can only ever turn a literal into an
+    equally valid back reference).  ~1 ms per KB: python-lzf (the same
+    liblzf 3.6 with the same settings, compiled) is used when installed."""
+    in_len = len(data)
+    if not in_len or not out_len:
+        return None
+    htab = [0] * _LZF_HSIZE          # 0: no entry (position 0 is never referenced)
+    out = bytearray(b"\0")           # the first literal run's length byte
+    lit = 0
+    ip = 0
+    end2 = in_len - 2
+    hval = (data[0] << 8) | data[1] if in_len > 1 else data[0] << 8
+    while ip < end2:
+        hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFF
+        slot = ((hval >> 8) - hval * 5) & 0xFFFF
+        ref = htab[slot]
+        htab[slot] = ip
+        off = ip - ref - 1
+        if (ref > 0 and off < _LZF_MAX_OFF and data[ref + 2] == data[ip + 2]
+                and data[ref] == data[ip] and data[ref + 1] == data[ip + 1]):
+            maxlen = in_len - ip - 2
+            if maxlen > _LZF_MAX_REF:
+                maxlen = _LZF_MAX_REF
+            op = len(out)
+            if op + 4 >= out_len and op - (lit == 0) + 4 >= out_len:
+                return None
+            if lit:
+                out[-lit - 1] = lit - 1          # stop the literal run
+            else:
+                del out[-1]                      # undo an empty run
+            ln = 2
+            done = False
+            if maxlen > 16:
+                for _ in range(16):
+                    ln += 1
+                    if data[ref + ln] != data[ip + ln]:
+                        done = True
+                        break
+            if not done:
+                ln += 1
+                while ln < maxlen and data[ref + ln] == data[ip + ln]:
+                    ln += 1
+            ln -= 2
+            ip += 1
+            if ln < 7:
+                out.append((off >> 8) + (ln << 5))
+            else:
+                out.append((off >> 8) + (7 << 5))
+                out.append(ln - 7)
+            out.append(off & 0xFF)
+            lit = 0
+            out.append(0)                        # start a run
+            ip += ln + 1
+            if ip >= end2:
+                break
+            ip -= 2
+            hval = (data[ip] << 8) | data[ip + 1]
+            hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFF
+            htab[((hval >> 8) - hval * 5) & 0xFFFF] = ip
+            ip += 1
+            hval = ((hval << 8) | data[ip + 2]) & 0xFFFFFF
+            htab[((hval >> 8) - hval * 5) & 0xFFFF] = ip
+            ip += 1
+        else:
+            if len(out) >= out_len:
+                return None
+            lit += 1
+            out.append(data[ip])
+            ip += 1
+            if lit == _LZF_MAX_LIT:
+                out[-lit - 1] = lit - 1
+                lit = 0
+                out.append(0)
+    if len(out) + 3 > out_len:
+        return None
+    while ip < in_len:
+        lit += 1
+        out.append(data[ip])
+        ip += 1
+        if lit == _LZF_MAX_LIT:
+            out[-lit - 1] = lit - 1
+            lit = 0
+            out.append(0)
+    if lit:
+        out[-lit - 1] = lit - 1
+    else:
+        del out[-1]
+    return bytes(out)
+
+
+try:
+    import lzf as _lzf
+
+    def lzf_compress(data, out_len: int) -> bytes | None:
+        if out_len < 2:
+            return lzf_compress_python(data, out_len)
+        # python-lzf passes max_length + 1 to lzf_compress as the output size
+        return _lzf.compress(bytes(data), out_len - 1)
+except ImportError:  # pragma: no cover - the pure-Python path
+    lzf_compress = lzf_compress_python
+
+
 # ------------------------------------------------------------------ writing
 def encode_length(n: int) -> bytes:
     if n < 1 << 6:
@@ -174,6 +293,23 @@ def encode_string(s: bytes) -> bytes:
             return e
     if n < 64:
         return bytes((n,)) + s
+    return encode_length(n) + s
+
+
+def encode_blob(s: bytes) -> bytes:
+    """rdbSaveRawString: a blob (a listpack, an intset...) as Redis writes it,
+    integer-encoded if it reads as one, else LZF-compressed when
+    COMPRESSION is on, it is longer than 20 bytes and it shrinks by 4 bytes
+    or more, else plain."""
+    n = len(s)
+    if n <= 11:
+        e = _int_encoding(s)
+        if e is not None:
+            return e
+    if COMPRESSION and n > 20:
+        c = lzf_compress(s, n - 4)
+        if c is not None:
+            return b"\xc3" + encode_length(len(c)) + encode_length(n) + c
     return encode_length(n) + s
 
 
@@ -405,6 +541,9 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
                                % (name, t, TYPE_NAMES.get(t, "unknown"), r.pos - 1))
             key = r.string()
             value = dec(r)
+            if value is None:        # an empty collection: Redis skips the key
+                expire = -1
+                continue
             on_key(dbid, key, value, expire)
             expire = -1
             nkeys += 1

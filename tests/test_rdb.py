@@ -144,18 +144,26 @@ def test_load_redis_produced_rdb_with_lzf(redis_dir):
 
 
 def test_unknown_value_type_fails_clearly(redis_dir):
-    p, port = _redis_server(redis_dir, "--dbfilename", "list.rdb")
+    """A value type pynode cannot load (a module's value, type 7) stops the
+    load with its offset and the type's name."""
+    p, port = _redis_server(redis_dir, "--dbfilename", "mod.rdb")
     try:
         c = redis.Redis(port=port)
-        c.rpush("mylist", "a", "b")
+        c.set("first", "v")
         c.save()
         c.close()
     finally:
         _stop(p)
-    data = open(os.path.join(redis_dir, "list.rdb"), "rb").read()
-    with pytest.raises(rdb.RDBError, match=r"value type 18 \(list \(quicklist2\)\).*not "
-                                           r"supported"):
-        rdb.load(data, lambda *a: None)
+    data = open(os.path.join(redis_dir, "mod.rdb"), "rb").read()
+    body = data[:-9]                                  # up to EOF and the CRC64
+    module_key = bytes((7,)) + rdb.encode_string(b"m") + rdb.encode_length(12345) + b"\0" * 8
+    bad = body + module_key + b"\xff"
+    bad += struct.pack("<Q", rdb.crc64(0, bad))
+    got = []
+    with pytest.raises(rdb.RDBError, match=r"value type 7 \(module\) at offset %d.*not "
+                                           r"supported" % len(body)):
+        rdb.load(bad, lambda *a: got.append(a))
+    assert [k for _, k, _, _ in got] == [b"first"]
 
 
 def test_redis_server_loads_pynode_rdb(redis_dir):

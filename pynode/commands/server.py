@@ -116,7 +116,7 @@ def client_flags(c) -> str:
         f += "P"
     if c.in_multi:
         f += "x"
-    if c.blocked is not None:
+    if c.blocked is not None or (c.paused and c.srv.replication.waiting(c)):
         f += "b"
     if c.in_multi and c.watch_touched:
         f += "d"
@@ -380,20 +380,20 @@ def client_no_evict(c, argv):
 
 @command("client|unblock")
 def client_unblock(c, argv):
-    cid = parse_int(argv[2])
+    if len(argv) > 4:
+        raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. "
+                           "Try CLIENT HELP." % _s(argv[1]))
     error = False
-    if len(argv) == 4:
+    if len(argv) == 4:          # the reason is checked before the id, as in Redis
         r = argv[3].lower()
         if r == b"error":
             error = True
         elif r != b"timeout":
             raise CommandError("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")
-    elif len(argv) > 4:
-        raise CommandError(SYNTAX)
+    cid = parse_int(argv[2])
     srv = c.srv
     target = srv.clients.get(cid)
-    if target is not None and target.blocked is not None:
-        srv.unblock_client(target, error)
+    if target is not None and srv.unblock_client(target, error):
         return integer(1)
     return integer(0)
 
