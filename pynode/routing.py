@@ -42,9 +42,12 @@ def route(srv, c, cmd, argv: list[bytes]) -> str | None:
         state = srv.cluster.state
         me = state.myself
         key = argv[pos]
-        if state.slot_owner[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383] \
-                == me.id and state.state == "ok" and not me.migrating:
-            return None
+        slot = keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+        if state.state == "ok":
+            if state.slot_owner[slot] == me.id and not me.migrating:
+                return None
+            if cmd.asking and slot in me.importing:
+                return None           # RESTORE-ASKING of a slot being imported
     elif cmd.first_key <= 0 and not cmd.movablekeys and cmd.name != "exec" and not c.asking:
         return None                      # no keys: served anywhere
     return _route(srv, c, cmd, argv)

@@ -4,10 +4,13 @@ redis-server cluster of the same shape, in the same run on the same machine.
 Both clusters (3 primaries by default, no replicas) are started and formed with
 `redis-cli --cluster create` by tests.cluster_helpers; then for each test
 redis-benchmark runs against each cluster alternately (several rounds, best of
-each kept) and the ratio pynode/redis-server is printed.  Nothing is asserted:
-it prints figures.
+each kept) and the ratio pynode/redis-server is printed.  Then, on each cluster,
+one slot holding --move-keys small keys (100k) is moved to another primary with
+`redis-cli --cluster reshard --cluster-pipeline 100` and the keys moved per
+second are printed with their ratio.  Nothing is asserted: it prints figures.
 
     python -m tests.bench_cluster [--requests N] [--clients 50] [--pipelines 16] [--rounds 2]
+                                  [--move-keys 100000]
 """
 
 from __future__ import annotations
@@ -17,7 +20,11 @@ import re
 import subprocess
 import sys
 
-from tests.cluster_helpers import Cluster
+import time
+
+import redis
+
+from tests.cluster_helpers import Cluster, key_for_slot, run
 
 
 def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int,
@@ -36,6 +43,37 @@ def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int,
     raise RuntimeError("no result from redis-benchmark for %s: %r" % (test, res.stdout[-2000:]))
 
 
+def move_slot(c: Cluster, keys: int) -> float:
+    """Fill the first slot of one primary with `keys` small keys and time
+    `redis-cli --cluster reshard` moving that one slot; keys per second."""
+    nodes = c.live_node().nodes()
+    src = c.ports[0]
+    slot = min(s for n in nodes if n["port"] == src for s in n["slots"])
+    dst = next(n for n in nodes if "master" in n["flags"] and n["port"] != src)
+    tag = key_for_slot(slot)
+    conn = redis.Redis(host="127.0.0.1", port=src)
+    there = conn.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)   # from earlier tests
+    pipe = conn.pipeline(transaction=False)
+    for i in range(keys):
+        pipe.set("%s:%d" % (tag, i), "xxx")
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+    src_id = next(n["id"] for n in nodes if n["port"] == src)
+    t0 = time.monotonic()
+    res = run(["redis-cli", "--cluster", "reshard", "127.0.0.1:%d" % src, "--cluster-from",
+               src_id, "--cluster-to", dst["id"], "--cluster-slots", "1", "--cluster-yes",
+               "--cluster-pipeline", "100"], 1800)
+    dt = time.monotonic() - t0
+    moved = redis.Redis(host="127.0.0.1", port=dst["port"]).execute_command(
+        "CLUSTER", "COUNTKEYSINSLOT", slot)
+    if res.returncode != 0 or moved != keys + there:
+        raise RuntimeError("reshard failed (exit %d, %d/%d keys moved):\n%s"
+                           % (res.returncode, moved, keys + there, res.stdout[-2000:]))
+    conn.close()
+    return (keys + there) / dt
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -46,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tests", default="set,get")
     ap.add_argument("--primaries", type=int, default=3)
     ap.add_argument("--replicas", type=int, default=0)
+    ap.add_argument("--move-keys", type=int, default=100000,
+                    help="keys in the slot moved by redis-cli --cluster reshard (0: skip)")
     ap.add_argument("--appendonly", action="store_true",
                     help="appendonly yes, appendfsync everysec on every node")
     args = ap.parse_args(argv)
@@ -72,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                 print("%-6s %9d %14.0f %14.0f %7.2f"
                       % (test.upper(), pipeline, best["pynode"], best["redis"],
                          best["pynode"] / best["redis"]), flush=True)
+        if args.move_keys:
+            rate = {name: move_slot(c, args.move_keys) for name, c in clusters.items()}
+            print("slot move (%d keys, reshard --cluster-pipeline 100): pynode %.0f keys/s, "
+                  "redis-server %.0f keys/s, ratio %.2f"
+                  % (args.move_keys, rate["pynode"], rate["redis"],
+                     rate["pynode"] / rate["redis"]), flush=True)
     finally:
         for c in clusters.values():
             c.cleanup()

@@ -12,13 +12,14 @@ from storage.listpack import (intset_decode, intset_encode, lp_decode, lp_decode
                               lp_encode, zl_decode)
 
 ints = st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1)
-items = st.one_of(st.binary(max_size=70), st.binary(min_size=4090, max_size=4100),
-                  ints.map(lambda v: b"%d" % v))
+items = st.one_of(st.binary(max_size=70), ints.map(lambda v: b"%d" % v))
+big = st.binary(min_size=4090, max_size=4100)       # the 12-bit / 32-bit length boundary
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.lists(items, max_size=40))
-def test_listpack_round_trip(xs):
+@settings(max_examples=150, deadline=None)
+@given(st.lists(items, max_size=40), st.lists(big, max_size=2))
+def test_listpack_round_trip(xs, bigs):
+    xs = xs + bigs
     assert lp_decode(lp_encode(xs)) == xs
 
 

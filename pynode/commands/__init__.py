@@ -33,7 +33,7 @@ class Command:
                  "nomulti", "noscript", "fast", "may_replicate", "skip_monitor",
                  "skip_slowlog", "blocking", "movablekeys", "first_key", "last_key",
                  "step", "subs", "parent", "calls", "usec", "rejected", "failed",
-                 "bname", "key_pos")
+                 "bname", "key_pos", "asking")
 
     def __init__(self, name: str, handler, meta: CommandMeta) -> None:
         self.name = name                      # "get" or "client|list"
@@ -59,6 +59,7 @@ class Command:
         self.skip_slowlog = "skip_slowlog" in f
         self.blocking = "blocking" in f
         self.movablekeys = "movablekeys" in f
+        self.asking = "asking" in f            # RESTORE-ASKING: served while importing
         self.first_key = meta.first_key
         self.last_key = meta.last_key
         self.step = meta.step
