@@ -35,9 +35,10 @@ _CLASS = {"K": KEYSPACE, "E": KEYEVENT, "g": GENERIC, "$": STRING, "l": LIST, "s
 ALL = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE
 
 
-def parse_flags(value: str) -> int:
-    """The bit set of a (normalized) notify-keyspace-events value."""
-    flags = 0
+def parse_flags(value: str, new: bool = False) -> int:
+    """The bit set of a (normalized) notify-keyspace-events value; `new`:
+    the 'n' class was given (CONFIG GET hides it next to 'A')."""
+    flags = NEW if new else 0
     for ch in value:
         if ch == "A":
             flags |= ALL

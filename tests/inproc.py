@@ -44,6 +44,9 @@ class _Transport:
     def get_extra_info(self, name, default=None):
         return default
 
+    def get_write_buffer_size(self) -> int:
+        return len(self.buf)
+
     def pause_reading(self) -> None:
         pass
 
@@ -111,6 +114,7 @@ class InProc:
     def now(self, ms: int) -> None:
         self.srv.ks.now = ms
         self.srv.ks.now_s = ms / 1000.0
+        self.srv.ks.update_clock()        # LRU/LFU clocks follow
 
     def client(self) -> InClient:
         return InClient(self.srv)
