@@ -111,6 +111,7 @@ class Evictor:
 
     def configure(self) -> None:
         cfg = self.srv.cfg
+        old_limit = self.maxmemory
         self.maxmemory = cfg.memory("maxmemory")
         policy = cfg.get("maxmemory-policy")
         if policy != self.policy:
@@ -131,6 +132,18 @@ class Evictor:
         self.slack = min(1 << 20, max(1 << 14, self.maxmemory >> 8))
         self.over = False
         self.pending = self.slack       # measure at the next check
+        if self.maxmemory and self.maxmemory != old_limit and self.srv.loop is not None:
+            # updateMaxmemory: warn, and start evicting now rather than at the
+            # next write
+            used = self.measure()
+            if used > self.maxmemory:
+                self.srv.log.warning(
+                    "WARNING: the new maxmemory value set via CONFIG SET (%d) is smaller "
+                    "than the current memory usage (%d). This will result in key eviction "
+                    "and/or the inability to accept new write commands depending on the "
+                    "maxmemory-policy." % (self.maxmemory, used))
+                if self.policy != "noeviction":
+                    self.schedule()
 
     def reset_stats(self) -> None:
         self.evicted_keys = 0

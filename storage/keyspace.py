@@ -163,6 +163,8 @@ class Database:
             visited += 1
             for k, v in list(d.items()):
                 if k in expires and expires[k] <= now:
+                    if self.ks.expire_on_read:
+                        self._expire(k)     # as Redis's SCAN: deleted, "expired" event
                     continue
                 if ok is not None and not ok(k):
                     continue

@@ -161,6 +161,21 @@ def test_volatile_ttl_evicts_nearest_expiry_first(node):
     assert sum(1 for i in idx_gone if i >= 6000) / len(idx_gone) > 0.8
 
 
+def test_lowering_maxmemory_evicts_at_once(node):
+    c = node.client()
+    c.config_set("maxmemory-policy", "allkeys-random")
+    keys = [b"k:%d" % i for i in range(8000)]
+    assert fill(c, keys) == 0
+    limit = used(c) - (1 << 20)
+    c.config_set("maxmemory", limit)             # no write follows
+    deadline = time.monotonic() + 10
+    while c.info("stats")["evicted_keys"] == 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert c.dbsize() < len(keys)
+    assert "is smaller than the current memory usage" in node.log()
+
+
 def test_noeviction_refuses_denyoom_only(node):
     c = node.client()
     c.set("before", "1")

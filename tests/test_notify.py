@@ -317,6 +317,16 @@ def test_active_expiry_events(servers):
                                     (b"__keyevent@0__:expired", b"a2")]
 
 
+def test_scan_and_randomkey_expire_what_they_meet(servers):
+    script = [("DEBUG", "SET-ACTIVE-EXPIRE", "0"),
+              ("SET", "a", "v", "PX", "1"), ("SET", "b", "v", "PX", "1"),
+              ("SET", "c", "v", "PX", "1"), ("SLEEP", 0.05),
+              ("SCAN", "0", "COUNT", "100000"), ("DBSIZE",), ("RANDOMKEY",),
+              ("DEBUG", "SET-ACTIVE-EXPIRE", "1")]
+    msgs = compare(servers, "Ex", script, ordered=False)
+    assert len(msgs) == 3
+
+
 def test_config_set_normalizes_and_applies(servers):
     p, _ = servers
     c = Conn(p.port)
