@@ -144,6 +144,7 @@ class Evictor:
                     "maxmemory-policy." % (self.maxmemory, used))
                 if self.policy != "noeviction":
                     self.schedule()
+            self.pending = self.slack   # the next check measures again
 
     def reset_stats(self) -> None:
         self.evicted_keys = 0
