@@ -250,6 +250,11 @@ KEYS = [
     ("SWAPDB", "0", "1"),
     ("SWAPDB", "0", "1"),
     ("FLUSHDB",),
+    # misses: which lookups report keymiss (the write and NONOTIFY ones do not)
+    ("COPY", "nokey", "d"), ("RENAME", "nokey", "x"), ("MOVE", "nokey", "1"),
+    ("EXPIRE", "nokey", "10"), ("PERSIST", "nokey"), ("DEL", "nokey"),
+    ("OBJECT", "FREQ", "nokey"), ("GETDEL", "nokey"), ("SETRANGE", "nokey2", "0", "x"),
+    ("BITCOUNT", "nokey"), ("TOUCH", "nokey"), ("LCS", "nokey", "nokey2"),
 ]
 
 HLL = [
