@@ -71,9 +71,10 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
     owner = None
     multiple = False
     migrating = importing = False
-    missing = 0
+    keys: list[bytes] = []
     for mcmd, margv in batch:
         for key in command_key_args(mcmd, margv):
+            keys.append(key)
             s = keyslot(key)
             if first is None:
                 first = key
@@ -89,8 +90,6 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
                 if s != slot:
                     return CROSSSLOT
                 multiple = True
-            if (migrating or importing) and not srv.ks.db(0).exists(key):
-                missing += 1
     if first is None:
         return None
     if state.state != "ok":
@@ -100,7 +99,13 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
             return DOWN_RO
     if (migrating or importing) and cmd.name == "migrate":
         return None
+    missing = 0
+    if migrating or (importing and multiple):
+        exists = srv.ks.db(0).exists
+        missing = sum(1 for k in keys if not exists(k))
     if migrating and missing:
+        if missing < len(keys):
+            return TRYAGAIN               # some keys are here, some already moved
         target = state.nodes.get(state.migrating[slot])
         if target is not None:
             return "ASK %d %s:%d" % (slot, target.ip, target.port)

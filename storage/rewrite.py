@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+from storage.valuetypes import registered
+
 ITEMS_PER_CMD = 64
 
 Rewriter = Callable[[bytes, object], list]
@@ -90,11 +92,7 @@ def rewrite_keyspace(ks, write: Callable[[bytes], object], now_ms: int) -> int:
                     b = b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
                         len(key), key, len(value), value)
                 else:
-                    fn = REWRITERS.get(t)
-                    if fn is None:
-                        from storage import valuetypes
-                        valuetypes.import_all()
-                        fn = REWRITERS.get(t)
+                    fn = registered(REWRITERS, t)
                     if fn is None:
                         raise TypeError("no AOF rewriter for values of type %s (key %r)"
                                         % (t.__name__, key))

@@ -25,3 +25,14 @@ def import_all() -> None:
     _done = True
     for m in VALUE_MODULES:
         importlib.import_module("storage." + m)
+
+
+def registered(registry: dict, key):
+    """registry[key] from a value module's registry (rdb.ENCODERS, DECODERS,
+    rewrite.REWRITERS, digest.DIGESTERS), importing the value modules first
+    if key is not there yet; None if no module registers it."""
+    entry = registry.get(key)
+    if entry is None and not _done:
+        import_all()
+        entry = registry.get(key)
+    return entry

@@ -1260,6 +1260,10 @@ DEBUG_HELP = [
     "CHANGE-REPL-ID",
     "    Change the replication IDs of the instance.",
     "    Dangerous: should be used only for testing the replication subsystem.",
+    "DIGEST",
+    "    Output a hex signature representing the current DB content.",
+    "DIGEST-VALUE <key> [<key> ...]",
+    "    Output a hex signature of the values of all the specified keys.",
     "ERROR <string>",
     "    Return a Redis protocol error with <string> as message. Useful for clients",
     "    unit tests to simulate Redis errors.",
@@ -1416,6 +1420,19 @@ def debug(c, argv):
             raise CommandError("ERR Error trying to load the dataset: %s" % e) from None
         srv.log.notice("DB reloaded by DEBUG RELOAD")
         return OK
+    if sub == b"digest" and n == 2:
+        from storage.digest import dataset_digest
+        return b"+%s\r\n" % dataset_digest(srv.ks).hex().encode()
+    if sub == b"digest-value":
+        from storage.digest import value_digest
+        from storage.slots import keyslot
+        db = c.db
+        out = [b"*%d\r\n" % (n - 2)]
+        for key in argv[2:]:
+            v = db.slots[keyslot(key)].get(key)    # logically expired keys too
+            d = value_digest(v, key in db.expires) if v is not None else bytes(20)
+            out.append(b"+%s\r\n" % bytes(d).hex().encode())
+        return b"".join(out)
     if sub == b"change-repl-id" and n == 2:
         srv.replid = "%040x" % int.from_bytes(os.urandom(20), "big")
         srv.log.notice("Changing replication IDs after receiving DEBUG change-repl-id")

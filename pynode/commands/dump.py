@@ -1,0 +1,338 @@
+"""DUMP, RESTORE, RESTORE-ASKING and MIGRATE (Redis 7.0's cluster.c).
+
+The payload format lives in storage/dump.py.  MIGRATE talks to the target
+with a blocking socket and a timeout while the event loop waits, exactly as
+Redis's migrateCommand does: the source deletes a key only after the target
+has answered +OK to its RESTORE, so at every instant a client can observe the
+key is on the source or on the target (it is briefly on both, and the
+importing target serves it only to ASKING clients).  A timeout or a dropped
+target leaves the key on the source and answers -IOERR.  Connections to
+targets are cached for 10 s, as Redis's migrate socket cache.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import time
+
+from pynode import notify
+from pynode.commands import SYNTAX, CommandError, command, parse_int
+from pynode.commands.keys import _read as lookup_read
+from pynode.resp import OK
+from storage import dump as dumpfmt
+
+BUSYKEY = "BUSYKEY Target key name already exists."
+CACHE_TTL_S = 10            # MIGRATE_SOCKET_CACHE_TTL
+CACHE_ITEMS = 64            # MIGRATE_SOCKET_CACHE_ITEMS
+LLONG_MAX = 9223372036854775807
+
+
+# ------------------------------------------------------------------ DUMP / RESTORE
+@command("dump")
+def dump(c, argv):
+    v = lookup_read(c, argv[1])
+    if v is None:
+        return c.nil
+    payload = dumpfmt.dumps(v)
+    return b"$%d\r\n%s\r\n" % (len(payload), payload)
+
+
+def _restore(c, argv):
+    replace = absttl = False
+    idle = freq = -1
+    n = len(argv)
+    if n == 4 and argv[2] == b"0":
+        # the common case (MIGRATE of a key without TTL): no options, no expiry
+        db = c.db
+        key = argv[1]
+        if db.get(key) is not None:
+            raise CommandError(BUSYKEY)
+        try:
+            value = dumpfmt.loads(argv[3])
+        except dumpfmt.DumpError as e:
+            raise CommandError(str(e)) from None
+        db.set(key, value)
+        srv = c.srv
+        srv.dirty += 1
+        if srv.notify_flags:
+            notify.notify(srv, notify.GENERIC, b"restore", key, db.id)
+        return OK
+    j = 4
+    while j < n:
+        opt = argv[j].lower()
+        more = n - j - 1
+        if opt == b"replace":
+            replace = True
+        elif opt == b"absttl":
+            absttl = True
+        elif opt == b"idletime" and more >= 1 and freq == -1:
+            idle = parse_int(argv[j + 1])
+            if idle < 0:
+                raise CommandError("ERR Invalid IDLETIME value, must be >= 0")
+            j += 1
+        elif opt == b"freq" and more >= 1 and idle == -1:
+            freq = parse_int(argv[j + 1])
+            if freq < 0 or freq > 255:
+                raise CommandError("ERR Invalid FREQ value, must be >= 0 and <= 255")
+            j += 1
+        else:
+            raise CommandError(SYNTAX)
+        j += 1
+    db = c.db
+    key = argv[1]
+    srv = c.srv
+    if not replace and db.get(key) is not None:
+        raise CommandError(BUSYKEY)
+    ttl = parse_int(argv[2])
+    if ttl < 0:
+        raise CommandError("ERR Invalid TTL value, must be >= 0")
+    try:
+        value = dumpfmt.loads(argv[3])
+    except dumpfmt.DumpError as e:
+        raise CommandError(str(e)) from None
+    deleted = db.delete(key) if replace else False
+    if ttl and not absttl:
+        ttl += srv.ks.now
+    if ttl and ttl <= srv.ks.now and not srv.loading and srv.replication.masterhost is None:
+        # already expired: nothing to create (a replaced key is deleted)
+        if deleted:
+            srv.dirty += 1
+            c.rewrite = [[b"UNLINK" if srv.cfg.bool("lazyfree-lazy-server-del") else b"DEL",
+                          key]]
+            notify.notify(srv, notify.GENERIC, b"del", key, db.id)
+        return OK
+    db.set(key, value)
+    if ttl:
+        db.set_expire(key, ttl)
+        if not absttl:
+            c.rewrite = [argv[:2] + [b"%d" % ttl] + argv[3:] + [b"ABSTTL"]]
+    srv.dirty += 1
+    notify.notify(srv, notify.GENERIC, b"restore", key, db.id)
+    return OK
+
+
+@command("restore")
+def restore(c, argv):
+    return _restore(c, argv)
+
+
+@command("restore-asking")
+def restore_asking(c, argv):
+    return _restore(c, argv)
+
+
+# ------------------------------------------------------------------ MIGRATE
+class _Target:
+    """A cached connection to a MIGRATE target."""
+
+    __slots__ = ("sock", "last_dbid", "last_use", "buf")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.last_dbid = -1
+        self.last_use = time.monotonic()
+        self.buf = bytearray()
+
+    def read_line(self, deadline: float) -> bytes:
+        """One reply line (without CRLF); raises OSError / TimeoutError."""
+        while True:
+            i = self.buf.find(b"\r\n")
+            if i >= 0:
+                line = bytes(self.buf[:i])
+                del self.buf[:i + 2]
+                return line
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            self.sock.settimeout(left)
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("connection closed by the target")
+            self.buf += data
+            if len(self.buf) > 1 << 20:
+                raise ConnectionError("reply line too long")
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _cache(srv) -> dict:
+    cache = getattr(srv, "migrate_cache", None)
+    if cache is None:
+        cache = srv.migrate_cache = {}
+    return cache
+
+
+def close_idle_targets(srv) -> None:
+    """migrateCloseTimedoutSockets: drop connections idle for more than 10 s."""
+    cache = getattr(srv, "migrate_cache", None)
+    if not cache:
+        return
+    now = time.monotonic()
+    for name, t in list(cache.items()):
+        if now - t.last_use > CACHE_TTL_S:
+            t.close()
+            del cache[name]
+
+
+def _get_target(srv, host: bytes, port: bytes, timeout_ms: int) -> _Target:
+    cache = _cache(srv)
+    name = (host, port)
+    t = cache.get(name)
+    if t is not None:
+        t.last_use = time.monotonic()
+        return t
+    if len(cache) >= CACHE_ITEMS:
+        victim = random.choice(list(cache))
+        cache.pop(victim).close()
+    try:
+        sock = socket.create_connection((host.decode("utf-8", "replace"),
+                                         int(port)), timeout=timeout_ms / 1000.0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, ValueError):
+        raise CommandError("IOERR error or timeout connecting to the client") from None
+    t = cache[name] = _Target(sock)
+    return t
+
+
+def _close_target(srv, host: bytes, port: bytes) -> None:
+    t = _cache(srv).pop((host, port), None)
+    if t is not None:
+        t.close()
+
+
+def _bulk(a: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(a), a)
+
+
+@command("migrate")
+def migrate(c, argv):
+    srv = c.srv
+    copy = replace = False
+    username = password = None
+    first_key, num_keys = 3, 1
+    n = len(argv)
+    j = 6
+    while j < n:
+        opt = argv[j].lower()
+        more = n - 1 - j
+        if opt == b"copy":
+            copy = True
+        elif opt == b"replace":
+            replace = True
+        elif opt == b"auth":
+            if not more:
+                raise CommandError(SYNTAX)
+            j += 1
+            password = argv[j]
+        elif opt == b"auth2":
+            if more < 2:
+                raise CommandError(SYNTAX)
+            username, password = argv[j + 1], argv[j + 2]
+            j += 2
+        elif opt == b"keys":
+            if argv[3]:
+                raise CommandError("ERR When using MIGRATE KEYS option, the key argument "
+                                   "must be set to the empty string")
+            first_key = j + 1
+            num_keys = n - j - 1
+            break
+        else:
+            raise CommandError(SYNTAX)
+        j += 1
+    timeout = parse_int(argv[5])
+    dbid = parse_int(argv[4])
+    if timeout <= 0:
+        timeout = 1000
+    db = c.db
+    found = []
+    for key in argv[first_key:first_key + num_keys]:
+        v = lookup_read(c, key)
+        if v is not None:
+            found.append((key, v))
+    if not found:
+        return b"+NOKEY\r\n"
+    host, port = argv[1], argv[2]
+    restore_name = b"RESTORE-ASKING" if srv.cluster is not None else b"RESTORE"
+    may_retry = True
+    while True:
+        t = _get_target(srv, host, port, timeout)
+        out = []
+        if password is not None:
+            out.append(b"*3\r\n$4\r\nAUTH\r\n" + _bulk(username) + _bulk(password)
+                       if username is not None else b"*2\r\n$4\r\nAUTH\r\n" + _bulk(password))
+        select = t.last_dbid != dbid
+        if select:
+            out.append(b"*2\r\n$6\r\nSELECT\r\n" + _bulk(b"%d" % dbid))
+        now = srv.ks.now
+        sent = []
+        expires = db.expires
+        dumps = dumpfmt.dumps
+        head = b"*%d\r\n%s" % (5 if replace else 4, _bulk(restore_name))
+        tail = b"$7\r\nREPLACE\r\n" if replace else b""
+        for key, v in found:
+            when = expires.get(key) if expires else None
+            if when is None:
+                ttl = b"$1\r\n0\r\n"
+            else:
+                left = when - now
+                if left < 0:
+                    continue          # expired since the lookup
+                ttl = _bulk(b"%d" % max(left, 1))
+            payload = dumps(v)
+            out.append(b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
+                head, len(key), key, ttl, len(payload), payload, tail))
+            sent.append(key)
+        deadline = time.monotonic() + timeout / 1000.0
+        write_error = False
+        errored = None
+        acked: list[bytes] = []
+        socket_error = False
+        try:
+            t.sock.settimeout(timeout / 1000.0)
+            try:
+                t.sock.sendall(b"".join(out))
+            except OSError:
+                write_error = True
+                raise
+            auth_line = t.read_line(deadline) if password is not None else b"+OK"
+            select_line = t.read_line(deadline) if select else b"+OK"
+            head_error = auth_line[:1] == b"-" or select_line[:1] == b"-"
+            for key in sent:
+                line = t.read_line(deadline)
+                if head_error or line[:1] == b"-":
+                    if errored is None:
+                        t.last_dbid = -1
+                        bad = (auth_line if auth_line[:1] == b"-" else
+                               select_line if select_line[:1] == b"-" else line)
+                        errored = bad[1:].decode("utf-8", "replace")
+                else:
+                    acked.append(key)
+        except (OSError, TimeoutError) as e:
+            socket_error = True
+            timed_out = isinstance(e, (TimeoutError, socket.timeout))
+            _close_target(srv, host, port)
+            if not acked and errored is None and may_retry and not timed_out:
+                may_retry = False
+                continue              # a stale cached connection: reconnect once
+        break
+    if not copy and acked:
+        for key in acked:
+            db.delete(key)
+        if srv.notify_flags:
+            for key in acked:
+                notify.notify(srv, notify.GENERIC, b"del", key, db.id)
+        srv.dirty += len(acked)
+        c.rewrite = [[b"DEL"] + acked]
+    if errored is not None:
+        raise CommandError("ERR Target instance replied with error: %s" % errored)
+    if socket_error:
+        raise CommandError("IOERR error or timeout %s to target instance"
+                           % ("writing" if write_error else "reading"))
+    t.last_dbid = dbid
+    t.last_use = time.monotonic()
+    return OK
