@@ -46,6 +46,7 @@ from random import random as _random
 from pynode import info as infomod
 from pynode import notify
 from storage import values
+from storage.keyspace import LRU_CLOCK_MAX
 from storage.slots import keyslot
 
 OOM = "OOM command not allowed when used memory > 'maxmemory'."
@@ -85,6 +86,22 @@ def want_clocks(srv) -> None:
     if not srv.ks.tracking:
         srv.clocks_requested = True
         configure(srv)
+
+
+def set_lru_or_lfu(srv, db, key: bytes, freq: int, idle: int) -> None:
+    """objectSetLRUOrLFU for RESTORE ... FREQ f / IDLETIME seconds: FREQ
+    counts under an LFU policy, IDLETIME under any other (clocks are turned
+    on for it, as OBJECT IDLETIME would)."""
+    ks = srv.ks
+    if POLICIES.get(srv.evictor.policy, 0) & F_LFU:
+        if freq >= 0 and db.clock is not None:
+            db.clock[key] = (ks.lfu_minutes << 8) | freq
+    elif idle >= 0:
+        want_clocks(srv)
+        when = ks.lru_clock - idle
+        if when < 0:
+            when = (ks.lru_clock + LRU_CLOCK_MAX // 2) % LRU_CLOCK_MAX
+        db.clock[key] = when
 
 
 class Evictor:

@@ -159,9 +159,7 @@ def set_(c, argv):
     if flags & F_GET:
         old = lookup_read(c, key)
         reply = c.nil if old is None else b"$%d\r\n%s\r\n" % (len(old), old)
-        found = old is not None
-    else:
-        found = db.get(key) is not None
+    found = db.get(key) is not None     # the write lookup (a second access with GET)
     if (flags & F_NX and found) or (flags & F_XX and not found):
         return reply if reply is not None else c.nil
     db.set(key, val, keepttl=bool(flags & F_KEEPTTL))
@@ -221,6 +219,7 @@ def psetex(c, argv):
 def getset(c, argv):
     key = argv[1]
     old = lookup_read(c, key)
+    c.srv.ks.last_lookup = None         # GET then SET: Redis accesses the key twice
     c.db.set(key, argv[2])
     c.srv.dirty += 1
     if c.srv.notify_flags:
