@@ -62,12 +62,17 @@ def parse_flags(value: str, new: bool = False) -> int:
     return flags
 
 
+publish_message = None          # pynode.commands.pubsub.publish_message, on first use
+
+
 def notify(srv, type_: int, event: bytes, key: bytes, dbid: int) -> None:
     """notifyKeyspaceEvent(type, event, key, dbid)."""
     flags = srv.notify_flags
-    if not flags & type_:
-        return
-    from pynode.commands.pubsub import publish_message
+    if not flags & type_ or not (srv.channels or srv.patterns):
+        return                  # class off, or nobody subscribed to anything
+    global publish_message
+    if publish_message is None:
+        from pynode.commands.pubsub import publish_message
     if flags & KEYSPACE:
         publish_message(srv, b"__keyspace@%d__:%s" % (dbid, key), event)
     if flags & KEYEVENT:

@@ -404,11 +404,22 @@ class HookedDatabase(Database):
     __slots__ = ()
 
     def get(self, key: bytes):
-        v = Database.get(self, key)
-        if v is not None and self.clock is not None:
-            ks = self.ks
+        # Database.get inlined (this is every read's path), then the access
+        v = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383].get(key)
+        if v is None:
+            return None
+        ks = self.ks
+        if self.expires and key in self.expires and self.expires[key] <= ks.now:
+            if ks.expire_on_read:
+                self._expire(key)
+            return None
+        clock = self.clock
+        if clock is not None:
             ks.last_lookup = key
-            ks.access(self.clock, key)
+            if ks.lfu:
+                ks.access(clock, key)
+            else:
+                clock[key] = ks.lru_clock
         return v
 
     def slot_dict(self, key: bytes) -> dict:
@@ -419,13 +430,24 @@ class HookedDatabase(Database):
         return d
 
     def set(self, key: bytes, value, keepttl: bool = False) -> None:
+        # Database.set inlined, knowing whether the key is new
         ks = self.ks
-        d = Database.slot_dict(self, key)
-        exp = self.expires
-        if exp and key in exp and exp[key] <= ks.now and ks.expire_on_read:
-            self._expire(key)
+        d = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383]
+        if self.expires:
+            when = self.expires.get(key)
+            if when is not None:
+                if when <= ks.now and ks.expire_on_read:
+                    self._expire(key)
+                elif not keepttl:
+                    del self.expires[key]
         new = key not in d
-        Database.set(self, key, value, keepttl)
+        d[key] = value
+        if self.watched:
+            self.touch(key)
+        if self.raw:
+            self.raw.discard(key)
+        if self.blocking_keys and key in self.blocking_keys:
+            ks.on_key_ready(self, key)
         clock = self.clock
         if clock is not None:
             if new:
