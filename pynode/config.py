@@ -36,7 +36,9 @@ ACTIVE = {
     "zset-max-listpack-value", "set-max-intset-entries", "list-max-listpack-size",
     "list-compress-depth", "stream-node-max-bytes", "stream-node-max-entries",
     # keyspace events, memory and eviction, HyperLogLog
-    "notify-keyspace-events", "hll-sparse-max-bytes",
+    "notify-keyspace-events", "hll-sparse-max-bytes", "maxmemory", "maxmemory-policy",
+    "maxmemory-samples", "maxmemory-eviction-tenacity", "lfu-log-factor", "lfu-decay-time",
+    "lazyfree-lazy-eviction", "replica-ignore-maxmemory",
 }
 
 
