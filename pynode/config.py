@@ -38,7 +38,7 @@ ACTIVE = {
     # keyspace events, memory and eviction, HyperLogLog
     "notify-keyspace-events", "hll-sparse-max-bytes", "maxmemory", "maxmemory-policy",
     "maxmemory-samples", "maxmemory-eviction-tenacity", "lfu-log-factor", "lfu-decay-time",
-    "lazyfree-lazy-eviction", "replica-ignore-maxmemory",
+    "lazyfree-lazy-eviction", "lazyfree-lazy-expire", "replica-ignore-maxmemory",
 }
 
 

@@ -96,6 +96,7 @@ class Server:
         self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"),
                                                cfg.values.get(NOTIFY_NEW) == "yes")
         self.hll_sparse_max_bytes = cfg.memory("hll-sparse-max-bytes")
+        self.expired_del = b"UNLINK" if cfg.bool("lazyfree-lazy-expire") else b"DEL"
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
         evict.configure(self)        # maxmemory, policy, access clocks, new-key hook
         if getattr(self, "replication", None) is not None:
@@ -472,9 +473,9 @@ class Server:
         if self.aof is None and self.repl_feed is None:
             return
         if self.also_propagate is not None:      # inside EXEC: in order
-            self.also_propagate.append((db.id, [b"DEL", key]))
+            self.also_propagate.append((db.id, [self.expired_del, key]))
         else:
-            self.expired_pending.append((db.id, [b"DEL", key]))
+            self.expired_pending.append((db.id, [self.expired_del, key]))
 
     def on_key_new(self, db, key: bytes) -> None:
         """dbAdd: a key was created (keyspace event "new")."""

@@ -9,8 +9,14 @@ and new-key events, each class letter alone, and RESP3 push delivery.
 
 from __future__ import annotations
 
+import glob
+import os
+import shutil
 import socket
+import tempfile
 import time
+
+import hiredis
 
 import pytest
 
@@ -312,6 +318,58 @@ def test_lazy_expiry_events_and_order(servers):
     ]
     msgs = compare(servers, "KEAnm", script)
     assert (b"__keyevent@0__:expired", b"e1") in [(m[2], m[3]) for m in msgs]
+
+
+def _aof_log(args, actions) -> list:
+    """The incr AOF of pynode and of redis-server after actions(client)."""
+    out = []
+    for redis_server in (False, True):
+        d = tempfile.mkdtemp(prefix="expire-aof-")
+        p = Proc(["--appendonly", "yes", "--appendfsync", "always",
+                  "--enable-debug-command", "yes"] + args,
+                 redis_server=redis_server, workdir=d).start()
+        try:
+            actions(p.client())
+        finally:
+            p.stop()
+        data = b"".join(open(f, "rb").read() for f in
+                        sorted(glob.glob(os.path.join(d, "appendonlydir", "*.incr.aof"))))
+        r = hiredis.Reader()
+        r.feed(data)
+        cmds = []
+        while True:
+            v = r.gets()
+            if v is False:
+                break
+            if not (v[0] == b"SET" and b"PXAT" in v):     # the PXAT times differ
+                cmds.append([a.upper() if i == 0 else a for i, a in enumerate(v)])
+        out.append(cmds)
+        shutil.rmtree(d, ignore_errors=True)
+    return out
+
+
+@pytest.mark.parametrize("lazy", ["no", "yes"])
+def test_lazy_expiry_propagation_matches_redis(lazy):
+    """A key found expired by a read is propagated as DEL (UNLINK with
+    lazyfree-lazy-expire); by a write, wrapped with the write in MULTI/EXEC."""
+    def actions(c):
+        c.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        for k in "kjxmdgw":
+            c.set(k, "1", px=1)
+        time.sleep(0.05)
+        c.set("k", "v2")
+        c.get("j")
+        c.incr("x")
+        c.mset({"m": "2"})
+        c.delete("d")
+        p = c.pipeline(transaction=True)
+        p.get("g")
+        p.set("g", "3")
+        p.execute()
+        c.set("w", "1", nx=True)
+    ours, theirs = _aof_log(["--lazyfree-lazy-expire", lazy], actions)
+    assert ours == theirs
+    assert [b"MULTI"] in ours
 
 
 def test_active_expiry_events(servers):
