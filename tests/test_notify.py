@@ -450,3 +450,15 @@ def test_parse_flags():
     assert not notify.parse_flags("A") & (notify.KEY_MISS | notify.NEW)
     assert notify.parse_flags("KEnm") == (notify.KEYSPACE | notify.KEYEVENT | notify.NEW
                                           | notify.KEY_MISS)
+
+
+def test_debug_reload_is_silent():
+    s = InProc(enable_debug_command="yes")
+    sub = s.client()
+    sub.call("PSUBSCRIBE", "*")
+    c = s.client()
+    c.call("SET", "a", "1")
+    c.call("CONFIG", "SET", "notify-keyspace-events", "KEA")
+    assert c.call("DEBUG", "RELOAD") == b"OK"
+    assert sub.take() == []
+    assert s.srv.notify_flags and c.call("GET", "a") == b"1"

@@ -1348,6 +1348,8 @@ def _debug_reload(srv) -> None:
     aof = srv.aof
     srv.aof = None           # nothing replayed here is propagated
     srv.ks = fresh
+    notify_flags = srv.notify_flags
+    srv.notify_flags = 0     # nor announced as keyspace events (Redis loads an RDB)
     try:
         loader.db = fresh.db(0)
 
@@ -1364,6 +1366,7 @@ def _debug_reload(srv) -> None:
         srv.ks = old
         srv.aof = aof
         srv.dirty = dirty
+        srv.notify_flags = notify_flags
     for i in range(len(old.dbs)):
         a, b = old.dbs[i], fresh.dbs[i]
         if a is None and b is None:
