@@ -284,14 +284,15 @@ class Evictor:
             return self._pick_pool()
         ks = self.srv.ks
         ndb = len(ks.dbs)
-        for _ in range(ndb):
-            self.next_db = (self.next_db + 1) % ndb
-            db = ks.dbs[self.next_db]
-            if db is None:
-                continue
-            keys = self.sample(db, 1)
-            if keys:
-                return db, keys[0]
+        for refresh in (False, True):
+            for _ in range(ndb):
+                self.next_db = (self.next_db + 1) % ndb
+                db = ks.dbs[self.next_db]
+                if db is None:
+                    continue
+                keys = self.sample(db, 1, refresh)
+                if keys:
+                    return db, keys[0]
         return None
 
     def _pick_pool(self):
@@ -300,13 +301,16 @@ class Evictor:
         allkeys = self.flags & F_ALLKEYS
         while True:
             found = False
-            for db in ks.dbs:
-                if db is None:
-                    continue
-                keys = self.sample(db, self.samples)
-                if keys:
-                    found = True
-                    self._populate(db, keys)
+            for refresh in (False, True):
+                for db in ks.dbs:
+                    if db is None:
+                        continue
+                    keys = self.sample(db, self.samples, refresh)
+                    if keys:
+                        found = True
+                        self._populate(db, keys)
+                if found:
+                    break
             if not found:
                 return None
             while pool:
@@ -352,9 +356,11 @@ class Evictor:
                 del pool[0]           # drop the worst, insert at k - 1
                 pool.insert(k - 1, [idle, key, db.id])
 
-    def sample(self, db, count: int) -> list:
+    def sample(self, db, count: int, refresh: bool = False) -> list:
         """Up to count keys of db for the policy (dictGetSomeKeys): any key
-        for allkeys-*, keys with a TTL for volatile-*."""
+        for allkeys-*, keys with a TTL for volatile-*. The list of slots
+        with keys is at most a second old; refresh lists them again (when
+        nothing was found anywhere)."""
         if not self.flags & F_ALLKEYS:
             heap = db.heap
             expires = db.expires
@@ -377,7 +383,7 @@ class Evictor:
             return out
         # as dictGetSomeKeys: from a random place, consecutive (non-empty)
         # slots until count keys are found
-        slots = self._slots_with_keys(db)
+        slots = self._slots_with_keys(db, refresh)
         n = len(slots)
         out = []
         if n:
@@ -401,7 +407,7 @@ class Evictor:
                 steps += 1
             if misses * 2 > steps:
                 self.nonempty[db.id] = (0.0, slots)     # list again next time
-        if not out:                         # the list was stale: look at every slot
+        if not out and n and not refresh:   # the list was stale: look at every slot
             for i in self._slots_with_keys(db, refresh=True):
                 for k in db.slots[i]:
                     out.append(k)

@@ -586,6 +586,32 @@ def test_evictor_keeps_memory_near_limit_in_process():
     assert isinstance(r, ReplyError) and str(r) == OOM
 
 
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-random"])
+def test_eviction_finds_keys_in_any_database(policy):
+    """Empty databases cost nothing to sample; keys written to a database
+    after the slot listing are still found."""
+    s = InProc()
+    c = s.client()
+    for i in range(16):
+        c.call("SELECT", str(i))
+        c.call("PING")
+    c.call("SELECT", "7")
+    for i in range(3000):
+        c.call("SET", "a:%d" % i, "x" * 200)
+    c.call("CONFIG", "SET", "maxmemory-policy", policy)
+    c.call("CONFIG", "SET", "maxmemory", str(infomod.used_memory() - (256 << 10)))
+    t = time.perf_counter()
+    assert c.call("SET", "trigger", "1") == b"OK"
+    n = s.srv.evictor.evicted_keys
+    assert n > 100
+    assert (time.perf_counter() - t) / n < 0.002
+    c.call("SELECT", "9")                      # a database listed as empty
+    c.call("FLUSHALL")
+    for i in range(3000):
+        assert c.call("SET", "b:%d" % i, "x" * 200) == b"OK"
+    assert s.srv.evictor.evicted_keys > n
+
+
 # ------------------------------------------------------------------ model
 
 class ClockMachine(RuleBasedStateMachine):
