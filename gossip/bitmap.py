@@ -41,6 +41,19 @@ def slots_from_bitmap(bitmap: bytes) -> list[int]:
     return out
 
 
+def slots_added(bitmap: bytes, known: bytes) -> list[int]:
+    """The slots set in ``bitmap`` but not in ``known``, ascending (what a
+    node claims beyond what we know it owns)."""
+    diff = int.from_bytes(bitmap, "little") & ~int.from_bytes(known, "little")
+    if not diff:
+        return []
+    return slots_from_bitmap(diff.to_bytes(BITMAP_BYTES, "little"))
+
+
+def slot_count(bitmap: bytes) -> int:
+    return int.from_bytes(bitmap, "little").bit_count()
+
+
 def slot_ranges(slots: Iterable[int]) -> list[tuple[int, int]]:
     """Merge slots into inclusive ``(start, end)`` ranges, ascending."""
     ranges: list[tuple[int, int]] = []

@@ -137,6 +137,19 @@ class Node:
             self._ranges = tuple(slot_ranges(self.slots))
         return self._ranges
 
-    def _slots_changed(self) -> None:
-        self._bitmap = None
+    def _slots_changed(self, added=(), removed=()) -> None:
+        """Forget the cached ranges; patch the cached bitmap for the slots
+        added / removed (a reshard changes one slot at a time: rebuilding the
+        bitmap from thousands of slots for each would dominate)."""
         self._ranges = None
+        if self._bitmap is None:
+            return
+        if not added and not removed:
+            self._bitmap = None
+            return
+        b = bytearray(self._bitmap)
+        for s in added:
+            b[s >> 3] |= 1 << (s & 7)
+        for s in removed:
+            b[s >> 3] &= ~(1 << (s & 7)) & 0xFF
+        self._bitmap = bytes(b)

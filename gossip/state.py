@@ -46,7 +46,7 @@ from typing import Iterable
 
 from gossip import actions as A
 from gossip.actions import LinkInfo
-from gossip.bitmap import CLUSTER_SLOTS, slots_from_bitmap
+from gossip.bitmap import CLUSTER_SLOTS, slot_count, slots_added, slots_from_bitmap
 from gossip.codec import (
     MF_FORCEACK,
     MF_PAUSED,
@@ -502,7 +502,7 @@ class ClusterState:
             owner[s] = nid
         before = len(node.slots)
         node.slots.update(slots)
-        node._slots_changed()
+        node._slots_changed(added=slots)
         self._assigned += len(node.slots) - before
 
     def _unassign_slots(self, slots) -> None:
@@ -516,7 +516,7 @@ class ClusterState:
         for nid, lost in touched.items():
             node = self.nodes[nid]
             node.slots.difference_update(lost)
-            node._slots_changed()
+            node._slots_changed(removed=lost)
             self._assigned -= len(lost)
 
     def _del_node_slots(self, node: Node) -> None:
@@ -1203,7 +1203,7 @@ class ClusterState:
             self._update_slots_config_with(sender, h.config_epoch, h.slots)
         if dirty:
             # The sender claims slots we know a newer owner of: tell it.
-            for s in slots_from_bitmap(h.slots):
+            for s in slots_added(h.slots, sender_primary.slot_bitmap()):
                 owner_id = self.slot_owner[s]
                 if owner_id is None or owner_id == sender.id:
                     continue
@@ -1391,13 +1391,14 @@ class ClusterState:
         curprimary = me if me.is_primary else self.nodes.get(me.primary_id or "")
         new_primary: Node | None = None
         lost: list[int] = []
-        sender_slots = 0
         migrated_our = 0
         taken: list[int] = []
         owner_of = self.slot_owner
         importing = me.importing
-        for s in slots_from_bitmap(bitmap):
-            sender_slots += 1
+        # only the slots the sender claims beyond what we know it owns can change
+        # anything (clusterUpdateSlotsConfigWith skips the ones it already has)
+        sender_slots = slot_count(bitmap)
+        for s in slots_added(bitmap, sender.slot_bitmap()):
             owner_id = owner_of[s]
             if owner_id == sender.id:
                 continue
@@ -1413,7 +1414,9 @@ class ClusterState:
         if taken:
             self._unassign_slots([s for s in taken if owner_of[s] is not None])
             self._assign_slots(sender, taken)
-            self._save(fsync=True, update=True)
+            # no fsync (Redis asks for one here): a slot map learned from the
+            # cluster is learned again after a crash; roles and epochs are fsynced
+            self._save(update=True)
         if (
             new_primary is not None
             and curprimary is not None

@@ -334,7 +334,13 @@ class BusTransport:
     # ------------------------------------------------------------------ actions
 
     def run(self, actions: list) -> None:
-        """Execute actions in order."""
+        """Execute actions in order, except that a SaveConfig goes first: the
+        state it renders is already final, and a vote or an epoch must be
+        on disk before any message that announces it leaves (as Redis saves
+        in beforeSleep, before its links are written)."""
+        for a in actions:
+            if type(a) is A.SaveConfig:
+                self.handler(a)
         for a in actions:
             t = type(a)
             if t is A.Send:
@@ -373,7 +379,7 @@ class BusTransport:
                     self.outbound[a.new_id] = link
             elif t is A.Log:
                 self.log(a.level, a.text)
-            else:
+            elif t is not A.SaveConfig:
                 self.handler(a)
 
     def _connect(self, a: A.Connect) -> None:

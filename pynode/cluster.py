@@ -9,7 +9,10 @@ Start-up, as Redis's clusterInit: take an exclusive lock for the cluster config
 file (a second process on the same file is refused and exits 1), load it
 (a corrupt or truncated file stops start-up naming the line and what to do), or
 create a new node with a random id when there is none, then save it back.
-Every SaveConfig action rewrites the file atomically (temp + fsync + rename).
+A SaveConfig action rewrites the file atomically (temp + rename): at once and
+with fsync when the state asks for it (epochs, votes, roles); before the reply
+for an admin command (CLUSTER SETSLOT ...); otherwise (slot maps learned from
+the bus) at most every 100 ms.
 
 The server-side actions of the state machine are executed here: DropSlotKeys
 deletes the keys of lost slots in db 0 (propagating a DEL per key, as Redis's
@@ -30,7 +33,9 @@ from gossip.node import random_node_id
 from gossip.nodes_conf import NodesConfError, parse, render
 from gossip.state import ClusterState
 from gossip.transport import BusTransport, now_ms
-from storage.durable import LockHeld, atomic_write, lock_exclusive
+from storage.durable import LockHeld, atomic_write, lock_exclusive, overwrite
+
+SAVE_DELAY_S = 0.1
 
 
 class ClusterNode:
@@ -57,6 +62,7 @@ class ClusterNode:
         self.primary_id: str | None = None  # last Replicate action (None: primary)
         self.transport: BusTransport | None = None
         self.saves = 0
+        self.save_pending = False
         self._lock = None
         self._rng = random.Random(int.from_bytes(os.urandom(16), "big"))
 
@@ -178,6 +184,7 @@ class ClusterNode:
             raise SystemExit(1)
 
     def shutdown(self) -> None:
+        self.save_pending = False
         try:
             self.save_config(fsync=True)
         except OSError as e:
@@ -204,27 +211,33 @@ class ClusterNode:
                     self.handle(a)
 
     def call(self, method: str, *args, **kwargs):
-        """Run an admin call of the state machine; execute its actions; return its value."""
+        """Run an admin call of the state machine; execute its actions; return its
+        value.  A configuration change is on disk before the command answers."""
         result = getattr(self.state, method)(*args, now=now_ms(), **kwargs)
+        value = result
         if isinstance(result, list):
             self.run(result)
-            return None
-        if isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], list):
+            value = None
+        elif isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], list):
             self.run(result[1])
-            return result[0]
-        return result
+            value = result[0]
+        if self.save_pending:
+            self.flush_config()
+        return value
 
     def handle(self, a) -> None:
         """The server's share of the actions."""
         t = type(a)
         if t is A.SaveConfig:
-            try:
-                self.save_config(a.fsync)
-            except OSError as e:
-                self.srv.log.warning("Could not save the cluster config file %s: %s"
-                                     % (self.path, e))
-                self.srv.log.warning("Fatal: can't update cluster config file.")
-                os._exit(1)
+            if a.fsync or self.srv.loop is None:
+                self.flush_config(True)
+            elif not self.save_pending:
+                # changes learned from the bus are saved at most every 100 ms:
+                # during a reshard every node hears of a slot move several times
+                # a second, and what the cluster told us it tells us again after
+                # a crash; an admin command saves before it answers (call())
+                self.save_pending = True
+                self.srv.loop.call_later(SAVE_DELAY_S, self.flush_config)
         elif t is A.Deliver:
             from pynode.commands.pubsub import publish_message
             publish_message(self.srv, a.channel, a.message)
@@ -275,9 +288,28 @@ class ClusterNode:
             srv.log.notice("Deleted %d keys from slots the cluster gave to another node" % n)
         return n
 
+    def flush_config(self, fsync: bool = False) -> None:
+        """Write nodes.conf now if a save is pending (or asked with fsync)."""
+        if not (fsync or self.save_pending):
+            return
+        self.save_pending = False
+        try:
+            self.save_config(fsync)
+        except OSError as e:
+            self.srv.log.warning("Could not save the cluster config file %s: %s"
+                                 % (self.path, e))
+            self.srv.log.warning("Fatal: can't update cluster config file.")
+            os._exit(1)
+
     def save_config(self, fsync: bool = False) -> None:
         data = render(self.state).encode()
-        atomic_write(self.path, data, sync_dir=fsync)
+        # as Redis: fsync only for what must survive a power loss (epochs, votes,
+        # role changes), with an atomic replace; other changes are written in
+        # place with one write(), which a killed process cannot tear
+        if fsync:
+            atomic_write(self.path, data)
+        else:
+            overwrite(self.path, data)
         self.saves += 1
 
     def publish(self, channel: bytes, message: bytes) -> None:

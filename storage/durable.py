@@ -56,6 +56,25 @@ def atomic_write(path: str, data: bytes, mode: int = 0o644, tmp_name: str | None
         fsync_dir(d)
 
 
+def overwrite(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Rewrite `path` in place with one write() as Redis saves nodes.conf:
+    the new text, padded with newlines to the old size, then a truncate.
+    A process killed at any point leaves the old text, the new one, or the
+    new one followed by blank lines (which readers skip); a power loss may
+    leave less, so what must survive one goes through atomic_write.  On
+    ext4 this costs a tenth of atomic_write even without fsync (a rename
+    over a file flushes the new file's data first)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, mode)
+    try:
+        old = os.fstat(fd).st_size
+        payload = data + b"\n" * (old - len(data)) if old > len(data) else data
+        write_all(fd, payload)
+        if old > len(data):
+            os.ftruncate(fd, len(data))
+    finally:
+        os.close(fd)
+
+
 class LockHeld(OSError):
     """Another process holds the lock."""
 

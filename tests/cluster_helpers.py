@@ -142,14 +142,16 @@ class Node:
     """One cluster node process (pynode or redis-server) in its own directory."""
 
     def __init__(self, port: int, workdir: str, server: str, node_timeout: int,
-                 extra: list[str]) -> None:
+                 extra: list[str], conf_file: bool = False) -> None:
         self.port = port
         self.dir = workdir
         args = ["--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes-%d.conf" % port,
                 "--cluster-node-timeout", str(node_timeout),
                 "--appendonly", "no"] + extra
-        self.proc = Proc(args, redis_server=(server == "redis"), port=port, workdir=workdir)
+        # conf_file: start from a (blank) redis.conf, so CONFIG REWRITE works
+        self.proc = Proc(args, redis_server=(server == "redis"), port=port, workdir=workdir,
+                         conf_text="" if conf_file else None)
 
     def start(self) -> "Node":
         self.proc.start(wait=False)
@@ -186,7 +188,8 @@ class Cluster:
 
     def __init__(self, primaries: int = 3, replicas: int = 1, server: str | None = None,
                  node_timeout: int = NODE_TIMEOUT_MS, extra: list[str] | None = None,
-                 ports: list[int] | None = None) -> None:
+                 ports: list[int] | None = None, conf_file: bool = False) -> None:
+        self.conf_file = conf_file
         self.server = server or backend()
         self.primaries = primaries
         self.replicas = replicas
@@ -204,7 +207,8 @@ class Cluster:
         for port in self.ports:
             d = os.path.join(self.dir, str(port))
             os.makedirs(d, exist_ok=True)
-            self.nodes.append(Node(port, d, self.server, self.node_timeout, self.extra).start())
+            self.nodes.append(Node(port, d, self.server, self.node_timeout, self.extra,
+                                   self.conf_file).start())
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             try:
@@ -360,6 +364,41 @@ class Cluster:
         kw.setdefault("decode_responses", True)
         return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p) for p in self.ports[:3]],
                             **kw)
+
+    def add_node(self, port: int | None = None) -> Node:
+        """Start one more node (not yet part of the cluster), like the others."""
+        port = port or free_ports(1, exclude=set(self.ports))[0]
+        d = os.path.join(self.dir, str(port))
+        os.makedirs(d, exist_ok=True)
+        node = Node(port, d, self.server, self.node_timeout, self.extra, self.conf_file).start()
+        self.nodes.append(node)
+        self.ports.append(port)
+        self.n = len(self.nodes)
+        wait_ping(port, timeout=20)
+        return node
+
+    def remove_node(self, port: int) -> None:
+        """Stop a node and forget it here (after `redis-cli --cluster del-node`)."""
+        node = self.node_by_port(port)
+        node.proc.stop()
+        self.nodes.remove(node)
+        self.ports.remove(port)
+        self.n = len(self.nodes)
+
+    def wait_agree(self, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Poll `redis-cli --cluster check` until it is clean (all agree, all covered,
+        no open slots); returns its last output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            res = self.check()
+            if res.returncode == 0 and CHECK_OK_AGREE in res.stdout and \
+                    CHECK_OK_COVERED in res.stdout and "[WARNING]" not in res.stdout:
+                return res
+            if time.monotonic() > deadline:
+                raise AssertionError("redis-cli --cluster check not clean after %.0fs:\n%s\n%s"
+                                     "\n%s" % (timeout, res.stdout, res.stderr,
+                                                self.diagnostics()))
+            time.sleep(0.3)
 
     def live_node(self) -> Node:
         return next(n for n in self.nodes if n.alive())

@@ -1,0 +1,174 @@
+"""Slot migration states on a real cluster: MIGRATING / IMPORTING / STABLE / NODE,
+ASK, ASKING, TRYAGAIN, RESTORE-ASKING, the open states in nodes.conf across a
+restart, and the epoch bump that makes the new owner win everywhere.
+
+Every expectation here was first checked against redis-server 7.0.15
+(PYNODE_CLUSTER_SERVER=redis runs this module against it).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+import redis
+
+from tests.cluster_helpers import Cluster, key_for_slot, keyslot
+from tests.helpers import wait_ping
+
+TRYAGAIN = "Multiple keys request during rehashing of slot"
+
+
+@pytest.fixture(scope="module")
+def cl():
+    with Cluster(primaries=3, replicas=1) as c:
+        c.wait_replicas_synced()
+        yield c
+
+
+def _r(port: int) -> redis.Redis:
+    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
+
+
+def _raw(conn: redis.Redis, *args):
+    """The reply, or the error text (redis-py strips MOVED/ASK, so rebuild them)."""
+    try:
+        return conn.execute_command(*args)
+    except redis.exceptions.MovedError as e:        # (a subclass of AskError)
+        return "MOVED %d %s:%d" % (e.slot_id, e.host, e.port)
+    except redis.exceptions.AskError as e:
+        return "ASK %d %s:%d" % (e.slot_id, e.host, e.port)
+    except redis.ResponseError as e:
+        return "ERR:" + str(e)
+
+
+def _asking(conn: redis.Redis, *args):
+    p = conn.pipeline(transaction=False)
+    p.execute_command("ASKING")
+    p.execute_command(*args)
+    out = p.execute(raise_on_error=False)
+    r = out[1]
+    return "ERR:" + str(r) if isinstance(r, Exception) else r
+
+
+def _ids(cl) -> dict[int, str]:
+    return {n["port"]: n["id"] for n in cl.live_node().nodes()}
+
+
+def _myself_line(port: int) -> str:
+    text = _r(port).execute_command("CLUSTER", "NODES").decode()
+    return next(line for line in text.splitlines() if "myself" in line)
+
+
+def _wait(cond, timeout=30, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_migration_states_and_redirections(cl):
+    ids = _ids(cl)
+    tag = "{mig}"
+    slot = keyslot(tag)
+    src = cl.owner_of(slot)
+    dst = next(p for p in cl.primary_ports() if p != src)
+    S, D = _r(src), _r(dst)
+    S.mset({tag + "a": 1, tag + "b": 2, tag + "c": 3})
+    assert _raw(D, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == b"OK"
+    assert _raw(S, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == b"OK"
+    ask = "ASK %d 127.0.0.1:%d" % (slot, dst)
+    moved_to_src = "MOVED %d 127.0.0.1:%d" % (slot, src)
+    # the source serves what it still has, ASKs for what it does not
+    assert _raw(S, "GET", tag + "a") == b"1"
+    assert _raw(S, "GET", tag + "zz") == ask
+    assert _raw(S, "SET", tag + "new", "x") == ask
+    assert _raw(S, "MGET", tag + "x", tag + "y") == ask
+    # the target refuses without ASKING
+    assert _raw(D, "GET", tag + "a") == moved_to_src
+    # move a and b (RESTORE-ASKING needs no ASKING)
+    assert _raw(S, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", tag + "a",
+                tag + "b") == b"OK"
+    assert _raw(S, "GET", tag + "a") == ask
+    # keys split across the two nodes: TRYAGAIN on both sides
+    assert _raw(S, "MGET", tag + "a", tag + "c") == "ERR:" + TRYAGAIN
+    assert _raw(S, "DEL", tag + "b", tag + "c") == "ERR:" + TRYAGAIN
+    assert _asking(D, "MGET", tag + "a", tag + "c") == "ERR:" + TRYAGAIN
+    assert _asking(D, "MGET", tag + "a", tag + "b") == [b"1", b"2"]
+    assert _asking(D, "GET", tag + "a") == b"1"
+    assert _asking(D, "SET", tag + "new", "n") is True
+    # ASKING lasts one command
+    assert _raw(D, "GET", tag + "a") == moved_to_src
+    # the source cannot give the slot away while it holds keys
+    assert _raw(S, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]) == (
+        "ERR:Can't assign hashslot %d to a different node while I still hold keys for "
+        "this hash slot." % slot)
+    assert _raw(S, "MIGRATE", "127.0.0.1", dst, tag + "c", 0, 5000) == b"OK"
+    assert _raw(S, "CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    # SETSLOT errors
+    other = next(p for p in cl.primary_ports() if p not in (src, dst))
+    assert _raw(_r(other), "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == (
+        "ERR:I'm not the owner of hash slot %d" % slot)
+    assert _raw(S, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[dst]) == (
+        "ERR:I'm already the owner of hash slot %d" % slot)
+    assert _raw(S, "CLUSTER", "SETSLOT", slot, "MIGRATING", "f" * 40) == (
+        "ERR:I don't know about node " + "f" * 40)
+    replica_of_src = next(n["port"] for n in cl.live_node().nodes()
+                          if n["master"] == ids[src])
+    assert _raw(_r(replica_of_src), "CLUSTER", "SETSLOT", slot, "STABLE") == (
+        "ERR:Please use SETSLOT only with masters.")
+    # finish: the target first (it bumps its epoch), then the source
+    epoch_before = int(cl.node_by_port(dst).info()["cluster_current_epoch"])
+    assert _raw(D, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]) == b"OK"
+    assert int(cl.node_by_port(dst).info()["cluster_my_epoch"]) > epoch_before
+    assert _raw(S, "CLUSTER", "SETSLOT", slot, "NODE", ids[dst]) == b"OK"
+    # everyone (replicas included) learns the new owner
+    _wait(lambda: all(cl.owner_of(slot) == dst for _ in [0]) and
+          all(any(slot in n["slots"] and n["port"] == dst for n in node.nodes())
+              for node in cl.nodes), what="all nodes to see the new owner")
+    assert _raw(D, "MGET", tag + "a", tag + "b", tag + "c", tag + "new") == [
+        b"1", b"2", b"3", b"n"]
+    assert _raw(S, "GET", tag + "a") == "MOVED %d 127.0.0.1:%d" % (slot, dst)
+    ro = _r(replica_of_src)
+    ro.execute_command("READONLY")
+    assert _raw(ro, "GET", tag + "a") == "MOVED %d 127.0.0.1:%d" % (slot, dst)
+    cl.wait_agree()
+
+
+def test_open_states_are_kept_across_a_restart(cl):
+    ids = _ids(cl)
+    slot = keyslot("{keep}")
+    src = cl.owner_of(slot)
+    dst = next(p for p in cl.primary_ports() if p != src)
+    assert _raw(_r(dst), "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == b"OK"
+    assert _raw(_r(src), "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == b"OK"
+    mig = "[%d->-%s]" % (slot, ids[dst])
+    imp = "[%d-<-%s]" % (slot, ids[src])
+    assert mig in _myself_line(src) and imp in _myself_line(dst)
+    for port, mark in ((src, mig), (dst, imp)):
+        node = cl.node_by_port(port)
+        conf = open(os.path.join(node.dir, "nodes-%d.conf" % port)).read()
+        assert mark in conf
+        node.proc.kill(signal.SIGKILL)
+        node.proc.start(wait=False)
+        wait_ping(port, timeout=20)
+        assert mark in _myself_line(port)
+    # a cluster-aware client still reaches every key meanwhile
+    rc = cl.cluster_client()
+    rc.set("{keep}k", "v")
+    assert rc.get("{keep}k") == "v"
+    rc.close()
+    assert _raw(_r(src), "CLUSTER", "SETSLOT", slot, "STABLE") == b"OK"
+    assert _raw(_r(dst), "CLUSTER", "SETSLOT", slot, "STABLE") == b"OK"
+    assert mig not in _myself_line(src) and imp not in _myself_line(dst)
+    cl.wait_ok()
+    cl.wait_agree()
+
+
+def test_key_for_slot_helper_lands_in_its_slot():
+    for slot in (0, 1, 5000, 16383):
+        assert keyslot(key_for_slot(slot)) == slot
