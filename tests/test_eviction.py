@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import tempfile
 import time
 
@@ -268,6 +269,7 @@ def test_eviction_events_info_and_aof_propagation():
         sub.close()
     finally:
         p.cleanup()
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_evictions_reach_a_replica():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import os
 import random
+import shutil
 import tempfile
 import time
 
@@ -215,7 +216,8 @@ def test_propagation_matches_redis():
     logs = []
     for redis_server in (False, True):
         d = tempfile.mkdtemp(prefix="hll-aof-")
-        p = Proc(["--appendonly", "yes"], redis_server=redis_server, workdir=d).start()
+        p = Proc(["--appendonly", "yes", "--appendfsync", "always"],
+                 redis_server=redis_server, workdir=d).start()
         try:
             c = p.client()
             c.pfadd("h", "a", "b")
@@ -232,6 +234,7 @@ def test_propagation_matches_redis():
                          for cmd in _aof_commands(d)])
         finally:
             p.cleanup()
+            shutil.rmtree(d, ignore_errors=True)
     assert logs[0] == logs[1]
     assert [b"pfcount", b"h"] in logs[0]
 
