@@ -36,7 +36,21 @@ ACTIVE = {
     "hash-max-listpack-entries", "hash-max-listpack-value", "zset-max-listpack-entries",
     "zset-max-listpack-value", "set-max-intset-entries", "list-max-listpack-size",
     "list-compress-depth", "stream-node-max-bytes", "stream-node-max-entries",
+    # keyspace events, memory and eviction, HyperLogLog
+    "notify-keyspace-events", "hll-sparse-max-bytes", "maxmemory", "maxmemory-policy",
+    "maxmemory-samples", "maxmemory-eviction-tenacity", "lfu-log-factor", "lfu-decay-time",
+    "lazyfree-lazy-eviction", "lazyfree-lazy-expire", "replica-ignore-maxmemory",
 }
+
+
+# Redis keeps the 'n' (new key) class of notify-keyspace-events even when
+# CONFIG GET does not show it (with 'A', it prints "AKE"): whether it was
+# given is kept under this hidden name.
+NOTIFY_NEW = "_notify-keyspace-events-n"
+
+
+def keyspace_new(args: list[str]) -> str:
+    return "yes" if any("n" in a for a in args) else ""
 
 
 class ConfigError(Exception):
@@ -107,6 +121,8 @@ class Config:
             self.values["dir"] = os.getcwd()
         else:
             value = normalize(d, args)
+            if cname == "notify-keyspace-events":
+                self.values[NOTIFY_NEW] = keyspace_new(args)
             if cname == "dir":
                 try:
                     os.chdir(value)

@@ -321,6 +321,8 @@ def _memory(srv) -> dict:
     startup = st.startup_memory or used
     clients_mem = sum(client_memory(c) for c in srv.clients.values())
     aof_buf = len(srv.aof.buf) if srv.aof is not None and hasattr(srv.aof, "buf") else 0
+    from pynode.evict import not_counted
+    uncounted = not_counted(srv)
     overhead = min(used, startup + clients_mem + dict_overhead(srv) + aof_buf)
     dataset = used - overhead
     net = used - startup
@@ -369,7 +371,7 @@ def _memory(srv) -> dict:
         "rss_overhead_bytes": 0,
         "mem_fragmentation_ratio": "%.2f" % (rss / used if used else 0),
         "mem_fragmentation_bytes": rss - used,
-        "mem_not_counted_for_evict": aof_buf,
+        "mem_not_counted_for_evict": uncounted,
         "mem_replication_backlog": 0,
         "mem_total_replication_buffers": 0,
         "mem_clients_slaves": 0,
@@ -428,6 +430,12 @@ def _persistence(srv) -> dict:
 def _stats(srv) -> dict:
     st = stats(srv)
     aof = srv.aof
+    ev = getattr(srv, "evictor", None)
+    cur_exceeded = total_exceeded = 0.0
+    if ev is not None:
+        if ev.exceeded_since:
+            cur_exceeded = time.monotonic() - ev.exceeded_since
+        total_exceeded = ev.exceeded_total + cur_exceeded
     return {
         "total_connections_received": srv.stat_numconnections,
         "total_commands_processed": srv.stat_numcommands,
@@ -448,10 +456,10 @@ def _stats(srv) -> dict:
         "expired_stale_perc": "0.00",
         "expired_time_cap_reached_count": 0,
         "expire_cycle_cpu_milliseconds": 0,
-        "evicted_keys": 0,
+        "evicted_keys": ev.evicted_keys if ev is not None else 0,
         "evicted_clients": 0,
-        "total_eviction_exceeded_time": 0,
-        "current_eviction_exceeded_time": 0,
+        "total_eviction_exceeded_time": int(total_exceeded * 1000),
+        "current_eviction_exceeded_time": int(cur_exceeded * 1000),
         "keyspace_hits": srv.stat_keyspace_hits,
         "keyspace_misses": srv.stat_keyspace_misses,
         "pubsub_channels": len(srv.channels),

@@ -10,6 +10,21 @@ after the change. When the class is enabled, the event is published on
 subscribers only (Redis does not send keyspace events over the cluster bus).
 `srv.notify_flags` is 0 when nothing is enabled, so callers on hot paths can
 test it before building anything.
+
+Who emits what (as Redis 7.0):
+- a command, after its change, with its own event name (t_string.c: set,
+  expire after a SET with a TTL, setrange, append, incrby, incrbyfloat;
+  bitops.c: setbit, set/del from BITOP; db.c/expire.c: del, rename_from and
+  rename_to, copy_to, move_from and move_to, expire, persist; PFADD/PFMERGE:
+  pfadd; the value-type modules their own: hset, lpush, zadd, xadd ...);
+- a read miss, where the keyspace_misses stat is counted (lookupKeyRead,
+  not the NONOTIFY lookups of OBJECT): keymiss (`key_miss` below);
+- the server itself: expired (Server.on_key_expired, lazy and active
+  expiry, SCAN and RANDOMKEY included), new (Server.on_key_new, reported by
+  the keyspace when a key is created: the keyspace turns that hook on only
+  while the 'n' class is enabled), evicted (pynode/evict.py).
+The 'n' class is kept even when CONFIG GET does not show it (Redis prints
+"AKE" for "KEAn"): `parse_flags(value, new)`.
 """
 
 from __future__ import annotations
@@ -35,9 +50,10 @@ _CLASS = {"K": KEYSPACE, "E": KEYEVENT, "g": GENERIC, "$": STRING, "l": LIST, "s
 ALL = GENERIC | STRING | LIST | SET | HASH | ZSET | EXPIRED | EVICTED | STREAM | MODULE
 
 
-def parse_flags(value: str) -> int:
-    """The bit set of a (normalized) notify-keyspace-events value."""
-    flags = 0
+def parse_flags(value: str, new: bool = False) -> int:
+    """The bit set of a (normalized) notify-keyspace-events value; `new`:
+    the 'n' class was given (CONFIG GET hides it next to 'A')."""
+    flags = NEW if new else 0
     for ch in value:
         if ch == "A":
             flags |= ALL
@@ -46,13 +62,23 @@ def parse_flags(value: str) -> int:
     return flags
 
 
+publish_message = None          # pynode.commands.pubsub.publish_message, on first use
+
+
 def notify(srv, type_: int, event: bytes, key: bytes, dbid: int) -> None:
     """notifyKeyspaceEvent(type, event, key, dbid)."""
     flags = srv.notify_flags
-    if not flags & type_:
-        return
-    from pynode.commands.pubsub import publish_message
+    if not flags & type_ or not (srv.channels or srv.patterns):
+        return                  # class off, or nobody subscribed to anything
+    global publish_message
+    if publish_message is None:
+        from pynode.commands.pubsub import publish_message
     if flags & KEYSPACE:
         publish_message(srv, b"__keyspace@%d__:%s" % (dbid, key), event)
     if flags & KEYEVENT:
         publish_message(srv, b"__keyevent@%d__:%s" % (dbid, event), key)
+
+
+def key_miss(srv, key: bytes, dbid: int) -> None:
+    """A read lookup found nothing (callers test srv.notify_flags first)."""
+    notify(srv, KEY_MISS, b"keymiss", key, dbid)

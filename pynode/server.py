@@ -13,10 +13,10 @@ from time import perf_counter
 
 from pynode import commands as cmdmod
 from pynode import info as infomod
-from pynode import notify
+from pynode import evict, notify
 from pynode.client import Client
 from pynode.commands import CommandError
-from pynode.config import VERSION, Config
+from pynode.config import NOTIFY_NEW, VERSION, Config
 from pynode.log import log
 from pynode.resp import error
 from pynode.routing import route
@@ -66,6 +66,10 @@ class Server:
         self.errorstats: dict[str, int] = {}
         self.reset_stats()
         self.write_guard = None      # READONLY / NOREPLICAS check (pynode/replication.py)
+        self.maxmemory = 0           # set with the evictor (pynode/evict.py)
+        # DELs of keys that expired while a command ran: propagated with it
+        # (wrapped in MULTI/EXEC when the command propagates too, as Redis 7.0)
+        self.expired_pending: list = []
         self.repl_feed = None        # replication stream feed while replicas may attach
         from pynode.replication import Replication
         self.replication = Replication(self)
@@ -90,8 +94,12 @@ class Server:
         self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
         values.LIMITS.load(cfg.int)
         rdb.COMPRESSION = cfg.bool("rdbcompression")
-        self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"))
+        self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"),
+                                               cfg.values.get(NOTIFY_NEW) == "yes")
+        self.hll_sparse_max_bytes = cfg.memory("hll-sparse-max-bytes")
+        self.expired_del = b"UNLINK" if cfg.bool("lazyfree-lazy-expire") else b"DEL"
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
+        evict.configure(self)        # maxmemory, policy, access clocks, new-key hook
         if getattr(self, "replication", None) is not None:
             self.replication.configure()
         if getattr(self, "aof", None) is not None:
@@ -128,6 +136,8 @@ class Server:
         self.stat_total_error_replies = 0
         self.stat_unexpected_error_replies = 0
         self.errorstats.clear()
+        if getattr(self, "evictor", None) is not None:
+            self.evictor.reset_stats()
         for cmd in cmdmod.all_commands(self.table):
             cmd.calls = 0
             cmd.usec = 0.0
@@ -316,6 +326,13 @@ class Server:
                 if cmd.name == "exec" and c.in_multi:
                     self.discard_transaction(c)
                 return self.reject(c, cmd, err)
+        if self.maxmemory:
+            err = self.evictor.check(c, cmd, argv)
+            if err is not None:
+                if cmd.name == "exec" and c.in_multi:
+                    self.discard_transaction(c)
+                    err = "EXECABORT Transaction discarded because of: " + err
+                return self.reject(c, cmd, err)
         if c.special:
             r = self.special_checks(c, cmd, argv)
             if r is not None:
@@ -335,7 +352,7 @@ class Server:
             self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
         if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
                                     or c.rewrite is not None):
-            self.propagate_command(c, cmd, argv)
+            self.propagate_command(c, cmd, argv, self.dirty - dirty)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
         if self.blocking.ready:
@@ -398,13 +415,34 @@ class Server:
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)
         if self.dirty != dirty:
-            self.propagate_command(c, cmd, argv)
+            self.propagate_command(c, cmd, argv, self.dirty - dirty)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
         return r
 
     # ---------------------------------------------------------------- propagation
-    def propagate_command(self, c: Client, cmd, argv) -> None:
+    def propagate_command(self, c: Client, cmd, argv, changes: int = 1) -> None:
+        """Propagate what a command did (`changes`: its dirty increment)."""
+        pending = self.expired_pending
+        if pending:
+            # keys the command found expired: their DELs first, and the
+            # whole in MULTI/EXEC if the command itself propagates
+            self.expired_pending = []
+            if changes > len(pending) or c.rewrite is not None:
+                self.also_propagate = ops = list(pending)
+                try:
+                    self.propagate_command(c, cmd, argv)
+                finally:
+                    self.also_propagate = None
+                if len(ops) > len(pending):
+                    self.propagate(ops[0][0], [b"MULTI"])
+                    for dbid, a in ops:
+                        self.propagate(dbid, a)
+                    self.propagate(ops[-1][0], [b"EXEC"])
+                    return
+            for dbid, a in pending:
+                self.propagate(dbid, a)
+            return
         rewrite = c.rewrite
         if rewrite is not None:
             c.rewrite = None
@@ -418,14 +456,38 @@ class Server:
         if self.also_propagate is not None:
             self.also_propagate.append((dbid, argv))
             return
+        if self.expired_pending:
+            self.flush_expired()
         if self.aof is not None:
             self.aof.feed(dbid, argv)
         if self.repl_feed is not None:
             self.repl_feed(dbid, argv)
 
+    def flush_expired(self) -> None:
+        """Propagate the DELs of expired keys not tied to a command."""
+        pending = self.expired_pending
+        self.expired_pending = []
+        for dbid, a in pending:
+            self.propagate(dbid, a)
+
     def on_key_expired(self, db, key: bytes) -> None:
+        """A key was found expired (on access or by the active cycle)."""
         self.dirty += 1
-        self.propagate(db.id, [b"DEL", key])
+        if self.loading:
+            return                               # the loaded AOF keeps its TTL
+        if self.notify_flags:
+            notify.notify(self, notify.EXPIRED, b"expired", key, db.id)
+        if self.aof is None and self.repl_feed is None:
+            return
+        if self.also_propagate is not None:      # inside EXEC: in order
+            self.also_propagate.append((db.id, [self.expired_del, key]))
+        else:
+            self.expired_pending.append((db.id, [self.expired_del, key]))
+
+    def on_key_new(self, db, key: bytes) -> None:
+        """dbAdd: a key was created (keyspace event "new")."""
+        if not self.loading:
+            notify.notify(self, notify.NEW, b"new", key, db.id)
 
     # ---------------------------------------------------------------- monitor/slowlog
     def feed_monitors(self, c: Client, argv: list[bytes]) -> None:
@@ -460,6 +522,8 @@ class Server:
         # active expiry: at most 25% of the cycle, as Redis's slow cycle
         if self.active_expire_enabled:  # DEBUG SET-ACTIVE-EXPIRE
             ks.active_expire(0.25 / self.hz)
+        if self.expired_pending:
+            self.flush_expired()
         infomod.cron_sample(self)  # INFO's instantaneous metrics and memory peak
         if self.cluster is not None:  # replication offset and link age for gossip
             self.cluster.cron()

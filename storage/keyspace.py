@@ -4,6 +4,13 @@ Values are stored as-is: a string is a `bytes`; other types are Python objects
 registered in TYPE_NAMES.  Expiry is lazy (a read of an expired key deletes it)
 plus an active cycle driven by a min-heap of deadlines, so each cycle touches
 only keys that really expired and stops when its time slice is spent.
+
+Per-key access clocks (OBJECT IDLETIME/FREQ, LRU/LFU eviction) and the
+"new key" hook cost nothing until they are wanted: a database is a plain
+`Database` until `Keyspace.configure_hooks` turns it into a `HookedDatabase`
+(same slots, overriding get/set/delete), which then keeps `db.clock`, a dict
+key -> 24-bit clock as Redis's robj->lru (LRU: seconds; LFU: minutes << 8 |
+logarithmic counter), and reports new keys to `ks.on_new`.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import heapq
 import random
 import time
 from typing import Callable
+
 
 from binascii import crc_hqx
 
@@ -29,9 +37,13 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+LRU_CLOCK_MAX = (1 << 24) - 1
+LFU_INIT_VAL = 5
+
+
 class Database:
     __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl", "raw",
-                 "blocking_keys")
+                 "blocking_keys", "clock")
 
     def __init__(self, ks: "Keyspace", id: int) -> None:
         self.id = id
@@ -50,6 +62,8 @@ class Database:
         # a key listed here that is created, replaced or deleted is signalled
         # through ks.on_key_ready
         self.blocking_keys: dict[bytes, dict] = {}
+        # key -> access clock, kept only by a HookedDatabase with tracking on
+        self.clock: dict | None = None
 
     # ---------------------------------------------------------- reads
     def get(self, key: bytes):
@@ -61,6 +75,10 @@ class Database:
                     self._expire(key)
                 return None
         return v
+
+    # A lookup that does not count as an access (Redis's LOOKUP_NOTOUCH:
+    # TYPE, EXISTS, TTL, OBJECT ...); the same as get() unless clocks are kept.
+    peek = get
 
     def slot_dict(self, key: bytes) -> dict:
         """The dict of key's slot, for read-modify-write fast paths (the
@@ -145,6 +163,8 @@ class Database:
             visited += 1
             for k, v in list(d.items()):
                 if k in expires and expires[k] <= now:
+                    if self.ks.expire_on_read:
+                        self._expire(k)     # as Redis's SCAN: deleted, "expired" event
                     continue
                 if ok is not None and not ok(k):
                     continue
@@ -157,10 +177,18 @@ class Database:
 
     # ---------------------------------------------------------- writes
     def set(self, key: bytes, value, keepttl: bool = False) -> None:
-        """Store value at key; the key's TTL is cleared unless keepttl."""
-        self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383][key] = value
-        if not keepttl and self.expires:
-            self.expires.pop(key, None)
+        """Store value at key; the key's TTL is cleared unless keepttl.
+        A key that had expired is expired first (event, stat, DEL), as the
+        lookup Redis does before writing."""
+        d = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383]
+        if self.expires:
+            when = self.expires.get(key)
+            if when is not None:
+                if when <= self.ks.now and self.ks.expire_on_read:
+                    self._expire(key)
+                elif not keepttl:
+                    del self.expires[key]
+        d[key] = value
         if self.watched:
             self.touch(key)
         if self.raw:
@@ -168,14 +196,24 @@ class Database:
         if self.blocking_keys and key in self.blocking_keys:
             self.ks.on_key_ready(self, key)
 
-    def put(self, key: bytes, value, expire: int = -1, raw: bool = False) -> None:
-        """Store a whole key record (value, absolute expiry or -1, raw mark),
-        as RENAME, MOVE and COPY carry it from another key."""
+    def put(self, key: bytes, value, expire: int = -1, raw: bool = False,
+            clock: int | None = None) -> None:
+        """Store a whole key record (value, absolute expiry or -1, raw mark,
+        access clock from get_clock or None for a new object), as RENAME,
+        MOVE and COPY carry it from another key."""
         self.set(key, value)
         if expire != -1:
             self.set_expire(key, expire)
         if raw:
             self.raw.add(key)
+        if clock is not None and self.clock is not None:
+            self.clock[key] = clock
+
+    def get_clock(self, key: bytes) -> int | None:
+        """The key's access clock when clocks are kept (RENAME/MOVE carry it)."""
+        if self.clock is None:
+            return None
+        return self.clock.get(key, self.ks.default_clock())
 
     def mark_raw(self, key: bytes) -> None:
         """The string at key was modified in place (OBJECT ENCODING says raw)."""
@@ -187,9 +225,14 @@ class Database:
         expires = self.expires
         for i in range(start, len(argv), 2):
             key = argv[i]
-            slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383][key] = argv[i + 1]
             if expires:
-                expires.pop(key, None)
+                when = expires.get(key)
+                if when is not None:
+                    if when <= self.ks.now and self.ks.expire_on_read:
+                        self._expire(key)
+                    else:
+                        del expires[key]
+            slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383][key] = argv[i + 1]
             if self.watched:
                 self.touch(key)
             if self.raw:
@@ -206,6 +249,8 @@ class Database:
             if when is not None and when <= self.ks.now:
                 live = False
         del d[key]
+        if self.clock:
+            self.clock.pop(key, None)
         if self.watched:
             self.touch(key)
         if self.raw:
@@ -284,6 +329,8 @@ class Database:
         self.expires.clear()
         self.heap.clear()
         self.raw.clear()
+        if self.clock:
+            self.clock.clear()
         self.signal_all()
         return n
 
@@ -305,6 +352,8 @@ class Database:
             del d[key]
         self.expires.pop(key, None)
         self.raw.discard(key)
+        if self.clock:
+            self.clock.pop(key, None)
         self.ks.expired_keys += 1
         if self.watched:
             self.touch(key)
@@ -338,9 +387,85 @@ class Database:
         self.expires, other.expires = other.expires, self.expires
         self.heap, other.heap = other.heap, self.heap
         self.raw, other.raw = other.raw, self.raw
+        if self.clock is not None and other.clock is not None:
+            self.clock, other.clock = other.clock, self.clock
         # waiters stay with their database number: offer them the new data
         self.signal_all()
         other.signal_all()
+
+
+class HookedDatabase(Database):
+    """A Database that keeps access clocks and reports new keys.
+
+    Same layout as Database (a live database switches class in place); only
+    the methods that see accesses and key creation are overridden, so a
+    plain Database pays nothing for these features."""
+
+    __slots__ = ()
+
+    def get(self, key: bytes):
+        # Database.get inlined (this is every read's path), then the access
+        v = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383].get(key)
+        if v is None:
+            return None
+        ks = self.ks
+        if self.expires and key in self.expires and self.expires[key] <= ks.now:
+            if ks.expire_on_read:
+                self._expire(key)
+            return None
+        clock = self.clock
+        if clock is not None:
+            ks.last_lookup = key
+            if ks.lfu:
+                ks.access(clock, key)
+            else:
+                clock[key] = ks.lru_clock
+        return v
+
+    def slot_dict(self, key: bytes) -> dict:
+        d = Database.slot_dict(self, key)
+        if self.clock is not None and key in d:
+            self.ks.last_lookup = key
+            self.ks.access(self.clock, key)
+        return d
+
+    def set(self, key: bytes, value, keepttl: bool = False) -> None:
+        # Database.set inlined, knowing whether the key is new
+        ks = self.ks
+        d = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383]
+        if self.expires:
+            when = self.expires.get(key)
+            if when is not None:
+                if when <= ks.now and ks.expire_on_read:
+                    self._expire(key)
+                elif not keepttl:
+                    del self.expires[key]
+        new = key not in d
+        d[key] = value
+        if self.watched:
+            self.touch(key)
+        if self.raw:
+            self.raw.discard(key)
+        if self.blocking_keys and key in self.blocking_keys:
+            ks.on_key_ready(self, key)
+        clock = self.clock
+        if clock is not None:
+            if new:
+                clock[key] = ks.new_clock()
+            elif ks.lfu:
+                # dbOverwrite keeps the counter; a write without a lookup
+                # before it (plain SET, MSET) counts as the access
+                if ks.last_lookup is not key:
+                    ks.access(clock, key)
+            else:
+                clock[key] = ks.lru_clock
+        ks.last_lookup = None
+        if new and ks.on_new is not None:
+            ks.on_new(self, key)
+
+    def set_pairs(self, argv: list, start: int = 1) -> None:
+        for i in range(start, len(argv), 2):
+            self.set(argv[i], argv[i + 1])
 
 
 class Keyspace:
@@ -353,17 +478,115 @@ class Keyspace:
         # (db, key) -> None: a key clients are blocked on changed (pynode/blocking.py)
         self.on_key_ready: Callable[[Database, bytes], None] = lambda db, key: None
         self.expired_keys = 0
+        # access clocks and new-key hook (configure_hooks)
+        self.db_class = Database
+        self.on_new: Callable[[Database, bytes], None] | None = None
+        self.tracking = False
+        self.lfu = False
+        self.lfu_log_factor = 10
+        self.lfu_decay_time = 1
+        self.last_lookup = None
+        self.lru_clock = 0             # LRU clock: seconds & LRU_CLOCK_MAX
+        self.lfu_minutes = 0           # LFU clock: minutes & 65535
+        self.base_lru = 0              # the clock of keys that have no entry
+        self.base_minutes = 0
+        self._lfu_ints: dict = {}
+        self.update_clock()
         self.dbs: list[Database | None] = [None] * databases
 
     def db(self, i: int) -> Database:
         d = self.dbs[i]
         if d is None:
-            d = self.dbs[i] = Database(self, i)
+            d = self.dbs[i] = self.db_class(self, i)
+            if self.tracking:
+                d.clock = {}
         return d
 
     def tick(self) -> int:
         self.now = now_ms()
+        self.update_clock()
         return self.now
+
+    # ------------------------------------------------------------ access clocks
+    def update_clock(self) -> None:
+        """Refresh the cached LRU/LFU clocks from self.now (cron, tests)."""
+        sec = self.now // 1000
+        lru = sec & LRU_CLOCK_MAX
+        if lru != self.lru_clock:
+            self.lru_clock = lru
+        minutes = (sec // 60) & 65535
+        if minutes != self.lfu_minutes:
+            self.lfu_minutes = minutes
+            self._lfu_ints = {}
+
+    def configure_hooks(self, tracking: bool, lfu: bool,
+                        on_new: "Callable[[Database, bytes], None] | None") -> None:
+        """Keep access clocks (tracking; interpreted as LFU when lfu) and/or
+        report new keys (on_new); databases switch class accordingly."""
+        self.lfu = lfu
+        self.on_new = on_new
+        if tracking and not self.tracking:
+            self.update_clock()
+            self.base_lru = self.lru_clock
+            self.base_minutes = self.lfu_minutes
+        self.tracking = tracking
+        self.db_class = HookedDatabase if (tracking or on_new is not None) else Database
+        for d in self.dbs:
+            if d is None:
+                continue
+            d.__class__ = self.db_class
+            if not tracking:
+                d.clock = None
+            elif d.clock is None:
+                d.clock = {}
+
+    def default_clock(self) -> int:
+        """The clock of a key with no entry (it existed before tracking began)."""
+        if self.lfu:
+            return (self.base_minutes << 8) | LFU_INIT_VAL
+        return self.base_lru
+
+    def new_clock(self) -> int:
+        """createObject(): LRU now, or LFU (now, LFU_INIT_VAL)."""
+        if self.lfu:
+            v = (self.lfu_minutes << 8) | LFU_INIT_VAL
+            return self._lfu_ints.setdefault(v, v)
+        return self.lru_clock
+
+    def lfu_decr(self, v: int) -> int:
+        """LFUDecrAndReturn: the counter after the decay since its last access."""
+        ldt = v >> 8
+        counter = v & 255
+        if self.lfu_decay_time:
+            now = self.lfu_minutes
+            elapsed = now - ldt if now >= ldt else 65535 - ldt + now
+            periods = elapsed // self.lfu_decay_time
+            if periods:
+                counter = 0 if periods > counter else counter - periods
+        return counter
+
+    def access(self, clock: dict, key: bytes) -> None:
+        """A lookup touched key (updateLFU, or the LRU clock)."""
+        if self.lfu:
+            v = clock.get(key)
+            counter = self.lfu_decr(self.default_clock() if v is None else v)
+            if counter < 255:
+                base = counter - LFU_INIT_VAL
+                if base < 0:
+                    base = 0
+                if random.random() < 1.0 / (base * self.lfu_log_factor + 1):
+                    counter += 1
+            v = (self.lfu_minutes << 8) | counter
+            clock[key] = self._lfu_ints.setdefault(v, v)
+        else:
+            clock[key] = self.lru_clock
+
+    def idle_ms(self, v: int) -> int:
+        """estimateObjectIdleTime for a stored LRU clock."""
+        now = self.lru_clock
+        if now >= v:
+            return (now - v) * 1000
+        return (now + (LRU_CLOCK_MAX - v)) * 1000
 
     def active_expire(self, budget_s: float) -> int:
         self.tick()

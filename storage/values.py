@@ -5,6 +5,14 @@ The protocol a value type may follow (all optional):
 - `__deepcopy__(memo)` -> a faster independent copy (COPY uses copy.deepcopy).
 - `encoding` -> the OBJECT ENCODING name ("listpack", "hashtable", ...), either a
   str attribute or a zero-argument method.
+- `memory_usage(samples)` -> the bytes the value holds (its object and what it
+  owns, not the key), estimating big collections from `samples` elements
+  (0 = all), as MEMORY USAGE ... SAMPLES does. Without it, memory_usage()
+  below walks the object generically (deep_size: sys.getsizeof of the object
+  and what it references, containers sampled and extrapolated), which is
+  slower and blind to shared or C-level storage. The same figure is what
+  eviction counts as freed when it deletes the key, so a type with a compact
+  or unusual layout should define it.
 Strings are plain immutable `bytes`, so they are shared, never copied.
 
 LIMITS holds the *-max-listpack-* / set-max-intset-entries thresholds; the
@@ -15,6 +23,7 @@ types (which know nothing of the config) convert at the points Redis does.
 from __future__ import annotations
 
 import copy as _copy
+import sys
 
 INT64_MIN = -9223372036854775808
 INT64_MAX = 9223372036854775807
@@ -97,3 +106,87 @@ def refcount(value, shared_ints: bool = True) -> int:
         if v is not None and 0 <= v < SHARED_INTEGERS:
             return SHARED_REFCOUNT
     return 1
+
+
+# ------------------------------------------------------------------ memory
+# What one key costs beyond its key and value objects: a slot-dict entry (24
+# bytes plus its index share, at CPython's 2/3 load factor), measured; and
+# for a key with a TTL, its expires entry, the deadline int and heap tuple.
+DICT_ENTRY = 36
+EXPIRE_ENTRY = DICT_ENTRY + 32 + 64 + 8
+
+
+def alloc_size(n: int) -> int:
+    """Bytes an object of n bytes takes from the allocator: pymalloc's
+    16-byte size classes up to 512, a glibc malloc chunk (8-byte header,
+    16-byte aligned) above."""
+    if n <= 512:
+        return (n + 15) & ~15
+    return (n + 8 + 15) & ~15
+
+
+def memory_usage(key: bytes, value, samples: int = 5) -> int:
+    """MEMORY USAGE without the TTL: the key, its value, the dict entry."""
+    n = alloc_size(sys.getsizeof(key)) + DICT_ENTRY
+    if type(value) is bytes:
+        return n + alloc_size(sys.getsizeof(value))
+    mu = getattr(value, "memory_usage", None)
+    if mu is not None:
+        return n + mu(samples)
+    return n + deep_size(value, samples)
+
+
+_ATOMS = (bytes, str, int, float, bool, type(None))
+
+
+def deep_size(obj, samples: int, depth: int = 0, seen=None) -> int:
+    """Allocated size of obj and what it holds; containers are sampled
+    (0 = all) and the sample average is extrapolated, as MEMORY USAGE does."""
+    n = alloc_size(sys.getsizeof(obj))
+    if isinstance(obj, _ATOMS) or depth > 4:
+        return n
+    if seen is None:
+        seen = set()
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, dict):
+        items = obj.items()
+        total = len(obj)
+        pair = True
+    elif isinstance(obj, (list, tuple, set, frozenset)) or hasattr(obj, "__iter__") and \
+            hasattr(obj, "__len__") and not hasattr(obj, "__dict__") and \
+            not hasattr(obj, "__slots__"):
+        items = obj
+        try:
+            total = len(obj)
+        except TypeError:
+            total = 0
+        pair = False
+    else:
+        attrs = []
+        if hasattr(obj, "__dict__"):
+            attrs.extend(vars(obj).values())
+        for cls in type(obj).__mro__:
+            for s in getattr(cls, "__slots__", ()):
+                if s in ("__weakref__", "__dict__"):
+                    continue
+                try:
+                    attrs.append(getattr(obj, s))
+                except AttributeError:
+                    pass
+        return n + sum(deep_size(a, samples, depth + 1, seen) for a in attrs)
+    sampled = 0
+    acc = 0
+    for it in items:
+        if pair:
+            acc += deep_size(it[0], samples, depth + 1, seen) + \
+                deep_size(it[1], samples, depth + 1, seen)
+        else:
+            acc += deep_size(it, samples, depth + 1, seen)
+        sampled += 1
+        if samples and sampled >= samples:
+            break
+    if sampled and total > sampled:
+        acc = acc * total // sampled
+    return n + acc

@@ -45,7 +45,7 @@ class _Transport:
         return default
 
     def get_write_buffer_size(self) -> int:
-        return 0          # everything "written" is already in buf
+        return len(self.buf)
 
     def pause_reading(self) -> None:
         pass
@@ -114,6 +114,7 @@ class InProc:
     def now(self, ms: int) -> None:
         self.srv.ks.now = ms
         self.srv.ks.now_s = ms / 1000.0
+        self.srv.ks.update_clock()        # LRU/LFU clocks follow
 
     def client(self) -> InClient:
         return InClient(self.srv)

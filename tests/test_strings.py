@@ -393,6 +393,7 @@ class _Srv:
         self.stat_keyspace_hits = 0
         self.stat_keyspace_misses = 0
         self.proto_max_bulk_len = 512 * 1024 * 1024
+        self.notify_flags = 0
         self.cfg = _Cfg()
 
 

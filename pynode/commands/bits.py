@@ -5,6 +5,7 @@ Bits are numbered from the most significant bit of the first byte, as Redis does
 
 from __future__ import annotations
 
+from pynode import notify
 from pynode.commands import SYNTAX, CommandError, command, parse_int
 from pynode.commands.strings import lookup_read, lookup_write
 from pynode.resp import ZERO, ONE, integer
@@ -43,10 +44,14 @@ def setbit(c, argv):
     v = lookup_write(c, key)
     byte = off >> 3
     buf = bytearray(v) if v is not None else bytearray()
+    grown = v is None or len(buf) <= byte
     if len(buf) <= byte:
         buf.extend(bytes(byte + 1 - len(buf)))
     mask = 1 << (7 - (off & 7))
     old = 1 if buf[byte] & mask else 0
+    if not grown and old == on:
+        c.db.mark_raw(key)              # Redis unshares it anyway
+        return ONE if old else ZERO     # nothing changes: no event, not propagated
     if on:
         buf[byte] |= mask
     else:
@@ -54,6 +59,8 @@ def setbit(c, argv):
     c.db.set(key, bytes(buf), keepttl=True)
     c.db.mark_raw(key)
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        notify.notify(c.srv, notify.STRING, b"setbit", key, c.db.id)
     return ONE if old else ZERO
 
 
@@ -218,8 +225,12 @@ def bitop(c, argv):
         c.db.set(dest, res)
         c.db.mark_raw(dest)
         c.srv.dirty += 1
+        if c.srv.notify_flags:
+            notify.notify(c.srv, notify.STRING, b"set", dest, c.db.id)
     elif c.db.delete(dest):
         c.srv.dirty += 1
+        if c.srv.notify_flags:
+            notify.notify(c.srv, notify.GENERIC, b"del", dest, c.db.id)
     return integer(maxlen)
 
 
@@ -317,6 +328,7 @@ def _bitfield(c, argv, ro: bool):
     v = lookup_write(c, key)
     buf = bytearray(v) if v is not None else bytearray()
     need = (highest >> 3) + 1
+    grown = v is None or len(buf) < need     # lookupStringForBitCommand's dirty
     if len(buf) < need:
         buf.extend(bytes(need - len(buf)))
     out = [b"*%d\r\n" % len(ops)]
@@ -349,16 +361,19 @@ def _bitfield(c, argv, ro: bool):
                 newval = None
         else:
             newval = total
-        changes += 1
         if newval is None:
             out.append(nil)
             continue
+        if grown or newval != old:
+            changes += 1
         out.append(b":%d\r\n" % (newval if opcode == 2 else old))
         _bf_set(buf, off, bits, newval)
     c.db.set(key, bytes(buf), keepttl=True)
     c.db.mark_raw(key)
     if changes:
         c.srv.dirty += changes
+        if c.srv.notify_flags:
+            notify.notify(c.srv, notify.STRING, b"setbit", key, c.db.id)
     return b"".join(out)
 
 

@@ -16,7 +16,7 @@ import random
 import socket
 import time
 
-from pynode import notify
+from pynode import evict, notify
 from pynode.commands import SYNTAX, CommandError, command, parse_int
 from pynode.commands.keys import _read as lookup_read
 from pynode.resp import OK
@@ -103,6 +103,8 @@ def _restore(c, argv):
             notify.notify(srv, notify.GENERIC, b"del", key, db.id)
         return OK
     db.set(key, value)
+    if idle >= 0 or freq >= 0:
+        evict.set_lru_or_lfu(srv, db, key, freq, idle)
     if ttl:
         db.set_expire(key, ttl)
         if not absttl:

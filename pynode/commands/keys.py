@@ -2,11 +2,15 @@
 the EXPIRE family, TTL, PERSIST, DBSIZE, FLUSHALL/FLUSHDB, SWAPDB.
 
 Semantics, reply shapes and error texts follow Redis 7.0's db.c, expire.c and
-object.c.
+object.c, keyspace events included (del, rename_from/rename_to, copy_to,
+move_from/move_to, expire, persist; keymiss on read misses).  TYPE, EXISTS,
+the TTL family and OBJECT look keys up without counting as an access
+(LOOKUP_NOTOUCH), so they leave OBJECT IDLETIME/FREQ alone.
 """
 
 from __future__ import annotations
 
+from pynode import evict, notify
 from pynode.commands import NOT_INT, SYNTAX, CommandError, command, parse_int
 from pynode.resp import OK
 from storage import values
@@ -30,7 +34,6 @@ LFU_NOT_SELECTED = ("ERR An LFU maxmemory policy is not selected, access frequen
 LFU_SELECTED = ("ERR An LFU maxmemory policy is selected, idle time not tracked. Please "
                 "note that when switching between policies at runtime LRU and LFU data "
                 "will take some time to adjust.")
-LFU_INIT_VAL = 5
 
 OBJECT_HELP = [
     b"OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -80,14 +83,22 @@ def _db_or_error(srv, idx: int):
     return srv.ks.db(idx)
 
 
-def _read(c, key: bytes):
-    """lookupKeyRead: the value or None, counting keyspace hits/misses."""
-    v = c.db.get(key)
+def _read(c, key: bytes, touch: bool = True, miss_event: bool = True):
+    """lookupKeyRead: the value or None, counting keyspace hits/misses;
+    touch=False is LOOKUP_NOTOUCH, miss_event=False LOOKUP_NONOTIFY."""
+    v = c.db.get(key) if touch else c.db.peek(key)
+    srv = c.srv
     if v is None:
-        c.srv.stat_keyspace_misses += 1
+        srv.stat_keyspace_misses += 1
+        if miss_event and srv.notify_flags:
+            notify.notify(srv, notify.KEY_MISS, b"keymiss", key, c.db.id)
     else:
-        c.srv.stat_keyspace_hits += 1
+        srv.stat_keyspace_hits += 1
     return v
+
+
+def _event(c, cls: int, event: bytes, key: bytes, db=None) -> None:
+    notify.notify(c.srv, cls, event, key, (db or c.db).id)
 
 
 def _expire_if_needed(db, key: bytes) -> None:
@@ -101,10 +112,13 @@ def _expire_if_needed(db, key: bytes) -> None:
 def del_(c, argv):
     db = c.db
     n = 0
+    events = c.srv.notify_flags
     for key in argv[1:]:
         _expire_if_needed(db, key)
         if db.delete(key):
             n += 1
+            if events:
+                _event(c, notify.GENERIC, b"del", key)
     if n:
         c.srv.dirty += n
     return _int(n)
@@ -114,19 +128,23 @@ def del_(c, argv):
 def exists(c, argv):
     n = 0
     for key in argv[1:]:
-        if _read(c, key) is not None:
+        if _read(c, key, touch=False) is not None:
             n += 1
     return _int(n)
 
 
 @command("touch")
 def touch(c, argv):
-    return exists(c, argv)
+    n = 0
+    for key in argv[1:]:
+        if _read(c, key) is not None:
+            n += 1
+    return _int(n)
 
 
 @command("type")
 def type_(c, argv):
-    v = _read(c, argv[1])
+    v = _read(c, argv[1], touch=False)
     if v is None:
         return b"+none\r\n"
     return b"+%s\r\n" % type_name(v).encode()
@@ -147,9 +165,13 @@ def _rename(c, argv, nx: bool):
             return ZERO
         db.delete(dst)
     raw = src in db.raw
+    clock = db.get_clock(src)
     db.delete(src)
-    db.put(dst, v, expire, raw)
+    db.put(dst, v, expire, raw, clock)
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        _event(c, notify.GENERIC, b"rename_from", src)
+        _event(c, notify.GENERIC, b"rename_to", dst)
     return ONE if nx else OK
 
 
@@ -198,6 +220,8 @@ def copy(c, argv):
         dst_db.delete(newkey)
     dst_db.put(newkey, values.dup(v), expire, key in src_db.raw)
     srv.dirty += 1
+    if srv.notify_flags:
+        _event(c, notify.GENERIC, b"copy_to", newkey, dst_db)
     return ONE
 
 
@@ -217,9 +241,12 @@ def move(c, argv):
     expire = src.get_expire(key)
     if dst.get(key) is not None:
         return ZERO
-    dst.put(key, v, expire, key in src.raw)
+    dst.put(key, v, expire, key in src.raw, src.get_clock(key))
     src.delete(key)
     srv.dirty += 1
+    if srv.notify_flags:
+        _event(c, notify.GENERIC, b"move_from", key, src)
+        _event(c, notify.GENERIC, b"move_to", key, dst)
     return ONE
 
 
@@ -301,7 +328,8 @@ def _lfu(srv) -> bool:
 
 
 def _object_lookup(c, argv):
-    return _read(c, argv[2])
+    """objectCommandLookup: LOOKUP_NOTOUCH | LOOKUP_NONOTIFY."""
+    return _read(c, argv[2], touch=False, miss_event=False)
 
 
 @command("object|encoding")
@@ -332,9 +360,13 @@ def object_idletime(c, argv):
     v = _object_lookup(c, argv)
     if v is None:
         return c.nil
-    if _lfu(c.srv):
+    srv = c.srv
+    if _lfu(srv):
         raise CommandError(LFU_SELECTED)
-    return ZERO          # access times are not tracked
+    evict.want_clocks(srv)
+    db = c.db
+    ks = srv.ks
+    return _int(ks.idle_ms(db.clock.get(argv[2], ks.default_clock())) // 1000)
 
 
 @command("object|freq")
@@ -342,9 +374,12 @@ def object_freq(c, argv):
     v = _object_lookup(c, argv)
     if v is None:
         return c.nil
-    if not _lfu(c.srv):
+    srv = c.srv
+    if not _lfu(srv):
         raise CommandError(LFU_NOT_SELECTED)
-    return _int(LFU_INIT_VAL)   # access frequencies are not tracked
+    evict.want_clocks(srv)
+    ks = srv.ks
+    return _int(ks.lfu_decr(c.db.clock.get(argv[2], ks.default_clock())))
 
 
 @command("object|help")
@@ -402,10 +437,14 @@ def _expire_generic(c, argv, name: str, seconds: bool, relative: bool):
         srv.dirty += 1
         lazy = srv.cfg.bool("lazyfree-lazy-expire")
         c.rewrite = [[b"UNLINK" if lazy else b"DEL", key]]
+        if srv.notify_flags:
+            _event(c, notify.GENERIC, b"del", key)
         return ONE
     db.set_expire(key, when)
     srv.dirty += 1
     c.rewrite = [[b"PEXPIREAT", key, b"%d" % when]]
+    if srv.notify_flags:
+        _event(c, notify.GENERIC, b"expire", key)
     return ONE
 
 
@@ -431,7 +470,7 @@ def pexpireat(c, argv):
 
 def _ttl(c, key: bytes, ms: bool, absolute: bool) -> bytes:
     db = c.db
-    if _read(c, key) is None:
+    if _read(c, key, touch=False) is None:
         return b":-2\r\n"
     when = db.get_expire(key)
     if when == -1:
@@ -470,6 +509,8 @@ def persist(c, argv):
         return ZERO
     if db.persist(key):
         c.srv.dirty += 1
+        if c.srv.notify_flags:
+            _event(c, notify.GENERIC, b"persist", key)
         return ONE
     return ZERO
 

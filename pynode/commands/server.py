@@ -24,7 +24,9 @@ from pynode.resp import (OK, Double, Map, SetReply, Status, Verbatim, bulk, enco
                          integer)
 from storage.durable import atomic_write
 from storage.glob import match as glob_match
+from storage import values as valuemod
 from storage.sdsargs import quote
+from storage.slots import keyslot
 
 
 def _help(name: str, lines: list[str]) -> bytes:
@@ -558,6 +560,11 @@ def config_set(c, argv):
                                % (name, e)) from None
         new[cname] = (name, v)
     old = {cname: cfg.values[cname] for cname in new}
+    if "notify-keyspace-events" in new:
+        from pynode.config import NOTIFY_NEW, keyspace_new
+        old[NOTIFY_NEW] = cfg.values.get(NOTIFY_NEW, "")
+        new[NOTIFY_NEW] = (NOTIFY_NEW, keyspace_new(
+            [v for c2, _, v in pairs if c2 == "notify-keyspace-events"]))
     for cname, (name, v) in new.items():
         cfg.values[cname] = v
     try:
@@ -1341,6 +1348,8 @@ def _debug_reload(srv) -> None:
     aof = srv.aof
     srv.aof = None           # nothing replayed here is propagated
     srv.ks = fresh
+    notify_flags = srv.notify_flags
+    srv.notify_flags = 0     # nor announced as keyspace events (Redis loads an RDB)
     try:
         loader.db = fresh.db(0)
 
@@ -1357,6 +1366,7 @@ def _debug_reload(srv) -> None:
         srv.ks = old
         srv.aof = aof
         srv.dirty = dirty
+        srv.notify_flags = notify_flags
     for i in range(len(old.dbs)):
         a, b = old.dbs[i], fresh.dbs[i]
         if a is None and b is None:
@@ -1369,14 +1379,18 @@ def _debug_reload(srv) -> None:
 
 
 def _debug_object(c, key: bytes) -> bytes:
+    from pynode import evict
     from storage.values import encoding, refcount
-    v = c.db.get(key)
+    v = c.db.peek(key)
     if v is None:
         raise CommandError("ERR no such key")
-    lru = int(time.time()) & infomod.LRU_CLOCK_MAX
+    evict.want_clocks(c.srv)
+    ks = c.srv.ks
+    lru = c.db.clock.get(key, ks.default_clock())
+    enc = "raw" if type(v) is bytes and key in c.db.raw else encoding(v)
     return ("+Value at:%#x refcount:%d encoding:%s serializedlength:%d lru:%d "
-            "lru_seconds_idle:%d\r\n" % (id(v), refcount(v), encoding(v), _serialized_len(v),
-                                         lru, 0)).encode()
+            "lru_seconds_idle:%d\r\n" % (id(v), refcount(v), enc, _serialized_len(v),
+                                         lru, ks.idle_ms(lru) // 1000)).encode()
 
 
 @command("debug")
@@ -1450,63 +1464,6 @@ MEMORY_HELP = [
     "    sampled up to <count> times (default: 5, 0 means sample all).",
 ]
 
-_ATOMS = (bytes, str, int, float, bool, type(None))
-DICT_ENTRY = 32  # a compact-dict entry (hash, key, value) plus its index slot
-
-
-def deep_size(obj, samples: int, depth: int = 0, seen=None) -> int:
-    """sys.getsizeof of obj and what it holds; containers are sampled (0 = all)
-    and the sample average is extrapolated, as MEMORY USAGE does in Redis."""
-    n = sys.getsizeof(obj)
-    if isinstance(obj, _ATOMS) or depth > 4:
-        return n
-    if seen is None:
-        seen = set()
-    if id(obj) in seen:
-        return 0
-    seen.add(id(obj))
-    if isinstance(obj, dict):
-        items = obj.items()
-        total = len(obj)
-        pair = True
-    elif isinstance(obj, (list, tuple, set, frozenset)) or hasattr(obj, "__iter__") and \
-            hasattr(obj, "__len__") and not hasattr(obj, "__dict__") and \
-            not hasattr(obj, "__slots__"):
-        items = obj
-        try:
-            total = len(obj)
-        except TypeError:
-            total = 0
-        pair = False
-    else:
-        attrs = []
-        if hasattr(obj, "__dict__"):
-            attrs.extend(vars(obj).values())
-        for cls in type(obj).__mro__:
-            for s in getattr(cls, "__slots__", ()):
-                if s in ("__weakref__", "__dict__"):
-                    continue
-                try:
-                    attrs.append(getattr(obj, s))
-                except AttributeError:
-                    pass
-        return n + sum(deep_size(a, samples, depth + 1, seen) for a in attrs)
-    sampled = 0
-    acc = 0
-    for it in items:
-        if pair:
-            acc += deep_size(it[0], samples, depth + 1, seen) + \
-                deep_size(it[1], samples, depth + 1, seen)
-        else:
-            acc += deep_size(it, samples, depth + 1, seen)
-        sampled += 1
-        if samples and sampled >= samples:
-            break
-    if sampled and total > sampled:
-        acc = acc * total // sampled
-    return n + acc
-
-
 @command("memory|help")
 def memory_help(c, argv):
     return _help("MEMORY", MEMORY_HELP)
@@ -1525,12 +1482,13 @@ def memory_usage(c, argv):
         else:
             raise CommandError(SYNTAX)
     key = argv[2]
-    v = c.db.get(key)
+    db = c.db
+    v = db.slots[keyslot(key)].get(key)   # dictFind: no expiry check, no access
     if v is None:
         return c.nil
-    size = deep_size(key, samples) + deep_size(v, samples) + DICT_ENTRY
-    if c.db.get_expire(key) != -1:
-        size += DICT_ENTRY + 32  # the expires entry and its int
+    size = valuemod.memory_usage(key, v, samples)
+    if key in db.expires:
+        size += valuemod.EXPIRE_ENTRY
     return integer(size)
 
 

@@ -1,6 +1,8 @@
 """String commands: GET/SET and friends, counters, ranges, LCS (Redis 7.0 t_string.c).
 
-Writes with an expiry are propagated with absolute times, as Redis 7.0.15
+Keyspace events as t_string.c: set (plus expire for a TTL), setrange, append,
+incrby, incrbyfloat, del/expire/persist from GETDEL/GETEX, keymiss on read
+misses.  Writes with an expiry are propagated with absolute times, as Redis 7.0.15
 does (SET k v EX|PX|EXAT|PXAT t -> SET k v PXAT <ms>; GETEX with a time ->
 PEXPIREAT, or DEL when already past; SET .. GET without a time drops GET; GETSET -> SET;
 GETDEL -> DEL; INCRBYFLOAT -> SET k v KEEPTTL).  INCRBYFLOAT emulates the x87
@@ -13,6 +15,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 
+from pynode import notify
 from pynode.commands import NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, parse_int
 from pynode.resp import OK, ZERO, ONE, integer
 
@@ -33,7 +36,10 @@ def lookup_read(c, key):
     """lookupKeyRead + checkType string: the value (bytes) or None; counts hits."""
     v = c.db.get(key)
     if v is None:
-        c.srv.stat_keyspace_misses += 1
+        srv = c.srv
+        srv.stat_keyspace_misses += 1
+        if srv.notify_flags:
+            notify.notify(srv, notify.KEY_MISS, b"keymiss", key, c.db.id)
         return None
     c.srv.stat_keyspace_hits += 1
     if type(v) is not bytes:
@@ -47,6 +53,12 @@ def lookup_write(c, key):
     if v is not None and type(v) is not bytes:
         raise CommandError(WRONGTYPE)
     return v
+
+
+def _event(c, event: bytes, key: bytes, cls: int = notify.STRING) -> None:
+    """notifyKeyspaceEvent for the client's database (callers test
+    srv.notify_flags first, so this costs nothing when events are off)."""
+    notify.notify(c.srv, cls, event, key, c.db.id)
 
 
 def _check_len(c, total: int) -> None:
@@ -116,7 +128,10 @@ def _expire_ms(c, arg: bytes, flags: int, name: str) -> int:
 def get(c, argv):
     v = c.db.get(argv[1])
     if v is None:
-        c.srv.stat_keyspace_misses += 1
+        srv = c.srv
+        srv.stat_keyspace_misses += 1
+        if srv.notify_flags:
+            _event(c, b"keymiss", argv[1], notify.KEY_MISS)
         return c.nil
     if type(v) is not bytes:
         raise CommandError(WRONGTYPE)
@@ -128,7 +143,10 @@ def get(c, argv):
 def set_(c, argv):
     if len(argv) == 3:
         c.db.set(argv[1], argv[2])
-        c.srv.dirty += 1
+        srv = c.srv
+        srv.dirty += 1
+        if srv.notify_flags:
+            _event(c, b"set", argv[1])
         return OK
     flags, expire = _parse_ext(argv, True)
     key = argv[1]
@@ -141,15 +159,18 @@ def set_(c, argv):
     if flags & F_GET:
         old = lookup_read(c, key)
         reply = c.nil if old is None else b"$%d\r\n%s\r\n" % (len(old), old)
-        found = old is not None
-    else:
-        found = db.get(key) is not None
+    found = db.get(key) is not None     # the write lookup (a second access with GET)
     if (flags & F_NX and found) or (flags & F_XX and not found):
         return reply if reply is not None else c.nil
     db.set(key, val, keepttl=bool(flags & F_KEEPTTL))
-    c.srv.dirty += 1
+    srv = c.srv
+    srv.dirty += 1
+    if srv.notify_flags:
+        _event(c, b"set", key)
     if expire is not None:
         db.set_expire(key, when)
+        if srv.notify_flags:
+            _event(c, b"expire", key, notify.GENERIC)
         c.rewrite = [[b"SET", key, val, b"PXAT", b"%d" % when]]
     elif flags & F_GET:
         # Redis propagates SET ... GET without the GET option(s)
@@ -165,6 +186,8 @@ def setnx(c, argv):
         return ZERO
     db.set(key, argv[2])
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        _event(c, b"set", key)
     return ONE
 
 
@@ -175,6 +198,9 @@ def _setex(c, argv, flags, name):
     c.db.set(key, val)
     c.db.set_expire(key, when)
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        _event(c, b"set", key)
+        _event(c, b"expire", key, notify.GENERIC)
     c.rewrite = [[b"SET", key, val, b"PXAT", b"%d" % when]]
     return OK
 
@@ -193,8 +219,11 @@ def psetex(c, argv):
 def getset(c, argv):
     key = argv[1]
     old = lookup_read(c, key)
+    c.srv.ks.last_lookup = None         # GET then SET: Redis accesses the key twice
     c.db.set(key, argv[2])
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        _event(c, b"set", key)
     c.rewrite = [[b"SET", key, argv[2]]]
     if old is None:
         return c.nil
@@ -209,6 +238,8 @@ def getdel(c, argv):
         return c.nil
     if c.db.delete(key):
         c.srv.dirty += 1
+        if c.srv.notify_flags:
+            _event(c, b"del", key, notify.GENERIC)
         lazy = c.srv.cfg.bool("lazyfree-lazy-user-del")
         c.rewrite = [[b"UNLINK" if lazy else b"DEL", key]]
     return b"$%d\r\n%s\r\n" % (len(old), old)
@@ -232,14 +263,20 @@ def getex(c, argv):
         lazy = srv.cfg.bool("lazyfree-lazy-expire")
         c.rewrite = [[b"UNLINK" if lazy else b"DEL", key]]
         srv.dirty += 1
+        if srv.notify_flags:
+            _event(c, b"del", key, notify.GENERIC)
     elif expire is not None:
         db.set_expire(key, when)
         c.rewrite = [[b"PEXPIREAT", key, b"%d" % when]]
         srv.dirty += 1
+        if srv.notify_flags:
+            _event(c, b"expire", key, notify.GENERIC)
     elif flags & F_PERSIST:
         if db.persist(key):
             c.rewrite = [[b"PERSIST", key]]
             srv.dirty += 1
+            if srv.notify_flags:
+                _event(c, b"persist", key, notify.GENERIC)
     return reply
 
 
@@ -251,10 +288,13 @@ def mget(c, argv):
     out = [b"*%d\r\n" % (len(argv) - 1)]
     append = out.append
     hits = 0
+    events = srv.notify_flags
     for k in argv[1:]:
         v = get(k)
         if v is None:
             append(nil)
+            if events:
+                _event(c, b"keymiss", k, notify.KEY_MISS)
         else:
             hits += 1
             if type(v) is bytes:
@@ -271,7 +311,13 @@ def mset(c, argv):
     n = len(argv)
     if not n & 1:
         raise CommandError("ERR wrong number of arguments for 'mset' command")
-    c.db.set_pairs(argv)
+    if c.srv.notify_flags:
+        db = c.db
+        for i in range(1, n, 2):
+            db.set(argv[i], argv[i + 1])
+            _event(c, b"set", argv[i])
+    else:
+        c.db.set_pairs(argv)
     c.srv.dirty += (n - 1) >> 1
     return OK
 
@@ -285,8 +331,11 @@ def msetnx(c, argv):
     for i in range(1, n, 2):
         if db.get(argv[i]) is not None:
             return ZERO
+    events = c.srv.notify_flags
     for i in range(1, n, 2):
         db.set(argv[i], argv[i + 1])
+        if events:
+            _event(c, b"set", argv[i])
     c.srv.dirty += (n - 1) >> 1
     return ONE
 
@@ -298,13 +347,15 @@ def append(c, argv):
     add = argv[2]
     if v is None:
         c.db.set(key, add)
-        c.srv.dirty += 1
-        return integer(len(add))
-    _check_len(c, len(v) + len(add))
-    nv = v + add
-    c.db.set(key, nv, keepttl=True)
-    c.db.mark_raw(key)
+        nv = add
+    else:
+        _check_len(c, len(v) + len(add))
+        nv = v + add
+        c.db.set(key, nv, keepttl=True)
+        c.db.mark_raw(key)
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        _event(c, b"append", key)
     return integer(len(nv))
 
 
@@ -325,6 +376,8 @@ def _incr(c, key, incr):
         n = incr
         db.set(key, b"%d" % n)
         c.srv.dirty += 1
+        if c.srv.notify_flags:
+            _event(c, b"incrby", key)
         return integer(n)
     if type(v) is not bytes:
         raise CommandError(WRONGTYPE)
@@ -341,6 +394,8 @@ def _incr(c, key, incr):
         raise CommandError("ERR increment or decrement would overflow")
     db.set(key, b"%d" % n, keepttl=True)
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        _event(c, b"incrby", key)
     return integer(n)
 
 
@@ -357,7 +412,10 @@ def incr(c, argv):
         d[key] = nb
         if db.watched:
             db.touch(key)
-        c.srv.dirty += 1
+        srv = c.srv
+        srv.dirty += 1
+        if srv.notify_flags:
+            _event(c, b"incrby", key)
         return b":" + nb + b"\r\n"
     return _incr(c, key, 1)
 
@@ -523,6 +581,8 @@ def incrbyfloat(c, argv):
     out = _ld_format(res)
     c.db.set(key, out, keepttl=True)
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        _event(c, b"incrbyfloat", key)
     c.rewrite = [[b"SET", key, out, b"KEEPTTL"]]
     return b"$%d\r\n%s\r\n" % (len(out), out)
 
@@ -581,6 +641,8 @@ def setrange(c, argv):
         c.db.set(key, nv, keepttl=True)
     c.db.mark_raw(key)
     c.srv.dirty += 1
+    if c.srv.notify_flags:
+        _event(c, b"setrange", key)
     return integer(len(nv))
 
 
@@ -590,6 +652,8 @@ def _lcs_key(c, key):
     v = c.db.get(key)
     if v is None:
         c.srv.stat_keyspace_misses += 1
+        if c.srv.notify_flags:
+            _event(c, b"keymiss", key, notify.KEY_MISS)
         return None
     c.srv.stat_keyspace_hits += 1
     return v
