@@ -34,6 +34,8 @@ def lookup_read(c, key):
     h = c.db.get(key)
     if h is None:
         c.srv.stat_keyspace_misses += 1
+        if c.srv.notify_flags:
+            notify.key_miss(c.srv, key, c.db.id)
         return None
     c.srv.stat_keyspace_hits += 1
     if type(h) is not Hash:
@@ -142,6 +144,8 @@ def hget(c, argv):
     h = c.db.get(argv[1])
     if h is None:
         c.srv.stat_keyspace_misses += 1
+        if c.srv.notify_flags:
+            notify.key_miss(c.srv, argv[1], c.db.id)
         return c.nil
     c.srv.stat_keyspace_hits += 1
     if type(h) is not Hash:

@@ -29,6 +29,8 @@ def lookup_read(c, key):
     s = c.db.get(key)
     if s is None:
         c.srv.stat_keyspace_misses += 1
+        if c.srv.notify_flags:
+            notify.key_miss(c.srv, key, c.db.id)
         return None
     c.srv.stat_keyspace_hits += 1
     if type(s) is not Set:
@@ -301,6 +303,8 @@ def _source_sets(c, keys, write: bool):
         if s is None:
             if not write:
                 srv.stat_keyspace_misses += 1
+                if srv.notify_flags:
+                    notify.key_miss(srv, k, c.db.id)
             out.append(None)
             continue
         if not write:

@@ -94,6 +94,8 @@ def _read(c, key: bytes):
     v = c.db.get(key)
     if v is None:
         c.srv.stat_keyspace_misses += 1
+        if c.srv.notify_flags:
+            notify.key_miss(c.srv, key, c.db.id)
     else:
         c.srv.stat_keyspace_hits += 1
     return v

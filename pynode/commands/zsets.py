@@ -47,6 +47,8 @@ def lookup_read(c, key: bytes):
     v = c.db.get(key)
     if v is None:
         c.srv.stat_keyspace_misses += 1
+        if c.srv.notify_flags:
+            notify.key_miss(c.srv, key, c.db.id)
         return None
     c.srv.stat_keyspace_hits += 1
     if type(v) is not ZSet:
@@ -826,6 +828,8 @@ def setop(c, argv, dst: bytes | None, numkeys_idx: int, op: int, name: str,
         v = db.get(argv[j])
         if v is None:
             srv.stat_keyspace_misses += 1
+            if srv.notify_flags:
+                notify.key_miss(srv, argv[j], c.db.id)
         else:
             srv.stat_keyspace_hits += 1
             if type(v) is not ZSet and type_name(v) != "set":
