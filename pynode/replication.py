@@ -558,9 +558,20 @@ class Replication:
             self.srv.loop.call_soon(self.send_getack)
         return None
 
+    def failover_pause(self) -> bool:
+        """Writes are paused for a manual failover of one of our replicas: then
+        nothing may be added to the stream (a PING or a GETACK would move our
+        offset past the one the replica must reach exactly), as Redis."""
+        srv = self.srv
+        return (srv.cluster is not None and srv.cluster.state.mf_end != 0
+                and srv.cluster.state.myself.is_primary
+                and srv.paused_until > time.monotonic())
+
     def send_getack(self) -> None:
         self.getack_scheduled = False
         if self.backlog is None or not self.replicas or self.masterhost is not None:
+            return
+        if self.failover_pause():
             return
         self.feed(-1, [b"REPLCONF", b"GETACK", b"*"])
         self.flush()
@@ -632,7 +643,7 @@ class Replication:
         replicas = self.live_replicas()
         if replicas and self.masterhost is None:
             mono = time.monotonic()
-            if mono - self.last_ping >= self.ping_period:
+            if mono - self.last_ping >= self.ping_period and not self.failover_pause():
                 self.last_ping = mono
                 self.feed(self.seldb if self.seldb >= 0 else -1, [b"PING"])
         for r in replicas:
