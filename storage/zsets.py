@@ -158,6 +158,7 @@ _NUM = re.compile(
     rb"|(?P<dec>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)"
     rb")")
 _NONZERO = re.compile(rb"[1-9a-fA-F]").search
+_NONZERO_DIGIT = re.compile(rb"[1-9]").search   # a decimal zero with none is exact
 
 
 def strtod(s: bytes, pos: int = 0) -> tuple[float, int, bool]:
@@ -205,8 +206,9 @@ def string2d(s: bytes) -> float | None:
     else:
         # float() also takes surrounding blanks and "1_0"; zero and inf
         # need the exact path (underflow, overflow)
-        if (v == v and v != 0.0 and v != INF and v != NINF and s[0] not in _WS
-                and s[-1] not in _WS and 95 not in s):
+        if (v == v and v != INF and v != NINF and s[0] not in _WS
+                and s[-1] not in _WS and 95 not in s
+                and (v != 0.0 or _NONZERO_DIGIT(s) is None)):
             return v
     if not s or s[0] in _WS:
         return None

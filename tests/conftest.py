@@ -1,6 +1,17 @@
+import os
+
 import pytest
+from hypothesis import settings
 
 from tests.helpers import Proc
+
+# Locally every run of the property tests explores new examples; CI
+# (HYPOTHESIS_PROFILE=ci, set by .ci/run) replays a fixed derandomized set so
+# that a landing does not hang on a newly found example.  What a local run
+# finds is printed with its reproduction blob.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("default", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="module")
