@@ -204,8 +204,8 @@ def string2d(s: bytes) -> float | None:
     except ValueError:
         pass            # hex, nan(...), garbage: the exact path decides
     else:
-        # float() also takes surrounding blanks and "1_0"; zero and inf
-        # need the exact path (underflow, overflow)
+        # float() also takes surrounding blanks and "1_0"; inf and a zero
+        # written with a nonzero digit need the exact path (overflow, underflow)
         if (v == v and v != INF and v != NINF and s[0] not in _WS
                 and s[-1] not in _WS and 95 not in s
                 and (v != 0.0 or _NONZERO_DIGIT(s) is None)):

@@ -16,7 +16,6 @@ second are printed with their ratio.  Nothing is asserted: it prints figures.
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 
@@ -24,6 +23,7 @@ import time
 
 import redis
 
+from tests.bench import csv_rps
 from tests.cluster_helpers import Cluster, key_for_slot, run
 
 
@@ -36,11 +36,7 @@ def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int,
     if res.returncode != 0:
         raise RuntimeError("redis-benchmark failed (exit %d) on port %d:\n%s%s"
                            % (res.returncode, port, res.stdout[-2000:], res.stderr[-2000:]))
-    for line in res.stdout.splitlines():
-        m = re.match(r'"([^"]+)","([0-9.]+)"', line)
-        if m:
-            return float(m.group(2))
-    raise RuntimeError("no result from redis-benchmark for %s: %r" % (test, res.stdout[-2000:]))
+    return csv_rps(test, res.stdout)
 
 
 def move_slot(c: Cluster, keys: int) -> float:
