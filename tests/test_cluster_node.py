@@ -166,10 +166,22 @@ def form(procs: list[Proc], replica_of: dict[int, int] | None = None) -> None:
     except AssertionError as e:
         views = "\n".join("%d:\n%s" % (p.port, call(p, "CLUSTER", "NODES")) for p in procs)
         raise AssertionError("%s\n%s\n%s" % (e, views, procs[0].log()[-3000:])) from None
+    roles = {}
     for r, prim in (replica_of or {}).items():
         pid = call(procs[prim], "CLUSTER", "MYID")
         assert call(procs[r], "CLUSTER", "REPLICATE", pid) == "OK"
+        roles[call(procs[r], "CLUSTER", "MYID")] = pid
+
+    def replicas_known() -> bool:
+        for p in procs:
+            table = nodes(p)
+            if any("slave" not in table[rid]["flags"] or table[rid]["primary"] != pid
+                   for rid, pid in roles.items()):
+                return False
+        return True
+
     wait_until(lambda: all_ok(procs, len(procs)), 15, "cluster_state:ok on every node")
+    wait_until(replicas_known, 15, "every node to see the replicas as replicas")
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +224,10 @@ def test_slots_split_and_distinct_epochs(cl):
         assert i["cluster_known_nodes"] == "4"
         assert int(i["cluster_stats_messages_ping_sent"]) > 0
         assert int(i["cluster_stats_messages_received"]) > 0
+        # collisions are resolved one PING at a time: wait (bounded) for it
+        wait_until(lambda: len({r["epoch"] for r in nodes(p).values()
+                                if "master" in r["flags"]}) == 3, 10,
+                   "distinct config epochs")
         primaries = {nid: r for nid, r in nodes(p).items() if "master" in r["flags"]}
         epochs = [r["epoch"] for r in primaries.values()]
         assert len(set(epochs)) == 3, epochs  # collisions resolved
