@@ -48,12 +48,15 @@ bench-cluster: setup
 # under a writer with a ledger of WAIT-acknowledged writes, then SIGSTOP/SIGCONT of a
 # primary, kill -9 of a replica and a manual CLUSTER FAILOVER; prints each round's
 # failover time and the median in node-timeouts.  Then the long simulation sweep of
-# elections / manual failover (1000 seeded schedules).
+# elections / manual failover (1000 seeded schedules).  Then the long form of the
+# live resharding test: 2000 slots moved and a fourth primary filled with
+# --cluster-use-empty-masters and drained, under a ledger and redis-benchmark.
 # PYNODE_CLUSTER_SERVER=redis runs the process part against redis-server 7.0.
 CHAOS_ROUNDS ?= 20
 chaos:
 	$(PYTHON) -m tests.chaos_long --rounds $(CHAOS_ROUNDS)
 	PYNODE_SIM_SCHEDULES=1000 $(PYTHON) -m pytest tests/test_gossip_sim_failover.py
+	PYNODE_LIVE_FORM=long $(PYTHON) -m pytest tests/test_reshard_live.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis

@@ -18,6 +18,7 @@ means "no configuration yet" (``None``), as Redis treats a zero-length file.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
@@ -111,6 +112,13 @@ def render_flags(flags: Iterable[str]) -> str:
     return ",".join(out) if out else "noflags"
 
 
+@functools.lru_cache(maxsize=256)
+def slots_text(ranges: tuple[tuple[int, int], ...]) -> str:
+    """The slot part of a line, e.g. ``0-99 200 300-310``.  Cached: nodes.conf is written on
+    every SETSLOT and most nodes' slots did not change since the last write."""
+    return " ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
 def format_record(r: NodeRecord) -> str:
     parts = [
         r.id,
@@ -122,8 +130,8 @@ def format_record(r: NodeRecord) -> str:
         str(r.config_epoch),
         r.link_state,
     ]
-    for a, b in r.slots:
-        parts.append(str(a) if a == b else f"{a}-{b}")
+    if r.slots:
+        parts.append(slots_text(r.slots))
     # Redis prints, per slot ascending, migrating if set else importing.
     mig = dict(r.migrating)
     imp = dict(r.importing)

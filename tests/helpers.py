@@ -144,13 +144,19 @@ def enc(*args) -> bytes:
     return out
 
 
-def raw_command(port: int, payload: bytes, timeout: float = 5.0, read_until_close: bool = False) -> bytes:
-    """Send raw bytes and return what the server answers (until idle or close)."""
+def raw_command(port: int, payload: bytes, timeout: float = 5.0, read_until_close: bool = False,
+                replies: int | None = None) -> bytes:
+    """Send raw bytes and return what the server answers: until `replies` whole
+    replies have arrived when that is given (hiredis counts them), else until the
+    connection is idle for 0.3 s or closed."""
+    import hiredis
+    reader = hiredis.Reader()
+    got = 0
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
         s.sendall(payload)
         chunks = []
         deadline = time.monotonic() + timeout
-        s.settimeout(0.3 if not read_until_close else timeout)
+        s.settimeout(0.3 if not read_until_close and replies is None else timeout)
         while time.monotonic() < deadline:
             try:
                 data = s.recv(65536)
@@ -161,4 +167,10 @@ def raw_command(port: int, payload: bytes, timeout: float = 5.0, read_until_clos
             if not data:
                 break
             chunks.append(data)
+            if replies is not None:
+                reader.feed(data)
+                while reader.gets() is not False:
+                    got += 1
+                if got >= replies:
+                    break
         return b"".join(chunks)

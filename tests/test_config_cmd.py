@@ -62,8 +62,8 @@ ERROR_CASES = [
 
 def test_config_errors_match_redis(server, real):
     for case in ERROR_CASES:
-        ours = raw_command(server.port, enc(*case))
-        theirs = raw_command(real.port, enc(*case))
+        ours = raw_command(server.port, enc(*case), replies=1)
+        theirs = raw_command(real.port, enc(*case), replies=1)
         assert ours == theirs, case
 
 

@@ -7,7 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gossip.bitmap import BITMAP_BYTES, bitmap_from_slots, slot_ranges, slots_from_bitmap
+from gossip.bitmap import (
+    BITMAP_BYTES, bitmap_from_slots, ranges_from_bitmap, slot_ranges, slots_from_bitmap,
+)
 from gossip.codec import (
     MAX_FRAME,
     PROTOCOL_VERSION,
@@ -209,6 +211,15 @@ def test_bitmap_helpers():
     assert slots_from_bitmap(b) == slots
     assert slots_from_bitmap(bitmap_from_slots(range(16384))) == list(range(16384))
     assert slot_ranges([5, 1, 2, 3, 9]) == [(1, 3), (5, 5), (9, 9)]
+    assert ranges_from_bitmap(b) == [(0, 1), (7, 8), (100, 100), (16383, 16383)]
+    assert ranges_from_bitmap(bitmap_from_slots(range(16384))) == [(0, 16383)]
+    assert ranges_from_bitmap(bitmap_from_slots([])) == []
+
+
+@given(st.lists(st.tuples(st.integers(0, 16383), st.integers(0, 64)), max_size=60))
+def test_ranges_from_bitmap_equals_merging_the_slots(runs):
+    slots = {s for start, n in runs for s in range(start, min(16384, start + n))}
+    assert ranges_from_bitmap(bitmap_from_slots(slots)) == slot_ranges(slots)
 
 
 # ----------------------------------------------------------------------------- properties

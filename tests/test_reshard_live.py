@@ -2,11 +2,14 @@
 in the middle of a reshard.
 
 Live: a redis-py RedisCluster thread writes and reads back a ledger of keys and
-redis-benchmark --cluster runs SET/GET, while `redis-cli --cluster` moves 2000
-slots from one primary to another, rebalances, adds a fourth primary and
-rebalances with --cluster-use-empty-masters, drains it and del-nodes it.  The
-clients may see redirections (their libraries follow them) and nothing else;
-every acknowledged write reads back; `redis-cli --cluster check` is clean.
+redis-benchmark --cluster runs SET/GET, while `redis-cli --cluster` moves slots
+from one primary to another, rebalances, adds a fourth primary and gives it
+slots, drains it and del-nodes it.  The clients may see redirections (their
+libraries follow them) and nothing else; every acknowledged write reads back;
+`redis-cli --cluster check` is clean.  PYNODE_LIVE_FORM picks the size: "short"
+(the default suite: 500 slots, then 300 slots to the new primary with reshard
+--cluster-from all) or "long" (`make chaos`: 2000 slots, then rebalance
+--cluster-use-empty-masters, which moves 4096 slots each way).
 
 Kill: AOF with appendfsync always, then kill -9 of the source, or of the target,
 while `redis-cli --cluster reshard` runs; after a restart `redis-cli --cluster
@@ -16,6 +19,7 @@ fix` finishes the job and every key is in exactly one place with its value.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import signal
@@ -125,7 +129,14 @@ class Benchmark:
         return out
 
 
+LIVE_FORM = os.environ.get("PYNODE_LIVE_FORM", "short")
+if LIVE_FORM not in ("short", "long"):
+    raise ValueError("PYNODE_LIVE_FORM must be short or long, not %r" % LIVE_FORM)
+
+
 def test_live_reshard_rebalance_add_and_remove_a_primary():
+    long_form = LIVE_FORM == "long"
+    first_move = 2000 if long_form else 500
     with Cluster(primaries=3, replicas=1) as cl:
         cl.wait_replicas_synced()
         ledger = Ledger(cl).start()
@@ -140,9 +151,9 @@ def test_live_reshard_rebalance_add_and_remove_a_primary():
             h = "127.0.0.1:%d" % a
             before = slot_counts(cl)
             cli("reshard", h, "--cluster-from", i[a], "--cluster-to", i[b],
-                "--cluster-slots", "2000", "--cluster-yes", "--cluster-pipeline", "50")
+                "--cluster-slots", str(first_move), "--cluster-yes", "--cluster-pipeline", "50")
             cl.wait_agree()
-            assert slot_counts(cl)[b] == before[b] + 2000
+            assert slot_counts(cl)[b] == before[b] + first_move
             cli("rebalance", h, "--cluster-pipeline", "50")
             cl.wait_agree()
             assert all(abs(n - 16384 / 3) <= 3 for n in slot_counts(cl).values())
@@ -150,11 +161,17 @@ def test_live_reshard_rebalance_add_and_remove_a_primary():
             cli("add-node", "127.0.0.1:%d" % new.port, h)
             cl.wait_ok()          # a new primary says CLUSTERDOWN for its first seconds
             cl.wait_agree()
-            cli("rebalance", h, "--cluster-use-empty-masters", "--cluster-pipeline", "50")
+            nid = new.call("CLUSTER", "MYID")
+            if long_form:
+                cli("rebalance", h, "--cluster-use-empty-masters", "--cluster-pipeline", "50")
+                want = 4096
+            else:
+                cli("reshard", h, "--cluster-from", "all", "--cluster-to", nid,
+                    "--cluster-slots", "300", "--cluster-yes", "--cluster-pipeline", "50")
+                want = 300
             cl.wait_agree()
             counts = slot_counts(cl)
-            assert len(counts) == 4 and abs(counts[new.port] - 4096) <= 3, counts
-            nid = new.call("CLUSTER", "MYID")
+            assert len(counts) == 4 and abs(counts[new.port] - want) <= 3, counts
             cli("rebalance", h, "--cluster-weight", "%s=0" % nid, "--cluster-pipeline", "50")
             cl.wait_agree()
             assert slot_counts(cl).get(new.port, 0) == 0

@@ -35,7 +35,7 @@ def cli(port: int, *args: str) -> str:
 
 
 def reply(port: int, *cmds) -> bytes:
-    return raw_command(port, b"".join(enc(*c) for c in cmds))
+    return raw_command(port, b"".join(enc(*c) for c in cmds), replies=len(cmds))
 
 
 # ------------------------------------------------------------------ CLIENT
@@ -332,7 +332,7 @@ def test_command_metadata_encoding_matches_redis_for_unimplemented(real):
 
 def call(port: int, *args):
     """One command on a fresh raw connection, parsed by hiredis (no redis-py callbacks)."""
-    v = _parse(raw_command(port, enc(*args)))
+    v = _parse(raw_command(port, enc(*args), replies=1))
     if isinstance(v, Exception):
         raise redis.ResponseError(str(v))
     return v
