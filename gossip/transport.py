@@ -202,6 +202,15 @@ class BusTransport:
         self._tick_handle = None
         self._tasks: set = set()
         self.closing = False
+        # Frames wait here until the loop has run what is ready: a reply to a
+        # client goes out before the gossip its command caused (Redis writes
+        # replies in beforeSleep and links on the next writable event), so the
+        # client is not left waiting while the peers wake up to process it.
+        # While ``hold_frames()`` is true the owner has replies to write and
+        # calls ``flush_frames()`` after them.
+        self.hold_frames: Callable[[], bool] | None = None
+        self._held: list[tuple[_Link, bytes]] = []
+        self._flush_scheduled = False
         # counters
         self.stats_bad_frames = 0
         self.stats_truncated_frames = 0
@@ -240,6 +249,7 @@ class BusTransport:
         for s in self.servers:
             s.close()
         self.servers = []
+        self._held = []
         for link in list(self.outbound.values()):
             link.close()
         self.outbound.clear()
@@ -333,6 +343,39 @@ class BusTransport:
 
     # ------------------------------------------------------------------ actions
 
+    def _write(self, link: "_Link", frame: bytes) -> None:
+        if self.loop is None:
+            link.write(frame)
+            return
+        self._held.append((link, frame))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_scheduled = False
+        if self.hold_frames is None or not self.hold_frames():
+            self.flush_frames()
+
+    def flush_frames(self) -> None:
+        """Write the held frames, in order; one write per link."""
+        held = self._held
+        if not held:
+            return
+        self._held = []
+        if len(held) == 1:
+            held[0][0].write(held[0][1])
+            return
+        per_link: dict[int, tuple[_Link, list[bytes]]] = {}
+        for link, frame in held:
+            entry = per_link.get(id(link))
+            if entry is None:
+                per_link[id(link)] = (link, [frame])
+            else:
+                entry[1].append(frame)
+        for link, frames in per_link.values():
+            link.write(frames[0] if len(frames) == 1 else b"".join(frames))
+
     def run(self, actions: list) -> None:
         """Execute actions in order, except that a SaveConfig goes first: the
         state it renders is already final, and a vote or an epoch must be
@@ -348,7 +391,7 @@ class BusTransport:
                 if link is None:
                     self.stats_dropped_sends += 1
                 else:
-                    link.write(encode(a.msg))
+                    self._write(link, encode(a.msg))
             elif t is A.Broadcast:
                 frame = encode(a.msg)
                 for nid in a.to:
@@ -356,12 +399,12 @@ class BusTransport:
                     if link is None:
                         self.stats_dropped_sends += 1
                     else:
-                        link.write(frame)
+                        self._write(link, frame)
             elif t is A.Reply:
                 link = (self.inbound.get(a.link.conn_id) if a.link.inbound
                         else self.outbound.get(a.link.node_id or ""))
                 if link is not None:
-                    link.write(encode(a.msg))
+                    self._write(link, encode(a.msg))
             elif t is A.Connect:
                 self._connect(a)
             elif t is A.Disconnect:

@@ -269,6 +269,9 @@ class Server:
                 t.close()
             else:
                 t.write(b"".join(wbuf) if len(wbuf) > 1 else wbuf[0])
+        cl = self.cluster
+        if cl is not None and cl.transport is not None:
+            cl.transport.flush_frames()   # the bus frames the commands caused
 
     # ---------------------------------------------------------------- pause
     def must_pause(self, c: Client, argv: list[bytes]) -> bool:

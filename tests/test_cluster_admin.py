@@ -125,14 +125,16 @@ def test_reshard(cl):
 def test_rebalance_weights_and_threshold(cl):
     i = ids(cl)
     a = cl.ports[0]
-    cli("rebalance", host(cl), "--cluster-weight", "%s=2" % i[a], "--cluster-pipeline", "20")
+    # weight 1.25 of 3.25: 6302 slots, 840 more than an even share
+    cli("rebalance", host(cl), "--cluster-weight", "%s=1.25" % i[a], "--cluster-pipeline", "20")
     cl.wait_agree()
     counts = slot_counts(cl)
-    assert abs(counts[a] - 8192) <= 3, counts
+    assert abs(counts[a] - 16384 * 1.25 / 3.25) <= 3, counts
     check_data(cl)
-    out = cli("rebalance", host(cl), "--cluster-weight", "%s=2" % i[a],
-              "--cluster-threshold", "50")
+    # 15% over an even share is under a 50% threshold, over the default 2%
+    out = cli("rebalance", host(cl), "--cluster-threshold", "50")
     assert "No rebalancing needed! All nodes are within the 50.00% threshold." in out
+    assert slot_counts(cl) == counts
     cli("rebalance", host(cl))
     cl.wait_agree()
     assert all(abs(n - 16384 / 3) <= 3 for n in slot_counts(cl).values())
