@@ -363,17 +363,10 @@ class BusTransport:
         if not held:
             return
         self._held = []
-        if len(held) == 1:
-            held[0][0].write(held[0][1])
-            return
-        per_link: dict[int, tuple[_Link, list[bytes]]] = {}
+        per_link: dict[_Link, list[bytes]] = {}
         for link, frame in held:
-            entry = per_link.get(id(link))
-            if entry is None:
-                per_link[id(link)] = (link, [frame])
-            else:
-                entry[1].append(frame)
-        for link, frames in per_link.values():
+            per_link.setdefault(link, []).append(frame)
+        for link, frames in per_link.items():
             link.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def run(self, actions: list) -> None:

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 
+import hiredis
 import redis
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -149,7 +150,6 @@ def raw_command(port: int, payload: bytes, timeout: float = 5.0, read_until_clos
     """Send raw bytes and return what the server answers: until `replies` whole
     replies have arrived when that is given (hiredis counts them), else until the
     connection is idle for 0.3 s or closed."""
-    import hiredis
     reader = hiredis.Reader()
     got = 0
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
