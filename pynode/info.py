@@ -329,6 +329,8 @@ def _memory(srv) -> dict:
     cfg = srv.cfg
     maxmem = cfg.memory("maxmemory")
     sysmem = total_system_memory()
+    sm = srv.scripting.info_memory()
+    vm_total = sm["used_memory_vm_eval"] + sm["used_memory_vm_functions"]
     return {
         "used_memory": used,
         "used_memory_human": human(used),
@@ -347,19 +349,19 @@ def _memory(srv) -> dict:
         "allocator_resident": rss,
         "total_system_memory": sysmem,
         "total_system_memory_human": human(sysmem),
-        "used_memory_lua": 0,
-        "used_memory_vm_eval": 0,
-        "used_memory_lua_human": "0B",
-        "used_memory_scripts_eval": 0,
-        "number_of_cached_scripts": len(getattr(srv, "scripts", ()) or ()),
-        "number_of_functions": 0,
-        "number_of_libraries": 0,
-        "used_memory_vm_functions": 0,
-        "used_memory_vm_total": 0,
-        "used_memory_vm_total_human": "0B",
-        "used_memory_functions": 0,
-        "used_memory_scripts": 0,
-        "used_memory_scripts_human": "0B",
+        "used_memory_lua": sm["used_memory_vm_eval"],
+        "used_memory_vm_eval": sm["used_memory_vm_eval"],
+        "used_memory_lua_human": human(sm["used_memory_vm_eval"]),
+        "used_memory_scripts_eval": sm["used_memory_scripts_eval"],
+        "number_of_cached_scripts": sm["number_of_cached_scripts"],
+        "number_of_functions": sm["number_of_functions"],
+        "number_of_libraries": sm["number_of_libraries"],
+        "used_memory_vm_functions": sm["used_memory_vm_functions"],
+        "used_memory_vm_total": vm_total,
+        "used_memory_vm_total_human": human(vm_total),
+        "used_memory_functions": sm["used_memory_scripts"] - sm["used_memory_scripts_eval"],
+        "used_memory_scripts": sm["used_memory_scripts"],
+        "used_memory_scripts_human": human(sm["used_memory_scripts"]),
         "maxmemory": maxmem,
         "maxmemory_human": human(maxmem),
         "maxmemory_policy": cfg.get("maxmemory-policy"),

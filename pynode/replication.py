@@ -431,6 +431,7 @@ class Replication:
                                                  if self.master_client is not None else 0),
                "repl-id": srv.replid,
                "repl-offset": self.offset, "aof-base": 0}
+        functions = srv.scripting.functions.codes()
         rfd, wfd = os.pipe()
         t0 = time.perf_counter()
         pid = os.fork()
@@ -441,7 +442,7 @@ class Replication:
                 os.close(rfd)
                 child_setup(log)
                 with open(wfd, "wb", buffering=1 << 20, closefd=True) as fh:
-                    n = rdb.dump(srv.ks.dbs, fh.write, aux)
+                    n = rdb.dump(srv.ks.dbs, fh.write, aux, functions)
                 log.notice("Fork CoW for RDB: current 0 MB, peak 0 MB, average 0 MB")
                 log.notice("DB saved on disk (%d keys)" % n)
                 code = 0
@@ -923,9 +924,12 @@ class Replication:
             if expire != -1:
                 db.set_expire(key, expire)
 
+        functions: list[bytes] = []
         srv.loading = True
         try:
-            nkeys = rdb.load(payload, on_key, on_aux, name="MASTER <-> REPLICA sync")
+            nkeys = rdb.load(payload, on_key, on_aux, name="MASTER <-> REPLICA sync",
+                             on_function=functions.append)
+            srv.scripting.load_functions(functions)
         except rdb.RDBError:
             ks.flushall()
             log.warning("Failed trying to load the MASTER synchronization DB from socket")
@@ -980,7 +984,10 @@ class Replication:
         self.send_ack()                  # puts us online on the primary
         rbuf = bytearray(leftover)
         uncommitted = bytearray()
+        scripting = srv.scripting
         while True:
+            while scripting.busy is not None:    # a busy script holds the stream
+                await asyncio.sleep(0.005)
             if rbuf:
                 self.apply_buffer(mc, rbuf, uncommitted)
             if mc.closing:

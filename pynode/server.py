@@ -75,6 +75,8 @@ class Server:
         self.replication = Replication(self)
         from pynode.blocking import Blocking
         self.blocking = Blocking(self)
+        from pynode.scripting.runner import Scripting
+        self.scripting = Scripting(self)
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -282,6 +284,8 @@ class Server:
         cmd = self.table.get(argv[0].lower())
         if cmd is None:
             return False
+        if cmd.flags_of is not None:
+            cmd = cmd.flags_of(self, cmd, argv)
         if cmd.name in ("exec",) and c.in_multi:
             return any(q.write or q.may_replicate for q, _ in c.queued)
         return cmd.write or cmd.may_replicate
@@ -322,15 +326,17 @@ class Server:
                 return self.reject(c, cmd, "NOAUTH Authentication required.")
         # refusals before queuing: cluster redirection, then READONLY/NOREPLICAS
         if self.cluster is not None or self.write_guard is not None:
-            err = route(self, c, cmd, argv) if self.cluster is not None else None
+            fcmd = cmd if cmd.flags_of is None else cmd.flags_of(self, cmd, argv)
+            err = route(self, c, fcmd, argv) if self.cluster is not None else None
             if err is None and self.write_guard is not None:
-                err = self.write_guard(c, cmd)
+                err = self.write_guard(c, fcmd)
             if err is not None:
                 if cmd.name == "exec" and c.in_multi:
                     self.discard_transaction(c)
                 return self.reject(c, cmd, err)
         if self.maxmemory:
-            err = self.evictor.check(c, cmd, argv)
+            err = self.evictor.check(
+                c, cmd if cmd.flags_of is None else cmd.flags_of(self, cmd, argv), argv)
             if err is not None:
                 if cmd.name == "exec" and c.in_multi:
                     self.discard_transaction(c)
@@ -454,17 +460,37 @@ class Server:
         elif cmd.write or cmd.may_replicate:
             self.propagate(c.db.id, argv)
 
-    def propagate(self, dbid: int, argv: list[bytes]) -> None:
-        """Send a write to the AOF (and, later, to replicas)."""
+    def propagate(self, dbid: int, argv: list[bytes], targets: int = 3) -> None:
+        """Send a write to the AOF (targets & 1) and the replicas (targets & 2)."""
         if self.also_propagate is not None:
-            self.also_propagate.append((dbid, argv))
+            self.also_propagate.append((dbid, argv) if targets == 3 else (dbid, argv, targets))
             return
         if self.expired_pending:
             self.flush_expired()
-        if self.aof is not None:
+        if self.aof is not None and targets & 1:
             self.aof.feed(dbid, argv)
-        if self.repl_feed is not None:
+        if self.repl_feed is not None and targets & 2:
             self.repl_feed(dbid, argv)
+
+    def propagate_ops(self, ops: list) -> None:
+        """The writes of one EXEC or script (Redis 7.0's
+        propagatePendingCommands): one is sent as it is, several are wrapped
+        in MULTI ... EXEC for each target they go to (redis.set_repl may
+        send some to the AOF or the replicas only)."""
+        if len(ops) == 1:
+            self.propagate(*ops[0])
+            return
+        for target in (1, 2):
+            mine = [op for op in ops if (op[2] if len(op) > 2 else 3) & target]
+            if not mine:
+                continue
+            if len(mine) == 1:
+                self.propagate(mine[0][0], mine[0][1], target)
+                continue
+            self.propagate(mine[0][0], [b"MULTI"], target)
+            for op in mine:
+                self.propagate(op[0], op[1], target)
+            self.propagate(mine[-1][0], [b"EXEC"], target)
 
     def flush_expired(self) -> None:
         """Propagate the DELs of expired keys not tied to a command."""
@@ -523,7 +549,7 @@ class Server:
         ks = self.ks
         ks.tick()
         # active expiry: at most 25% of the cycle, as Redis's slow cycle
-        if self.active_expire_enabled:  # DEBUG SET-ACTIVE-EXPIRE
+        if self.active_expire_enabled and self.scripting.busy is None:
             ks.active_expire(0.25 / self.hz)
         if self.expired_pending:
             self.flush_expired()
@@ -593,7 +619,8 @@ class Server:
                     use_rdb_preamble=cfg.bool("aof-use-rdb-preamble"),
                     auto_rewrite_perc=cfg.int("auto-aof-rewrite-percentage"),
                     auto_rewrite_min_size=cfg.memory("auto-aof-rewrite-min-size"),
-                    disable_auto_gc=cfg.bool("aof-disable-auto-gc"))
+                    disable_auto_gc=cfg.bool("aof-disable-auto-gc"),
+                    preamble=self.scripting.functions.rewrite_commands)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:

@@ -435,7 +435,7 @@ class AOF:
                  dirname: str = "appendonlydir", fsync: str = "everysec", log=None,
                  use_rdb_preamble: bool = False, timestamps: bool = False,
                  auto_rewrite_perc: int = 100, auto_rewrite_min_size: int = 64 << 20,
-                 disable_auto_gc: bool = False) -> None:
+                 disable_auto_gc: bool = False, preamble=None) -> None:
         self.dir = os.path.abspath(dir or ".")
         self.filename = filename
         self.dirname = dirname
@@ -449,6 +449,9 @@ class AOF:
         self.auto_rewrite_perc = auto_rewrite_perc
         self.auto_rewrite_min_size = auto_rewrite_min_size
         self.disable_auto_gc = disable_auto_gc
+        # what a rewrite writes before the keys: fn() -> list of argv (the
+        # server's FUNCTION LOAD commands, as Redis's rewriteFunctions)
+        self.preamble = preamble
         self.manifest = Manifest()
         self.state = OFF
         self.fd = -1
@@ -504,7 +507,7 @@ class AOF:
                   auto_rewrite_perc: int | None = None,
                   auto_rewrite_min_size: int | None = None,
                   use_rdb_preamble: bool | None = None,
-                  disable_auto_gc: bool | None = None) -> None:
+                  disable_auto_gc: bool | None = None, preamble=None) -> None:
         """Apply CONFIG SET changes (None = unchanged)."""
         if fsync is not None and fsync != self.fsync_policy:
             self.flush()
@@ -519,6 +522,8 @@ class AOF:
             self.use_rdb_preamble = use_rdb_preamble
         if disable_auto_gc is not None:
             self.disable_auto_gc = disable_auto_gc
+        if preamble is not None:
+            self.preamble = preamble
 
     def read_manifest(self) -> Manifest:
         """The manifest on disk, or an empty one if dir or manifest is missing."""
@@ -875,6 +880,9 @@ class AOF:
             child_setup(self.log)
             tmp = self.file_path("temp-rewriteaof-bg-%d.aof" % os.getpid())
             with open(tmp, "wb", buffering=1 << 20) as fh:
+                if self.preamble is not None:
+                    for argv in self.preamble():
+                        fh.write(encode_command(argv))
                 nkeys = rewrite_keyspace(ks, fh.write, _now_ms())
                 fh.flush()
                 os.fsync(fh.fileno())

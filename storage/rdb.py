@@ -361,15 +361,24 @@ class _Writer:
             self.write(data)
 
 
-def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None) -> int:
+def function_record(code: bytes) -> bytes:
+    """One function library as RDB_OPCODE_FUNCTION2 + its code (rdbSaveFunctions)."""
+    return bytes((OP_FUNCTION2,)) + encode_string(code)
+
+
+def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None,
+         functions: list[bytes] | None = None) -> int:
     """Write an RDB of `dbs` (a sequence of Database or None, indexed by db
     number, whose .items() yields (key, value, expire_ms or -1)) through
-    write(bytes).  `aux` fields are written in order after the header.
+    write(bytes).  `aux` fields are written in order after the header, then
+    the code of each function library in `functions`, then the keys.
     Returns the number of keys written."""
     w = _Writer(write)
     w.add(MAGIC)
     for k, v in (aux or {}).items():
         w.add(_aux(k, v))
+    for code in functions or ():
+        w.add(function_record(code))
     nkeys = 0
     for dbid, db in enumerate(dbs):
         if db is None:
@@ -484,10 +493,11 @@ DECODERS: dict[int, Callable[[Reader], object]] = {
 
 def load(data, on_key: Callable[[int, bytes, object, int], object],
          on_aux: Callable[[bytes, bytes], object] | None = None,
-         name: str = "RDB") -> int:
+         name: str = "RDB", on_function: Callable[[bytes], object] | None = None) -> int:
     """Parse an RDB payload; on_key(dbid, key, value, expire_ms or -1) for each
-    key.  Raises RDBError (with the offset and the reason) on anything it
-    cannot load: bad magic, unknown version, value types without a decoder,
+    key, on_function(code) for each function library.  Raises RDBError (with
+    the offset and the reason) on anything it cannot load: bad magic, unknown
+    version, value types without a decoder, functions without on_function,
     truncation, checksum mismatch.  Returns the number of keys."""
     r = Reader(memoryview(data) if not isinstance(data, memoryview) else data)
     magic = bytes(r.take(9)) if len(data) >= 9 else b""
@@ -532,9 +542,14 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
                 continue
             if t == OP_EOF:
                 break
+            if t == OP_FUNCTION2 and on_function is not None:
+                on_function(r.string())
+                continue
             if t in (OP_FUNCTION, OP_FUNCTION2, OP_MODULE_AUX):
-                raise RDBError("%s: opcode 0x%02x (functions / module aux data) at offset %d "
-                               "is not supported by pynode yet" % (name, t, r.pos - 1))
+                raise RDBError("%s: opcode 0x%02x (%s) at offset %d is not supported here"
+                               % (name, t, "module aux data" if t == OP_MODULE_AUX else
+                                  "pre-GA function format" if t == OP_FUNCTION else
+                                  "functions", r.pos - 1))
             dec = decoder(t)
             if dec is None:
                 raise RDBError("%s: value type %d (%s) at offset %d is not supported by pynode"

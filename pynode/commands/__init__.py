@@ -33,7 +33,7 @@ class Command:
                  "nomulti", "noscript", "fast", "may_replicate", "skip_monitor",
                  "skip_slowlog", "blocking", "movablekeys", "first_key", "last_key",
                  "step", "subs", "parent", "calls", "usec", "rejected", "failed",
-                 "bname", "key_pos", "asking")
+                 "bname", "key_pos", "asking", "flags_of", "views")
 
     def __init__(self, name: str, handler, meta: CommandMeta) -> None:
         self.name = name                      # "get" or "client|list"
@@ -66,12 +66,30 @@ class Command:
         # the position of the only key, for commands with exactly one fixed key
         self.key_pos = (self.first_key if self.first_key > 0 and self.last_key == self.first_key
                         and not self.movablekeys else 0)
+        # EVAL/FCALL: fn(srv, cmd, argv) -> the command as its script's flags
+        # make it (write, denyoom, stale) for routing, READONLY and OOM checks
+        self.flags_of = None
+        self.views: dict | None = None
         self.subs: dict[bytes, Command] | None = None
         self.parent: Command | None = None
         self.calls = 0
         self.usec = 0.0
         self.rejected = 0
         self.failed = 0
+
+    def view(self, write: bool, denyoom: bool, stale: bool) -> "Command":
+        """This command with other write/denyoom/stale flags (a script's own
+        flags decide them for EVAL and FCALL); stats stay on the original."""
+        key = (write, denyoom, stale)
+        if self.views is None:
+            self.views = {}
+        v = self.views.get(key)
+        if v is None:
+            v = Command(self.name, self.handler, self.meta)
+            v.write, v.denyoom, v.stale = write, denyoom, stale
+            v.readonly = not write
+            self.views[key] = v
+        return v
 
     def keys(self, argv: list[bytes]) -> list[bytes]:
         """The key arguments by the legacy first/last/step triple."""
@@ -87,6 +105,8 @@ class Command:
 _HANDLERS: dict[str, object] = {}
 # name -> function(argv) -> key list, for commands with movable keys
 KEY_FINDERS: dict[str, object] = {}
+# name -> fn(srv, cmd, argv) -> Command: flags that depend on the arguments
+FLAGS_OF: dict[str, object] = {}
 
 
 def _modules() -> list[str]:
@@ -119,7 +139,8 @@ def build_table() -> dict[bytes, Command]:
     for name, fn in _HANDLERS.items():
         if "|" in name:
             continue
-        table[name.encode()] = Command(name, fn, META[name])
+        cmd = table[name.encode()] = Command(name, fn, META[name])
+        cmd.flags_of = FLAGS_OF.get(name)
     for name, fn in _HANDLERS.items():
         if "|" not in name:
             continue

@@ -118,13 +118,7 @@ def exec_(c, argv):
         srv.also_propagate = None
         c.srv.discard_transaction(c)
     if ops:
-        if len(ops) == 1:
-            srv.propagate(*ops[0])
-        else:
-            srv.propagate(ops[0][0], [b"MULTI"])
-            for dbid, a in ops:
-                srv.propagate(dbid, a)
-            srv.propagate(ops[-1][0], [b"EXEC"])
+        srv.propagate_ops(ops)
     return b"*%d\r\n" % len(queued) + b"".join(replies)
 
 
