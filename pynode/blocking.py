@@ -152,7 +152,7 @@ class Blocking:
     @staticmethod
     def may_block(c) -> bool:
         """False inside MULTI/EXEC and for the master client: answer at once."""
-        return not c.in_multi and "M" not in c.flags_extra and not c.deny_blocking
+        return not c.in_multi and "M" not in c.flags_extra and not c.script
 
     def block(self, c, keys: list[bytes], timeout_ms: int, serve: Serve,
               timeout_reply: bytes, cmd: str = "", write: bool = True):

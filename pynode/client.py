@@ -17,7 +17,7 @@ class Client(asyncio.Protocol):
                  "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
                  "wbuf", "close_queued", "asking",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
-                 "readonly", "blocked", "deny_blocking", "__weakref__")
+                 "readonly", "blocked", "script", "__weakref__")
 
     def __init__(self, srv) -> None:
         self.srv = srv
@@ -61,7 +61,7 @@ class Client(asyncio.Protocol):
         self.readonly = False
         self.asking = False
         self.blocked = None              # pynode.blocking.Blocked while parked on keys
-        self.deny_blocking = False       # a script's client: blocking commands answer at once
+        self.script = False              # a script's client (blocking commands answer at once)
         self.update_special()
 
     # ------------------------------------------------------------ asyncio

@@ -524,7 +524,8 @@ class Server:
         parts = []
         for a in argv:
             parts.append(quote(a))
-        line = "+%.6f [%d %s] %s\r\n" % (now, c.db.id, c.addr, " ".join(parts))
+        line = "+%.6f [%d %s] %s\r\n" % (now, c.db.id, "lua" if c.script else c.addr,
+                                          " ".join(parts))
         data = line.encode()
         for m in list(self.monitors):
             m.write(data)

@@ -3,7 +3,8 @@
 For each test, redis-benchmark runs against both servers alternately (several
 rounds, best of each kept) and the ratio pynode/redis-server is printed: the
 string/ping tests unpipelined and with -P 16, the data-type tests (lists, sets,
-hashes, sorted sets, streams) with -P 16; then 1M small string keys are loaded
+hashes, sorted sets, streams) with -P 16, EVALSHA of a small write script with
+both; then 1M small string keys are loaded
 into each and INFO memory's used_memory tells the bytes per key.  Nothing here
 asserts a time: it prints figures.
 """
@@ -11,6 +12,7 @@ asserts a time: it prints figures.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import subprocess
 import sys
@@ -18,10 +20,14 @@ import time
 
 from tests.helpers import Proc
 
-TESTS = ["ping_inline", "ping_mbulk", "set", "get", "incr", "mset"]
+TESTS = ["ping_inline", "ping_mbulk", "set", "get", "incr", "mset", "evalsha"]
 TYPE_TESTS = ["lpush", "rpop", "sadd", "hset", "spop", "zadd", "zpopmin", "lrange_100", "xadd"]
 # tests redis-benchmark 7.0 has no -t name for: run as an explicit command
-COMMANDS = {"xadd": ["XADD", "bench:stream", "*", "field", "value"]}
+# EVALSHA of a small write script (loaded with SCRIPT LOAD on both servers)
+WRITE_SCRIPT = "return redis.call('set', KEYS[1], ARGV[1])"
+WRITE_SHA = hashlib.sha1(WRITE_SCRIPT.encode()).hexdigest()
+COMMANDS = {"xadd": ["XADD", "bench:stream", "*", "field", "value"],
+            "evalsha": ["EVALSHA", WRITE_SHA, "1", "key:__rand_int__", "value"]}
 
 
 def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int) -> float:
@@ -79,6 +85,8 @@ def main() -> int:
     pyn = Proc().start()
     red = Proc(redis_server=True).start()
     try:
+        for p in (pyn, red):
+            assert p.client().script_load(WRITE_SCRIPT) == WRITE_SHA
         print("%-12s %9s %14s %14s %7s" % ("test", "pipeline", "pynode rps", "redis rps",
                                              "ratio"))
         runs = [(1, t) for t in tests] + [(16, t) for t in tests + type_tests]

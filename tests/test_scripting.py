@@ -504,3 +504,71 @@ def test_sandbox_escapes_are_closed(r):
     with pytest.raises(redis.ResponseError, match="readonly table"):
         r.eval("getmetatable('').__index = {upper = function() return 'pwned' end}", 0)
     assert r.eval("return ('a'):upper()", 0) == b"A"
+
+
+# ------------------------------------------------------------------ introspection
+def _monitor_lines(port: int, cmds) -> list:
+    mon = _Raw(port)
+    mon.sendall(enc("MONITOR"))
+    assert _read_reply(mon) == b"+OK\r\n"
+    run_on(port, cmds)
+    run_on(port, [("PING", "monitor-end")])
+    lines = []
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        line = _read_reply(mon)
+        text = line.decode()
+        body = text.split(" ", 1)[1]                     # drop the timestamp
+        db, rest = body.split(" ", 1)
+        who, cmd = rest.split("] ", 1)
+        lines.append((db + " " + ("lua" if who == "lua" else "client") + "]", cmd.strip()))
+        if "monitor-end" in cmd:
+            break
+    mon.close()
+    return lines
+
+
+def test_monitor_shows_scripts_as_redis(server, real):
+    cmds = [("EVAL", "redis.call('set', 'mk', '1') return redis.call('get', 'mk')", "0"),
+            ("FCALL", "nosuch", "0"), ("EVAL", "return 1", "x"),
+            ("FUNCTION", "LOAD", "REPLACE", "#!lua name=mon\nredis.register_function("
+                                            "'monf', function() return redis.call('ping') end)"),
+            ("FCALL", "monf", "0")]
+    got = [_monitor_lines(p.port, cmds) for p in (server, real)]
+    assert got[0] == got[1]
+    assert ("[0 lua]", '"set" "mk" "1"') in got[0]
+
+
+def test_slowlog_records_scripts_and_their_commands(server, real):
+    out = []
+    for p in (server, real):
+        c = p.client()
+        c.config_set("slowlog-log-slower-than", 0)
+        c.slowlog_reset()
+        c.eval("redis.call('set', 'sk', '1') return redis.call('get', 'sk')", 0)
+        entries = c.slowlog_get(10)
+        c.config_set("slowlog-log-slower-than", 10000)
+        out.append([(e["command"], e["client_address"]) for e in entries])
+        c.close()
+    assert [cmd for cmd, _ in out[0]] == [cmd for cmd, _ in out[1]]
+    # the script's own commands show the script client's address, as Redis's
+    inner = [[a for cmd, a in o if cmd.split()[0] in (b"get", b"set")] for o in out]
+    assert inner[0] == inner[1] and len(inner[0]) == 2
+
+
+def test_command_info_and_docs_for_scripting_commands(server, real):
+    from pynode.command_meta import COMMANDS as META
+    names = ["eval", "evalsha", "eval_ro", "evalsha_ro", "fcall", "fcall_ro"]
+    # containers list their subcommands in Redis's hash order: compare each one
+    names += [n for n in META if n.startswith(("script|", "function|"))]
+    for name in names:
+        for sub in (("COMMAND", "INFO", name), ("COMMAND", "DOCS", name)):
+            replies = [Conn(p.port).call(*sub) for p in (server, real)]
+            assert replies[0] == replies[1], sub
+    for name in ("script", "function"):
+        subs = [sorted(parse(Conn(p.port).call("COMMAND", "INFO", name))[0][1][0][1][9][1],
+                       key=lambda x: x[1][0][1]) for p in (server, real)]
+        assert subs[0] == subs[1]
+    replies = [Conn(p.port).call("COMMAND", "GETKEYS", "EVAL", "return 1", "2", "a", "b", "c")
+               for p in (server, real)]
+    assert replies[0] == replies[1]

@@ -34,7 +34,16 @@ def _split(c, argv: list[bytes], bad_numkeys: str | None = None):
     return keys, args, slot
 
 
+def _monitor(c, argv) -> None:
+    """EVAL and FCALL are shown to MONITOR before the commands they run
+    (they skip the dispatcher's feed, which comes after the command)."""
+    srv = c.srv
+    if srv.monitors:
+        srv.feed_monitors(c, argv)
+
+
 def _eval(c, argv, evalsha: bool, ro: bool):
+    _monitor(c, argv)
     keys, args, slot = _split(c, argv)
     sc = c.srv.scripting
     s = evalmod.lookup(sc, argv, evalsha)
@@ -64,6 +73,7 @@ def evalsha_ro(c, argv):
 
 
 def _fcall(c, argv, ro: bool):
+    _monitor(c, argv)
     sc = c.srv.scripting
     f = sc.functions.find(argv[1])
     if f is None:

@@ -111,9 +111,7 @@ class Scripting:
             from pynode.client import Client
             sc = Client(self.srv)
             sc.authed = True
-            sc.addr = "lua"
-            sc.laddr = "lua"
-            sc.deny_blocking = True
+            sc.script = True
             sc.update_special()
             sc.special = False
             self.clients[kind] = sc
@@ -187,8 +185,7 @@ class Scripting:
         ctx.ops = [] if own else srv.also_propagate
         ctx.cmd = own
         self.ctx = ctx
-        lua = engine.lua
-        job = (engine.run, fn, lua.table_from(keys), lua.table_from(args), c.resp)
+        job = (engine.run, fn, c.resp, keys, args)
         res = self.enter(ctx, job)
         if res is None:
             return self.suspend(ctx)
@@ -218,9 +215,9 @@ class Scripting:
         return value
 
     def _run_job(self, job):
-        run, fn, k, a, resp = job
+        run, fn, resp, keys, args = job
         try:
-            return "done", run(fn, k, a, resp)
+            return "done", run(fn, resp, len(keys), *keys, *args)
         except Exception as e:      # a lupa error outside the script's own pcall
             return "exc", e
 
@@ -371,7 +368,7 @@ class Scripting:
             ops[i] = (op[0], op[1], repl)
 
     def cluster_check(self, ctx: RunCtx, sc, cmd, argv) -> bytes | None:
-        """scriptVerifyClusterState: keys must be served here, in one slot."""
+        """scriptVerifyClusterState: the command's keys must be served here."""
         srv = self.srv
         sc.readonly = ctx.caller.readonly
         sc.asking = ctx.caller.asking
@@ -383,17 +380,9 @@ class Scripting:
             if err == DOWN:
                 return b"ERR Script attempted to execute a command while the cluster is down"
             return b"ERR Script attempted to access a non local key in a cluster node"
-        if ctx.allow_cross_slot:
-            return None
-        from pynode.routing import command_key_args
-        from storage.slots import keyslot
-        for key in command_key_args(cmd, argv):
-            s = keyslot(key)
-            if ctx.slot == -1:
-                ctx.slot = s
-            elif ctx.slot != s:
-                return (b"ERR Script attempted to access keys that do not hash to the same "
-                        b"slot")
+        # Redis 7.0 lets a script touch undeclared keys of several local
+        # slots (the same-slot rule for them came later, with
+        # allow-cross-slot-keys to lift it)
         return None
 
     # ------------------------------------------------------------ callbacks

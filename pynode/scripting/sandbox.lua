@@ -204,8 +204,7 @@ local random, randomseed = py.random, py.randomseed
 local to_resp
 local function dbl(d, cresp)
   local s
-  if d ~= d then s = "nan"
-  elseif d == huge then s = "inf"
+  if d == huge then s = "inf"
   elseif d == -huge then s = "-inf"
   else s = sformat("%.17g", d) end
   if cresp == 3 then return "," .. s .. "\r\n" end
@@ -452,6 +451,16 @@ end
 
 local api = {}
 
+-- KEYS and ARGV from the call's arguments (built here: cheaper than two
+-- tables made from Python)
+local function split_args(nkeys, ...)
+  local keys, argv = {}, {}
+  local n = select("#", ...)
+  for i = 1, nkeys do keys[i] = (select(i, ...)) end
+  for i = nkeys + 1, n do argv[i - nkeys] = (select(i, ...)) end
+  return keys, argv
+end
+
 if py.kind == "eval" then
   local redis_api = {}
   for k, v in next, R do redis_api[k] = v end
@@ -470,7 +479,8 @@ if py.kind == "eval" then
   end
 
   -- run one script: returns true, reply bytes | false, msg, source, line
-  function api.run(f, keys, argv, cresp)
+  function api.run(f, cresp, nkeys, ...)
+    local keys, argv = split_args(nkeys, ...)
     rawset(KEYS_ARGV, "KEYS", keys)
     rawset(KEYS_ARGV, "ARGV", argv)
     set_hook()
@@ -598,7 +608,8 @@ else
     return true, nil
   end
 
-  function api.run(f, keys, argv, cresp)
+  function api.run(f, cresp, nkeys, ...)
+    local keys, argv = split_args(nkeys, ...)
     set_hook()
     local ok, r = xpcall(function() return f(keys, argv) end, err_handler)
     debug.sethook()
