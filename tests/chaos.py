@@ -434,8 +434,11 @@ class Writer:
     def __init__(self, cluster: ChaosCluster, keys: int = 2000, batch: int = 24,
                  wait_ms: int = 300, retry_window: float = 15.0, max_seconds: float = 600,
                  max_writes: int = 5_000_000, pause: float = 0.005,
-                 socket_timeout: float = 1.0, seed: int | None = None) -> None:
+                 socket_timeout: float = 1.0, seed: int | None = None,
+                 function: str | None = None) -> None:
         self.cluster = cluster
+        # write through FCALL <function> 1 <key> <value> instead of SET
+        self.function = function
         self.keys = ["chaos:%d" % i for i in range(keys)]
         self.slot_of = {k: keyslot(k) for k in self.keys}
         self.batch = min(batch, keys)
@@ -641,8 +644,11 @@ class Writer:
             try:
                 # SET ... SET in one write, their replies, then WAIT 1 on the same
                 # connection: the OK time is the SET reply's, not WAIT's.
-                conn.send_packed_command(conn.pack_commands(
-                    [("SET", k, "s%d" % pending[k]) for k in keys]))
+                if self.function is None:
+                    cmds = [("SET", k, "s%d" % pending[k]) for k in keys]
+                else:
+                    cmds = [("FCALL", self.function, 1, k, "s%d" % pending[k]) for k in keys]
+                conn.send_packed_command(conn.pack_commands(cmds))
                 replies = []
                 for _ in keys:
                     try:

@@ -9,6 +9,11 @@ defines the words: acknowledged, retried, failed, lost).
   (MOVED), never acknowledges a stale write, reads follow to the new values.
 - kill -9 a replica: no failover, not one error for the writer.
 - CLUSTER FAILOVER on a replica under load: no write given up, none lost.
+- kill -9 a primary while every write is a function call that writes its key
+  twice (replicated as MULTI/EXEC): nothing acknowledged is lost, no replica
+  shows the intermediate value, and the library is on every node afterwards
+  (replicated, kept by the promoted replica, restored by the restarted node's
+  sync).
 
 The long form (20 rounds, failover times) is `make chaos` (tests/chaos_long.py).
 PYNODE_CLUSTER_SERVER=redis runs the same against redis-server 7.0 (how this was
@@ -109,3 +114,29 @@ def test_ledger_check_catches_loss(cl, writer):
     v = verify(writer)
     assert [k for k, _, _ in v.lost] == [lost_key]
     assert [k for k, _, _ in v.phantom] == [phantom_key]
+
+
+CHAOS_LIB = ("#!lua name=chaoslib\n"
+             "redis.register_function('chaos_set', function(k, a) "
+             "redis.call('set', k[1], 'tmp') return redis.call('set', k[1], a[1]) end)")
+
+
+def test_kill_primary_under_function_writes(cl):
+    cl.wait_healthy(timeout=30)
+    for port in cl.topology()["primaries"]:
+        assert cl.call(port, "FUNCTION", "LOAD", "REPLACE", CHAOS_LIB) in ("chaoslib",
+                                                                          b"chaoslib")
+    w = Writer(cl, keys=1500, max_seconds=150, seed=SEED + 1, function="chaos_set")
+    w.start()
+    try:
+        w.wait_progress(acked=50, timeout=20)
+        r = kill_primary_round(cl, w, random.Random(SEED + 1), name="function writes")
+    finally:
+        w.stop()
+    print("writer:", w.summary())
+    assert r["lost"] == 0 and r["checked"] > 0
+    v = verify(w)
+    assert v.ok(), (v.lost[:5], v.phantom[:5])
+    for port in cl.live_ports():
+        libs = cl.call(port, "FUNCTION", "LIST")
+        assert "chaoslib" in repr(libs), (port, libs)
