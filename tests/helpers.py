@@ -136,6 +136,21 @@ class Proc:
         self.cleanup()
 
 
+def wait_until(fn, timeout=10.0, what="condition"):
+    """Poll fn (bounded) until it returns something true; returns that."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            v = fn()
+            if v:
+                return v
+        except (redis.ConnectionError, redis.ResponseError) as e:
+            last = e
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for %s (%r)" % (what, last))
+
+
 def enc(*args) -> bytes:
     """A command as a RESP multibulk request."""
     out = b"*%d\r\n" % len(args)

@@ -7,21 +7,7 @@ import time
 import pytest
 import redis
 
-from tests.helpers import Proc
-
-
-def wait_until(fn, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            v = fn()
-            if v:
-                return v
-        except (redis.ConnectionError, redis.ResponseError) as e:
-            last = e
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s (%r)" % (what, last))
+from tests.helpers import Proc, wait_until
 
 
 def link_up(c):

@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from tests.compare import Conn, normalize, parse
-from tests.helpers import Proc, enc
+from tests.helpers import Proc, enc, wait_until
 
 CASES = os.path.join(os.path.dirname(__file__), "data", "scripting_cases.txt")
 
@@ -288,20 +288,6 @@ def test_function_restore_rejects_corrupt_payloads(server, real):
 
 
 # ------------------------------------------------------------------ replication
-def wait_for(fn, timeout: float = 15.0, what: str = ""):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-            if last:
-                return last
-        except (redis.ConnectionError, redis.ResponseError) as e:
-            last = e
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
-
-
 def test_replica_gets_effects_and_functions():
     primary = Proc().start()
     replica = Proc(["--replicaof", "127.0.0.1", str(primary.port)])
@@ -314,9 +300,9 @@ def test_replica_gets_effects_and_functions():
         pc.set("before", "1")
         replica.start()
         rc = replica.client()
-        wait_for(lambda: rc.info("replication")["master_link_status"] == "up", what="link")
+        wait_until(lambda: rc.info("replication")["master_link_status"] == "up", what="link")
         # the full sync carried the library
-        assert wait_for(lambda: rc.fcall_ro("rget", 1, "before") == b"1", what="full sync")
+        assert wait_until(lambda: rc.fcall_ro("rget", 1, "before") == b"1", what="full sync")
         pc.fcall("rf", 1, "ctr", 5)
         pc.eval("redis.call('set', 'a', 1) redis.call('set', 'b', 2)", 0)
         pc.function_load("#!lua name=later\nredis.register_function{function_name='lf', "
@@ -382,7 +368,7 @@ def _wait_busy(c, timeout: float = 10.0):
             return True
         except redis.ResponseError as e:
             return str(e).startswith("BUSY")
-    wait_for(busy, timeout, "the script to be busy")
+    wait_until(busy, timeout, "the script to be busy")
 
 
 def test_busy_script_killed_by_script_kill(busy_server):

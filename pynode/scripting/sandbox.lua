@@ -451,6 +451,19 @@ end
 
 local api = {}
 
+-- what a run gives back to Python: true, reply bytes | false, message (or
+-- nil), plain message, source, line
+local function outcome(cresp, ok, r)
+  debug.sethook()
+  if not ok then
+    local msg, plain, src, line = error_parts(r)
+    return false, msg, plain, src, line
+  end
+  local okr, bytes = pcall(reply_of, r, cresp, py.getresp())
+  if not okr then return false, nil, tostring(bytes) end
+  return true, bytes
+end
+
 -- KEYS and ARGV from the call's arguments (built here: cheaper than two
 -- tables made from Python)
 local function split_args(nkeys, ...)
@@ -484,15 +497,7 @@ if py.kind == "eval" then
     rawset(KEYS_ARGV, "KEYS", keys)
     rawset(KEYS_ARGV, "ARGV", argv)
     set_hook()
-    local ok, r = xpcall(f, err_handler)
-    debug.sethook()
-    if not ok then
-      local msg, plain, src, line = error_parts(r)
-      return false, msg, plain, src, line
-    end
-    local okr, bytes = pcall(reply_of, r, cresp, py.getresp())
-    if not okr then return false, nil, tostring(bytes) end
-    return true, bytes
+    return outcome(cresp, xpcall(f, err_handler))
   end
 else
   -- functions: one globals proxy whose reads go to the runtime globals, or
@@ -611,15 +616,7 @@ else
   function api.run(f, cresp, nkeys, ...)
     local keys, argv = split_args(nkeys, ...)
     set_hook()
-    local ok, r = xpcall(function() return f(keys, argv) end, err_handler)
-    debug.sethook()
-    if not ok then
-      local msg, plain, src, line = error_parts(r)
-      return false, msg, plain, src, line
-    end
-    local okr, bytes = pcall(reply_of, r, cresp, py.getresp())
-    if not okr then return false, nil, tostring(bytes) end
-    return true, bytes
+    return outcome(cresp, xpcall(function() return f(keys, argv) end, err_handler))
   end
 end
 
