@@ -412,9 +412,9 @@ def test_function_kill_and_unkillable_write(busy_server):
     c = busy_server.client()
     c.function_load("#!lua name=spin\nredis.register_function('spin', function() "
                     "while true do end end)\nredis.register_function('wspin', function() "
-                    "redis.call('set', 'w', 1) local t = redis.call('time') "
-                    "while tonumber(redis.call('time')[1]) < tonumber(t[1]) + 1 do end "
-                    "return 'done' end)")
+                    "redis.call('set', 'w', 1) local function now() local t = "
+                    "redis.call('time') return t[1] * 1000000 + t[2] end local t0 = now() "
+                    "while now() < t0 + 1500000 do end return 'done' end)")
     s = _send(busy_server.port, "FCALL", "spin", "0")
     _wait_busy(c)
     with pytest.raises(redis.ResponseError, match="can only call FUNCTION KILL"):

@@ -15,9 +15,15 @@ from storage.slots import keyslot
 NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
 
 
+_SMALL = {b"%d" % i: i for i in range(10)}
+
+
 def _split(c, argv: list[bytes], bad_numkeys: str | None = None):
     """numkeys, keys, args of EVAL/FCALL, with Redis's checks."""
-    if bad_numkeys is None:
+    numkeys = _SMALL.get(argv[2])
+    if numkeys is not None:
+        pass
+    elif bad_numkeys is None:
         numkeys = parse_int(argv[2])
     else:
         try:
@@ -43,13 +49,16 @@ def _monitor(c, argv) -> None:
 
 
 def _eval(c, argv, evalsha: bool, ro: bool):
-    _monitor(c, argv)
+    srv = c.srv
+    if srv.monitors:
+        _monitor(c, argv)
     keys, args, slot = _split(c, argv)
-    sc = c.srv.scripting
+    sc = srv.scripting
     s = evalmod.lookup(sc, argv, evalsha)
     if s is None:
         raise CommandError(NOSCRIPT)
-    return sc.run(c, sc.eval_lua(), s.fn, keys, args, s.sha.decode(), s.flags, ro, True, slot, argv)
+    return sc.run(c, sc.eval_engine or sc.eval_lua(), s.fn, keys, args, s.name, s.flags, ro,
+                  True, slot, argv)
 
 
 @command("eval")
@@ -73,14 +82,15 @@ def evalsha_ro(c, argv):
 
 
 def _fcall(c, argv, ro: bool):
-    _monitor(c, argv)
+    if c.srv.monitors:
+        _monitor(c, argv)
     sc = c.srv.scripting
     f = sc.functions.find(argv[1])
     if f is None:
         raise CommandError("ERR Function not found")
     keys, args, slot = _split(c, argv, "ERR Bad number of keys provided")
-    return sc.run(c, sc.functions.lua(), f.fn, keys, args, f.name.decode("utf-8", "replace"),
-                  f.flags, ro, False, slot, argv)
+    return sc.run(c, sc.functions.lua(), f.fn, keys, args, f.funcname, f.flags, ro, False,
+                  slot, argv)
 
 
 @command("fcall")

@@ -45,6 +45,7 @@ def _no_attributes(obj, name, is_setting):
 
 
 _NOVALUE = object()
+_OK = {b"ok": b"OK"}
 
 
 def _tonumber(v):
@@ -265,17 +266,23 @@ class LuaEngine:
         tuple) when it cannot run."""
         if not args:
             return (b"ERR Please specify at least one argument for this redis lib call",)
-        argv = []
         for a in args:
-            t = type(a)
-            if t is bytes:
-                argv.append(a)
-            elif t is int:
-                argv.append(b"%d" % a if -10**17 < a < 10**17 else b"%.17g" % a)
-            elif t is float:
-                argv.append(b"%.17g" % a)
-            else:
-                return (b"ERR Lua redis lib command arguments must be strings or integers",)
+            if type(a) is not bytes:
+                argv = []
+                for a in args:
+                    t = type(a)
+                    if t is bytes:
+                        argv.append(a)
+                    elif t is int:
+                        argv.append(b"%d" % a if -10**17 < a < 10**17 else b"%.17g" % a)
+                    elif t is float:
+                        argv.append(b"%.17g" % a)
+                    else:
+                        return (b"ERR Lua redis lib command arguments must be strings or "
+                                b"integers",)
+                break
+        else:
+            argv = list(args)
         r = self.host.call_command(argv)
         if type(r) is tuple:          # refused before running: (ERROR, text)
             return (r[1],)
@@ -287,6 +294,8 @@ class LuaEngine:
         if type(r) is tuple:
             self.pending_error = r[0]
             raise CallError()
+        if r == b"+OK\r\n":
+            return self.table_from(_OK)
         t = r[0]
         if t == 45 and r.count(b"\r\n") == 1:             # -ERR
             self.pending_error = error_text(r)

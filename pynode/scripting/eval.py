@@ -18,10 +18,11 @@ from storage.sdsargs import split_args
 
 
 class Script:
-    __slots__ = ("sha", "body", "fn", "flags")
+    __slots__ = ("sha", "name", "body", "fn", "flags")
 
     def __init__(self, sha: bytes, body: bytes, fn, flags: int) -> None:
         self.sha = sha
+        self.name = sha.decode()         # how errors and FUNCTION STATS name it
         self.body = body
         self.fn = fn
         self.flags = flags

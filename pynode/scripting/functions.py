@@ -35,10 +35,11 @@ BAD_NAME = ("ERR Library names can only contain letters, numbers, or underscores
 
 
 class Function:
-    __slots__ = ("name", "fn", "desc", "flags", "flag_names", "library")
+    __slots__ = ("name", "funcname", "fn", "desc", "flags", "flag_names", "library")
 
     def __init__(self, name: bytes, fn, desc, flag_names: list[bytes], library) -> None:
         self.name = name
+        self.funcname = name.decode("utf-8", "replace")
         self.fn = fn
         self.desc = desc
         self.flag_names = flag_names

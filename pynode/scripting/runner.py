@@ -60,17 +60,31 @@ LOG_LEVELS = ("debug", "verbose", "notice", "warning")
 class RunCtx:
     """One script invocation (Redis's scriptRunCtx)."""
 
-    __slots__ = ("caller", "sc", "funcname", "is_eval", "readonly", "allow_oom",
-                 "allow_cross_slot", "oom", "write_dirty", "killed", "timedout",
-                 "can_yield", "start", "now", "now_s", "repl", "slot", "ops", "engine",
-                 "cmd", "result", "argv")
+    __slots__ = ("caller", "sc", "funcname", "is_eval", "flags", "readonly", "oom",
+                 "write_dirty", "killed", "timedout", "can_yield", "start", "now",
+                 "now_s", "repl", "slot", "ops", "engine", "own_ops", "argv", "plain")
 
-    def __init__(self) -> None:
+    def __init__(self, caller, sc, engine, funcname: str, is_eval: bool, flags: int,
+                 readonly: bool, plain: bool, slot: int, argv) -> None:
+        self.caller = caller
+        self.sc = sc
+        self.engine = engine
+        self.funcname = funcname
+        self.is_eval = is_eval
+        self.flags = flags
+        self.readonly = readonly
+        self.plain = plain
+        self.slot = slot
+        self.argv = argv
         self.write_dirty = False
         self.killed = False
         self.timedout = False
         self.repl = REPL_AOF | REPL_REPLICA
-        self.result = None
+        self.oom = False
+
+    @property
+    def allow_oom(self) -> bool:
+        return not self.flags & EVAL_COMPAT and bool(self.flags & ALLOW_OOM)
 
 
 class Scripting:
@@ -155,38 +169,35 @@ class Scripting:
             flags: int, ro: bool, is_eval: bool, slot: int = -1, argv=()):
         """Run one script for client c; returns the reply bytes, or None when
         the script went past busy-reply-threshold (the reply follows)."""
-        err = self.prepare(c, flags, ro)
-        if err is not None:
-            raise CommandError(err)
         srv = self.srv
-        ctx = RunCtx()
-        ctx.caller = c
-        ctx.argv = argv
-        ctx.engine = engine
-        ctx.sc = sc = self.script_client(engine.kind)
-        ctx.funcname = funcname
-        ctx.is_eval = is_eval
-        ctx.readonly = ro or (not flags & EVAL_COMPAT and bool(flags & NO_WRITES))
-        ctx.allow_oom = not flags & EVAL_COMPAT and bool(flags & ALLOW_OOM)
-        ctx.allow_cross_slot = bool(flags & ALLOW_CROSS_SLOT)
-        ctx.oom = bool(srv.maxmemory) and not ctx.allow_oom and srv.evictor.over
-        ctx.slot = slot
+        plain = (srv.cluster is None and not srv.maxmemory
+                 and srv.replication.masterhost is None)
+        if not (plain and flags & EVAL_COMPAT):
+            err = self.prepare(c, flags, ro)
+            if err is not None:
+                raise CommandError(err)
+        sc = self.clients.get(engine.kind) or self.script_client(engine.kind)
+        ctx = RunCtx(c, sc, engine, funcname, is_eval, flags,
+                     ro or (not flags & EVAL_COMPAT and bool(flags & NO_WRITES)),
+                     plain, slot, argv)
+        if not plain:
+            ctx.oom = bool(srv.maxmemory) and not ctx.allow_oom and srv.evictor.over
         ctx.start = time.monotonic()
         ks = srv.ks
         ctx.now = ks.now
         ctx.now_s = ks.now_s
-        ctx.can_yield = (not c.in_multi and "M" not in c.flags_extra and not srv.loading
-                         and c.transport is not None and srv.loop is not None)
+        ctx.can_yield = (c.transport is not None and not c.in_multi and not srv.loading
+                         and "M" not in c.flags_extra and srv.loop is not None)
         sc.db = c.db
-        sc.set_resp(2)
+        if sc.resp != 2:
+            sc.set_resp(2)
         sc.readonly = c.readonly
         sc.asking = c.asking
-        own = srv.also_propagate is None
-        ctx.ops = [] if own else srv.also_propagate
-        ctx.cmd = own
+        ops = srv.also_propagate
+        ctx.own_ops = ops is None
+        ctx.ops = [] if ops is None else ops
         self.ctx = ctx
-        job = (engine.run, fn, c.resp, keys, args)
-        res = self.enter(ctx, job)
+        res = self.enter(ctx, (engine.run, fn, c.resp, keys, args))
         if res is None:
             return self.suspend(ctx)
         return self.finish(ctx, res)
@@ -282,7 +293,7 @@ class Scripting:
         """The script ended: propagate its writes, turn its result into the reply."""
         srv = self.srv
         self.ctx = None
-        if ctx.cmd:                       # the script owns its propagation
+        if ctx.own_ops:                   # the script owns its propagation
             ops = ctx.ops
             if ops:
                 srv.propagate_ops(ops)
@@ -313,7 +324,9 @@ class Scripting:
         """scriptCall: the reply bytes, or (ERROR, text) when refused."""
         ctx = self.ctx
         srv = self.srv
-        cmd = srv.table.get(argv[0].lower())
+        cmd = srv.dispatch.get(argv[0])
+        if cmd is None:
+            cmd = srv.table.get(argv[0].lower())
         if cmd is not None and cmd.subs is not None and len(argv) > 1:
             cmd = cmd.subs.get(argv[1].lower())
         if cmd is None:
@@ -324,13 +337,23 @@ class Scripting:
             return ERROR, b"ERR Wrong number of args calling Redis command from script"
         if cmd.noscript:
             return ERROR, b"ERR This Redis command is not allowed from script"
+        if ctx.plain:
+            # a primary with no maxmemory, not in cluster mode: only the
+            # read-only script rule applies
+            if cmd.write:
+                if ctx.readonly:
+                    return ERROR, b"ERR Write commands are not allowed from read-only scripts."
+                ctx.write_dirty = True
+            if ctx.repl == 3:
+                r = srv.run_queued(ctx.sc, cmd, argv)
+                return r if r is not None else ctx.sc.nil
         repl = srv.replication
         caller = ctx.caller
         master = "M" in caller.flags_extra
         if repl.masterhost is not None and repl.state != "connected" and \
                 not repl.serve_stale and not cmd.stale:
             return ERROR, b"ERR Can not execute the command on a stale replica"
-        if cmd.write:
+        if cmd.write and not ctx.plain:
             if ctx.readonly:
                 return ERROR, b"ERR Write commands are not allowed from read-only scripts."
             if repl.masterhost is not None and repl.read_only and not master and \

@@ -108,6 +108,7 @@ local table_fns = {insert = guard_table_fn(tinsert), remove = guard_table_fn(tre
 -- the count hook: slow-script detection, SCRIPT KILL / FUNCTION KILL
 local hook
 local getinfo = debug.getinfo
+local killed_mode = false
 hook = function()
   local killed = py.hook()
   if killed then
@@ -116,6 +117,8 @@ hook = function()
     local i = getinfo(2, "S")
     if i and i.source:sub(1, 1) == "=" then return end
     -- from now on every line fails, so a pcall cannot swallow the kill
+    -- (until the run ends: outcome() puts the count hook back)
+    killed_mode = true
     debug.sethook(hook, "l")
     error({err = killed}, 0)
   end
@@ -450,14 +453,28 @@ B.getmetatable = function(t)
 end
 
 local api = {}
+-- the count hook stays on for the life of the state (it costs one Python
+-- call per 100k instructions); after a kill it fails every line until the
+-- run ends
+set_hook()
 
 -- what a run gives back to Python: true, reply bytes | false, message (or
 -- nil), plain message, source, line
 local function outcome(cresp, ok, r)
-  debug.sethook()
+  if killed_mode then
+    killed_mode = false
+    set_hook()
+  end
   if not ok then
     local msg, plain, src, line = error_parts(r)
     return false, msg, plain, src, line
+  end
+  local t = type(r)
+  if t == "string" then return true, "$" .. #r .. "\r\n" .. r .. "\r\n" end
+  if t == "number" then return true, sformat(":%d\r\n", r) end
+  if t == "table" and rawget(r, "err") == nil then     -- a status reply
+    local s = rawget(r, "ok")
+    if type(s) == "string" then return true, "+" .. clean(s) .. "\r\n" end
   end
   local okr, bytes = pcall(reply_of, r, cresp, py.getresp())
   if not okr then return false, nil, tostring(bytes) end
@@ -467,10 +484,11 @@ end
 -- KEYS and ARGV from the call's arguments (built here: cheaper than two
 -- tables made from Python)
 local function split_args(nkeys, ...)
+  local all = {...}
+  if nkeys == 0 then return {}, all end
   local keys, argv = {}, {}
-  local n = select("#", ...)
-  for i = 1, nkeys do keys[i] = (select(i, ...)) end
-  for i = nkeys + 1, n do argv[i - nkeys] = (select(i, ...)) end
+  for i = 1, nkeys do keys[i] = all[i] end
+  for i = nkeys + 1, #all do argv[i - nkeys] = all[i] end
   return keys, argv
 end
 
@@ -496,7 +514,6 @@ if py.kind == "eval" then
     local keys, argv = split_args(nkeys, ...)
     rawset(KEYS_ARGV, "KEYS", keys)
     rawset(KEYS_ARGV, "ARGV", argv)
-    set_hook()
     return outcome(cresp, xpcall(f, err_handler))
   end
 else
@@ -600,9 +617,11 @@ else
     local env_mt = {__index = LOAD, __newindex = refuse, __metatable = false}
     setmetatable(env, env_mt)
     setfenv(f, env)
-    set_hook()
     local ok, r = xpcall(f, err_handler)
-    debug.sethook()
+    if killed_mode then
+      killed_mode = false
+      set_hook()
+    end
     env_mt.__index = G
     real_of[env] = G
     meta_of[env] = meta_of[view]
@@ -615,7 +634,6 @@ else
 
   function api.run(f, cresp, nkeys, ...)
     local keys, argv = split_args(nkeys, ...)
-    set_hook()
     return outcome(cresp, xpcall(function() return f(keys, argv) end, err_handler))
   end
 end
