@@ -179,10 +179,10 @@ class Replication:
         if self.masterhost is not None:
             if "M" in c.flags_extra:
                 return None
+            if is_write and self.read_only:      # processCommand checks this first
+                return READONLY_ERR
             if (not self.serve_stale and self.state != "connected" and not cmd.stale):
                 return MASTERDOWN_ERR
-            if is_write and self.read_only:
-                return READONLY_ERR
             return None
         if is_write and self.good_replicas() < self.min_to_write:
             return NOREPLICAS_ERR

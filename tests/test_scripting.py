@@ -558,3 +558,77 @@ def test_command_info_and_docs_for_scripting_commands(server, real):
     replies = [Conn(p.port).call("COMMAND", "GETKEYS", "EVAL", "return 1", "2", "a", "b", "c")
                for p in (server, real)]
     assert replies[0] == replies[1]
+
+
+# ------------------------------------------------------------------ flags vs. state
+def _same(procs, cmds) -> list:
+    out = []
+    for p in procs:
+        c = Conn(p.port)
+        try:
+            out.append([c.call(*a) for a in cmds])
+        finally:
+            c.close()
+    for a, x, y in zip(cmds, out[0], out[1]):
+        assert x == y, "%r\n  pynode: %r\n  redis:  %r" % (a, x, y)
+    return out[0]
+
+
+def test_oom_refuses_scripts_as_redis():
+    procs = [Proc(["--maxmemory-policy", "noeviction"], redis_server=rs).start()
+             for rs in (False, True)]
+    try:
+        for p in procs:
+            c = p.client()
+            c.set("fill", "x")
+            c.config_set("maxmemory", 1)          # always over
+            c.close()
+        replies = _same(procs, [
+            ("EVAL", "return redis.call('set', 'k', 'v')", "0"),
+            ("EVAL", "return redis.call('get', 'fill') and 1", "0"),
+            ("EVAL", "#!lua\nreturn redis.call('get', 'k')", "0"),
+            ("EVAL", "#!lua flags=no-writes\nreturn redis.call('exists', 'fill')", "0"),
+            ("EVAL", "#!lua flags=allow-oom\nreturn redis.call('set', 'k2', 'v')", "0"),
+            ("EVAL", "redis.call('del', 'nosuch') return redis.call('set', 'k3', 'v')", "0"),
+            ("EVAL_RO", "return redis.call('get', 'k2')", "0"),
+        ])
+        assert replies[0].startswith(b"-OOM command not allowed")
+        assert replies[2].startswith(b"-OOM command not allowed")       # denyoom: refused
+        assert replies[4] == b"+OK\r\n"
+        # after a first write (even one that changed nothing) a script is not stopped
+        assert replies[5] == b"+OK\r\n"
+    finally:
+        for p in procs:
+            p.cleanup()
+
+
+def test_stale_replica_refuses_scripts_as_redis():
+    from tests.helpers import free_port
+    dead = free_port()           # a primary that is never there
+    procs = [Proc(["--replicaof", "127.0.0.1", str(dead), "--replica-serve-stale-data", "no"],
+                  redis_server=rs).start(wait=False) for rs in (False, True)]
+    try:
+        for p in procs:                      # PING is refused here: wait for INFO
+            def up(port=p.port):
+                try:
+                    c = Conn(port)
+                except OSError:
+                    return False
+                c.close()
+                return True
+            wait_until(up, 10, "start")
+        _same(procs, [
+            ("EVAL", "return 1", "0"),
+            ("EVAL", "#!lua\nreturn 1", "0"),
+            ("EVAL", "#!lua flags=no-writes\nreturn 1", "0"),
+            ("EVAL", "#!lua flags=no-writes,allow-stale\nreturn 1", "0"),
+            ("EVAL", "#!lua flags=no-writes,allow-stale\nreturn redis.call('get', 'x')", "0"),
+            ("EVAL", "#!lua flags=no-writes,allow-stale\nreturn redis.call('ping')", "0"),
+            ("EVAL_RO", "return 1", "0"),
+            ("FCALL", "nosuch", "0"),
+            ("SET", "a", "b"),                   # READONLY comes before MASTERDOWN
+            ("GET", "a"),
+        ])
+    finally:
+        for p in procs:
+            p.cleanup()

@@ -146,7 +146,7 @@ class Scripting:
             return None
         if flags & NO_CLUSTER and srv.cluster is not None:
             return "ERR Can not run script on cluster, 'no-cluster' flag is set."
-        if not flags & ALLOW_OOM and srv.maxmemory and self.out_of_memory():
+        if not flags & (ALLOW_OOM | NO_WRITES) and srv.maxmemory and self.out_of_memory():
             return ("OOM allow-oom flag is not set on the script, can not run it when "
                     "used memory > 'maxmemory'")
         if stale and not flags & ALLOW_STALE:
@@ -181,7 +181,8 @@ class Scripting:
                      ro or (not flags & EVAL_COMPAT and bool(flags & NO_WRITES)),
                      plain, slot, argv)
         if not plain:
-            ctx.oom = bool(srv.maxmemory) and not ctx.allow_oom and srv.evictor.over
+            # server.script_oom: measured (evicting if it can) as the script starts
+            ctx.oom = bool(srv.maxmemory) and not ctx.allow_oom and self.out_of_memory()
         ctx.start = time.monotonic()
         ks = srv.ks
         ctx.now = ks.now
