@@ -24,6 +24,7 @@ import os
 from lupa import lua51
 
 from pynode.config import VERSION
+from pynode.scripting import lualibs
 
 # Lua's heap cap per state: a script that allocates without bound gets
 # "not enough memory" instead of taking the process down
@@ -225,12 +226,7 @@ class LuaEngine:
             encoding=None, unpack_returned_tuples=True, register_eval=False,
             register_builtins=False, max_memory=MAX_MEMORY, attribute_filter=_no_attributes)
         self.table_from = lua.table_from
-        try:
-            from pynode.scripting import lualibs
-        except ImportError:          # pragma: no cover - the libraries ship with pynode
-            lualibs = None
-        if lualibs is not None:
-            lualibs.install(lua)
+        lualibs.install(lua)         # cjson, cmsgpack, bit, struct, before the sandbox
         py = lua.table_from({
             b"kind": kind.encode(),
             b"call": self.call,

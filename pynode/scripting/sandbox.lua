@@ -86,7 +86,10 @@ B.setmetatable = function(t, mt)
   if real_of[t] then error(READONLY, 0) end
   return setmetatable(t, mt)
 end
+-- cjson.null is a full userdata here (Redis's is a light userdata): no metatable shows
+local cjson_null = type(ENV0.cjson) == "table" and ENV0.cjson.null or nil
 B.getmetatable = function(t)
+  if cjson_null ~= nil and rawequal(t, cjson_null) then return nil end
   local shown = meta_of[t]
   if shown ~= nil then return shown end
   if real_of[t] then return nil end
