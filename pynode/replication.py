@@ -75,7 +75,8 @@ class ReplicaInfo:
     """What the primary knows about one replica connection."""
 
     __slots__ = ("c", "state", "port", "ip", "capa_eof", "capa_psync2", "ack_off",
-                 "ack_time", "pending", "wait_ack", "pre_psync", "job")
+                 "ack_time", "pending", "wait_ack", "pre_psync", "job", "exclude_data",
+                 "exclude_functions")
 
     def __init__(self, c: Client) -> None:
         self.c = c
@@ -90,6 +91,9 @@ class ReplicaInfo:
         self.wait_ack = False
         self.pre_psync = False
         self.job = None
+        # REPLCONF rdb-filter-only (redis-cli --functions-rdb): what the RDB leaves out
+        self.exclude_data = False
+        self.exclude_functions = False
 
     def name(self) -> str:
         return "%s:%s" % (self.ip, self.port if self.port else "<unknown-replica-port>")
@@ -322,8 +326,23 @@ class Replication:
                 if self.master_client is c:
                     self.send_ack()
                 return None
-            elif opt in (b"rdb-only", b"rdb-filter-only"):
-                pass
+            elif opt == b"rdb-filter-only":
+                # include filters for the snapshot: "functions", or none at all
+                from storage.sdsargs import split_args
+                filters = split_args(val)
+                if filters is None:
+                    raise CommandError("ERR Missing rdb-filter-only values")
+                if info is None:
+                    info = self.handshake[c] = ReplicaInfo(c)
+                info.exclude_data = info.exclude_functions = True
+                for f in filters:
+                    if f.lower() == b"functions":
+                        info.exclude_functions = False
+                    else:
+                        raise CommandError("ERR Unsupported rdb-filter-only option: %s"
+                                           % f.decode("utf-8", "replace"))
+            elif opt == b"rdb-only":
+                pass                     # the replica closes the link after the RDB
             else:
                 raise CommandError("ERR Unrecognized REPLCONF option: %s"
                                    % argv[i].decode("utf-8", "replace"))
@@ -431,7 +450,8 @@ class Replication:
                                                  if self.master_client is not None else 0),
                "repl-id": srv.replid,
                "repl-offset": self.offset, "aof-base": 0}
-        functions = srv.scripting.functions.codes()
+        functions = [] if info.exclude_functions else srv.scripting.functions.codes()
+        dbs = [] if info.exclude_data else srv.ks.dbs
         rfd, wfd = os.pipe()
         t0 = time.perf_counter()
         pid = os.fork()
@@ -442,7 +462,7 @@ class Replication:
                 os.close(rfd)
                 child_setup(log)
                 with open(wfd, "wb", buffering=1 << 20, closefd=True) as fh:
-                    n = rdb.dump(srv.ks.dbs, fh.write, aux, functions)
+                    n = rdb.dump(dbs, fh.write, aux, functions)
                 log.notice("Fork CoW for RDB: current 0 MB, peak 0 MB, average 0 MB")
                 log.notice("DB saved on disk (%d keys)" % n)
                 code = 0

@@ -632,3 +632,37 @@ def test_stale_replica_refuses_scripts_as_redis():
     finally:
         for p in procs:
             p.cleanup()
+
+
+def test_redis_cli_functions_rdb(server, real):
+    """`redis-cli --functions-rdb` (REPLCONF rdb-filter-only functions): an RDB
+    with the libraries and no keys, which redis-server loads."""
+    import subprocess
+    lib = "#!lua name=frdb\nredis.register_function('frdb_f', function() return 'f' end)"
+    c = server.client()
+    c.function_flush()
+    c.function_load(lib)
+    c.set("not-in-the-rdb", "v")
+    path = os.path.join(server.dir, "functions.rdb")
+    res = subprocess.run(["redis-cli", "-p", str(server.port), "--functions-rdb", path],
+                         capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    with open(path, "rb") as fh:
+        data = fh.read()
+    assert b"frdb_f" in data and b"not-in-the-rdb" not in data
+    # redis-server starts from it with the library and no keys
+    workdir = tempfile.mkdtemp(prefix="pynode-frdb-")
+    try:
+        shutil.copy(path, os.path.join(workdir, "dump.rdb"))
+        p = Proc(redis_server=True, workdir=workdir)
+        p.args = ["--dbfilename", "dump.rdb"]
+        p.start()
+        try:
+            rc = p.client()
+            assert rc.fcall("frdb_f", 0) == b"f"
+            assert rc.dbsize() == 0
+        finally:
+            p.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    c.close()
