@@ -17,7 +17,7 @@ class Client(asyncio.Protocol):
                  "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
                  "wbuf", "close_queued", "asking",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
-                 "readonly", "blocked", "script", "__weakref__")
+                 "readonly", "blocked", "script", "runs_scripts", "__weakref__")
 
     def __init__(self, srv) -> None:
         self.srv = srv
@@ -62,6 +62,7 @@ class Client(asyncio.Protocol):
         self.asking = False
         self.blocked = None              # pynode.blocking.Blocked while parked on keys
         self.script = False              # a script's client (blocking commands answer at once)
+        self.runs_scripts = False        # has sent EVAL/FCALL: batches run in the script worker
         self.update_special()
 
     # ------------------------------------------------------------ asyncio
@@ -91,7 +92,10 @@ class Client(asyncio.Protocol):
             self.pending.extend(cmds)
             cmds = []
         elif cmds:
-            self.run(cmds)
+            if self.runs_scripts:
+                srv.scripting.run_batch(self, cmds)
+            else:
+                self.run(cmds)
         if parser.error is not None:
             err = parser.error
             if err == "query buffer limit":
@@ -145,7 +149,10 @@ class Client(asyncio.Protocol):
         if not self.closing:
             self.transport.resume_reading()
             if cmds:
-                self.run(cmds)
+                if self.runs_scripts:
+                    self.srv.scripting.run_batch(self, cmds)
+                else:
+                    self.run(cmds)
 
     def filter_reply(self, r: bytes):
         mode = self.reply_mode

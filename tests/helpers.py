@@ -93,6 +93,9 @@ class Proc:
             except TimeoutError:
                 self.stop()
                 raise AssertionError("server did not start:\n" + self.log())
+            except BaseException:
+                self.stop()              # never leave a process behind
+                raise
         return self
 
     def client(self, **kw) -> redis.Redis:

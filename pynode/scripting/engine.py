@@ -226,6 +226,7 @@ class LuaEngine:
             encoding=None, unpack_returned_tuples=True, register_eval=False,
             register_builtins=False, max_memory=MAX_MEMORY, attribute_filter=_no_attributes)
         self.table_from = lua.table_from
+        self.call_command = host.call_command
         lualibs.install(lua)         # cjson, cmsgpack, bit, struct, before the sandbox
         py = lua.table_from({
             b"kind": kind.encode(),
@@ -286,9 +287,14 @@ class LuaEngine:
 
     def call(self, *args):
         """redis.call: the reply as Lua values; an error reply raises."""
-        r = self.run_command(args)
+        for a in args:
+            if type(a) is not bytes:
+                r = self.run_command(args)
+                break
+        else:
+            r = self.call_command(list(args)) if args else self.run_command(args)
         if type(r) is tuple:
-            self.pending_error = r[0]
+            self.pending_error = r[-1]
             raise CallError()
         if r == b"+OK\r\n":
             return self.table_from(_OK)

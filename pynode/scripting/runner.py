@@ -32,12 +32,13 @@ from __future__ import annotations
 
 import random
 import time
+from time import monotonic
 
 import greenlet
 
 from pynode.commands import CommandError
 from pynode.log import log
-from pynode.routing import CROSSSLOT, DOWN, DOWN_RO, route
+from pynode.routing import DOWN, DOWN_RO, route
 from pynode.scripting.engine import ERROR, LuaEngine
 
 BUSY_EVAL = ("BUSY Redis is busy running a script. You can only call SCRIPT KILL "
@@ -104,6 +105,7 @@ class Scripting:
         self.worker: greenlet.greenlet | None = None
         self.clients: dict[str, object] = {}    # engine kind -> script client
         self.execute_normal = None
+        self.busy_batch = False
         self.rand_state = 0
         self.srand(random.getrandbits(32))
 
@@ -183,24 +185,46 @@ class Scripting:
         if not plain:
             # server.script_oom: measured (evicting if it can) as the script starts
             ctx.oom = bool(srv.maxmemory) and not ctx.allow_oom and self.out_of_memory()
-        ctx.start = time.monotonic()
+        ctx.start = monotonic()
         ks = srv.ks
         ctx.now = ks.now
         ctx.now_s = ks.now_s
         ctx.can_yield = (c.transport is not None and not c.in_multi and not srv.loading
                          and "M" not in c.flags_extra and srv.loop is not None)
+        c.runs_scripts = True
         sc.db = c.db
         if sc.resp != 2:
             sc.set_resp(2)
         sc.readonly = c.readonly
         sc.asking = c.asking
-        ops = srv.also_propagate
-        ctx.own_ops = ops is None
-        ctx.ops = [] if ops is None else ops
+        saved = srv.also_propagate
+        ctx.own_ops = saved is None
+        ops = ctx.ops = [] if saved is None else saved
         self.ctx = ctx
-        res = self.enter(ctx, (engine.run, fn, c.resp, keys, args))
-        if res is None:
-            return self.suspend(ctx)
+        job = (engine.run, fn, c.resp, keys, args)
+        # enter() without the call (the hot path of EVALSHA)
+        srv.also_propagate = ops
+        try:
+            if ctx.can_yield and greenlet.getcurrent() is not self.worker:
+                w = self.worker
+                if w is None or w.dead:
+                    w = self.worker = greenlet.greenlet(self._worker_main)
+                kind, res = w.switch(job)
+            else:
+                # in the worker already (run_batch), or a script that cannot yield
+                kind, res = self._run_job(job)
+        finally:
+            srv.also_propagate = saved
+        if kind != "done":
+            if kind == "busy":
+                return self.suspend(ctx)
+            res = (False, None, str(res).encode("utf-8", "replace"), None, None)
+        elif res[0] and not ops:        # a reply and nothing to propagate
+            self.ctx = None
+            engine.calls += 1
+            if engine.calls % 50 == 0:
+                engine.gc_step(50)
+            return res[1]
         return self.finish(ctx, res)
 
     def enter(self, ctx: RunCtx, job):
@@ -235,13 +259,44 @@ class Scripting:
 
     def _worker_main(self, job):
         while True:
-            result = self._run_job(job)
+            if job[0] == "batch":
+                try:
+                    job[1].run(job[2])
+                    result = ("done", None)
+                except BaseException as e:  # noqa: BLE001 - raised again in the loop
+                    result = ("exc", e)
+            else:
+                result = self._run_job(job)
             job = self.main.switch(result)
 
-    def suspend(self, ctx: RunCtx):
-        """The script is busy: park its client, serve others with -BUSY."""
+    def run_batch(self, c, cmds: list) -> None:
+        """Client.run for a client that runs scripts: inside the worker
+        greenlet, so its scripts need no switch of their own (one switch per
+        read instead of one per script; a switch costs microseconds)."""
+        if self.busy is not None or greenlet.getcurrent() is not self.main:
+            c.run(cmds)
+            return
+        w = self.worker
+        if w is None or w.dead:
+            w = self.worker = greenlet.greenlet(self._worker_main)
+        srv = self.srv
+        saved = srv.also_propagate
+        try:
+            kind, value = w.switch(("batch", c, cmds))
+        finally:
+            srv.also_propagate = saved
+        if kind == "busy":
+            self.suspend(self.ctx, batch=True)
+        elif kind == "exc":
+            raise value
+
+    def suspend(self, ctx: RunCtx, batch: bool = False):
+        """The script is busy: park its client, serve others with -BUSY.
+        `batch`: the script runs inside its client's batch (run_batch), which
+        goes on by itself once the script is over."""
         srv = self.srv
         self.busy = ctx
+        self.busy_batch = batch
         c = ctx.caller
         c.paused = True                  # its next commands wait for the reply
         if self.execute_normal is None:
@@ -254,14 +309,24 @@ class Scripting:
         ctx = self.busy
         if ctx is None:
             return
-        res = self._resume_switch(ctx)
-        if res is None:
+        kind, res = self._resume_switch(ctx)
+        if kind == "busy":
             self.srv.loop.call_soon(self.resume)
             return
         self.busy = None
         self.srv.execute = self.execute_normal
         self.execute_normal = None
         c = ctx.caller
+        if self.busy_batch:              # the batch answered the script itself
+            c.paused = False
+            if kind == "exc":
+                log.warning("Error while running a client's commands: %r" % (res,))
+                c.transport.abort()
+            elif not c.closing and c.transport is not None:
+                c.resume()
+            return
+        if kind == "exc":
+            res = (False, None, str(res).encode("utf-8", "replace"), None, None)
         try:
             reply = self.finish(ctx, res)
         except CommandError as e:
@@ -280,15 +345,10 @@ class Scripting:
         now, now_s = ks.now, ks.now_s
         ks.now, ks.now_s = ctx.now, ctx.now_s
         try:
-            kind, value = self.worker.switch(None)
+            return self.worker.switch(None)
         finally:
             srv.also_propagate = saved
             ks.now, ks.now_s = now, now_s
-        if kind == "busy":
-            return None
-        if kind == "exc":
-            return (False, None, str(value).encode(), None, None)
-        return value
 
     def finish(self, ctx: RunCtx, res) -> bytes:
         """The script ended: propagate its writes, turn its result into the reply."""
