@@ -150,17 +150,25 @@ class Database:
     def scan(self, cursor: int, count: int, pattern: bytes | None,
              typ: str | None) -> tuple[int, list[bytes]]:
         """Cursor is the next slot to visit; a whole slot is returned at once,
-        so a key present for the whole scan is returned at least once."""
+        so a key present for the whole scan is returned at least once.  COUNT
+        bounds the keys looked at (Redis's count*10 iterations), not the
+        slots: empty slots are skipped, and a cursor past the last non-empty
+        slot is 0, so a small keyspace is scanned in one call, as Redis's
+        small hash table is."""
         ok = matcher(pattern) if pattern else None
         out: list[bytes] = []
+        slots = self.slots
         slot = cursor
-        visited = 0
+        examined = 0
+        budget = count * 10
         expires = self.expires
         now = self.ks.now
         while slot < SLOTS:
-            d = self.slots[slot]
+            d = slots[slot]
             slot += 1
-            visited += 1
+            if not d:
+                continue
+            examined += len(d)
             for k, v in list(d.items()):
                 if k in expires and expires[k] <= now:
                     if self.ks.expire_on_read:
@@ -171,8 +179,10 @@ class Database:
                 if typ is not None and type_name(v) != typ:
                     continue
                 out.append(k)
-            if len(out) >= count or visited >= count * 10 + 1000:
+            if len(out) >= count or examined >= budget:
                 break
+        while slot < SLOTS and not slots[slot]:
+            slot += 1
         return (0 if slot >= SLOTS else slot), out
 
     # ---------------------------------------------------------- writes

@@ -644,3 +644,27 @@ def test_watch_sees_key_commands(r, server):
                     p.execute()
     finally:
         other.close()
+
+
+def test_scan_small_keyspace_in_one_call_as_redis(server):
+    """SCAN 0 on a node with 3 keys gives the 3 keys and cursor 0, as
+    redis-server's small hash table does (COUNT bounds keys, not slots)."""
+    real = Proc(redis_server=True).start()
+    try:
+        for port in (server.port, real.port):
+            c = redis.Redis(port=port)
+            c.flushall()
+            c.mset({"a": 1, "b": 2, "{x}c": 3})
+            cursor, keys = c.scan(0)
+            assert cursor == 0 and sorted(keys) == [b"a", b"b", b"{x}c"], port
+            cursor, keys = c.scan(0, count=1)
+            seen = set(keys)
+            for _ in range(100):
+                if cursor == 0:
+                    break
+                cursor, keys = c.scan(cursor, count=1)
+                seen.update(keys)
+            assert cursor == 0 and seen == {b"a", b"b", b"{x}c"}
+            c.close()
+    finally:
+        real.cleanup()
