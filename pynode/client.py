@@ -155,17 +155,20 @@ class Client(asyncio.Protocol):
                     self.run(cmds)
 
     def filter_reply(self, r: bytes):
+        """CLIENT REPLY OFF/SKIP: drop the reply, but a RESP3 push (subscribe
+        confirmations) is sent regardless, as Redis does."""
         mode = self.reply_mode
         if mode == REPLY_ON:
             return r
+        keep = r if self.resp == 3 and r[:1] == b">" else None
         if mode == REPLY_SKIP_NEXT:
             self.reply_mode = REPLY_SKIP
-            return None
+            return keep
         if mode == REPLY_SKIP:
             self.reply_mode = REPLY_ON
             self.update_special()
-            return None
-        return None  # REPLY_OFF
+            return keep
+        return keep  # REPLY_OFF
 
     def write(self, data: bytes) -> None:
         """Send out-of-band data (pub/sub messages, MONITOR lines); while this

@@ -341,3 +341,24 @@ def test_slow_subscriber_is_disconnected_over_the_hard_limit():
         r.close()
     finally:
         p.cleanup()
+
+
+def test_resp3_pushes_ignore_client_reply_off(server):
+    """A RESP3 client with CLIENT REPLY OFF still gets its subscribe and
+    unsubscribe confirmations (push replies), as redis-server sends them;
+    its other replies stay off.  (A client waiting for the confirmation
+    used to wait forever.)"""
+    from tests.helpers import Proc, enc, raw_command
+    payload = (enc("HELLO", "3") + enc("CLIENT", "REPLY", "OFF") + enc("SUBSCRIBE", "c1", "c2")
+               + enc("PING") + enc("UNSUBSCRIBE", "c1") + enc("CLIENT", "REPLY", "SKIP")
+               + enc("SUBSCRIBE", "c3") + enc("CLIENT", "REPLY", "ON") + enc("PING", "x"))
+    real = Proc(redis_server=True).start()
+    try:
+        outs = []
+        for port in (server.port, real.port):
+            out = raw_command(port, payload, timeout=5, replies=7)
+            outs.append(out.split(b"modules\r\n*0\r\n", 1)[1])
+        assert outs[0] == outs[1]
+        assert outs[0].endswith(b"$1\r\nx\r\n") and outs[0].count(b">3\r\n") == 4
+    finally:
+        real.cleanup()
