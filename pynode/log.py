@@ -39,6 +39,16 @@ class Log:
         except (OSError, ValueError):
             pass
 
+    def raw(self, level: int, text: str) -> None:
+        """Write text as it is, without the line prefix (serverLogRaw)."""
+        if level < self.level:
+            return
+        try:
+            self._fh.write(text)
+            self._fh.flush()
+        except (OSError, ValueError):
+            pass
+
     def notice(self, msg: str) -> None:
         self(NOTICE, msg)
 

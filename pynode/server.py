@@ -647,8 +647,11 @@ class Server:
                     log.warning("Warning: Could not create server TCP listening socket "
                                 "%s:%d: %s" % (host, port, e.strerror))
                     raise SystemExit(1)
-            log.notice("Running mode=%s, port=%d."
-                       % ("cluster" if self.cluster is not None else "standalone", port))
+            mode = "cluster" if self.cluster is not None else "standalone"
+            if self.cfg.bool("always-show-logo"):
+                self.show_logo(mode, port)
+            else:
+                log.notice("Running mode=%s, port=%d." % (mode, port))
         if self.cluster is not None:
             await self.cluster.start()
         us = self.cfg.get("unixsocket")
@@ -669,6 +672,20 @@ class Server:
             log.notice("Ready to accept connections tcp")
         self.stopped = self.loop.create_future()
         await self.stopped
+
+    def show_logo(self, mode: str, port: int) -> None:
+        """always-show-logo yes: a start-up banner with Redis's fields
+        (version, mode, port, PID): supervisors and Redis's test harness
+        read the "PID: <pid>" line."""
+        from pynode.log import NOTICE
+        from pynode.main import _pkg_version
+        lines = ["",
+                 "      pynode %s (Redis %s compatible) 64 bit" % (_pkg_version(), VERSION),
+                 "      Running in %s mode" % mode,
+                 "      Port: %d" % port,
+                 "      PID: %d" % os.getpid(),
+                 "", ""]
+        log.raw(NOTICE, "\n".join(lines))
 
     def on_signal(self, sig) -> None:
         name = "SIGTERM" if sig == signal.SIGTERM else "SIGINT"

@@ -248,3 +248,21 @@ def test_console_script_entry_point():
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as fh:
         meta = tomllib.load(fh)
     assert meta["project"]["scripts"]["pynode"] == "pynode.main:main"
+
+
+def test_always_show_logo_prints_the_pid_line():
+    """always-show-logo yes: the banner with "PID: <pid>" that supervisors and
+    Redis's test harness read; without it, the "Running mode" line."""
+    import re as _re
+    for show in ("yes", "no"):
+        p = Proc(["--always-show-logo", show]).start()
+        try:
+            text = p.log()
+            m = _re.search(r"PID: (\d+)", text)
+            if show == "yes":
+                assert m and int(m.group(1)) == p.proc.pid, text
+                assert "Port: %d" % p.port in text and "Running in standalone mode" in text
+            else:
+                assert m is None and "Running mode=standalone, port=%d." % p.port in text
+        finally:
+            p.cleanup()
