@@ -474,9 +474,7 @@ class Replication:
             finally:
                 os._exit(code)
         os.close(wfd)
-        srv.stat_total_forks = getattr(srv, "stat_total_forks", 0) + 1
-        if srv.aof is not None:
-            srv.aof.last_fork_usec = int((time.perf_counter() - t0) * 1e6)
+        srv.count_fork(int((time.perf_counter() - t0) * 1e6))
         os.set_blocking(rfd, False)
         mark = os.urandom(20).hex().encode() if (info.capa_eof and not info.pre_psync) else None
         job = SnapshotJob(pid, rfd, info, mark)

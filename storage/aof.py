@@ -435,7 +435,7 @@ class AOF:
                  dirname: str = "appendonlydir", fsync: str = "everysec", log=None,
                  use_rdb_preamble: bool = False, timestamps: bool = False,
                  auto_rewrite_perc: int = 100, auto_rewrite_min_size: int = 64 << 20,
-                 disable_auto_gc: bool = False, preamble=None) -> None:
+                 disable_auto_gc: bool = False, preamble=None, on_fork=None) -> None:
         self.dir = os.path.abspath(dir or ".")
         self.filename = filename
         self.dirname = dirname
@@ -452,6 +452,8 @@ class AOF:
         # what a rewrite writes before the keys: fn() -> list of argv (the
         # server's FUNCTION LOAD commands, as Redis's rewriteFunctions)
         self.preamble = preamble
+        # told of every fork (usec it took): the server's total_forks counts them
+        self.on_fork = on_fork
         self.manifest = Manifest()
         self.state = OFF
         self.fd = -1
@@ -507,7 +509,8 @@ class AOF:
                   auto_rewrite_perc: int | None = None,
                   auto_rewrite_min_size: int | None = None,
                   use_rdb_preamble: bool | None = None,
-                  disable_auto_gc: bool | None = None, preamble=None) -> None:
+                  disable_auto_gc: bool | None = None, preamble=None,
+                  on_fork=None) -> None:
         """Apply CONFIG SET changes (None = unchanged)."""
         if fsync is not None and fsync != self.fsync_policy:
             self.flush()
@@ -524,6 +527,8 @@ class AOF:
             self.disable_auto_gc = disable_auto_gc
         if preamble is not None:
             self.preamble = preamble
+        if on_fork is not None:
+            self.on_fork = on_fork
 
     def read_manifest(self) -> Manifest:
         """The manifest on disk, or an empty one if dir or manifest is missing."""
@@ -837,6 +842,8 @@ class AOF:
         if pid == 0:
             self._child(ks)  # never returns
         self.last_fork_usec = int((time.perf_counter() - t0) * 1e6)
+        if self.on_fork is not None:
+            self.on_fork(self.last_fork_usec)
         self.child_pid = pid
         self.child_tmp = self.file_path("temp-rewriteaof-bg-%d.aof" % pid)
         self.child_start = time.time()

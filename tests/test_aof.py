@@ -479,3 +479,39 @@ def test_appendonly_off_rewrite_then_turned_on_at_runtime(workdir):
         assert r.client().mget("a", "b", "c", "d") == [b"1", b"2", b"3", b"4"]
     finally:
         r.stop()
+
+
+def test_total_forks_counts_every_fork():
+    """INFO total_forks counts BGREWRITEAOF and the automatic rewrite (which
+    was not counted); every fork site reports to Server.count_fork."""
+    p = Proc(["--appendonly", "yes", "--auto-aof-rewrite-min-size", "65536",
+              "--auto-aof-rewrite-percentage", "100"]).start()
+    try:
+        c = p.client()
+
+        def forks() -> int:
+            return c.info("stats")["total_forks"]
+
+        def rewriting() -> bool:
+            return c.info("persistence")["aof_rewrite_in_progress"] == 1
+
+        deadline = time.monotonic() + 20
+        while rewriting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        base = forks()
+        c.bgrewriteaof()
+        assert forks() == base + 1
+        while rewriting() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # grow the AOF past twice its base size: the cron starts a rewrite
+        value = "x" * 1000
+        for i in range(400):
+            c.set("k%d" % i, value)
+            if forks() > base + 1:
+                break
+        while forks() == base + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert forks() >= base + 2
+        assert c.info("stats")["latest_fork_usec"] > 0
+    finally:
+        p.cleanup()

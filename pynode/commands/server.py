@@ -688,7 +688,6 @@ def _set_appendonly(srv, on: bool) -> None:
         if not srv.aof.enabled:
             try:
                 srv.aof.start(srv.ks)
-                srv.stat_total_forks = getattr(srv, "stat_total_forks", 0) + 1
             except OSError as e:
                 srv.cfg.values["appendonly"] = "no"
                 raise _ApplyError("appendonly", "Unable to turn on AOF. Check server logs.") \
@@ -1151,7 +1150,6 @@ def bgrewriteaof(c, argv):
                            "server logs for more information.") from None
     if not started:
         raise CommandError("ERR Background append only file rewriting already in progress")
-    srv.stat_total_forks = getattr(srv, "stat_total_forks", 0) + 1
     return b"+Background append only file rewriting started\r\n"
 
 
