@@ -405,6 +405,7 @@ def aof_fields(srv) -> dict:
 
 
 def _persistence(srv) -> dict:
+    snap = srv.snapshots.info()
     d = {
         "loading": 1 if srv.loading else 0,
         "async_loading": 0,
@@ -414,16 +415,16 @@ def _persistence(srv) -> dict:
         "current_fork_perc": "0.00",
         "current_save_keys_processed": 0,
         "current_save_keys_total": 0,
-        "rdb_changes_since_last_save": srv.dirty - getattr(srv, "dirty_at_save", 0),
-        "rdb_bgsave_in_progress": 0,
-        "rdb_last_save_time": srv.lastsave,
-        "rdb_last_bgsave_status": "ok",
-        "rdb_last_bgsave_time_sec": -1,
-        "rdb_current_bgsave_time_sec": -1,
-        "rdb_saves": 0,
+        "rdb_changes_since_last_save": snap["rdb_changes_since_last_save"],
+        "rdb_bgsave_in_progress": snap["rdb_bgsave_in_progress"],
+        "rdb_last_save_time": snap["rdb_last_save_time"],
+        "rdb_last_bgsave_status": snap["rdb_last_bgsave_status"],
+        "rdb_last_bgsave_time_sec": snap["rdb_last_bgsave_time_sec"],
+        "rdb_current_bgsave_time_sec": snap["rdb_current_bgsave_time_sec"],
+        "rdb_saves": snap["rdb_saves"],
         "rdb_last_cow_size": 0,
         "rdb_last_load_keys_expired": 0,
-        "rdb_last_load_keys_loaded": 0,
+        "rdb_last_load_keys_loaded": snap["rdb_last_load_keys_loaded"],
     }
     d.update(aof_fields(srv))
     return d

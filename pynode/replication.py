@@ -456,23 +456,15 @@ class Replication:
         t0 = time.perf_counter()
         pid = os.fork()
         if pid == 0:                     # child: write the RDB into the pipe, exit
-            code = 1
-            try:
-                from storage.aof import child_setup
-                os.close(rfd)
-                child_setup(log)
+            from storage.aof import run_child
+            os.close(rfd)
+
+            def body() -> None:
                 with open(wfd, "wb", buffering=1 << 20, closefd=True) as fh:
                     n = rdb.dump(dbs, fh.write, aux, functions)
                 log.notice("Fork CoW for RDB: current 0 MB, peak 0 MB, average 0 MB")
                 log.notice("DB saved on disk (%d keys)" % n)
-                code = 0
-            except BaseException as e:  # noqa: BLE001 - the child must always _exit
-                try:
-                    log.warning("Error writing the RDB for replication: %r" % (e,))
-                except BaseException:
-                    pass
-            finally:
-                os._exit(code)
+            run_child(body, "writing the RDB for replication", log)
         os.close(wfd)
         srv.count_fork(int((time.perf_counter() - t0) * 1e6))
         os.set_blocking(rfd, False)

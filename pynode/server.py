@@ -79,6 +79,8 @@ class Server:
         self.blocking = Blocking(self)
         from pynode.scripting.runner import Scripting
         self.scripting = Scripting(self)
+        from pynode.snapshots import Snapshots
+        self.snapshots = Snapshots(self)          # RDB: SAVE, BGSAVE, save points
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -577,6 +579,7 @@ class Server:
             self.unpause()
         if self.aof is not None:
             self.aof.cron()
+        self.snapshots.cron()
         self.loop.call_later(1.0 / self.hz, self.cron)
 
     # ---------------------------------------------------------------- loading
@@ -586,6 +589,7 @@ class Server:
             from pynode.cluster import ClusterNode
             self.cluster = ClusterNode(self)  # exits (1) on a locked or corrupt nodes.conf
         if not self.cfg.bool("appendonly"):
+            self.snapshots.load()         # dump.rdb, when there is one
             return
         from storage.aof import AOF
         cfg = self.cfg
@@ -701,9 +705,13 @@ class Server:
         log.warning("Received %s scheduling shutdown..." % name)
         self.loop.call_soon(self.shutdown, False)
 
-    def shutdown(self, force: bool = False) -> bool:
-        """Flush what must be flushed and stop the loop. False if it cannot."""
+    def shutdown(self, force: bool = False, save: bool = False, nosave: bool = False) -> bool:
+        """Flush what must be flushed and stop the loop. False if it cannot.
+        The RDB is saved when save points are set or `save`, unless `nosave`."""
         log.warning("User requested shutdown...")
+        if not self.snapshots.on_shutdown(save, nosave) and not force:
+            log.warning("Error trying to save the DB, can't exit.")
+            return False
         if self.aof is not None:
             log.notice("Calling fsync() on the AOF file.")
             try:

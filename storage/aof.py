@@ -882,9 +882,7 @@ class AOF:
             self.manifest = temp_m
 
     def _child(self, ks) -> None:
-        code = 1
-        try:
-            child_setup(self.log)
+        def body() -> None:
             tmp = self.file_path("temp-rewriteaof-bg-%d.aof" % os.getpid())
             with open(tmp, "wb", buffering=1 << 20) as fh:
                 if self.preamble is not None:
@@ -895,25 +893,15 @@ class AOF:
                 os.fsync(fh.fileno())
             self.log.notice("Successfully created the temporary AOF base file %s (%d keys)"
                             % (os.path.basename(tmp), nkeys))
-            code = 0
-        except BaseException as e:  # noqa: BLE001 - the child must always _exit
-            try:
-                self.log.warning("Error rewriting the AOF in the background: %r" % (e,))
-            except BaseException:
-                pass
-        finally:
-            os._exit(code)
+        run_child(body, "rewriting the AOF in the background", self.log)
 
     def _reap(self, block: bool = False) -> None:
-        try:
-            pid, status = os.waitpid(self.child_pid, 0 if block else os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.child_pid, 1 << 8
-        if pid == 0:
+        status = reap_child(self.child_pid, block)
+        if status is None:
             return
         self.child_pid = 0
         elapsed = int(time.time() - self.child_start)
-        ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        ok = child_ok(status)
         if ok:
             self.log.notice("Background AOF rewrite terminated with success")
             try:
@@ -1120,6 +1108,38 @@ def _fsync_and_close(fd: int) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def run_child(body, what: str, log=None) -> None:
+    """The whole life of a forked child (AOF rewrite, BGSAVE, full sync):
+    set up, run body(), exit 0 if it returned, 1 if it raised (logged as
+    "Error <what>: ..."). Never returns."""
+    code = 1
+    try:
+        child_setup(log)
+        body()
+        code = 0
+    except BaseException as e:  # noqa: BLE001 - the child must always _exit
+        try:
+            if log is not None:
+                log.warning("Error %s: %r" % (what, e))
+        except BaseException:
+            pass
+    finally:
+        os._exit(code)
+
+
+def reap_child(pid: int, block: bool = False):
+    """None while the child runs, else its wait status (see child_ok)."""
+    try:
+        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return 1 << 8                  # gone without a status: a failure
+    return None if done == 0 else status
+
+
+def child_ok(status: int) -> bool:
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
 def child_setup(log=None) -> None:

@@ -537,6 +537,7 @@ def _forced(c, argv, n: int) -> None:
 def flushall(c, argv):
     _flush_flags(argv)
     _forced(c, argv, c.srv.ks.flushall())
+    c.srv.snapshots.after_flushall()
     return OK
 
 

@@ -1119,19 +1119,37 @@ def lastsave(c, argv):
     return integer(c.srv.lastsave)
 
 
-NO_RDB = "ERR RDB snapshots are not supported by pynode; use appendonly yes"
-
-
 @command("save")
 def save(c, argv):
-    raise CommandError(NO_RDB)
+    snap = c.srv.snapshots
+    if snap.child_pid:
+        raise CommandError("ERR Background save already in progress")
+    if not snap.save():
+        raise CommandError("ERR")
+    return OK
 
 
 @command("bgsave")
 def bgsave(c, argv):
+    schedule = False
     if len(argv) > 2 or (len(argv) == 2 and argv[1].lower() != b"schedule"):
         raise CommandError(SYNTAX)
-    raise CommandError(NO_RDB)
+    if len(argv) == 2:
+        schedule = True
+    srv = c.srv
+    snap = srv.snapshots
+    if snap.child_pid:
+        raise CommandError("ERR Background save already in progress")
+    if (srv.aof is not None and srv.aof.child_pid) or c.in_multi:
+        if schedule or c.in_multi:
+            snap.scheduled = True
+            return b"+Background saving scheduled\r\n"
+        raise CommandError("ERR Another child process is active (AOF?): can't BGSAVE right "
+                           "now. Use BGSAVE SCHEDULE in order to schedule a BGSAVE whenever "
+                           "possible.")
+    if not snap.bgsave():
+        raise CommandError("ERR")
+    return b"+Background saving started\r\n"
 
 
 @command("bgrewriteaof")
@@ -1175,10 +1193,7 @@ def shutdown(c, argv):
     srv = c.srv
     if abort:
         raise CommandError("ERR No shutdown in progress.")
-    if save_ and not force:
-        srv.log.warning("SHUTDOWN SAVE: RDB snapshots are not supported by pynode.")
-        raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.")
-    if not srv.shutdown(force):
+    if not srv.shutdown(force, save=save_, nosave=nosave):
         raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.")
     return None
 

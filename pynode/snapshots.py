@@ -1,0 +1,238 @@
+"""RDB persistence, as Redis 7.0's rdb.c: SAVE, BGSAVE in a forked child,
+save points, the dump.rdb loaded at start-up, saving at shutdown.
+
+`srv.snapshots` is a Snapshots.  The file is written whole to a temporary
+name, fsynced and renamed over `dir/dbfilename`, so a crash leaves the old
+snapshot or the new one.  A background save is a forked child that writes
+the copy-on-write snapshot of the keyspace and the function libraries (the
+same rdb.dump the full sync uses) and renames the file itself; the parent
+reaps it from the cron.  Save points (`save <seconds> <changes> ...`) are
+checked in the cron as Redis's serverCron does, with Redis's 5 s pause after
+a failed background save.  At start-up with appendonly no, dump.rdb is
+loaded all or nothing: a damaged file stops start-up with its name, the
+offset and what to do.
+
+Not here yet: MISCONF (stop-writes-on-bgsave-error), rdbchecksum no,
+rdb-del-sync-files, and one child at a time with the AOF rewrite and full
+sync (their forks run beside a BGSAVE).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from pynode.log import log
+from storage import rdb
+from storage.aof import child_ok, reap_child, run_child
+
+RETRY_DELAY = 5.0              # CONFIG_BGSAVE_RETRY_DELAY
+
+
+class Snapshots:
+    def __init__(self, srv) -> None:
+        self.srv = srv
+        self.child_pid = 0
+        self.child_start = 0.0
+        self.child_dirty = 0           # srv.dirty when the child was forked
+        self.last_ok = True            # rdb_last_bgsave_status
+        self.last_bgsave_time = -1     # seconds the last background save took
+        self.last_try = 0.0
+        self.saves = 0                 # rdb_saves
+        self.dirty_at_save = 0         # srv.dirty at the last successful save
+        self.scheduled = False         # BGSAVE SCHEDULE while a child ran
+        self.keys_loaded = 0
+
+    # ------------------------------------------------------------ settings
+    def path(self) -> str:
+        cfg = self.srv.cfg
+        return os.path.join(cfg.get("dir") or ".", cfg.get("dbfilename"))
+
+    def save_points(self) -> list[tuple[int, int]]:
+        parts = self.srv.cfg.get("save").split()
+        return [(int(parts[i]), int(parts[i + 1])) for i in range(0, len(parts) - 1, 2)]
+
+    def aux(self) -> dict:
+        srv = self.srv
+        return {"redis-ver": srv.version, "redis-bits": 64, "ctime": int(time.time()),
+                "used-mem": 0, "aof-base": 0}
+
+    @property
+    def changes(self) -> int:
+        return self.srv.dirty - self.dirty_at_save
+
+    # ------------------------------------------------------------ saving
+    def write(self, path: str) -> int:
+        """The whole dataset to `path` (temp + fsync + rename); the key count."""
+        srv = self.srv
+        tmp = os.path.join(os.path.dirname(path) or ".", "temp-%d.rdb" % os.getpid())
+        try:
+            with open(tmp, "wb", buffering=1 << 20) as fh:
+                n = rdb.dump(srv.ks.dbs, fh.write, self.aux(),
+                             srv.scripting.functions.codes())
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        return n
+
+    def save(self) -> bool:
+        """SAVE (foreground, as rdbSave)."""
+        srv = self.srv
+        try:
+            n = self.write(self.path())
+        except (OSError, rdb.RDBError) as e:
+            log.warning("Failed saving the DB: %s" % e)
+            return False
+        log.notice("DB saved on disk (%d keys)" % n)
+        self.dirty_at_save = srv.dirty
+        srv.lastsave = int(time.time())
+        self.last_ok = True
+        self.saves += 1
+        return True
+
+    def bgsave(self) -> bool:
+        """Fork a child that writes the snapshot; False if the fork failed."""
+        srv = self.srv
+        self.last_try = time.monotonic()
+        t0 = time.perf_counter()
+        try:
+            pid = os.fork()
+        except OSError as e:
+            self.last_ok = False
+            log.warning("Can't save in background: fork: %s" % e.strerror)
+            return False
+        if pid == 0:
+            def body() -> None:
+                log.notice("DB saved on disk (%d keys)" % self.write(self.path()))
+            run_child(body, "saving the DB in the background", log)
+        srv.count_fork(int((time.perf_counter() - t0) * 1e6))
+        self.child_pid = pid
+        self.child_start = time.time()
+        self.child_dirty = srv.dirty
+        self.scheduled = False
+        log.notice("Background saving started by pid %d" % pid)
+        return True
+
+    def reap(self, block: bool = False) -> None:
+        if not self.child_pid:
+            return
+        status = reap_child(self.child_pid, block)
+        if status is None:
+            return
+        self.child_pid = 0
+        self.last_bgsave_time = int(time.time() - self.child_start)
+        if child_ok(status):
+            log.notice("Background saving terminated with success")
+            self.dirty_at_save = self.child_dirty
+            self.srv.lastsave = int(self.child_start)
+            self.last_ok = True
+            self.saves += 1
+        else:
+            log.warning("Background saving error")
+            self.last_ok = False
+
+    def kill_child(self) -> None:
+        if self.child_pid:
+            try:
+                os.kill(self.child_pid, 9)
+            except OSError:
+                pass
+            self.reap(block=True)
+            try:
+                os.unlink(os.path.join(os.path.dirname(self.path()) or ".",
+                                       "temp-%d.rdb" % self.child_pid))
+            except OSError:
+                pass
+
+    def cron(self) -> None:
+        """Reap the child; start a background save when a save point is due."""
+        if self.child_pid:
+            self.reap()
+            return
+        srv = self.srv
+        aof = srv.aof
+        if aof is not None and aof.child_pid:
+            return
+        if self.scheduled:
+            self.bgsave()
+            return
+        points = self.save_points()
+        if not points:
+            return
+        now = time.time()
+        changes = self.changes
+        for seconds, n in points:
+            if changes >= n and now - srv.lastsave > seconds and (
+                    self.last_ok or time.monotonic() - self.last_try > RETRY_DELAY):
+                log.notice("%d changes in %d seconds. Saving..." % (n, seconds))
+                self.bgsave()
+                return
+
+    # ------------------------------------------------------------ start / stop
+    def load(self) -> bool:
+        """Load dir/dbfilename if it is there (appendonly no); exits on a damaged file."""
+        path = self.path()
+        if not os.path.exists(path):
+            return False
+        srv = self.srv
+        t0 = time.time()
+        with open(path, "rb") as fh:
+            data = fh.read()
+        ks = srv.ks
+        codes: list[bytes] = []
+
+        def on_key(dbid: int, key: bytes, value, expire: int) -> None:
+            db = ks.db(dbid)
+            db.set(key, value)
+            if expire != -1:
+                db.set_expire(key, expire)
+
+        srv.loading = True
+        try:
+            n = rdb.load(data, on_key, None, name=path, on_function=codes.append)
+            srv.scripting.load_functions(codes)
+        except rdb.RDBError as e:
+            ks.flushall()
+            log.warning("Fatal error loading the DB: %s. The file was not loaded: move it "
+                        "away (or restore a good copy) and start again. Exiting." % e)
+            raise SystemExit(1)
+        finally:
+            srv.loading = False
+        self.keys_loaded = n
+        srv.dirty = 0
+        log.notice("DB loaded from disk: %.3f seconds" % (time.time() - t0))
+        return True
+
+    def on_shutdown(self, save: bool, nosave: bool) -> bool:
+        """SHUTDOWN / SIGTERM: save when asked to or when save points are
+        set, unless NOSAVE; False if that save failed."""
+        self.kill_child()
+        if nosave or not (save or self.save_points()):
+            return True
+        log.notice("Saving the final RDB snapshot before exiting.")
+        return self.save()
+
+    def after_flushall(self) -> None:
+        """FLUSHALL with save points set saves the (empty) dataset, as Redis."""
+        if self.save_points():
+            self.kill_child()
+            self.save()
+
+    def info(self) -> dict:
+        return {
+            "rdb_changes_since_last_save": self.changes,
+            "rdb_bgsave_in_progress": 1 if self.child_pid else 0,
+            "rdb_last_save_time": self.srv.lastsave,
+            "rdb_last_bgsave_status": "ok" if self.last_ok else "err",
+            "rdb_last_bgsave_time_sec": self.last_bgsave_time,
+            "rdb_current_bgsave_time_sec": (int(time.time() - self.child_start)
+                                            if self.child_pid else -1),
+            "rdb_saves": self.saves,
+            "rdb_last_load_keys_loaded": self.keys_loaded,
+        }
