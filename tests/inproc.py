@@ -101,6 +101,8 @@ class InClient:
 class InProc:
     def __init__(self, **config: str) -> None:
         cfg = Config()
+        # no save points: FLUSHALL would write dump.rdb into the current directory
+        cfg.values["save"] = ""
         for k, v in config.items():
             cfg.values[k.replace("_", "-")] = v
         self.srv = Server(cfg)

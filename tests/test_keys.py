@@ -501,7 +501,9 @@ class _Recorder:
         from pynode.client import Client
         from pynode.config import Config
         from pynode.server import Server
-        self.srv = Server(Config())
+        cfg = Config()
+        cfg.values["save"] = ""                  # no dump.rdb in the current directory
+        self.srv = Server(cfg)
         self.c = Client(self.srv)
         self.log = []
         self.srv.aof = object()     # propagation only happens with a sink
