@@ -31,7 +31,7 @@ ACTIVE = {
     "lazyfree-lazy-user-flush", "io-threads", "io-threads-do-reads", "syslog-enabled",
     "always-show-logo", "set-proc-title", "crash-log-enabled", "crash-memcheck-enabled",
     "supervised", "enable-protected-configs", "enable-module-command", "rename-command",
-    "rdbcompression",
+    "rdbcompression", "dbfilename", "stop-writes-on-bgsave-error",
     # encoding thresholds (storage.values.LIMITS)
     "hash-max-listpack-entries", "hash-max-listpack-value", "zset-max-listpack-entries",
     "zset-max-listpack-value", "set-max-intset-entries", "list-max-listpack-size",

@@ -58,6 +58,11 @@ NULL_ID = "0" * 40
 WAIT_BGSAVE, SEND_BULK, ONLINE = "wait_bgsave", "send_bulk", "online"
 
 READONLY_ERR = "READONLY You can't write against a read only replica."
+MISCONF_ERR = ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
+               "persist to disk. Commands that may modify the data set are disabled, because "
+               "this instance is configured to report errors during writes if RDB snapshotting "
+               "fails (stop-writes-on-bgsave-error option). Please check the Redis logs for "
+               "details about the RDB error.")
 NOREPLICAS_ERR = "NOREPLICAS Not enough good replicas to write."
 MASTERDOWN_ERR = ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set "
                   "to 'no'.")
@@ -172,7 +177,7 @@ class Replication:
         if self.masterhost is not None:
             on = self.read_only or not self.serve_stale
         else:
-            on = bool(self.min_to_write and self.max_lag)
+            on = bool(self.min_to_write and self.max_lag) or srv.snapshots.write_error()
         srv.write_guard = self.guard if on else None
 
     def guard(self, c: Client, cmd) -> str | None:
@@ -188,6 +193,8 @@ class Replication:
             if (not self.serve_stale and self.state != "connected" and not cmd.stale):
                 return MASTERDOWN_ERR
             return None
+        if (is_write or cmd.name == "ping") and self.srv.snapshots.write_error():
+            return MISCONF_ERR
         if is_write and self.good_replicas() < self.min_to_write:
             return NOREPLICAS_ERR
         return None

@@ -73,14 +73,14 @@ class Server:
         # (wrapped in MULTI/EXEC when the command propagates too, as Redis 7.0)
         self.expired_pending: list = []
         self.repl_feed = None        # replication stream feed while replicas may attach
+        from pynode.snapshots import Snapshots
+        self.snapshots = Snapshots(self)          # RDB: SAVE, BGSAVE, save points
         from pynode.replication import Replication
         self.replication = Replication(self)
         from pynode.blocking import Blocking
         self.blocking = Blocking(self)
         from pynode.scripting.runner import Scripting
         self.scripting = Scripting(self)
-        from pynode.snapshots import Snapshots
-        self.snapshots = Snapshots(self)          # RDB: SAVE, BGSAVE, save points
         self.apply_config()
 
     # ---------------------------------------------------------------- config

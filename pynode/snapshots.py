@@ -12,7 +12,11 @@ a failed background save.  At start-up with appendonly no, dump.rdb is
 loaded all or nothing: a damaged file stops start-up with its name, the
 offset and what to do.
 
-Not here yet: MISCONF (stop-writes-on-bgsave-error), rdbchecksum no,
+After a failed background save, with save points set and
+stop-writes-on-bgsave-error yes, writes (and PING) get MISCONF until a save
+succeeds (the replication write guard answers it).
+
+Not here yet: rdbchecksum no,
 rdb-del-sync-files, and one child at a time with the AOF rewrite and full
 sync (their forks run beside a BGSAVE).
 """
@@ -57,6 +61,16 @@ class Snapshots:
         return {"redis-ver": srv.version, "redis-bits": 64, "ctime": int(time.time()),
                 "used-mem": 0, "aof-base": 0}
 
+    def write_error(self) -> bool:
+        """writeCommandsDeniedByDiskError for RDB: writes get MISCONF."""
+        return (not self.last_ok and self.srv.cfg.bool("stop-writes-on-bgsave-error")
+                and bool(self.save_points()))
+
+    def set_ok(self, ok: bool) -> None:
+        if ok != self.last_ok:
+            self.last_ok = ok
+            self.srv.replication.configure()      # MISCONF guard on or off
+
     @property
     def changes(self) -> int:
         return self.srv.dirty - self.dirty_at_save
@@ -92,7 +106,7 @@ class Snapshots:
         log.notice("DB saved on disk (%d keys)" % n)
         self.dirty_at_save = srv.dirty
         srv.lastsave = int(time.time())
-        self.last_ok = True
+        self.set_ok(True)
         self.saves += 1
         return True
 
@@ -104,7 +118,7 @@ class Snapshots:
         try:
             pid = os.fork()
         except OSError as e:
-            self.last_ok = False
+            self.set_ok(False)
             log.warning("Can't save in background: fork: %s" % e.strerror)
             return False
         if pid == 0:
@@ -131,11 +145,11 @@ class Snapshots:
             log.notice("Background saving terminated with success")
             self.dirty_at_save = self.child_dirty
             self.srv.lastsave = int(self.child_start)
-            self.last_ok = True
+            self.set_ok(True)
             self.saves += 1
         else:
             log.warning("Background saving error")
-            self.last_ok = False
+            self.set_ok(False)
 
     def kill_child(self) -> None:
         if self.child_pid:

@@ -188,3 +188,42 @@ def test_damaged_dump_rdb_stops_startup(damage):
         assert "offset" in log or "checksum" in log
     finally:
         p.cleanup()
+
+
+def test_misconf_after_a_failed_bgsave_as_redis():
+    """A background save that fails (its directory is gone) stops writes and
+    PING with Redis's MISCONF text until a save succeeds or
+    stop-writes-on-bgsave-error is turned off; reads go on."""
+    from tests.compare import Conn
+    replies = []
+    for rs in (False, True):
+        p = Proc(["--save", "3600 1", "--enable-protected-configs", "yes"],
+                 redis_server=rs).start()
+        gone = tempfile.mkdtemp(prefix="pynode-gone-")
+        try:
+            c = p.client()
+            c.set("k", "v")
+            c.config_set("dir", gone)
+            shutil.rmtree(gone)
+            c.bgsave()
+            wait_until(lambda: c.info("persistence")["rdb_last_bgsave_status"] == "err", 20,
+                       "the failed save")
+            raw = Conn(p.port)
+            got = [raw.call("SET", "x", "1"), raw.call("PING"), raw.call("GET", "k")]
+            c.config_set("stop-writes-on-bgsave-error", "no")
+            got.append(raw.call("SET", "x", "2"))
+            c.config_set("stop-writes-on-bgsave-error", "yes")
+            got.append(raw.call("SET", "x", "3"))
+            os.makedirs(gone)
+            c.config_set("dir", gone)            # Redis chdirs: enter the new directory
+            got.append(raw.call("SAVE"))
+            got.append(raw.call("SET", "x", "4"))
+            raw.close()
+            replies.append(got)
+        finally:
+            p.cleanup()
+            shutil.rmtree(gone, ignore_errors=True)
+    assert replies[0] == replies[1]
+    assert replies[0][0].startswith(b"-MISCONF Redis is configured to save RDB snapshots")
+    assert replies[0][2] == b"$1\r\nv\r\n" and replies[0][3] == b"+OK\r\n"
+    assert replies[0][-1] == b"+OK\r\n"
