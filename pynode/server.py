@@ -44,7 +44,6 @@ class Server:
         self.clients: dict[int, Client] = {}
         self.next_client_id = 1
         self.dirty = 0
-        self.lastsave = int(time.time())
         self.monitors: list[Client] = []
         self.channels: dict[bytes, set[Client]] = {}
         self.patterns: dict[bytes, set[Client]] = {}
@@ -463,6 +462,29 @@ class Server:
                 self.propagate(c.db.id, a)
         elif cmd.write or cmd.may_replicate:
             self.propagate(c.db.id, argv)
+
+    def collect_propagation(self, ops: list | None) -> list | None:
+        """Send what commands propagate into `ops` (EXEC, a script) instead of
+        the AOF and replicas; None sends it out again. Returns the previous
+        collector, for the caller to put back."""
+        prev = self.also_propagate
+        self.also_propagate = ops
+        return prev
+
+    def divert_commands(self, execute) -> None:
+        """Run every client command through `execute` (a busy script answers
+        -BUSY) until restore_commands()."""
+        self.execute = execute
+
+    def restore_commands(self) -> None:
+        self.__dict__.pop("execute", None)        # the class's Server.execute again
+
+    def set_loading(self, on: bool) -> None:
+        """LOADING: a snapshot or AOF is being applied (no events, no expiry);
+        when it ends the loaded data counts as saved (dirty 0), as in Redis."""
+        self.loading = on
+        if not on:
+            self.dirty = 0
 
     def propagate(self, dbid: int, argv: list[bytes], targets: int = 3) -> None:
         """Send a write to the AOF (targets & 1) and the replicas (targets & 2)."""

@@ -46,6 +46,7 @@ class Snapshots:
         self.dirty_at_save = 0         # srv.dirty at the last successful save
         self.scheduled = False         # BGSAVE SCHEDULE while a child ran
         self.keys_loaded = 0
+        self.lastsave = int(time.time())   # LASTSAVE: the last successful save
 
     # ------------------------------------------------------------ settings
     def path(self) -> str:
@@ -105,7 +106,7 @@ class Snapshots:
             return False
         log.notice("DB saved on disk (%d keys)" % n)
         self.dirty_at_save = srv.dirty
-        srv.lastsave = int(time.time())
+        self.lastsave = int(time.time())
         self.set_ok(True)
         self.saves += 1
         return True
@@ -144,7 +145,7 @@ class Snapshots:
         if child_ok(status):
             log.notice("Background saving terminated with success")
             self.dirty_at_save = self.child_dirty
-            self.srv.lastsave = int(self.child_start)
+            self.lastsave = int(self.child_start)
             self.set_ok(True)
             self.saves += 1
         else:
@@ -182,7 +183,7 @@ class Snapshots:
         now = time.time()
         changes = self.changes
         for seconds, n in points:
-            if changes >= n and now - srv.lastsave > seconds and (
+            if changes >= n and now - self.lastsave > seconds and (
                     self.last_ok or time.monotonic() - self.last_try > RETRY_DELAY):
                 log.notice("%d changes in %d seconds. Saving..." % (n, seconds))
                 self.bgsave()
@@ -207,7 +208,7 @@ class Snapshots:
             if expire != -1:
                 db.set_expire(key, expire)
 
-        srv.loading = True
+        srv.set_loading(True)
         try:
             n = rdb.load(data, on_key, None, name=path, on_function=codes.append)
             srv.scripting.load_functions(codes)
@@ -217,9 +218,8 @@ class Snapshots:
                         "away (or restore a good copy) and start again. Exiting." % e)
             raise SystemExit(1)
         finally:
-            srv.loading = False
+            srv.set_loading(False)
         self.keys_loaded = n
-        srv.dirty = 0
         log.notice("DB loaded from disk: %.3f seconds" % (time.time() - t0))
         return True
 
@@ -242,7 +242,7 @@ class Snapshots:
         return {
             "rdb_changes_since_last_save": self.changes,
             "rdb_bgsave_in_progress": 1 if self.child_pid else 0,
-            "rdb_last_save_time": self.srv.lastsave,
+            "rdb_last_save_time": self.lastsave,
             "rdb_last_bgsave_status": "ok" if self.last_ok else "err",
             "rdb_last_bgsave_time_sec": self.last_bgsave_time,
             "rdb_current_bgsave_time_sec": (int(time.time() - self.child_start)

@@ -1116,7 +1116,7 @@ def time_cmd(c, argv):
 
 @command("lastsave")
 def lastsave(c, argv):
-    return integer(c.srv.lastsave)
+    return integer(c.srv.snapshots.lastsave)
 
 
 @command("save")

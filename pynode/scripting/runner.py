@@ -104,7 +104,6 @@ class Scripting:
         self.main = greenlet.getcurrent()
         self.worker: greenlet.greenlet | None = None
         self.clients: dict[str, object] = {}    # engine kind -> script client
-        self.execute_normal = None
         self.busy_batch = False
         self.rand_state = 0
         self.srand(random.getrandbits(32))
@@ -197,13 +196,15 @@ class Scripting:
             sc.set_resp(2)
         sc.readonly = c.readonly
         sc.asking = c.asking
-        saved = srv.also_propagate
-        ctx.own_ops = saved is None
-        ops = ctx.ops = [] if saved is None else saved
+        ops = srv.also_propagate
+        ctx.own_ops = ops is None
+        if ops is None:
+            ops = []
+        ctx.ops = ops
         self.ctx = ctx
         job = (engine.run, fn, c.resp, keys, args)
         # enter() without the call (the hot path of EVALSHA)
-        srv.also_propagate = ops
+        saved = srv.collect_propagation(ops)
         try:
             if ctx.can_yield and greenlet.getcurrent() is not self.worker:
                 w = self.worker
@@ -214,7 +215,7 @@ class Scripting:
                 # in the worker already (run_batch), or a script that cannot yield
                 kind, res = self._run_job(job)
         finally:
-            srv.also_propagate = saved
+            srv.collect_propagation(saved)
         if kind != "done":
             if kind == "busy":
                 return self.suspend(ctx)
@@ -226,29 +227,6 @@ class Scripting:
                 engine.gc_step(50)
             return res[1]
         return self.finish(ctx, res)
-
-    def enter(self, ctx: RunCtx, job):
-        """Switch into the script's greenlet; None if it yielded (busy)."""
-        srv = self.srv
-        saved = srv.also_propagate
-        srv.also_propagate = ctx.ops
-        ks = srv.ks
-        ks.now, ks.now_s = ctx.now, ctx.now_s     # scripts see one time snapshot
-        try:
-            if ctx.can_yield:
-                w = self.worker
-                if w is None or w.dead:
-                    w = self.worker = greenlet.greenlet(self._worker_main)
-                kind, value = w.switch(job)
-            else:
-                kind, value = self._run_job(job)
-        finally:
-            srv.also_propagate = saved
-        if kind == "busy":
-            return None
-        if kind == "exc":
-            return (False, None, str(value).encode("utf-8", "replace"), None, None)
-        return value
 
     def _run_job(self, job):
         run, fn, resp, keys, args = job
@@ -280,11 +258,11 @@ class Scripting:
         if w is None or w.dead:
             w = self.worker = greenlet.greenlet(self._worker_main)
         srv = self.srv
-        saved = srv.also_propagate
+        saved = srv.also_propagate        # a yielding script leaves its own collector
         try:
             kind, value = w.switch(("batch", c, cmds))
         finally:
-            srv.also_propagate = saved
+            srv.collect_propagation(saved)
         if kind == "busy":
             self.suspend(self.ctx, batch=True)
         elif kind == "exc":
@@ -299,9 +277,7 @@ class Scripting:
         self.busy_batch = batch
         c = ctx.caller
         c.paused = True                  # its next commands wait for the reply
-        if self.execute_normal is None:
-            self.execute_normal = srv.execute
-        srv.execute = self.execute_busy
+        srv.divert_commands(self.execute_busy)
         srv.loop.call_soon(self.resume)
         return None
 
@@ -314,8 +290,7 @@ class Scripting:
             self.srv.loop.call_soon(self.resume)
             return
         self.busy = None
-        self.srv.execute = self.execute_normal
-        self.execute_normal = None
+        self.srv.restore_commands()
         c = ctx.caller
         if self.busy_batch:              # the batch answered the script itself
             c.paused = False
@@ -339,15 +314,14 @@ class Scripting:
 
     def _resume_switch(self, ctx: RunCtx):
         srv = self.srv
-        saved = srv.also_propagate
-        srv.also_propagate = ctx.ops
+        saved = srv.collect_propagation(ctx.ops)
         ks = srv.ks
         now, now_s = ks.now, ks.now_s
         ks.now, ks.now_s = ctx.now, ctx.now_s
         try:
             return self.worker.switch(None)
         finally:
-            srv.also_propagate = saved
+            srv.collect_propagation(saved)
             ks.now, ks.now_s = now, now_s
 
     def finish(self, ctx: RunCtx, res) -> bytes:
@@ -554,7 +528,7 @@ class Scripting:
         if cmd is None or "allow_busy" in cmd.flags:
             if cmd is None or cmd.name != "shutdown" or \
                     any(a.lower() == b"nosave" for a in argv[1:]):
-                return self.execute_normal(c, argv)
+                return type(srv).execute(srv, c, argv)     # the dispatcher itself
         ctx = self.busy
         msg = BUSY_EVAL if ctx is None or ctx.is_eval else BUSY_FUNCTION
         if c.in_multi:
