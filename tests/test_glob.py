@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import random
 import re
-import socket
 
 import pytest
 
 from storage.glob import _tokens, match, matcher
 from tests.compare import Conn
-from tests.helpers import Proc, enc
+from tests.helpers import Proc
 
 
 def reference(pattern: bytes, key: bytes) -> bool:

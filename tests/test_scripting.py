@@ -10,7 +10,6 @@ import shlex
 import shutil
 import socket
 import tempfile
-import threading
 import time
 
 import pytest

@@ -341,7 +341,6 @@ def function_stats(c, argv):
     ctx = sc.ctx
     running = None
     if ctx is not None:
-        caller = ctx.caller
         running = Map([(b"name", ctx.funcname.encode()),
                        (b"command", list(ctx.argv)),
                        (b"duration_ms", int((time.monotonic() - ctx.start) * 1000))])
