@@ -1,48 +1,75 @@
+# The Python that creates the project's virtual environment (.venv); every
+# target after `setup` runs pynode, the tests and the tools from .venv, so
+# nothing is installed into the system Python (Debian 12 refuses that with
+# "externally-managed-environment").
 PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
 PORT ?= 7000
+# Stamps: `setup` reinstalls only when pyproject.toml or the npm lock changed.
+PY_STAMP := $(VENV)/.pynode-installed
+NODE_STAMP := tests/node/node_modules/.pynode-installed
+# apt-get as root, through sudo otherwise
+APT = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq
 
-.PHONY: setup start test bench clean cluster cluster-stop cluster-status bench-cluster chaos
+.PHONY: setup system-packages start test bench clean cluster cluster-stop cluster-status \
+	bench-cluster chaos
 
 # Everything a fresh Debian machine needs: redis-tools/redis-server for the
-# cross-checks and benchmarks, pynode with its test extras, and node-redis and
-# ioredis (pinned by tests/node/package-lock.json) for the cluster client tests.
-setup:
-	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server redis-tools; \
-	fi
-	$(PYTHON) -m pip install -q -e '.[test,fast]'
-	@if ! command -v npm >/dev/null; then \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; \
-	fi
-	npm ci --prefix tests/node --no-audit --no-fund --silent
+# cross-checks and benchmarks, pynode with its test extras in .venv, and
+# node-redis and ioredis (pinned by tests/node/package-lock.json) for the
+# cluster client tests.
+setup: system-packages $(PY_STAMP) $(NODE_STAMP)
 
-start:
-	pynode --port $(PORT)
+system-packages:
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
+		$(APT) redis-server redis-tools; \
+	fi
+	@if ! command -v npm >/dev/null; then $(APT) nodejs npm; fi
+
+# Debian's python3 has venv only with python3-venv installed.  The `fast`
+# extra (compiled LZF) needs a C compiler and Python's headers; without them
+# pynode is installed with the pure-Python LZF (same bytes, slower).
+$(PY_STAMP): pyproject.toml
+	@if ! [ -x $(PY) ]; then \
+		rm -rf $(VENV); \
+		$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+			rm -rf $(VENV); $(APT) python3-venv && $(PYTHON) -m venv $(VENV); }; \
+	fi
+	@echo "installing pynode and its test dependencies into $(VENV)"
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,fast]' || { \
+		echo "the compiled LZF (python-lzf) did not build: installing without it"; \
+		$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'; }
+	@touch $@
+
+$(NODE_STAMP): tests/node/package-lock.json
+	npm ci --prefix tests/node --no-audit --no-fund --silent
+	@touch $@
+
+start: setup
+	$(VENV)/bin/pynode --port $(PORT)
 
 test:
-	$(PYTHON) -m pytest tests
+	$(PY) -m pytest tests
 
 bench:
-	$(PYTHON) -m tests.bench
+	$(PY) -m tests.bench
 
 # A local 3+3 cluster on 7000-7005 (conf/7000.conf ... 7005.conf), data in ./cluster.
 # Running it again restarts the same cluster; `make cluster-stop` keeps the data.
 cluster: setup
-	$(PYTHON) -m pynode.localcluster start
+	$(PY) -m pynode.localcluster start
 
 cluster-stop:
-	$(PYTHON) -m pynode.localcluster stop
+	$(PY) -m pynode.localcluster stop
 
 cluster-status:
-	$(PYTHON) -m pynode.localcluster status
+	$(PY) -m pynode.localcluster status
 
 # redis-benchmark --cluster against a pynode cluster and a redis-server cluster.
 bench-cluster: setup
-	$(PYTHON) -m tests.bench_cluster
+	$(PY) -m tests.bench_cluster
 
 # Chaos, long form: 20 rounds of kill -9 of a primary + restart on a 3+3 cluster
 # under a writer with a ledger of WAIT-acknowledged writes, then SIGSTOP/SIGCONT of a
@@ -54,9 +81,9 @@ bench-cluster: setup
 # PYNODE_CLUSTER_SERVER=redis runs the process part against redis-server 7.0.
 CHAOS_ROUNDS ?= 20
 chaos:
-	$(PYTHON) -m tests.chaos_long --rounds $(CHAOS_ROUNDS)
-	PYNODE_SIM_SCHEDULES=1000 $(PYTHON) -m pytest tests/test_gossip_sim_failover.py
-	PYNODE_LIVE_FORM=long $(PYTHON) -m pytest tests/test_reshard_live.py
+	$(PY) -m tests.chaos_long --rounds $(CHAOS_ROUNDS)
+	PYNODE_SIM_SCHEDULES=1000 $(PY) -m pytest tests/test_gossip_sim_failover.py
+	PYNODE_LIVE_FORM=long $(PY) -m pytest tests/test_reshard_live.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis

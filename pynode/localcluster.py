@@ -1,9 +1,9 @@
-"""`python -m pynode.localcluster start|stop|status`: a local Redis Cluster in one command.
+"""`python3 -m pynode.localcluster start|stop|status`: a local Redis Cluster in one command.
 
-    python -m pynode.localcluster start              # 3 primaries + 3 replicas on 7000-7005
+    python3 -m pynode.localcluster start              # 3 primaries + 3 replicas on 7000-7005
     redis-cli -c -p 7000                             # use it
-    python -m pynode.localcluster status
-    python -m pynode.localcluster stop               # data stays in ./cluster
+    python3 -m pynode.localcluster status
+    python3 -m pynode.localcluster stop               # data stays in ./cluster
 
 Each node runs from the sample config conf/<port>.conf (conf/7000.conf ... 7005.conf)
 in its own working directory <dir>/<port>, so the configs' relative `dir .` keeps the
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -34,6 +35,12 @@ CONF_DIR = os.path.join(PKG_ROOT, "conf")
 SLOTS = 16384
 STATE_FILE = "cluster.json"
 
+
+
+def hint(action: str, root: str) -> str:
+    """A command line for `action` that can be pasted as printed: the running
+    interpreter's absolute path (a venv's python, where Debian has no `python`)."""
+    return shlex.join([sys.executable, "-m", "pynode.localcluster", action, "--dir", root])
 
 class ClusterError(Exception):
     """A failure to report to the user (message already explains what to do)."""
@@ -218,9 +225,8 @@ class LocalCluster:
             with open(path) as fh:
                 st = json.load(fh)
         except OSError:
-            raise ClusterError("no cluster in %s (no %s): start one with "
-                               "`python -m pynode.localcluster start --dir %s`"
-                               % (os.path.abspath(root), STATE_FILE, root))
+            raise ClusterError("no cluster in %s (no %s): start one with:\n  %s"
+                               % (os.path.abspath(root), STATE_FILE, hint("start", root)))
         except ValueError as e:
             raise ClusterError("%s is damaged (%s): stop the nodes by hand (pids in "
                                "%s/*/node.pid) and remove the directory" % (path, e, root))
@@ -281,8 +287,9 @@ class LocalCluster:
             raise ClusterError("the nodes in %s are neither a new cluster nor a formed one "
                                "(some know others or own slots, some do not):\n%s\n"
                                "stop it and remove the directory to start over:\n"
-                               "  python -m pynode.localcluster stop --dir %s && rm -rf %s"
-                               % (self.root, self.describe(), self.root, self.root))
+                               "  %s && rm -rf %s"
+                               % (self.root, self.describe(), hint("stop", self.root),
+                                  shlex.quote(self.root)))
         else:
             print("cluster already formed: nodes restarted from their nodes-<port>.conf",
                   file=out)
@@ -294,10 +301,8 @@ class LocalCluster:
             print("replicas sync with their primaries in the background ("
                   "`status` shows each link)", file=out)
         print("connect with:  redis-cli -c -p %d" % self.ports[0], file=out)
-        print("status:        python -m pynode.localcluster status --dir %s" % self.root,
-              file=out)
-        print("stop:          python -m pynode.localcluster stop --dir %s" % self.root,
-              file=out)
+        print("status:        %s" % hint("status", self.root), file=out)
+        print("stop:          %s" % hint("stop", self.root), file=out)
 
     def _wait_ping(self, node: LocalNode, deadline: float) -> None:
         while True:
@@ -418,9 +423,8 @@ class LocalCluster:
             print("no node was running", file=out)
         print("data kept in %s (per node: nodes-<port>.conf, appendonlydir-<port>, node.log)"
               % self.root, file=out)
-        print("start again:  python -m pynode.localcluster start --dir %s" % self.root,
-              file=out)
-        print("start over:   rm -rf %s" % self.root, file=out)
+        print("start again:  %s" % hint("start", self.root), file=out)
+        print("start over:   rm -rf %s" % shlex.quote(self.root), file=out)
         return clean
 
     # status ------------------------------------------------------------------
@@ -498,7 +502,7 @@ def _text(b) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m pynode.localcluster",
+    ap = argparse.ArgumentParser(prog="python3 -m pynode.localcluster",
                                  description="Run a local Redis Cluster of pynode processes.")
     sub = ap.add_subparsers(dest="cmd", required=True)
     st = sub.add_parser("start", help="start the nodes; form the cluster on first start")

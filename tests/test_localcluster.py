@@ -6,11 +6,12 @@ stop and a restart (which must not form the cluster again), stop leaves no proce
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import shutil
 
 import pytest
 
@@ -81,7 +82,12 @@ def test_start_status_stop_restart(cluster_dir):
     for port in range(base, base + 6):
         assert os.path.isfile(os.path.join(root, str(port), "nodes-%d.conf" % port))
 
-    res = lc("status", "--dir", root)
+    # the printed hints run as printed (an absolute interpreter, no bare `python`)
+    status = [ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("status:")]
+    assert len(status) == 1 and status[0].startswith(shlex.quote(sys.executable)), out
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    res = subprocess.run(shlex.split(status[0]), env=env, capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "cluster ok" in res.stdout
     rows = [ln.split() for ln in res.stdout.splitlines()[1:-1]]
