@@ -154,26 +154,14 @@ def _atoi(b: bytes) -> int:
 
 
 def _serialized_len(value) -> int:
-    from storage.values import string_int
+    """rdbSavedObjectLen: the bytes of the value's RDB encoding (type byte excluded)."""
+    from storage import rdb
     if type(value) is bytes:
-        v = string_int(value)
-        if v is not None:
-            if -(1 << 7) <= v < (1 << 7):
-                return 2
-            if -(1 << 15) <= v < (1 << 15):
-                return 3
-            if -(1 << 31) <= v < (1 << 31):
-                return 5
-        n = len(value)
-        return n + (1 if n < 64 else 2 if n < 16384 else 5)
+        return len(rdb.encode_blob(value))       # LZF as rdbSaveStringObject
     try:
-        from storage.rewrite import REWRITERS, encode_command
-        fn = REWRITERS.get(type(value))
-        if fn is not None:
-            return sum(len(encode_command(a)) for a in fn(b"", value))
-    except Exception:  # noqa: BLE001
-        pass
-    return sys.getsizeof(value)
+        return len(rdb.encode_value(value)[1])
+    except rdb.RDBError:
+        return sys.getsizeof(value)
 
 
 
@@ -350,9 +338,9 @@ def _debug_htstats_key(c, key: bytes) -> bytes:
         raise CommandError(NO_SUCH_KEY)
     enc = encoding(v) if type(v) is not bytes else "raw"
     if enc == "hashtable":
-        members = v.keys() if hasattr(v, "keys") else iter(v)
+        members = v.keys() if isinstance(v, dict) else list(v.arr)
     elif enc == "skiplist":
-        members = v.dict if hasattr(v, "dict") else iter(v)
+        members = v.scores
     else:
         raise CommandError("ERR The value stored at the specified key is not represented "
                            "using an hash table")
@@ -367,7 +355,7 @@ def _debug_listpack(c, key: bytes) -> bytes:
         raise CommandError(NO_SUCH_KEY)
     if type(v) is bytes or encoding(v) != "listpack":
         raise CommandError("ERR Not a listpack encoded object.")
-    items = list(v.items()) if hasattr(v, "items") else list(v)
+    items = list(v.items()) if isinstance(v, dict) else list(getattr(v, "scores", {}).items())
     print("{listpack %d entries}" % len(items), *("  %r" % (e,) for e in items),
           sep="\n", flush=True)
     return b"+Listpack structure printed on stdout\r\n"
