@@ -53,6 +53,16 @@ class Server:
         self.pause_all = False
         self.paused_clients: set[Client] = set()
         self.active_expire_enabled = True
+        # DEBUG settings (pynode/commands/debug.py)
+        self.pause_cron = False
+        self.cluster_drop_packet_filter = -1
+        self.cluster_close_link_on_packet_drop = False
+        self.script_disable_deny_script = False
+        self.quicklist_packed_threshold = 1 << 30
+        self.aof_flush_sleep = 0
+        self.reply_buffer_peak_reset_time = 5000
+        self.reply_buffer_resizing_enabled = True
+        self.debug_leaks: list[bytes] = []
         self.aof = None
         self.cluster = None          # pynode.cluster.ClusterNode with cluster-enabled yes
         self.write_queue: list[Client] = []
@@ -573,6 +583,9 @@ class Server:
 
     # ---------------------------------------------------------------- cron
     def cron(self) -> None:
+        if self.pause_cron:      # DEBUG PAUSE-CRON 1
+            self.loop.call_later(1.0 / self.hz, self.cron)
+            return
         ks = self.ks
         ks.tick()
         # active expiry: at most 25% of the cycle, as Redis's slow cycle

@@ -443,6 +443,7 @@ class AOF:
         self.manifest_name = filename + ".manifest"
         self.manifest_path = os.path.join(self.path, self.manifest_name)
         self.log = log or _NoLog()
+        self.flush_sleep_us = 0          # DEBUG AOF-FLUSH-SLEEP
         self.fsync_policy = fsync
         self.use_rdb_preamble = use_rdb_preamble   # pynode always writes AOF format
         self.timestamps = timestamps
@@ -716,6 +717,8 @@ class AOF:
         buf = self.buf
         if not buf or self.fd < 0:
             return
+        if self.flush_sleep_us:      # DEBUG AOF-FLUSH-SLEEP
+            time.sleep(self.flush_sleep_us / 1e6)
         fd = self.fd
         done = 0
         total = len(buf)
