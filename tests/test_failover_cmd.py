@@ -116,6 +116,28 @@ def test_failover_swaps_roles_and_keeps_data(args):
         replica.cleanup()
 
 
+@pytest.mark.parametrize("primary_is_redis", [False, True])
+def test_failover_between_pynode_and_redis_server(primary_is_redis):
+    """PSYNC ... FAILOVER is understood both ways: a pynode primary hands its
+    role to a redis-server replica, and a redis-server primary to pynode."""
+    primary = Proc(redis_server=primary_is_redis).start()
+    replica = Proc(["--replicaof", "127.0.0.1", str(primary.port)],
+                   redis_server=not primary_is_redis).start()
+    try:
+        p, r = primary.client(), replica.client()
+        wait_until(lambda: _info(p).get("slave0", {}).get("state") == "online", 15,
+                   "replica online")
+        p.set("a", 1)
+        assert p.execute_command("FAILOVER") == b"OK"
+        wait_until(lambda: _roles_swapped(primary.client(), r), 15, "roles swapped")
+        assert r.get("a") == b"1" and _info(p)["master_failover_state"] == "no-failover"
+        p.close()
+        r.close()
+    finally:
+        primary.cleanup()
+        replica.cleanup()
+
+
 def test_abort_and_timeout_without_force():
     primary, replica = _pair(False)
     try:
