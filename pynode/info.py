@@ -597,7 +597,9 @@ def section_text(srv, name: str) -> str:
         return _keyspace_text(srv)
     if name == "cluster":
         return "cluster_enabled:%d\r\n" % (1 if srv.cfg.bool("cluster-enabled") else 0)
-    return ""  # modules, latencystats
+    if name == "latencystats":
+        return srv.latency.info_text()
+    return ""  # modules
 
 
 def select_sections(args: list[str]) -> list[str]:

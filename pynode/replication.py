@@ -56,6 +56,8 @@ NULL_ID = "0" * 40
 
 # primary-side states of a replica (INFO slaveN:state=)
 WAIT_BGSAVE, SEND_BULK, ONLINE = "wait_bgsave", "send_bulk", "online"
+NO_FAILOVER, FAILOVER_WAIT, FAILOVER_IN_PROGRESS = (
+    "no-failover", "waiting-for-sync", "failover-in-progress")
 
 READONLY_ERR = "READONLY You can't write against a read only replica."
 MISCONF_ERR = ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
@@ -159,6 +161,14 @@ class Replication:
         self.cached = False              # replid/offset usable for PSYNC
         self.stream_db = 0               # the master client's db at (re)connection
         self.timer = None
+        # FAILOVER (standalone coordinated failover): no-failover,
+        # waiting-for-sync or failover-in-progress
+        self.failover_state = NO_FAILOVER
+        self.failover_host: str | None = None
+        self.failover_port = 0
+        self.failover_end = 0.0          # monotonic deadline (0: no TIMEOUT)
+        self.failover_force = False
+        self.failover_timer = None
         self.configure()
 
     # ------------------------------------------------------------ config
@@ -356,11 +366,22 @@ class Replication:
         from pynode.resp import OK
         return OK
 
-    def psync(self, c: Client, replid: bytes | None, offset: bytes | None):
-        """PSYNC (replid, offset given) or SYNC (both None)."""
+    def psync(self, c: Client, replid: bytes | None, offset: bytes | None,
+              failover: bool = False):
+        """PSYNC (replid, offset given) or SYNC (both None). `failover`: PSYNC
+        <replid> <offset> FAILOVER from a primary handing its role to us."""
         from pynode.commands import CommandError
         if "S" in c.flags_extra:
             return None                  # already a replica: ignored, as Redis
+        if failover:
+            if replid.decode("utf-8", "replace") != self.srv.replid:
+                raise CommandError("ERR PSYNC FAILOVER replid must match my replid.")
+            from pynode.commands.server import client_line
+            self.become_primary()
+            log.notice("MASTER MODE enabled (failover request from '%s')"
+                       % client_line(c, c))
+        if self.failover_state != NO_FAILOVER:
+            raise CommandError("NOMASTERLINK Can't SYNC while failing over")
         if self.masterhost is not None and self.state != "connected":
             raise CommandError("NOMASTERLINK Can't SYNC while not connected with my master")
         info = self.handshake.pop(c, None) or ReplicaInfo(c)
@@ -581,6 +602,8 @@ class Replication:
         nothing may be added to the stream (a PING or a GETACK would move our
         offset past the one the replica must reach exactly), as Redis."""
         srv = self.srv
+        if self.failover_state == FAILOVER_WAIT:
+            return True
         return (srv.cluster is not None and srv.cluster.state.mf_end != 0
                 and srv.cluster.state.myself.is_primary
                 and srv.paused_until > time.monotonic())
@@ -775,6 +798,9 @@ class Replication:
                 log.warning("Replication link error: %r" % (e,))
             if self.task is not me:
                 return
+            if self.failover_state == FAILOVER_IN_PROGRESS:
+                self.abort_failover("Failover target is unreachable")
+                return
             if self.state == "connected":
                 self.cached = True       # PSYNC with our id/offset next time
             self.drop_master_link()
@@ -840,11 +866,21 @@ class Replication:
         else:
             psync = [b"PSYNC", b"?", b"-1"]
             log.notice("Partial resynchronization not possible (no cached master)")
+        if self.failover_state == FAILOVER_IN_PROGRESS:
+            psync.append(b"FAILOVER")    # the target becomes the primary
         writer.write(encode_command(psync))
         while True:
             r = await reply()
             if r:                        # empty lines are keepalives
                 break
+        if self.failover_state == FAILOVER_IN_PROGRESS:
+            if r.startswith(b"+FULLRESYNC") or r.startswith(b"+CONTINUE"):
+                self.clear_failover()
+            else:
+                log.warning("Unexpected reply to PSYNC from master: %s"
+                            % r.decode("utf-8", "replace"))
+                self.abort_failover("Failover target rejected psync request")
+                return
         if r.startswith(b"+FULLRESYNC"):
             parts = r.split()
             if len(parts) != 3:
@@ -1111,7 +1147,7 @@ class Replication:
         for i, r in enumerate(replicas):
             d["slave%d" % i] = "ip=%s,port=%d,state=%s,offset=%d,lag=%d" % (
                 r.ip, r.port, r.state, r.ack_off, int(now - r.ack_time))
-        d["master_failover_state"] = "no-failover"
+        d["master_failover_state"] = self.failover_state
         d["master_replid"] = srv.replid
         d["master_replid2"] = self.replid2
         d["master_repl_offset"] = self.offset
@@ -1121,6 +1157,90 @@ class Replication:
         d["repl_backlog_first_byte_offset"] = self.first_byte()
         d["repl_backlog_histlen"] = self.histlen()
         return d
+
+    # ------------------------------------------------------------ FAILOVER
+    # A coordinated failover of a standalone primary (Redis 6.2+): writes are
+    # paused, the target (given, or the first replica whose ACK reaches our
+    # offset) is waited for, then we become its replica and our PSYNC carries
+    # FAILOVER, which turns it into the primary; +CONTINUE ends the failover.
+
+    def find_replica(self, host: str, port: int) -> ReplicaInfo | None:
+        for r in self.live_replicas():
+            if r.ip.lower() == host.lower() and r.port == port:
+                return r
+        return None
+
+    def start_failover(self, host: str | None, port: int, timeout_ms: int,
+                       force: bool) -> None:
+        """FAILOVER's checks are done (pynode/commands/replication.py)."""
+        srv = self.srv
+        if host is not None:
+            self.failover_host, self.failover_port = host, port
+            log.notice("FAILOVER requested to %s:%d." % (host, port))
+        else:
+            log.notice("FAILOVER requested to any replica.")
+        self.failover_end = time.monotonic() + timeout_ms / 1000.0 if timeout_ms else 0.0
+        self.failover_force = force
+        self.failover_state = FAILOVER_WAIT
+        srv.pause_all = False            # writes wait, reads go on
+        srv.paused_until = float("inf")
+        self.failover_tick()
+
+    def failover_tick(self) -> None:
+        """updateFailoverStatus (Redis runs it before every sleep; here every
+        100 ms while waiting for the replica)."""
+        self.failover_timer = None
+        if self.failover_state != FAILOVER_WAIT:
+            return
+        if self.failover_end and time.monotonic() >= self.failover_end:
+            if self.failover_force:
+                log.notice("FAILOVER to %s:%d time out exceeded, failing over."
+                           % (self.failover_host, self.failover_port))
+                self.failover_state = FAILOVER_IN_PROGRESS
+                self.become_replica(self.failover_host, self.failover_port)
+            else:
+                self.abort_failover("Replica never caught up before timeout")
+            return
+        target = None
+        if self.failover_host is not None:
+            target = self.find_replica(self.failover_host, self.failover_port)
+        else:
+            for r in self.live_replicas():
+                if r.ack_off == self.offset:
+                    target = r
+                    self.failover_host, self.failover_port = r.ip, r.port
+                    break
+        if target is not None and target.ack_off == self.offset:
+            self.failover_state = FAILOVER_IN_PROGRESS
+            log.notice("Failover target %s:%d is synced, failing over."
+                       % (self.failover_host, self.failover_port))
+            self.become_replica(self.failover_host, self.failover_port)
+            return
+        self.failover_timer = self.srv.loop.call_later(0.1, self.failover_tick)
+
+    def abort_failover(self, reason: str) -> None:
+        if self.failover_state == NO_FAILOVER:
+            return
+        if self.failover_host is not None:
+            log.notice("FAILOVER to %s:%d aborted: %s"
+                       % (self.failover_host, self.failover_port, reason))
+        else:
+            log.notice("FAILOVER to any replica aborted: %s" % reason)
+        if self.failover_state == FAILOVER_IN_PROGRESS:
+            self.become_primary()
+        self.clear_failover()
+
+    def clear_failover(self) -> None:
+        """clearFailoverState: writes resume (on a replica they get READONLY)."""
+        if self.failover_timer is not None:
+            self.failover_timer.cancel()
+            self.failover_timer = None
+        self.failover_state = NO_FAILOVER
+        self.failover_host = None
+        self.failover_port = 0
+        self.failover_end = 0.0
+        self.failover_force = False
+        self.srv.unpause()
 
     def role(self) -> list:
         if self.masterhost is None:

@@ -90,6 +90,8 @@ class Server:
         self.blocking = Blocking(self)
         from pynode.scripting.runner import Scripting
         self.scripting = Scripting(self)
+        from pynode.latency import Latency
+        self.latency = Latency(self)             # LATENCY, latency histograms
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -121,6 +123,8 @@ class Server:
             self.aof.configure(fsync=cfg.get("appendfsync"), **self.aof_options())
         if getattr(self, "cluster", None) is not None:
             self.cluster.configure()
+        if getattr(self, "latency", None) is not None:
+            self.latency.configure()
         for c in getattr(self, "clients", {}).values():
             c.parser.max_bulk = self.proto_max_bulk_len
             c.parser.max_query = self.query_buffer_limit
@@ -158,6 +162,8 @@ class Server:
             cmd.usec = 0.0
             cmd.rejected = 0
             cmd.failed = 0
+        if getattr(self, "latency", None) is not None:
+            self.latency.reset_histograms()
 
     @property
     def stat_numcommands(self) -> int:
@@ -377,6 +383,11 @@ class Server:
             self.propagate_command(c, cmd, argv, self.dirty - dirty)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
+        lat = self.latency
+        if lat.tracking:
+            cmd.lat.append(dt)
+        if dt >= lat.min_s:
+            lat.command(cmd, dt)
         if self.blocking.ready:
             # after the command is propagated: a served BLPOP's LPOP follows
             # the push that woke it (handleClientsBlockedOnKeys after call())
@@ -440,6 +451,11 @@ class Server:
             self.propagate_command(c, cmd, argv, self.dirty - dirty)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
+        lat = self.latency
+        if lat.tracking:
+            cmd.lat.append(dt)
+        if dt >= lat.min_s:
+            lat.command(cmd, dt)
         return r
 
     # ---------------------------------------------------------------- propagation
@@ -590,10 +606,13 @@ class Server:
         ks.tick()
         # active expiry: at most 25% of the cycle, as Redis's slow cycle
         if self.active_expire_enabled and self.scripting.busy is None:
+            t0 = perf_counter()
             ks.active_expire(0.25 / self.hz)
+            self.latency.sample("expire-cycle", perf_counter() - t0)
         if self.expired_pending:
             self.flush_expired()
         infomod.cron_sample(self)  # INFO's instantaneous metrics and memory peak
+        self.latency.fold()        # call durations into the latency histograms
         if self.cluster is not None:  # replication offset and link age for gossip
             self.cluster.cron()
             if self.blocking.clients:
@@ -663,13 +682,14 @@ class Server:
                     auto_rewrite_min_size=cfg.memory("auto-aof-rewrite-min-size"),
                     disable_auto_gc=cfg.bool("aof-disable-auto-gc"),
                     preamble=self.scripting.functions.rewrite_commands,
-                    on_fork=self.count_fork)
+                    on_fork=self.count_fork, on_latency=self.latency.sample)
 
     def count_fork(self, usec: int) -> None:
         """Every fork (AOF rewrite, full sync): INFO total_forks and
         latest_fork_usec."""
         self.stat_total_forks += 1
         self.stat_fork_usec = usec
+        self.latency.sample("fork", usec / 1e6)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:

@@ -435,7 +435,8 @@ class AOF:
                  dirname: str = "appendonlydir", fsync: str = "everysec", log=None,
                  use_rdb_preamble: bool = False, timestamps: bool = False,
                  auto_rewrite_perc: int = 100, auto_rewrite_min_size: int = 64 << 20,
-                 disable_auto_gc: bool = False, preamble=None, on_fork=None) -> None:
+                 disable_auto_gc: bool = False, preamble=None, on_fork=None,
+                 on_latency=None) -> None:
         self.dir = os.path.abspath(dir or ".")
         self.filename = filename
         self.dirname = dirname
@@ -455,6 +456,8 @@ class AOF:
         self.preamble = preamble
         # told of every fork (usec it took): the server's total_forks counts them
         self.on_fork = on_fork
+        # fn(event, seconds): the latency monitor's aof-write* / aof-fsync-always
+        self.on_latency = on_latency
         self.manifest = Manifest()
         self.state = OFF
         self.fd = -1
@@ -511,7 +514,7 @@ class AOF:
                   auto_rewrite_min_size: int | None = None,
                   use_rdb_preamble: bool | None = None,
                   disable_auto_gc: bool | None = None, preamble=None,
-                  on_fork=None) -> None:
+                  on_fork=None, on_latency=None) -> None:
         """Apply CONFIG SET changes (None = unchanged)."""
         if fsync is not None and fsync != self.fsync_policy:
             self.flush()
@@ -530,6 +533,8 @@ class AOF:
             self.preamble = preamble
         if on_fork is not None:
             self.on_fork = on_fork
+        if on_latency is not None:
+            self.on_latency = on_latency
 
     def read_manifest(self) -> Manifest:
         """The manifest on disk, or an empty one if dir or manifest is missing."""
@@ -722,6 +727,7 @@ class AOF:
         fd = self.fd
         done = 0
         total = len(buf)
+        t0 = time.perf_counter()
         try:
             with memoryview(buf) as view:
                 while done < total:
@@ -729,6 +735,12 @@ class AOF:
         except OSError as e:
             self._write_failed(e, done)
             return
+        if self.on_latency is not None:
+            dt = time.perf_counter() - t0
+            self.on_latency("aof-write-pending-fsync" if self.fsync_pending() else
+                            "aof-write-active-child" if self.child_pid else
+                            "aof-write-alone", dt)
+            self.on_latency("aof-write", dt)
         buf.clear()
         self.written += total
         self.current_size += total
@@ -736,10 +748,13 @@ class AOF:
             self.log.warning("AOF write error looks solved, Redis can write again.")
             self.last_write_ok = True
         if self.fsync_policy == "always":
+            t0 = time.perf_counter()
             try:
                 os.fdatasync(fd)
             except OSError as e:
                 self._fatal_fsync(e)
+            if self.on_latency is not None:
+                self.on_latency("aof-fsync-always", time.perf_counter() - t0)
             self.synced = self.written
             self.last_fsync = time.monotonic()
 
