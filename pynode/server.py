@@ -99,6 +99,7 @@ class Server:
         self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
         values.LIMITS.load(cfg.int)
         rdb.COMPRESSION = cfg.bool("rdbcompression")
+        rdb.CHECKSUM = cfg.bool("rdbchecksum")
         self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"),
                                                cfg.values.get(NOTIFY_NEW) == "yes")
         self.hll_sparse_max_bytes = cfg.memory("hll-sparse-max-bytes")
