@@ -63,8 +63,8 @@ class Server:
         self.shutting_down = False
         self.loading = False
         self.errorstats: dict[str, int] = {}
-        self.stat_total_forks = 0        # count_fork(): every fork, whoever forked
-        self.stat_fork_usec = 0
+        from pynode.children import Children
+        self.children = Children(log)            # every fork: one child at a time
         self.reset_stats()
         self.write_guard = None      # READONLY / NOREPLICAS check (pynode/replication.py)
         self.maxmemory = 0           # set with the evictor (pynode/evict.py)
@@ -651,13 +651,7 @@ class Server:
                     auto_rewrite_min_size=cfg.memory("auto-aof-rewrite-min-size"),
                     disable_auto_gc=cfg.bool("aof-disable-auto-gc"),
                     preamble=self.scripting.functions.rewrite_commands,
-                    on_fork=self.count_fork)
-
-    def count_fork(self, usec: int) -> None:
-        """Every fork (AOF rewrite, full sync): INFO total_forks and
-        latest_fork_usec."""
-        self.stat_total_forks += 1
-        self.stat_fork_usec = usec
+                    children=self.children)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:

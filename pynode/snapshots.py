@@ -16,9 +16,9 @@ After a failed background save, with save points set and
 stop-writes-on-bgsave-error yes, writes (and PING) get MISCONF until a save
 succeeds (the replication write guard answers it).
 
-Not here yet: rdbchecksum no,
-rdb-del-sync-files, and one child at a time with the AOF rewrite and full
-sync (their forks run beside a BGSAVE).
+The child is forked through srv.children (pynode/children.py), one child at
+a time: a save point or BGSAVE SCHEDULE waits while an AOF rewrite or a full
+sync child runs.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 
 from pynode.log import log
 from storage import rdb
-from storage.aof import child_ok, reap_child, run_child
+from pynode.children import RDB
 
 RETRY_DELAY = 5.0              # CONFIG_BGSAVE_RETRY_DELAY
 
@@ -62,6 +62,13 @@ class Snapshots:
         return {"redis-ver": srv.version, "redis-bits": 64, "ctime": int(time.time()),
                 "used-mem": 0, "aof-base": 0}
 
+    def key_delay(self):
+        """rdb-key-save-delay (microseconds after each key written), or None."""
+        us = self.srv.cfg.int("rdb-key-save-delay")
+        if us <= 0:
+            return None
+        return lambda: time.sleep(us / 1e6)
+
     def write_error(self) -> bool:
         """writeCommandsDeniedByDiskError for RDB: writes get MISCONF."""
         return (not self.last_ok and self.srv.cfg.bool("stop-writes-on-bgsave-error")
@@ -84,7 +91,7 @@ class Snapshots:
         try:
             with open(tmp, "wb", buffering=1 << 20) as fh:
                 n = rdb.dump(srv.ks.dbs, fh.write, self.aux(),
-                             srv.scripting.functions.codes())
+                             srv.scripting.functions.codes(), self.key_delay())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -115,18 +122,16 @@ class Snapshots:
         """Fork a child that writes the snapshot; False if the fork failed."""
         srv = self.srv
         self.last_try = time.monotonic()
-        t0 = time.perf_counter()
+        path = self.path()
+
+        def body() -> None:
+            log.notice("DB saved on disk (%d keys)" % self.write(path))
         try:
-            pid = os.fork()
+            pid = srv.children.fork(RDB, body, "saving the DB in the background")
         except OSError as e:
             self.set_ok(False)
             log.warning("Can't save in background: fork: %s" % e.strerror)
             return False
-        if pid == 0:
-            def body() -> None:
-                log.notice("DB saved on disk (%d keys)" % self.write(self.path()))
-            run_child(body, "saving the DB in the background", log)
-        srv.count_fork(int((time.perf_counter() - t0) * 1e6))
         self.child_pid = pid
         self.child_start = time.time()
         self.child_dirty = srv.dirty
@@ -137,12 +142,12 @@ class Snapshots:
     def reap(self, block: bool = False) -> None:
         if not self.child_pid:
             return
-        status = reap_child(self.child_pid, block)
+        status = self.srv.children.reap(self.child_pid, block)
         if status is None:
             return
         self.child_pid = 0
         self.last_bgsave_time = int(time.time() - self.child_start)
-        if child_ok(status):
+        if self.srv.children.ok(status):
             log.notice("Background saving terminated with success")
             self.dirty_at_save = self.child_dirty
             self.lastsave = int(self.child_start)
@@ -153,15 +158,13 @@ class Snapshots:
             self.set_ok(False)
 
     def kill_child(self) -> None:
-        if self.child_pid:
-            try:
-                os.kill(self.child_pid, 9)
-            except OSError:
-                pass
-            self.reap(block=True)
+        pid = self.child_pid
+        if pid:
+            self.srv.children.kill(pid)
+            self.child_pid = 0
             try:
                 os.unlink(os.path.join(os.path.dirname(self.path()) or ".",
-                                       "temp-%d.rdb" % self.child_pid))
+                                       "temp-%d.rdb" % pid))
             except OSError:
                 pass
 
@@ -171,10 +174,10 @@ class Snapshots:
             self.reap()
             return
         srv = self.srv
-        aof = srv.aof
-        if aof is not None and aof.child_pid:
-            return
-        if self.scheduled:
+        if srv.children.busy():
+            return                         # one child at a time
+        if self.scheduled and (self.last_ok or
+                               time.monotonic() - self.last_try > RETRY_DELAY):
             self.bgsave()
             return
         points = self.save_points()
@@ -241,7 +244,7 @@ class Snapshots:
     def info(self) -> dict:
         return {
             "rdb_changes_since_last_save": self.changes,
-            "rdb_bgsave_in_progress": 1 if self.child_pid else 0,
+            "rdb_bgsave_in_progress": 1 if self.srv.children.kind_is_rdb() else 0,
             "rdb_last_save_time": self.lastsave,
             "rdb_last_bgsave_status": "ok" if self.last_ok else "err",
             "rdb_last_bgsave_time_sec": self.last_bgsave_time,

@@ -385,11 +385,13 @@ def function_record(code: bytes) -> bytes:
 
 
 def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None,
-         functions: list[bytes] | None = None) -> int:
+         functions: list[bytes] | None = None,
+         after_key: Callable[[], object] | None = None) -> int:
     """Write an RDB of `dbs` (a sequence of Database or None, indexed by db
     number, whose .items() yields (key, value, expire_ms or -1)) through
     write(bytes).  `aux` fields are written in order after the header, then
-    the code of each function library in `functions`, then the keys.
+    the code of each function library in `functions`, then the keys;
+    after_key() is called after each (rdb-key-save-delay).
     Returns the number of keys written."""
     w = _Writer(write, CHECKSUM)
     w.add(MAGIC)
@@ -418,6 +420,8 @@ def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None,
                 w.add(bytes((OP_EXPIRETIME_MS,)) + struct.pack("<q", expire))
             w.add(bytes((rtype,)) + encode_string(key) + payload)
             nkeys += 1
+            if after_key is not None:
+                after_key()
     w.add(bytes((OP_EOF,)))
     w.flush()
     write(struct.pack("<Q", w.crc))

@@ -226,3 +226,66 @@ def test_misconf_after_a_failed_bgsave_as_redis():
     assert replies[0][0].startswith(b"-MISCONF Redis is configured to save RDB snapshots")
     assert replies[0][2] == b"$1\r\nv\r\n" and replies[0][3] == b"+OK\r\n"
     assert replies[0][-1] == b"+OK\r\n"
+
+
+def test_one_child_at_a_time_as_redis():
+    """A BGSAVE child runs: BGSAVE [SCHEDULE] and SAVE are refused with
+    Redis's text, BGREWRITEAOF is scheduled and starts when the save is
+    done; the same replies as redis-server 7.0."""
+    from tests.compare import Conn
+    runs = []
+    for rs in (False, True):
+        p = Proc(["--rdb-key-save-delay", "100000"], redis_server=rs).start()
+        try:
+            c = p.client()
+            for i in range(20):
+                c.set("k%d" % i, i)
+            raw = Conn(p.port)
+            got = [raw.call("BGSAVE"), raw.call("BGSAVE"), raw.call("BGSAVE", "SCHEDULE"),
+                   raw.call("SAVE"), raw.call("BGREWRITEAOF")]
+            info = c.info("persistence")
+            got.append((info["rdb_bgsave_in_progress"], info["aof_rewrite_scheduled"],
+                        info["aof_rewrite_in_progress"]))
+            got.append(raw.call("BGREWRITEAOF"))
+            wait_until(lambda: c.info("persistence")["aof_rewrites"] == 1, 30,
+                       "the scheduled rewrite")
+            info = c.info("persistence")
+            got.append((info["rdb_saves"], info["rdb_last_bgsave_status"]))
+            raw.close()
+            runs.append(got)
+        finally:
+            p.cleanup()
+    assert runs[0] == runs[1]
+    assert runs[0][:5] == [b"+Background saving started\r\n",
+                           b"-ERR Background save already in progress\r\n",
+                           b"-ERR Background save already in progress\r\n",
+                           b"-ERR Background save already in progress\r\n",
+                           b"+Background append only file rewriting scheduled\r\n"]
+    assert runs[0][5] == (1, 1, 0)
+
+
+def test_full_sync_waits_for_a_running_bgsave():
+    """A replica asking for a full sync while a BGSAVE child runs waits for
+    it (one child at a time), then syncs every key; each fork is counted."""
+    p = Proc(["--rdb-key-save-delay", "50000"]).start()
+    r = Proc()
+    try:
+        c = p.client()
+        for i in range(40):
+            c.set("k%d" % i, i)
+        forks = c.info("stats")["total_forks"]
+        assert c.bgsave()
+        r.start()
+        rc = r.client()
+        rc.replicaof("127.0.0.1", p.port)
+        wait_until(lambda: "BGSAVE for SYNC" in p.log(), 10, "the delayed sync")
+        assert c.info("persistence")["rdb_bgsave_in_progress"] == 1
+        wait_until(lambda: rc.info("replication").get("master_link_status") == "up", 40,
+                   "the sync after the BGSAVE")
+        assert rc.dbsize() == 40
+        assert "Waiting for next BGSAVE for SYNC" in p.log()
+        assert c.info("stats")["total_forks"] == forks + 2
+        assert c.info("persistence")["rdb_saves"] == 1
+    finally:
+        r.cleanup()
+        p.cleanup()
