@@ -423,10 +423,11 @@ def _persistence(srv) -> dict:
         "rdb_current_bgsave_time_sec": snap["rdb_current_bgsave_time_sec"],
         "rdb_saves": snap["rdb_saves"],
         "rdb_last_cow_size": 0,
-        "rdb_last_load_keys_expired": 0,
+        "rdb_last_load_keys_expired": snap["rdb_last_load_keys_expired"],
         "rdb_last_load_keys_loaded": snap["rdb_last_load_keys_loaded"],
     }
     d.update(aof_fields(srv))
+    d.update(srv.snapshots.loading_info())
     return d
 
 

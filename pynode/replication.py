@@ -943,6 +943,7 @@ class Replication:
             payload = await asyncio.wait_for(reader.readexactly(n), max(tmo, 1 + n / 1e6))
             self.sync_read = n
         self.master_last_io = time.time()
+        srv.snapshots.store_sync_payload(payload)   # dump.rdb, as Redis (disk load)
         log.notice("MASTER <-> REPLICA sync: Flushing old data")
         ks = srv.ks
         ks.flushall()
@@ -972,6 +973,7 @@ class Replication:
         finally:
             srv.loading = False
         log.notice("Done loading RDB, keys loaded: %d, keys expired: 0." % nkeys)
+        srv.snapshots.after_sync_load()        # rdb-del-sync-files
         # the new history: master's id and offset, no secondary id
         srv.replid = replid
         self.replid2 = NULL_ID
