@@ -35,6 +35,14 @@ def fill(c) -> None:
                     "function() return 'kept' end)")
 
 
+def fill_random(c, prefix: str, n: int, size: int) -> None:
+    """n string keys <prefix><i> of 2 * size random hex characters."""
+    pipe = c.pipeline(transaction=False)
+    for i in range(n):
+        pipe.set("%s%d" % (prefix, i), os.urandom(size).hex())
+    pipe.execute()
+
+
 def digest(c) -> bytes:
     return c.execute_command("DEBUG", "DIGEST")
 
@@ -330,10 +338,7 @@ def test_clients_get_loading_while_a_big_dump_rdb_loads_as_redis():
     src = Proc(["--enable-debug-command", "yes"]).start()
     try:
         c = src.client()
-        pipe = c.pipeline(transaction=False)
-        for i in range(1500):
-            pipe.set("key:%d" % i, os.urandom(300).hex())
-        pipe.execute()
+        fill_random(c, "key:", 1500, 300)
         c.set("gone", "x", px=300)
         c.set("stays", "y", ex=1000)
         assert c.save()
@@ -415,10 +420,7 @@ def test_full_disk_bgsave_fails_then_recovers_as_redis():
         p = Proc(["--save", "3600 1"], redis_server=rs).start()
         try:
             c = p.client()
-            pipe = c.pipeline(transaction=False)
-            for i in range(200):
-                pipe.set("k%d" % i, os.urandom(512).hex())
-            pipe.execute()
+            fill_random(c, "k", 200, 512)
             pid = p.proc.pid
             soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
             resource.prlimit(pid, resource.RLIMIT_FSIZE, (65536, hard))
