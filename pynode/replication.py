@@ -46,6 +46,7 @@ import os
 import time
 import weakref
 
+from pynode.children import REPL_SYNC
 from pynode.client import Client
 from pynode.log import log
 from storage import rdb
@@ -463,12 +464,33 @@ class Replication:
         if not info.pre_psync:
             log.notice("Full resync requested by replica %s" % info.name())
             self.send(c, b"+FULLRESYNC %s %d\r\n" % (srv.replid.encode(), self.offset))
+        busy = srv.children.busy()
+        if busy is not None:               # one child at a time: the cron starts it
+            if busy == "aof":
+                log.notice("No BGSAVE in progress, but another BG operation is active. "
+                           "BGSAVE for replication delayed")
+            else:
+                log.notice("Can't attach the replica to the current BGSAVE. Waiting for "
+                           "next BGSAVE for SYNC")
+            return
+        self.try_snapshot(info)
+
+    def try_snapshot(self, info: ReplicaInfo) -> None:
         try:
             self.start_snapshot(info)
         except OSError as e:
             log.warning("Can't BGSAVE for replication: %s" % e)
-            c.closing = True
-            c.transport.close()
+            info.c.closing = True
+            info.c.transport.close()
+
+    def start_pending_syncs(self) -> None:
+        """replicationStartPendingFork: a replica waiting for its full sync
+        gets one when no other child runs."""
+        for r in list(self.replicas.values()):
+            if self.srv.children.busy() is not None:
+                return
+            if r.state == WAIT_BGSAVE and r.job is None and not r.c.closing:
+                self.try_snapshot(r)
 
     # ------------------------------------------------------------ primary: snapshot
     def start_snapshot(self, info: ReplicaInfo) -> None:
@@ -481,20 +503,20 @@ class Replication:
         functions = [] if info.exclude_functions else srv.scripting.functions.codes()
         dbs = [] if info.exclude_data else srv.ks.dbs
         rfd, wfd = os.pipe()
-        t0 = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:                     # child: write the RDB into the pipe, exit
-            from storage.aof import run_child
-            os.close(rfd)
 
-            def body() -> None:
-                with open(wfd, "wb", buffering=1 << 20, closefd=True) as fh:
-                    n = rdb.dump(dbs, fh.write, aux, functions)
-                log.notice("Fork CoW for RDB: current 0 MB, peak 0 MB, average 0 MB")
-                log.notice("DB saved on disk (%d keys)" % n)
-            run_child(body, "writing the RDB for replication", log)
+        def body() -> None:              # in the child: the RDB into the pipe
+            os.close(rfd)
+            with open(wfd, "wb", buffering=1 << 20, closefd=True) as fh:
+                n = rdb.dump(dbs, fh.write, aux, functions, srv.snapshots.key_delay())
+            log.notice("Fork CoW for RDB: current 0 MB, peak 0 MB, average 0 MB")
+            log.notice("DB saved on disk (%d keys)" % n)
+        try:
+            pid = srv.children.fork(REPL_SYNC, body, "writing the RDB for replication")
+        except OSError:
+            os.close(rfd)
+            os.close(wfd)
+            raise
         os.close(wfd)
-        srv.count_fork(int((time.perf_counter() - t0) * 1e6))
         os.set_blocking(rfd, False)
         mark = os.urandom(20).hex().encode() if (info.capa_eof and not info.pre_psync) else None
         job = SnapshotJob(pid, rfd, info, mark)
@@ -527,12 +549,10 @@ class Replication:
         # end of the pipe: the child is done
         self.srv.loop.remove_reader(job.rfd)
         os.close(job.rfd)
-        try:
-            _, status = os.waitpid(job.pid, 0)
-            ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        except ChildProcessError:
-            ok = False
+        children = self.srv.children
+        ok = children.ok(children.reap(job.pid, block=True))
         r.job = None
+        self.srv.loop.call_soon(self.start_pending_syncs)
         if not ok:
             log.warning("Background transfer error")
             r.c.closing = True
@@ -571,11 +591,7 @@ class Replication:
             os.close(job.rfd)
         except (OSError, ValueError):
             pass
-        try:
-            os.kill(job.pid, 9)
-            os.waitpid(job.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+        self.srv.children.kill(job.pid)
 
     # ------------------------------------------------------------ WAIT
     def acked(self, off: int) -> int:
@@ -669,6 +685,8 @@ class Replication:
     def cron(self) -> None:
         self.timer = self.srv.loop.call_later(1.0, self.cron)
         now = time.time()
+        if self.replicas:
+            self.start_pending_syncs()
         if self.masterhost is not None:
             if self.state == "connected":
                 if now - self.master_last_io > self.timeout:
@@ -961,6 +979,7 @@ class Replication:
             payload = await asyncio.wait_for(reader.readexactly(n), max(tmo, 1 + n / 1e6))
             self.sync_read = n
         self.master_last_io = time.time()
+        srv.snapshots.store_sync_payload(payload)   # dump.rdb, as Redis (disk load)
         log.notice("MASTER <-> REPLICA sync: Flushing old data")
         ks = srv.ks
         ks.flushall()
@@ -990,6 +1009,7 @@ class Replication:
         finally:
             srv.loading = False
         log.notice("Done loading RDB, keys loaded: %d, keys expired: 0." % nkeys)
+        srv.snapshots.after_sync_load()        # rdb-del-sync-files
         # the new history: master's id and offset, no secondary id
         srv.replid = replid
         self.replid2 = NULL_ID

@@ -5,9 +5,9 @@ value (storage/rdb.py and each value module's registered codec), then the
 RDB version as 2 bytes little-endian, then the CRC64 of all of that as 8
 bytes little-endian.  So a payload from DUMP on redis-server 7.0 RESTOREs
 here and the reverse; the value encodings are Redis 7.0's (listpack, intset,
-...), so a DUMP is byte-identical to redis-server's for the same value,
-except that long strings are not LZF-compressed (Redis compresses strings
-over 20 bytes with rdbcompression yes; both forms load everywhere).
+...) and strings over 20 bytes are LZF-compressed when rdbcompression is on
+(liblzf's output), so a DUMP is byte-identical to redis-server's for the
+same value.
 """
 
 from __future__ import annotations

@@ -1124,7 +1124,7 @@ def lastsave(c, argv):
 @command("save")
 def save(c, argv):
     snap = c.srv.snapshots
-    if snap.child_pid:
+    if c.srv.children.kind_is_rdb():
         raise CommandError("ERR Background save already in progress")
     if not snap.save():
         raise CommandError("ERR")
@@ -1140,9 +1140,9 @@ def bgsave(c, argv):
         schedule = True
     srv = c.srv
     snap = srv.snapshots
-    if snap.child_pid:
+    if srv.children.kind_is_rdb():          # a BGSAVE or a full sync's child
         raise CommandError("ERR Background save already in progress")
-    if (srv.aof is not None and srv.aof.child_pid) or c.in_multi:
+    if srv.children.busy() or c.in_multi:
         if schedule or c.in_multi:
             snap.scheduled = True
             return b"+Background saving scheduled\r\n"
@@ -1162,6 +1162,11 @@ def bgrewriteaof(c, argv):
     aof = srv.aof
     if aof.rewrite_in_progress:
         raise CommandError("ERR Background append only file rewriting already in progress")
+    if srv.children.busy() or c.in_multi:   # runs from the cron when the child is done
+        aof.keyspace = srv.ks
+        aof.rewrite_scheduled = True
+        aof.consecutive_failures = 0
+        return b"+Background append only file rewriting scheduled\r\n"
     try:
         started = aof.rewrite(srv.ks)
     except (OSError, ValueError) as e:
