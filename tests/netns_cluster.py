@@ -28,6 +28,7 @@ import time
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
+from pynode.chaos.control import ChaosError, node_pid
 from pynode.chaos.netlab import NetLab
 from tests.cluster_helpers import parse_nodes, run
 from tests.helpers import ROOT
@@ -96,10 +97,8 @@ class NetCluster:
         # restarted nodes are not our children: find them by their directory
         for a in self.addrs:
             try:
-                pid = int(self.info(a, timeout=0.5).get("process_id", 0))
-                if pid:
-                    os.kill(pid, signal.SIGKILL)
-            except Exception:  # noqa: BLE001 - already gone
+                os.kill(node_pid("%s:%d" % (a, PORT)), signal.SIGKILL)
+            except (ChaosError, OSError):     # already gone
                 pass
         self.lab.destroy()
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -100,8 +100,9 @@ def _split_replies(buf: bytes) -> list[bytes] | None:
     return out
 
 
-def node_pid(node: str, password: str | None = None) -> int:
-    info = command(node, "INFO", "server", password=password).decode("utf-8", "replace")
+def node_pid(node: str, password: str | None = None, timeout: float = 5.0) -> int:
+    info = command(node, "INFO", "server", password=password,
+                   timeout=timeout).decode("utf-8", "replace")
     for line in info.splitlines():
         if line.startswith("process_id:"):
             return int(line.split(":", 1)[1])
