@@ -132,6 +132,14 @@ class UnpauseClients:
 
 
 @dataclass(frozen=True, slots=True)
+class CloseLink:
+    """Free the link a message came in on (a dropped packet with
+    ``close_link_on_drop``); an outbound one is reported down as usual."""
+
+    link: LinkInfo
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     level: str  # debug | verbose | notice | warning
     text: str
@@ -139,5 +147,5 @@ class Log:
 
 Action = (
     Connect | Disconnect | Rename | Send | Reply | Broadcast | SaveConfig | Replicate
-    | EmptyData | DropSlotKeys | Deliver | PauseClients | UnpauseClients | Log
+    | EmptyData | DropSlotKeys | Deliver | PauseClients | UnpauseClients | CloseLink | Log
 )

@@ -174,6 +174,11 @@ class ClusterState:
         self.stats_pfail_nodes = 0
         self.stats_sent: dict[MsgType, int] = {t: 0 for t in MsgType}
         self.stats_received: dict[MsgType, int] = {t: 0 for t in MsgType}
+        # DEBUG DROP-CLUSTER-PACKET-FILTER: None (the default) lets everything
+        # in; a CLUSTERMSG_TYPE_* number drops incoming messages of that type,
+        # -2 drops them all. With close_link_on_drop the link goes too.
+        self.drop_filter: int | None = None
+        self.close_link_on_drop = False
         self.repl_offset = 0
         self.blacklist: dict[str, int] = {}  # node id -> ban expiry (ms)
 
@@ -1055,6 +1060,12 @@ class ClusterState:
         """clusterProcessPacket."""
         self._begin(now)
         self.stats_received[msg.type] += 1
+        f = self.drop_filter
+        if f is not None and (f == msg.type or f == -2):
+            self._log("warning", "Dropping packet that matches debug drop filter")
+            if self.close_link_on_drop:
+                self._out.append(A.CloseLink(link))
+            return self._finish()
         self._process(link, msg)
         return self._finish()
 

@@ -204,6 +204,8 @@ class BusTransport:
         self.closing = False
         # the local address outgoing links are made from (None: the kernel's choice)
         self.source_addr: str | None = None
+        # DEBUG PAUSE-CRON: while true the tick runs no cluster cron
+        self.paused = False
         # Frames wait here until the loop has run what is ready: a reply to a
         # client goes out before the gossip its command caused (Redis writes
         # replies in beforeSleep and links on the next writable event), so the
@@ -276,7 +278,8 @@ class BusTransport:
         if self.closing:
             return
         try:
-            self.run(self.state.on_tick(self.clock()))
+            if not self.paused:
+                self.run(self.state.on_tick(self.clock()))
         except Exception:  # noqa: BLE001 - keep the bus alive, but loudly
             self.stats_state_errors += 1
             self.log("warning", "Cluster cron failed:\n" + traceback.format_exc())
@@ -325,6 +328,17 @@ class BusTransport:
             self.inbound.pop(link.conn_id, None)
         else:
             self._outbound_down(link)
+
+    def kill_links(self, node_id: str, outbound: bool, inbound: bool) -> None:
+        """DEBUG CLUSTERLINK KILL: free the link to a node and/or the links from it."""
+        if outbound:
+            link = self.outbound.get(node_id)
+            if link is not None:
+                self._drop(link)
+        if inbound:
+            for link in list(self.inbound.values()):
+                if getattr(link, "node_id", None) == node_id:
+                    self._drop(link)
 
     def link_up(self, link: OutboundLink) -> None:
         if self.outbound.get(link.node_id) is link:
@@ -417,6 +431,11 @@ class BusTransport:
                     self.outbound[a.new_id] = link
             elif t is A.Log:
                 self.log(a.level, a.text)
+            elif t is A.CloseLink:
+                link = (self.inbound.get(a.link.conn_id) if a.link.inbound
+                        else self.outbound.get(a.link.node_id or ""))
+                if link is not None:
+                    self._drop(link)
             elif t is not A.SaveConfig:
                 self.handler(a)
 

@@ -423,10 +423,11 @@ def _persistence(srv) -> dict:
         "rdb_current_bgsave_time_sec": snap["rdb_current_bgsave_time_sec"],
         "rdb_saves": snap["rdb_saves"],
         "rdb_last_cow_size": 0,
-        "rdb_last_load_keys_expired": 0,
+        "rdb_last_load_keys_expired": snap["rdb_last_load_keys_expired"],
         "rdb_last_load_keys_loaded": snap["rdb_last_load_keys_loaded"],
     }
     d.update(aof_fields(srv))
+    d.update(srv.snapshots.loading_info())
     return d
 
 
@@ -468,8 +469,8 @@ def _stats(srv) -> dict:
         "pubsub_channels": len(srv.channels),
         "pubsub_patterns": len(srv.patterns),
         "pubsubshard_channels": len(getattr(srv, "shard_channels", None) or ()),
-        "latest_fork_usec": srv.stat_fork_usec,
-        "total_forks": srv.stat_total_forks,
+        "latest_fork_usec": srv.children.last_fork_usec,
+        "total_forks": srv.children.total_forks,
         "migrate_cached_sockets": 0,
         "slave_expires_tracked_keys": 0,
         "active_defrag_hits": 0,
@@ -597,7 +598,9 @@ def section_text(srv, name: str) -> str:
         return _keyspace_text(srv)
     if name == "cluster":
         return "cluster_enabled:%d\r\n" % (1 if srv.cfg.bool("cluster-enabled") else 0)
-    return ""  # modules, latencystats
+    if name == "latencystats":
+        return srv.latency.info_text()
+    return ""  # modules
 
 
 def select_sections(args: list[str]) -> list[str]:

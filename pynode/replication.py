@@ -46,6 +46,7 @@ import os
 import time
 import weakref
 
+from pynode.children import REPL_SYNC
 from pynode.client import Client
 from pynode.log import log
 from storage import rdb
@@ -56,6 +57,8 @@ NULL_ID = "0" * 40
 
 # primary-side states of a replica (INFO slaveN:state=)
 WAIT_BGSAVE, SEND_BULK, ONLINE = "wait_bgsave", "send_bulk", "online"
+NO_FAILOVER, FAILOVER_WAIT, FAILOVER_IN_PROGRESS = (
+    "no-failover", "waiting-for-sync", "failover-in-progress")
 
 READONLY_ERR = "READONLY You can't write against a read only replica."
 MISCONF_ERR = ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
@@ -159,6 +162,14 @@ class Replication:
         self.cached = False              # replid/offset usable for PSYNC
         self.stream_db = 0               # the master client's db at (re)connection
         self.timer = None
+        # FAILOVER (standalone coordinated failover): no-failover,
+        # waiting-for-sync or failover-in-progress
+        self.failover_state = NO_FAILOVER
+        self.failover_host: str | None = None
+        self.failover_port = 0
+        self.failover_end = 0.0          # monotonic deadline (0: no TIMEOUT)
+        self.failover_force = False
+        self.failover_timer = None
         self.configure()
 
     # ------------------------------------------------------------ config
@@ -356,11 +367,22 @@ class Replication:
         from pynode.resp import OK
         return OK
 
-    def psync(self, c: Client, replid: bytes | None, offset: bytes | None):
-        """PSYNC (replid, offset given) or SYNC (both None)."""
+    def psync(self, c: Client, replid: bytes | None, offset: bytes | None,
+              failover: bool = False):
+        """PSYNC (replid, offset given) or SYNC (both None). `failover`: PSYNC
+        <replid> <offset> FAILOVER from a primary handing its role to us."""
         from pynode.commands import CommandError
         if "S" in c.flags_extra:
             return None                  # already a replica: ignored, as Redis
+        if failover:
+            if replid.decode("utf-8", "replace") != self.srv.replid:
+                raise CommandError("ERR PSYNC FAILOVER replid must match my replid.")
+            from pynode.commands.server import client_line
+            self.become_primary()
+            log.notice("MASTER MODE enabled (failover request from '%s')"
+                       % client_line(c, c))
+        if self.failover_state != NO_FAILOVER:
+            raise CommandError("NOMASTERLINK Can't SYNC while failing over")
         if self.masterhost is not None and self.state != "connected":
             raise CommandError("NOMASTERLINK Can't SYNC while not connected with my master")
         info = self.handshake.pop(c, None) or ReplicaInfo(c)
@@ -442,12 +464,33 @@ class Replication:
         if not info.pre_psync:
             log.notice("Full resync requested by replica %s" % info.name())
             self.send(c, b"+FULLRESYNC %s %d\r\n" % (srv.replid.encode(), self.offset))
+        busy = srv.children.busy()
+        if busy is not None:               # one child at a time: the cron starts it
+            if busy == "aof":
+                log.notice("No BGSAVE in progress, but another BG operation is active. "
+                           "BGSAVE for replication delayed")
+            else:
+                log.notice("Can't attach the replica to the current BGSAVE. Waiting for "
+                           "next BGSAVE for SYNC")
+            return
+        self.try_snapshot(info)
+
+    def try_snapshot(self, info: ReplicaInfo) -> None:
         try:
             self.start_snapshot(info)
         except OSError as e:
             log.warning("Can't BGSAVE for replication: %s" % e)
-            c.closing = True
-            c.transport.close()
+            info.c.closing = True
+            info.c.transport.close()
+
+    def start_pending_syncs(self) -> None:
+        """replicationStartPendingFork: a replica waiting for its full sync
+        gets one when no other child runs."""
+        for r in list(self.replicas.values()):
+            if self.srv.children.busy() is not None:
+                return
+            if r.state == WAIT_BGSAVE and r.job is None and not r.c.closing:
+                self.try_snapshot(r)
 
     # ------------------------------------------------------------ primary: snapshot
     def start_snapshot(self, info: ReplicaInfo) -> None:
@@ -460,20 +503,20 @@ class Replication:
         functions = [] if info.exclude_functions else srv.scripting.functions.codes()
         dbs = [] if info.exclude_data else srv.ks.dbs
         rfd, wfd = os.pipe()
-        t0 = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:                     # child: write the RDB into the pipe, exit
-            from storage.aof import run_child
-            os.close(rfd)
 
-            def body() -> None:
-                with open(wfd, "wb", buffering=1 << 20, closefd=True) as fh:
-                    n = rdb.dump(dbs, fh.write, aux, functions)
-                log.notice("Fork CoW for RDB: current 0 MB, peak 0 MB, average 0 MB")
-                log.notice("DB saved on disk (%d keys)" % n)
-            run_child(body, "writing the RDB for replication", log)
+        def body() -> None:              # in the child: the RDB into the pipe
+            os.close(rfd)
+            with open(wfd, "wb", buffering=1 << 20, closefd=True) as fh:
+                n = rdb.dump(dbs, fh.write, aux, functions, srv.snapshots.key_delay())
+            log.notice("Fork CoW for RDB: current 0 MB, peak 0 MB, average 0 MB")
+            log.notice("DB saved on disk (%d keys)" % n)
+        try:
+            pid = srv.children.fork(REPL_SYNC, body, "writing the RDB for replication")
+        except OSError:
+            os.close(rfd)
+            os.close(wfd)
+            raise
         os.close(wfd)
-        srv.count_fork(int((time.perf_counter() - t0) * 1e6))
         os.set_blocking(rfd, False)
         mark = os.urandom(20).hex().encode() if (info.capa_eof and not info.pre_psync) else None
         job = SnapshotJob(pid, rfd, info, mark)
@@ -506,12 +549,10 @@ class Replication:
         # end of the pipe: the child is done
         self.srv.loop.remove_reader(job.rfd)
         os.close(job.rfd)
-        try:
-            _, status = os.waitpid(job.pid, 0)
-            ok = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-        except ChildProcessError:
-            ok = False
+        children = self.srv.children
+        ok = children.ok(children.reap(job.pid, block=True))
         r.job = None
+        self.srv.loop.call_soon(self.start_pending_syncs)
         if not ok:
             log.warning("Background transfer error")
             r.c.closing = True
@@ -550,11 +591,7 @@ class Replication:
             os.close(job.rfd)
         except (OSError, ValueError):
             pass
-        try:
-            os.kill(job.pid, 9)
-            os.waitpid(job.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
+        self.srv.children.kill(job.pid)
 
     # ------------------------------------------------------------ WAIT
     def acked(self, off: int) -> int:
@@ -581,6 +618,8 @@ class Replication:
         nothing may be added to the stream (a PING or a GETACK would move our
         offset past the one the replica must reach exactly), as Redis."""
         srv = self.srv
+        if self.failover_state == FAILOVER_WAIT:
+            return True
         return (srv.cluster is not None and srv.cluster.state.mf_end != 0
                 and srv.cluster.state.myself.is_primary
                 and srv.paused_until > time.monotonic())
@@ -646,6 +685,8 @@ class Replication:
     def cron(self) -> None:
         self.timer = self.srv.loop.call_later(1.0, self.cron)
         now = time.time()
+        if self.replicas:
+            self.start_pending_syncs()
         if self.masterhost is not None:
             if self.state == "connected":
                 if now - self.master_last_io > self.timeout:
@@ -775,6 +816,9 @@ class Replication:
                 log.warning("Replication link error: %r" % (e,))
             if self.task is not me:
                 return
+            if self.failover_state == FAILOVER_IN_PROGRESS:
+                self.abort_failover("Failover target is unreachable")
+                return
             if self.state == "connected":
                 self.cached = True       # PSYNC with our id/offset next time
             self.drop_master_link()
@@ -848,11 +892,21 @@ class Replication:
         else:
             psync = [b"PSYNC", b"?", b"-1"]
             log.notice("Partial resynchronization not possible (no cached master)")
+        if self.failover_state == FAILOVER_IN_PROGRESS:
+            psync.append(b"FAILOVER")    # the target becomes the primary
         writer.write(encode_command(psync))
         while True:
             r = await reply()
             if r:                        # empty lines are keepalives
                 break
+        if self.failover_state == FAILOVER_IN_PROGRESS:
+            if r.startswith(b"+FULLRESYNC") or r.startswith(b"+CONTINUE"):
+                self.clear_failover()
+            else:
+                log.warning("Unexpected reply to PSYNC from master: %s"
+                            % r.decode("utf-8", "replace"))
+                self.abort_failover("Failover target rejected psync request")
+                return
         if r.startswith(b"+FULLRESYNC"):
             parts = r.split()
             if len(parts) != 3:
@@ -933,6 +987,7 @@ class Replication:
             payload = await asyncio.wait_for(reader.readexactly(n), max(tmo, 1 + n / 1e6))
             self.sync_read = n
         self.master_last_io = time.time()
+        srv.snapshots.store_sync_payload(payload)   # dump.rdb, as Redis (disk load)
         log.notice("MASTER <-> REPLICA sync: Flushing old data")
         ks = srv.ks
         ks.flushall()
@@ -962,6 +1017,7 @@ class Replication:
         finally:
             srv.loading = False
         log.notice("Done loading RDB, keys loaded: %d, keys expired: 0." % nkeys)
+        srv.snapshots.after_sync_load()        # rdb-del-sync-files
         # the new history: master's id and offset, no secondary id
         srv.replid = replid
         self.replid2 = NULL_ID
@@ -1119,7 +1175,7 @@ class Replication:
         for i, r in enumerate(replicas):
             d["slave%d" % i] = "ip=%s,port=%d,state=%s,offset=%d,lag=%d" % (
                 r.ip, r.port, r.state, r.ack_off, int(now - r.ack_time))
-        d["master_failover_state"] = "no-failover"
+        d["master_failover_state"] = self.failover_state
         d["master_replid"] = srv.replid
         d["master_replid2"] = self.replid2
         d["master_repl_offset"] = self.offset
@@ -1129,6 +1185,90 @@ class Replication:
         d["repl_backlog_first_byte_offset"] = self.first_byte()
         d["repl_backlog_histlen"] = self.histlen()
         return d
+
+    # ------------------------------------------------------------ FAILOVER
+    # A coordinated failover of a standalone primary (Redis 6.2+): writes are
+    # paused, the target (given, or the first replica whose ACK reaches our
+    # offset) is waited for, then we become its replica and our PSYNC carries
+    # FAILOVER, which turns it into the primary; +CONTINUE ends the failover.
+
+    def find_replica(self, host: str, port: int) -> ReplicaInfo | None:
+        for r in self.live_replicas():
+            if r.ip.lower() == host.lower() and r.port == port:
+                return r
+        return None
+
+    def start_failover(self, host: str | None, port: int, timeout_ms: int,
+                       force: bool) -> None:
+        """FAILOVER's checks are done (pynode/commands/replication.py)."""
+        srv = self.srv
+        if host is not None:
+            self.failover_host, self.failover_port = host, port
+            log.notice("FAILOVER requested to %s:%d." % (host, port))
+        else:
+            log.notice("FAILOVER requested to any replica.")
+        self.failover_end = time.monotonic() + timeout_ms / 1000.0 if timeout_ms else 0.0
+        self.failover_force = force
+        self.failover_state = FAILOVER_WAIT
+        srv.pause_all = False            # writes wait, reads go on
+        srv.paused_until = float("inf")
+        self.failover_tick()
+
+    def failover_tick(self) -> None:
+        """updateFailoverStatus (Redis runs it before every sleep; here every
+        100 ms while waiting for the replica)."""
+        self.failover_timer = None
+        if self.failover_state != FAILOVER_WAIT:
+            return
+        if self.failover_end and time.monotonic() >= self.failover_end:
+            if self.failover_force:
+                log.notice("FAILOVER to %s:%d time out exceeded, failing over."
+                           % (self.failover_host, self.failover_port))
+                self.failover_state = FAILOVER_IN_PROGRESS
+                self.become_replica(self.failover_host, self.failover_port)
+            else:
+                self.abort_failover("Replica never caught up before timeout")
+            return
+        target = None
+        if self.failover_host is not None:
+            target = self.find_replica(self.failover_host, self.failover_port)
+        else:
+            for r in self.live_replicas():
+                if r.ack_off == self.offset:
+                    target = r
+                    self.failover_host, self.failover_port = r.ip, r.port
+                    break
+        if target is not None and target.ack_off == self.offset:
+            self.failover_state = FAILOVER_IN_PROGRESS
+            log.notice("Failover target %s:%d is synced, failing over."
+                       % (self.failover_host, self.failover_port))
+            self.become_replica(self.failover_host, self.failover_port)
+            return
+        self.failover_timer = self.srv.loop.call_later(0.1, self.failover_tick)
+
+    def abort_failover(self, reason: str) -> None:
+        if self.failover_state == NO_FAILOVER:
+            return
+        if self.failover_host is not None:
+            log.notice("FAILOVER to %s:%d aborted: %s"
+                       % (self.failover_host, self.failover_port, reason))
+        else:
+            log.notice("FAILOVER to any replica aborted: %s" % reason)
+        if self.failover_state == FAILOVER_IN_PROGRESS:
+            self.become_primary()
+        self.clear_failover()
+
+    def clear_failover(self) -> None:
+        """clearFailoverState: writes resume (on a replica they get READONLY)."""
+        if self.failover_timer is not None:
+            self.failover_timer.cancel()
+            self.failover_timer = None
+        self.failover_state = NO_FAILOVER
+        self.failover_host = None
+        self.failover_port = 0
+        self.failover_end = 0.0
+        self.failover_force = False
+        self.srv.unpause()
 
     def role(self) -> list:
         if self.masterhost is None:

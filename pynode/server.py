@@ -29,6 +29,15 @@ def _sanitize(msg: str) -> str:
     return msg.replace("\r", " ").replace("\n", " ")
 
 
+LOADING_ERR = "LOADING Redis is loading the dataset in memory"
+
+
+def _loading_guard(c, cmd) -> str | None:
+    """Server.execute's check while loading: commands without the loading
+    flag are refused (processCommand's is_denyloading_command)."""
+    return None if cmd.loading else LOADING_ERR
+
+
 class Server:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -53,6 +62,16 @@ class Server:
         self.pause_all = False
         self.paused_clients: set[Client] = set()
         self.active_expire_enabled = True
+        # DEBUG settings (pynode/commands/debug.py)
+        self.pause_cron = False
+        self.cluster_drop_packet_filter = -1
+        self.cluster_close_link_on_packet_drop = False
+        self.script_disable_deny_script = False
+        self.quicklist_packed_threshold = 1 << 30
+        self.aof_flush_sleep = 0
+        self.reply_buffer_peak_reset_time = 5000
+        self.reply_buffer_resizing_enabled = True
+        self.debug_leaks: list[bytes] = []
         self.aof = None
         self.cluster = None          # pynode.cluster.ClusterNode with cluster-enabled yes
         self.write_queue: list[Client] = []
@@ -62,9 +81,10 @@ class Server:
         self.servers: list = []
         self.shutting_down = False
         self.loading = False
+        self.loading_greenlet = None     # the start-up load (serve_while_loading)
         self.errorstats: dict[str, int] = {}
-        self.stat_total_forks = 0        # count_fork(): every fork, whoever forked
-        self.stat_fork_usec = 0
+        from pynode.children import Children
+        self.children = Children(log)            # every fork: one child at a time
         self.reset_stats()
         self.write_guard = None      # READONLY / NOREPLICAS check (pynode/replication.py)
         self.maxmemory = 0           # set with the evictor (pynode/evict.py)
@@ -80,6 +100,9 @@ class Server:
         self.blocking = Blocking(self)
         from pynode.scripting.runner import Scripting
         self.scripting = Scripting(self)
+        from pynode.latency import Latency
+        self.latency = Latency(self)             # LATENCY, latency histograms
+        self.children.on_latency = self.latency.sample
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -99,6 +122,7 @@ class Server:
         self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
         values.LIMITS.load(cfg.int)
         rdb.COMPRESSION = cfg.bool("rdbcompression")
+        rdb.CHECKSUM = cfg.bool("rdbchecksum")
         self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"),
                                                cfg.values.get(NOTIFY_NEW) == "yes")
         self.hll_sparse_max_bytes = cfg.memory("hll-sparse-max-bytes")
@@ -111,6 +135,8 @@ class Server:
             self.aof.configure(fsync=cfg.get("appendfsync"), **self.aof_options())
         if getattr(self, "cluster", None) is not None:
             self.cluster.configure()
+        if getattr(self, "latency", None) is not None:
+            self.latency.configure()
         for c in getattr(self, "clients", {}).values():
             c.parser.max_bulk = self.proto_max_bulk_len
             c.parser.max_query = self.query_buffer_limit
@@ -148,6 +174,8 @@ class Server:
             cmd.usec = 0.0
             cmd.rejected = 0
             cmd.failed = 0
+        if getattr(self, "latency", None) is not None:
+            self.latency.reset_histograms()
 
     @property
     def stat_numcommands(self) -> int:
@@ -367,6 +395,11 @@ class Server:
             self.propagate_command(c, cmd, argv, self.dirty - dirty)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
+        lat = self.latency
+        if lat.tracking:
+            cmd.lat.append(dt)
+        if dt >= lat.min_s:
+            lat.command(cmd, dt)
         if self.blocking.ready:
             # after the command is propagated: a served BLPOP's LPOP follows
             # the push that woke it (handleClientsBlockedOnKeys after call())
@@ -430,6 +463,11 @@ class Server:
             self.propagate_command(c, cmd, argv, self.dirty - dirty)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
+        lat = self.latency
+        if lat.tracking:
+            cmd.lat.append(dt)
+        if dt >= lat.min_s:
+            lat.command(cmd, dt)
         return r
 
     # ---------------------------------------------------------------- propagation
@@ -481,10 +519,38 @@ class Server:
 
     def set_loading(self, on: bool) -> None:
         """LOADING: a snapshot or AOF is being applied (no events, no expiry);
-        when it ends the loaded data counts as saved (dirty 0), as in Redis."""
+        commands without the loading flag get -LOADING meanwhile; when it
+        ends the loaded data counts as saved (dirty 0), as in Redis."""
         self.loading = on
-        if not on:
+        if on:
+            self.write_guard = _loading_guard
+        else:
             self.dirty = 0
+            self.write_guard = None
+            self.replication.configure()          # its guard, if any, again
+
+    def loading_events(self) -> None:
+        """processEventsWhileBlocked: called by a loader every
+        loading-process-events-interval-bytes; serves clients (with
+        -LOADING) when the load runs under serve_while_loading()."""
+        g = self.loading_greenlet
+        if g is not None and g.parent is not None:
+            g.parent.switch()
+
+    async def serve_while_loading(self, fn) -> None:
+        """Run fn() (the start-up load) in a greenlet that gives the loop a
+        turn at each loading_events(), so clients get -LOADING during a long
+        load, as Redis (its listener is bound before loading)."""
+        from greenlet import greenlet
+        g = greenlet(fn)
+        self.loading_greenlet = g
+        try:
+            g.switch()
+            while not g.dead and not self.shutting_down:
+                await asyncio.sleep(0)
+                g.switch()
+        finally:
+            self.loading_greenlet = None
 
     def propagate(self, dbid: int, argv: list[bytes], targets: int = 3) -> None:
         """Send a write to the AOF (targets & 1) and the replicas (targets & 2)."""
@@ -573,14 +639,20 @@ class Server:
 
     # ---------------------------------------------------------------- cron
     def cron(self) -> None:
+        if self.pause_cron:      # DEBUG PAUSE-CRON 1
+            self.loop.call_later(1.0 / self.hz, self.cron)
+            return
         ks = self.ks
         ks.tick()
         # active expiry: at most 25% of the cycle, as Redis's slow cycle
         if self.active_expire_enabled and self.scripting.busy is None:
+            t0 = perf_counter()
             ks.active_expire(0.25 / self.hz)
+            self.latency.sample("expire-cycle", perf_counter() - t0)
         if self.expired_pending:
             self.flush_expired()
         infomod.cron_sample(self)  # INFO's instantaneous metrics and memory peak
+        self.latency.fold()        # call durations into the latency histograms
         if self.cluster is not None:  # replication offset and link age for gossip
             self.cluster.cron()
             if self.blocking.clients:
@@ -606,10 +678,23 @@ class Server:
 
     # ---------------------------------------------------------------- loading
     def load_data(self) -> None:
-        """Replay the AOF (appendonly yes) before accepting clients."""
+        """Before the loop starts: the cluster's nodes.conf (the dataset is
+        loaded by start(), once the listener is bound)."""
         if self.cfg.bool("cluster-enabled") and self.cluster is None:
             from pynode.cluster import ClusterNode
             self.cluster = ClusterNode(self)  # exits (1) on a locked or corrupt nodes.conf
+
+    def load_dataset(self) -> None:
+        """dump.rdb (appendonly no) or the AOF; a damaged file exits (1)."""
+        from storage.aof import AOFError
+        try:
+            self._load_dataset()
+        except AOFError as e:
+            self.set_loading(False)
+            log.warning(str(e))
+            raise SystemExit(1)
+
+    def _load_dataset(self) -> None:
         if not self.cfg.bool("appendonly"):
             self.snapshots.load()         # dump.rdb, when there is one
             return
@@ -620,9 +705,13 @@ class Server:
         loader = Client(self)
         loader.authed = True
         table = self.table
-        self.loading = True
+        self.set_loading(True)
+        every = [0]
 
         def apply(argv: list[bytes]) -> None:
+            every[0] += 1
+            if not every[0] & 1023:
+                self.loading_events()
             cmd = table.get(argv[0].lower())
             if cmd is None:
                 raise ValueError("unknown command '%s'" % argv[0].decode("utf-8", "replace"))
@@ -635,8 +724,7 @@ class Server:
 
         t0 = time.time()
         n = self.aof.load(apply, truncated_ok=cfg.bool("aof-load-truncated"))
-        self.loading = False
-        self.dirty = 0
+        self.set_loading(False)
         log.notice("DB loaded from append only file: %.3f seconds (%d commands)"
                    % (time.time() - t0, n))
         self.aof.open(self.ks)
@@ -650,17 +738,12 @@ class Server:
                     auto_rewrite_min_size=cfg.memory("auto-aof-rewrite-min-size"),
                     disable_auto_gc=cfg.bool("aof-disable-auto-gc"),
                     preamble=self.scripting.functions.rewrite_commands,
-                    on_fork=self.count_fork)
-
-    def count_fork(self, usec: int) -> None:
-        """Every fork (AOF rewrite, full sync): INFO total_forks and
-        latest_fork_usec."""
-        self.stat_total_forks += 1
-        self.stat_fork_usec = usec
+                    children=self.children, on_latency=self.latency.sample)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.stopped = self.loop.create_future()
         port = self.cfg.int("port")
         binds = self.cfg.get("bind").split() or ["*"]
         backlog = self.cfg.int("tcp-backlog")
@@ -687,8 +770,6 @@ class Server:
                 self.show_logo(mode, port)
             else:
                 log.notice("Running mode=%s, port=%d." % (mode, port))
-        if self.cluster is not None:
-            await self.cluster.start()
         us = self.cfg.get("unixsocket")
         if us:
             try:
@@ -699,13 +780,17 @@ class Server:
             os.chmod(us, int(self.cfg.get("unixsocketperm") or "0", 8) or 0o700)
             self.servers.append(srv)
             log.notice("The server is now ready to accept connections at %s" % us)
+        await self.serve_while_loading(self.load_dataset)
+        if self.shutting_down:                   # SHUTDOWN while loading
+            return
+        if self.cluster is not None:
+            await self.cluster.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.on_signal, sig)
         self.loop.call_later(1.0 / self.hz, self.cron)
         self.replication.start()
         if port:
             log.notice("Ready to accept connections tcp")
-        self.stopped = self.loop.create_future()
         await self.stopped
 
     def show_logo(self, mode: str, port: int) -> None:
@@ -731,6 +816,8 @@ class Server:
         """Flush what must be flushed and stop the loop. False if it cannot.
         The RDB is saved when save points are set or `save`, unless `nosave`."""
         log.warning("User requested shutdown...")
+        if self.loading:                         # never save a partial dataset
+            save, nosave = False, True
         if not self.snapshots.on_shutdown(save, nosave) and not force:
             log.warning("Error trying to save the DB, can't exit.")
             return False

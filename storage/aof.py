@@ -16,8 +16,9 @@ server calls before it sends replies (with appendfsync always, flush()
 fsyncs before returning, so no acknowledged write can be lost); with
 everysec the fsync runs once a second in a background thread.
 
-A rewrite (BGREWRITEAOF, auto-aof-rewrite-*, turning appendonly on) forks:
-the child serializes its copy-on-write snapshot of the keyspace into a
+A rewrite (BGREWRITEAOF, auto-aof-rewrite-*, turning appendonly on) runs in
+a child forked by the process owner the AOF is given (`children`:
+pynode/children.py; storage forks nothing itself): the child serializes its copy-on-write snapshot of the keyspace into a
 temporary file and _exit()s; the parent switches to a new incr file at once
 and keeps appending; cron() reaps the child and, on success, installs the new
 base in the manifest and deletes the files it replaces.
@@ -26,10 +27,8 @@ base in the manifest and deletes the files it replaces.
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import signal
-import stat
 import time
 from typing import Callable
 
@@ -435,7 +434,8 @@ class AOF:
                  dirname: str = "appendonlydir", fsync: str = "everysec", log=None,
                  use_rdb_preamble: bool = False, timestamps: bool = False,
                  auto_rewrite_perc: int = 100, auto_rewrite_min_size: int = 64 << 20,
-                 disable_auto_gc: bool = False, preamble=None, on_fork=None) -> None:
+                 disable_auto_gc: bool = False, preamble=None, children=None,
+                 on_latency=None) -> None:
         self.dir = os.path.abspath(dir or ".")
         self.filename = filename
         self.dirname = dirname
@@ -443,6 +443,7 @@ class AOF:
         self.manifest_name = filename + ".manifest"
         self.manifest_path = os.path.join(self.path, self.manifest_name)
         self.log = log or _NoLog()
+        self.flush_sleep_us = 0          # DEBUG AOF-FLUSH-SLEEP
         self.fsync_policy = fsync
         self.use_rdb_preamble = use_rdb_preamble   # pynode always writes AOF format
         self.timestamps = timestamps
@@ -452,8 +453,11 @@ class AOF:
         # what a rewrite writes before the keys: fn() -> list of argv (the
         # server's FUNCTION LOAD commands, as Redis's rewriteFunctions)
         self.preamble = preamble
-        # told of every fork (usec it took): the server's total_forks counts them
-        self.on_fork = on_fork
+        # the owner of child processes (pynode.children.Children): forks,
+        # reaps and kills the rewrite child, knows whether another child runs
+        self.children = children
+        # fn(event, seconds): the latency monitor's aof-write* / aof-fsync-always
+        self.on_latency = on_latency
         self.manifest = Manifest()
         self.state = OFF
         self.fd = -1
@@ -510,7 +514,7 @@ class AOF:
                   auto_rewrite_min_size: int | None = None,
                   use_rdb_preamble: bool | None = None,
                   disable_auto_gc: bool | None = None, preamble=None,
-                  on_fork=None) -> None:
+                  children=None, on_latency=None) -> None:
         """Apply CONFIG SET changes (None = unchanged)."""
         if fsync is not None and fsync != self.fsync_policy:
             self.flush()
@@ -527,8 +531,10 @@ class AOF:
             self.disable_auto_gc = disable_auto_gc
         if preamble is not None:
             self.preamble = preamble
-        if on_fork is not None:
-            self.on_fork = on_fork
+        if children is not None:
+            self.children = children
+        if on_latency is not None:
+            self.on_latency = on_latency
 
     def read_manifest(self) -> Manifest:
         """The manifest on disk, or an empty one if dir or manifest is missing."""
@@ -684,8 +690,10 @@ class AOF:
 
     # ------------------------------------------------------------ appending
     def feed(self, dbid: int, argv) -> None:
-        """Buffer one write command (SELECT is added when the db changes)."""
-        if self.state == OFF:
+        """Buffer one write command (SELECT is added when the db changes).
+        Waiting for the first rewrite, writes are kept only once its child
+        runs: the snapshot it takes holds the earlier ones."""
+        if self.state != ON and (self.state == OFF or not self.child_pid):
             return
         buf = self.buf
         if self.timestamps:
@@ -716,9 +724,12 @@ class AOF:
         buf = self.buf
         if not buf or self.fd < 0:
             return
+        if self.flush_sleep_us:      # DEBUG AOF-FLUSH-SLEEP
+            time.sleep(self.flush_sleep_us / 1e6)
         fd = self.fd
         done = 0
         total = len(buf)
+        t0 = time.perf_counter()
         try:
             with memoryview(buf) as view:
                 while done < total:
@@ -726,6 +737,12 @@ class AOF:
         except OSError as e:
             self._write_failed(e, done)
             return
+        if self.on_latency is not None:
+            dt = time.perf_counter() - t0
+            self.on_latency("aof-write-pending-fsync" if self.fsync_pending() else
+                            "aof-write-active-child" if self.child_pid else
+                            "aof-write-alone", dt)
+            self.on_latency("aof-write", dt)
         buf.clear()
         self.written += total
         self.current_size += total
@@ -733,10 +750,13 @@ class AOF:
             self.log.warning("AOF write error looks solved, Redis can write again.")
             self.last_write_ok = True
         if self.fsync_policy == "always":
+            t0 = time.perf_counter()
             try:
                 os.fdatasync(fd)
             except OSError as e:
                 self._fatal_fsync(e)
+            if self.on_latency is not None:
+                self.on_latency("aof-fsync-always", time.perf_counter() - t0)
             self.synced = self.written
             self.last_fsync = time.monotonic()
 
@@ -777,6 +797,11 @@ class AOF:
             self.flush()
         if self.child_pid:
             self._reap()
+        if (self.rewrite_scheduled and not self.child_pid and self.keyspace is not None
+                and time.monotonic() >= self.next_auto_after
+                and not (self.children is not None and self.children.busy())):
+            self.rewrite_scheduled = False       # BGREWRITEAOF while another child ran
+            self._try_rewrite()
         if self.state == OFF:
             return
         now = time.monotonic()
@@ -788,12 +813,10 @@ class AOF:
                 self.pending_fsync = self._bg(os.fdatasync, self.fd)
                 self.synced = self.written
                 self.last_fsync = now
-        if self.child_pid or self.keyspace is None or now < self.next_auto_after:
+        if (self.child_pid or self.keyspace is None or now < self.next_auto_after
+                or (self.children is not None and self.children.busy())):
             return
-        if self.rewrite_scheduled:
-            self.rewrite_scheduled = False
-            self._try_rewrite()
-        elif (self.state == ON and self.auto_rewrite_perc
+        if (self.state == ON and self.auto_rewrite_perc
                 and self.current_size > self.auto_rewrite_min_size):
             base = self.base_size or 1
             growth = self.current_size * 100 // base - 100
@@ -816,6 +839,8 @@ class AOF:
         Raises OSError if the new incr file or the fork fails."""
         if self.child_pid:
             return False
+        if self.children is None:
+            raise OSError(errno.ECHILD, "no process owner to fork the rewrite child")
         ks = keyspace if keyspace is not None else self.keyspace
         if ks is None:
             raise ValueError("no keyspace to rewrite")
@@ -830,20 +855,16 @@ class AOF:
             self.manifest_read = True
         self.flush()
         self._switch_incr()
-        t0 = time.perf_counter()
         try:
-            pid = os.fork()
+            pid = self.children.fork("aof", self._child_body(ks),
+                                     "rewriting the AOF in the background")
         except OSError as e:
             self.last_rewrite_ok = False
             self.consecutive_failures += 1
             self.log.warning("Can't rewrite append only file in background: fork: %s"
                              % e.strerror)
             raise
-        if pid == 0:
-            self._child(ks)  # never returns
-        self.last_fork_usec = int((time.perf_counter() - t0) * 1e6)
-        if self.on_fork is not None:
-            self.on_fork(self.last_fork_usec)
+        self.last_fork_usec = self.children.last_fork_usec
         self.child_pid = pid
         self.child_tmp = self.file_path("temp-rewriteaof-bg-%d.aof" % pid)
         self.child_start = time.time()
@@ -881,7 +902,8 @@ class AOF:
         if temp_m is not None:
             self.manifest = temp_m
 
-    def _child(self, ks) -> None:
+    def _child_body(self, ks):
+        """What the rewrite child runs: the keyspace into temp-rewriteaof-bg-<pid>.aof."""
         def body() -> None:
             tmp = self.file_path("temp-rewriteaof-bg-%d.aof" % os.getpid())
             with open(tmp, "wb", buffering=1 << 20) as fh:
@@ -893,15 +915,15 @@ class AOF:
                 os.fsync(fh.fileno())
             self.log.notice("Successfully created the temporary AOF base file %s (%d keys)"
                             % (os.path.basename(tmp), nkeys))
-        run_child(body, "rewriting the AOF in the background", self.log)
+        return body
 
     def _reap(self, block: bool = False) -> None:
-        status = reap_child(self.child_pid, block)
+        status = self.children.reap(self.child_pid, block)
         if status is None:
             return
         self.child_pid = 0
         elapsed = int(time.time() - self.child_start)
-        ok = child_ok(status)
+        ok = self.children.ok(status)
         if ok:
             self.log.notice("Background AOF rewrite terminated with success")
             try:
@@ -983,14 +1005,7 @@ class AOF:
         if not self.child_pid:
             return
         self.log.notice("Killing running AOF rewrite child: %d" % self.child_pid)
-        try:
-            os.kill(self.child_pid, signal.SIGUSR1)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(self.child_pid, 0)
-        except ChildProcessError:
-            pass
+        self.children.kill(self.child_pid, signal.SIGUSR1)
         _unlink(self.child_tmp)
         self.child_pid = 0
         self.child_tmp = ""
@@ -1011,6 +1026,12 @@ class AOF:
             self.kill_child()
         self.state = WAIT_REWRITE
         self.seldb = -1
+        if self.children is not None and self.children.busy():
+            self.log.notice("AOF was enabled but there is already another background "
+                            "operation. An AOF background was scheduled to start when "
+                            "possible.")
+            self.rewrite_scheduled = True
+            return True
         try:
             return self.rewrite(keyspace)
         except OSError:
@@ -1108,66 +1129,3 @@ def _fsync_and_close(fd: int) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def run_child(body, what: str, log=None) -> None:
-    """The whole life of a forked child (AOF rewrite, BGSAVE, full sync):
-    set up, run body(), exit 0 if it returned, 1 if it raised (logged as
-    "Error <what>: ..."). Never returns."""
-    code = 1
-    try:
-        child_setup(log)
-        body()
-        code = 0
-    except BaseException as e:  # noqa: BLE001 - the child must always _exit
-        try:
-            if log is not None:
-                log.warning("Error %s: %r" % (what, e))
-        except BaseException:
-            pass
-    finally:
-        os._exit(code)
-
-
-def reap_child(pid: int, block: bool = False):
-    """None while the child runs, else its wait status (see child_ok)."""
-    try:
-        done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
-    except ChildProcessError:
-        return 1 << 8                  # gone without a status: a failure
-    return None if done == 0 else status
-
-
-def child_ok(status: int) -> bool:
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-
-
-def child_setup(log=None) -> None:
-    """First thing in a forked child (AOF rewrite, replication snapshot): no gc,
-    default signals, inherited sockets closed, log lines marked C."""
-    gc.disable()
-    try:
-        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except (ValueError, OSError):
-        pass
-    _close_sockets()
-    if log is not None and hasattr(log, "role"):
-        log.role = "C"
-
-
-def _close_sockets() -> None:
-    """In the rewrite child: close inherited sockets (listeners, clients), so a
-    restarted server can bind its port while the child still runs."""
-    try:
-        fds = os.listdir("/proc/self/fd")
-    except OSError:
-        return
-    for f in fds:
-        try:
-            fd = int(f)
-            if fd > 2 and stat.S_ISSOCK(os.fstat(fd).st_mode):
-                os.close(fd)
-        except (ValueError, OSError):
-            pass

@@ -5,9 +5,9 @@ value (storage/rdb.py and each value module's registered codec), then the
 RDB version as 2 bytes little-endian, then the CRC64 of all of that as 8
 bytes little-endian.  So a payload from DUMP on redis-server 7.0 RESTOREs
 here and the reverse; the value encodings are Redis 7.0's (listpack, intset,
-...), so a DUMP is byte-identical to redis-server's for the same value,
-except that long strings are not LZF-compressed (Redis compresses strings
-over 20 bytes with rdbcompression yes; both forms load everywhere).
+...) and strings over 20 bytes are LZF-compressed when rdbcompression is on
+(liblzf's output), so a DUMP is byte-identical to redis-server's for the
+same value.
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ def dumps(value) -> bytes:
     return body + _pack_crc(_crc64(0, body))
 
 
-def verify(payload: bytes, check_crc: bool = True) -> None:
-    """verifyDumpPayload: a known RDB version and a matching CRC64."""
+def verify(payload: bytes, check_crc: bool | None = None) -> None:
+    """verifyDumpPayload: a known RDB version and a matching CRC64 (unless
+    checksums are off: DEBUG SET-SKIP-CHECKSUM-VALIDATION 1)."""
+    if check_crc is None:
+        check_crc = rdb.checksum_validation
     n = len(payload)
     if n < 10:
         raise DumpError(BAD_VERSION_OR_CRC)
@@ -54,7 +57,7 @@ def verify(payload: bytes, check_crc: bool = True) -> None:
         raise DumpError(BAD_VERSION_OR_CRC)
 
 
-def loads(payload: bytes, check_crc: bool = True):
+def loads(payload: bytes, check_crc: bool | None = None):
     """The value of a DUMP payload; DumpError with Redis's text if it is not one."""
     verify(payload, check_crc)
     n = len(payload)

@@ -15,13 +15,15 @@ fn(value) -> (RDB type byte, payload bytes) (the type byte may depend on the
 value's encoding, e.g. a small hash is written as a listpack); DECODERS maps an
 RDB type byte to fn(reader) -> value, or None for an empty collection (Redis
 skips such keys).  Blobs inside values (listpacks, intsets) are written with
-encode_blob(), which LZF-compresses them as rdbSaveRawString does when
-COMPRESSION (rdbcompression) is on, so DUMP payloads match Redis's bytes.
+encode_blob(); every string is written as rdbSaveRawString does (int forms,
+LZF when COMPRESSION, rdbcompression, is on), so DUMP payloads match Redis's
+bytes.
 Each value module of storage/ registers its own (storage/valuetypes.py
 imports them all); the loader stops with a clear RDBError on a type nobody
 registered.  The same per-value encoding is DUMP's payload (storage/dump.py).
-Strings are loaded in every encoding Redis writes (plain, int8/16/32, LZF-compressed); they are written plain, or
-integer-encoded when Redis would (rdbTryIntegerEncoding).
+Strings are loaded in every encoding Redis writes (plain, int8/16/32,
+LZF-compressed).  load() reports its progress (the offset reached) every
+`progress_every` bytes, so a caller can serve clients while a big file loads.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ import struct
 from typing import Callable
 
 RDB_VERSION = 10
+
+# False after DEBUG SET-SKIP-CHECKSUM-VALIDATION 1: RDB files and DUMP payloads
+# load without their CRC64 being checked.
+checksum_validation = True
 MAGIC = b"REDIS%04d" % RDB_VERSION
 
 # opcodes
@@ -139,9 +145,12 @@ def lzf_decompress(data, ulen: int) -> bytes:
     return bytes(out)
 
 
-# LZF compression of blobs longer than 20 bytes, as rdbcompression yes
-# (the server sets this from its config)
+# LZF compression of strings longer than 20 bytes, as rdbcompression yes,
+# and the CRC64 at the end of a file, as rdbchecksum yes (0 written when off,
+# as Redis; DUMP payloads always carry theirs).  The server sets both from
+# its config.
 COMPRESSION = True
+CHECKSUM = True
 
 _LZF_HSIZE = 1 << 16
 _LZF_MAX_LIT = 32
@@ -251,8 +260,10 @@ try:
             return lzf_compress_python(data, out_len)
         # python-lzf passes max_length + 1 to lzf_compress as the output size
         return _lzf.compress(bytes(data), out_len - 1)
+    LZF_PLAIN_ABOVE = 1 << 62
 except ImportError:  # pragma: no cover - the pure-Python path
     lzf_compress = lzf_compress_python
+    LZF_PLAIN_ABOVE = 1 << 16
 
 
 # ------------------------------------------------------------------ writing
@@ -286,21 +297,30 @@ def _int_encoding(s: bytes) -> bytes | None:
 
 
 def encode_string(s: bytes) -> bytes:
+    """rdbSaveRawString: integer-encoded if it reads as one, else
+    LZF-compressed when COMPRESSION (rdbcompression) is on, it is longer than
+    20 bytes and it shrinks by 4 bytes or more, else plain.  Every string
+    Redis writes goes this way: keys, values, aux fields, elements, blobs
+    (listpacks, intsets), so DUMP payloads match Redis's bytes.  With only
+    the pure-Python compressor, strings over LZF_PLAIN_ABOVE are written
+    plain (valid, loads everywhere; too slow to compress)."""
     n = len(s)
     if n <= 11 and n and (s[0] == 45 or 48 <= s[0] <= 57):   # '-' or a digit
         e = _int_encoding(s)
         if e is not None:
             return e
+    if n > 20 and COMPRESSION and n <= LZF_PLAIN_ABOVE:
+        c = lzf_compress(s, n - 4)
+        if c is not None:
+            return b"\xc3" + encode_length(len(c)) + encode_length(n) + c
     if n < 64:
         return bytes((n,)) + s
     return encode_length(n) + s
 
 
 def encode_blob(s: bytes) -> bytes:
-    """rdbSaveRawString: a blob (a listpack, an intset...) as Redis writes it,
-    integer-encoded if it reads as one, else LZF-compressed when
-    COMPRESSION is on, it is longer than 20 bytes and it shrinks by 4 bytes
-    or more, else plain."""
+    """A blob (a listpack, an intset...): rdbSaveRawString, compressed
+    whatever its size."""
     n = len(s)
     if n <= 11:
         e = _int_encoding(s)
@@ -343,10 +363,11 @@ def _aux(key: str, value) -> bytes:
 class _Writer:
     """Buffers output, keeps the running CRC, hands chunks to write()."""
 
-    def __init__(self, write: Callable[[bytes], object]) -> None:
+    def __init__(self, write: Callable[[bytes], object], checksum: bool = True) -> None:
         self.write = write
         self.buf = bytearray()
         self.crc = 0
+        self.checksum = checksum
 
     def add(self, data: bytes) -> None:
         self.buf += data
@@ -357,7 +378,8 @@ class _Writer:
         if self.buf:
             data = bytes(self.buf)
             self.buf.clear()
-            self.crc = crc64(self.crc, data)
+            if self.checksum:
+                self.crc = crc64(self.crc, data)
             self.write(data)
 
 
@@ -367,13 +389,15 @@ def function_record(code: bytes) -> bytes:
 
 
 def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None,
-         functions: list[bytes] | None = None) -> int:
+         functions: list[bytes] | None = None,
+         after_key: Callable[[], object] | None = None) -> int:
     """Write an RDB of `dbs` (a sequence of Database or None, indexed by db
     number, whose .items() yields (key, value, expire_ms or -1)) through
     write(bytes).  `aux` fields are written in order after the header, then
-    the code of each function library in `functions`, then the keys.
+    the code of each function library in `functions`, then the keys;
+    after_key() is called after each (rdb-key-save-delay).
     Returns the number of keys written."""
-    w = _Writer(write)
+    w = _Writer(write, CHECKSUM)
     w.add(MAGIC)
     for k, v in (aux or {}).items():
         w.add(_aux(k, v))
@@ -400,6 +424,8 @@ def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None,
                 w.add(bytes((OP_EXPIRETIME_MS,)) + struct.pack("<q", expire))
             w.add(bytes((rtype,)) + encode_string(key) + payload)
             nkeys += 1
+            if after_key is not None:
+                after_key()
     w.add(bytes((OP_EOF,)))
     w.flush()
     write(struct.pack("<Q", w.crc))
@@ -493,9 +519,12 @@ DECODERS: dict[int, Callable[[Reader], object]] = {
 
 def load(data, on_key: Callable[[int, bytes, object, int], object],
          on_aux: Callable[[bytes, bytes], object] | None = None,
-         name: str = "RDB", on_function: Callable[[bytes], object] | None = None) -> int:
+         name: str = "RDB", on_function: Callable[[bytes], object] | None = None,
+         progress: Callable[[int], object] | None = None,
+         progress_every: int = 2 << 20) -> int:
     """Parse an RDB payload; on_key(dbid, key, value, expire_ms or -1) for each
-    key, on_function(code) for each function library.  Raises RDBError (with
+    key, on_function(code) for each function library, progress(offset) after
+    a key each time `progress_every` more bytes were read.  Raises RDBError (with
     the offset and the reason) on anything it cannot load: bad magic, unknown
     version, value types without a decoder, functions without on_function,
     truncation, checksum mismatch.  Returns the number of keys."""
@@ -512,6 +541,7 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
     dbid = 0
     expire = -1
     nkeys = 0
+    next_progress = progress_every if progress is not None else 1 << 62
     try:
         while True:
             t = r.byte()
@@ -562,10 +592,13 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
             on_key(dbid, key, value, expire)
             expire = -1
             nkeys += 1
+            if r.pos >= next_progress:
+                progress(r.pos)
+                next_progress = r.pos + progress_every
         end = r.pos
         if ver >= 5:
             stored = struct.unpack("<Q", r.take(8))[0]
-            if stored:
+            if stored and checksum_validation:
                 actual = crc64(0, data[:end])
                 if actual != stored:
                     raise RDBError("%s: RDB CRC64 checksum mismatch (stored %016x, computed "

@@ -483,7 +483,7 @@ def test_appendonly_off_rewrite_then_turned_on_at_runtime(workdir):
 
 def test_total_forks_counts_every_fork():
     """INFO total_forks counts BGREWRITEAOF and the automatic rewrite (which
-    was not counted); every fork site reports to Server.count_fork."""
+    was not counted); every fork goes through pynode.children.Children."""
     p = Proc(["--appendonly", "yes", "--auto-aof-rewrite-min-size", "65536",
               "--auto-aof-rewrite-percentage", "100"]).start()
     try:

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from pynode.children import Children
 from storage import durable
 from storage.aof import AOF, AOFError, AofInfo, Manifest, replay
 from storage.sdsargs import split_args
@@ -334,7 +335,7 @@ def _wait_rewrite(a, timeout=20):
 
 def test_rewrite_fork_and_install(tmp_path):
     ks = Keyspace(16)
-    a = AOF(str(tmp_path), fsync="always")
+    a = AOF(str(tmp_path), fsync="always", children=Children())
     a.load(lambda x: None)
     a.open(ks)
     for i in range(100):
@@ -377,7 +378,7 @@ def test_rewrite_failure_keeps_old_files(tmp_path):
     class Odd:
         pass
     ks = Keyspace(16)
-    a = AOF(str(tmp_path))
+    a = AOF(str(tmp_path), children=Children())
     a.load(lambda x: None)
     a.open(ks)
     ks.db(0).set(b"bad", Odd())   # no rewriter registered: the child fails
@@ -399,7 +400,7 @@ def test_rewrite_failure_keeps_old_files(tmp_path):
 def test_start_at_runtime(tmp_path):
     ks = Keyspace(16)
     ks.db(0).set(b"pre", b"1")
-    a = AOF(str(tmp_path))
+    a = AOF(str(tmp_path), children=Children())
     assert a.start(ks)
     assert a.info()["aof_enabled"] == 1
     a.feed(0, [b"SET", b"while", b"2"])

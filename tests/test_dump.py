@@ -152,11 +152,16 @@ def test_dump_is_byte_identical_and_restores_both_ways(server, real):
         assert dp == dr
         assert p.restore("p%d" % i, 0, dr) and r.restore("r%d" % i, 0, dp)
         assert p.get("p%d" % i) == v == r.get("r%d" % i)
-    # a long compressible string: redis-server compresses it (LZF), pynode does not;
-    # each loads the other's payload
+    # long strings are LZF-compressed by both (rdbcompression yes): the same bytes
     big = b"abc" * 1000
     p.set("big", big)
     r.set("big", big)
+    assert p.dump("big") == r.dump("big")
+    assert len(p.dump("big")) < 200
+    for v in (b"a" * 21, b"x" * 20, bytes(range(256)) * 3, b"k:" + b"0123456789" * 5):
+        p.set("s", v)
+        r.set("s", v)
+        assert p.dump("s") == r.dump("s"), v
     assert r.restore("big2", 0, p.dump("big")) and p.restore("big2", 0, r.dump("big"))
     assert p.get("big2") == big == r.get("big2")
     p.close()

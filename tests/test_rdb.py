@@ -69,7 +69,7 @@ def test_round_trip():
 
 def test_checksum_mismatch_and_truncation_fail_clearly():
     data = bytearray(rdb.dumps(_keyspace().dbs))
-    data[data.find(bytes(range(256))) + 10] ^= 0xFF     # a flipped bit inside a value
+    data[data.find(b"\x03ttl") + 2] ^= 0x01          # a flipped bit inside a key name
     with pytest.raises(rdb.RDBError, match="CRC64 checksum mismatch"):
         rdb.load(bytes(data), lambda *a: None)
     good = rdb.dumps(_keyspace().dbs)
@@ -185,3 +185,57 @@ def test_redis_server_loads_pynode_rdb(redis_dir):
         c.close()
     finally:
         _stop(p)
+
+
+@pytest.mark.parametrize("compression", [True, False])
+@pytest.mark.parametrize("checksum", [True, False])
+def test_rdbcompression_and_rdbchecksum_files_load_in_redis_server(redis_dir, compression,
+                                                                   checksum, monkeypatch):
+    """rdbcompression yes: strings over 20 bytes (keys, values, elements) are
+    LZF-compressed as rdbSaveRawString does; no: written plain.  rdbchecksum
+    no: 8 zero bytes instead of the CRC64, which neither loader verifies."""
+    monkeypatch.setattr(rdb, "COMPRESSION", compression)
+    monkeypatch.setattr(rdb, "CHECKSUM", checksum)
+    ks = _keyspace()
+    ks.db(0).set(b"long-key-" + b"k" * 40, b"abc" * 1000)
+    data = rdb.dumps(ks.dbs, {"redis-ver": "7.0.15", "redis-bits": 64})
+    lzf = rdb.lzf_compress(b"abc" * 1000, 2996)
+    compressed = b"\xc3" + rdb.encode_length(len(lzf)) + rdb.encode_length(3000) + lzf
+    assert (compressed in data) == compression
+    assert (b"y" * 20000 in data) != compression
+    crc = struct.unpack("<Q", data[-8:])[0]
+    assert crc == (rdb.crc64(0, data[:-8]) if checksum else 0)
+    assert rdb.load(data, lambda *a: None) == 7
+    with open(os.path.join(redis_dir, "opts.rdb"), "wb") as fh:
+        fh.write(data)
+    p, port = _redis_server(redis_dir, "--dbfilename", "opts.rdb")
+    try:
+        c = redis.Redis(port=port)
+        assert c.get("long-key-" + "k" * 40) == b"abc" * 1000
+        assert c.get("bin") == bytes(range(256)) * 3
+        c.execute_command("SELECT", 7)
+        assert c.get("x" * 100) == b"y" * 20000
+        c.close()
+    finally:
+        _stop(p)
+
+
+def test_string_compression_matches_redis_server_bytes(redis_dir):
+    """The same string value is encoded to the same bytes as redis-server's
+    SAVE writes it (liblzf's stream), for compressible and incompressible
+    values, and int-looking ones."""
+    values = [b"abc" * 1000, b"a" * 21, b"x" * 20, os.urandom(100), b"12345678901",
+              b"hello world, hello world, hello world!"]
+    p, port = _redis_server(redis_dir, "--dbfilename", "bytes.rdb")
+    try:
+        c = redis.Redis(port=port)
+        for i, v in enumerate(values):
+            c.set("k%d" % i, v)
+        c.save()
+        c.close()
+    finally:
+        _stop(p)
+    data = open(os.path.join(redis_dir, "bytes.rdb"), "rb").read()
+    for i, v in enumerate(values):
+        record = bytes((0,)) + rdb.encode_string(b"k%d" % i) + rdb.encode_string(v)
+        assert record in data, v[:30]

@@ -395,6 +395,11 @@ def test_time_lastsave_save(r):
     assert r.execute_command("SAVE") in (True, b"OK")
     assert abs(r.lastsave().timestamp() - time.time()) < 5
     assert r.execute_command("BGSAVE") in (True, b"Background saving started")
+    # one child at a time: later tests' BGREWRITEAOF would be "scheduled"
+    deadline = time.monotonic() + 20
+    while r.info("persistence")["rdb_bgsave_in_progress"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     # (the RDB side is tested in tests/test_rdb_persist.py)
 
 

@@ -33,7 +33,7 @@ class Command:
                  "nomulti", "noscript", "fast", "may_replicate", "skip_monitor",
                  "skip_slowlog", "blocking", "movablekeys", "first_key", "last_key",
                  "step", "subs", "parent", "calls", "usec", "rejected", "failed",
-                 "bname", "key_pos", "asking", "flags_of", "views")
+                 "bname", "key_pos", "asking", "flags_of", "views", "lat")
 
     def __init__(self, name: str, handler, meta: CommandMeta) -> None:
         self.name = name                      # "get" or "client|list"
@@ -76,6 +76,7 @@ class Command:
         self.usec = 0.0
         self.rejected = 0
         self.failed = 0
+        self.lat: list = []      # call durations not yet in the latency histogram
 
     def view(self, write: bool, denyoom: bool, stale: bool) -> "Command":
         """This command with other write/denyoom/stale flags (a script's own

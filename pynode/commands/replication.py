@@ -1,4 +1,5 @@
-"""Replication commands: REPLCONF, PSYNC, SYNC, WAIT, ROLE, REPLICAOF / SLAVEOF.
+"""Replication commands: REPLCONF, PSYNC, SYNC, WAIT, ROLE, REPLICAOF / SLAVEOF,
+FAILOVER.
 
 The work is done by pynode/replication.py (srv.replication); these handlers
 parse arguments and produce Redis 7.0's replies and errors.
@@ -6,7 +7,7 @@ parse arguments and produce Redis 7.0's replies and errors.
 
 from __future__ import annotations
 
-from pynode.commands import CommandError, command, parse_int
+from pynode.commands import SYNTAX, CommandError, command, parse_int
 from pynode.resp import OK, encode
 
 
@@ -17,7 +18,8 @@ def replconf(c, argv):
 
 @command("psync")
 def psync(c, argv):
-    return c.srv.replication.psync(c, argv[1], argv[2])
+    failover = len(argv) > 3 and argv[3].lower() == b"failover"
+    return c.srv.replication.psync(c, argv[1], argv[2], failover)
 
 
 @command("sync")
@@ -73,4 +75,60 @@ def replicaof(c, argv):
         return b"+OK Already connected to specified master\r\n"
     srv.log.notice("REPLICAOF %s:%d enabled (user request from '%s')"
                    % (host, port, client_line(c, c)))
+    return OK
+
+
+@command("failover")
+def failover(c, argv):
+    """FAILOVER [TO host port [FORCE]] [ABORT] [TIMEOUT ms]: checks and
+    errors as Redis 7.0's failoverCommand; the work is Replication's."""
+    srv = c.srv
+    if srv.cluster is not None:
+        raise CommandError("ERR FAILOVER not allowed in cluster mode.")
+    repl = srv.replication
+    from pynode.replication import NO_FAILOVER
+    if len(argv) == 2 and argv[1].lower() == b"abort":
+        if repl.failover_state == NO_FAILOVER:
+            raise CommandError("ERR No failover in progress.")
+        repl.abort_failover("Failover manually aborted")
+        return OK
+    timeout = 0
+    force = False
+    host = None
+    port = 0
+    j = 1
+    n = len(argv)
+    while j < n:
+        opt = argv[j].lower()
+        if opt == b"timeout" and j + 1 < n and timeout == 0:
+            timeout = parse_int(argv[j + 1])
+            if timeout <= 0:
+                raise CommandError("ERR FAILOVER timeout must be greater than 0")
+            j += 2
+        elif opt == b"to" and j + 2 < n and host is None:
+            port = parse_int(argv[j + 2])
+            host = argv[j + 1].decode("utf-8", "replace")
+            j += 3
+        elif opt == b"force" and not force:
+            force = True
+            j += 1
+        else:
+            raise CommandError(SYNTAX)
+    if repl.failover_state != NO_FAILOVER:
+        raise CommandError("ERR FAILOVER already in progress.")
+    if repl.masterhost is not None:
+        raise CommandError("ERR FAILOVER is not valid when server is a replica.")
+    if not repl.live_replicas():
+        raise CommandError("ERR FAILOVER requires connected replicas.")
+    if force and (not timeout or host is None):
+        raise CommandError("ERR FAILOVER with force option requires both a timeout and "
+                           "target HOST and IP.")
+    if host is not None:
+        r = repl.find_replica(host, port)
+        if r is None:
+            raise CommandError("ERR FAILOVER target HOST and PORT is not a replica.")
+        from pynode.replication import ONLINE
+        if r.state != ONLINE:
+            raise CommandError("ERR FAILOVER target replica is not online.")
+    repl.start_failover(host, port, timeout, force)
     return OK

@@ -1,4 +1,4 @@
-"""Server commands: CLIENT, INFO, CONFIG, COMMAND, SLOWLOG, MONITOR, DEBUG, MEMORY,
+"""Server commands: CLIENT, INFO, CONFIG, COMMAND, SLOWLOG, MONITOR, MEMORY,
 TIME, LASTSAVE, BGREWRITEAOF, SAVE, BGSAVE, SHUTDOWN.
 
 Reply shapes and error texts follow Redis 7.0.15 (checked side by side with a
@@ -780,7 +780,9 @@ def _directive_of_line(line: str):
     return n
 
 
-def rewrite_config(srv, path: str) -> None:
+def rewrite_config(srv, path: str, force_all: bool = False) -> None:
+    """CONFIG REWRITE; force_all (DEBUG CONFIG-REWRITE-FORCE-ALL) writes every
+    directive, defaults included."""
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
             old = fh.read().split("\n")
@@ -820,7 +822,7 @@ def rewrite_config(srv, path: str) -> None:
         if name in FILE_ONLY:
             continue
         nl, force = _rewrite_lines(srv, name)
-        put(name, nl, force)
+        put(name, nl, force or force_all)
     # the ACL default user, as Redis writes it
     if srv.requirepass:
         user = "user default on #%s ~* &* +@all" % hashlib.sha256(srv.requirepass).hexdigest()
@@ -1122,7 +1124,7 @@ def lastsave(c, argv):
 @command("save")
 def save(c, argv):
     snap = c.srv.snapshots
-    if snap.child_pid:
+    if c.srv.children.kind_is_rdb():
         raise CommandError("ERR Background save already in progress")
     if not snap.save():
         raise CommandError("ERR")
@@ -1138,9 +1140,9 @@ def bgsave(c, argv):
         schedule = True
     srv = c.srv
     snap = srv.snapshots
-    if snap.child_pid:
+    if srv.children.kind_is_rdb():          # a BGSAVE or a full sync's child
         raise CommandError("ERR Background save already in progress")
-    if (srv.aof is not None and srv.aof.child_pid) or c.in_multi:
+    if srv.children.busy() or c.in_multi:
         if schedule or c.in_multi:
             snap.scheduled = True
             return b"+Background saving scheduled\r\n"
@@ -1160,6 +1162,11 @@ def bgrewriteaof(c, argv):
     aof = srv.aof
     if aof.rewrite_in_progress:
         raise CommandError("ERR Background append only file rewriting already in progress")
+    if srv.children.busy() or c.in_multi:   # runs from the cron when the child is done
+        aof.keyspace = srv.ks
+        aof.rewrite_scheduled = True
+        aof.consecutive_failures = 0
+        return b"+Background append only file rewriting scheduled\r\n"
     try:
         started = aof.rewrite(srv.ks)
     except (OSError, ValueError) as e:
@@ -1261,205 +1268,6 @@ def monitor(c, argv):
     srv.monitors.append(c)
     c.update_special()
     return OK
-
-
-# ====================================================================== DEBUG
-DEBUG_NOT_ALLOWED = ("ERR DEBUG command not allowed. If the enable-debug-command option is set "
-                     "to \"local\", you can run it from a local connection, otherwise you need "
-                     "to set this option in the configuration file, and then restart the "
-                     "server.")
-
-DEBUG_HELP = [
-    "CHANGE-REPL-ID",
-    "    Change the replication IDs of the instance.",
-    "    Dangerous: should be used only for testing the replication subsystem.",
-    "DIGEST",
-    "    Output a hex signature representing the current DB content.",
-    "DIGEST-VALUE <key> [<key> ...]",
-    "    Output a hex signature of the values of all the specified keys.",
-    "ERROR <string>",
-    "    Return a Redis protocol error with <string> as message. Useful for clients",
-    "    unit tests to simulate Redis errors.",
-    "LOG <message>",
-    "    Write <message> to the server log.",
-    "OBJECT <key>",
-    "    Show low level info about `key` and associated value.",
-    "RELOAD",
-    "    Rewrite the dataset (AOF format) in memory and reload it into a fresh keyspace.",
-    "SET-ACTIVE-EXPIRE <0|1>",
-    "    Setting it to 0 disables expiring keys in background when they are not",
-    "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
-    "    default.",
-    "SLEEP <seconds>",
-    "    Stop the server for <seconds>. Decimals allowed.",
-]
-
-
-def _atof(b: bytes) -> float:
-    """strtod()-like: the longest numeric prefix, 0 if none."""
-    s = b.decode("latin-1").strip()
-    for end in range(len(s), 0, -1):
-        try:
-            return float(s[:end])
-        except ValueError:
-            continue
-    return 0.0
-
-
-def _atoi(b: bytes) -> int:
-    s = b.decode("latin-1").strip()
-    i = 1 if s[:1] in ("-", "+") else 0
-    while i < len(s) and s[i].isdigit():
-        i += 1
-    try:
-        return int(s[:i])
-    except ValueError:
-        return 0
-
-
-def _serialized_len(value) -> int:
-    from storage.values import string_int
-    if type(value) is bytes:
-        v = string_int(value)
-        if v is not None:
-            if -(1 << 7) <= v < (1 << 7):
-                return 2
-            if -(1 << 15) <= v < (1 << 15):
-                return 3
-            if -(1 << 31) <= v < (1 << 31):
-                return 5
-        n = len(value)
-        return n + (1 if n < 64 else 2 if n < 16384 else 5)
-    try:
-        from storage.rewrite import REWRITERS, encode_command
-        fn = REWRITERS.get(type(value))
-        if fn is not None:
-            return sum(len(encode_command(a)) for a in fn(b"", value))
-    except Exception:  # noqa: BLE001
-        pass
-    return sys.getsizeof(value)
-
-
-def _debug_reload(srv) -> None:
-    """Serialize the dataset as the AOF rewrite does, replay it into a fresh keyspace
-    and swap it in: the old data stays if anything fails."""
-    from storage.aof import replay
-    from storage.keyspace import Keyspace
-    from storage.rewrite import rewrite_keyspace
-    from pynode.client import Client
-    old = srv.ks
-    buf = bytearray()
-    rewrite_keyspace(old, buf.extend, int(time.time() * 1000))
-    fresh = Keyspace(len(old.dbs))
-    fresh.now = old.now
-    if hasattr(old, "now_s"):
-        fresh.now_s = old.now_s
-    loader = Client(srv)
-    loader.authed = True
-    table = srv.table
-    dirty = srv.dirty
-    aof = srv.aof
-    srv.aof = None           # nothing replayed here is propagated
-    srv.ks = fresh
-    notify_flags = srv.notify_flags
-    srv.notify_flags = 0     # nor announced as keyspace events (Redis loads an RDB)
-    try:
-        loader.db = fresh.db(0)
-
-        def apply(argv):
-            cmd = table.get(argv[0].lower())
-            if cmd is None:
-                raise ValueError("unknown command %r" % argv[0])
-            if cmd.subs is not None and len(argv) > 1:
-                cmd = cmd.subs.get(argv[1].lower(), cmd)
-            cmd.handler(loader, argv)
-
-        replay(bytes(buf), apply, "DEBUG RELOAD")
-    finally:
-        srv.ks = old
-        srv.aof = aof
-        srv.dirty = dirty
-        srv.notify_flags = notify_flags
-    for i in range(len(old.dbs)):
-        a, b = old.dbs[i], fresh.dbs[i]
-        if a is None and b is None:
-            continue
-        da = old.db(i)
-        db = fresh.db(i)
-        da.slots, db.slots = db.slots, da.slots
-        da.expires, db.expires = db.expires, da.expires
-        da.heap, db.heap = db.heap, da.heap
-
-
-def _debug_object(c, key: bytes) -> bytes:
-    from pynode import evict
-    from storage.values import encoding, refcount
-    v = c.db.peek(key)
-    if v is None:
-        raise CommandError("ERR no such key")
-    evict.want_clocks(c.srv)
-    ks = c.srv.ks
-    lru = c.db.clock.get(key, ks.default_clock())
-    enc = "raw" if type(v) is bytes and key in c.db.raw else encoding(v)
-    return ("+Value at:%#x refcount:%d encoding:%s serializedlength:%d lru:%d "
-            "lru_seconds_idle:%d\r\n" % (id(v), refcount(v), enc, _serialized_len(v),
-                                         lru, ks.idle_ms(lru) // 1000)).encode()
-
-
-@command("debug")
-def debug(c, argv):
-    srv = c.srv
-    mode = srv.debug_enabled
-    if not (mode == "yes" or (mode == "local" and _is_local(c))):
-        raise CommandError(DEBUG_NOT_ALLOWED)
-    sub = argv[1].lower()
-    n = len(argv)
-    if sub == b"help" and n == 2:
-        return _help("DEBUG", DEBUG_HELP)
-    if sub == b"sleep" and n == 3:
-        time.sleep(max(0.0, _atof(argv[2])))
-        return OK
-    if sub == b"set-active-expire" and n == 3:
-        srv.active_expire_enabled = bool(_atoi(argv[2]))
-        return OK
-    if sub == b"object" and n == 3:
-        return _debug_object(c, argv[2])
-    if sub == b"reload":
-        for a in argv[2:]:
-            if a.lower() not in (b"merge", b"noflush", b"nosave"):
-                raise CommandError("ERR DEBUG RELOAD only supports the MERGE, NOFLUSH and "
-                                   "NOSAVE options.")
-        try:
-            _debug_reload(srv)
-        except Exception as e:  # noqa: BLE001 - the dataset stays as it was
-            srv.log.warning("DEBUG RELOAD failed: %r" % (e,))
-            raise CommandError("ERR Error trying to load the dataset: %s" % e) from None
-        srv.log.notice("DB reloaded by DEBUG RELOAD")
-        return OK
-    if sub == b"digest" and n == 2:
-        from storage.digest import dataset_digest
-        return b"+%s\r\n" % dataset_digest(srv.ks).hex().encode()
-    if sub == b"digest-value":
-        from storage.digest import value_digest
-        from storage.slots import keyslot
-        db = c.db
-        out = [b"*%d\r\n" % (n - 2)]
-        for key in argv[2:]:
-            v = db.slots[keyslot(key)].get(key)    # logically expired keys too
-            d = value_digest(v, key in db.expires) if v is not None else bytes(20)
-            out.append(b"+%s\r\n" % bytes(d).hex().encode())
-        return b"".join(out)
-    if sub == b"change-repl-id" and n == 2:
-        srv.replid = "%040x" % int.from_bytes(os.urandom(20), "big")
-        srv.log.notice("Changing replication IDs after receiving DEBUG change-repl-id")
-        return OK
-    if sub == b"log" and n == 3:
-        srv.log.warning("DEBUG LOG: %s" % _s(argv[2]))
-        return OK
-    if sub == b"error" and n == 3:
-        return b"-" + argv[2].replace(b"\r", b" ").replace(b"\n", b" ") + b"\r\n"
-    raise CommandError("ERR unknown subcommand or wrong number of arguments for '%s'. Try "
-                       "DEBUG HELP." % _s(argv[1]))
 
 
 # ====================================================================== MEMORY
