@@ -202,6 +202,8 @@ class BusTransport:
         self._tick_handle = None
         self._tasks: set = set()
         self.closing = False
+        # the local address outgoing links are made from (None: the kernel's choice)
+        self.source_addr: str | None = None
         # DEBUG PAUSE-CRON: while true the tick runs no cluster cron
         self.paused = False
         # Frames wait here until the loop has run what is ready: a reply to a
@@ -451,8 +453,19 @@ class BusTransport:
 
     async def _open(self, link: OutboundLink, ip: str, cport: int) -> None:
         try:
-            await asyncio.wait_for(
-                self.loop.create_connection(lambda: link, ip, cport), self.connect_timeout)
+            try:
+                await asyncio.wait_for(
+                    self.loop.create_connection(
+                        lambda: link, ip, cport,
+                        local_addr=(self.source_addr, 0) if self.source_addr else None),
+                    self.connect_timeout)
+            except OSError:
+                if not self.source_addr or link.closed:
+                    raise
+                # best effort, as Redis: an address that cannot be bound
+                # does not stop the connection
+                await asyncio.wait_for(
+                    self.loop.create_connection(lambda: link, ip, cport), self.connect_timeout)
         except asyncio.CancelledError:
             link.close()
             raise

@@ -176,6 +176,7 @@ class ClusterNode:
             self.state, self.handle, hosts=hosts, cport=self.cport,
             connect_timeout_ms=self.node_timeout, log=self._log,
         )
+        self.transport.source_addr = srv.cfg.source_addr()
         # gossip caused by a command leaves after the command's reply
         # (Server.flush_writes calls flush_frames once the replies are written)
         self.transport.hold_frames = lambda: bool(srv.write_queue)

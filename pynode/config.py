@@ -31,7 +31,7 @@ ACTIVE = {
     "lazyfree-lazy-user-flush", "io-threads", "io-threads-do-reads", "syslog-enabled",
     "always-show-logo", "set-proc-title", "crash-log-enabled", "crash-memcheck-enabled",
     "supervised", "enable-protected-configs", "enable-module-command", "rename-command",
-    "rdbcompression", "dbfilename", "stop-writes-on-bgsave-error",
+    "rdbcompression", "dbfilename", "stop-writes-on-bgsave-error", "bind-source-addr",
     # encoding thresholds (storage.values.LIMITS)
     "hash-max-listpack-entries", "hash-max-listpack-value", "zset-max-listpack-entries",
     "zset-max-listpack-value", "set-max-intset-entries", "list-max-listpack-size",
@@ -135,6 +135,16 @@ class Config:
 
     def names(self):
         return [n for n in self.values if not n.startswith("_")]
+
+    def source_addr(self) -> str | None:
+        """The local address outgoing connections (cluster bus, replication,
+        MIGRATE) are made from, as Redis's NET_FIRST_BIND_ADDR: bind-source-addr,
+        else the first `bind` address unless it is a wildcard."""
+        addr = self.values.get("bind-source-addr", "")
+        if not addr:
+            first = (self.values.get("bind", "").split() or [""])[0].lstrip("-")
+            addr = "" if first in ("", "*", "::*", "0.0.0.0", "::") else first
+        return addr or None
 
     def memory(self, name: str) -> int:
         return parse_memory(self.values[name])

@@ -13,6 +13,7 @@ USAGE = """Usage: pynode [/path/to/redis.conf] [options] [-]
        pynode - (read config from stdin)
        pynode -v or --version
        pynode -h or --help
+       pynode chaos ... (break nodes on purpose: pynode chaos --help)
 
 Examples:
        pynode (run the server with default config)
@@ -37,6 +38,9 @@ def daemonize() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "chaos":
+        from pynode.chaos.cli import main as chaos_main
+        return chaos_main(argv[1:])
     if argv and argv[0] in ("-v", "--version"):
         print("Redis server v=%s sha=00000000:0 malloc=libc bits=64 build=pynode" % VERSION)
         return 0

@@ -833,7 +833,15 @@ class Replication:
         tmo = self.timeout
         self.state = "connecting"
         log.notice("Connecting to MASTER %s:%d" % (host, port))
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), tmo)
+        src = srv.cfg.source_addr()
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, local_addr=(src, 0) if src else None), tmo)
+        except OSError:
+            if not src:
+                raise
+            # best effort, as Redis: connect from any address when this one fails
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), tmo)
         self.writer = writer
         log.notice("MASTER <-> REPLICA sync started")
         self.state = "handshake"

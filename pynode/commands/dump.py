@@ -192,8 +192,15 @@ def _get_target(srv, host: bytes, port: bytes, timeout_ms: int) -> _Target:
         victim = random.choice(list(cache))
         cache.pop(victim).close()
     try:
-        sock = socket.create_connection((host.decode("utf-8", "replace"),
-                                         int(port)), timeout=timeout_ms / 1000.0)
+        addr = (host.decode("utf-8", "replace"), int(port))
+        src = srv.cfg.source_addr()
+        try:
+            sock = socket.create_connection(addr, timeout=timeout_ms / 1000.0,
+                                            source_address=(src, 0) if src else None)
+        except OSError:
+            if not src:
+                raise
+            sock = socket.create_connection(addr, timeout=timeout_ms / 1000.0)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, ValueError):
         raise CommandError("IOERR error or timeout connecting to the client") from None
