@@ -258,7 +258,10 @@ class Tracking:
         self.invalidate(key, writer, True)
 
     def invalidate(self, key: bytes, writer, bcast: bool) -> None:
-        """trackingInvalidateKey(Raw)."""
+        """trackingInvalidateKey(Raw). `writer`: not None when a client's
+        command (not a script, not expiry) made the change; BCAST's NOLOOP
+        looks at it, the default mode's NOLOOP at the running client (as
+        Redis 7.0 compares with server.current_client)."""
         if bcast and self.prefixes:
             self.remember_bcast(key, writer)
         ids = self.table.get(key)
@@ -273,8 +276,8 @@ class Tracking:
             if t is None or not t.on or t.bcast:
                 continue
             running = target.out is not None
-            if t.noloop and running and writer is not None:
-                continue            # NOLOOP: a key this client changed itself
+            if t.noloop and running:
+                continue            # NOLOOP: changed while its own command ran
             if running:
                 self.pending.append((target, key))
             else:
@@ -410,4 +413,4 @@ class Tracking:
 
 def _txt(b: bytes) -> str:
     """A prefix inside an error text (%s: stops at a NUL; CR/LF become spaces)."""
-    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return b.split(b"\0", 1)[0].decode("utf-8", "replace").replace("\r", " ").replace("\n", " ")
