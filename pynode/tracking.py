@@ -367,6 +367,8 @@ class Tracking:
                     loop = self.srv.loop
                     if loop is not None:
                         loop.call_soon(self.broadcast)
+                    else:                   # in-process use: no loop to wait for
+                        self.broadcast()
 
     @staticmethod
     def running(bs: Bcast):
