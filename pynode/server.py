@@ -413,7 +413,7 @@ class Server:
             cmd.rejected += 1
         if c.in_multi:
             c.multi_error = True
-        elif c.tracking is not None and (cmd is None or not cmd.name.startswith("client")):
+        elif c.tracking is not None and (cmd is None or not cmd.name.startswith("client|")):
             c.tracking.caching = False       # CLIENT CACHING covers the next command only
         return self.error_reply(msg)
 

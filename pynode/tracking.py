@@ -168,7 +168,7 @@ class Tracking:
         if t.on:
             if cmd.readonly and not t.bcast and cmd.name not in _SCRIPT_RO:
                 self.remember(c, t, cmd, argv)
-            if t.caching and not c.in_multi and not cmd.name.startswith("client"):
+            if t.caching and not c.in_multi and not cmd.name.startswith("client|"):
                 t.caching = False
             if self.max_keys and len(self.table) > self.max_keys:
                 self.limit()

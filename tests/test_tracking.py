@@ -212,14 +212,17 @@ def test_optin_optout_and_caching(ports):
                ["CLIENT", "TRACKINGINFO"], ["GET", "o2"],
                # another CLIENT subcommand keeps the flag for the command after it
                ["CLIENT", "CACHING", "yes"], ["CLIENT", "ID"], ["GET", "o3"],
-               # any other command, even a refused one, uses it up
+               # any other command, even a refused one, uses it up (a refused
+               # CLIENT subcommand does not, an unknown one does)
                ["CLIENT", "CACHING", "yes"], ["NOSUCHCMD"], ["GET", "o4"],
+               ["CLIENT", "CACHING", "yes"], ["CLIENT", "SETNAME"], ["GET", "o9"],
+               ["CLIENT", "CACHING", "yes"], ["CLIENT", "FOO"], ["GET", "o10"],
                ["CLIENT", "CACHING", "yes"], ["GET"], ["GET", "o5"],
                # in MULTI it lasts for the whole transaction
                ["MULTI"], ["CLIENT", "CACHING", "yes"], ["GET", "o6"], ["GET", "o7"], ["EXEC"],
                ["GET", "o8"]]),
         ("w", [["MSET", "o1", "1", "o2", "1", "o3", "1", "o4", "1", "o5", "1", "o6", "1",
-                "o7", "1", "o8", "1"]]),
+                "o7", "1", "o8", "1", "o9", "1", "o10", "1"]]),
         ("a", [["CLIENT", "TRACKING", "on", "OPTOUT"], ["CLIENT", "TRACKING", "off"],
                ["CLIENT", "TRACKING", "on", "OPTOUT"], ["CLIENT", "CACHING", "yes"],
                ["GET", "q1"], ["CLIENT", "CACHING", "no"], ["CLIENT", "TRACKINGINFO"],
@@ -322,6 +325,29 @@ def test_errors_keep_state(ports):
                ["CLIENT", "TRACKING", "on", "OPTIN"], ["CLIENT", "TRACKINGINFO"]]),
         ("b", [["RESET"], ["CLIENT", "TRACKINGINFO"], ["CLIENT", "GETREDIR"]]),
     ])
+
+
+def test_double_reply_counts_a_failed_call(ports):
+    """A clash between two later PREFIXes: Redis 7.0 replies the error, then
+    OK, with tracking on; the error counts in errorstats and failed_calls."""
+    stats = []
+    for port in ports:
+        s = Session(port, {"a": 2})
+        try:
+            s.step("a", [["CONFIG", "RESETSTAT"]])
+            got = s.step("a", [["CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "a",
+                                "PREFIX", "b", "PREFIX", "bc"], ["CLIENT", "TRACKINGINFO"]])
+            r = redis.Redis(port=port, socket_timeout=5)
+            try:
+                cs = r.info("commandstats")["cmdstat_client|tracking"]
+                stats.append((got, cs["calls"], cs["failed_calls"],
+                              r.info("errorstats")["errorstat_ERR"]["count"]))
+            finally:
+                r.close()
+        finally:
+            s.close_all()
+    assert stats[0] == stats[1], stats
+    assert stats[0][1:3] == (1, 1)      # (errorstats also count redis-py's CLIENT SETINFO)
 
 
 def test_expiry_invalidates(ports):

@@ -68,7 +68,11 @@ def client_tracking(c, argv):
     if prefix_error is not None:
         # Redis 7.0 answers a clash between two later prefixes with the
         # error and then OK (two replies), tracking enabled
-        c.srv.error_reply(prefix_error)
+        srv = c.srv
+        srv.error_reply(prefix_error)
+        parent = srv.table.get(b"client")        # None if rename-command renamed it
+        if parent is not None:
+            parent.subs[b"tracking"].failed += 1
         return error(prefix_error) + OK
     return OK
 
