@@ -84,7 +84,9 @@ class Session:
 
     def _norm(self, data: bytes) -> bytes:
         for name, cid in self.ids.items():
-            data = re.sub(rb"(?<=[:=])%d(?=\r\n|[ \n])" % cid, b"<" + name.encode() + b">", data)
+            # a RESP integer line holding the id (not a key such as "ev:103")
+            data = re.sub(rb"(?:(?<=\r\n)|^):%d\r\n" % cid,
+                          b":<" + name.encode() + b">\r\n", data)
         return data
 
     def mark(self, name: str) -> bytes:
@@ -543,3 +545,34 @@ def test_redis_py_resp2_redirect_pubsub(ports, which):
         ps.close()
         tracker.close()
         sub_client.close()
+
+
+@pytest.mark.parametrize("which", ["pynode", "redis-server"])
+def test_evicted_keys_are_invalidated(ports, which):
+    """maxmemory eviction signals the key: exactly the tracked keys that were
+    evicted get an invalidation."""
+    port = ports[0 if which == "pynode" else 1]
+    r = redis.Redis(port=port, socket_timeout=10, protocol=2)
+    s = Session(port, {"a": 3})
+    try:
+        r.mset({"ev:%d" % i: "x" * 100 for i in range(200)})
+        s.step("a", [["CLIENT", "TRACKING", "on"]]
+               + [["GET", "ev:%d" % i] for i in range(200)])
+        used = r.info("memory")["used_memory"]
+        r.config_set("maxmemory-policy", "allkeys-random")
+        r.config_set("maxmemory", used + 2 * 1024 * 1024)
+        pipe = r.pipeline(transaction=False)
+        for i in range(400):
+            pipe.set("fill:%d" % i, "y" * 20000)
+        pipe.execute()
+        assert r.info("stats")["evicted_keys"] > 0
+        got = s.step("a", [["PING"]])["a"]
+        pushed = set(re.findall(rb">2\r\n\$10\r\ninvalidate\r\n\*1\r\n\$\d+\r\n(ev:\d+)\r\n",
+                                got))
+        gone = {b"ev:%d" % i for i in range(200) if not r.exists("ev:%d" % i)}
+        assert gone and pushed == gone, (len(pushed), len(gone))
+    finally:
+        r.config_set("maxmemory", 0)
+        r.config_set("maxmemory-policy", "noeviction")
+        s.close_all()
+        r.close()
