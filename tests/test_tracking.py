@@ -177,6 +177,20 @@ def test_default_mode_resp3(ports):
     assert push(b"k") in t[0][2]["a"]
 
 
+def test_keys_across_databases_and_type_errors(ports):
+    # tracking is by key name, whatever the database; SWAPDB says nothing;
+    # a read that fails (WRONGTYPE) still tracks its key
+    same(ports, {"a": 3}, [
+        ("a", [["CLIENT", "TRACKING", "on"], ["GET", "k"], ["SWAPDB", "0", "1"],
+               ["SET", "k", "1"], ["SELECT", "1"], ["GET", "k"], ["SET", "k", "2"],
+               ["MOVE", "k", "0"], ["COPY", "k", "k2"], ["GET", "k2"], ["SELECT", "0"],
+               ["COPY", "k", "k2"]]),
+        ("a", [["GET", "h"], ["HSET", "h", "f", "v"], ["GET", "h"], ["HSET", "h", "f", "v"],
+               ["GET", "h"], ["HSETNX", "h", "f", "v"], ["SADD", "s", "a"], ["GET", "s"],
+               ["SADD", "s", "a"], ["SET", "h", "1"]]),
+    ])
+
+
 def test_own_writes_follow_the_reply_multi_and_scripts(ports):
     same(ports, {"a": 3}, [
         ("a", [["CLIENT", "TRACKING", "on"], ["GET", "k"], ["MULTI"], ["SET", "k", "2"],
