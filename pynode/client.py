@@ -17,7 +17,7 @@ class Client(asyncio.Protocol):
                  "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
                  "wbuf", "close_queued", "asking",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
-                 "readonly", "blocked", "script", "runs_scripts", "__weakref__")
+                 "readonly", "blocked", "script", "runs_scripts", "tracking", "__weakref__")
 
     def __init__(self, srv) -> None:
         self.srv = srv
@@ -63,6 +63,7 @@ class Client(asyncio.Protocol):
         self.blocked = None              # pynode.blocking.Blocked while parked on keys
         self.script = False              # a script's client (blocking commands answer at once)
         self.runs_scripts = False        # has sent EVAL/FCALL: batches run in the script worker
+        self.tracking = None             # pynode.tracking.ClientTracking (CLIENT TRACKING)
         self.update_special()
 
     # ------------------------------------------------------------ asyncio

@@ -265,7 +265,7 @@ def _clients(srv) -> dict:
         # clients blocked on keys, and in WAIT (Redis counts both)
         "blocked_clients": sum(1 for c in clients if _is_blocked(c))
         + len(srv.replication.waiters),
-        "tracking_clients": 0,
+        "tracking_clients": srv.tracking.clients,
         "clients_in_timeout_table": sum(1 for c in clients if _is_blocked(c)
                                         and c.blocked.deadline)
         + sum(1 for w in srv.replication.waiters if w[3] is not None),
@@ -479,9 +479,9 @@ def _stats(srv) -> dict:
         "active_defrag_key_misses": 0,
         "total_active_defrag_time": 0,
         "current_active_defrag_time": 0,
-        "tracking_total_keys": 0,
-        "tracking_total_items": 0,
-        "tracking_total_prefixes": 0,
+        "tracking_total_keys": len(srv.tracking.table),
+        "tracking_total_items": srv.tracking.items,
+        "tracking_total_prefixes": len(srv.tracking.prefixes),
         "unexpected_error_replies": srv.stat_unexpected_error_replies,
         "total_error_replies": srv.stat_total_error_replies,
         "dump_payload_sanitizations": 0,

@@ -103,6 +103,8 @@ class Server:
         from pynode.latency import Latency
         self.latency = Latency(self)             # LATENCY, latency histograms
         self.children.on_latency = self.latency.sample
+        from pynode.tracking import Tracking
+        self.tracking = Tracking(self)            # client-side caching (CLIENT TRACKING)
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -126,6 +128,8 @@ class Server:
         self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"),
                                                cfg.values.get(NOTIFY_NEW) == "yes")
         self.hll_sparse_max_bytes = cfg.memory("hll-sparse-max-bytes")
+        if getattr(self, "tracking", None) is not None:
+            self.tracking.max_keys = cfg.int("tracking-table-max-keys")
         self.expired_del = b"UNLINK" if cfg.bool("lazyfree-lazy-expire") else b"DEL"
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
         evict.configure(self)        # maxmemory, policy, access clocks, new-key hook
@@ -213,6 +217,8 @@ class Server:
         self.paused_clients.discard(c)
         if c.blocked is not None:
             self.blocking.on_disconnect(c)
+        if c.tracking is not None:
+            self.tracking.disable(c)
 
     def unblock_client(self, c: Client, error: bool) -> bool:
         """CLIENT UNBLOCK <id> [TIMEOUT|ERROR]: a client blocked on keys or in
@@ -404,6 +410,9 @@ class Server:
             # after the command is propagated: a served BLPOP's LPOP follows
             # the push that woke it (handleClientsBlockedOnKeys after call())
             self.blocking.handle_ready()
+        if c.tracking is not None:
+            # keys read, CLIENT CACHING's one command, invalidations after the reply
+            r = self.tracking.after_command(c, cmd, argv, r)
         return r
 
     def special_checks(self, c: Client, cmd, argv):
@@ -437,6 +446,8 @@ class Server:
             cmd.rejected += 1
         if c.in_multi:
             c.multi_error = True
+        elif c.tracking is not None and (cmd is None or not cmd.name.startswith("client|")):
+            c.tracking.caching = False       # CLIENT CACHING covers the next command only
         return self.error_reply(msg)
 
     def error_reply(self, msg: str) -> bytes:
@@ -459,6 +470,8 @@ class Server:
         cmd.usec += dt
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)
+        if cmd.readonly and (c.tracking is not None or c.script):
+            self.tracking.remember_queued(c, cmd, argv)
         if self.dirty != dirty:
             self.propagate_command(c, cmd, argv, self.dirty - dirty)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:

@@ -43,7 +43,7 @@ LFU_INIT_VAL = 5
 
 class Database:
     __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl", "raw",
-                 "blocking_keys", "clock")
+                 "blocking_keys", "clock", "tracked")
 
     def __init__(self, ks: "Keyspace", id: int) -> None:
         self.id = id
@@ -64,6 +64,9 @@ class Database:
         self.blocking_keys: dict[bytes, dict] = {}
         # key -> access clock, kept only by a HookedDatabase with tracking on
         self.clock: dict | None = None
+        # client-side caching (pynode/tracking.py): fn(key, by_command) told
+        # of every modified key while any key or client is tracked, else None
+        self.tracked: Callable[[bytes, bool], None] | None = ks.on_modified
 
     # ---------------------------------------------------------- reads
     def get(self, key: bytes):
@@ -199,7 +202,7 @@ class Database:
                 elif not keepttl:
                     del self.expires[key]
         d[key] = value
-        if self.watched:
+        if self.watched or self.tracked is not None:
             self.touch(key)
         if self.raw:
             self.raw.discard(key)
@@ -243,7 +246,7 @@ class Database:
                     else:
                         del expires[key]
             slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383][key] = argv[i + 1]
-            if self.watched:
+            if self.watched or self.tracked is not None:
                 self.touch(key)
             if self.raw:
                 self.raw.discard(key)
@@ -261,7 +264,7 @@ class Database:
         del d[key]
         if self.clock:
             self.clock.pop(key, None)
-        if self.watched:
+        if self.watched or self.tracked is not None:
             self.touch(key)
         if self.raw:
             self.raw.discard(key)
@@ -272,7 +275,7 @@ class Database:
     def modified(self, key: bytes) -> None:
         """signalModifiedKey: a value was changed in place (HSET on an
         existing hash, LPUSH on an existing list...): WATCH sees it."""
-        if self.watched:
+        if self.watched or self.tracked is not None:
             self.touch(key)
 
     def signal_ready(self, key: bytes) -> None:
@@ -288,22 +291,25 @@ class Database:
         if len(self.heap) > 2 * len(self.expires) + 1024:
             self.heap = [(w, k) for k, w in self.expires.items()]
             heapq.heapify(self.heap)
-        if self.watched:
+        if self.watched or self.tracked is not None:
             self.touch(key)
 
     def persist(self, key: bytes) -> bool:
         if self.expires.pop(key, None) is None:
             return False
-        if self.watched:
+        if self.watched or self.tracked is not None:
             self.touch(key)
         return True
 
-    def touch(self, key: bytes) -> None:
-        """Signal that key was modified (WATCH)."""
+    def touch(self, key: bytes, by_command: bool = True) -> None:
+        """signalModifiedKey: WATCH and client-side caching see the change
+        (by_command False: the key expired)."""
         ws = self.watched.get(key)
         if ws:
             for w in ws:
                 w.watch_touched = True
+        if self.tracked is not None:
+            self.tracked(key, by_command)
 
     def touch_all(self, replaced_with: "Database | None" = None) -> None:
         """Before FLUSHDB/FLUSHALL (replaced_with None) or SWAPDB empties this
@@ -330,6 +336,13 @@ class Database:
                 w.watch_touched = True
 
     def flush(self) -> int:
+        """FLUSHDB: every key goes (WATCH and tracking are told)."""
+        n = self.clear()
+        if self.ks.on_flush is not None:
+            self.ks.on_flush()
+        return n
+
+    def clear(self) -> int:
         n = self.size()
         if self.watched:
             self.touch_all()
@@ -365,8 +378,8 @@ class Database:
         if self.clock:
             self.clock.pop(key, None)
         self.ks.expired_keys += 1
-        if self.watched:
-            self.touch(key)
+        if self.watched or self.tracked is not None:
+            self.touch(key, False)
         if self.blocking_keys and key in self.blocking_keys:
             self.ks.on_key_ready(self, key)
         cb = self.ks.on_expire
@@ -452,7 +465,7 @@ class HookedDatabase(Database):
                     del self.expires[key]
         new = key not in d
         d[key] = value
-        if self.watched:
+        if self.watched or self.tracked is not None:
             self.touch(key)
         if self.raw:
             self.raw.discard(key)
@@ -488,6 +501,8 @@ class Keyspace:
         # (db, key) -> None: a key clients are blocked on changed (pynode/blocking.py)
         self.on_key_ready: Callable[[Database, bytes], None] = lambda db, key: None
         self.expired_keys = 0
+        self.on_modified: Callable[[bytes, bool], None] | None = None   # set_tracking
+        self.on_flush: Callable[[], None] | None = None
         # access clocks and new-key hook (configure_hooks)
         self.db_class = Database
         self.on_new: Callable[[Database, bytes], None] | None = None
@@ -610,4 +625,17 @@ class Keyspace:
         return n
 
     def flushall(self) -> int:
-        return sum(d.flush() for d in self.dbs if d is not None)
+        n = sum(d.clear() for d in self.dbs if d is not None)
+        if self.on_flush is not None:
+            self.on_flush()
+        return n
+
+    def set_tracking(self, on_modified: "Callable[[bytes, bool], None] | None",
+                     on_flush: "Callable[[], None] | None") -> None:
+        """Client-side caching hooks: every modified key (db.tracked) and
+        every flush; None turns them off."""
+        self.on_modified = on_modified
+        self.on_flush = on_flush
+        for d in self.dbs:
+            if d is not None:
+                d.tracked = on_modified

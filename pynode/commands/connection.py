@@ -138,6 +138,8 @@ def reset(c, argv):
         c.monitor = False
         if c in srv.monitors:
             srv.monitors.remove(c)
+    if c.tracking is not None:
+        srv.tracking.disable(c)
     c.db = srv.ks.db(0)
     c.name = b""
     c.reply_mode = 0

@@ -120,6 +120,8 @@ def client_flags(c) -> str:
         f += "x"
     if c.blocked is not None or (c.paused and c.srv.replication.waiting(c)):
         f += "b"
+    if c.tracking is not None:
+        f += c.srv.tracking.info_flags(c)
     if c.in_multi and c.watch_touched:
         f += "d"
     if c.closing:
@@ -148,12 +150,13 @@ def client_line(c, current=None, cmdname: str | None = None, argv=None) -> str:
     return ("id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=%d "
             "psub=%d ssub=%d multi=%d qbuf=%d qbuf-free=%d argv-mem=%d multi-mem=%d "
             "rbs=%d rbp=%d obl=%d oll=%d omem=%d tot-mem=%d events=%s cmd=%s user=default "
-            "redir=-1 resp=%d"
+            "redir=%d resp=%d"
             % (c.id, c.addr, c.laddr, c.fd, name, int(now - c.created),
                int(now - c.last_io), client_flags(c), c.db.id, len(c.subs), len(c.psubs),
                len(getattr(c, "ssubs", None) or ()), len(c.queued) if c.in_multi else -1,
                qbuf, 0, argv_mem, multi_mem, 0, 0, 0, 1 if obuf else 0, obuf, tot,
-               "rw" if obuf else "r", cmd, c.resp))
+               "rw" if obuf else "r", cmd,
+               c.tracking.redirect if c.tracking is not None and c.tracking.on else -1, c.resp))
 
 
 def _verbatim(c, text: str) -> bytes:
@@ -398,33 +401,6 @@ def client_unblock(c, argv):
     if target is not None and srv.unblock_client(target, error):
         return integer(1)
     return integer(0)
-
-
-@command("client|tracking")
-def client_tracking(c, argv):
-    v = argv[2].lower()
-    if v == b"off":
-        return OK
-    if v == b"on":
-        raise CommandError("ERR CLIENT TRACKING ON is not supported by pynode")
-    raise CommandError(SYNTAX)
-
-
-@command("client|caching")
-def client_caching(c, argv):
-    raise CommandError("ERR CLIENT CACHING can be called only when the client is in tracking "
-                       "mode with OPTIN or OPTOUT mode enabled")
-
-
-@command("client|getredir")
-def client_getredir(c, argv):
-    return integer(-1)
-
-
-@command("client|trackinginfo")
-def client_trackinginfo(c, argv):
-    return encode(Map({b"flags": SetReply([b"off"]), b"redirect": -1, b"prefixes": []}),
-                  c.resp)
 
 
 # ====================================================================== INFO

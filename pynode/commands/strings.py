@@ -410,7 +410,7 @@ def incr(c, argv):
             and not (db.expires and key in db.expires):
         nb = b"%d" % (int(v) + 1)
         d[key] = nb
-        if db.watched:
+        if db.watched or db.tracked is not None:
             db.touch(key)
         srv = c.srv
         srv.dirty += 1
