@@ -213,6 +213,7 @@ class ClusterState:
         self._todo_update = False
         self._todo_failover = False
         self._todo_manual_failover = False
+        self._announce_offset = False
 
         me = Node(
             myself_id,
@@ -269,8 +270,8 @@ class ClusterState:
                 node.port, node.cport = port, cport
                 if st.announce_ip is not None:
                     node.ip = st.announce_ip
-                if "hostname" in kwargs:
-                    node.hostname = kwargs["hostname"]
+                # the configured hostname, not the saved one, is myself's
+                node.hostname = kwargs.get("hostname", "")
                 node.migrating = dict(rec.migrating)
                 node.importing = dict(rec.importing)
                 st.myself = node
@@ -674,6 +675,13 @@ class ClusterState:
                     node.ping_sent = old_ping_sent
                 node.flags.discard(MEET)
 
+        if self._announce_offset:
+            # (a header is enough: no gossip section, no draw from the rng)
+            self._announce_offset = False
+            primary = self.nodes.get(me.primary_id or "")
+            if me.is_replica and primary is not None and FAIL not in primary.flags:
+                self._broadcast(Message(MsgType.PONG, self._header(), ()))
+
         # Once a second, ping the node with the oldest pong among 5 random ones.
         if self._iteration % 10 == 0:
             ids = self._node_ids()
@@ -766,6 +774,11 @@ class ClusterState:
         processed offset on a replica), reported ~10 times a second and after a
         PauseClients. It goes out in every header; it ranks replicas in elections
         and ends the wait of a manual failover."""
+        if not self.repl_offset and offset and self.myself.is_replica:
+            # The first offset of a replica makes it available (CLUSTER SLOTS
+            # lists a replica once its offset is non-zero): tell every node on
+            # the next tick rather than on the next scheduled pings (~1 s).
+            self._announce_offset = True
         self.repl_offset = offset
         if self.mf_end and self.myself.is_primary:
             self._mf_offset_fresh = True
@@ -781,6 +794,12 @@ class ClusterState:
         """
         self.master_link_down_since = down_since_ms
         self.master_last_interaction = last_interaction_ms
+
+    def set_hostname(self, hostname: str) -> None:
+        """cluster-announce-hostname (CONFIG SET): announced from the next ping on."""
+        if self.myself.hostname != hostname:
+            self.myself.hostname = hostname
+            self._save()
 
     def set_replica_no_failover(self, value: bool) -> None:
         """cluster-replica-no-failover (CONFIG SET): no automatic failover; nofailover flag."""
@@ -1234,6 +1253,11 @@ class ClusterState:
             self._handle_config_epoch_collision(sender)
 
         self._process_gossip(sender, msg)
+        # clusterProcessPingExt: the hostname rides on every ping; none sent
+        # means the sender has none (any more).
+        if sender.hostname != h.hostname:
+            sender.hostname = h.hostname
+            self._save()
         return True
 
     def _update_address(self, node: Node, ip: str, h: Header) -> bool:

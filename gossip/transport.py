@@ -5,6 +5,8 @@ The state machine (:mod:`gossip.state`) decides; this module only does I/O:
 * a listener on the bus port (one per bind address) accepts *inbound* links;
   each message on one is given to ``state.on_message`` with an inbound
   :class:`LinkInfo`, and a :class:`Reply` is written back on that very link;
+  the first message from a known node binds the link to it (one inbound link
+  per node: a newer one replaces and closes the older, as in Redis);
 * one *outbound* link per node, opened on :class:`Connect` and keyed by node id
   (re-keyed on :class:`Rename`); messages sent before it is up are queued and
   written on connect; a failed connect or a dropped link is reported with
@@ -198,6 +200,7 @@ class BusTransport:
         self.servers: list = []
         self.outbound: dict[str, OutboundLink] = {}
         self.inbound: dict[int, InboundLink] = {}
+        self.inbound_of: dict[str, InboundLink] = {}  # node id -> its bound inbound link
         self._next_conn = 1
         self._tick_handle = None
         self._tasks: set = set()
@@ -260,6 +263,7 @@ class BusTransport:
         for link in list(self.inbound.values()):
             link.close()
         self.inbound.clear()
+        self.inbound_of.clear()
         for t in list(self._tasks):
             t.cancel()
 
@@ -291,10 +295,8 @@ class BusTransport:
         """One decoded message from a link; False if the link must stop reading."""
         if link.info is None:
             link.info = link.make_info()
-        if link.inbound:
-            sender = self.state.nodes.get(msg.header.sender)
-            if sender is not None and not sender.in_handshake and sender is not self.state.myself:
-                link.node_id = sender.id
+        if link.inbound and link.node_id is None:
+            self._bind_inbound(link, msg.header.sender)
         try:
             actions = self.state.on_message(link.info, msg, self.clock())
         except Exception:  # noqa: BLE001
@@ -305,6 +307,28 @@ class BusTransport:
             return False
         self.run(actions)
         return not link.closed
+
+    def _bind_inbound(self, link: InboundLink, sender_id: str) -> None:
+        """setClusterNodeToInboundClusterLink: the first message from a known node
+        (not in handshake) names the inbound link's node, once.  A node has one
+        inbound link: an older one still open (the peer reconnected before we saw
+        the old connection end) is closed, as Redis frees it."""
+        sender = self.state.nodes.get(sender_id)
+        if sender is None or sender.in_handshake or sender is self.state.myself:
+            return
+        old = self.inbound_of.get(sender.id)
+        if old is not None and old is not link:
+            self.log("debug", "Replacing inbound link %d from node %s with %d"
+                     % (old.conn_id, sender.id, link.conn_id))
+            old.close()
+            self.inbound.pop(old.conn_id, None)
+        link.node_id = sender.id
+        self.inbound_of[sender.id] = link
+
+    def _unbind_inbound(self, link: _Link) -> None:
+        self.inbound.pop(link.conn_id, None)
+        if link.node_id is not None and self.inbound_of.get(link.node_id) is link:
+            del self.inbound_of[link.node_id]
 
     def bad_frame(self, link: _Link, reason: str) -> None:
         self.stats_bad_frames += 1
@@ -325,7 +349,7 @@ class BusTransport:
         """Close a link on our initiative; an outbound one is reported down to the state."""
         link.close()
         if link.inbound:
-            self.inbound.pop(link.conn_id, None)
+            self._unbind_inbound(link)
         else:
             self._outbound_down(link)
 
@@ -346,7 +370,7 @@ class BusTransport:
 
     def link_lost(self, link: _Link, was_closed: bool) -> None:
         if link.inbound:
-            self.inbound.pop(link.conn_id, None)
+            self._unbind_inbound(link)
             return
         if not was_closed:
             self._outbound_down(link)
@@ -482,12 +506,7 @@ class BusTransport:
     def links(self) -> list[tuple[str, str, int, str, int, int]]:
         """CLUSTER LINKS rows: (direction, node id, create-time, events, allocated, used),
         per node in node-table order, its outbound link then its inbound link."""
-        inbound_of: dict[str, InboundLink] = {}
-        for link in self.inbound.values():
-            if link.node_id is not None and not link.closed:
-                prev = inbound_of.get(link.node_id)
-                if prev is None or prev.ctime <= link.ctime:
-                    inbound_of[link.node_id] = link
+        inbound_of = self.inbound_of
         rows = []
         for nid in self.state.nodes:
             out = self.outbound.get(nid)
@@ -495,7 +514,7 @@ class BusTransport:
                 used = out.send_buffer()
                 rows.append(("to", nid, out.ctime, "rw" if used else "r", used, used))
             inl = inbound_of.get(nid)
-            if inl is not None:
+            if inl is not None and not inl.closed:
                 used = inl.send_buffer()
                 rows.append(("from", nid, inl.ctime, "rw" if used else "r", used, used))
         return rows

@@ -325,7 +325,7 @@ class Blocking:
                 else:
                     n = st.nodes[owner]
                     self.unblock(c, self.srv.error_reply(
-                        "MOVED %d %s:%d" % (slot, n.ip, n.port)))
+                        "MOVED %d %s:%d" % (slot, self.srv.cluster.endpoint(n), n.port)))
 
     def count(self) -> int:
         return len(self.clients)

@@ -56,7 +56,6 @@ class ClusterNode:
         self.announce_ip = cfg.get("cluster-announce-ip") or None
         self.announced_port = cfg.int("cluster-announce-port") or self.port
         self.announced_cport = cfg.int("cluster-announce-bus-port") or self.cport
-        self.hostname = cfg.get("cluster-announce-hostname") or ""
         self.node_timeout = max(1, cfg.int("cluster-node-timeout"))
         self.path = cfg.get("cluster-config-file")
         self.primary_id: str | None = None  # last Replicate action (None: primary)
@@ -68,6 +67,7 @@ class ClusterNode:
 
         self._take_lock()
         self.state = self._load()
+        self.endpoint_type = cfg.get("cluster-preferred-endpoint-type")
         self.save_config(fsync=True)
 
     # ------------------------------------------------------------------ start-up
@@ -97,9 +97,8 @@ class ClusterNode:
                   allow_replica_migration=cfg.bool("cluster-allow-replica-migration"),
                   replica_validity_factor=cfg.int("cluster-replica-validity-factor"),
                   migration_barrier=cfg.int("cluster-migration-barrier"),
-                  replica_no_failover=cfg.bool("cluster-replica-no-failover"))
-        if self.hostname:
-            kw["hostname"] = self.hostname
+                  replica_no_failover=cfg.bool("cluster-replica-no-failover"),
+                  hostname=cfg.get("cluster-announce-hostname") or "")
         return kw
 
     def _load(self) -> ClusterState:
@@ -156,6 +155,18 @@ class ClusterNode:
         st.replica_validity_factor = cfg.int("cluster-replica-validity-factor")
         st.migration_barrier = cfg.int("cluster-migration-barrier")
         st.set_replica_no_failover(cfg.bool("cluster-replica-no-failover"))
+        st.set_hostname(cfg.get("cluster-announce-hostname") or "")
+        self.endpoint_type = cfg.get("cluster-preferred-endpoint-type")
+
+    def endpoint(self, node) -> str:
+        """getPreferredEndpoint: how clients are told to reach ``node`` (MOVED,
+        ASK, CLUSTER SHARDS), per cluster-preferred-endpoint-type."""
+        etype = self.endpoint_type
+        if etype == "ip":
+            return node.ip
+        if etype == "hostname":
+            return node.hostname or "?"
+        return ""
 
     def cron(self) -> None:
         """Called by the server cron: what gossip needs to know about replication."""

@@ -477,3 +477,37 @@ def test_a_primary_that_never_had_replicas_is_not_orphaned():
     assert "migrate_to" not in d.nodes[nid("b")].flags
     _run(d, T0, 8000)
     assert d.myself.primary_id == nid("a")
+
+
+# ----------------------------------------------------------------------------- hostnames, offsets
+
+
+def _with_hostname(m: Message, hostname: str) -> Message:
+    h = m.header
+    return Message(m.type, type(h)(h.sender, h.current_epoch, h.config_epoch, h.flags, h.primary_id,
+                                   h.slots, h.ip, h.port, h.cport, h.offset, h.state, h.mflags,
+                                   hostname), m.gossip, m.body)
+
+
+def test_hostname_learned_from_pings_and_cleared_when_absent():
+    a = view("a")
+    m = _with_hostname(header_msg(a, MsgType.PING, "b"), "host-b.example")
+    acts = a.on_message(IN, m, T0 + 10)
+    assert a.nodes[nid("b")].hostname == "host-b.example"
+    assert of(acts, A.SaveConfig)
+    assert ",host-b.example " in render(a)
+    a.on_message(IN, header_msg(a, MsgType.PING, "b"), T0 + 20)
+    assert a.nodes[nid("b")].hostname == ""
+    a.set_hostname("host-a.example")
+    assert a._header().hostname == "host-a.example"
+
+
+def test_first_replica_offset_is_announced_to_every_node():
+    d = view("d")
+    assert not sent(d.on_tick(T0 + 100), MsgType.PONG)
+    d.set_repl_offset(14)
+    pongs = sent(d.on_tick(T0 + 200), MsgType.PONG)
+    assert len(pongs) == 1 and set(pongs[0].to) == {nid(x) for x in "abce"}
+    assert pongs[0].msg.header.offset == 14
+    d.set_repl_offset(28)                      # only the first one
+    assert not sent(d.on_tick(T0 + 300), MsgType.PONG)

@@ -182,18 +182,6 @@ def cluster_getkeysinslot(c, argv):
     return encode(c.srv.ks.db(0).keys_in_slot(s, n), c.resp)
 
 
-def _endpoint_type(c) -> str:
-    return c.srv.cfg.get("cluster-preferred-endpoint-type")
-
-
-def _preferred_endpoint(n, etype: str) -> str:
-    if etype == "ip":
-        return n.ip
-    if etype == "hostname":
-        return n.hostname or "?"
-    return "?"
-
-
 def _replica_available(st, n) -> bool:
     """isReplicaAvailable: not failed and replicating (a non-zero offset)."""
     if FAIL in n.flags:
@@ -203,6 +191,8 @@ def _replica_available(st, n) -> bool:
 
 
 def _slots_node(n, etype: str) -> list:
+    """addNodeToNodeReply: the preferred endpoint first (null for
+    unknown-endpoint), and the other known endpoints in the metadata map."""
     if etype == "ip":
         first = n.ip.encode()
     elif etype == "hostname":
@@ -219,8 +209,9 @@ def _slots_node(n, etype: str) -> list:
 
 @command("cluster|slots")
 def cluster_slots(c, argv):
-    st = _cl(c).state
-    etype = _endpoint_type(c)
+    cl = _cl(c)
+    st = cl.state
+    etype = cl.endpoint_type
     out = []
     for n in list(st.nodes.values()):
         if not n.is_primary or not n.slots:
@@ -232,12 +223,13 @@ def cluster_slots(c, argv):
     return encode(out, c.resp)
 
 
-def _shard_node(st, n, etype: str) -> Map:
+def _shard_node(cl, n) -> Map:
+    st = cl.state
     m = Map()
     m[b"id"] = n.id.encode()
     m[b"port"] = n.port
     m[b"ip"] = n.ip.encode()
-    m[b"endpoint"] = _preferred_endpoint(n, etype).encode()
+    m[b"endpoint"] = cl.endpoint(n).encode()
     if n.hostname:
         m[b"hostname"] = n.hostname.encode()
     offset = st.repl_offset if n.is_myself else n.repl_offset
@@ -255,8 +247,8 @@ def _shard_node(st, n, etype: str) -> Map:
 
 @command("cluster|shards")
 def cluster_shards(c, argv):
-    st = _cl(c).state
-    etype = _endpoint_type(c)
+    cl = _cl(c)
+    st = cl.state
     out = []
     for n in list(st.nodes.values()):
         if not n.is_primary:
@@ -264,8 +256,8 @@ def cluster_shards(c, argv):
         flat = []
         for a, b in n.slot_ranges():
             flat += [a, b]
-        nodes = [_shard_node(st, n, etype)]
-        nodes += [_shard_node(st, r, etype) for r in st.replicas_of(n.id)]
+        nodes = [_shard_node(cl, n)]
+        nodes += [_shard_node(cl, r) for r in st.replicas_of(n.id)]
         out.append(Map({b"slots": flat, b"nodes": nodes}))
     return encode(out, c.resp)
 
