@@ -25,7 +25,7 @@ SCRIPT_REASONS = {
     aclmod.DENIED_CMD: "ERR The user executing the script can't run this command or "
                        "subcommand",
     aclmod.DENIED_KEY: "ERR The user executing the script can't access at least one of the "
-                       "keys mentioned in the command",
+                       "keys mentioned in the command arguments",
     aclmod.DENIED_CHANNEL: "ERR The user executing the script can't publish to the channel "
                            "mentioned in the command"}
 NO_ACLFILE = ("ERR This Redis instance is not configured to use an ACL file. You may want to "
@@ -74,11 +74,13 @@ def check_user(user, cmd, argv: list[bytes]) -> tuple[int, int]:
     return user.check(cid, cmd.noauth, argv, finder, aclmod.CHANNEL_CMDS.get(cmd.name))
 
 
-def log_denial(srv, c, result: int, context: str, cmd, argv, idx: int) -> None:
-    """addACLLogEntry for a command, key or channel denial."""
+def log_denial(srv, c, result: int, context: str, cmd, argv, idx: int,
+               running: str | None = None) -> None:
+    """addACLLogEntry for a command, key or channel denial; the client info
+    shows the command the client runs (`running`: a script's EVAL/FCALL)."""
     obj = cmd.name.encode() if result == aclmod.DENIED_CMD else argv[idx]
     srv.acl.add_log(result, context, obj, c.user.name, int(time.time() * 1000),
-                    client_info(c, cmd.name))
+                    client_info(c, running or cmd.name))
 
 
 def client_info(c, cmdname: str | None = None) -> str:
@@ -86,16 +88,25 @@ def client_info(c, cmdname: str | None = None) -> str:
     return client_line(c, c, cmdname)
 
 
-def _checked(srv, c, cmd, argv, context: str) -> int:
+def _debug_allowed(c) -> bool:
+    from pynode.commands.server import _is_local
+    mode = c.srv.debug_enabled
+    return mode == "yes" or (mode == "local" and _is_local(c))
+
+
+def _checked(srv, c, cmd, argv, context: str, running: str | None = None) -> int:
     """Check c's user; a denial is logged (ACL LOG) with `context`."""
     result, idx = check_user(c.user, cmd, argv)
     if result != aclmod.OK:
-        log_denial(srv, c, result, context, cmd, argv, idx)
+        log_denial(srv, c, result, context, cmd, argv, idx, running)
     return result
 
 
 def denied(srv, c, cmd, argv) -> str | None:
-    """The dispatcher's check (processCommand): the NOPERM text or None."""
+    """The dispatcher's check (processCommand): the NOPERM text or None.
+    A DEBUG that enable-debug-command refuses gets that refusal first."""
+    if cmd.name == "debug" and not _debug_allowed(c):
+        return None
     result = _checked(srv, c, cmd, argv, "multi" if c.in_multi else "toplevel")
     if result == aclmod.OK:
         return None
@@ -118,18 +129,20 @@ def exec_denied(srv, c, cmd, argv) -> str | None:
             "%s" % EXEC_REASONS[result])
 
 
-def script_denied(srv, caller, cmd, argv) -> str | None:
-    """scriptVerifyACL: redis.call runs with the calling client's user."""
+def script_denied(srv, caller, cmd, argv, running: str) -> str | None:
+    """scriptVerifyACL: redis.call runs with the calling client's user
+    (`running`: the caller's EVAL or FCALL)."""
     if caller.user.unrestricted:
         return None
-    result = _checked(srv, caller, cmd, argv, "lua")
+    result = _checked(srv, caller, cmd, argv, "lua", running)
     return None if result == aclmod.OK else SCRIPT_REASONS[result]
 
 
 def auth_failed(c, argv0: bytes, username: bytes) -> None:
     srv = c.srv
     srv.acl.add_log(aclmod.DENIED_AUTH, "multi" if c.in_multi else "toplevel", argv0,
-                    username, int(time.time() * 1000), client_info(c, "auth"))
+                    username, int(time.time() * 1000),
+                    client_info(c, argv0.decode("utf-8", "replace").lower()))
 
 
 def authenticate(c, username: bytes, password: bytes) -> bool:
@@ -237,7 +250,7 @@ def _selector_fields(s) -> list:
 def acl_getuser(c, argv):
     u = c.srv.acl.get(argv[2])
     if u is None:
-        raise CommandError("ERR Can not find user '%s' in ACL" % _s(argv[2]))
+        return c.nil
     fields = [b"flags", SetReply([n.encode() for f, n in aclmod.USER_FLAGS if u.flags & f]),
               b"passwords", [p.encode() for p in u.passwords]]
     fields += _selector_fields(u.root)
@@ -332,10 +345,12 @@ def acl_dryrun(c, argv):
         raise CommandError("ERR User '%s' not found" % _s(argv[2]))
     args = argv[3:]
     cmd = srv.table.get(args[0].lower())
-    if cmd is not None and cmd.subs is not None:
-        cmd = cmd.subs.get(args[1].lower()) if len(args) > 1 else None
-    if cmd is None or (cmd.arity > 0 and len(args) != cmd.arity) or len(args) < -cmd.arity:
+    if cmd is not None and cmd.subs is not None and len(args) > 1:
+        cmd = cmd.subs.get(args[1].lower())
+    if cmd is None:
         raise CommandError("ERR Command '%s' not found" % _s(args[0]))
+    if (cmd.arity > 0 and len(args) != cmd.arity) or len(args) < -cmd.arity:
+        raise CommandError("ERR wrong number of arguments for '%s' command" % cmd.name)
     result, idx = check_user(u, cmd, args)
     if result == aclmod.DENIED_CMD:
         return bulk(b"This user has no permissions to run the '%s' command"

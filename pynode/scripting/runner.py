@@ -374,7 +374,8 @@ class Scripting:
         if cmd.noscript:
             return ERROR, b"ERR This Redis command is not allowed from script"
         if not ctx.caller.user.unrestricted:
-            err = script_denied(srv, ctx.caller, cmd, argv)
+            err = script_denied(srv, ctx.caller, cmd, argv,
+                                ctx.argv[0].decode("utf-8", "replace").lower())
             if err is not None:
                 return ERROR, err.encode()
         if ctx.plain:
