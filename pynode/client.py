@@ -17,7 +17,8 @@ class Client(asyncio.Protocol):
                  "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
                  "wbuf", "close_queued", "asking",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
-                 "readonly", "blocked", "script", "runs_scripts", "tracking", "__weakref__")
+                 "readonly", "blocked", "script", "runs_scripts", "tracking", "user",
+                 "__weakref__")
 
     def __init__(self, srv) -> None:
         self.srv = srv
@@ -27,7 +28,8 @@ class Client(asyncio.Protocol):
         self.db = srv.ks.db(0)
         self.resp = 2
         self.nil = NIL2
-        self.authed = not srv.requirepass
+        self.user = srv.acl.default      # the ACL user (pynode/acl.py)
+        self.authed = self.user.nopass and self.user.enabled
         self.name = b""
         self.addr = "?:0"
         self.laddr = "?:0"
@@ -36,7 +38,8 @@ class Client(asyncio.Protocol):
         self.last_io = self.created
         self.last_cmd = "NULL"
         # `special` is true when any slow-path state is on (not authenticated,
-        # MULTI, subscribed in RESP2, reply off/skip, monitor); execute()
+        # a user with ACL restrictions, MULTI, subscribed in RESP2, reply
+        # off/skip, monitor); execute()
         # checks only this.
         self.special = False
         self.in_multi = False
@@ -195,7 +198,7 @@ class Client(asyncio.Protocol):
     def update_special(self) -> None:
         self.special = bool(self.in_multi or self.reply_mode != REPLY_ON or
                             ((self.subs or self.psubs) and self.resp == 2) or self.monitor
-                            or not self.authed)
+                            or not self.authed or not self.user.unrestricted)
 
     def flags(self) -> str:
         f = ""

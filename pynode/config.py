@@ -83,6 +83,7 @@ class Config:
         self.set_in_file: list[str] = []      # names in the order they were set
         self.renamed: dict[str, str] = {}
         self.module_configs: list[str] = []   # `module.name value` lines (no modules)
+        self.users: list[list[bytes]] = []    # `user` lines: [name, rule, ...] (pynode/acl.py)
         self.listeners: dict[str, object] = {}
 
     def get(self, name: str) -> str:
@@ -246,7 +247,13 @@ def apply_text(cfg: Config, text: str, first_line: int = 1) -> None:
                 if lookup(args[1].split("|")[0], *args[1].split("|")[1:2]) is None:
                     raise ValueError("No such command in rename-command")
                 cfg.set(name, args[1:], loading=True)
-            elif name in ("user", "loadmodule") and argc >= 2:
+            elif name == "user" and argc >= 2:
+                from pynode.acl import check_user_line
+                err = check_user_line(cfg.users, parts)
+                if err:
+                    raise ValueError(err)
+                cfg.set(name, args[1:], loading=True)
+            elif name == "loadmodule" and argc >= 2:
                 cfg.set(name, args[1:], loading=True)
             elif "." in name:
                 if argc < 2:

@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         pass
     from pynode.server import Server
     server = Server(cfg)
+    from pynode.commands.acl import load_at_startup
+    if not load_at_startup(server):
+        return 1
     import gc
     gc.collect()
     gc.freeze()

@@ -14,6 +14,8 @@ from time import perf_counter
 from pynode import commands as cmdmod
 from pynode import info as infomod
 from pynode import evict, notify
+from pynode.acl import ALLCHANNELS
+from pynode.commands.acl import denied as acl_denied
 from pynode.client import Client
 from pynode.commands import CommandError
 from pynode.config import NOTIFY_NEW, VERSION, Config
@@ -105,12 +107,22 @@ class Server:
         self.children.on_latency = self.latency.sample
         from pynode.tracking import Tracking
         self.tracking = Tracking(self)            # client-side caching (CLIENT TRACKING)
+        from pynode.acl import Acl
+        self.acl = Acl()
+        self.applied_requirepass = None
         self.apply_config()
 
     # ---------------------------------------------------------------- config
     def apply_config(self) -> None:
         cfg = self.cfg
         self.requirepass = cfg.get("requirepass").encode()
+        if self.requirepass != self.applied_requirepass:
+            # requirepass is the default user's password (ACLUpdateDefaultUserPassword)
+            self.applied_requirepass = self.requirepass
+            self.acl.set_default_password(self.requirepass or None)
+        self.acl.pubsub_default = (ALLCHANNELS if cfg.get("acl-pubsub-default") == "allchannels"
+                                   else 0)
+        self.acl.log_max = cfg.int("acllog-max-len")
         self.proto_max_bulk_len = cfg.memory("proto-max-bulk-len")
         self.query_buffer_limit = cfg.memory("client-query-buffer-limit")
         self.maxclients = cfg.int("maxclients")
@@ -359,8 +371,12 @@ class Server:
             return self.reject(c, cmd, "ERR wrong number of arguments for '%s' command"
                                % cmd.name)
         if c.special:
-            if not c.authed and not cmd.noauth:
+            if not c.authed and not cmd.noauth and self.acl.auth_required():
                 return self.reject(c, cmd, "NOAUTH Authentication required.")
+            if not c.user.unrestricted:
+                err = acl_denied(self, c, cmd, argv)
+                if err is not None:
+                    return self.reject(c, cmd, err)
         # refusals before queuing: cluster redirection, then READONLY/NOREPLICAS
         if self.cluster is not None or self.write_guard is not None:
             fcmd = cmd if cmd.flags_of is None else cmd.flags_of(self, cmd, argv)

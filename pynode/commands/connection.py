@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hmac
-
 from pynode.commands import CommandError, command
+from pynode.commands.acl import auth_failed, authenticate
 from pynode.resp import OK, PONG, bulk, encode
 
 
@@ -30,11 +29,14 @@ def quit_(c, argv):
     return OK
 
 
-def _check_password(c, user: bytes, password: bytes) -> bool:
-    """The default user is the only one; with no requirepass it has nopass."""
-    if user != b"default":
-        return False
-    return not c.srv.requirepass or hmac.compare_digest(password, c.srv.requirepass)
+WRONGPASS = "WRONGPASS invalid username-password pair or user is disabled."
+
+
+def _authenticate(c, argv0: bytes, user: bytes, password: bytes) -> None:
+    """ACLAuthenticateUser; a failure is logged (ACL LOG) and refused."""
+    if not authenticate(c, user, password):
+        auth_failed(c, argv0, user)
+        raise CommandError(WRONGPASS)
 
 
 @command("auth")
@@ -42,15 +44,12 @@ def auth(c, argv):
     if len(argv) > 3:
         raise CommandError("ERR syntax error")
     srv = c.srv
-    if len(argv) == 2 and not srv.requirepass:
+    if len(argv) == 2 and srv.acl.default.nopass:
         raise CommandError("ERR AUTH <password> called without any password configured "
                            "for the default user. Are you sure your configuration is correct?")
     user = argv[1] if len(argv) == 3 else b"default"
-    if _check_password(c, user, argv[-1]):
-        c.authed = True
-        c.update_special()
-        return OK
-    raise CommandError("WRONGPASS invalid username-password pair or user is disabled.")
+    _authenticate(c, argv[0], user, argv[-1])
+    return OK
 
 
 @command("hello")
@@ -70,12 +69,7 @@ def hello(c, argv):
         opt = argv[i].lower()
         more = len(argv) - i - 1
         if opt == b"auth" and more >= 2:
-            user, password = argv[i + 1], argv[i + 2]
-            if not _check_password(c, user, password):
-                raise CommandError("WRONGPASS invalid username-password pair or user is "
-                                   "disabled.")
-            c.authed = True
-            c.update_special()
+            _authenticate(c, argv[0], argv[i + 1], argv[i + 2])
             i += 3
         elif opt == b"setname" and more >= 1:
             name = argv[i + 1]
@@ -84,7 +78,7 @@ def hello(c, argv):
         else:
             raise CommandError("ERR Syntax error in HELLO option '%s'"
                                % argv[i].decode("utf-8", "replace"))
-    if not c.authed:
+    if not c.authed and srv_auth_required(c):
         raise CommandError("NOAUTH HELLO must be called with the client already "
                            "authenticated, otherwise the HELLO AUTH <user> <pass> "
                            "option can be used to authenticate the client and select the "
@@ -104,6 +98,10 @@ def hello(c, argv):
         b"modules": [],
     }
     return encode(info, c.resp)
+
+
+def srv_auth_required(c) -> bool:
+    return c.srv.acl.auth_required()
 
 
 def _check_name(name: bytes) -> None:
@@ -146,7 +144,8 @@ def reset(c, argv):
     c.readonly = False
     c.asking = False
     c.set_resp(2)
-    c.authed = not srv.requirepass
+    c.user = srv.acl.default
+    c.authed = c.user.nopass and c.user.enabled
     c.update_special()
     return b"+RESET\r\n"
 

@@ -7,7 +7,6 @@ real redis-server).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 import sys
@@ -149,13 +148,14 @@ def client_line(c, current=None, cmdname: str | None = None, argv=None) -> str:
     cmd = cmdname if (c is current and cmdname) else c.last_cmd
     return ("id=%d addr=%s laddr=%s fd=%d name=%s age=%d idle=%d flags=%s db=%d sub=%d "
             "psub=%d ssub=%d multi=%d qbuf=%d qbuf-free=%d argv-mem=%d multi-mem=%d "
-            "rbs=%d rbp=%d obl=%d oll=%d omem=%d tot-mem=%d events=%s cmd=%s user=default "
+            "rbs=%d rbp=%d obl=%d oll=%d omem=%d tot-mem=%d events=%s cmd=%s user=%s "
             "redir=%d resp=%d"
             % (c.id, c.addr, c.laddr, c.fd, name, int(now - c.created),
                int(now - c.last_io), client_flags(c), c.db.id, len(c.subs), len(c.psubs),
                len(getattr(c, "ssubs", None) or ()), len(c.queued) if c.in_multi else -1,
                qbuf, 0, argv_mem, multi_mem, 0, 0, 0, 1 if obuf else 0, obuf, tot,
                "rw" if obuf else "r", cmd,
+               c.user.name.decode("utf-8", "replace"),
                c.tracking.redirect if c.tracking is not None and c.tracking.on else -1, c.resp))
 
 
@@ -270,9 +270,9 @@ def client_kill(c, argv):
         elif opt == b"laddr":
             laddr = _s(val)
         elif opt == b"user":
-            if val != b"default":
+            user = srv.acl.get(val)
+            if user is None:
                 raise CommandError("ERR No such user '%s'" % _s(val))
-            user = val
         elif opt == b"skipme":
             v = val.lower()
             if v == b"yes":
@@ -294,6 +294,8 @@ def client_kill(c, argv):
         if addr is not None and x.addr != addr:
             continue
         if laddr is not None and x.laddr != laddr:
+            continue
+        if user is not None and x.user is not user:
             continue
         if x is c and skipme:
             continue
@@ -799,12 +801,12 @@ def rewrite_config(srv, path: str, force_all: bool = False) -> None:
             continue
         nl, force = _rewrite_lines(srv, name)
         put(name, nl, force or force_all)
-    # the ACL default user, as Redis writes it
-    if srv.requirepass:
-        user = "user default on #%s ~* &* +@all" % hashlib.sha256(srv.requirepass).hexdigest()
+    # the ACL users, as Redis writes them (none with an aclfile: it holds them)
+    if srv.cfg.get("aclfile"):
+        put("user", [], False)
     else:
-        user = "user default on nopass ~* &* +@all"
-    put("user", [user], True)
+        put("user", ["user %s %s" % (u.name.decode("utf-8", "surrogateescape"), u.describe())
+                     for u in srv.acl.sorted_users()], True)
     # lines of processed directives not reused become empty
     for name in processed:
         for i in where.get(name, []):

@@ -22,6 +22,7 @@ than one (Redis 7.0's propagatePendingCommands: a single write is atomic).
 
 from __future__ import annotations
 
+from pynode.commands.acl import exec_denied
 from pynode.commands import CommandError, command
 from pynode.resp import NIL3, NILARR2, OK
 from storage.slots import keyslot
@@ -111,7 +112,8 @@ def exec_(c, argv):
     run = srv.run_queued
     try:
         for cmd, qargv in queued:
-            r = run(c, cmd, qargv)
+            err = exec_denied(srv, c, cmd, qargv)
+            r = run(c, cmd, qargv) if err is None else srv.error_reply(err)
             # every command inside EXEC must reply; keep the array well formed
             replies.append(r if r is not None else c.nil)
     finally:

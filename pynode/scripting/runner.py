@@ -36,6 +36,7 @@ from time import monotonic
 
 import greenlet
 
+from pynode.commands.acl import check_user, script_denied
 from pynode.commands import CommandError
 from pynode.log import log
 from pynode.routing import DOWN, DOWN_RO, route
@@ -372,6 +373,11 @@ class Scripting:
             return ERROR, b"ERR Wrong number of args calling Redis command from script"
         if cmd.noscript and not self.srv.script_disable_deny_script:
             return ERROR, b"ERR This Redis command is not allowed from script"
+        if not ctx.caller.user.unrestricted:
+            err = script_denied(srv, ctx.caller, cmd, argv,
+                                ctx.argv[0].decode("utf-8", "replace").lower())
+            if err is not None:
+                return ERROR, err.encode()
         if ctx.plain:
             # a primary with no maxmemory, not in cluster mode: only the
             # read-only script rule applies
@@ -484,14 +490,14 @@ class Scripting:
         self.ctx.repl = int(v)
 
     def acl_check(self, argv: list[bytes]):
-        """redis.acl_check_cmd: True while ACL is not there, None for an
-        unknown command."""
+        """redis.acl_check_cmd: whether the calling user may run argv; None
+        for an unknown command."""
         cmd = self.srv.table.get(argv[0].lower())
         if cmd is not None and cmd.subs is not None and len(argv) > 1:
             cmd = cmd.subs.get(argv[1].lower())
         if cmd is None:
             return None
-        return True
+        return check_user(self.ctx.caller.user, cmd, argv)[0] == 0
 
     # Redis's rand48 (redisLrand48/redisSrand48): one sequence for the whole
     # server, shared by EVAL scripts and functions, seeded at start-up and
