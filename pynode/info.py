@@ -467,7 +467,7 @@ def _stats(srv) -> dict:
         "keyspace_misses": srv.stat_keyspace_misses,
         "pubsub_channels": len(srv.channels),
         "pubsub_patterns": len(srv.patterns),
-        "pubsubshard_channels": len(getattr(srv, "shard_channels", None) or ()),
+        "pubsubshard_channels": len(srv.shard_channels),
         "latest_fork_usec": srv.stat_fork_usec,
         "total_forks": srv.stat_total_forks,
         "migrate_cached_sockets": 0,
