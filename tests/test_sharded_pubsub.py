@@ -316,6 +316,19 @@ def test_slot_leaving_the_shard_drops_its_channels():
     assert of(acts, A.DropSlotChannels) == [A.DropSlotChannels(tuple(range(10)))]
 
 
+def test_failover_keeps_the_winners_channels_and_drops_the_losers():
+    """clusterFailoverReplaceYourMaster makes the replica a primary before it
+    takes the slots: its subscribers stay; the old primary, told by an UPDATE,
+    loses the slots and their channels."""
+    r = build(["r myself,slave a 1", "a master - 1 0-9", "b master - 2 10-20"], current=2)
+    acts = r.manual_failover("takeover", now=T0)
+    assert r.myself.is_primary and r.slot_owner[0] == nid("r")
+    assert of(acts, A.DropSlotChannels) == []
+    a = build(["a myself,master - 1 0-9", "r slave a 1", "b master - 2 10-20"], current=2)
+    acts = a.on_message(IN, msg(MsgType.UPDATE, "b", body=_update(a, "r", 0, 9, epoch=3)), T0)
+    assert of(acts, A.DropSlotChannels) == [A.DropSlotChannels(tuple(range(10)))]
+
+
 def _update(st, name, lo, hi, epoch):
     from gossip.bitmap import bitmap_from_slots
     from gossip.codec import UpdateBody
