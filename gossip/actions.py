@@ -112,10 +112,20 @@ class DropSlotKeys:
 
 @dataclass(frozen=True, slots=True)
 class Deliver:
-    """A PUBLISH from the bus, to deliver to local subscribers."""
+    """A PUBLISH (``shard``: a PUBLISHSHARD) from the bus, to deliver to local
+    subscribers."""
 
     channel: bytes
     message: bytes
+    shard: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DropSlotChannels:
+    """These slots left my shard (the primary I am or follow lost them): drop
+    their shard channels and tell the subscribers (removeChannelsInSlot)."""
+
+    slots: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,5 +157,6 @@ class Log:
 
 Action = (
     Connect | Disconnect | Rename | Send | Reply | Broadcast | SaveConfig | Replicate
-    | EmptyData | DropSlotKeys | Deliver | PauseClients | UnpauseClients | CloseLink | Log
+    | EmptyData | DropSlotKeys | DropSlotChannels | Deliver | PauseClients | UnpauseClients
+    | CloseLink | Log
 )

@@ -10,7 +10,7 @@ A frame is a 4-byte big-endian payload length followed by a msgpack map::
 
 ``flags`` are bitmasks of :data:`gossip.node.FLAG_BITS` (unknown bits ignored);
 ``slots`` are 2048-byte bitmaps (:mod:`gossip.bitmap`). Bodies: FAIL ``{"id"}``,
-PUBLISH ``{"channel", "message"}`` (bytes), UPDATE ``{"id", "cfg", "slots"}``;
+PUBLISH and PUBLISHSHARD ``{"channel", "message"}`` (bytes), UPDATE ``{"id", "cfg", "slots"}``;
 the other types carry none. Unknown map keys are ignored (room to grow);
 anything missing, mistyped or out of range is a :class:`BusError`.
 
@@ -51,6 +51,8 @@ class MsgType(enum.IntEnum):
     FAILOVER_AUTH_ACK = 6
     UPDATE = 7
     MFSTART = 8
+    # 9 is Redis's MODULE (module messages), not used here
+    PUBLISHSHARD = 10
 
     @property
     def stat_name(self) -> str:
@@ -68,6 +70,7 @@ _STAT_NAMES = {
     MsgType.FAILOVER_AUTH_ACK: "auth-ack",
     MsgType.UPDATE: "update",
     MsgType.MFSTART: "mfstart",
+    MsgType.PUBLISHSHARD: "publishshard",
 }
 
 PING_LIKE = frozenset((MsgType.PING, MsgType.PONG, MsgType.MEET))
@@ -146,6 +149,7 @@ Body = FailBody | PublishBody | UpdateBody | None
 _BODY_TYPES: dict[MsgType, type | None] = {
     MsgType.FAIL: FailBody,
     MsgType.PUBLISH: PublishBody,
+    MsgType.PUBLISHSHARD: PublishBody,
     MsgType.UPDATE: UpdateBody,
 }
 

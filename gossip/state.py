@@ -521,11 +521,19 @@ class ClusterState:
             assert nid is not None, f"slot {s} is not assigned"
             touched.setdefault(nid, []).append(s)
             owner[s] = None
+        me = self.myself
+        shard_lost: list[int] = []
         for nid, lost in touched.items():
             node = self.nodes[nid]
             node.slots.difference_update(lost)
             node._slots_changed(removed=lost)
             self._assigned -= len(lost)
+            if nid == me.id or nid == me.primary_id:
+                shard_lost.extend(lost)
+        if shard_lost:
+            # clusterDelSlot: a slot served by my shard (before this change)
+            # takes its shard channels with it
+            self._out.append(A.DropSlotChannels(tuple(sorted(shard_lost))))
 
     def _del_node_slots(self, node: Node) -> None:
         self._unassign_slots(sorted(node.slots))
@@ -618,9 +626,10 @@ class ClusterState:
             node.ping_sent = self.now
         self._send(node, self._ping_message(mtype))
 
-    def _broadcast(self, msg: Message) -> None:
+    def _broadcast(self, msg: Message, among=None) -> None:
+        """To every linked node (or every linked node of ``among``) but myself."""
         to = tuple(
-            n.id for n in self.nodes.values()
+            n.id for n in (self.nodes.values() if among is None else among)
             if n.link and n is not self.myself and not n.in_handshake
         )
         if to:
@@ -1142,10 +1151,11 @@ class ClusterState:
                 return
         elif t == MsgType.FAIL:
             self._on_fail(sender, msg.body)
-        elif t == MsgType.PUBLISH:
+        elif t == MsgType.PUBLISH or t == MsgType.PUBLISHSHARD:
             if sender is not None:
                 assert isinstance(msg.body, PublishBody)
-                self._out.append(A.Deliver(msg.body.channel, msg.body.message))
+                self._out.append(A.Deliver(msg.body.channel, msg.body.message,
+                                           t == MsgType.PUBLISHSHARD))
         elif t == MsgType.UPDATE:
             self._on_update(sender, msg.body)
         else:
@@ -1846,4 +1856,15 @@ class ClusterState:
         """PUBLISH in cluster mode: send to every node."""
         self._admin(now)
         self._broadcast(Message(MsgType.PUBLISH, self._header(), body=PublishBody(channel, message)))
+        return self._finish()
+
+    def publish_shard(self, channel: bytes, message: bytes, now: int | None = None) -> list:
+        """SPUBLISH in cluster mode: a PUBLISHSHARD to the other nodes of my shard
+        (my primary, or myself, and its replicas: clusterGetNodesServingMySlots)."""
+        self._admin(now)
+        me = self.myself
+        primary = me if me.is_primary else self.nodes.get(me.primary_id or "")
+        if primary is not None:
+            msg = Message(MsgType.PUBLISHSHARD, self._header(), body=PublishBody(channel, message))
+            self._broadcast(msg, [primary, *self.replicas_of(primary.id)])
         return self._finish()

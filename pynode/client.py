@@ -14,8 +14,8 @@ class Client(asyncio.Protocol):
     __slots__ = ("srv", "id", "transport", "parser", "db", "resp", "nil", "authed",
                  "name", "addr", "laddr", "fd", "created", "last_io", "last_cmd",
                  "special", "in_multi", "queued", "multi_error", "watched",
-                 "watch_touched", "subs", "psubs", "monitor", "reply_mode", "closing", "out",
-                 "wbuf", "close_queued", "asking",
+                 "watch_touched", "subs", "psubs", "ssubs", "monitor", "reply_mode", "closing",
+                 "out", "wbuf", "close_queued", "asking",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
                  "readonly", "blocked", "script", "runs_scripts", "tracking", "user",
                  "__weakref__")
@@ -49,6 +49,7 @@ class Client(asyncio.Protocol):
         self.watch_touched = False
         self.subs: set[bytes] = set()
         self.psubs: set[bytes] = set()
+        self.ssubs: set[bytes] = set()   # shard channels (SSUBSCRIBE)
         self.monitor = False
         self.reply_mode = REPLY_ON
         self.closing = False
@@ -197,14 +198,14 @@ class Client(asyncio.Protocol):
 
     def update_special(self) -> None:
         self.special = bool(self.in_multi or self.reply_mode != REPLY_ON or
-                            ((self.subs or self.psubs) and self.resp == 2) or self.monitor
-                            or not self.authed or not self.user.unrestricted)
+                            ((self.subs or self.psubs or self.ssubs) and self.resp == 2)
+                            or self.monitor or not self.authed or not self.user.unrestricted)
 
     def flags(self) -> str:
         f = ""
         if self.in_multi:
             f += "x"
-        if self.subs or self.psubs:
+        if self.subs or self.psubs or self.ssubs:
             f += "P"
         if self.monitor:
             f += "O"

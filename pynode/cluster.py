@@ -16,9 +16,10 @@ the bus) at most every 100 ms.
 
 The server-side actions of the state machine are executed here: DropSlotKeys
 deletes the keys of lost slots in db 0 (propagating a DEL per key, as Redis's
-delKeysInSlot), EmptyData flushes everything, Deliver publishes to local
-subscribers, Replicate is handed to the replication module (become_replica /
-become_primary), and PauseClients/UnpauseClients hold writes while a replica
+delKeysInSlot), DropSlotChannels unsubscribes the shard channels of slots
+that left this node's shard, EmptyData flushes everything, Deliver publishes
+to local subscribers (of shard channels for a PUBLISHSHARD), Replicate is
+handed to the replication module (become_replica / become_primary), and PauseClients/UnpauseClients hold writes while a replica
 runs a manual failover.
 """
 
@@ -254,8 +255,14 @@ class ClusterNode:
                 self.save_pending = True
                 self.srv.loop.call_later(SAVE_DELAY_S, self.flush_config)
         elif t is A.Deliver:
-            from pynode.commands.pubsub import publish_message
-            publish_message(self.srv, a.channel, a.message)
+            from pynode.commands.pubsub import publish_message, publish_shard_message
+            if a.shard:
+                publish_shard_message(self.srv, a.channel, a.message)
+            else:
+                publish_message(self.srv, a.channel, a.message)
+        elif t is A.DropSlotChannels:
+            from pynode.commands.pubsub import drop_slot_channels
+            drop_slot_channels(self.srv, a.slots)
         elif t is A.DropSlotKeys:
             self.drop_slot_keys(a.slots)
         elif t is A.EmptyData:
@@ -330,6 +337,10 @@ class ClusterNode:
     def publish(self, channel: bytes, message: bytes) -> None:
         """PUBLISH in cluster mode: to every node over the bus."""
         self.run(self.state.publish(channel, message, now=now_ms()))
+
+    def publish_shard(self, channel: bytes, message: bytes) -> None:
+        """SPUBLISH in cluster mode: to the other nodes of this shard over the bus."""
+        self.run(self.state.publish_shard(channel, message, now=now_ms()))
 
     # ------------------------------------------------------------------ views
     def info_fields(self) -> list[tuple[str, object]]:

@@ -468,7 +468,7 @@ def _stats(srv) -> dict:
         "keyspace_misses": srv.stat_keyspace_misses,
         "pubsub_channels": len(srv.channels),
         "pubsub_patterns": len(srv.patterns),
-        "pubsubshard_channels": len(getattr(srv, "shard_channels", None) or ()),
+        "pubsubshard_channels": len(srv.shard_channels),
         "latest_fork_usec": srv.children.last_fork_usec,
         "total_forks": srv.children.total_forks,
         "migrate_cached_sockets": 0,

@@ -449,7 +449,7 @@ class Latency:
     def fork_rate(self) -> float:
         """stat_fork_rate: GB of memory forked per second at the last fork."""
         from pynode.info import used_memory
-        usec = self.srv.stat_fork_usec
+        usec = self.srv.children.last_fork_usec
         if not usec:
             return 0.0
         return used_memory() * 1000000 / usec / (1024 * 1024 * 1024)

@@ -1,7 +1,10 @@
 """Cluster request routing: Redis 7.0's getNodeByQuery + clusterRedirectClient.
 
 For every command in cluster mode the dispatcher asks `route()` whether this
-node may serve it.  The answer is None (serve it here) or the error to send:
+node may serve it.  Shard channels (SSUBSCRIBE, SUNSUBSCRIBE, SPUBLISH) are
+routed as keys; a replica serves them for its primary's slots without
+READONLY, and cluster-allow-pubsubshard-when-down decides them while the
+cluster is down.  The answer is None (serve it here) or the error to send:
 MOVED / ASK to the node that serves the slot, CROSSSLOT, TRYAGAIN, or
 CLUSTERDOWN.  Keys are found by the legacy first/last/step triple when the
 command has fixed key positions and by the key specs otherwise.
@@ -62,11 +65,13 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
             return None
         batch = c.queued
         is_write = any(q.write for q, _ in batch)
+        pubsub = any(q.pubsub for q, _ in batch)
     else:
         if not cmd.movablekeys and cmd.first_key <= 0:
             return None
         batch = ((cmd, argv),)
         is_write = cmd.write
+        pubsub = cmd.pubsub     # only the sharded ones have keys (channels)
     state = srv.cluster.state
     myself = state.myself_id
     first = None
@@ -96,14 +101,17 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
     if first is None:
         return None
     if state.state != "ok":
-        if not srv.cluster_reads_when_down:
+        if pubsub:
+            if not srv.cfg.bool("cluster-allow-pubsubshard-when-down"):
+                return DOWN
+        elif not srv.cluster_reads_when_down:
             return DOWN
-        if is_write:
+        elif is_write:
             return DOWN_RO
     if (migrating or importing) and cmd.name == "migrate":
         return None
     missing = 0
-    if migrating or (importing and multiple):
+    if (migrating or (importing and multiple)) and not pubsub:   # channels are no keys
         exists = srv.ks.db(0).exists
         missing = sum(1 for k in keys if not exists(k))
     if migrating and missing:
@@ -119,7 +127,7 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
     if owner == myself:
         return None
     me = state.nodes[myself]
-    if c.readonly and not is_write and me.primary_id == owner:
+    if (c.readonly or pubsub) and not is_write and me.primary_id == owner:
         return None
     node = state.nodes[owner]
     return "MOVED %d %s:%d" % (slot, srv.cluster.endpoint(node), node.port)

@@ -58,6 +58,10 @@ class Server:
         self.monitors: list[Client] = []
         self.channels: dict[bytes, set[Client]] = {}
         self.patterns: dict[bytes, set[Client]] = {}
+        # shard channels (SSUBSCRIBE): channel -> clients, and slot -> channels
+        # so that a slot leaving this node's shard drops its channels
+        self.shard_channels: dict[bytes, set[Client]] = {}
+        self.shard_slots: dict[int, set[bytes]] = {}
         self.slowlog: deque = deque()
         self.slowlog_id = 0
         self.paused_until = 0.0
@@ -220,7 +224,7 @@ class Server:
     def on_disconnect(self, c: Client) -> None:
         if self.clients.pop(c.id, None) is None:
             return
-        if c.subs or c.psubs:
+        if c.subs or c.psubs or c.ssubs:
             self.pubsub_unsubscribe_all(c)
         if c.watched:
             self.unwatch(c)
@@ -274,6 +278,9 @@ class Server:
                     del self.patterns[p]
         c.subs = set()
         c.psubs = set()
+        if c.ssubs:
+            from pynode.commands.pubsub import shard_unsubscribe_all
+            shard_unsubscribe_all(self, c)
 
     # ---------------------------------------------------------------- writes
     def queue_write(self, c: Client, data: bytes | None) -> None:
@@ -440,7 +447,7 @@ class Server:
                 return self.reject(c, cmd, "ERR Command not allowed inside a transaction")
             c.queued.append((cmd, argv))
             return b"+QUEUED\r\n"
-        if (c.subs or c.psubs) and c.resp == 2 and cmd.name not in (
+        if (c.subs or c.psubs or c.ssubs) and c.resp == 2 and cmd.name not in (
                 "subscribe", "unsubscribe", "psubscribe", "punsubscribe", "ping", "quit",
                 "reset", "ssubscribe", "sunsubscribe"):
             return self.reject(c, cmd, "ERR Can't execute '%s': only (P|S)SUBSCRIBE / "
@@ -694,7 +701,7 @@ class Server:
         if self.timeout:
             for c in list(self.clients.values()):
                 if (now - c.last_io > self.timeout and not c.subs and not c.psubs
-                        and not c.monitor and not c.paused):
+                        and not c.ssubs and not c.monitor and not c.paused):
                     log.verbose("Closing idle client")
                     c.closing = True
                     c.transport.close()

@@ -71,6 +71,7 @@ def test_round_trip_every_type():
         Message(MsgType.MEET, header(ip="10.0.0.1", hostname="host-1")),
         Message(MsgType.FAIL, header(), body=FailBody(B)),
         Message(MsgType.PUBLISH, header(), body=PublishBody(b"chan", b"\x00payload")),
+        Message(MsgType.PUBLISHSHARD, header(), body=PublishBody(b"{s}c", b"shard")),
         Message(MsgType.UPDATE, header(), body=UpdateBody(B, 9, bitmap_from_slots([5, 16383]))),
         Message(MsgType.FAILOVER_AUTH_REQUEST, header(mflags=1)),
         Message(MsgType.FAILOVER_AUTH_ACK, header()),
@@ -94,6 +95,7 @@ def test_frame_layout():
 def test_stat_names():
     assert [t.stat_name for t in MsgType] == [
         "ping", "pong", "meet", "fail", "publish", "auth-req", "auth-ack", "update", "mfstart",
+        "publishshard",
     ]
 
 
@@ -250,7 +252,7 @@ def messages(draw):
     body = None
     if t == MsgType.FAIL:
         body = FailBody(draw(node_ids))
-    elif t == MsgType.PUBLISH:
+    elif t in (MsgType.PUBLISH, MsgType.PUBLISHSHARD):
         body = PublishBody(draw(st.binary(max_size=50)), draw(st.binary(max_size=200)))
     elif t == MsgType.UPDATE:
         body = UpdateBody(draw(node_ids), draw(u64), draw(bitmaps))

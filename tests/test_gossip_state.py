@@ -569,7 +569,7 @@ def fuzz_messages(draw):
     body = None
     if t == MsgType.FAIL:
         body = FailBody(draw(pool_ids))
-    elif t == MsgType.PUBLISH:
+    elif t in (MsgType.PUBLISH, MsgType.PUBLISHSHARD):
         body = PublishBody(b"c", b"m")
     elif t == MsgType.UPDATE:
         body = UpdateBody(draw(pool_ids), draw(small_epochs), draw(slotsets))

@@ -11,7 +11,7 @@ from pynode.resp import OK, PONG, bulk, encode
 def ping(c, argv):
     if len(argv) > 2:
         raise CommandError("ERR wrong number of arguments for 'ping' command")
-    if (c.subs or c.psubs) and c.resp == 2:
+    if (c.subs or c.psubs or c.ssubs) and c.resp == 2:
         return encode([b"pong", argv[1] if len(argv) == 2 else b""])
     if len(argv) == 2:
         return bulk(argv[1])
@@ -130,7 +130,7 @@ def select(c, argv):
 def reset(c, argv):
     srv = c.srv
     srv.discard_transaction(c)
-    if c.subs or c.psubs:
+    if c.subs or c.psubs or c.ssubs:
         srv.pubsub_unsubscribe_all(c)
     if c.monitor:
         c.monitor = False

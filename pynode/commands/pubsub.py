@@ -1,19 +1,30 @@
-"""Pub/Sub: SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH PUBSUB (Redis 7.0 pubsub.c).
+"""Pub/Sub: SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH PUBSUB, and the
+sharded SSUBSCRIBE SUNSUBSCRIBE SPUBLISH (Redis 7.0 pubsub.c).
 
 State: srv.channels (channel -> set of clients), srv.patterns (pattern ->
-set of clients), and per client c.subs / c.psubs.  Replies and messages are
-arrays in RESP2 and pushes ('>') in RESP3; a (un)subscribe reply is one
-message per channel, carrying the client's count of channels + patterns.
-A RESP2 client with any subscription is in the "subscribed" context (only
-(P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT, RESET): Server.special_checks
-enforces it, so c.update_special() follows every change of c.subs/c.psubs.
+set of clients), srv.shard_channels (shard channel -> set of clients) with
+srv.shard_slots (slot -> its shard channels), and per client c.subs /
+c.psubs / c.ssubs.  Replies and messages are arrays in RESP2 and pushes
+('>') in RESP3; a (un)subscribe reply is one message per channel, carrying
+the client's count of channels + patterns, or of shard channels for
+(S)SUBSCRIBE/SUNSUBSCRIBE.  A RESP2 client with any subscription is in the
+"subscribed" context (only (P|S)SUBSCRIBE, (P|S)UNSUBSCRIBE, PING, QUIT,
+RESET): Server.special_checks enforces it, so c.update_special() follows
+every change of c.subs/c.psubs/c.ssubs.
+
+Shard channels are routed like keys in cluster mode (pynode/routing.py);
+SPUBLISH reaches the other nodes of this shard only (a PUBLISHSHARD bus
+message), and patterns never see shard messages.  When a slot leaves this
+node's shard, drop_slot_channels unsubscribes its channels' subscribers
+with a sunsubscribe message each (removeChannelsInSlot).
 """
 
 from __future__ import annotations
 
 from pynode.commands import CommandError, command
-from pynode.resp import bulk, encode, integer
+from pynode.resp import bulk, integer
 from storage.glob import match
+from storage.slots import keyslot
 
 _HDR3 = (b"*3\r\n", b">3\r\n")     # [RESP2, RESP3] header of a 3-element message
 _HDR4 = (b"*4\r\n", b">4\r\n")
@@ -23,11 +34,11 @@ def _count(c) -> int:
     return len(c.subs) + len(c.psubs)
 
 
-def _notice(c, kind: bytes, name: bytes | None) -> bytes:
+def _notice(c, kind: bytes, name: bytes | None, count: int | None = None) -> bytes:
     """["subscribe", name, count] and friends (addReplyPubsub(Un)Subscribed)."""
     return b"%s$%d\r\n%s\r\n%s%s" % (_HDR3[c.resp == 3], len(kind), kind,
                                       bulk(name) if name is not None else c.nil,
-                                      integer(_count(c)))
+                                      integer(_count(c) if count is None else count))
 
 
 # ---------------------------------------------------------------- subscribe
@@ -121,46 +132,42 @@ def _deliver(srv, t, msg: bytes, limit: int) -> None:
         tr.abort()
 
 
+def _fanout(srv, clients, hdr: tuple, body: bytes, skip, own: list, limit: int) -> int:
+    """Send hdr[resp == 3] + body to each client (to `own` for `skip`);
+    returns the number of receivers."""
+    m2 = m3 = None
+    for t in list(clients):
+        if t.resp == 3:
+            msg = m3 or (m3 := hdr[1] + body)
+        else:
+            msg = m2 or (m2 := hdr[0] + body)
+        if t is skip:
+            own.append(msg)
+        else:
+            _deliver(srv, t, msg, limit)
+    return len(clients)
+
+
 def publish_message(srv, channel: bytes, data: bytes, skip=None) -> tuple[int, bytes]:
     """Send a message to the subscribers of channel and of matching patterns.
 
     Returns (receivers, what is owed to `skip`): the publishing client gets its
     own messages in its reply, so they stay in order with its earlier replies."""
     n = 0
-    own = []
+    own: list = []
     limit = 0
     subs = srv.channels.get(channel)
     if subs:
         limit = _hard_limit(srv)
         body = b"$7\r\nmessage\r\n" + bulk(channel) + bulk(data)
-        m2 = m3 = None
-        for t in list(subs):
-            if t.resp == 3:
-                msg = m3 or (m3 := _HDR3[1] + body)
-            else:
-                msg = m2 or (m2 := _HDR3[0] + body)
-            if t is skip:
-                own.append(msg)
-            else:
-                _deliver(srv, t, msg, limit)
-            n += 1
+        n += _fanout(srv, subs, _HDR3, body, skip, own, limit)
     if srv.patterns:
         limit = limit or _hard_limit(srv)
         for pat, clients in list(srv.patterns.items()):
             if not match(pat, channel):
                 continue
             body = b"$8\r\npmessage\r\n" + bulk(pat) + bulk(channel) + bulk(data)
-            m2 = m3 = None
-            for t in list(clients):
-                if t.resp == 3:
-                    msg = m3 or (m3 := _HDR4[1] + body)
-                else:
-                    msg = m2 or (m2 := _HDR4[0] + body)
-                if t is skip:
-                    own.append(msg)
-                else:
-                    _deliver(srv, t, msg, limit)
-                n += 1
+            n += _fanout(srv, clients, _HDR4, body, skip, own, limit)
     return n, b"".join(own)
 
 
@@ -170,6 +177,121 @@ def publish(c, argv):
     if c.srv.cluster is not None:  # to every node over the bus; the count stays local
         c.srv.cluster.publish(argv[1], argv[2])
     return own + integer(n) if own else integer(n)
+
+
+# ---------------------------------------------------------------- shard channels
+def publish_shard_message(srv, channel: bytes, data: bytes, skip=None) -> tuple[int, bytes]:
+    """Send an smessage to the subscribers of shard channel `channel` (no
+    patterns).  Returns (receivers, what is owed to `skip`) as publish_message."""
+    subs = srv.shard_channels.get(channel)
+    if not subs:
+        return 0, b""
+    own: list = []
+    body = b"$8\r\nsmessage\r\n" + bulk(channel) + bulk(data)
+    n = _fanout(srv, subs, _HDR3, body, skip, own, _hard_limit(srv))
+    return n, b"".join(own)
+
+
+@command("spublish")
+def spublish(c, argv):
+    srv = c.srv
+    n, own = publish_shard_message(srv, argv[1], argv[2], c)
+    if srv.cluster is not None:    # to the other nodes of this shard over the bus
+        srv.cluster.publish_shard(argv[1], argv[2])
+    else:                          # forceCommandPropagation(c, PROPAGATE_REPL)
+        srv.propagate(c.db.id, argv, 2)
+    return own + integer(n) if own else integer(n)
+
+
+def _shard_add(srv, c, channel: bytes) -> None:
+    c.ssubs.add(channel)
+    s = srv.shard_channels.get(channel)
+    if s is None:
+        s = srv.shard_channels[channel] = set()
+        slot = keyslot(channel)
+        chans = srv.shard_slots.get(slot)
+        if chans is None:
+            chans = srv.shard_slots[slot] = set()
+        chans.add(channel)
+    s.add(c)
+
+
+def _shard_forget(srv, channel: bytes) -> None:
+    """The channel has no subscriber left: drop it and its slot entry."""
+    del srv.shard_channels[channel]
+    slot = keyslot(channel)
+    chans = srv.shard_slots.get(slot)
+    if chans is not None:
+        chans.discard(channel)
+        if not chans:
+            del srv.shard_slots[slot]
+
+
+def _shard_drop(srv, c, channel: bytes) -> bool:
+    if channel not in c.ssubs:
+        return False
+    c.ssubs.discard(channel)
+    s = srv.shard_channels.get(channel)
+    if s is not None:
+        s.discard(c)
+        if not s:
+            _shard_forget(srv, channel)
+    return True
+
+
+@command("ssubscribe")
+def ssubscribe(c, argv):
+    if c.in_multi or c.script:
+        # CLIENT_DENY_BLOCKING, and unlike SUBSCRIBE no exception for MULTI
+        raise CommandError("ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client")
+    srv = c.srv
+    out = []
+    for ch in argv[1:]:
+        if ch not in c.ssubs:
+            _shard_add(srv, c, ch)
+        out.append(_notice(c, b"ssubscribe", ch, len(c.ssubs)))
+    c.update_special()
+    return b"".join(out)
+
+
+@command("sunsubscribe")
+def sunsubscribe(c, argv):
+    srv = c.srv
+    names = argv[1:] or list(c.ssubs)
+    if not names:
+        return _notice(c, b"sunsubscribe", None, 0)
+    out = []
+    for ch in names:
+        _shard_drop(srv, c, ch)
+        out.append(_notice(c, b"sunsubscribe", ch, len(c.ssubs)))
+    c.update_special()
+    return b"".join(out)
+
+
+def shard_unsubscribe_all(srv, c) -> None:
+    """RESET or a disconnection: leave every shard channel without notices."""
+    for ch in list(c.ssubs):
+        _shard_drop(srv, c, ch)
+
+
+def drop_slot_channels(srv, slots) -> int:
+    """Slots left this node's shard: every shard channel in them goes, and each
+    of its subscribers gets a sunsubscribe (pubsubShardUnsubscribeAllClients),
+    channels of a slot in byte order as Redis's slot -> channels radix tree
+    yields them.  Returns the number of channels dropped."""
+    n = 0
+    for slot in slots:
+        chans = srv.shard_slots.get(slot)
+        if not chans:
+            continue
+        for ch in sorted(chans):
+            for t in list(srv.shard_channels.get(ch, ())):
+                t.ssubs.discard(ch)
+                t.write(_notice(t, b"sunsubscribe", ch, len(t.ssubs)))
+                t.update_special()
+            _shard_forget(srv, ch)
+            n += 1
+    return n
 
 
 # ---------------------------------------------------------------- PUBSUB
@@ -206,20 +328,25 @@ def pubsub_help(c, argv):
     return b"*%d\r\n" % len(_HELP) + b"".join(b"+%s\r\n" % h.encode() for h in _HELP)
 
 
-@command("pubsub|channels")
+def _registry(c, argv) -> dict:
+    """srv.channels, or srv.shard_channels for the SHARD* subcommands."""
+    return c.srv.shard_channels if argv[1][:1] in b"sS" else c.srv.channels
+
+
+@command("pubsub|channels", "pubsub|shardchannels")
 def pubsub_channels(c, argv):
     if len(argv) > 3:
         raise _bad_args(argv)
-    channels = c.srv.channels
+    channels = _registry(c, argv)
     if len(argv) == 2:
         return _array(list(channels))
     pat = argv[2]
     return _array([ch for ch in channels if match(pat, ch)])
 
 
-@command("pubsub|numsub")
+@command("pubsub|numsub", "pubsub|shardnumsub")
 def pubsub_numsub(c, argv):
-    channels = c.srv.channels
+    channels = _registry(c, argv)
     out = [b"*%d\r\n" % (2 * (len(argv) - 2))]
     for ch in argv[2:]:
         out.append(bulk(ch))
@@ -230,15 +357,3 @@ def pubsub_numsub(c, argv):
 @command("pubsub|numpat")
 def pubsub_numpat(c, argv):
     return integer(len(c.srv.patterns))
-
-
-@command("pubsub|shardchannels")
-def pubsub_shardchannels(c, argv):
-    if len(argv) > 3:
-        raise _bad_args(argv)
-    return b"*0\r\n"    # no sharded channels (SSUBSCRIBE is not implemented)
-
-
-@command("pubsub|shardnumsub")
-def pubsub_shardnumsub(c, argv):
-    return encode([x for ch in argv[2:] for x in (ch, 0)])

@@ -98,7 +98,7 @@ def client_type(c) -> str:
         return "master"
     if "S" in extra and not c.monitor:
         return "slave"
-    if c.subs or c.psubs or getattr(c, "ssubs", None):
+    if c.subs or c.psubs or c.ssubs:
         return "pubsub"
     return "normal"
 
@@ -113,7 +113,7 @@ def client_flags(c) -> str:
         f += "S"
     if "M" in extra:
         f += "M"
-    if c.subs or c.psubs or getattr(c, "ssubs", None):
+    if c.subs or c.psubs or c.ssubs:
         f += "P"
     if c.in_multi:
         f += "x"
@@ -152,7 +152,7 @@ def client_line(c, current=None, cmdname: str | None = None, argv=None) -> str:
             "redir=%d resp=%d"
             % (c.id, c.addr, c.laddr, c.fd, name, int(now - c.created),
                int(now - c.last_io), client_flags(c), c.db.id, len(c.subs), len(c.psubs),
-               len(getattr(c, "ssubs", None) or ()), len(c.queued) if c.in_multi else -1,
+               len(c.ssubs), len(c.queued) if c.in_multi else -1,
                qbuf, 0, argv_mem, multi_mem, 0, 0, 0, 1 if obuf else 0, obuf, tot,
                "rw" if obuf else "r", cmd,
                c.user.name.decode("utf-8", "replace"),
