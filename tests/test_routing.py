@@ -51,7 +51,7 @@ def sim():
 
 def make_client(sim, i, cfg=None):
     srv = Server(cfg or Config())
-    srv.cluster = types.SimpleNamespace(state=sim.state(i))
+    srv.cluster = types.SimpleNamespace(state=sim.state(i), endpoint=lambda node: node.ip)
     c = Client(srv)
     c.transport = FakeTransport()
     srv.on_connect(c)
