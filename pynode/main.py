@@ -13,6 +13,8 @@ USAGE = """Usage: pynode [/path/to/redis.conf] [options] [-]
        pynode - (read config from stdin)
        pynode -v or --version
        pynode -h or --help
+       pynode proxy --port P --cluster host:port [--cluster host:port ...]
+                    [--read-from-replicas] (a proxy for plain clients)
 
 Examples:
        pynode (run the server with default config)
@@ -37,6 +39,9 @@ def daemonize() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "proxy":
+        from pynode.proxy import main as proxy_main
+        return proxy_main(argv[1:])
     if argv and argv[0] in ("-v", "--version"):
         print("Redis server v=%s sha=00000000:0 malloc=libc bits=64 build=pynode" % VERSION)
         return 0
