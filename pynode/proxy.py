@@ -659,8 +659,10 @@ class Proxy:
         if type(frame) is str:
             self.stats["retries"] += 1
             if frame == LOST_UNSENT or call.readonly:
-                self.retry(call, 0.05, err("ERR proxy: no connection to the node serving "
-                                           "this command"))
+                self.retry(call, 0.05, err(
+                    "ERR proxy: no connection to the node serving this command"
+                    if frame == LOST_UNSENT else
+                    "ERR proxy: the node closed the connection before its reply"))
             else:
                 call.done(err("ERR proxy: lost the connection to the node with the command "
                               "in flight; it may or may not have run"))
