@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from binascii import crc_hqx
 import os
 import random
 import socket
@@ -109,7 +110,15 @@ def decode(frame: bytes):
 
 
 def cmd_bytes(argv: list[bytes]) -> bytes:
-    parts = [b"*%d\r\n" % len(argv)]
+    n = len(argv)
+    if n == 2:
+        a, b = argv
+        return b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(a), a, len(b), b)
+    if n == 3:
+        a, b, c = argv
+        return b"*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            len(a), a, len(b), b, len(c), c)
+    parts = [b"*%d\r\n" % n]
     for a in argv:
         parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
     return b"".join(parts)
@@ -321,8 +330,11 @@ class Link(asyncio.Protocol):
         self.pending.append(cb)
         self.out.append(data)
         self.unsent += 1
-        self.proxy.dirty_links.add(self)
-        self.proxy.schedule_flush()
+        if self.unsent == 1:
+            proxy = self.proxy
+            proxy.dirty_links.add(self)
+            if not proxy.flush_scheduled:
+                proxy.schedule_flush()
 
     def send_raw(self, data: bytes) -> None:
         """Write without expecting a reply of its own (pub/sub pass-through)."""
@@ -341,11 +353,28 @@ class Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buf = self.buf + data if self.buf else data
         pos = 0
+        n = len(buf)
+        find = buf.find
         try:
-            while True:
-                end = reply_end(buf, pos)
-                if end < 0:
-                    break
+            while pos < n:
+                t = buf[pos]
+                if t == 43 or t == 58:          # +simple, :integer
+                    end = find(b"\r\n", pos)
+                    if end < 0:
+                        break
+                    end += 2
+                elif t == 36:                   # $bulk
+                    nl = find(b"\r\n", pos)
+                    if nl < 0:
+                        break
+                    ln = int(buf[pos + 1:nl])
+                    end = nl + 4 + ln if ln >= 0 else nl + 2
+                    if end > n:
+                        break
+                else:
+                    end = reply_end(buf, pos)
+                    if end < 0:
+                        break
                 frame = buf[pos:end]
                 pos = end
                 if self.pending:
@@ -354,7 +383,7 @@ class Link(asyncio.Protocol):
                     self.raw_sink(frame)
                 else:
                     raise FrameError("reply with no command")
-        except FrameError as e:
+        except (FrameError, ValueError) as e:
             self.proxy.log("link %s:%d: %s; closing it" % (self.addr[0], self.addr[1], e))
             self.transport.close()
             return
@@ -502,14 +531,18 @@ def _drop(frame) -> None:
     pass
 
 
-class Call:
-    """One command on its way to the cluster, retried on redirections."""
-    __slots__ = ("client", "data", "slot", "readonly", "done", "deadline", "tries",
-                 "addr", "ask", "dedicated", "creds", "tx", "tx_err")
+class Call(Pending):
+    """One command on its way to the cluster, retried on redirections. With no
+    `done` callback the call is itself the client's reply slot."""
+    __slots__ = ("proxy", "data", "slot", "readonly", "done", "deadline", "tries",
+                 "addr", "ask", "dedicated", "creds", "tx", "tx_err", "link")
 
-    def __init__(self, client: Client, data: bytes, slot, readonly: bool, done,
-                 deadline: float, addr=None) -> None:
+    def __init__(self, proxy: "Proxy", client: Client, data: bytes, slot, readonly: bool,
+                 done, deadline: float, addr=None) -> None:
+        self.proxy = proxy
         self.client = client
+        self.frame = None
+        self.link = None
         self.data = data
         self.slot = slot
         self.readonly = readonly
@@ -522,6 +555,23 @@ class Call:
         self.creds = client.creds
         self.tx = None            # MULTI/EXEC: the queued commands' bytes
         self.tx_err = None
+
+    def on_reply(self, frame) -> None:
+        if type(frame) is bytes and frame[0] != 45 and self.tx is None \
+                and self.link is None:
+            # the hot path: a reply that is not an error
+            if self.done is None:
+                self.fill(frame)
+            else:
+                self.done(frame)
+        else:
+            self.proxy.on_reply(self, frame)
+
+    def finish(self, frame: bytes) -> None:
+        if self.done is None:
+            self.fill(frame)
+        else:
+            self.done(frame)
 
 
 class Proxy:
@@ -555,6 +605,8 @@ class Proxy:
             "backend_connections", "retries", "moved", "ask", "tryagain", "clusterdown",
             "link_failures", "slot_map_refreshes", "split_commands", "fanout_commands"), 0)
         self._cmdinfo: dict = {}
+        self._fast: dict = {}       # command name as sent -> (key index, read-only)
+        self.ncommands = 0
 
     # -- output ----------------------------------------------------------------
 
@@ -625,14 +677,15 @@ class Proxy:
                         if reps:
                             addr = random.choice(reps)
                             link = self.link(addr, call.client.proto, call.creds, True)
-                            link.send(call.data, lambda f, c=call: self.on_reply(c, f))
+                            link.send(call.data, call.on_reply)
                             return
             if addr is None:
                 self.waiting.append(call)
                 self.refresh()
                 return
         if call.dedicated:
-            link = Link(self, addr, call.client.proto, call.creds, False, shared=False)
+            link = call.link = Link(self, addr, call.client.proto, call.creds, False,
+                                    shared=False)
             call.client.blocked.add(link)
         else:
             link = self.link(addr, call.client.proto, call.creds, False)
@@ -643,14 +696,16 @@ class Proxy:
             link.send(MULTI, lambda f, c=call: self.tx_queued(c, f))
             for data in call.tx:
                 link.send(data, lambda f, c=call: self.tx_queued(c, f))
-        link.send(call.data, lambda f, c=call, ln=link: self.on_reply(c, f, ln))
+        link.send(call.data, call.on_reply)
 
     def tx_queued(self, call: Call, frame) -> None:
         if call.tx_err is None and (type(frame) is str or frame.startswith(_REDIRECTS)):
             call.tx_err = frame
 
-    def on_reply(self, call: Call, frame, link: Link | None = None) -> None:
-        if link is not None and not link.shared:
+    def on_reply(self, call: Call, frame) -> None:
+        link = call.link
+        if link is not None:
+            call.link = None
             call.client.blocked.discard(link)
             link.close()
         if call.tx is not None and call.tx_err is not None and (
@@ -664,7 +719,7 @@ class Proxy:
                     if frame == LOST_UNSENT else
                     "ERR proxy: the node closed the connection before its reply"))
             else:
-                call.done(err("ERR proxy: lost the connection to the node with the command "
+                call.finish(err("ERR proxy: lost the connection to the node with the command "
                               "in flight; it may or may not have run"))
             return
         if frame[:1] == b"-" and frame.startswith(_REDIRECTS):
@@ -692,22 +747,26 @@ class Proxy:
             self.refresh()
             self.retry(call, 0.1, frame)
             return
-        call.done(frame)
+        call.finish(frame)
 
     def retry(self, call: Call, delay: float, last: bytes) -> None:
         call.tries += 1
-        if time.monotonic() + delay > call.deadline or call.client.closed:
-            call.done(last)
+        if self.loop.time() + delay > call.deadline or call.client.closed:
+            call.finish(last)
             return
         if delay:
             self.loop.call_later(delay, self.send, call)
         else:
             self.send(call)
 
-    def new_call(self, client: Client, data: bytes, slot, readonly: bool, done,
+    def new_call(self, client: Client, data: bytes, slot, readonly: bool, done=None,
                  addr=None) -> Call:
-        return Call(client, data, slot, readonly, done,
-                    time.monotonic() + self.retry_timeout, addr)
+        """A call; without `done` it takes its place in the client's replies."""
+        call = Call(self, client, data, slot, readonly, done,
+                    self.loop.time() + self.retry_timeout, addr)
+        if done is None:
+            client.queue.append(call)
+        return call
 
     # -- the slot map ------------------------------------------------------------
 
@@ -733,9 +792,9 @@ class Proxy:
             self.refreshing = False
         waiting, self.waiting = self.waiting, []
         for call in waiting:
-            if self.map.covered() or time.monotonic() > call.deadline:
+            if self.map.covered() or self.loop.time() > call.deadline:
                 if call.slot is not None and self.map.primary[call.slot] is None:
-                    call.done(err(NO_MAP))
+                    call.finish(err(NO_MAP))
                 else:
                     self.send(call)
             else:
@@ -792,7 +851,18 @@ class Proxy:
     # -- commands ----------------------------------------------------------------
 
     def dispatch(self, c: Client, argv: list[bytes]) -> None:
-        self.stats["total_commands_processed"] += 1
+        self.ncommands += 1
+        fast = self._fast.get(argv[0])
+        if fast is not None and c.multi is None and c.pinned is None \
+                and c.passthrough is None and fast[0] < len(argv):
+            # the hot path: a command with its key at a fixed place
+            key = argv[fast[0]]
+            call = Call(self, c, cmd_bytes(argv),
+                        keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383,
+                        fast[1], None, self.loop.time() + self.retry_timeout)
+            c.queue.append(call)
+            self.send(call)
+            return
         name = argv[0].lower()
         if c.passthrough is not None:
             self.passthrough_cmd(c, name, argv)
@@ -817,10 +887,12 @@ class Proxy:
         sname, fk, readonly, blocking = self.cmdinfo(name)
         if fk >= 0:
             key = argv[fk] if 0 < fk < len(argv) else None
+            if key is not None and not blocking and step is None and len(self._fast) < 1000:
+                self._fast[argv[0]] = (fk, readonly)
         else:
             key = first_key(sname, argv)
         call = self.new_call(c, cmd_bytes(argv), None if key is None else keyslot(key),
-                             readonly, c.expect().fill)
+                             readonly)
         if blocking and (name not in (b"xread", b"xreadgroup")
                          or any(a.lower() == b"block" for a in argv)):
             call.dedicated = True
@@ -1075,7 +1147,7 @@ def _exec(px: Proxy, c: Client, argv) -> None:
         key = (a[fk] if 0 < fk < len(a) else None) if fk >= 0 else first_key(sname, a)
         if key is not None and slot is None:
             slot = keyslot(key)
-    call = px.new_call(c, EXEC, slot, False, c.expect().fill)
+    call = px.new_call(c, EXEC, slot, False)
     call.tx = [cmd_bytes(a) for a in cmds]
     px.send(call)
 
@@ -1225,7 +1297,7 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
         parts.append("# Stats\r\n" + "".join(
             "%s:%d\r\n" % (k, v) for k, v in
             [("total_connections_received", s["total_connections_received"]),
-             ("total_commands_processed", s["total_commands_processed"]),
+             ("total_commands_processed", self.ncommands),
              ("total_error_replies_protocol", s["protocol_errors"])]))
     if every or b"proxy" in sections:
         s = self.stats
@@ -1250,7 +1322,7 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
 
 
 def _dispatch_anywhere(self: Proxy, c: Client, argv: list[bytes]) -> None:
-    self.send(self.new_call(c, cmd_bytes(argv), None, False, c.expect().fill))
+    self.send(self.new_call(c, cmd_bytes(argv), None, False))
 
 
 Proxy.info_text = _info_text
