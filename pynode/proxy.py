@@ -1315,6 +1315,7 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
             ("proxy_split_commands", s["split_commands"]),
             ("proxy_fanout_commands", s["fanout_commands"]),
             ("proxy_primaries", len(prims)),
+            ("proxy_replicas", len(set().union(*set(self.map.replicas)))),
             ("proxy_slots_covered", sum(a is not None for a in self.map.primary))]))
     if keyspace or b"keyspace" in sections or every:
         parts.append("# Keyspace\r\n" + keyspace)

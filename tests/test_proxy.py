@@ -150,11 +150,8 @@ class ProxyProc:
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(primaries=3, replicas=1).up()
-    try:
+    with Cluster(primaries=3, replicas=1) as c:
         yield c
-    finally:
-        c.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -501,3 +498,26 @@ def test_ledger_through_failover_and_reshard():
         finally:
             rc.close()
         assert info["proxy_moved"] + info["proxy_ask"] + info["proxy_tryagain"] > 0, info
+
+
+def test_reads_from_replicas(cluster):
+    p = ProxyProc(cluster.ports[:1], "--read-from-replicas", exclude=set(cluster.ports))
+    try:
+        r = p.client()
+        keys = ["rr:%d" % i for i in range(30)]
+        r.mset({k: k for k in keys})
+        # CLUSTER SLOTS lists a replica once it has a replication offset
+        wait_until(lambda: r.info("proxy")["proxy_replicas"] == 3, timeout=15,
+                   what="the proxy knows the replicas")
+        wait_until(lambda: r.mget(keys) == keys, timeout=10, what="replicas caught up")
+        for k in keys:
+            assert r.get(k) == k
+        replicas = [n for n in cluster.nodes
+                    if n.call("ROLE")[0] == "slave"]
+        served = sum(int(n.client().info("commandstats").get("cmdstat_get", {})
+                         .get("calls", 0)) for n in replicas)
+        assert len(replicas) == 3 and served >= 30
+        assert r.set("rr:w", "1") and r.get("rr:w") in ("1", None)   # writes: primaries
+        r.delete(*keys, "rr:w")
+    finally:
+        p.stop()
