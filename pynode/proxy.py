@@ -1322,6 +1322,17 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
     return "\r\n".join(parts)
 
 
+def _everywhere(px: Proxy, c: Client, argv) -> None:
+    """SCRIPT LOAD/FLUSH, FUNCTION LOAD/DELETE/FLUSH/RESTORE: on every primary, so
+    EVALSHA and FCALL work whichever node serves the keys; the first reply is
+    the client's (the same from each node)."""
+    sub = argv[1].lower() if len(argv) > 1 else b""
+    if sub in (b"load", b"flush", b"delete", b"restore"):
+        px.fanout(c, argv, lambda fs: fs[0], readonly=False)
+    else:
+        px.dispatch_anywhere(c, argv)
+
+
 def _dispatch_anywhere(self: Proxy, c: Client, argv: list[bytes]) -> None:
     self.send(self.new_call(c, cmd_bytes(argv), None, False))
 
@@ -1337,7 +1348,7 @@ LOCAL = {
     b"psubscribe": _subscribe, b"ssubscribe": _subscribe, b"reset": _reset,
     b"dbsize": _dbsize, b"keys": _keys, b"flushall": _flush, b"flushdb": _flush,
     b"scan": _scan, b"info": _info, b"monitor": _refuse, b"swapdb": _refuse,
-    b"move": _refuse,
+    b"move": _refuse, b"script": _everywhere, b"function": _everywhere,
 }
 
 

@@ -238,6 +238,22 @@ def test_single_key_commands_and_resp3(proxy):
     r.delete("r3:k", "r3:h", "r3:f")
 
 
+def test_scripts_and_functions_on_every_primary(proxy):
+    r = proxy.client()
+    sha = r.script_load("return redis.call('incr', KEYS[1])")
+    keys = ["sf:%d" % i for i in range(12)]        # keys on every primary
+    assert [r.evalsha(sha, 1, k) for k in keys] == [1] * 12
+    lib = "#!lua name=proxylib\nredis.register_function('pget', " \
+          "function(keys) return redis.call('get', keys[1]) end)"
+    assert r.function_load(lib, replace=True) == "proxylib"
+    assert [r.fcall("pget", 1, k) for k in keys] == ["1"] * 12
+    assert r.function_delete("proxylib") is True
+    assert r.script_flush() is True
+    with pytest.raises(redis.exceptions.NoScriptError):
+        r.evalsha(sha, 1, keys[0])
+    r.delete(*keys)
+
+
 def test_same_bytes_as_redis_server(proxy, reference):
     cases = [enc("GET"), enc("NOSUCHCMD", "a"), enc("PING"), enc("PING", "x"),
              enc("ECHO", "hi"), enc("SET", "dk", "v") + enc("LPUSH", "dk", "x"),
