@@ -480,15 +480,14 @@ class Client(asyncio.Protocol):
             return
         parser = self.parser
         cmds = parser.feed(data)
-        dispatch = self.proxy.dispatch
-        for argv in cmds:
-            if self.closing:
-                break
-            dispatch(self, argv)
+        if len(cmds) > 1:
+            self.proxy.dispatch_many(self, cmds)
+        else:
+            for argv in cmds:
+                self.proxy.dispatch(self, argv)
         if parser.error is not None and not self.closing:
             # as Redis: the commands before the bad bytes run, then an error, then close
-            self.reply(err("ERR " + parser.error if not parser.error.startswith("Protocol")
-                           else "ERR " + parser.error))
+            self.reply(err("ERR " + parser.error))
             self.proxy.stats["protocol_errors"] += 1
             self.close_after_replies()
 
@@ -572,6 +571,77 @@ class Call(Pending):
             self.fill(frame)
         else:
             self.done(frame)
+
+
+class Batch(Pending):
+    """The reply slot of a run of commands from one read: filled when every
+    command of the run has its reply, in the run's order."""
+    __slots__ = ("frames", "left")
+
+    def __init__(self, client: Client, n: int) -> None:
+        self.client = client
+        self.frame = None
+        self.frames: list = [None] * n
+        self.left = n
+
+    def part(self, i: int, frame: bytes) -> None:
+        self.frames[i] = frame
+        self.left -= 1
+        if not self.left:
+            self.fill(b"".join(self.frames))
+
+    def part_cb(self, i: int):
+        return lambda f: self.part(i, f)
+
+
+class Group:
+    """The commands of one Batch that go to one link: one callback for them all."""
+    __slots__ = ("proxy", "batch", "pos", "datas", "slots", "ros", "n")
+
+    def __init__(self, proxy: "Proxy", batch: Batch) -> None:
+        self.proxy = proxy
+        self.batch = batch
+        self.pos: list = []
+        self.datas: list = []
+        self.slots: list = []
+        self.ros: list = []
+        self.n = 0
+
+    def add(self, i: int, data: bytes, slot: int, readonly: bool) -> None:
+        self.pos.append(i)
+        self.datas.append(data)
+        self.slots.append(slot)
+        self.ros.append(readonly)
+
+    def send(self, link: "Link") -> None:
+        k = len(self.pos)
+        if link.closed:
+            for _ in range(k):
+                self.on_reply(LOST_UNSENT)
+            return
+        link.pending.extend([self.on_reply] * k)
+        link.out.append(b"".join(self.datas))
+        link.unsent += k
+        proxy = self.proxy
+        proxy.dirty_links.add(link)
+        if not proxy.flush_scheduled:
+            proxy.schedule_flush()
+
+    def on_reply(self, frame) -> None:
+        j = self.n
+        self.n = j + 1
+        b = self.batch
+        if type(frame) is bytes and frame[0] != 45:
+            b.frames[self.pos[j]] = frame
+            b.left -= 1
+            if not b.left:
+                b.fill(b"".join(b.frames))
+            return
+        # an error or a lost link: this command goes on alone, with retries
+        px = self.proxy
+        call = Call(px, b.client, self.datas[j], self.slots[j], self.ros[j],
+                    b.part_cb(self.pos[j]), px.loop.time() + px.retry_timeout)
+        px.on_reply(call, frame)
 
 
 class Proxy:
@@ -897,6 +967,51 @@ class Proxy:
                          or any(a.lower() == b"block" for a in argv)):
             call.dedicated = True
         self.send(call)
+
+    def dispatch_many(self, c: Client, cmds: list) -> None:
+        """The commands of one read. Runs of plain keyed commands go as batches:
+        one reply slot for the run and one group per link, so a pipelining client
+        costs a few objects per read rather than per command."""
+        fast = self._fast
+        run: list = []
+        for argv in cmds:
+            if c.closing:
+                return
+            f = fast.get(argv[0])
+            if f is not None and f[0] < len(argv) and c.multi is None and c.pinned is None \
+                    and c.passthrough is None and not self.read_from_replicas:
+                run.append((f, argv))
+                continue
+            if run:
+                self.batch(c, run)
+                run = []
+            self.dispatch(c, argv)
+        if run:
+            self.batch(c, run)
+
+    def batch(self, c: Client, run: list) -> None:
+        self.ncommands += len(run)
+        b = Batch(c, len(run))
+        c.queue.append(b)
+        groups: dict = {}
+        primary = self.map.primary
+        for i, ((fk, readonly), argv) in enumerate(run):
+            key = argv[fk]
+            slot = keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+            data = cmd_bytes(argv)
+            addr = primary[slot]
+            g = groups.get(addr) if addr is not None else None
+            if g is None:
+                if addr is None:       # no map yet: this one waits on its own
+                    call = Call(self, c, data, slot, readonly, b.part_cb(i),
+                                self.loop.time() + self.retry_timeout)
+                    self.send(call)
+                    continue
+                g = groups[addr] = Group(self, b)
+            g.add(i, data, slot, readonly)
+        for addr, g in groups.items():
+            link = self.link(addr, c.proto, c.creds, False)
+            g.send(link)
 
     def split_cmd(self, c: Client, name: bytes, argv: list[bytes], groups) -> None:
         self.stats["split_commands"] += 1

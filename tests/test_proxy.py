@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from pynode import proxy as px
-from tests.cluster_helpers import Cluster, free_ports, keyslot, run
+from tests.cluster_helpers import Cluster, free_ports, key_for_slot, keyslot, run
 from tests.helpers import Proc, enc, raw_command, wait_ping, wait_until
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
@@ -195,6 +195,17 @@ def test_cross_slot_multi_key_commands(cluster, proxy):
     assert r.exists("nx:a", "nx:b") == 0
     assert r.msetnx({"{nx}a": 1, "{nx}b": 2}) is True
     r.delete("{nx}a", "{nx}b")
+    # a pipeline over many slots with an error in the middle: replies in order
+    r.lpush("mk:list", "x")
+    pipe = r.pipeline(transaction=False)
+    for k in keys[:10]:
+        pipe.set(k, k).get(k)
+    pipe.get("mk:list").incr(keys[0]).get(keys[1])
+    res = pipe.execute(raise_on_error=False)
+    assert res[:20] == [x for k in keys[:10] for x in (True, k)]
+    assert "WRONGTYPE" in str(res[20]) and "not an integer" in str(res[21])
+    assert res[22] == keys[1]
+    r.delete("mk:list", *keys)
     info = r.info("proxy")
     assert info["proxy_split_commands"] >= 6 and info["proxy_primaries"] == 3
     assert info["proxy_slots_covered"] == 16384
@@ -424,9 +435,16 @@ def test_node_dying_mid_reply_and_garbage_from_a_node():
 
 # ------------------------------------------------------------ failover and reshard
 
-def _ledger_writer(port: int, prefix: str, stop: threading.Event, out: dict) -> None:
+def _ledger_keys(writer: int) -> list[str]:
+    """12 keys in 12 slots: 6 among the slots the test moves (0-299), 6 elsewhere."""
+    return ["w%d:%s" % (writer, key_for_slot(s)) for s in
+            [writer * 7 + 50 * j for j in range(6)] + [1000 + writer * 7 + 2000 * j
+                                                       for j in range(6)]]
+
+
+def _ledger_writer(port: int, keys: list[str], stop: threading.Event, out: dict,
+                   pipelined: bool = False) -> None:
     r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=30, decode_responses=True)
-    keys = ["%s:%d" % (prefix, j) for j in range(12)]
     expect: dict = {}
     errors = []
     rounds = 0
@@ -438,6 +456,17 @@ def _ledger_writer(port: int, prefix: str, stop: threading.Event, out: dict) -> 
                     errors.append("DEL counted too many")
                 for k in keys[:6]:
                     expect[k] = None
+            elif pipelined:
+                # one read of SETs and GETs for keys of many slots (the batch path)
+                pipe = r.pipeline(transaction=False)
+                for k in keys:
+                    pipe.set(k, str(rounds))
+                    pipe.get(k)
+                res = pipe.execute()
+                if res != [True, str(rounds)] * len(keys):
+                    errors.append("round %d: pipeline replied %r" % (rounds, res))
+                for k in keys:
+                    expect[k] = str(rounds)
             else:
                 r.mset({k: str(rounds) for k in keys})
                 for k in keys:
@@ -461,26 +490,28 @@ def test_ledger_through_failover_and_reshard():
         p = ProxyProc([c.ports[0]], exclude=set(c.ports))
         try:
             stop = threading.Event()
-            outs = [{} for _ in range(3)]
+            outs = [{} for _ in range(4)]
             writers = [threading.Thread(target=_ledger_writer,
-                                        args=(p.port, "py%d" % i, stop, outs[i]))
-                       for i in range(3)]
+                                        args=(p.port, _ledger_keys(i), stop, outs[i],
+                                              i == 3))
+                       for i in range(4)]
             for w in writers:
                 w.start()
             nodejs = subprocess.Popen(["node", os.path.join(NODE_DIR, "proxy_ledger.js"),
-                                       str(p.port), "25", "nr"], stdout=subprocess.PIPE,
+                                       str(p.port), "25", ",".join(_ledger_keys(4))],
+                                      stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
             time.sleep(2)
-            # a manual failover of the primary of nr:0's slot
-            victim = c.owner_of(keyslot("nr:0"))
+            # a manual failover of the primary of slot 0
+            victim = c.owner_of(0)
             primary_id = next(n["id"] for n in c.live_node().nodes() if n["port"] == victim)
             replica = next(n["port"] for n in c.live_node().nodes()
                            if n["master"] == primary_id)
             assert c.node_by_port(replica).call("CLUSTER", "FAILOVER") == "OK"
-            wait_until(lambda: c.owner_of(keyslot("nr:0")) == replica, timeout=20,
+            wait_until(lambda: c.owner_of(0) == replica, timeout=20,
                        what="the replica took over")
             c.wait_ok(timeout=60)
-            # a reshard of 300 slots (the ledger keys among them) to another primary
+            # a reshard of its first 300 slots (half the ledger keys) to another primary
             nodes = c.live_node().nodes()
             ids = {n["port"]: n["id"] for n in nodes}
             dst = next(n["port"] for n in nodes if "master" in n["flags"]
@@ -491,6 +522,7 @@ def test_ledger_through_failover_and_reshard():
                       180)
             assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
             c.wait_agree(timeout=60)
+            assert c.owner_of(0) == dst and c.owner_of(299) == dst
             time.sleep(1)
             stop.set()
             for w in writers:

@@ -1,20 +1,19 @@
 'use strict';
 // node-redis createClient (plain, not cluster mode) through `pynode proxy`: MSET, MGET and
 // DEL of keys in different slots, for a while, keeping a ledger of what was acknowledged.
-// usage: node proxy_ledger.js <proxy port> <seconds> <key prefix>
+// usage: node proxy_ledger.js <proxy port> <seconds> <comma-separated keys>
 // Prints one JSON line: {"rounds", "errors": [...], "expect": {key: value or null}}.
 const { createClient } = require('redis');
 
 async function run() {
   const port = Number(process.argv[2]);
   const seconds = Number(process.argv[3]);
-  const prefix = process.argv[4];
   const client = createClient({ url: `redis://127.0.0.1:${port}`,
     socket: { connectTimeout: 5000, reconnectStrategy: false } });
   const errors = [];
   client.on('error', (e) => errors.push('client error: ' + e));
   await client.connect();
-  const keys = Array.from({ length: 12 }, (_, j) => `${prefix}:${j}`);
+  const keys = process.argv[4].split(',');
   const expect = {};
   const end = Date.now() + seconds * 1000;
   let round = 0;
