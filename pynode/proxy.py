@@ -203,11 +203,6 @@ def first_key(name: str, argv: list[bytes]) -> bytes | None:
     return None
 
 
-def _flags(name: str) -> tuple:
-    meta = COMMANDS.get(name)
-    return meta.flags if meta is not None else ()
-
-
 SPLIT = {b"mget": 1, b"mset": 2, b"del": 1, b"unlink": 1, b"exists": 1, b"touch": 1}
 
 
@@ -1412,12 +1407,12 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
         parts.append("# Stats\r\n" + "".join(
             "%s:%d\r\n" % (k, v) for k, v in
             [("total_connections_received", s["total_connections_received"]),
-             ("total_commands_processed", self.ncommands),
-             ("total_error_replies_protocol", s["protocol_errors"])]))
+             ("total_commands_processed", self.ncommands)]))
     if every or b"proxy" in sections:
         s = self.stats
         prims = self.map.primaries()
         parts.append("# Proxy\r\n" + "".join("%s:%d\r\n" % kv for kv in [
+            ("proxy_protocol_errors", s["protocol_errors"]),
             ("proxy_backend_links", len(self.links)),
             ("proxy_backend_connections_opened", s["backend_connections"]),
             ("proxy_backend_link_failures", s["link_failures"]),
@@ -1438,11 +1433,11 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
 
 
 def _everywhere(px: Proxy, c: Client, argv) -> None:
-    """SCRIPT LOAD/FLUSH, FUNCTION LOAD/DELETE/FLUSH/RESTORE: on every primary, so
-    EVALSHA and FCALL work whichever node serves the keys; the first reply is
-    the client's (the same from each node)."""
+    """SCRIPT LOAD/FLUSH, FUNCTION LOAD/DELETE/FLUSH/RESTORE, ACL SETUSER/DELUSER:
+    on every primary, so EVALSHA, FCALL and AUTH work whichever node serves the
+    keys; the first reply is the client's (the same from each node)."""
     sub = argv[1].lower() if len(argv) > 1 else b""
-    if sub in (b"load", b"flush", b"delete", b"restore"):
+    if sub in (b"load", b"flush", b"delete", b"restore", b"setuser", b"deluser"):
         px.fanout(c, argv, lambda fs: fs[0], readonly=False)
     else:
         px.dispatch_anywhere(c, argv)
@@ -1464,6 +1459,7 @@ LOCAL = {
     b"dbsize": _dbsize, b"keys": _keys, b"flushall": _flush, b"flushdb": _flush,
     b"scan": _scan, b"info": _info, b"monitor": _refuse, b"swapdb": _refuse,
     b"move": _refuse, b"script": _everywhere, b"function": _everywhere,
+    b"acl": _everywhere,
 }
 
 

@@ -569,3 +569,26 @@ def test_reads_from_replicas(cluster):
         r.delete(*keys, "rr:w")
     finally:
         p.stop()
+
+
+def test_acl_and_auth_against_redis_server_cluster():
+    """pynode has no ACL users yet: checked in front of a redis-server cluster."""
+    with Cluster(primaries=3, replicas=0, server="redis") as c:
+        p = ProxyProc(c.ports[:1], exclude=set(c.ports))
+        try:
+            r = p.client()
+            assert r.acl_setuser("pu", enabled=True, passwords=["+pw"], keys=["acl:*"],
+                                 commands=["+@all"]) is True
+            for n in c.nodes:                       # on every primary
+                assert "pu" in n.call("ACL", "USERS")
+            u = p.client(username="pu", password="pw")
+            assert u.mset({"acl:%d" % i: i for i in range(10)}) is True
+            assert u.mget(["acl:%d" % i for i in range(10)]) == [str(i) for i in range(10)]
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                u.get("other")
+            with pytest.raises(redis.AuthenticationError, match="invalid username-password"):
+                p.client(username="pu", password="bad").ping()
+            assert r.acl_deluser("pu") == 1
+            assert all("pu" not in n.call("ACL", "USERS") for n in c.nodes)
+        finally:
+            p.stop()
