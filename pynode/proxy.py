@@ -856,12 +856,13 @@ class Proxy:
         finally:
             self.refreshing = False
         waiting, self.waiting = self.waiting, []
+        have_any = bool(self.map.primaries())
         for call in waiting:
-            if self.map.covered() or self.loop.time() > call.deadline:
-                if call.slot is not None and self.map.primary[call.slot] is None:
-                    call.finish(err(NO_MAP))
-                else:
-                    self.send(call)
+            if (self.map.primary[call.slot] is not None if call.slot is not None
+                    else have_any):
+                self.send(call)
+            elif self.loop.time() > call.deadline:
+                call.finish(err("CLUSTERDOWN Hash slot not served" if have_any else NO_MAP))
             else:
                 self.waiting.append(call)
 
