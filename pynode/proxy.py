@@ -167,13 +167,23 @@ class SlotMap:
             self.epoch += 1
 
     def primaries(self) -> list[tuple]:
-        """Each primary once, ordered by the first slot it serves (a shard's
-        index survives a failover, which SCAN's cursor relies on)."""
+        """Each primary once, ordered by the first slot it serves."""
         seen: dict = {}
         for a in self.primary:
             if a is not None and a not in seen:
                 seen[a] = len(seen)
         return list(seen)
+
+    def shards(self) -> list[int]:
+        """The first slot of each primary, in slot order: a command routed by it
+        reaches that shard's primary, whoever it is after a failover."""
+        seen: set = set()
+        out = []
+        for slot, a in enumerate(self.primary):
+            if a is not None and a not in seen:
+                seen.add(a)
+                out.append(slot)
+        return out
 
     def covered(self) -> bool:
         return None not in self.primary
@@ -529,10 +539,10 @@ class Call(Pending):
     """One command on its way to the cluster, retried on redirections. With no
     `done` callback the call is itself the client's reply slot."""
     __slots__ = ("proxy", "data", "slot", "readonly", "done", "deadline", "tries",
-                 "addr", "ask", "dedicated", "creds", "tx", "tx_err", "link")
+                 "ask", "dedicated", "creds", "tx", "tx_err", "link", "primary_only")
 
     def __init__(self, proxy: "Proxy", client: Client, data: bytes, slot, readonly: bool,
-                 done, deadline: float, addr=None) -> None:
+                 done, deadline: float) -> None:
         self.proxy = proxy
         self.client = client
         self.frame = None
@@ -543,9 +553,9 @@ class Call(Pending):
         self.done = done
         self.deadline = deadline
         self.tries = 0
-        self.addr = addr          # a fixed node (fan-out, SCAN), else by slot
         self.ask = None           # one-shot ASK target
         self.dedicated = False    # blocking command: a link of its own
+        self.primary_only = False  # fan-out and SCAN: never a replica
         self.creds = client.creds
         self.tx = None            # MULTI/EXEC: the queued commands' bytes
         self.tx_err = None
@@ -730,20 +740,19 @@ class Proxy:
             asking = True
         else:
             asking = False
-            addr = call.addr
-            if addr is None:
-                if call.slot is None:
-                    prims = self.map.primaries()
-                    addr = random.choice(prims) if prims else None
-                else:
-                    addr = self.map.primary[call.slot]
-                    if call.readonly and self.read_from_replicas and not call.tries:
-                        reps = self.map.replicas[call.slot]
-                        if reps:
-                            addr = random.choice(reps)
-                            link = self.link(addr, call.client.proto, call.creds, True)
-                            link.send(call.data, call.on_reply)
-                            return
+            if call.slot is None:
+                prims = self.map.primaries()
+                addr = random.choice(prims) if prims else None
+            else:
+                addr = self.map.primary[call.slot]
+                if call.readonly and self.read_from_replicas and not call.tries \
+                        and not call.primary_only:
+                    reps = self.map.replicas[call.slot]
+                    if reps:
+                        addr = random.choice(reps)
+                        link = self.link(addr, call.client.proto, call.creds, True)
+                        link.send(call.data, call.on_reply)
+                        return
             if addr is None:
                 self.waiting.append(call)
                 self.refresh()
@@ -778,6 +787,7 @@ class Proxy:
             frame = call.tx_err       # nothing ran: retry the whole transaction
         if type(frame) is str:
             self.stats["retries"] += 1
+            self.refresh()
             if frame == LOST_UNSENT or call.readonly:
                 self.retry(call, 0.05, err(
                     "ERR proxy: no connection to the node serving this command"
@@ -824,11 +834,11 @@ class Proxy:
         else:
             self.send(call)
 
-    def new_call(self, client: Client, data: bytes, slot, readonly: bool, done=None,
-                 addr=None) -> Call:
+    def new_call(self, client: Client, data: bytes, slot, readonly: bool,
+                 done=None) -> Call:
         """A call; without `done` it takes its place in the client's replies."""
         call = Call(self, client, data, slot, readonly, done,
-                    self.loop.time() + self.retry_timeout, addr)
+                    self.loop.time() + self.retry_timeout)
         if done is None:
             client.queue.append(call)
         return call
@@ -1035,9 +1045,9 @@ class Proxy:
             if not self.map.primaries():
                 p.fill(err(NO_MAP))
                 return
-        prims = self.map.primaries()
-        frames: list = [None] * len(prims)
-        left = [len(prims)]
+        shards = self.map.shards()
+        frames: list = [None] * len(shards)
+        left = [len(shards)]
         data = cmd_bytes(argv)
 
         def one(i, frame):
@@ -1049,9 +1059,10 @@ class Proxy:
                         p.fill(f)
                         return
                 p.fill(combine(frames))
-        for i, addr in enumerate(prims):
-            self.send(self.new_call(c, data, None, readonly, lambda f, i=i: one(i, f),
-                                    addr=addr))
+        for i, slot in enumerate(shards):
+            call = self.new_call(c, data, slot, readonly, lambda f, i=i: one(i, f))
+            call.primary_only = True
+            self.send(call)
 
     def passthrough_cmd(self, c: Client, name: bytes, argv: list[bytes]) -> None:
         if name == b"quit":
@@ -1338,11 +1349,11 @@ def _scan(px: Proxy, c: Client, argv) -> None:
         c.reply(err("ERR invalid cursor"))
         return
     idx, inner = pos
-    prims = px.map.primaries()
-    if not prims:
+    shards = px.map.shards()
+    if not shards:
         c.reply(err(NO_MAP))
         return
-    if idx >= len(prims):
+    if idx >= len(shards):
         c.reply(b"*2\r\n$1\r\n0\r\n*0\r\n")
         return
     p = c.expect()
@@ -1356,11 +1367,13 @@ def _scan(px: Proxy, c: Client, argv) -> None:
         if nxt:
             cursor = nxt << 10 | idx
         else:
-            cursor = idx + 1 if idx + 1 < len(prims) else 0
+            cursor = idx + 1 if idx + 1 < len(shards) else 0
         cur = b"%d" % cursor
         p.fill(b"*2\r\n$%d\r\n%s\r\n" % (len(cur), cur) + els[1])
-    px.send(px.new_call(c, cmd_bytes([argv[0], b"%d" % inner, *argv[2:]]), None, True,
-                        done, addr=prims[idx]))
+    call = px.new_call(c, cmd_bytes([argv[0], b"%d" % inner, *argv[2:]]), shards[idx], True,
+                       done)
+    call.primary_only = True
+    px.send(call)
 
 
 def _info(px: Proxy, c: Client, argv) -> None:

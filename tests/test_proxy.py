@@ -71,6 +71,7 @@ def test_slot_map_from_cluster_slots():
     assert m.primary[0] == ("10.0.0.1", 7000) and m.replicas[99] == (("10.0.0.2", 7003),)
     assert m.primary[100] == ("127.0.0.1", 7001) and m.replicas[100] == ()
     assert m.covered() and m.primaries() == [("10.0.0.1", 7000), ("127.0.0.1", 7001)]
+    assert m.shards() == [0, 100]
     e = m.epoch
     m.move(5, ("10.0.0.9", 1))
     assert m.primary[5] == ("10.0.0.9", 1) and m.epoch == e + 1
@@ -502,6 +503,11 @@ def test_ledger_through_failover_and_reshard():
                                       stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
             time.sleep(2)
+            # a SCAN begun before the failover and finished after it
+            sr = p.client()
+            static = {"st:%d" % i for i in range(200)}
+            sr.mset({k: "1" for k in static})
+            cursor, seen = sr.scan(0, match="st:*", count=10)
             # a manual failover of the primary of slot 0
             victim = c.owner_of(0)
             primary_id = next(n["id"] for n in c.live_node().nodes() if n["port"] == victim)
@@ -511,6 +517,10 @@ def test_ledger_through_failover_and_reshard():
             wait_until(lambda: c.owner_of(0) == replica, timeout=20,
                        what="the replica took over")
             c.wait_ok(timeout=60)
+            while cursor:
+                cursor, batch = sr.scan(cursor, match="st:*", count=50)
+                seen += batch
+            assert set(seen) == static
             # a reshard of its first 300 slots (half the ledger keys) to another primary
             nodes = c.live_node().nodes()
             ids = {n["port"]: n["id"] for n in nodes}
