@@ -18,7 +18,7 @@ import hiredis
 import pytest
 import redis
 
-from pynode import proxy as px
+from pynode.proxy import core as px
 from tests.cluster_helpers import Cluster, free_ports, key_for_slot, keyslot, run
 from tests.helpers import Proc, enc, raw_command, wait_ping, wait_until
 
@@ -101,9 +101,9 @@ def test_scan_cursor_and_redirect_parsing():
     assert px.scan_cursor(b"%d" % (77 << 10 | 2)) == (2, 77)
     assert px.scan_cursor(b"-1") is None and px.scan_cursor(b"x") is None
     assert px.scan_cursor(b"%d" % (1 << 64)) is None
-    assert px._parse_redirect(b"-MOVED 3999 127.0.0.1:6381\r\n") == (3999, ("127.0.0.1", 6381))
-    assert px._parse_redirect(b"-ASK 1 ::1:7000\r\n") == (1, ("::1", 7000))
-    assert px._parse_redirect(b"-MOVED x\r\n") is None
+    assert px.parse_redirect(b"-MOVED 3999 127.0.0.1:6381\r\n") == (3999, ("127.0.0.1", 6381))
+    assert px.parse_redirect(b"-ASK 1 ::1:7000\r\n") == (1, ("::1", 7000))
+    assert px.parse_redirect(b"-MOVED x\r\n") is None
 
 
 def test_first_key():
