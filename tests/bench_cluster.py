@@ -7,10 +7,13 @@ redis-benchmark runs against each cluster alternately (several rounds, best of
 each kept) and the ratio pynode/redis-server is printed.  Then, on each cluster,
 one slot holding --move-keys small keys (100k) is moved to another primary with
 `redis-cli --cluster reshard --cluster-pipeline 100` and the keys moved per
-second are printed with their ratio.  Nothing is asserted: it prints figures.
+second are printed with their ratio.  Last, a `pynode proxy` is started in front
+of the pynode cluster and plain redis-benchmark (no --cluster) through it is
+compared with redis-benchmark --cluster straight to the nodes, -P 1 and -P 16.
+Nothing is asserted: it prints figures.
 
     python -m tests.bench_cluster [--requests N] [--clients 50] [--pipelines 16] [--rounds 2]
-                                  [--move-keys 100000]
+                                  [--move-keys 100000] [--proxy-pipelines 1,16]
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import time
 import redis
 
 from tests.bench import csv_rps
-from tests.cluster_helpers import Cluster, key_for_slot, run
+from tests.cluster_helpers import Cluster, free_ports, key_for_slot, run
+from tests.helpers import wait_ping
 
 
 def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int,
-              timeout: float = 600) -> float:
-    cmd = ["redis-benchmark", "--cluster", "-h", "127.0.0.1", "-p", str(port),
-           "-c", str(clients), "-n", str(requests), "-P", str(pipeline), "-t", test, "--csv"]
+              timeout: float = 600, cluster: bool = True) -> float:
+    cmd = ["redis-benchmark", *(["--cluster"] if cluster else []), "-h", "127.0.0.1",
+           "-p", str(port), "-c", str(clients), "-n", str(requests), "-P", str(pipeline),
+           "-t", test, "--csv"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                          stdin=subprocess.DEVNULL)
     if res.returncode != 0:
@@ -84,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="keys in the slot moved by redis-cli --cluster reshard (0: skip)")
     ap.add_argument("--appendonly", action="store_true",
                     help="appendonly yes, appendfsync everysec on every node")
+    ap.add_argument("--proxy-pipelines", default="1,16",
+                    help="-P values through `pynode proxy` (empty: skip)")
     args = ap.parse_args(argv)
     extra = ["--appendonly", "yes", "--appendfsync", "everysec"] if args.appendonly else []
     clusters = {}
@@ -118,10 +125,40 @@ def main(argv: list[str] | None = None) -> int:
                   "pynode %.0f keys/s, redis-server %.0f keys/s, ratio %.2f"
                   % (args.move_keys, args.rounds, rate["pynode"], rate["redis"],
                      rate["pynode"] / rate["redis"]), flush=True)
+        if args.proxy_pipelines:
+            proxy_rows(clusters["pynode"], args)
     finally:
         for c in clusters.values():
             c.cleanup()
     return 0
+
+
+def proxy_rows(c: Cluster, args) -> None:
+    """redis-benchmark through `pynode proxy` against --cluster straight to the nodes."""
+    port = free_ports(1, exclude=set(c.ports))[0]
+    proc = subprocess.Popen([sys.executable, "-m", "pynode", "proxy", "--port", str(port),
+                             "--cluster", "127.0.0.1:%d" % c.ports[0]],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        wait_ping(port, timeout=20)
+        print("pynode proxy (one process) vs redis-benchmark --cluster direct, same cluster")
+        print("%-6s %9s %14s %14s %7s" % ("test", "pipeline", "proxy rps", "direct rps",
+                                           "ratio"), flush=True)
+        for pipeline in (int(p) for p in args.proxy_pipelines.split(",")):
+            n = args.requests if pipeline > 1 else max(1, args.requests // 4)
+            for test in args.tests.split(","):
+                via = direct = 0.0
+                for _ in range(args.rounds):
+                    direct = max(direct, benchmark(c.ports[0], test, pipeline, n,
+                                                   args.clients))
+                    via = max(via, benchmark(port, test, pipeline, n, args.clients,
+                                             cluster=False))
+                print("%-6s %9d %14.0f %14.0f %7.2f" % (test.upper(), pipeline, via, direct,
+                                                        via / direct), flush=True)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

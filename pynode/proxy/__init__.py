@@ -1,0 +1,71 @@
+"""`pynode proxy`: a stateless Redis Cluster proxy for plain (non-cluster) clients.
+
+A plain client connects to the proxy as to one redis-server. The proxy learns
+the slot map (CLUSTER SLOTS), sends each command to the node that serves the
+slot of its first key over a few shared, pipelined links (one per node, client
+protocol and credentials), and follows MOVED, ASK (with ASKING), TRYAGAIN,
+CLUSTERDOWN and READONLY refusals with bounded retries, refreshing the map.
+
+Replies are forwarded as the node wrote them: the links speak the client's own
+protocol (RESP2 or RESP3), so only frame boundaries are found here
+(`core.reply_end`); values are decoded (hiredis) only where the proxy itself must
+read them (CLUSTER SLOTS, counts, cursors, INFO keyspace).
+
+Several proxies may run side by side: none keeps state beyond its map.
+
+The package: core.py (pure: framing, slot map, split/join), links.py (node
+links), router.py (clients, calls, retries, batches, fan-out, map refresh),
+commands.py (what the proxy answers itself or sends to every primary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from pynode.proxy.router import Proxy
+
+
+def _hostport(s: str) -> tuple:
+    host, _, port = s.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected host:port, got %r" % s)
+    return host, int(port)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="pynode proxy",
+                                 description="A stateless Redis Cluster proxy for plain "
+                                             "clients.")
+    ap.add_argument("--port", type=int, default=7777)
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--cluster", type=_hostport, action="append", required=True,
+                    metavar="HOST:PORT", help="a cluster node (repeat for more seeds)")
+    ap.add_argument("--read-from-replicas", action="store_true",
+                    help="send read-only commands to replicas of the slot")
+    ap.add_argument("--user", help="user for the proxy's own links (AUTH)")
+    ap.add_argument("--password", help="password for the proxy's own links (AUTH)")
+    ap.add_argument("--retry-timeout", type=float, default=10.0,
+                    help="seconds a command is retried through redirections (default 10)")
+    ap.add_argument("--refresh-interval", type=float, default=2.0,
+                    help="seconds between slot map refreshes (default 2)")
+    args = ap.parse_args(argv)
+    creds = None
+    if args.password is not None:
+        creds = ((args.user.encode(),) if args.user else ()) + (args.password.encode(),)
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        pass
+    proxy = Proxy(args.cluster, args.port, args.bind, args.read_from_replicas, creds,
+                  args.retry_timeout, args.refresh_interval)
+    try:
+        asyncio.run(proxy.serve())
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        sys.stderr.write("pynode proxy: %s\n" % e)
+        return 1
+    return 0
