@@ -63,6 +63,7 @@ class Poller:
         return addr, state.parse_nodes(reply), None
 
     async def _details(self, addr: str, now: float) -> dict:
+        own_calls = self.conn(addr).calls
         try:
             info = await self.call(addr, "INFO", "all")
             cinfo = await self.call(addr, "CLUSTER", "INFO")
@@ -75,7 +76,7 @@ class Poller:
                     self._no_slot_stats[addr] = now + SLOT_STATS_RETRY
         except (OSError, ConnectionError, asyncio.TimeoutError) as e:
             return {"up": False, "error": str(e) or type(e).__name__}
-        out = {"up": True, "error": None}
+        out = {"up": True, "error": None, "own_calls": own_calls}
         out["info"] = state.parse_info(info) if not isinstance(info, ReplyError) else {}
         if isinstance(info, ReplyError):
             out["error"] = str(info)

@@ -35,6 +35,7 @@ class Conn:
         self._writer: asyncio.StreamWriter | None = None
         self._parser = None
         self._lock = asyncio.Lock()
+        self.calls = 0          # commands sent so far (the poller's own load on the node)
 
     async def _open(self) -> None:
         self._reader, self._writer = await asyncio.wait_for(
@@ -63,6 +64,7 @@ class Conn:
         """Send one command, return its reply (ReplyError for -ERR). Raises
         ConnectionError / asyncio.TimeoutError / OSError when the node is unreachable."""
         async with self._lock:
+            self.calls += 1
             try:
                 if self._writer is None:
                     await self._open()

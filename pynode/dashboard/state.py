@@ -141,14 +141,19 @@ def build_snapshot(now: float, view: list[dict], reference: str | None,
         n["info"] = info
         n["cluster_info"] = got.get("cluster_info") or {}
         n["slot_stats"] = got.get("slot_stats")
+        # ops/s from total_commands_processed, minus the dashboard's own commands
+        # (counted right before each INFO, so the two deltas cover the same span)
         processed = num(info.get("total_commands_processed"), None)
+        own_calls = got.get("own_calls")
         p = prev_nodes.get(v["id"])
         if (processed is not None and p and p.get("processed") is not None and dt > 0
-                and processed >= p["processed"]):
-            n["ops"] = round((processed - p["processed"]) / dt, 1)
+                and processed >= p["processed"] and own_calls is not None
+                and p.get("own_calls") is not None):
+            others = (processed - p["processed"]) - (own_calls - p["own_calls"])
+            n["ops"] = round(max(0, others) / dt, 1)
         else:
             n["ops"] = num(info.get("instantaneous_ops_per_sec"), None)
-        n["processed"] = processed
+        n["processed"], n["own_calls"] = processed, own_calls
         n["memory"] = num(info.get("used_memory"), None)
         n["clients"] = num(info.get("connected_clients"), None)
         n["keys"] = _keys(info) if info else None
@@ -259,9 +264,14 @@ def diff(prev: dict | None, cur: dict) -> list[dict]:
     for s in range(SLOTS):
         if before[s] != after[s]:
             moves.setdefault((before[s], after[s]), []).append(s)
+    promoted = {e["node"] for e in events if e["kind"] == "failover"}
     for (src, dst), slots in moves.items():
         s_name = _name(old[src]) if src in old else (src or "nobody")
         d_name = _name(new[dst]) if dst in new else (dst or "nobody")
+        if dst in promoted and old.get(dst, {}).get("primary") == src:
+            ev("slots-failover", dst, "%s took over %d slots of %s: %s" % (
+                d_name, len(slots), s_name, _ranges(slots)))
+            continue
         ev("slots-moved", dst, "%d slot%s moved from %s to %s: %s" % (
             len(slots), "" if len(slots) == 1 else "s", s_name, d_name, _ranges(slots)))
     oc, nc = prev.get("cluster", {}), cur.get("cluster", {})

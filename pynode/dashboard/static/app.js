@@ -68,7 +68,7 @@
 
   function nodeRow(n, replica) {
     const cells = [n.addr, n.id.slice(0, 8), n.role === "master" ? "primary" : n.role === "slave" ? "replica" : "?",
-      n.flags.filter((f) => f !== "master" && f !== "slave").join(","), n.link, n.config_epoch,
+      n.flags.filter((f) => f !== "master" && f !== "slave" && f !== "myself").join(","), n.link, n.config_epoch,
       n.role === "master" ? n.slot_count : "", text(n.ops), bytes(n.memory), text(n.clients),
       text(n.keys), n.lag === null ? "" : bytes(n.lag)];
     const tr = el("tr", {class: (replica ? "replica" : "primary") + (n.up ? "" : " down"),
@@ -116,6 +116,7 @@
       if (first) sel.appendChild(el("option", {value: "", text: first}));
       list.forEach((n) => sel.appendChild(el("option", {value: n.id, text: n.addr + " " + n.id.slice(0, 8)})));
       sel.value = keep;
+      if (sel.selectedIndex < 0) sel.selectedIndex = 0;
     };
     fill($("move-target"), prim);
     fill($("add-primary"), prim, "primary");
