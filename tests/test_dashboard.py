@@ -150,6 +150,83 @@ def test_metrics_render_from_snapshot():
     assert fams["pynode_dashboard_failovers"].samples[0].value == 2
 
 
+# -- CLUSTER SLOT-STATS from a node that has it (a stand-in speaking Valkey 8's reply) ------
+
+def _resp(v) -> bytes:
+    if isinstance(v, int):
+        return b":%d\r\n" % v
+    if isinstance(v, list):
+        return b"*%d\r\n" % len(v) + b"".join(_resp(x) for x in v)
+    if isinstance(v, Exception):
+        return b"-%s\r\n" % str(v).encode()
+    v = v.encode() if isinstance(v, str) else v
+    return b"$%d\r\n%s\r\n" % (len(v), v)
+
+
+async def _slot_stats_node(port: int, stats: dict[int, dict[str, int]], seen: list):
+    """A one-primary 'cluster' on port whose CLUSTER SLOT-STATS answers as Valkey 8."""
+    import hiredis
+
+    def answer(cmd):
+        words = [c.decode() for c in cmd]
+        seen.append(words)
+        up = [w.upper() for w in words]
+        if up[:2] == ["CLUSTER", "NODES"]:
+            return "%s 127.0.0.1:%d@%d myself,master - 0 0 1 connected 0-16383\n" % (
+                "e" * 40, port, port + 10000)
+        if up[:2] == ["CLUSTER", "INFO"]:
+            return "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:1\r\n"
+        if up[0] == "INFO":
+            return ("# Server\r\nredis_version:8.0.0\r\n# Keyspace\r\ndb0:keys=%d,expires=0,"
+                    "avg_ttl=0\r\n" % sum(s["key-count"] for s in stats.values()))
+        if up[:4] == ["CLUSTER", "SLOT-STATS", "ORDERBY", "KEY-COUNT"] and up[4] == "LIMIT":
+            order = sorted(stats, key=lambda slot: (-stats[slot]["key-count"], slot))
+            return [[slot, [x for kv in stats[slot].items() for x in kv]]
+                    for slot in order[:int(words[5])]]
+        return Exception("ERR unknown command")
+
+    async def client(reader, writer):
+        parser = hiredis.Reader()
+        while data := await reader.read(65536):
+            parser.feed(data)
+            while (cmd := parser.gets()) is not False:
+                writer.write(_resp(answer(cmd)))
+        writer.close()
+    return await asyncio.start_server(client, "127.0.0.1", port)
+
+
+def test_hot_slot_of_a_skewed_load_from_slot_stats():
+    from pynode.dashboard.poller import Poller
+    port = free_ports(1)[0]
+    # a skewed load: slot 777 holds most keys and took most CPU
+    stats = {s: {"key-count": 2, "cpu-usec": 10, "network-bytes-in": 30,
+                 "network-bytes-out": 40} for s in range(0, 16384, 997)}
+    stats[777] = {"key-count": 500, "cpu-usec": 9000, "network-bytes-in": 7000,
+                  "network-bytes-out": 12000}
+    seen: list = []
+
+    async def go():
+        server = await _slot_stats_node(port, stats, seen)
+        poller = Poller([("127.0.0.1", port)], timeout=5)
+        try:
+            return await poller.poll_once(), render(registry_for(poller)).decode()
+        finally:
+            await poller.stop()
+            server.close()
+            await server.wait_closed()
+    snap, text = asyncio.run(asyncio.wait_for(go(), 30))
+    assert ["CLUSTER", "SLOT-STATS", "ORDERBY", "key-count", "LIMIT", "10"] in seen
+    assert snap["slot_stats_supported"] is True
+    assert len(snap["hot_slots"]) == 10
+    hot = snap["hot_slots"][0]
+    assert hot["slot"] == 777 and hot["key-count"] == 500 and hot["cpu-usec"] == 9000
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    kc = {s.labels["slot"]: s.value for s in fams["redis_cluster_slot_key_count"].samples}
+    assert max(kc, key=kc.get) == "777" and kc["777"] == 500
+    assert {s.labels["slot"]: s.value for s in
+            fams["redis_cluster_slot_network_bytes_out"].samples}["777"] == 12000
+
+
 # -- a real cluster and a dashboard process ---------------------------------------------
 
 class Dashboard:

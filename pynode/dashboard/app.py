@@ -242,6 +242,10 @@ async def serve(args) -> None:
             web_password = f.readline().rstrip("\r\n")
         if not web_password:
             raise ValueError("%s: empty password" % args.password_file)
+    if args.bind not in ("127.0.0.1", "::1", "localhost") and not web_password \
+            and not args.read_only:
+        sys.stderr.write("pynode dashboard: warning: listening on %s with actions enabled and "
+                         "no page password (--password-file or --read-only)\n" % args.bind)
     poller = Poller([_seed(s) for s in args.cluster], password=args.auth, user=args.user,
                     interval=args.interval, timeout=args.timeout)
     dash = Dashboard(poller, read_only=args.read_only, web_password=web_password)

@@ -188,7 +188,8 @@ class ClusterCollector:
                     ["addr", "slot"]).add_metric([addr, str(slot)], 1)
         hot = snap.get("hot_slots") or []
         for st in hot:
-            for field in ("key-count", "cpu-usec", "network-bytes-in", "network-bytes-out"):
+            for field in ("key-count", "cpu-usec", "memory-bytes", "network-bytes-in",
+                          "network-bytes-out"):
                 if field in st:
                     name = "cluster_slot_" + field.replace("-", "_")
                     fam("gauge", name, "CLUSTER SLOT-STATS %s of the hottest slots" % field,

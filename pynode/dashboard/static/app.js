@@ -102,7 +102,7 @@
       box.appendChild(el("p", {class: "note", text: "The nodes do not answer CLUSTER SLOT-STATS (Valkey 8 / Redis 8.2 have it)."}));
       return;
     }
-    const cols = ["slot", "key-count", "cpu-usec", "network-bytes-in", "network-bytes-out"];
+    const cols = ["slot", "key-count", "cpu-usec", "memory-bytes", "network-bytes-in", "network-bytes-out"];
     const t = el("table", {}, [el("tr", {}, cols.concat(["node"]).map((c) => el("th", {text: c})))]);
     snap.hot_slots.forEach((s) => t.appendChild(el("tr", {}, cols.map((c) => el("td", {text: text(s[c])}))
       .concat([el("td", {text: short(nodeById(s.node))})]))));
