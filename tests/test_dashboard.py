@@ -519,6 +519,32 @@ def test_node_dying_is_shown_and_survived(cluster, dash):
     assert dash.proc.poll() is None
 
 
+def test_add_node_and_remove_node_actions(cluster, dash):
+    snap = state_of(dash)["snapshot"]
+    primary = snap["shards"][0]["primary"]
+    new = cluster.add_node()
+    addr = "127.0.0.1:%d" % new.port
+    st, body = action(dash, "add-node", {"addr": addr, "primary": primary})
+    assert st == 200, body
+    assert "[OK] New node added correctly." in body["output"]
+
+    def joined():
+        n = next((n for n in state_of(dash)["snapshot"]["nodes"] if n["addr"] == addr), None)
+        return n if n and n["role"] == "slave" and n["primary"] == primary else None
+    node = wait_until(joined, timeout=30, what="new replica shown")
+    assert any(e["kind"] == "node-added" and e["node"] == node["id"]
+               for e in state_of(dash)["events"])
+    st, body = action(dash, "forget-node", {"node": node["id"]})
+    assert st == 200, body
+    wait_until(lambda: addr not in {n["addr"] for n in state_of(dash)["snapshot"]["nodes"]},
+               timeout=30, what="node gone from the dashboard")
+    assert any(e["kind"] == "node-removed" and e["node"] == node["id"]
+               for e in state_of(dash)["events"])
+    assert all(node["id"] not in n["id"] for n in cluster.nodes[0].nodes())
+    cluster.remove_node(new.port)
+    cluster.wait_ok(timeout=60)
+
+
 def test_password_read_only_and_cluster_password_kept(cluster, tmp):
     pwfile = os.path.join(tmp, "web-password")
     with open(pwfile, "w") as f:
@@ -674,3 +700,23 @@ def test_browser_sees_reshard_and_failover(cluster, dash, tmp):
     finally:
         driver.quit()
     cluster.wait_ok(timeout=30)
+
+
+def test_rebalance_action_evens_out_the_slots(cluster, dash):
+    snap = state_of(dash)["snapshot"]
+    src, dst = snap["shards"][0]["primary"], snap["shards"][1]["primary"]
+    a, b = by_id(snap)[src]["slots"][-1]
+    start = max(a, b - 599)
+    st, body = action(dash, "move-slots", {"slots": "%d-%d" % (start, b), "target": dst})
+    assert st == 200, body
+
+    def spread():
+        counts = [s["slot_count"] for s in state_of(dash)["snapshot"]["shards"]]
+        return max(counts) - min(counts)
+    wait_until(lambda: spread() >= 500, timeout=30, what="imbalance shown")
+    st, body = action(dash, "rebalance", {})
+    assert st == 200, body
+    assert "Rebalancing across 3 nodes" in body["output"]
+    wait_until(lambda: spread() < 250, timeout=60, what="balanced slots shown")
+    cluster.wait_ok(timeout=60)
+    assert cluster.check().returncode == 0
