@@ -17,7 +17,8 @@ APT = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	bench-cluster chaos
 
 # Everything a fresh Debian machine needs: redis-tools/redis-server for the
-# cross-checks and benchmarks, pynode with its test extras in .venv, and
+# cross-checks and benchmarks, chromium + chromium-driver for the dashboard's
+# browser test, pynode with its test and dashboard extras in .venv, and
 # node-redis and ioredis (pinned by tests/node/package-lock.json) for the
 # cluster client tests.
 setup: system-packages $(PY_STAMP) $(NODE_STAMP)
@@ -27,6 +28,9 @@ system-packages:
 		$(APT) redis-server redis-tools; \
 	fi
 	@if ! command -v npm >/dev/null; then $(APT) nodejs npm; fi
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		$(APT) chromium chromium-driver; \
+	fi
 
 # Debian's python3 has venv only with python3-venv installed.  The `fast`
 # extra (compiled LZF) needs a C compiler and Python's headers; without them
@@ -38,9 +42,9 @@ $(PY_STAMP): pyproject.toml
 			rm -rf $(VENV); $(APT) python3-venv && $(PYTHON) -m venv $(VENV); }; \
 	fi
 	@echo "installing pynode and its test dependencies into $(VENV)"
-	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,fast]' || { \
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,fast,dashboard]' || { \
 		echo "the compiled LZF (python-lzf) did not build: installing without it"; \
-		$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'; }
+		$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dashboard]'; }
 	@touch $@
 
 $(NODE_STAMP): tests/node/package-lock.json

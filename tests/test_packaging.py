@@ -31,7 +31,8 @@ def test_wheel_has_every_module_and_runs_installed():
         with zipfile.ZipFile(os.path.join(tmp, "dist", wheel[0])) as z:
             names = set(z.namelist())
         want = {f for f in files if f.split("/")[0] in ("pynode", "gossip", "storage")
-                and (f.endswith(".py") or f.endswith(".lua"))}
+                and (f.endswith(".py") or f.endswith(".lua") or "/static/" in f)}
+        assert "pynode/dashboard/static/index.html" in want
         assert want and sorted(want - names) == []
 
         target = os.path.join(tmp, "site")
