@@ -41,22 +41,23 @@ class Raw:
     def send(self, *args) -> None:
         self.sock.sendall(enc(*args))
 
-    def drain(self, quiet: float = 0.08, limit: float = 5.0) -> bytes:
-        """Everything received until nothing more comes for `quiet` seconds."""
-        out = b""
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
+    def drain(self, quiet: float = 0.03, limit: float = 5.0) -> bytes:
+        """Everything received: waits (bounded) for the first bytes, then
+        until nothing more comes for `quiet` seconds (a server writes a
+        command's replies and pushes at once, so the gap between them is 0)."""
+        self.sock.settimeout(limit)
+        try:
+            out = self.sock.recv(1 << 16)
+        except socket.timeout:
+            return b""
+        while out:
             self.sock.settimeout(quiet)
             try:
                 data = self.sock.recv(1 << 16)
             except socket.timeout:
-                if out:
-                    return out
-                # nothing yet: give a busy machine a little more time
-                quiet = min(quiet * 2, 0.5)
-                continue
+                break
             if not data:
-                return out
+                break
             out += data
         return out
 
@@ -84,7 +85,7 @@ def session(port: int, steps, resp: int) -> list:
             except socket.timeout:
                 extra = b""
             if extra:
-                extra += other.drain(quiet=0.05)
+                extra += other.drain(quiet=0.05, limit=0.05)
             out.append((who, args, got, extra))
         return out
     finally:
