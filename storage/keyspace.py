@@ -6,11 +6,12 @@ plus an active cycle driven by a min-heap of deadlines, so each cycle touches
 only keys that really expired and stops when its time slice is spent.
 
 Per-key access clocks (OBJECT IDLETIME/FREQ, LRU/LFU eviction) and the
-"new key" hook cost nothing until they are wanted: a database is a plain
-`Database` until `Keyspace.configure_hooks` turns it into a `HookedDatabase`
-(same slots, overriding get/set/delete), which then keeps `db.clock`, a dict
-key -> 24-bit clock as Redis's robj->lru (LRU: seconds; LFU: minutes << 8 |
-logarithmic counter), and reports new keys to `ks.on_new`.
+"new key" hook live in `HookedDatabase` (same slots as a plain `Database`,
+overriding get/set/delete), which `Keyspace.configure_hooks` switches on:
+it keeps `db.clock`, a dict key -> 24-bit clock as Redis's robj->lru (LRU:
+seconds; LFU: minutes << 8 | logarithmic counter), and reports new keys to
+`ks.on_new`.  The server keeps clocks always (OBJECT IDLETIME is right from
+the start, as in Redis); a bare Keyspace (tools, tests) has none.
 """
 
 from __future__ import annotations

@@ -345,3 +345,85 @@ def test_aof_rewrite_status_after_failure_and_success():
     assert mine == ref
     assert [ref[i]["aof_last_bgrewrite_status"] for i in (0, 2, 4)] == ["ok", "err", "ok"]
     assert ref[2]["aof_rewrites_consecutive_failures"] == 1
+
+
+# ------------------------------------------------------------------ OBJECT IDLETIME
+# (key, setup, the command run after the keys idled): does it count as an access?
+IDLE_CASES = [
+    ("get", "SET {k} v", "GET {k}"), ("strlen", "SET {k} v", "STRLEN {k}"),
+    ("type", "SET {k} v", "TYPE {k}"), ("exists", "SET {k} v", "EXISTS {k}"),
+    ("ttl", "SET {k} v EX 100", "TTL {k}"), ("pttl", "SET {k} v EX 100", "PTTL {k}"),
+    ("expiretime", "SET {k} v EX 100", "EXPIRETIME {k}"),
+    ("pexpiretime", "SET {k} v EX 100", "PEXPIRETIME {k}"),
+    ("encoding", "SET {k} v", "OBJECT ENCODING {k}"),
+    ("refcount", "SET {k} v", "OBJECT REFCOUNT {k}"),
+    ("idletime", "SET {k} v", "OBJECT IDLETIME {k}"),
+    ("freq", "SET {k} v", "OBJECT FREQ {k}"),
+    ("debugobj", "SET {k} v", "DEBUG OBJECT {k}"),
+    ("touch", "SET {k} v", "TOUCH {k}"), ("dump", "SET {k} v", "DUMP {k}"),
+    ("getrange", "SET {k} v", "GETRANGE {k} 0 1"),
+    ("append", "SET {k} v", "APPEND {k} w"),
+    ("expire", "SET {k} v", "EXPIRE {k} 100"), ("persist", "SET {k} v EX 100", "PERSIST {k}"),
+    ("memusage", "SET {k} v", "MEMORY USAGE {k}"),
+    ("scan", "SET {k} v", "SCAN 0 MATCH {k}"), ("keys", "SET {k} v", "KEYS {k}"),
+    ("sort", "RPUSH {k} 2 1", "SORT {k}"), ("llen", "RPUSH {k} 1", "LLEN {k}"),
+    ("lrange", "RPUSH {k} 1", "LRANGE {k} 0 -1"), ("hget", "HSET {k} f v", "HGET {k} f"),
+    ("hlen", "HSET {k} f v", "HLEN {k}"), ("smember", "SADD {k} a", "SISMEMBER {k} a"),
+    ("zscore", "ZADD {k} 1 a", "ZSCORE {k} a"), ("xlen", "XADD {k} 1-1 a 1", "XLEN {k}"),
+    ("pfcount", "PFADD {k} a", "PFCOUNT {k}"), ("getex", "SET {k} v", "GETEX {k}"),
+    ("copysrc", "SET {k} v", "COPY {k} {k}:copy"), ("watch", "SET {k} v", "WATCH {k}"),
+    ("wrongtype", "SET {k} v", "LLEN {k}"), ("untouched", "SET {k} v", "PING"),
+]
+
+
+def _aligned_second() -> None:
+    """Sleep to 0.15-0.35 s after a wall-clock second: both servers' cached
+    LRU clocks (refreshed by their cron at hz 10) then agree on the second."""
+    while not 0.15 <= time.time() % 1 <= 0.35:
+        time.sleep(0.02)
+
+
+def test_object_idletime_and_the_commands_that_touch(pair):
+    conns = [compare.Conn(p.port) for p in pair]
+    try:
+        for c in conns:
+            c.call("FLUSHALL")
+            c.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        _aligned_second()
+        for name, setup, _ in IDLE_CASES:
+            for c in conns:
+                c.call(*setup.format(k="idle:" + name).split())
+        time.sleep(2.1)                 # 2 whole LRU seconds later
+        replies = {}
+        for name, _, cmd in IDLE_CASES:
+            k = "idle:" + name
+            got = []
+            for c in conns:
+                r = c.call(*cmd.format(k=k).split())
+                if name in ("dump", "debugobj", "memusage", "pttl", "scan"):
+                    r = r[:1]          # payload, address, sizes, ms, cursor differ
+                got.append((r, c.call("OBJECT", "IDLETIME", k)))
+            replies[name] = got
+        bad = {n: g for n, g in replies.items() if g[0] != g[1]}
+        assert bad == {}
+        idle = {n: g[0][1] for n, g in replies.items()}
+        # Redis's LOOKUP_NOTOUCH readers, DEBUG OBJECT, MEMORY USAGE and the
+        # key scans leave the clock alone; reads and writes reset it
+        for n in ("type", "exists", "ttl", "pttl", "expiretime", "pexpiretime", "encoding",
+                  "refcount", "idletime", "freq", "debugobj", "memusage", "scan", "keys",
+                  "watch", "untouched"):
+            assert idle[n] == b":2\r\n", n
+        for n in ("get", "strlen", "touch", "dump", "getrange", "append", "expire",
+                  "persist", "sort", "llen", "hget", "smember", "getex", "copysrc",
+                  "wrongtype"):
+            assert idle[n] == b":0\r\n", n
+    finally:
+        for c in conns:
+            c.close()
+
+
+def test_object_idletime_under_lfu_policy(pair):
+    both(pair, ["FLUSHALL", "SET k v", "CONFIG SET maxmemory-policy allkeys-lfu",
+                "OBJECT IDLETIME k", "OBJECT IDLETIME nokey", "OBJECT FREQ k",
+                "CONFIG SET maxmemory-policy volatile-lru", "OBJECT FREQ k",
+                "OBJECT IDLETIME nokey", "CONFIG SET maxmemory-policy noeviction"])

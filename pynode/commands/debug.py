@@ -201,13 +201,11 @@ def _raw_lookup(db, key: bytes):
 
 # ------------------------------------------------------------------ OBJECT
 def _debug_object(c, key: bytes) -> bytes:
-    from pynode import evict
     from storage.values import LIMITS, encoding, refcount
     db = c.db
     v = _raw_lookup(db, key)
     if v is None:
         raise CommandError(NO_SUCH_KEY)
-    evict.want_clocks(c.srv)
     ks = c.srv.ks
     lru = db.clock.get(key, ks.default_clock())
     enc = "raw" if type(v) is bytes and key in db.raw else encoding(v)
