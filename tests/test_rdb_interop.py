@@ -220,3 +220,67 @@ def test_both_servers_write_loadable_files_of_the_same_dataset():
             p.cleanup()
         for d in dirs:
             shutil.rmtree(d, ignore_errors=True)
+
+
+def _clock_source(writer_is_redis: bool, policy: str) -> Proc:
+    """A server under `policy` holding keys whose idle time / LFU counter
+    were set by RESTORE ... IDLETIME / FREQ, and a key freshly accessed."""
+    src = Proc(ARGS + ["--maxmemory-policy", policy], redis_server=writer_is_redis).start()
+    c = src.client()
+    c.set("tmp", "v")
+    payload = c.dump("tmp")
+    opt = "IDLETIME" if policy.endswith("lru") else "FREQ"
+    for key, n in (("k10", 10), ("k200", 200), ("k5000", 5000)):
+        if opt == "FREQ" and n > 255:
+            n = 255
+        c.execute_command("RESTORE", key, 0, payload, opt, n)
+    c.delete("tmp")
+    c.rpush("fresh", "x")
+    c.close()
+    return src
+
+
+def _clocks(c, policy: str) -> dict:
+    sub = "IDLETIME" if policy.endswith("lru") else "FREQ"
+    return {k: c.execute_command("OBJECT", sub, k) for k in ("k10", "k200", "k5000", "fresh")}
+
+
+@pytest.mark.parametrize("writer", ["pynode", "redis"])
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-lfu"])
+def test_lru_and_lfu_info_travels_in_dump_rdb(writer, policy):
+    """Under an LRU policy Redis saves each key's idle seconds (RDB_OPCODE_IDLE),
+    under an LFU one its counter (RDB_OPCODE_FREQ); a server loading the file
+    under the same kind of policy takes them over."""
+    src = _clock_source(writer == "redis", policy)
+    dirs = [tempfile.mkdtemp(prefix="pynode-rdbclk-") for _ in range(2)]
+    loaded = []
+    try:
+        c = src.client()
+        before = _clocks(c, policy)
+        assert c.save()
+        c.close()
+        for d in dirs:
+            shutil.copy(os.path.join(src.dir, "dump.rdb"), os.path.join(d, "dump.rdb"))
+        src.cleanup()
+        got = []
+        for d, rs in zip(dirs, (False, True)):
+            p = Proc(ARGS + ["--maxmemory-policy", policy], redis_server=rs, workdir=d).start()
+            loaded.append(p)
+            c = p.client()
+            got.append(_clocks(c, policy))
+            c.close()
+        mine, ref = got
+        if policy.endswith("lfu"):
+            assert mine == ref
+            assert mine["k10"] == 10 and mine["k200"] == 200 and mine["k5000"] == 255
+        else:       # seconds go by between saving and asking: within 3 s
+            for k in before:
+                assert abs(mine[k] - ref[k]) <= 2, (k, mine, ref)
+                assert 0 <= mine[k] - before[k] <= 3, (k, mine, before)
+            assert mine["k5000"] >= 5000
+    finally:
+        src.cleanup()
+        for p in loaded:
+            p.cleanup()
+        for d in dirs:
+            shutil.rmtree(d, ignore_errors=True)
