@@ -114,6 +114,13 @@ def functions(c) -> list:
     return out
 
 
+def _cleanup(procs, dirs) -> None:
+    for p in procs:
+        p.cleanup()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def everything(c) -> dict:
     return {db: key_facts(c, db) for db in DBS}
 
@@ -173,11 +180,7 @@ def test_dump_rdb_matrix_loads_in_both_servers(writer):
                 assert mine[db][k] == facts, (db, k)
         assert _without_string_encodings(ref) == _without_string_encodings(want)
     finally:
-        src.cleanup()
-        for p in loaded:
-            p.cleanup()
-        for d in dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        _cleanup([src] + loaded, dirs)
 
 
 def test_both_servers_write_loadable_files_of_the_same_dataset():
@@ -216,10 +219,7 @@ def test_both_servers_write_loadable_files_of_the_same_dataset():
             c.close()
         assert facts[0] == facts[1]
     finally:
-        for p in procs:
-            p.cleanup()
-        for d in dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        _cleanup(procs, dirs)
 
 
 def _clock_source(writer_is_redis: bool, policy: str) -> Proc:
@@ -279,8 +279,4 @@ def test_lru_and_lfu_info_travels_in_dump_rdb(writer, policy):
                 assert 0 <= mine[k] - before[k] <= 3, (k, mine, before)
             assert mine["k5000"] >= 5000
     finally:
-        src.cleanup()
-        for p in loaded:
-            p.cleanup()
-        for d in dirs:
-            shutil.rmtree(d, ignore_errors=True)
+        _cleanup([src] + loaded, dirs)
