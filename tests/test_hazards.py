@@ -321,6 +321,12 @@ def _aof_status_run(redis_server: bool) -> list:
         out.append(_aof_fields(c))
         info = c.info("persistence")
         out.append(sorted(k for k in info if k.startswith("aof_")))
+        out.append(("aof cow", info["aof_last_cow_size"] > 0, info["rdb_last_cow_size"]))
+        c.bgsave()
+        wait_until(lambda: c.info("persistence")["rdb_bgsave_in_progress"] == 0, 20, "BGSAVE")
+        out.append(("rdb cow", c.info("persistence")["rdb_last_cow_size"] > 0))
+        out.append(sorted(set(re.findall(r"Fork CoW for (RDB|AOF rewrite): current \d+ MB, "
+                                         r"peak \d+ MB, average \d+ MB", p.log()))))
         # the child may write no more than 200 kB: its temp file fails
         # (redis-server dies of SIGXFSZ, pynode gets EFBIG)
         hard = resource.prlimit(p.proc.pid, resource.RLIMIT_FSIZE)[1]
@@ -343,8 +349,9 @@ def test_aof_rewrite_status_after_failure_and_success():
     ref = _aof_status_run(True)
     mine = _aof_status_run(False)
     assert mine == ref
-    assert [ref[i]["aof_last_bgrewrite_status"] for i in (0, 2, 4)] == ["ok", "err", "ok"]
-    assert ref[2]["aof_rewrites_consecutive_failures"] == 1
+    assert [ref[i]["aof_last_bgrewrite_status"] for i in (0, 5, 7)] == ["ok", "err", "ok"]
+    assert ref[5]["aof_rewrites_consecutive_failures"] == 1
+    assert ref[2][1] and ref[3][1] and ref[4] == ["AOF rewrite", "RDB"]
 
 
 # ------------------------------------------------------------------ OBJECT IDLETIME
