@@ -42,6 +42,8 @@ class Children:
         self.last_fork_usec = 0               # INFO latest_fork_usec
         self.cow_pipes: dict[int, int] = {}   # pid -> read end of its CoW report
         self.last_cow = {RDB: 0, AOF: 0}      # INFO rdb/aof_last_cow_size
+        # fn(busy): a child started (True) / none runs any more (False)
+        self.on_busy = None
 
     # ------------------------------------------------------------ state
     def busy(self) -> str | None:
@@ -79,6 +81,8 @@ class Children:
         if self.on_latency is not None:
             self.on_latency("fork", self.last_fork_usec / 1e6)
         self.active[pid] = kind
+        if self.on_busy is not None:
+            self.on_busy(True)
         return pid
 
     def reap(self, pid: int, block: bool = False):
@@ -90,6 +94,8 @@ class Children:
         if done == 0:
             return None
         kind = self.active.pop(pid, None)
+        if not self.active and self.on_busy is not None:
+            self.on_busy(False)
         rfd = self.cow_pipes.pop(pid, None)
         if rfd is not None:
             try:

@@ -107,6 +107,8 @@ class Server:
         from pynode.latency import Latency
         self.latency = Latency(self)             # LATENCY, latency histograms
         self.children.on_latency = self.latency.sample
+        # no access-clock updates while a child runs (hasActiveChildProcess)
+        self.children.on_busy = lambda busy: setattr(self.ks, "frozen", busy)
         self.apply_config()
 
     # ---------------------------------------------------------------- config

@@ -425,7 +425,7 @@ class HookedDatabase(Database):
                 self._expire(key)
             return None
         clock = self.clock
-        if clock is not None:
+        if clock is not None and not ks.frozen:
             ks.last_lookup = key
             if ks.lfu:
                 ks.access(clock, key)
@@ -435,7 +435,7 @@ class HookedDatabase(Database):
 
     def slot_dict(self, key: bytes) -> dict:
         d = Database.slot_dict(self, key)
-        if self.clock is not None and key in d:
+        if self.clock is not None and key in d and not self.ks.frozen:
             self.ks.last_lookup = key
             self.ks.access(self.clock, key)
         return d
@@ -466,7 +466,7 @@ class HookedDatabase(Database):
             elif ks.lfu:
                 # dbOverwrite keeps the counter; a write without a lookup
                 # before it (plain SET, MSET) counts as the access
-                if ks.last_lookup is not key:
+                if ks.last_lookup is not key and not ks.frozen:
                     ks.access(clock, key)
             else:
                 clock[key] = ks.lru_clock
@@ -497,6 +497,9 @@ class Keyspace:
         self.lfu_log_factor = 10
         self.lfu_decay_time = 1
         self.last_lookup = None
+        # lookups leave the clocks alone while a child writes a snapshot
+        # (Redis: no copy-on-write of every read object)
+        self.frozen = False
         self.lru_clock = 0             # LRU clock: seconds & LRU_CLOCK_MAX
         self.lfu_minutes = 0           # LFU clock: minutes & 65535
         self.base_lru = 0              # the clock of keys that have no entry

@@ -390,13 +390,19 @@ def _aligned_second() -> None:
         time.sleep(0.02)
 
 
-def test_object_idletime_and_the_commands_that_touch(pair):
+def _idle_conns(pair) -> list:
+    """A connection to each server, flushed, default policy, at an aligned second."""
     conns = [compare.Conn(p.port) for p in pair]
+    for c in conns:
+        c.call("FLUSHALL")
+        c.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    _aligned_second()
+    return conns
+
+
+def test_object_idletime_and_the_commands_that_touch(pair):
+    conns = _idle_conns(pair)
     try:
-        for c in conns:
-            c.call("FLUSHALL")
-            c.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
-        _aligned_second()
         for name, setup, _ in IDLE_CASES:
             for c in conns:
                 c.call(*setup.format(k="idle:" + name).split())
@@ -434,3 +440,34 @@ def test_object_idletime_under_lfu_policy(pair):
                 "OBJECT IDLETIME k", "OBJECT IDLETIME nokey", "OBJECT FREQ k",
                 "CONFIG SET maxmemory-policy volatile-lru", "OBJECT FREQ k",
                 "OBJECT IDLETIME nokey", "CONFIG SET maxmemory-policy noeviction"])
+
+
+def test_lookups_leave_clocks_alone_while_a_child_saves(pair):
+    """Redis updates no access clock while a fork child runs (no
+    copy-on-write of every object read): a GET during a slow BGSAVE leaves
+    OBJECT IDLETIME as it was, one after it resets it."""
+    conns = _idle_conns(pair)
+    try:
+        for c in conns:
+            # not small integers: Redis shares those objects, clocks included
+            c.call("MSET", "a", "va", "b", "vb", "c", "vc")
+        time.sleep(2.1)
+        for c in conns:
+            c.call("CONFIG", "SET", "rdb-key-save-delay", "700000")    # 0.7 s a key
+            assert c.call("BGSAVE") == b"+Background saving started\r\n"
+        during = []
+        for c in conns:
+            assert c.call("INFO", "persistence").count(b"rdb_bgsave_in_progress:1") == 1
+            during.append((c.call("GET", "a"), c.call("OBJECT", "IDLETIME", "a")))
+        # not reset: 2 s idle (3 when the fork ran into the next second)
+        assert [g for g, _ in during] == [b"$2\r\nva\r\n"] * 2
+        assert all(i in (b":2\r\n", b":3\r\n") for _, i in during), during
+        for c in conns:
+            wait_until(lambda c=c: b"rdb_bgsave_in_progress:0" in c.call("INFO", "persistence"),
+                       20, "the BGSAVE")
+            c.call("CONFIG", "SET", "rdb-key-save-delay", "0")
+        after = [(c.call("GET", "a"), c.call("OBJECT", "IDLETIME", "a")) for c in conns]
+        assert after == [(b"$2\r\nva\r\n", b":0\r\n")] * 2
+    finally:
+        for c in conns:
+            c.close()
