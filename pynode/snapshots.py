@@ -217,6 +217,12 @@ class Snapshots:
             return lru
         return None
 
+    def take_clock(self, dbid: int, key: bytes, idle: int, freq: int) -> None:
+        """A loaded key's saved idle time / LFU counter (objectSetLRUOrLFU)."""
+        db = self.srv.ks.db(dbid)
+        if db.peek(key) is not None:
+            evict.set_lru_or_lfu(self.srv, db, key, freq, idle)
+
     # ------------------------------------------------------------ start / stop
     def load(self) -> bool:
         """Load dir/dbfilename if it is there (appendonly no); exits on a
@@ -252,11 +258,6 @@ class Snapshots:
                 db.set_expire(key, expire)
             counts[0] += 1
 
-        def on_clock(dbid: int, key: bytes, idle: int, freq: int) -> None:
-            db = ks.db(dbid)
-            if db.peek(key) is not None:
-                evict.set_lru_or_lfu(srv, db, key, freq, idle)
-
         def progress(pos: int) -> None:
             self.loading_loaded = pos
             srv.loading_events()
@@ -270,7 +271,7 @@ class Snapshots:
             rdb.load(data, on_key, self.on_load_aux, name=path, on_function=codes.append,
                      progress=progress,
                      progress_every=cfg.int("loading-process-events-interval-bytes"),
-                     on_clock=on_clock)
+                     on_clock=self.take_clock)
             srv.scripting.load_functions(codes)
         except rdb.RDBError as e:
             ks.flushall()

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from tests.helpers import Proc
+from tests.helpers import Proc, wait_until
 
 ARGS = ["--enable-debug-command", "yes"]
 LIB = ("#!lua name=interop\n"
@@ -225,7 +225,8 @@ def test_both_servers_write_loadable_files_of_the_same_dataset():
 def _clock_source(writer_is_redis: bool, policy: str) -> Proc:
     """A server under `policy` holding keys whose idle time / LFU counter
     were set by RESTORE ... IDLETIME / FREQ, and a key freshly accessed."""
-    src = Proc(ARGS + ["--maxmemory-policy", policy], redis_server=writer_is_redis).start()
+    src = Proc(ARGS + ["--maxmemory-policy", policy, "--repl-diskless-sync-delay", "0"],
+               redis_server=writer_is_redis).start()
     c = src.client()
     c.set("tmp", "v")
     payload = c.dump("tmp")
@@ -280,3 +281,36 @@ def test_lru_and_lfu_info_travels_in_dump_rdb(writer, policy):
             assert mine["k5000"] >= 5000
     finally:
         _cleanup([src] + loaded, dirs)
+
+
+@pytest.mark.parametrize("primary", ["pynode", "redis"])
+@pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-lfu"])
+def test_full_sync_carries_lru_and_lfu_info(primary, policy):
+    """The full sync's RDB holds the same LRU/LFU info as dump.rdb: replicas
+    (pynode and redis-server) under the same policy take it over."""
+    src = _clock_source(primary == "redis", policy)
+    replicas = []
+    try:
+        c = src.client()
+        before = _clocks(c, policy)
+        got = []
+        for rs in (False, True):
+            p = Proc(ARGS + ["--maxmemory-policy", policy], redis_server=rs).start()
+            replicas.append(p)
+            rc = p.client()
+            rc.replicaof("127.0.0.1", src.port)
+            wait_until(lambda rc=rc: (rc.info("replication").get("master_link_status") == "up"
+                                      and rc.dbsize() == 4), 20, "the full sync")
+            got.append(_clocks(rc, policy))
+            rc.close()
+        c.close()
+        mine, ref = got
+        if policy.endswith("lfu"):
+            assert mine == ref
+            assert (mine["k10"], mine["k200"], mine["k5000"]) == (10, 200, 255)
+        else:
+            for k in before:
+                assert abs(mine[k] - ref[k]) <= 3, (k, mine, ref)
+                assert 0 <= mine[k] - before[k] <= 5, (k, mine, before)
+    finally:
+        _cleanup([src] + replicas, [])
