@@ -471,3 +471,35 @@ def test_lookups_leave_clocks_alone_while_a_child_saves(pair):
     finally:
         for c in conns:
             c.close()
+
+
+@pytest.mark.parametrize("reload", [["DEBUG", "RELOAD"], ["DEBUG", "LOADAOF"]])
+def test_object_idletime_after_debug_reload_and_loadaof(pair, reload):
+    """DEBUG RELOAD goes through dump.rdb: an LRU policy keeps idle times,
+    others make the keys anew (idle 0), as DEBUG LOADAOF does."""
+    conns = _idle_conns(pair)
+    try:
+        if reload[1] == "LOADAOF":
+            for c in conns:
+                c.call("CONFIG", "SET", "appendonly", "yes")
+                wait_until(lambda c=c: b"aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0"
+                           in c.call("INFO", "persistence"), 20, "the first AOF rewrite")
+        for c in conns:
+            c.call("SET", "plain", "value")
+            c.call("SET", "lru", "value")
+        time.sleep(2.1)
+        out = []
+        for c in conns:
+            c.call("CONFIG", "SET", "maxmemory-policy",
+                   "allkeys-lru" if reload[1] == "RELOAD" else "noeviction")
+            out.append([c.call(*reload), c.call("OBJECT", "IDLETIME", "lru"), c.call("GET", "lru")])
+            c.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            out[-1].append(c.call(*reload))
+            out[-1].append(c.call("OBJECT", "IDLETIME", "plain"))
+            c.call("CONFIG", "SET", "appendonly", "no")
+        assert out[0] == out[1]
+        kept = b":2\r\n" if reload[1] == "RELOAD" else b":0\r\n"
+        assert out[0] == [b"+OK\r\n", kept, b"$5\r\nvalue\r\n", b"+OK\r\n", b":0\r\n"]
+    finally:
+        for c in conns:
+            c.close()
