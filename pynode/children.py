@@ -12,6 +12,10 @@ both "rdb" and "repl-sync" CHILD_TYPE_RDB: kind_is_rdb() answers that.
 
 INFO total_forks and latest_fork_usec are counted here only.  A child runs
 body() after child_setup() and _exit()s 0 if it returned, 1 if it raised.
+A child that succeeded reports its copy-on-write size (the Private_Dirty
+bytes of its mappings) through a pipe, as Redis's child info: logged as
+"Fork CoW for <name>: ..." and kept for INFO rdb_last_cow_size /
+aof_last_cow_size (last_cow).
 """
 
 from __future__ import annotations
@@ -20,9 +24,12 @@ import gc
 import os
 import signal
 import stat
+import struct
 import time
 
 RDB, AOF, REPL_SYNC = "rdb", "aof", "repl-sync"
+# the name of each kind in the child's "Fork CoW for <name>" line
+COW_NAMES = {RDB: "RDB", AOF: "AOF rewrite", REPL_SYNC: "RDB"}
 
 
 class Children:
@@ -33,6 +40,10 @@ class Children:
         self.active: dict[int, str] = {}      # pid -> kind
         self.total_forks = 0                  # INFO total_forks
         self.last_fork_usec = 0               # INFO latest_fork_usec
+        self.cow_pipes: dict[int, int] = {}   # pid -> read end of its CoW report
+        self.last_cow = {RDB: 0, AOF: 0}      # INFO rdb/aof_last_cow_size
+        # fn(busy): a child started (True) / none runs any more (False)
+        self.on_busy = None
 
     # ------------------------------------------------------------ state
     def busy(self) -> str | None:
@@ -52,15 +63,26 @@ class Children:
     def fork(self, kind: str, body, what: str) -> int:
         """Fork a child that runs body(); its pid.  OSError if the fork fails.
         `what` names the job in the child's error line ("Error <what>: ...")."""
+        rfd, wfd = os.pipe()
         t0 = time.perf_counter()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(rfd)
+            os.close(wfd)
+            raise
         if pid == 0:
-            run_child(body, what, self.log)       # never returns
+            os.close(rfd)
+            run_child(body, what, self.log, (wfd, COW_NAMES.get(kind, kind)))  # never returns
+        os.close(wfd)
+        self.cow_pipes[pid] = rfd
         self.last_fork_usec = int((time.perf_counter() - t0) * 1e6)
         self.total_forks += 1
         if self.on_latency is not None:
             self.on_latency("fork", self.last_fork_usec / 1e6)
         self.active[pid] = kind
+        if self.on_busy is not None:
+            self.on_busy(True)
         return pid
 
     def reap(self, pid: int, block: bool = False):
@@ -71,7 +93,18 @@ class Children:
             done, status = pid, 1 << 8         # gone without a status: a failure
         if done == 0:
             return None
-        self.active.pop(pid, None)
+        kind = self.active.pop(pid, None)
+        if not self.active and self.on_busy is not None:
+            self.on_busy(False)
+        rfd = self.cow_pipes.pop(pid, None)
+        if rfd is not None:
+            try:
+                data = os.read(rfd, 8)
+            except OSError:
+                data = b""
+            os.close(rfd)
+            if len(data) == 8:
+                self.last_cow[RDB if kind == REPL_SYNC else kind] = struct.unpack("<Q", data)[0]
         return status
 
     def kill(self, pid: int, sig: int = signal.SIGKILL) -> None:
@@ -87,14 +120,17 @@ class Children:
         return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
-def run_child(body, what: str, log=None) -> None:
+def run_child(body, what: str, log=None, cow=None) -> None:
     """The whole life of a forked child: set up, run body(), exit 0 if it
-    returned, 1 if it raised (logged as "Error <what>: ..."). Never returns."""
+    returned, 1 if it raised (logged as "Error <what>: ..."); after success
+    the CoW report goes to cow = (pipe fd, name). Never returns."""
     code = 1
     try:
         child_setup(log)
         body()
         code = 0
+        if cow is not None:
+            report_cow(cow[0], cow[1], log)
     except BaseException as e:  # noqa: BLE001 - the child must always _exit
         try:
             if log is not None:
@@ -103,6 +139,33 @@ def run_child(body, what: str, log=None) -> None:
             pass
     finally:
         os._exit(code)
+
+
+def private_dirty() -> int:
+    """Bytes of this process's pages written since the fork (Private_Dirty
+    of /proc/self/smaps_rollup, as Redis's zmalloc_get_private_dirty); 0
+    where /proc does not tell."""
+    try:
+        with open("/proc/self/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Private_Dirty:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def report_cow(fd: int, name: str, log=None) -> None:
+    """sendChildCowInfo at the end of a child: log its CoW and send it."""
+    cow = private_dirty()
+    if log is not None:
+        mb = cow // (1024 * 1024)
+        log.notice("Fork CoW for %s: current %d MB, peak %d MB, average %d MB"
+                   % (name, mb, mb, mb))
+    try:
+        os.write(fd, struct.pack("<Q", cow))
+    except OSError:
+        pass
 
 
 def child_setup(log=None) -> None:

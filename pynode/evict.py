@@ -33,8 +33,9 @@ time limit (from maxmemory-eviction-tenacity) is reached first, the command
 runs and eviction continues from the event loop until under the limit.
 
 Access clocks (OBJECT IDLETIME/FREQ, LRU/LFU ranking) live in the keyspace
-(storage/keyspace.py); `configure` turns them on for an LRU/LFU policy or
-once OBJECT IDLETIME/FREQ or DEBUG OBJECT asked for them.
+(storage/keyspace.py) and are always kept, as Redis keeps robj->lru: OBJECT
+IDLETIME answers the time since the last access under any policy; `configure`
+says whether they count LRU seconds or LFU counters.
 """
 
 from __future__ import annotations
@@ -75,29 +76,19 @@ def configure(srv) -> None:
     ks.lfu_log_factor = cfg.int("lfu-log-factor")
     ks.lfu_decay_time = cfg.int("lfu-decay-time")
     flags = POLICIES.get(ev.policy, 0)
-    tracking = bool(flags & (F_LRU | F_LFU)) or getattr(srv, "clocks_requested", False)
     on_new = srv.on_key_new if srv.notify_flags & notify.NEW else None
-    ks.configure_hooks(tracking, bool(flags & F_LFU), on_new)
+    ks.configure_hooks(True, bool(flags & F_LFU), on_new)
     srv.maxmemory = ev.maxmemory
-
-
-def want_clocks(srv) -> None:
-    """OBJECT IDLETIME/FREQ, DEBUG OBJECT: keep access clocks from now on."""
-    if not srv.ks.tracking:
-        srv.clocks_requested = True
-        configure(srv)
 
 
 def set_lru_or_lfu(srv, db, key: bytes, freq: int, idle: int) -> None:
     """objectSetLRUOrLFU for RESTORE ... FREQ f / IDLETIME seconds: FREQ
-    counts under an LFU policy, IDLETIME under any other (clocks are turned
-    on for it, as OBJECT IDLETIME would)."""
+    counts under an LFU policy, IDLETIME under any other."""
     ks = srv.ks
     if POLICIES.get(srv.evictor.policy, 0) & F_LFU:
         if freq >= 0 and db.clock is not None:
             db.clock[key] = (ks.lfu_minutes << 8) | freq
     elif idle >= 0:
-        want_clocks(srv)
         when = ks.lru_clock - idle
         if when < 0:
             when = (ks.lru_clock + LRU_CLOCK_MAX // 2) % LRU_CLOCK_MAX

@@ -422,7 +422,7 @@ def _persistence(srv) -> dict:
         "rdb_last_bgsave_time_sec": snap["rdb_last_bgsave_time_sec"],
         "rdb_current_bgsave_time_sec": snap["rdb_current_bgsave_time_sec"],
         "rdb_saves": snap["rdb_saves"],
-        "rdb_last_cow_size": 0,
+        "rdb_last_cow_size": srv.children.last_cow["rdb"],
         "rdb_last_load_keys_expired": snap["rdb_last_load_keys_expired"],
         "rdb_last_load_keys_loaded": snap["rdb_last_load_keys_loaded"],
     }

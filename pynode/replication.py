@@ -507,8 +507,8 @@ class Replication:
         def body() -> None:              # in the child: the RDB into the pipe
             os.close(rfd)
             with open(wfd, "wb", buffering=1 << 20, closefd=True) as fh:
-                n = rdb.dump(dbs, fh.write, aux, functions, srv.snapshots.key_delay())
-            log.notice("Fork CoW for RDB: current 0 MB, peak 0 MB, average 0 MB")
+                n = rdb.dump(dbs, fh.write, aux, functions, srv.snapshots.key_delay(),
+                             srv.snapshots.key_clock())
             log.notice("DB saved on disk (%d keys)" % n)
         try:
             pid = srv.children.fork(REPL_SYNC, body, "writing the RDB for replication")
@@ -1006,9 +1006,11 @@ class Replication:
 
         functions: list[bytes] = []
         srv.loading = True
+        ks.tick()                         # keys are created (accessed) now
         try:
             nkeys = rdb.load(payload, on_key, on_aux, name="MASTER <-> REPLICA sync",
-                             on_function=functions.append)
+                             on_function=functions.append,
+                             on_clock=srv.snapshots.take_clock)
             srv.scripting.load_functions(functions)
         except rdb.RDBError:
             ks.flushall()

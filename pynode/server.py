@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import resource
 import signal
 import socket
 import time
@@ -38,6 +39,9 @@ def _loading_guard(c, cmd) -> str | None:
     """Server.execute's check while loading: commands without the loading
     flag are refused (processCommand's is_denyloading_command)."""
     return None if cmd.loading else LOADING_ERR
+
+# fds a server keeps besides its clients (CONFIG_MIN_RESERVED_FDS)
+RESERVED_FDS = 32
 
 
 class Server:
@@ -114,6 +118,8 @@ class Server:
         from pynode.acl import Acl
         self.acl = Acl()
         self.applied_requirepass = None
+        # no access-clock updates while a child runs (hasActiveChildProcess)
+        self.children.on_busy = lambda busy: setattr(self.ks, "frozen", busy)
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -776,9 +782,63 @@ class Server:
                     preamble=self.scripting.functions.rewrite_commands,
                     children=self.children, on_latency=self.latency.sample)
 
+    def adjust_open_files_limit(self) -> int:
+        """adjustOpenFilesLimit: raise RLIMIT_NOFILE to maxclients + 32 (the
+        fds kept for persistence, listeners and logs), stepping down by 16
+        while the OS refuses; when even that is short, maxclients becomes what
+        fits (logged as Redis).  The maxclients that fits; 0: not even one."""
+        maxclients = self.cfg.int("maxclients")
+        maxfiles = maxclients + RESERVED_FDS
+        try:
+            old = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (OSError, ValueError) as e:
+            log.warning("Unable to obtain the current NOFILE limit (%s), assuming 1024 and "
+                        "setting the max clients configuration accordingly."
+                        % (e.strerror or e))
+            return 1024 - RESERVED_FDS
+        if old == resource.RLIM_INFINITY or old >= maxfiles:
+            return maxclients
+        best = maxfiles
+        error = ""
+        while best > old:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (best, best))
+                break
+            except (OSError, ValueError) as e:
+                error = getattr(e, "strerror", None) or "Operation not permitted"
+            if best < 16:
+                best = old
+                break
+            best -= 16
+        best = max(best, old)
+        if best >= maxfiles:
+            log.notice("Increased maximum number of open files to %d (it was originally "
+                       "set to %d)." % (maxfiles, old))
+            return maxclients
+        fits = best - RESERVED_FDS
+        if fits < 1:
+            log.warning("Your current 'ulimit -n' of %d is not enough for the server to "
+                        "start. Please increase your open file limit to at least %d. "
+                        "Exiting." % (old, maxfiles))
+            return 0
+        log.warning("You requested maxclients of %d requiring at least %d max file "
+                    "descriptors." % (maxclients, maxfiles))
+        log.warning("Server can't set maximum open files to %d because of OS error: %s."
+                    % (maxfiles, error))
+        log.warning("Current maximum open files is %d. maxclients has been reduced to %d "
+                    "to compensate for low ulimit. If you need higher maxclients increase "
+                    "'ulimit -n'." % (best, fits))
+        return fits
+
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        fits = self.adjust_open_files_limit()
+        if fits < 1:
+            raise SystemExit(1)
+        if fits != self.maxclients:
+            self.cfg.values["maxclients"] = str(fits)
+            self.maxclients = fits
         self.stopped = self.loop.create_future()
         port = self.cfg.int("port")
         binds = self.cfg.get("bind").split() or ["*"]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import time
 
+from pynode import evict
 from pynode.log import log
 from storage import durable, rdb
 from pynode.children import RDB
@@ -97,7 +98,8 @@ class Snapshots:
         try:
             with open(tmp, "wb", buffering=1 << 20) as fh:
                 n = rdb.dump(srv.ks.dbs, fh.write, self.aux(),
-                             srv.scripting.functions.codes(), self.key_delay())
+                             srv.scripting.functions.codes(), self.key_delay(),
+                             self.key_clock())
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, path)
@@ -198,6 +200,29 @@ class Snapshots:
                 self.bgsave()
                 return
 
+    def key_clock(self):
+        """What an LRU policy saves of each key (its idle seconds) or an LFU
+        policy (its counter), as rdbSaveKeyValuePair; None otherwise."""
+        srv = self.srv
+        flags = evict.POLICIES.get(srv.evictor.policy, 0)
+        ks = srv.ks
+        if flags & evict.F_LFU:
+            def lfu(db, key: bytes) -> bytes:
+                return rdb.clock_record(-1, ks.lfu_decr(db.clock.get(key, ks.default_clock())))
+            return lfu
+        if flags & evict.F_LRU:
+            def lru(db, key: bytes) -> bytes:
+                idle = ks.idle_ms(db.clock.get(key, ks.default_clock())) // 1000
+                return rdb.clock_record(idle, -1)
+            return lru
+        return None
+
+    def take_clock(self, dbid: int, key: bytes, idle: int, freq: int) -> None:
+        """A loaded key's saved idle time / LFU counter (objectSetLRUOrLFU)."""
+        db = self.srv.ks.db(dbid)
+        if db.peek(key) is not None:
+            evict.set_lru_or_lfu(self.srv, db, key, freq, idle)
+
     # ------------------------------------------------------------ start / stop
     def load(self) -> bool:
         """Load dir/dbfilename if it is there (appendonly no); exits on a
@@ -214,6 +239,7 @@ class Snapshots:
         with open(path, "rb") as fh:
             data = fh.read()
         ks = srv.ks
+        ks.tick()                         # keys are created (accessed) now
         codes: list[bytes] = []
         primary = not cfg.get("replicaof")
         now_ms = int(t0 * 1000)
@@ -244,7 +270,8 @@ class Snapshots:
         try:
             rdb.load(data, on_key, self.on_load_aux, name=path, on_function=codes.append,
                      progress=progress,
-                     progress_every=cfg.int("loading-process-events-interval-bytes"))
+                     progress_every=cfg.int("loading-process-events-interval-bytes"),
+                     on_clock=self.take_clock)
             srv.scripting.load_functions(codes)
         except rdb.RDBError as e:
             ks.flushall()

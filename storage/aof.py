@@ -1089,7 +1089,7 @@ class AOF:
             "aof_rewrites": self.rewrites,
             "aof_rewrites_consecutive_failures": self.consecutive_failures,
             "aof_last_write_status": "ok" if self.last_write_ok else "err",
-            "aof_last_cow_size": 0,
+            "aof_last_cow_size": getattr(self.children, "last_cow", {}).get("aof", 0),
             "module_fork_in_progress": 0,
             "module_fork_last_cow_size": 0,
         }

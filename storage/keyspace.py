@@ -6,11 +6,12 @@ plus an active cycle driven by a min-heap of deadlines, so each cycle touches
 only keys that really expired and stops when its time slice is spent.
 
 Per-key access clocks (OBJECT IDLETIME/FREQ, LRU/LFU eviction) and the
-"new key" hook cost nothing until they are wanted: a database is a plain
-`Database` until `Keyspace.configure_hooks` turns it into a `HookedDatabase`
-(same slots, overriding get/set/delete), which then keeps `db.clock`, a dict
-key -> 24-bit clock as Redis's robj->lru (LRU: seconds; LFU: minutes << 8 |
-logarithmic counter), and reports new keys to `ks.on_new`.
+"new key" hook live in `HookedDatabase` (same slots as a plain `Database`,
+overriding get/set/delete), which `Keyspace.configure_hooks` switches on:
+it keeps `db.clock`, a dict key -> 24-bit clock as Redis's robj->lru (LRU:
+seconds; LFU: minutes << 8 | logarithmic counter), and reports new keys to
+`ks.on_new`.  The server keeps clocks always (OBJECT IDLETIME is right from
+the start, as in Redis); a bare Keyspace (tools, tests) has none.
 """
 
 from __future__ import annotations
@@ -437,7 +438,7 @@ class HookedDatabase(Database):
                 self._expire(key)
             return None
         clock = self.clock
-        if clock is not None:
+        if clock is not None and not ks.frozen:
             ks.last_lookup = key
             if ks.lfu:
                 ks.access(clock, key)
@@ -447,7 +448,7 @@ class HookedDatabase(Database):
 
     def slot_dict(self, key: bytes) -> dict:
         d = Database.slot_dict(self, key)
-        if self.clock is not None and key in d:
+        if self.clock is not None and key in d and not self.ks.frozen:
             self.ks.last_lookup = key
             self.ks.access(self.clock, key)
         return d
@@ -478,7 +479,7 @@ class HookedDatabase(Database):
             elif ks.lfu:
                 # dbOverwrite keeps the counter; a write without a lookup
                 # before it (plain SET, MSET) counts as the access
-                if ks.last_lookup is not key:
+                if ks.last_lookup is not key and not ks.frozen:
                     ks.access(clock, key)
             else:
                 clock[key] = ks.lru_clock
@@ -511,6 +512,9 @@ class Keyspace:
         self.lfu_log_factor = 10
         self.lfu_decay_time = 1
         self.last_lookup = None
+        # lookups leave the clocks alone while a child writes a snapshot
+        # (Redis: no copy-on-write of every read object)
+        self.frozen = False
         self.lru_clock = 0             # LRU clock: seconds & LRU_CLOCK_MAX
         self.lfu_minutes = 0           # LFU clock: minutes & 65535
         self.base_lru = 0              # the clock of keys that have no entry

@@ -388,14 +388,27 @@ def function_record(code: bytes) -> bytes:
     return bytes((OP_FUNCTION2,)) + encode_string(code)
 
 
+def clock_record(idle_s: int, freq: int) -> bytes:
+    """RDB_OPCODE_IDLE <seconds> and/or RDB_OPCODE_FREQ <counter> before a
+    key (-1: not written), as Redis writes them under an LRU / LFU policy."""
+    out = b""
+    if idle_s >= 0:
+        out += bytes((OP_IDLE,)) + encode_length(idle_s)
+    if freq >= 0:
+        out += bytes((OP_FREQ, freq))
+    return out
+
+
 def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None,
          functions: list[bytes] | None = None,
-         after_key: Callable[[], object] | None = None) -> int:
+         after_key: Callable[[], object] | None = None,
+         key_clock: Callable[[object, bytes], bytes] | None = None) -> int:
     """Write an RDB of `dbs` (a sequence of Database or None, indexed by db
     number, whose .items() yields (key, value, expire_ms or -1)) through
     write(bytes).  `aux` fields are written in order after the header, then
     the code of each function library in `functions`, then the keys;
-    after_key() is called after each (rdb-key-save-delay).
+    key_clock(db, key) gives the bytes written after a key's expiry (its
+    clock_record); after_key() is called after each (rdb-key-save-delay).
     Returns the number of keys written."""
     w = _Writer(write, CHECKSUM)
     w.add(MAGIC)
@@ -422,6 +435,8 @@ def dump(dbs, write: Callable[[bytes], object], aux: dict | None = None,
                     raise RDBError("cannot write key %r: %s" % (key, e)) from None
             if expire != -1:
                 w.add(bytes((OP_EXPIRETIME_MS,)) + struct.pack("<q", expire))
+            if key_clock is not None:
+                w.add(key_clock(db, key))
             w.add(bytes((rtype,)) + encode_string(key) + payload)
             nkeys += 1
             if after_key is not None:
@@ -521,9 +536,12 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
          on_aux: Callable[[bytes, bytes], object] | None = None,
          name: str = "RDB", on_function: Callable[[bytes], object] | None = None,
          progress: Callable[[int], object] | None = None,
-         progress_every: int = 2 << 20) -> int:
+         progress_every: int = 2 << 20,
+         on_clock: Callable[[int, bytes, int, int], object] | None = None) -> int:
     """Parse an RDB payload; on_key(dbid, key, value, expire_ms or -1) for each
-    key, on_function(code) for each function library, progress(offset) after
+    key, then on_clock(dbid, key, idle seconds or -1, LFU counter or -1) for a
+    key saved with its LRU/LFU info (RDB_OPCODE_IDLE / RDB_OPCODE_FREQ),
+    on_function(code) for each function library, progress(offset) after
     a key each time `progress_every` more bytes were read.  Raises RDBError (with
     the offset and the reason) on anything it cannot load: bad magic, unknown
     version, value types without a decoder, functions without on_function,
@@ -539,7 +557,7 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
     if ver < 1 or ver > RDB_VERSION:
         raise RDBError("%s: can't handle RDB format version %d" % (name, ver))
     dbid = 0
-    expire = -1
+    expire = idle = freq = -1
     nkeys = 0
     next_progress = progress_every if progress is not None else 1 << 62
     try:
@@ -552,10 +570,10 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
                 expire = struct.unpack("<i", r.take(4))[0] * 1000
                 continue
             if t == OP_IDLE:
-                r.plain_length()
+                idle = r.plain_length()
                 continue
             if t == OP_FREQ:
-                r.byte()
+                freq = r.byte()
                 continue
             if t == OP_SELECTDB:
                 dbid = r.plain_length()
@@ -587,10 +605,12 @@ def load(data, on_key: Callable[[int, bytes, object, int], object],
             key = r.string()
             value = dec(r)
             if value is None:        # an empty collection: Redis skips the key
-                expire = -1
+                expire = idle = freq = -1
                 continue
             on_key(dbid, key, value, expire)
-            expire = -1
+            if (idle != -1 or freq != -1) and on_clock is not None:
+                on_clock(dbid, key, idle, freq)
+            expire = idle = freq = -1
             nkeys += 1
             if r.pos >= next_progress:
                 progress(r.pos)

@@ -106,7 +106,7 @@ class InProc:
         for k, v in config.items():
             cfg.values[k.replace("_", "-")] = v
         self.srv = Server(cfg)
-        self.srv.ks.now = 1_700_000_000_000
+        self.now = 1_700_000_000_000      # the LRU/LFU clocks follow
 
     @property
     def now(self) -> int:

@@ -491,22 +491,20 @@ def test_memory_usage_values(node):
 
 # ------------------------------------------------------------------ in-process units
 
-def test_clocks_off_by_default_and_no_cost():
+def test_clocks_kept_by_default():
     s = InProc()
     c = s.client()
     c.call("SET", "k", "v")
     db = s.srv.ks.db(0)
-    assert type(db) is Database and db.clock is None
+    assert type(db) is HookedDatabase and b"k" in db.clock
     assert s.srv.maxmemory == 0
-    c.call("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
-    assert type(db) is HookedDatabase and db.clock == {}
-    c.call("CONFIG", "SET", "maxmemory-policy", "noeviction")
-    assert type(db) is Database and db.clock is None
+    s.now += 3_000
+    assert c.call("OBJECT", "IDLETIME", "k") == 3     # right without asking first
+    for policy in ("allkeys-lru", "noeviction", "volatile-ttl"):
+        c.call("CONFIG", "SET", "maxmemory-policy", policy)
+        assert type(db) is HookedDatabase and db.clock is not None
     assert c.call("GET", "k") == b"v"
-    c.call("OBJECT", "IDLETIME", "k")            # asked once: kept from now on
-    assert type(db) is HookedDatabase
-    c.call("CONFIG", "SET", "maxmemory-policy", "volatile-ttl")
-    assert type(db) is HookedDatabase
+    assert c.call("OBJECT", "IDLETIME", "k") == 0
     c.call("CONFIG", "SET", "notify-keyspace-events", "Kn")
     assert s.srv.ks.on_new is not None
 

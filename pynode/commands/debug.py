@@ -201,13 +201,11 @@ def _raw_lookup(db, key: bytes):
 
 # ------------------------------------------------------------------ OBJECT
 def _debug_object(c, key: bytes) -> bytes:
-    from pynode import evict
     from storage.values import LIMITS, encoding, refcount
     db = c.db
     v = _raw_lookup(db, key)
     if v is None:
         raise CommandError(NO_SUCH_KEY)
-    evict.want_clocks(c.srv)
     ks = c.srv.ks
     lru = db.clock.get(key, ks.default_clock())
     enc = "raw" if type(v) is bytes and key in db.raw else encoding(v)
@@ -473,12 +471,14 @@ def _debug_reload(c, argv) -> bytes:
     path = snaps.path()
     loaded: list = []
     codes: list[bytes] = []
+    clocks: list = []                 # saved idle times / LFU counters
     try:
         with open(path, "rb") as fh:
             data = fh.read()
         rdb.load(data, lambda dbid, key, value, expire: loaded.append((dbid, key, value,
                                                                         expire)),
-                 None, name=path, on_function=codes.append)
+                 None, name=path, on_function=codes.append,
+                 on_clock=lambda *clock: clocks.append(clock))
     except (OSError, rdb.RDBError) as e:
         srv.log.warning("DEBUG RELOAD: error loading %s: %s" % (path, e))
         raise CommandError("ERR Error trying to load the RDB dump") from None
@@ -501,6 +501,8 @@ def _debug_reload(c, argv) -> bytes:
             db.set(key, value)
             if expire != -1:
                 db.set_expire(key, expire)
+        for clock in clocks:
+            snaps.take_clock(*clock)
         if codes:
             srv.scripting.load_functions(codes)
     finally:
@@ -524,6 +526,7 @@ def _debug_loadaof(c) -> bytes:
     old = srv.ks
     fresh = Keyspace(len(old.dbs))
     fresh.now = old.now
+    fresh.configure_hooks(old.tracking, old.lfu, None)     # replayed keys get clocks
     loader = Client(srv)
     loader.authed = True
     table = srv.table
@@ -573,6 +576,8 @@ def _swap_keyspace(old, fresh) -> None:
         da.slots, db.slots = db.slots, da.slots
         da.expires, db.expires = db.expires, da.expires
         da.heap, db.heap = db.heap, da.heap
+        if da.clock is not None and db.clock is not None:
+            da.clock, db.clock = db.clock, da.clock
 
 
 # ------------------------------------------------------------------ crashes

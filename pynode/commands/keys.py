@@ -10,7 +10,7 @@ the TTL family and OBJECT look keys up without counting as an access
 
 from __future__ import annotations
 
-from pynode import evict, notify
+from pynode import notify
 from pynode.commands import NOT_INT, SYNTAX, CommandError, command, parse_int
 from pynode.resp import OK
 from storage import values
@@ -363,7 +363,6 @@ def object_idletime(c, argv):
     srv = c.srv
     if _lfu(srv):
         raise CommandError(LFU_SELECTED)
-    evict.want_clocks(srv)
     db = c.db
     ks = srv.ks
     return _int(ks.idle_ms(db.clock.get(argv[2], ks.default_clock())) // 1000)
@@ -377,7 +376,6 @@ def object_freq(c, argv):
     srv = c.srv
     if not _lfu(srv):
         raise CommandError(LFU_NOT_SELECTED)
-    evict.want_clocks(srv)
     ks = srv.ks
     return _int(ks.lfu_decr(c.db.clock.get(argv[2], ks.default_clock())))
 

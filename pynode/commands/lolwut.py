@@ -1,10 +1,13 @@
-"""LOLWUT [VERSION v] [...] as Redis 7.0 draws it (lolwut.c, lolwut5.c).
+"""LOLWUT [VERSION v] [...] as Redis 7.0 draws it (lolwut.c, lolwut5.c, lolwut6.c).
 
 VERSION 5 is Georg Nees' "Schotter" on a braille canvas: rows of squares,
 rotated and moved at random from the third row on (Redis uses rand(), so only
 drawings of one or two rows are the same on every call); the arithmetic is
 Redis's single-precision float arithmetic, so those drawings are Redis's
-bytes. Any other version, and no version, answer the version line.
+bytes. VERSION 6 is a skyline of skyscrapers in the terminal's four grays
+(cols x rows character cells, white sky, random offsets, sizes and window
+colors, so only drawings of one row are the same on every call). Any other
+version, and no version, answer the version line.
 """
 
 from __future__ import annotations
@@ -138,6 +141,83 @@ def _lolwut5(args: list[bytes]) -> bytes:
             + VERSION.encode() + b"\n")
 
 
+# lolwut6.c's renderCanvas: foreground and background escape per gray level
+_GRAYS = (b"\x1b[0;30;40m \x1b[0m", b"\x1b[0;90;100m \x1b[0m",
+          b"\x1b[0;37;47m \x1b[0m", b"\x1b[0;97;107m \x1b[0m")
+
+
+def _crand() -> int:
+    """C's rand(): 0..RAND_MAX."""
+    return random.getrandbits(31)
+
+
+def _skyscraper(px: bytearray, width: int, height: int, xoff: int, w: int, h: int,
+                windows: bool, color: int) -> None:
+    """generateSkyscraper: a building standing on the bottom row; the roof
+    is four cells narrower; windows are two cells wide, one tall."""
+    starty = height - 1
+    endy = starty - h + 1
+    for y in range(starty, endy - 1, -1):
+        for x in range(xoff, xoff + w):
+            if y == endy and (x <= xoff + 1 or x >= xoff + w - 2):
+                continue
+            c = color
+            if windows and xoff + 1 < x < xoff + w - 2 and endy + 1 < y < starty - 1:
+                relx = x - (xoff + 1)
+                rely = y - (endy + 1)
+                if (relx // 2) % 2 and rely % 2:
+                    c = color
+                    while c == color:
+                        c = 1 + _crand() % 2
+                    if relx % 2:      # the window's second cell, same color
+                        c = px[x - 1 + y * width] if 0 <= x - 1 < width and 0 <= y < height else 0
+            if 0 <= x < width and 0 <= y < height:
+                px[x + y * width] = c
+
+
+def skyline(width: int, height: int) -> bytearray:
+    """generateSkyline: two passes of plain background buildings (lighter
+    behind), then the black foreground ones with windows."""
+    px = bytearray([3]) * (width * height)
+    for color in (2, 1):
+        offset = -10
+        while offset < width:
+            offset += _crand() % 8
+            w = 10 + _crand() % 9
+            if color == 2:
+                h = height // 2 + (_crand() % height) // 2
+            else:
+                h = height // 2 + (_crand() % height) // 3
+            _skyscraper(px, width, height, offset, w, h, False, color)
+            offset += w // 2 if color == 2 else w + 1
+    offset = -10
+    while offset < width:
+        offset += _crand() % 8
+        w = 5 + _crand() % 14
+        if w % 4:
+            w += w % 3
+        h = height // 3 + (_crand() % height) // 2
+        _skyscraper(px, width, height, offset, w, h, True, 0)
+        offset += w + 5
+    return px
+
+
+def _lolwut6(args: list[bytes]) -> bytes:
+    vals = [80, 20]
+    for i, a in enumerate(args[:2]):
+        vals[i] = parse_int(a)
+    cols = min(max(vals[0], 1), 1000)
+    rows = min(max(vals[1], 1), 1000)
+    px = skyline(cols, rows)
+    lines = []
+    for y in range(rows):
+        lines.append(b"".join([_GRAYS[c] for c in px[y * cols:(y + 1) * cols]]))
+    return (b"\n".join(lines)
+            + b"\nDedicated to the 8 bit game developers of past and present.\n"
+            b"Original 8 bit image from Plaguemon by hikikomori. Redis ver. "
+            + VERSION.encode() + b"\n")
+
+
 @command("lolwut")
 def lolwut(c, argv):
     args = argv[1:]
@@ -147,6 +227,8 @@ def lolwut(c, argv):
         args = args[2:]
     if (version[:2] == "5." and version[2] != "9") or version[:3] == "4.9":
         text = _lolwut5(args)
+    elif (version[:2] == "6." and version[2] != "9") or version[:3] == "5.9":
+        text = _lolwut6(args)
     else:
         text = b"Redis ver. " + VERSION.encode() + b"\n"
     return encode(Verbatim(text), c.resp)

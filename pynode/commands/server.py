@@ -548,6 +548,8 @@ def config_set(c, argv):
     try:
         _apply_live(c, old, new)
     except _ApplyError as e:
+        srv.log.warning("Failed applying new configuration. Possibly related to new %s "
+                        "setting. Restoring previous settings." % e.name)
         for cname, v in old.items():
             cfg.values[cname] = v
         try:
@@ -576,6 +578,13 @@ def _apply_live(c, old: dict, new: dict) -> None:
             os.chdir(cfg.values["dir"])
         except OSError as e:
             raise _ApplyError(new["dir"][0], e.strerror or str(e))
+    if "maxclients" in changed:
+        fits = srv.adjust_open_files_limit()
+        if fits != cfg.int("maxclients"):
+            if "dir" in changed:
+                os.chdir(old["dir"])
+            raise _ApplyError(new["maxclients"][0], "The operating system is not able to "
+                              "handle the specified number of clients, try with %d" % fits)
     if changed & {"port", "bind"}:
         name = new["port"][0] if "port" in changed else new["bind"][0]
         msg = ("Unable to listen on this port" if "port" in changed
