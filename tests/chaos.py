@@ -1107,7 +1107,9 @@ def consecutive_failover(cl: ChaosCluster, victim: int | None = None,
     """Redis's consecutive failover: kill -9 a primary that has two replicas or
     more, wait until one of them serves its slots, then kill -9 that new primary
     too and wait until another of the original replicas serves them.  Returns
-    both failover times (kill -> every live node agrees on a live owner)."""
+    both failover times: ``promoted_s`` (kill -> a replica says role:master) and
+    ``failover_s`` (kill -> every live node agrees on a live owner, as the
+    harness sees it: on a loaded machine its own polling adds seconds)."""
     nt = cl.node_timeout / 1000
     timeout = timeout or 15 * nt
     topo = cl.topology()
@@ -1118,12 +1120,29 @@ def consecutive_failover(cl: ChaosCluster, victim: int | None = None,
     shard = sorted(r for r, m in topo["master_of"].items() if m == victim)
     if len(shard) < 2:
         raise ChaosError("primary %d has %d replicas, want 2 or more" % (victim, len(shard)))
-    times = []
+    times, promoted = [], []
     down: set[int] = set()
     heirs = []
+
+    def no_new_primary(old: int):
+        def problems() -> list[str]:
+            for r in shard:
+                if r in down or r == old:
+                    continue
+                try:
+                    if parse_info(cl.call(r, "INFO", "replication")).get("role") == "master":
+                        return []
+                except Exception:  # noqa: BLE001 - busy or down: ask again
+                    pass
+            return ["no replica of %d promoted" % old]
+        return problems
+
     for _ in range(2):
         t_kill = cl.kill(victim)
         down.add(victim)
+        t_promoted = cl.wait_for("a replica of %d promoted" % victim, no_new_primary(victim),
+                                 timeout)
+        promoted.append(t_promoted - t_kill)
         t_served = cl.wait_serving(down=down, timeout=timeout)
         times.append(t_served - t_kill)
         owners = sorted(p for p, s in cl.topology()["primaries"].items() if s & slots)
@@ -1137,7 +1156,7 @@ def consecutive_failover(cl: ChaosCluster, victim: int | None = None,
             for r in shard:
                 if r != victim:
                     cl.wait_replica(r, primary=victim, timeout=timeout)
-    return {"shard": shard, "heirs": heirs, "failover_s": times}
+    return {"shard": shard, "heirs": heirs, "promoted_s": promoted, "failover_s": times}
 
 
 def median_ratio(times: list[float], node_timeout_ms: int) -> float:
