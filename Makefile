@@ -78,7 +78,9 @@ bench-cluster: setup
 # Chaos, long form: 20 rounds of kill -9 of a primary + restart on a 3+3 cluster
 # under a writer with a ledger of WAIT-acknowledged writes, then SIGSTOP/SIGCONT of a
 # primary, kill -9 of a replica and a manual CLUSTER FAILOVER; prints each round's
-# failover time and the median in node-timeouts.  Then the long simulation sweep of
+# failover time and the median in node-timeouts; the same kill -9 rounds against
+# redis-server 7.0 for comparison; the consecutive failover (a shard's primary, then
+# the replica that replaced it) with one busy process per core.  Then the long simulation sweep of
 # elections / manual failover (1000 seeded schedules).  Then the long form of the
 # live resharding test: 2000 slots moved and a fourth primary filled with
 # --cluster-use-empty-masters and drained, under a ledger and redis-benchmark.
@@ -88,6 +90,8 @@ bench-cluster: setup
 CHAOS_ROUNDS ?= 20
 chaos:
 	$(PY) -m tests.chaos_long --rounds $(CHAOS_ROUNDS)
+	$(PY) -m tests.chaos_long --rounds $(CHAOS_ROUNDS) --server redis --no-extras
+	$(PY) -m pytest tests/test_chaos_load.py
 	PYNODE_SIM_SCHEDULES=1000 $(PY) -m pytest tests/test_gossip_sim_failover.py
 	PYNODE_LIVE_FORM=long $(PY) -m pytest tests/test_reshard_live.py
 	PYNODE_NETNS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m pytest tests/test_chaos_netns.py

@@ -16,6 +16,13 @@ Each tick the node's offset goes to ``set_repl_offset`` and its link status to
 ``set_master_link_down_since``, as the server does. ``PauseClients`` makes the
 node refuse writes until ``UnpauseClients`` or the deadline.
 
+Late event loops (a loaded machine): :meth:`Simulator.stall` freezes one node for a
+while, and ``loop_lateness=(probability, max_ms)`` makes every tick of every node
+stall it with that probability for up to ``max_ms``. A stalled node processes
+nothing; its ticks and the messages that reach it wait until the stall ends and
+then run in arrival order (the messages first, as the transport reads its
+sockets before a late cron).
+
 All randomness comes from ``random.Random(seed)``: a failing seed replays
 exactly. Invariants are checked after every step (see :meth:`Simulator.check`):
 the state's own, currentEpoch and lastVoteEpoch never decrease per node (across
@@ -40,6 +47,7 @@ from gossip.nodes_conf import parse, render
 from gossip.state import ClusterState
 
 TICK_MS = 100
+DEFERRED_FIRST = 1 << 62  # sorts deferred messages (in their order) before anything else due then
 START_MS = 1_700_000_000_000  # a plausible wall clock: times are printed in nodes.conf
 
 
@@ -75,6 +83,7 @@ class SimNode:
     lag: int = 0  # ms behind its primary
     link_down_since: int | None = None
     paused_until: int = 0
+    busy_until: int = 0  # a stalled event loop: nothing runs before this time
 
     @property
     def alive(self) -> bool:
@@ -97,6 +106,7 @@ class Simulator:
         write_load: int = 0,
         repl_lag: tuple[int, int] = (0, 300),
         state_kwargs: dict | None = None,
+        loop_lateness: tuple[float, int] | None = None,
     ):
         self.seed = seed
         self.rng = random.Random(seed)
@@ -109,6 +119,10 @@ class Simulator:
         self.full_check_every = full_check_every
         self.write_load = write_load
         self.repl_lag = repl_lag
+        self.loop_lateness = loop_lateness
+        # stalls have their own generator too: a seed's network schedule is the
+        # same with and without them
+        self.stall_rng = random.Random(f"{seed}/stalls")
         self.state_kwargs = dict(state_kwargs or {})
         # The replication model has its own generator: enabling it does not change
         # the network schedule of a seed.
@@ -179,6 +193,7 @@ class Simulator:
         node.incarnation += 1
         node.out_links.clear()
         node.paused_until = 0
+        node.busy_until = 0
         node.link_down_since = None
         for link in list(self._links.values()):
             if link.owner == i:
@@ -298,12 +313,33 @@ class Simulator:
                 raise
             raise AssertionError(f"seed {self.seed} t={self.now} step {self.steps} ({kind} {data!r:.60}): {e}") from e
 
+    def stall(self, i: int, ms: int) -> None:
+        """Node i's event loop is busy (or starved of CPU) for ``ms`` from now."""
+        node = self.nodes[i]
+        node.busy_until = max(node.busy_until, self.now + ms)
+
+    def _stalled(self, node: SimNode, kind: str, data) -> bool:
+        """Put an event for a stalled node back until its loop runs again."""
+        if node.busy_until <= self.now:
+            return False
+        # messages that arrived during the stall are read before the late tick
+        self._seq += 1
+        order = self._seq if kind == "tick" else self._seq - DEFERRED_FIRST
+        heapq.heappush(self._queue, (node.busy_until, order, kind, data))
+        return True
+
     def _dispatch1(self, kind: str, data) -> None:
         if kind == "tick":
             i, inc = data
             node = self.nodes[i]
             if node.incarnation != inc or not node.alive:
                 return
+            if self._stalled(node, kind, data):
+                return
+            if self.loop_lateness is not None:
+                p, most = self.loop_lateness
+                if self.stall_rng.random() < p:
+                    self.stall(i, self.stall_rng.randint(1, most))
             self._trace_step("tick", i)
             self._replication_step(node)
             self._execute(node, node.state.on_tick(self.now))
@@ -465,6 +501,8 @@ class Simulator:
             dest, inc = owner, link.owner_inc
             info = LinkInfo(inbound=False, node_id=link.key, peer_ip=target.ip, local_ip=owner.ip, conn_id=link.id)
         if not dest.alive or dest.incarnation != inc:
+            return
+        if self._stalled(dest, "deliver", (link_id, direction, payload)):
             return
         msg = decode(payload) if self.wire else payload
         self._trace_step("msg", dest.index, f"{msg.type.name}:{msg.header.sender[:8]}")

@@ -16,9 +16,16 @@ role consistent).
 
 Failover (Redis 7.0's clusterHandleSlaveFailover and friends) lives here too:
 
-* automatic: a replica of a FAIL primary serving slots waits 500 ms + random(0..500)
-  + rank x 1000 ms (rank: siblings with a greater replication offset, from their
-  headers), checks its data age against ``replica_validity_factor``, bumps
+* automatic: a replica of a FAIL primary serving slots waits, as Valkey 9, one delay
+  unit d = min(500 ms, node timeout / 30) + random(0..d) + 2d x rank (rank: siblings
+  with a greater replication offset, from their headers, or the same offset and a
+  smaller node id) + d x failed-primary rank (failed primaries with replicas whose
+  id sorts before my primary's: when several primaries fail at once their shards
+  elect one after the other instead of splitting the votes). A sibling's
+  FAILOVER_AUTH_REQUEST seen before mine went out postpones mine until that
+  election is over (a loaded node may start late: two siblings asking at once
+  split the votes and, with the per-primary vote window, lose 4 x node timeout).
+  It checks its data age against ``replica_validity_factor``, bumps
   currentEpoch and broadcasts FAILOVER_AUTH_REQUEST. Each primary serving slots
   votes once per epoch (``last_vote_epoch``, saved with fsync before the ACK goes
   out), not twice for replicas of the same primary within 2 x node timeout, and only
@@ -90,6 +97,11 @@ MF_TIMEOUT_MS = 5000  # CLUSTER_MF_TIMEOUT: a manual failover is abandoned after
 MF_PAUSE_MULT = 2  # the primary pauses its clients for MF_TIMEOUT_MS x this at most
 REPLICA_MIGRATION_DELAY_MS = 5000  # CLUSTER_SLAVE_MIGRATION_DELAY
 CANT_FAILOVER_RELOG_PERIOD_MS = 10_000
+# Valkey 9's election delay unit: min(500 ms, node timeout / 30). A replica waits
+# one unit (FAIL propagation) + random(0..unit) + 2 units per better-placed
+# sibling + 1 unit per failed primary ranked before its own.
+ELECTION_DELAY_MAX_MS = 500
+ELECTION_DELAY_DIVISOR = 30
 
 # Why a replica is not failing over (clusterLogCantFailover), as Redis words it.
 CANT_FAILOVER_NONE = 0
@@ -187,7 +199,10 @@ class ClusterState:
         self.failover_auth_count = 0  # votes received
         self.failover_auth_sent = False  # request broadcast in this attempt
         self.failover_auth_rank = 0
+        self.failover_failed_primary_rank = 0
         self.failover_auth_epoch = 0  # the epoch of the election in progress
+        # a sibling's election seen: none of mine starts before this time
+        self.sibling_election_until = 0
         self.cant_failover_reason = CANT_FAILOVER_NONE
         self._cant_failover_logged = 0
         # Manual failover (mf_*): on a replica, mf_end is the deadline of the one it
@@ -835,14 +850,39 @@ class ClusterState:
         return 0
 
     def replica_rank(self) -> int:
-        """clusterGetSlaveRank: siblings (able to fail over) with a greater offset."""
+        """clusterGetReplicaRank (Valkey): siblings (able to fail over) with a greater
+        offset, or the same offset and a smaller node id, so that no two siblings
+        share a rank and start their elections together."""
         me = self.myself
         if me.primary_id is None:
             return 0
+        mine = self.repl_offset
         return sum(
             1 for n in self.replicas_of(me.primary_id)
-            if n is not me and NOFAILOVER not in n.flags and n.repl_offset > self.repl_offset
+            if n is not me and NOFAILOVER not in n.flags
+            and (n.repl_offset > mine or (n.repl_offset == mine and n.id < me.id))
         )
+
+    def failed_primary_rank(self) -> int:
+        """clusterGetFailedPrimaryRank (Valkey): failed primaries serving slots and
+        having replicas whose id sorts before my primary's (the shard identity
+        here: Redis 7.0 has no shard id). Those failed longer ago than node timeout
+        x validity factor are left out: their replicas cannot fail over anyway."""
+        me = self.myself
+        mine = me.primary_id
+        if mine is None:
+            return 0
+        with_replicas = {n.primary_id for n in self.nodes.values() if n.is_replica}
+        limit = self.node_timeout * self.replica_validity_factor
+        return sum(
+            1 for n in self.nodes.values()
+            if FAIL in n.flags and n.is_primary and n.slots and n.id in with_replicas
+            and not (limit and self.now - n.fail_time > limit) and n.id < mine
+        )
+
+    def election_delay_unit(self) -> int:
+        """Valkey 9's fixed election delay: min(500 ms, node timeout / 30), >= 1 ms."""
+        return max(1, min(ELECTION_DELAY_MAX_MS, self.node_timeout // ELECTION_DELAY_DIVISOR))
 
     def _log_cant_failover(self, reason: int) -> None:
         """clusterLogCantFailover: log why not, at most every 10 s per reason, and not
@@ -888,35 +928,49 @@ class ClusterState:
             self._log_cant_failover(CANT_FAILOVER_DATA_AGE)
             return
 
+        unit = self.election_delay_unit()
         if auth_age > auth_retry_time:
-            # A new attempt: 500 ms for the FAIL to propagate, up to 500 ms more so that
-            # replicas do not start together, and 1 s per better-placed sibling.
-            self.failover_auth_time = now + 500 + self.rng.randrange(500)
+            # A new attempt: one unit for the FAIL to propagate, up to one more so that
+            # replicas do not start together, two per better-placed sibling, one per
+            # failed primary ranked before mine.
+            self.failover_auth_time = now + unit + self.rng.randrange(unit)
             self.failover_auth_count = 0
             self.failover_auth_sent = False
             self.failover_auth_rank = self.replica_rank()
-            self.failover_auth_time += self.failover_auth_rank * 1000
+            self.failover_auth_time += self.failover_auth_rank * 2 * unit
+            self.failover_failed_primary_rank = self.failed_primary_rank()
+            self.failover_auth_time += self.failover_failed_primary_rank * unit
             if self.mf_end:  # a manual failover starts now
                 self.failover_auth_time = now
                 self.failover_auth_rank = 0
                 self._todo_failover = True
+            elif self.sibling_election_until > self.failover_auth_time:
+                self.failover_auth_time = self.sibling_election_until
             self._log(
                 "warning",
                 f"Start of election delayed for {self.failover_auth_time - now} milliseconds "
-                f"(rank #{self.failover_auth_rank}, offset {self.repl_offset}).",
+                f"(rank #{self.failover_auth_rank}, primary rank #{self.failover_failed_primary_rank}, "
+                f"offset {self.repl_offset}).",
             )
             # Tell my siblings my offset, so that they can rank themselves.
             self._broadcast_pong(local_replicas=True)
             return
 
-        # Siblings with better offsets may have spoken since: the rank only worsens.
+        # Siblings with better offsets may have spoken since, or other failed
+        # shards may have recovered: move the start with the ranks.
         if not self.failover_auth_sent and not self.mf_end:
             newrank = self.replica_rank()
-            if newrank > self.failover_auth_rank:
-                added = (newrank - self.failover_auth_rank) * 1000
+            if newrank != self.failover_auth_rank:
+                added = (newrank - self.failover_auth_rank) * 2 * unit
                 self.failover_auth_time += added
                 self.failover_auth_rank = newrank
                 self._log("warning", f"Replica rank updated to #{newrank}, added {added} milliseconds of delay.")
+            newprank = self.failed_primary_rank()
+            if newprank != self.failover_failed_primary_rank:
+                added = (newprank - self.failover_failed_primary_rank) * unit
+                self.failover_auth_time += added
+                self.failover_failed_primary_rank = newprank
+                self._log("warning", f"Failed primary rank updated to #{newprank}, added {added} milliseconds of delay.")
 
         if now < self.failover_auth_time:
             self._log_cant_failover(CANT_FAILOVER_WAITING_DELAY)
@@ -1364,6 +1418,9 @@ class ClusterState:
         t = msg.type
         me = self.myself
         if t == MsgType.FAILOVER_AUTH_REQUEST:
+            if (me.is_replica and sender.is_replica and sender.primary_id == me.primary_id
+                    and not msg.header.mflags & MF_FORCEACK):
+                self._sibling_election(sender)
             self._send_failover_auth_if_needed(sender, msg.header)
         elif t == MsgType.FAILOVER_AUTH_ACK:
             # A vote counts if it comes from a primary serving slots, in this election.
@@ -1381,6 +1438,22 @@ class ClusterState:
             ping = self._ping_message(MsgType.PING)
             self._out.append(A.Reply(link, ping))
             self._count_sent(ping)
+
+    def _sibling_election(self, sibling: Node) -> None:
+        """A sibling asks for votes for our primary: if my own request has not gone
+        out, it waits until that election is over (won: the sibling becomes my
+        primary; lost: I try after it). Two siblings asking at once split the
+        votes; on a loaded machine the rank delays alone do not keep them apart."""
+        if self.mf_end or self.failover_auth_sent and self.now - self.failover_auth_time <= max(self.node_timeout * 2, 2000):
+            return
+        until = self.now + max(self.node_timeout * 2, 2000)
+        if until <= self.sibling_election_until:
+            return
+        self.sibling_election_until = until
+        if self.failover_auth_time and not self.failover_auth_sent and self.failover_auth_time < until:
+            self.failover_auth_time = until
+            self._log("warning", f"Replica {sibling.id} asked for votes first: my election "
+                                 f"waits until its own is over.")
 
     def _send_failover_auth_if_needed(self, node: Node, request: Header) -> None:
         """clusterSendFailoverAuthIfNeeded: vote for ``node`` if the rules allow."""
@@ -1516,6 +1589,13 @@ class ClusterState:
             me.flags.add(SLAVE)
             me.migrating.clear()
             me.importing.clear()
+        if me.primary_id != n.id:
+            # An election scheduled (not run) for the old primary is void: were the
+            # new one to fail soon, its replicas must rank themselves afresh instead
+            # of all starting at once on the stale schedule and splitting the votes.
+            self.failover_auth_time = 0
+            self.failover_auth_sent = False
+            self.sibling_election_until = 0
         me.primary_id = n.id
         n.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
         self._replication_pending = False

@@ -37,6 +37,11 @@ from gossip.actions import LinkInfo
 from gossip.codec import BusError, FrameDecoder, encode
 
 TICK_S = 0.1
+# A tick that runs this late (the loop was busy or the process starved of CPU)
+# first lets the loop read what arrived meanwhile: uvloop runs due timers before
+# it polls the sockets, so the cron would otherwise judge peers by PONGs that
+# are waiting, unread, in our own receive buffers (and flag them PFAIL).
+LATE_TICK_S = 0.05
 
 
 def now_ms() -> int:
@@ -224,6 +229,11 @@ class BusTransport:
         self.stats_bytes_received = 0
         self.stats_dropped_sends = 0
         self.stats_state_errors = 0
+        # cron ticks that ran late (> LATE_TICK_S) and the worst lateness seen
+        self.stats_late_ticks = 0
+        self.max_tick_lateness_ms = 0
+        self._tick_due = 0.0
+        self._tick_deferred = False
         self.last_bad_frame = ""
 
     # ------------------------------------------------------------------ lifecycle
@@ -246,6 +256,7 @@ class BusTransport:
                     continue
                 raise
             self.servers.append(srv)
+        self._tick_due = time.monotonic() + TICK_S
         self._tick_handle = self.loop.call_later(TICK_S, self._tick)
 
     def close(self) -> None:
@@ -281,6 +292,15 @@ class BusTransport:
         self._tick_handle = None
         if self.closing:
             return
+        late = time.monotonic() - self._tick_due
+        if late > LATE_TICK_S and not self._tick_deferred:
+            # poll the sockets first (a 1 ms timer fires after the next poll)
+            self._tick_deferred = True
+            self.stats_late_ticks += 1
+            self.max_tick_lateness_ms = max(self.max_tick_lateness_ms, int(late * 1000))
+            self._tick_handle = self.loop.call_later(0.001, self._tick)
+            return
+        self._tick_deferred = False
         try:
             if not self.paused:
                 self.run(self.state.on_tick(self.clock()))
@@ -289,6 +309,7 @@ class BusTransport:
             self.log("warning", "Cluster cron failed:\n" + traceback.format_exc())
         finally:
             if not self.closing:
+                self._tick_due = time.monotonic() + TICK_S
                 self._tick_handle = self.loop.call_later(TICK_S, self._tick)
 
     def deliver(self, link: _Link, msg) -> bool:

@@ -21,10 +21,20 @@ that left this node's shard, EmptyData flushes everything, Deliver publishes
 to local subscribers (of shard channels for a PUBLISHSHARD), Replicate is
 handed to the replication module (become_replica / become_primary), and PauseClients/UnpauseClients hold writes while a replica
 runs a manual failover.
+
+Handover at shutdown (Valkey 9's ``SHUTDOWN FAILOVER`` and ``shutdown-on-sigterm
+failover``): a primary serving slots with an online replica first holds client
+writes, waits until its best replica (the greatest acknowledged offset) has
+everything, asks that replica for ``CLUSTER FAILOVER FORCE`` on a client
+connection (not in the replication stream, which its other replicas would
+replay), and waits until the cluster names the replica primary of its slots.
+Then it lets the held writes run (they get MOVED to the new primary) and shuts
+down. Bounded by shutdown-timeout; if anything fails the shutdown goes on.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import random
@@ -34,6 +44,7 @@ from gossip.node import random_node_id
 from gossip.nodes_conf import NodesConfError, parse, render
 from gossip.state import ClusterState
 from gossip.transport import BusTransport, now_ms
+from storage.rewrite import encode_command
 from storage.durable import LockHeld, atomic_write, lock_exclusive, overwrite
 
 SAVE_DELAY_S = 0.1
@@ -65,6 +76,7 @@ class ClusterNode:
         self.save_pending = False
         self._lock = None
         self._rng = random.Random(int.from_bytes(os.urandom(16), "big"))
+        self.handover: asyncio.Task | None = None  # SHUTDOWN FAILOVER in progress
 
         self._take_lock()
         self.state = self._load()
@@ -341,6 +353,110 @@ class ClusterNode:
     def publish_shard(self, channel: bytes, message: bytes) -> None:
         """SPUBLISH in cluster mode: to the other nodes of this shard over the bus."""
         self.run(self.state.publish_shard(channel, message, now=now_ms()))
+
+    # ------------------------------------------------------------------ handover
+    def start_handover(self, then, timeout_s: float) -> bool:
+        """SHUTDOWN FAILOVER: hand the slots to the best replica, then call ``then()``.
+        False (nothing started) unless this node is a primary serving slots with an
+        online replica."""
+        from pynode.replication import ONLINE
+        srv = self.srv
+        me = self.state.myself
+        if self.handover is not None or not me.is_primary or not me.slots:
+            return False
+        if not any(r.state == ONLINE for r in srv.replication.live_replicas()):
+            return False
+        deadline = time.monotonic() + max(0.1, timeout_s)
+        srv.paused_until = deadline       # hold client writes (CLIENT PAUSE WRITE)
+        srv.pause_all = False
+        srv.log.warning("Handing my slots over to a replica before shutting down "
+                        "(timeout %.0f ms)." % (max(0.1, timeout_s) * 1000))
+        self.handover = srv.loop.create_task(self._handover(then, deadline))
+        return True
+
+    def abort_handover(self) -> bool:
+        """SHUTDOWN ABORT during a handover: writes resume, no shutdown."""
+        task, self.handover = self.handover, None
+        if task is None:
+            return False
+        task.cancel()
+        self.srv.unpause()
+        self.srv.log.warning("Shutdown and handover aborted.")
+        return True
+
+    async def _handover(self, then, deadline: float) -> None:
+        srv = self.srv
+        log = srv.log
+        try:
+            target = await self._caught_up_replica(deadline)
+            if target is None:
+                log.warning("Handover: no replica caught up in time; shutting down without it.")
+            else:
+                ip, port = target
+                log.warning("Handover: replica %s:%d has all my data; asking it to take over."
+                            % (ip, port))
+                if await self._ask_takeover(ip, port, deadline):
+                    while self.state.myself.is_primary and time.monotonic() < deadline:
+                        await asyncio.sleep(0.01)
+                if self.state.myself.is_primary:
+                    log.warning("Handover: the replica did not take over in time.")
+                else:
+                    log.warning("Handover done: %s:%d serves my slots now." % (ip, port))
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001 - the shutdown must go on
+            log.warning("Handover failed: %r" % (e,))
+        if self.handover is None:        # aborted meanwhile
+            return
+        self.handover = None
+        # the held writes run now (MOVED to the new primary) and their replies
+        # leave before the shutdown closes the connections
+        srv.unpause()
+        srv.loop.call_later(0.05, then)
+
+    async def _caught_up_replica(self, deadline: float):
+        """(ip, port) of an online replica that acknowledged our whole stream, the
+        one with the greatest acknowledged offset; None at the deadline."""
+        from pynode.replication import ONLINE
+        repl = self.srv.replication
+        last_getack = 0.0
+        while time.monotonic() < deadline:
+            online = [r for r in repl.live_replicas() if r.state == ONLINE]
+            if not online:
+                return None
+            best = max(online, key=lambda r: r.ack_off)
+            if best.ack_off >= repl.offset:
+                return best.ip, best.port
+            if time.monotonic() - last_getack > 0.2:
+                last_getack = time.monotonic()
+                repl.send_getack()
+            await asyncio.sleep(0.005)
+        return None
+
+    async def _ask_takeover(self, ip: str, port: int, deadline: float) -> bool:
+        """CLUSTER FAILOVER FORCE on the replica, authenticated as replication is."""
+        cfg = self.srv.cfg
+        left = max(0.05, deadline - time.monotonic())
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), left)
+        try:
+            cmds = []
+            if cfg.get("masterauth"):
+                auth = [b"AUTH"]
+                if cfg.get("masteruser"):
+                    auth.append(cfg.get("masteruser").encode())
+                cmds.append(auth + [cfg.get("masterauth").encode()])
+            cmds.append([b"CLUSTER", b"FAILOVER", b"FORCE"])
+            writer.write(b"".join(encode_command(c) for c in cmds))
+            for _ in cmds:
+                left = max(0.05, deadline - time.monotonic())
+                line = await asyncio.wait_for(reader.readline(), left)
+                if not line.startswith(b"+"):
+                    self.srv.log.warning("Handover: the replica answered %r"
+                                         % line.strip()[:200])
+                    return False
+            return True
+        finally:
+            writer.close()
 
     # ------------------------------------------------------------------ views
     def info_fields(self) -> list[tuple[str, object]]:

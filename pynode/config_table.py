@@ -101,7 +101,7 @@ _ENUM_ACL_PUBSUB = ("allchannels", "resetchannels")
 _ENUM_SANITIZE = ("no", "yes", "clients")
 _ENUM_ENDPOINT = ("ip", "hostname", "unknown-endpoint")
 _ENUM_PROPAGATION = ("ignore", "panic", "panic-on-replicas")
-_FLAGS_SHUTDOWN = ("default", "save", "nosave", "now", "force")
+_FLAGS_SHUTDOWN = ("default", "save", "nosave", "now", "force", "failover")
 
 # Enum names that share a value with an earlier entry; CONFIG GET prints the
 # first name carrying that value.
@@ -110,7 +110,7 @@ _ENUM_SYNONYMS: dict[str, dict[str, str]] = {
 }
 
 # Bit values of the shutdown-on-sig* flags ("default" is 0).
-_SHUTDOWN_BITS = {"default": 0, "save": 1, "nosave": 2, "now": 4, "force": 8}
+_SHUTDOWN_BITS = {"default": 0, "save": 1, "nosave": 2, "now": 4, "force": 8, "failover": 16}
 
 
 def _b(name, default, *, alias=None, immutable=False):

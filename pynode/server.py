@@ -90,6 +90,7 @@ class Server:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.servers: list = []
         self.shutting_down = False
+        self.shutdown_waiters: list = []  # SHUTDOWN FAILOVER clients waiting for the handover
         self.loading = False
         self.loading_greenlet = None     # the start-up load (serve_while_loading)
         self.errorstats: dict[str, int] = {}
@@ -906,11 +907,24 @@ class Server:
     def on_signal(self, sig) -> None:
         name = "SIGTERM" if sig == signal.SIGTERM else "SIGINT"
         log.warning("Received %s scheduling shutdown..." % name)
-        self.loop.call_soon(self.shutdown, False)
+        flags = self.cfg.get("shutdown-on-sigterm" if sig == signal.SIGTERM
+                             else "shutdown-on-sigint").split()
+        self.loop.call_soon(lambda: self.shutdown(False, failover="failover" in flags))
 
-    def shutdown(self, force: bool = False, save: bool = False, nosave: bool = False) -> bool:
+    def shutdown(self, force: bool = False, save: bool = False, nosave: bool = False,
+                 failover: bool = False, on_error=None) -> bool | None:
         """Flush what must be flushed and stop the loop. False if it cannot.
-        The RDB is saved when save points are set or `save`, unless `nosave`."""
+        The RDB is saved when save points are set or `save`, unless `nosave`.
+        ``failover`` (SHUTDOWN FAILOVER, as Valkey 9): a cluster primary first
+        hands its slots to its best replica (pynode/cluster.py); the shutdown
+        then runs later and this returns None. ``on_error()`` is called if that
+        later shutdown fails."""
+        if failover and self.cluster is not None:
+            def then():
+                if not self.shutdown(force, save, nosave) and on_error is not None:
+                    on_error()
+            if self.cluster.start_handover(then, self.cfg.int("shutdown-timeout")):
+                return None
         log.warning("User requested shutdown...")
         if self.loading:                         # never save a partial dataset
             save, nosave = False, True

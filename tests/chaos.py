@@ -35,9 +35,12 @@ lost         an acknowledged write that does not read back: the key's value read
 from __future__ import annotations
 
 import binascii
+import os
 import random
 import signal
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -1066,6 +1069,96 @@ def manual_failover(cl: ChaosCluster, w: Writer, rng: random.Random | None = Non
             "errors": sorted({e[1] for e in errs}), "checked": v.checked}
 
 
+class CpuLoad:
+    """One busy-loop process per core (or ``n``) for the duration of a ``with``
+    block: the machine a loaded CI runner is.  The processes are killed (and
+    reaped) on exit, whatever happened inside."""
+
+    def __init__(self, n: int | None = None) -> None:
+        self.n = n or os.cpu_count() or 2
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> "CpuLoad":
+        try:
+            for _ in range(self.n):
+                self.procs.append(subprocess.Popen(
+                    [sys.executable, "-c", "while True: pass"],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs = []
+
+
+def consecutive_failover(cl: ChaosCluster, victim: int | None = None,
+                         timeout: float | None = None) -> dict:
+    """Redis's consecutive failover: kill -9 a primary that has two replicas or
+    more, wait until one of them serves its slots, then kill -9 that new primary
+    too and wait until another of the original replicas serves them.  Returns
+    both failover times: ``promoted_s`` (kill -> a replica says role:master) and
+    ``failover_s`` (kill -> every live node agrees on a live owner, as the
+    harness sees it: on a loaded machine its own polling adds seconds)."""
+    nt = cl.node_timeout / 1000
+    timeout = timeout or 15 * nt
+    topo = cl.topology()
+    if victim is None:
+        victim = max(topo["primaries"], key=lambda p: (
+            sum(1 for m in topo["master_of"].values() if m == p), -p))
+    slots = topo["primaries"][victim]
+    shard = sorted(r for r, m in topo["master_of"].items() if m == victim)
+    if len(shard) < 2:
+        raise ChaosError("primary %d has %d replicas, want 2 or more" % (victim, len(shard)))
+    times, promoted = [], []
+    down: set[int] = set()
+    heirs = []
+
+    def no_new_primary(old: int):
+        def problems() -> list[str]:
+            for r in shard:
+                if r in down or r == old:
+                    continue
+                try:
+                    if parse_info(cl.call(r, "INFO", "replication")).get("role") == "master":
+                        return []
+                except Exception:  # noqa: BLE001 - busy or down: ask again
+                    pass
+            return ["no replica of %d promoted" % old]
+        return problems
+
+    for _ in range(2):
+        t_kill = cl.kill(victim)
+        down.add(victim)
+        t_promoted = cl.wait_for("a replica of %d promoted" % victim, no_new_primary(victim),
+                                 timeout)
+        promoted.append(t_promoted - t_kill)
+        t_served = cl.wait_serving(down=down, timeout=timeout)
+        times.append(t_served - t_kill)
+        owners = sorted(p for p, s in cl.topology()["primaries"].items() if s & slots)
+        if len(owners) != 1 or owners[0] not in shard:
+            raise ChaosError("slots of %d served by %s, want one of its replicas %s\n%s"
+                             % (victim, owners, shard, cl.diagnostics()))
+        victim = owners[0]
+        heirs.append(victim)
+        if len(heirs) == 1:
+            # the other replicas follow the new primary before it is killed too
+            for r in shard:
+                if r != victim:
+                    cl.wait_replica(r, primary=victim, timeout=timeout)
+    return {"shard": shard, "heirs": heirs, "promoted_s": promoted, "failover_s": times}
+
+
 def median_ratio(times: list[float], node_timeout_ms: int) -> float:
     return statistics.median(times) / (node_timeout_ms / 1000)
 
@@ -1076,4 +1169,4 @@ def pids(cl: ChaosCluster) -> list[int]:
 
 __all__ = ["ChaosCluster", "Writer", "ChaosError", "verify", "assert_verified",
            "kill_primary_round", "sigstop_primary", "kill_replica", "manual_failover",
-           "median_ratio", "read_keys", "CHAOS_PORTS"]
+           "median_ratio", "read_keys", "CHAOS_PORTS", "CpuLoad", "consecutive_failover"]

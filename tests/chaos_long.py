@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--node-timeout", type=int, default=2000)
     ap.add_argument("--max-ratio", type=float, default=None,
                     help="also fail if the median failover time exceeds this many "
-                         "node-timeouts (the goal for pynode is 1.5)")
+                         "node-timeouts (the goal for pynode is 1.25)")
     ap.add_argument("--no-extras", action="store_true",
                     help="only the kill -9 rounds")
     args = ap.parse_args(argv)

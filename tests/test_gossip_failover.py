@@ -18,6 +18,7 @@ from tests import test_gossip_state as base
 
 T0 = base.T0
 TIMEOUT = base.TIMEOUT  # 2000 ms
+UNIT = min(500, TIMEOUT // 30)  # the election delay unit (66 ms)
 nid, build, msg, out, IN, of, sent = base.nid, base.build, base.msg, base.out, base.IN, base.of, base.sent
 
 # a, b, c primaries (epochs 1, 2, 3); d and e replicas of c.
@@ -182,9 +183,10 @@ def test_election_delay_request_votes_and_win():
     fail_c(d, T0 + 20)
     acts = d.on_tick(T0 + 50)  # the next cron schedules the election
     logs = [x.text for x in of(acts, A.Log)]
-    assert any(x.startswith("Start of election delayed for") and "(rank #0, offset 1000)" in x for x in logs)
+    assert any(x.startswith("Start of election delayed for")
+               and "(rank #0, primary rank #0, offset 1000)" in x for x in logs)
     delay = d.failover_auth_time - (T0 + 50)
-    assert 500 <= delay < 1000
+    assert UNIT <= delay < 2 * UNIT  # Valkey 9: min(500, node timeout / 30) + random
     # the offset goes to the siblings (e), not to the primaries
     pongs = sent(acts, MsgType.PONG)
     assert [p.node_id for p in pongs] == [nid("e")]
@@ -220,7 +222,7 @@ def test_rank_follows_sibling_offsets():
     assert d.replica_rank() == 1
     fail_c(d, T0 + 20)
     d.on_tick(T0 + 50)
-    assert d.failover_auth_rank == 1 and 1500 <= d.failover_auth_time - (T0 + 50) < 2000
+    assert d.failover_auth_rank == 1 and 3 * UNIT <= d.failover_auth_time - (T0 + 50) < 4 * UNIT
     # a nofailover sibling does not count
     e = d.nodes[nid("e")]
     e.flags.add("nofailover")
@@ -237,8 +239,9 @@ def test_rank_worsens_while_waiting():
     assert d.failover_auth_rank == 0
     d.on_message(IN, header_msg(d, MsgType.PING, "e", offset=900), T0 + 100)
     acts = d.on_tick(T0 + 150)
-    assert d.failover_auth_rank == 1 and d.failover_auth_time == first + 1000
-    assert any("Replica rank updated to #1, added 1000 milliseconds of delay." == x.text for x in of(acts, A.Log))
+    assert d.failover_auth_rank == 1 and d.failover_auth_time == first + 2 * UNIT
+    assert any(f"Replica rank updated to #1, added {2 * UNIT} milliseconds of delay." == x.text
+               for x in of(acts, A.Log))
 
 
 def test_election_expires_and_is_retried_with_a_new_epoch():
@@ -251,10 +254,81 @@ def test_election_expires_and_is_retried_with_a_new_epoch():
     logs: list = []
     t2, acts = run_until_request(d, t, limit=3 * auth_timeout, logs=logs)
     assert d.current_epoch == 5 and d.failover_auth_epoch == 5
-    # the retry was scheduled after 2 x the election timeout, plus the 500..1000 ms delay
-    assert t2 - start >= 2 * auth_timeout + 500
+    # the retry was scheduled after 2 x the election timeout, plus the delay
+    assert t2 - start >= 2 * auth_timeout + UNIT
     # in between, the expired attempt was noted (and logged once the primary had failed long enough)
     assert "Currently unable to failover: Failover attempt expired." in logs
+
+
+def test_equal_offsets_rank_by_node_id():
+    """Valkey's tie-break: siblings with the same offset never share a rank."""
+    d, e = view("d"), view("e")
+    for st, other in ((d, "e"), (e, "d")):
+        st.set_repl_offset(700)
+        st.on_message(IN, header_msg(st, MsgType.PING, other, offset=700), T0 + 10)
+    assert sorted([d.replica_rank(), e.replica_rank()]) == [0, 1]
+    assert d.replica_rank() == (1 if nid("e") < nid("d") else 0)
+
+
+# a, b, c primaries with a replica each (d, e, f); c and b fail together.
+THREE_SHARDS = [
+    "a master - 1 0-5000",
+    "b master - 2 5001-10000",
+    "c master - 3 10001-16383",
+    "d slave a 0",
+    "e slave b 0",
+    "f slave c 0",
+]
+
+
+def test_failed_primaries_are_ranked_across_shards():
+    f = view("f", lines=THREE_SHARDS)
+    e = view("e", lines=THREE_SHARDS)
+    for st in (e, f):
+        for who in "bc":
+            st.on_message(IN, header_msg(st, MsgType.FAIL, "a", body=FailBody(nid(who))), T0)
+    # b's id sorts before c's: b's shard goes first, c's one unit later
+    assert e.failed_primary_rank() == 0 and f.failed_primary_rank() == 1
+    e.on_tick(T0 + 50)
+    f.on_tick(T0 + 50)
+    assert UNIT <= e.failover_auth_time - (T0 + 50) < 2 * UNIT
+    assert 2 * UNIT <= f.failover_auth_time - (T0 + 50) < 3 * UNIT
+    # b's failure is cleared (it is reachable again): f moves forward one unit
+    before = f.failover_auth_time
+    f.nodes[nid("b")].flags.discard("fail")
+    acts = f.on_tick(T0 + 60)
+    assert f.failover_failed_primary_rank == 0 and f.failover_auth_time == before - UNIT
+    assert any(x.text == f"Failed primary rank updated to #0, added {-UNIT} milliseconds of delay."
+               for x in of(acts, A.Log))
+    # a primary failed longer than node timeout x validity factor does not count
+    f.nodes[nid("b")].flags.add("fail")
+    f.nodes[nid("b")].fail_time = T0 - 10 * TIMEOUT - 1
+    assert f.failed_primary_rank() == 0
+
+
+def test_a_sibling_request_postpones_my_election():
+    d = view("d")
+    d.set_repl_offset(1000)
+    fail_c(d, T0 + 20)
+    d.on_tick(T0 + 50)
+    assert d.failover_auth_time < T0 + 50 + 2 * UNIT
+    # e asks first (its delay ran out sooner, or my loop ran late): I wait for its election
+    auth_timeout = max(2 * TIMEOUT, 2000)
+    acts = d.on_message(IN, request_from(d, "e", 4), T0 + 60)
+    assert d.failover_auth_time == T0 + 60 + auth_timeout and not d.failover_auth_sent
+    assert any("asked for votes first" in x.text for x in of(acts, A.Log))
+    for k in range(1, auth_timeout // 100):
+        assert not sent(d.on_tick(T0 + 60 + 100 * k), MsgType.FAILOVER_AUTH_REQUEST)
+    # e did not win: I try once its election has expired
+    t, _ = run_until_request(d, T0 + 60 + auth_timeout - 100, limit=1000)
+    assert t >= T0 + 60 + auth_timeout
+    # a forced (manual) request of a sibling postpones nothing
+    d2 = view("d")
+    fail_c(d2, T0 + 20)
+    d2.on_tick(T0 + 50)
+    scheduled = d2.failover_auth_time
+    d2.on_message(IN, request_from(d2, "e", 4, mflags=MF_FORCEACK), T0 + 60)
+    assert d2.failover_auth_time == scheduled and d2.sibling_election_until == 0
 
 
 def test_data_age_and_validity_factor():

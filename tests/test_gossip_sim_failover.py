@@ -109,7 +109,7 @@ def test_the_most_up_to_date_replica_wins():
         if sim.state(3).myself.is_primary:
             wins += 1
             assert sim.state(4).myself.is_replica
-    assert wins >= 9  # rank 0 waits 0.5-1 s, rank 1 1.5-2 s: node 3 asks first
+    assert wins >= 9  # rank 1 waits two delay units more than rank 0: node 3 asks first
 
 
 def test_partitioned_primary_majority_fails_over_minority_stops_writes():
@@ -230,6 +230,74 @@ def test_failover_then_second_failover_of_the_new_primary():
     sim.check_all()
 
 
+def elections(sim: Simulator, since: int) -> int:
+    """Elections started (vote requests broadcast) by live nodes since a time."""
+    return sum(1 for n in sim.live() for t, _, text in n.logs
+               if t >= since and text.startswith("Starting a failover election"))
+
+
+def test_many_primaries_failing_at_once_elect_one_after_the_other():
+    """Valkey's failed-primary rank: with several shards down at once, their replicas
+    start their elections in turn (by primary id) and the votes do not split: each
+    shard needs one election, and all are served well within 2 node timeouts of
+    being flagged."""
+    total = 0
+    for seed in range(8):
+        sim = Simulator(15, seed=400 + seed, delay=(1, 10), write_load=10)
+        form(sim, 5)  # 5 primaries with 2 replicas each
+        sim.run_for(1000)
+        t0 = sim.now
+        for v in (0, 1):
+            sim.crash(v)
+        assert sim.run_until(served(), 30_000, every_ms=20), f"seed {sim.seed}"
+        assert sim.now - t0 < 3 * TIMEOUT, (sim.seed, sim.now - t0)
+        total += elections(sim, t0)
+        sim.check_all()
+    assert total <= 2 * 8 + 2, total  # one election per failed shard (a split at most)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_consecutive_failover_with_late_event_loops(seed):
+    """Redis's consecutive failover (kill the primary of a shard with several
+    replicas, then the replica that won) while every node's loop is often late (a
+    loaded machine): both failovers happen, the second as promptly as the first."""
+    sim = Simulator(8, seed=600 + seed, delay=(1, 10), write_load=20, loop_lateness=(0.2, 400))
+    form(sim, 3, replicas={3: 0, 4: 0, 5: 0, 6: 1, 7: 2})
+    shard = [3, 4, 5]
+    sim.run_for(2000)
+    victim = 0
+    for round_ in range(2):
+        t0 = sim.now
+        sim.crash(victim)
+        assert sim.run_until(served(), 30_000, every_ms=20), f"seed {sim.seed} round {round_}"
+        assert sim.now - t0 < 4 * TIMEOUT, (sim.seed, round_, sim.now - t0)
+        (victim,) = [i for i in shard if sim.nodes[i].alive and sim.state(i).myself.is_primary]
+        rest = [i for i in shard if sim.nodes[i].alive and i != victim]
+        vid = sim.node_id(victim)
+        assert sim.run_until(lambda s: all(s.state(i).myself.primary_id == vid for i in rest), 10_000)
+        sim.run_for(1000)
+    sim.check_all()
+
+
+def test_a_stalled_node_catches_up_in_arrival_order():
+    """The simulator's stall: nothing runs on the node meanwhile; then the messages
+    that reached it run before its late tick, and it keeps the cluster's view."""
+    sim = Simulator(6, seed=77, delay=(1, 10))
+    form(sim, 3)
+    sim.stall(4, TIMEOUT - 500)  # shorter than node timeout: nobody may flag it
+    steps = sim.steps
+    sim.run_for(TIMEOUT)
+    assert sim.steps > steps and sim.nodes[4].busy_until <= sim.now
+    assert all("pfail" not in sim.state(i).nodes[sim.node_id(4)].flags and
+               "fail" not in sim.state(i).nodes[sim.node_id(4)].flags for i in range(6) if i != 4)
+    assert not any(n.flags & {"pfail", "fail"} for n in sim.state(4).nodes.values())
+    (heir,) = replicas_of(sim, 2)
+    sim.stall(2, 4 * TIMEOUT)  # a primary stalled this long is replaced
+    assert sim.run_until(lambda s: s.state(heir).myself.is_primary, 4 * TIMEOUT)
+    assert settle(sim)
+    assert sim.state(2).myself.is_replica and sim.state(2).myself.primary_id == sim.node_id(heir)
+
+
 # ----------------------------------------------------------------------------- seeded schedules
 
 FAULTS = ("crash_primary", "partition_primary", "manual", "force", "takeover", "crash_two", "flap")
@@ -239,6 +307,9 @@ def run_schedule(seed: int, n: int) -> float | None:
     """One seeded schedule on n nodes; returns the failover time (in node timeouts)
     when the schedule measured one. Raises AssertionError naming the seed."""
     rng = random.Random(seed)
+    # the later additions draw from their own generator: the schedules drawn
+    # before them stay the same
+    extra = random.Random(f"{seed}/extra")
     n_prim = rng.randint(3, max(3, n // 2))
     sim = Simulator(
         n, seed,
@@ -248,10 +319,14 @@ def run_schedule(seed: int, n: int) -> float | None:
         node_timeout_ms=TIMEOUT,
         write_load=rng.choice((0, 10, 100)),
         wire=rng.random() < 0.2,
+        # a loaded machine: now and then a node's loop runs up to 300 ms late
+        loop_lateness=(0.05, 300) if extra.random() < 0.3 else None,
     )
     form(sim, n_prim)
     sim.run_for(rng.randint(0, 2000))
     fault = FAULTS[rng.randrange(len(FAULTS))]
+    if extra.random() < 0.15:
+        fault = "crash_many"  # several primaries at once
     primaries = [i for i in sim.primaries() if replicas_of(sim, i)]
     victim = rng.choice(primaries)
     took = None
@@ -294,6 +369,18 @@ def run_schedule(seed: int, n: int) -> float | None:
         sim.restart(victim)
         sim.run_for(rng.randint(0, 3000))
         sim.restart(second)
+    elif fault == "crash_many":
+        # a minority of the primaries (with replicas) dies at once
+        k = min(len(primaries), max(1, (n_prim - 1) // 2))
+        victims = rng.sample(primaries, k)
+        t0 = sim.now
+        for v in victims:
+            sim.crash(v)
+        assert sim.run_until(served(), 45_000, every_ms=50), f"seed {seed} n {n}: no failover of {victims}"
+        took = (sim.now - t0) / TIMEOUT
+        sim.run_for(rng.randint(0, 3000))
+        for v in victims:
+            sim.restart(v)
     elif fault == "flap":
         sim.crash(victim)
         sim.run_for(rng.randint(TIMEOUT // 2, 3 * TIMEOUT))

@@ -1167,10 +1167,12 @@ def bgrewriteaof(c, argv):
 
 @command("shutdown")
 def shutdown(c, argv):
-    nosave = save_ = now = force = abort = False
+    nosave = save_ = now = force = abort = failover = False
     for a in argv[1:]:
         a = a.lower()
-        if a == b"nosave":
+        if a == b"failover":             # Valkey 9: hand the slots over first
+            failover = True
+        elif a == b"nosave":
             nosave = True
         elif a == b"save":
             save_ = True
@@ -1182,12 +1184,29 @@ def shutdown(c, argv):
             abort = True
         else:
             raise CommandError(SYNTAX)
-    if (abort and (nosave or save_ or now or force)) or (nosave and save_):
+    if (abort and (nosave or save_ or now or force or failover)) or (nosave and save_):
         raise CommandError(SYNTAX)
     srv = c.srv
     if abort:
+        if srv.cluster is not None and srv.cluster.abort_handover():
+            for w in srv.shutdown_waiters:
+                w.write(b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n")
+                w.resume()
+            srv.shutdown_waiters.clear()
+            return b"+OK\r\n"
         raise CommandError("ERR No shutdown in progress.")
-    if not srv.shutdown(force, save=save_, nosave=nosave):
+
+    def failed():
+        for w in srv.shutdown_waiters:
+            w.write(b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n")
+            w.resume()
+        srv.shutdown_waiters.clear()
+    done = srv.shutdown(force, save=save_, nosave=nosave, failover=failover, on_error=failed)
+    if done is None:                     # handing over first: the client waits
+        srv.shutdown_waiters.append(c)
+        c.paused = True
+        return None
+    if not done:
         raise CommandError("ERR Errors trying to SHUTDOWN. Check logs.")
     return None
 
