@@ -34,6 +34,7 @@ from typing import Callable
 
 from gossip import actions as A
 from gossip.actions import LinkInfo
+from gossip.busauth import AuthError, LinkAuth
 from gossip.codec import BusError, FrameDecoder, encode
 
 TICK_S = 0.1
@@ -59,6 +60,7 @@ class _Link(asyncio.Protocol):
         self.peer_ip = ""
         self.local_ip = ""
         self.info: LinkInfo | None = None
+        self.auth: LinkAuth | None = None   # with a bus secret (gossip/busauth.py)
 
     # -- asyncio callbacks
     def connection_made(self, transport) -> None:
@@ -71,11 +73,26 @@ class _Link(asyncio.Protocol):
         self.peer_ip = _ip_of(peer)
         self.local_ip = _ip_of(sock)
         self.info = self.make_info()
+        if self.bus.secrets:
+            self.auth = LinkAuth(not self.inbound, self.bus.secrets)
+            transport.write(self.auth.hello())
+            self.bus.auth_deadline(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
         self.bus.stats_bytes_received += len(data)
+        auth = self.auth
+        if auth is not None:
+            try:
+                data, out = auth.feed(data)
+            except AuthError as e:
+                self.bus.auth_refused(self, str(e))
+                return
+            if out:
+                self.transport.write(out)
+            if not data:
+                return
         try:
             msgs = self.decoder.feed(data)
         except BusError as e:
@@ -99,6 +116,10 @@ class _Link(asyncio.Protocol):
     def write(self, frame: bytes) -> None:
         t = self.transport
         if t is not None and not self.closed:
+            if self.auth is not None:
+                frame = self.auth.seal(frame)   # b"" until the handshake is done
+                if not frame:
+                    return
             t.write(frame)
 
     def close(self) -> None:
@@ -144,7 +165,7 @@ class OutboundLink(_Link):
             return
         self.connected = True
         if self.pending:
-            transport.write(b"".join(self.pending))
+            _Link.write(self, b"".join(self.pending))
             self.pending = []
         self.bus.link_up(self)
 
@@ -156,7 +177,7 @@ class OutboundLink(_Link):
         if self.closed:
             return
         if self.connected:
-            self.transport.write(frame)
+            _Link.write(self, frame)
         else:
             self.pending.append(frame)
 
@@ -218,7 +239,15 @@ class BusTransport:
         self.hold_frames: Callable[[], bool] | None = None
         self._held: list[tuple[_Link, bytes]] = []
         self._flush_scheduled = False
+        # cluster-bus-secret values, preferred first (empty: no authentication);
+        # a change applies to links made after it
+        self.secrets: list[bytes] = []
+        # TLS (tls-cluster): contexts for the listener and for outbound links
+        self.ssl_server = None
+        self.ssl_client = None
+        self._auth_logged: set[str] = set()
         # counters
+        self.stats_auth_refused = 0
         self.stats_bad_frames = 0
         self.stats_truncated_frames = 0
         self.stats_bytes_received = 0
@@ -240,7 +269,7 @@ class BusTransport:
                 host = "::"
             try:
                 srv = await self.loop.create_server(self._accept, host, self.cport,
-                                                    reuse_address=True)
+                                                    reuse_address=True, ssl=self.ssl_server)
             except OSError:
                 if optional:
                     continue
@@ -338,6 +367,29 @@ class BusTransport:
                                              "inbound" if link.inbound else "outbound",
                                              reason, self.stats_bad_frames))
         self._drop(link)
+
+    def auth_refused(self, link: _Link, reason: str) -> None:
+        """A peer that could not prove the bus secret: nothing it sent is
+        processed; the link is closed, counted, and logged once per address."""
+        self.stats_auth_refused += 1
+        peer = link.peer_ip or "?"
+        if peer not in self._auth_logged:
+            if len(self._auth_logged) < 1024:
+                self._auth_logged.add(peer)
+            self.log("warning", "Cluster bus link %s %s refused: %s (%d refused so far; "
+                     "further refusals from this address are not logged)"
+                     % ("from" if link.inbound else "to", peer, reason,
+                        self.stats_auth_refused))
+        self._drop(link)
+
+    def auth_deadline(self, link: _Link) -> None:
+        """A link that has not completed the bus authentication within the
+        connect timeout is refused (a peer that stops mid-handshake)."""
+        def check() -> None:
+            if not link.closed and link.auth is not None and not link.auth.is_open:
+                self.auth_refused(link, "authentication not completed in time")
+        if self.loop is not None:
+            self.loop.call_later(self.connect_timeout, check)
 
     def truncated_frame(self, link: _Link, buffered: int) -> None:
         """The peer closed the link in the middle of a frame."""
@@ -480,7 +532,7 @@ class BusTransport:
             try:
                 await asyncio.wait_for(
                     self.loop.create_connection(
-                        lambda: link, ip, cport,
+                        lambda: link, ip, cport, ssl=self.ssl_client,
                         local_addr=(self.source_addr, 0) if self.source_addr else None),
                     self.connect_timeout)
             except OSError:
@@ -489,7 +541,8 @@ class BusTransport:
                 # best effort, as Redis: an address that cannot be bound
                 # does not stop the connection
                 await asyncio.wait_for(
-                    self.loop.create_connection(lambda: link, ip, cport), self.connect_timeout)
+                    self.loop.create_connection(lambda: link, ip, cport, ssl=self.ssl_client),
+                    self.connect_timeout)
         except asyncio.CancelledError:
             link.close()
             raise

@@ -40,6 +40,12 @@ ACTIVE = {
     "notify-keyspace-events", "hll-sparse-max-bytes", "maxmemory", "maxmemory-policy",
     "maxmemory-samples", "maxmemory-eviction-tenacity", "lfu-log-factor", "lfu-decay-time",
     "lazyfree-lazy-eviction", "lazyfree-lazy-expire", "replica-ignore-maxmemory",
+    # TLS (pynode/tls.py) and the cluster bus protection (gossip/busauth.py)
+    "tls-port", "tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-client-cert-file",
+    "tls-client-key-file", "tls-client-key-file-pass", "tls-dh-params-file",
+    "tls-ca-cert-file", "tls-ca-cert-dir", "tls-auth-clients", "tls-protocols", "tls-ciphers",
+    "tls-prefer-server-ciphers", "tls-session-caching", "tls-replication", "tls-cluster",
+    "cluster-announce-tls-port", "cluster-bus-secret", "cluster-bus-port-protected-mode",
 }
 
 
@@ -136,6 +142,15 @@ class Config:
 
     def names(self):
         return [n for n in self.values if not n.startswith("_")]
+
+    def bind_hosts(self) -> list[tuple[str, bool]]:
+        """The `bind` addresses as (host, optional): "*" is 0.0.0.0, "::*" is
+        ::, and a "-" prefix marks one that may be unavailable."""
+        out = []
+        for b in self.values.get("bind", "").split() or ["*"]:
+            host = b.lstrip("-")
+            out.append(({"*": "0.0.0.0", "::*": "::"}.get(host, host), b.startswith("-")))
+        return out
 
     def source_addr(self) -> str | None:
         """The local address outgoing connections (cluster bus, replication,

@@ -576,10 +576,11 @@ def _apply_live(c, old: dict, new: dict) -> None:
             os.chdir(cfg.values["dir"])
         except OSError as e:
             raise _ApplyError(new["dir"][0], e.strerror or str(e))
-    if changed & {"port", "bind"}:
-        name = new["port"][0] if "port" in changed else new["bind"][0]
-        msg = ("Unable to listen on this port" if "port" in changed
-               else "Failed to bind to specified addresses.")
+    if changed & {"port", "bind", "tls-port"}:
+        key = next(k for k in ("port", "tls-port", "bind") if k in changed)
+        name = new[key][0]
+        msg = ("Failed to bind to specified addresses." if key == "bind"
+               else "Unable to listen on this port")
         try:
             _rebind(srv)
         except OSError:
@@ -591,21 +592,13 @@ def _apply_live(c, old: dict, new: dict) -> None:
         _set_appendonly(srv, cfg.bool("appendonly"))
 
 
-def _listen_sockets(srv) -> list:
-    port = srv.cfg.int("port")
+def _listen_sockets(srv, port: int) -> list:
     if not port:
         return []
-    binds = srv.cfg.get("bind").split() or ["*"]
     backlog = srv.cfg.int("tcp-backlog")
     socks = []
     try:
-        for b in binds:
-            optional = b.startswith("-")
-            host = b.lstrip("-")
-            if host == "*":
-                host = "0.0.0.0"
-            elif host == "::*":
-                host = "::"
+        for host, optional in srv.cfg.bind_hosts():
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             s = socket.socket(fam, socket.SOCK_STREAM)
             try:
@@ -632,7 +625,13 @@ def _rebind(srv) -> None:
     """Listen on the configured port/bind addresses, then close the old listeners."""
     if srv.loop is None:
         return
-    socks = _listen_sockets(srv)
+    plain = _listen_sockets(srv, srv.cfg.int("port"))
+    try:
+        tls = _listen_sockets(srv, srv.cfg.int("tls-port")) if srv.tls is not None else []
+    except OSError:
+        for s in plain:
+            s.close()
+        raise
     from pynode.client import Client
     old = []
     for s in list(srv.servers):
@@ -643,13 +642,15 @@ def _rebind(srv) -> None:
         s.close()
         srv.servers.remove(s)
 
-    async def serve(sock):
-        server = await srv.loop.create_server(lambda: Client(srv), sock=sock,
+    async def serve(sock, ssl_ctx):
+        server = await srv.loop.create_server(lambda: Client(srv), sock=sock, ssl=ssl_ctx,
                                               backlog=srv.cfg.int("tcp-backlog"))
         srv.servers.append(server)
 
-    for s in socks:
-        srv.loop.create_task(serve(s))
+    for s in plain:
+        srv.loop.create_task(serve(s, None))
+    for s in tls:
+        srv.loop.create_task(serve(s, srv.tls.server))
 
 
 def _new_aof(srv):
