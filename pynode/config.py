@@ -88,6 +88,7 @@ class Config:
         self.config_file: str | None = None
         self.set_in_file: list[str] = []      # names in the order they were set
         self.renamed: dict[str, str] = {}
+        self.command_names: set[str] | None = None  # the table as rename-command left it
         self.module_configs: list[str] = []   # `module.name value` lines (no modules)
         self.users: list[list[bytes]] = []    # `user` lines: [name, rule, ...] (pynode/acl.py)
         self.listeners: dict[str, object] = {}
@@ -258,9 +259,7 @@ def apply_text(cfg: Config, text: str, first_line: int = 1) -> None:
                 except OSError as e:
                     raise _open_error(args[1], e)
             elif name == "rename-command" and argc == 3:
-                from pynode.command_meta import lookup
-                if lookup(args[1].split("|")[0], *args[1].split("|")[1:2]) is None:
-                    raise ValueError("No such command in rename-command")
+                check_rename(cfg, args[1], args[2])
                 cfg.set(name, args[1:], loading=True)
             elif name == "user" and argc >= 2:
                 from pynode.acl import check_user_line
@@ -281,6 +280,24 @@ def apply_text(cfg: Config, text: str, first_line: int = 1) -> None:
                 raise ValueError("Bad directive or wrong number of arguments")
         except ValueError as e:
             raise ConfigError(no, line, str(e))
+
+
+def check_rename(cfg: Config, old: str, new: str) -> None:
+    """rename-command as Redis 7.0's loader: the command must be in the table
+    (not already renamed away) and the new name free (names are
+    case-insensitive).  A subcommand ("config|get") is refused as unknown:
+    Redis 7.0 asserts on it."""
+    from pynode.command_meta import TOP_LEVEL
+    names = cfg.command_names
+    if names is None:
+        names = cfg.command_names = set(TOP_LEVEL)
+    if old.lower() not in names:
+        raise ValueError("No such command in rename-command")
+    names.discard(old.lower())
+    if new:
+        if new.lower() in names:
+            raise ValueError("Target command name already exists")
+        names.add(new.lower())
 
 
 def load_config(argv: list[str]) -> Config:

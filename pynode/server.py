@@ -16,6 +16,7 @@ from pynode import info as infomod
 from pynode import evict, notify
 from pynode.acl import ALLCHANNELS
 from pynode.commands.acl import denied as acl_denied
+from pynode.commands.server import _is_local as is_local
 from pynode.client import Client
 from pynode.commands import CommandError
 from pynode.config import NOTIFY_NEW, VERSION, Config
@@ -47,23 +48,6 @@ DENIED = (
     b"it with the '--protected-mode no' option. 4) Setup a an authentication password for "
     b"the default user. NOTE: You only need to do one of the above things in order for the "
     b"server to start accepting connections from the outside.\r\n")
-
-
-def _is_local(transport) -> bool:
-    """connIsLocal: a loopback peer (127.*, ::1) or a Unix socket."""
-    peer = transport.get_extra_info("peername")
-    if not isinstance(peer, tuple) or not peer:
-        return True                              # a Unix socket
-    ip = peer[0]
-    if ip.startswith("::ffff:"):
-        ip = ip[7:]
-    return ip.startswith("127.") or ip == "::1"
-
-
-def _loading_guard(c, cmd) -> str | None:
-    """Server.execute's check while loading: commands without the loading
-    flag are refused (processCommand's is_denyloading_command)."""
-    return None if cmd.loading else LOADING_ERR
 
 
 class Server:
@@ -238,7 +222,7 @@ class Server:
         self.next_client_id += 1
         self.clients[c.id] = c
         self.stat_numconnections += 1
-        if self.protected_mode and self.acl.default.nopass and not _is_local(c.transport):
+        if self.protected_mode and self.acl.default.nopass and not is_local(c):
             # clientAcceptHandler: no password and a client from outside
             self.stat_rejected_conn += 1
             c.transport.write(DENIED)
