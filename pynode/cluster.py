@@ -386,8 +386,10 @@ class ClusterNode:
     # ------------------------------------------------------------------ views
     def info_fields(self) -> list[tuple[str, object]]:
         fields = self.state.cluster_info()
-        if self.transport is not None:
-            # links refused for not proving the bus secret (pynode's own field)
+        t = self.transport
+        if t is not None and (t.secrets or t.stats_auth_refused):
+            # links refused for not proving the bus secret (pynode's own field,
+            # shown once a secret is set: Redis's output otherwise)
             fields.append(("cluster_stats_bus_auth_refused", self.transport.stats_auth_refused))
         return fields
 

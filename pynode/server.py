@@ -50,6 +50,12 @@ DENIED = (
     b"server to start accepting connections from the outside.\r\n")
 
 
+def _loading_guard(c, cmd) -> str | None:
+    """Server.execute's check while loading: commands without the loading
+    flag are refused (processCommand's is_denyloading_command)."""
+    return None if cmd.loading else LOADING_ERR
+
+
 class Server:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg

@@ -8,7 +8,6 @@ it, every slot keeps its owner, the refusals are counted and logged."""
 
 from __future__ import annotations
 
-import os
 import socket
 import time
 
