@@ -236,7 +236,7 @@ class ClusterNode:
         )
         self.transport.source_addr = srv.cfg.source_addr()
         if self.tls and srv.tls is not None:
-            self.transport.ssl_server = srv.tls.server
+            self.transport.ssl_server = srv.tls_listener
             self.transport.ssl_client = srv.tls.client
         self.configure_bus()
         self.check_bus_protection(hosts)

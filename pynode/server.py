@@ -127,6 +127,8 @@ class Server:
         self.acl = Acl()
         self.applied_requirepass = None
         self.tls = None              # pynode.tls.Contexts when TLS is configured
+        self.tls_listener = None     # the ssl context listeners are made with
+        self.listener_ssl: dict = {}  # id(TCP listener) -> its ssl context (None: plain)
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -804,7 +806,7 @@ class Server:
         if port:
             await self.listen(port, None)
         if tls_port:
-            await self.listen(tls_port, self.tls.server)
+            await self.listen(tls_port, self.tls_listener)
         if port or tls_port:
             mode = "cluster" if self.cluster is not None else "standalone"
             if self.cfg.bool("always-show-logo"):
@@ -853,6 +855,11 @@ class Server:
             log.warning(str(e))
             log.warning("Failed to configure TLS. Check logs for more info.")
             raise SystemExit(1)
+        self.tls_listener = tls.listener_context(self.tls.server, self.tls_server)
+
+    def tls_server(self):
+        """The server side ssl context now in force (CONFIG SET may rebuild it)."""
+        return self.tls.server if self.tls is not None else None
 
     async def listen(self, port: int, ssl_ctx) -> None:
         """A listener on every `bind` address (a "-" prefix: optional)."""
@@ -863,6 +870,7 @@ class Server:
                                                     backlog=backlog, reuse_address=True,
                                                     ssl=ssl_ctx)
                 self.servers.append(srv)
+                self.listener_ssl[id(srv)] = ssl_ctx
             except OSError as e:
                 if optional:
                     continue

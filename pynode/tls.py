@@ -11,7 +11,9 @@ the client always verifies the server's certificate against the CA, without a
 host name check, as Redis.
 
 A bad setting raises :class:`TLSConfigError` with the text Redis logs; start-up
-then stops with "Failed to configure TLS", CONFIG SET answers with it.
+then stops with "Failed to configure TLS", CONFIG SET refuses the change.  A
+CONFIG SET that succeeds builds new contexts; the listeners keep theirs and
+hand each handshake over to the new one (:func:`listener_context`).
 
 Not available from Python's ``ssl`` module: tls-ciphersuites (TLS 1.3 suites are
 OpenSSL's defaults) and tls-session-cache-size/-timeout (OpenSSL's defaults);
@@ -61,9 +63,10 @@ def _versions(text: str) -> tuple[ssl.TLSVersion, ssl.TLSVersion]:
     return PROTOCOLS[ORDER[idx[0]]], PROTOCOLS[ORDER[idx[-1]]]
 
 
-def _base(cfg, purpose) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if purpose == "server"
-                         else ssl.PROTOCOL_TLS_CLIENT)
+def _base(cfg, purpose, ctx: ssl.SSLContext | None = None) -> ssl.SSLContext:
+    if ctx is None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if purpose == "server"
+                             else ssl.PROTOCOL_TLS_CLIENT)
     lo, hi = _versions(cfg.get("tls-protocols"))
     try:
         ctx.minimum_version = lo
@@ -100,6 +103,23 @@ def _load_cert(ctx: ssl.SSLContext, cert: str, key: str, password: str) -> None:
 
 def contexts(cfg) -> Contexts:
     """Build both contexts from the configuration (tlsConfigure)."""
+    return _contexts(cfg, None)
+
+
+def listener_context(initial: ssl.SSLContext, current) -> ssl.SSLContext:
+    """The context the listeners are created with: ``initial``, switching each
+    handshake to ``current()`` (the contexts CONFIG SET rebuilt) from the
+    ClientHello on, so a reload needs no new listener and old trust is gone."""
+    def switch(sslobj, server_name, ctx):
+        cur = current()
+        if cur is not None and sslobj.context is not cur:
+            sslobj.context = cur
+        return None
+    initial.sni_callback = switch
+    return initial
+
+
+def _contexts(cfg, server: ssl.SSLContext | None) -> Contexts:
     cert = cfg.get("tls-cert-file")
     key = cfg.get("tls-key-file")
     if not cert:
@@ -111,7 +131,7 @@ def contexts(cfg) -> Contexts:
                        or cfg.bool("tls-replication")):
         raise TLSConfigError("Either tls-ca-cert-file or tls-ca-cert-dir must be specified "
                              "when tls-cluster, tls-replication or tls-auth-clients are enabled!")
-    server = _base(cfg, "server")
+    server = _base(cfg, "server", server)
     _load_cert(server, cert, key, cfg.get("tls-key-file-pass"))
     dh = cfg.get("tls-dh-params-file")
     if dh:
@@ -122,10 +142,9 @@ def contexts(cfg) -> Contexts:
     auth = cfg.get("tls-auth-clients")
     server.verify_mode = {"yes": ssl.CERT_REQUIRED, "optional": ssl.CERT_OPTIONAL,
                           "no": ssl.CERT_NONE}[auth]
-    if cfg.bool("tls-prefer-server-ciphers"):
-        server.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
-    if not cfg.bool("tls-session-caching"):
-        server.options |= ssl.OP_NO_TICKET
+    for flag, on in ((ssl.OP_CIPHER_SERVER_PREFERENCE, cfg.bool("tls-prefer-server-ciphers")),
+                     (ssl.OP_NO_TICKET, not cfg.bool("tls-session-caching"))):
+        server.options = server.options | flag if on else server.options & ~flag
     client = _base(cfg, "client")
     client.check_hostname = False
     client.verify_mode = ssl.CERT_REQUIRED if has_ca else ssl.CERT_NONE

@@ -164,6 +164,38 @@ def test_bad_tls_settings_stop_start_up_like_redis(certs, bad, text):
             p.cleanup()
 
 
+def test_config_set_reloads_tls_or_refuses_like_redis(certs, tmp_path):
+    replies = []
+    for redis_server in (True, False):
+        p = tls_server(certs, redis_server=redis_server)
+        try:
+            c = p.client()
+            with pytest.raises(redis.ResponseError) as e:
+                c.config_set("tls-cert-file", "/nonexistent/cert.pem")
+            replies.append(str(e.value))
+            assert c.config_get("tls-cert-file")["tls-cert-file"] == certs.cert
+            assert tls_client(certs, p.tls_port).ping() is True      # still serving
+            # a new certificate from a new CA, in one CONFIG SET
+            new = tls_certs.make(str(tmp_path / ("r" if redis_server else "p")))
+            c.execute_command("CONFIG", "SET", "tls-cert-file", new.cert, "tls-key-file",
+                              new.key, "tls-ca-cert-file", new.ca)
+            assert tls_client(new, p.tls_port).ping() is True
+            # tls-auth-clients at run time
+            with pytest.raises(redis.ConnectionError):
+                tls_client(new, p.tls_port, ssl_certfile=None, ssl_keyfile=None).ping()
+            c.config_set("tls-auth-clients", "no")
+            assert tls_client(new, p.tls_port, ssl_certfile=None, ssl_keyfile=None).ping()
+            # and a TLS port opened at run time
+            port2 = free_ports(1)[0]
+            c.config_set("tls-port", port2)
+            assert tls_client(new, port2).ping() is True
+        finally:
+            p.stop()
+            p.cleanup()
+    assert replies[0] == replies[1]
+    assert "Unable to update TLS configuration. Check server logs." in replies[1]
+
+
 def test_migrate_speaks_tls_with_tls_cluster(certs):
     a = tls_server(certs, "--tls-cluster", "yes")
     b = tls_server(certs)

@@ -80,6 +80,7 @@ def _leaf(cn: str, ca_key, ca_cert):
 
 def make(directory: str, key_password: bytes | None = None) -> Certs:
     """A CA and a certificate it signs (and an untrusted pair) in ``directory``."""
+    os.makedirs(directory, exist_ok=True)
     p = lambda name: os.path.join(directory, name)  # noqa: E731
     ca_key, ca = _ca("pynode test CA")
     key, cert = _leaf("localhost", ca_key, ca)
