@@ -28,8 +28,10 @@ link closed), so no peer can stop the node by what it sends.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import traceback
+import weakref
 from typing import Callable
 
 from gossip import actions as A
@@ -61,10 +63,12 @@ class _Link(asyncio.Protocol):
         self.local_ip = ""
         self.info: LinkInfo | None = None
         self.auth: LinkAuth | None = None   # with a bus secret (gossip/busauth.py)
+        self.made = [False]                 # connection_made seen (a TLS handshake passed)
 
     # -- asyncio callbacks
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.made[0] = True
         if self.closed:
             transport.abort()
             return
@@ -302,7 +306,10 @@ class BusTransport:
         return n
 
     def _accept(self) -> InboundLink:
-        return InboundLink(self, self._new_conn_id())
+        link = InboundLink(self, self._new_conn_id())
+        if self.ssl_server is not None:
+            weakref.finalize(link, self._handshake_done, link.made)
+        return link
 
     # ------------------------------------------------------------------ state entry points
 
@@ -371,16 +378,26 @@ class BusTransport:
     def auth_refused(self, link: _Link, reason: str) -> None:
         """A peer that could not prove the bus secret: nothing it sent is
         processed; the link is closed, counted, and logged once per address."""
+        self.refused(link.peer_ip or "?", link.inbound, reason)
+        self._drop(link)
+
+    def refused(self, peer: str, inbound: bool, reason: str) -> None:
+        """Count a link refused for want of the secret or of a trusted
+        certificate; log it once per address."""
         self.stats_auth_refused += 1
-        peer = link.peer_ip or "?"
         if peer not in self._auth_logged:
             if len(self._auth_logged) < 1024:
                 self._auth_logged.add(peer)
             self.log("warning", "Cluster bus link %s %s refused: %s (%d refused so far; "
                      "further refusals from this address are not logged)"
-                     % ("from" if link.inbound else "to", peer, reason,
-                        self.stats_auth_refused))
-        self._drop(link)
+                     % ("from" if inbound else "to", peer, reason, self.stats_auth_refused))
+
+    def _handshake_done(self, made: list) -> None:
+        """An inbound TLS link gone before connection_made: its handshake failed
+        (the loop tells nothing else, not even the address)."""
+        if not made[0] and not self.closing:
+            self.refused("an unknown address", True,
+                         "TLS handshake failed (no trusted client certificate, or not TLS)")
 
     def auth_deadline(self, link: _Link) -> None:
         """A link that has not completed the bus authentication within the
@@ -550,6 +567,8 @@ class BusTransport:
             if link.closed:
                 return
             link.closed = True
+            if isinstance(e, ssl.SSLError):
+                self.refused(ip, False, "TLS handshake failed: %s" % e)
             self.log("debug", "Connecting to node %s at %s:%d failed: %s"
                      % (link.node_id, ip, cport, e))
             self._outbound_down(link)

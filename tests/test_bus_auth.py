@@ -164,6 +164,29 @@ def _slot_owners(node) -> dict[int, str]:
     return {s: n["id"] for n in node.nodes() for s in n["slots"]}
 
 
+def _authenticated_session(addr, frame: bytes) -> bytes:
+    """Open a bus link holding the secret, send one sealed frame; return every
+    byte sent (what an eavesdropper captures)."""
+    auth = LinkAuth(True, [SECRET.encode()])
+    sent = auth.hello()
+    with socket.create_connection(addr, timeout=5) as s:
+        s.sendall(sent)
+        got = b""
+        while not auth.is_open:
+            d = s.recv(4096)
+            assert d, "the node closed a link that holds the secret"
+            got += d
+            _, out = auth.feed(d)
+            if out:
+                s.sendall(out)
+                sent += out
+        record = auth.seal(frame)
+        s.sendall(record)
+        sent += record
+        time.sleep(0.2)
+    return sent
+
+
 def _outsider_attack(cl: Cluster, outsider: Proc, target_port: int) -> None:
     """MEET the cluster from the outsider, claim slot 12182, bump the epoch."""
     o = outsider.client(decode_responses=True)
@@ -221,6 +244,20 @@ def test_outsider_without_the_secret_changes_nothing():
             assert got.startswith(b"PNBUSAUTH1")     # our hello, then the close
             wait_until(lambda: int(first.info()["cluster_stats_bus_auth_refused"]) > before,
                        timeout=10, what="the raw frame refused")
+            assert _slot_owners(first) == owners
+            # a captured session (handshake + a sealed frame) replayed on a new link
+            captured = _authenticated_session(("127.0.0.1", cl.ports[0] + 10000), frame)
+            refused = int(first.info()["cluster_stats_bus_auth_refused"])
+            with socket.create_connection(("127.0.0.1", cl.ports[0] + 10000), timeout=5) as s:
+                s.sendall(captured)
+                s.settimeout(5)
+                try:
+                    while s.recv(4096):
+                        pass
+                except OSError:
+                    pass
+            wait_until(lambda: int(first.info()["cluster_stats_bus_auth_refused"]) > refused,
+                       timeout=10, what="the replayed session refused")
             assert _slot_owners(first) == owners
             # clients still find "foo" where it was
             rc = cl.cluster_client()

@@ -374,6 +374,8 @@ def test_mutual_tls_bus_refuses_outsiders(tls_cluster, certs):
     cl = tls_cluster
     n0 = cl.nodes[0]
     owners = cl.owners(n0)
+    assert "cluster_stats_bus_auth_refused" not in n0.client().execute_command(
+        "CLUSTER", "INFO").decode()             # Redis's fields until something is refused
     epoch = parse_info(n0.client().execute_command("CLUSTER", "INFO").decode())[
         "cluster_current_epoch"]
     stranger_certs = tls_certs.Certs(certs.dir, certs.other_ca, certs.other_cert,
@@ -397,8 +399,11 @@ def test_mutual_tls_bus_refuses_outsiders(tls_cluster, certs):
             text = n.client().execute_command("CLUSTER", "NODES").decode()
             assert len(parse_nodes(text)) == 6, text
             assert cl.owners(n) == owners
-        assert parse_info(n0.client().execute_command("CLUSTER", "INFO").decode())[
-            "cluster_current_epoch"] == epoch
+        info = parse_info(n0.client().execute_command("CLUSTER", "INFO").decode())
+        assert info["cluster_current_epoch"] == epoch
+        # refused handshakes are counted and logged (once per address)
+        assert int(info["cluster_stats_bus_auth_refused"]) >= 2
+        assert n0.log().count("TLS handshake failed (no trusted client certificate") == 1
         assert cl.ok()
         for o in outsiders:                      # and the outsiders learnt nothing
             text = o.client().execute_command("CLUSTER", "NODES").decode()
