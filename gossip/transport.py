@@ -18,6 +18,14 @@ Actions are executed in order. Network actions are handled here; the others
 ``handler`` callable given by the owner (the server), which keeps this module
 free of any pynode import.
 
+Protection (both optional, set by the owner): ``ssl_server``/``ssl_client``
+put the links on TLS (tls-cluster); ``secrets`` (cluster-bus-secret) runs a
+:class:`gossip.busauth.LinkAuth` on every link between the socket and the frame
+decoder, so the state machine only ever sees frames from peers that proved
+the secret.  A refusal (no proof, a bad record, a handshake not finished in
+the connect timeout, a failed TLS handshake) closes that link, is counted in
+``stats_auth_refused`` and logged once per address.
+
 A bad frame (:class:`BusError`) closes that link only: messages decoded before
 it in the same read are still processed, the link is counted in
 ``stats_bad_frames`` and logged. An exception raised by the state machine while

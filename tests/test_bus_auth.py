@@ -259,6 +259,19 @@ def test_outsider_without_the_secret_changes_nothing():
             wait_until(lambda: int(first.info()["cluster_stats_bus_auth_refused"]) > refused,
                        timeout=10, what="the replayed session refused")
             assert _slot_owners(first) == owners
+            # a peer that stops in the middle of the handshake is dropped in time
+            refused = int(first.info()["cluster_stats_bus_auth_refused"])
+            with socket.create_connection(("127.0.0.1", cl.ports[0] + 10000), timeout=5) as s:
+                s.sendall(b"PNBUS")
+                s.settimeout(10)
+                t0 = time.monotonic()
+                try:
+                    while s.recv(4096):
+                        pass
+                except OSError:
+                    pass
+                assert time.monotonic() - t0 < 8          # node timeout 2 s
+            assert int(first.info()["cluster_stats_bus_auth_refused"]) > refused
             # clients still find "foo" where it was
             rc = cl.cluster_client()
             rc.set("foo", "bar")

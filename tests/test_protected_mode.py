@@ -133,6 +133,18 @@ def test_enable_debug_command_local(servers):
     assert local[0] == local[1] == b"+OK\r\n"
 
 
+@pytest.mark.parametrize("servers", [("--enable-protected-configs", "local",
+                                      "--protected-mode", "no")], indirect=True)
+def test_enable_protected_configs_local(servers):
+    ip = outside_ip()
+    args = enc("CONFIG", "SET", "dbfilename", "other.rdb")
+    outside = [exchange(ip, p.port, args, source=ip) for p in servers]
+    assert outside[0] == outside[1]
+    assert outside[1].startswith(b"-ERR CONFIG SET failed (possibly related to argument "
+                                 b"'dbfilename') - can't set protected config")
+    assert [exchange("127.0.0.1", p.port, args) for p in servers] == [b"+OK\r\n"] * 2
+
+
 @pytest.mark.parametrize("conf", [
     "rename-command get set\n",
     "rename-command get \"\"\nrename-command get foo\n",
