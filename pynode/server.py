@@ -874,8 +874,9 @@ class Server:
             except OSError as e:
                 if optional:
                     continue
-                log.warning("Warning: Could not create server %s listening socket %s:%d: %s"
-                            % ("TLS" if ssl_ctx else "TCP", host, port, e.strerror))
+                # (listenToPort says TCP for the TLS port too)
+                log.warning("Warning: Could not create server TCP listening socket %s:%d: %s"
+                            % (host, port, e.strerror))
                 raise SystemExit(1)
 
     def show_logo(self, mode: str, port: int) -> None:

@@ -156,7 +156,3 @@ def _contexts(cfg, server: ssl.SSLContext | None) -> Contexts:
         _load_cert(client, cert, key, cfg.get("tls-key-file-pass"))
     return Contexts(server, client)
 
-
-def is_tls(transport) -> bool:
-    """Whether a client connection came in over TLS."""
-    return transport is not None and transport.get_extra_info("sslcontext") is not None
