@@ -4,7 +4,7 @@ A frame is a 4-byte big-endian payload length followed by a msgpack map::
 
     {"sig": b"PYnB", "ver": 1, "type": <int>,
      "hdr": {"id", "cur", "cfg", "flags", "primary", "slots", "ip", "port",
-             "cport", "offset", "state", "mflags", "hostname"},
+             "cport", "offset", "state", "mflags", "hostname", "pport"?},
      "gossip": [[id, ping_sent, pong_received, ip, port, cport, flags], ...],
      "body": {...} | nil}
 
@@ -113,6 +113,7 @@ class Header:
     state: str  # "ok" | "fail": the sender's view of the cluster
     mflags: int = 0  # MF_PAUSED | MF_FORCEACK (manual failover)
     hostname: str = ""
+    pport: int = 0  # the plaintext client port when port is the TLS one (tls-cluster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +188,7 @@ def _header_to_wire(h: Header) -> dict:
         "state": h.state,
         "mflags": h.mflags,
         "hostname": h.hostname,
+        "pport": h.pport,
     }
 
 
@@ -287,6 +289,7 @@ def _header_from_wire(h: Any) -> Header:
         state=state,
         mflags=_int(h, "mflags", "hdr"),
         hostname=_str(h, "hostname", "hdr", HOSTNAME_MAX_LEN),
+        pport=_int(h, "pport", "hdr", 65535) if "pport" in h else 0,
     )
 
 

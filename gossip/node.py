@@ -77,6 +77,7 @@ class Node:
     ip: str = ""
     port: int = 0
     cport: int = 0
+    pport: int = 0          # plaintext client port when port is the TLS one (tls-cluster)
     flags: set[str] = field(default_factory=set)
     primary_id: str | None = None
     ping_sent: int = 0

@@ -149,7 +149,7 @@ def format_conf(conf: NodesConf) -> str:
     return "\n".join(lines) + "\n"
 
 
-def record_from_node(node: Node, state: "ClusterState") -> NodeRecord:
+def record_from_node(node: Node, state: "ClusterState", use_pport: bool = False) -> NodeRecord:
     epoch = node.config_epoch
     if node.is_replica and node.primary_id is not None:
         primary = state.nodes.get(node.primary_id)
@@ -159,7 +159,7 @@ def record_from_node(node: Node, state: "ClusterState") -> NodeRecord:
     return NodeRecord(
         id=node.id,
         ip=node.ip,
-        port=node.port,
+        port=node.pport if use_pport and node.pport else node.port,
         cport=node.cport,
         flags=frozenset(node.flags),
         primary_id=node.primary_id,
@@ -174,14 +174,15 @@ def record_from_node(node: Node, state: "ClusterState") -> NodeRecord:
     )
 
 
-def render_nodes_line(node: Node, state: "ClusterState") -> str:
-    """One CLUSTER NODES line (no newline); ``myself`` appears on the local node."""
-    return format_record(record_from_node(node, state))
+def render_nodes_line(node: Node, state: "ClusterState", use_pport: bool = False) -> str:
+    """One CLUSTER NODES line (no newline); ``myself`` appears on the local node.
+    ``use_pport``: a plaintext client of a TLS cluster is shown the plaintext ports."""
+    return format_record(record_from_node(node, state, use_pport))
 
 
-def render_cluster_nodes(state: "ClusterState") -> str:
+def render_cluster_nodes(state: "ClusterState", use_pport: bool = False) -> str:
     """The CLUSTER NODES reply: every node, handshake ones included."""
-    return "".join(render_nodes_line(n, state) + "\n" for n in state.nodes.values())
+    return "".join(render_nodes_line(n, state, use_pport) + "\n" for n in state.nodes.values())
 
 
 def conf_from_state(state: "ClusterState") -> NodesConf:

@@ -582,6 +582,7 @@ class ClusterState:
             state=self.state,
             mflags=mflags,
             hostname=me.hostname,
+            pport=me.pport,
         )
 
     @staticmethod
@@ -1322,6 +1323,7 @@ class ClusterState:
         if sender.hostname != h.hostname:
             sender.hostname = h.hostname
             self._save()
+        sender.pport = h.pport
         return True
 
     def _update_address(self, node: Node, ip: str, h: Header) -> bool:

@@ -18,6 +18,14 @@ Actions are executed in order. Network actions are handled here; the others
 ``handler`` callable given by the owner (the server), which keeps this module
 free of any pynode import.
 
+Protection (both optional, set by the owner): ``ssl_server``/``ssl_client``
+put the links on TLS (tls-cluster); ``secrets`` (cluster-bus-secret) runs a
+:class:`gossip.busauth.LinkAuth` on every link between the socket and the frame
+decoder, so the state machine only ever sees frames from peers that proved
+the secret.  A refusal (no proof, a bad record, a handshake not finished in
+the connect timeout, a failed TLS handshake) closes that link, is counted in
+``stats_auth_refused`` and logged once per address.
+
 A bad frame (:class:`BusError`) closes that link only: messages decoded before
 it in the same read are still processed, the link is counted in
 ``stats_bad_frames`` and logged. An exception raised by the state machine while
@@ -28,12 +36,15 @@ link closed), so no peer can stop the node by what it sends.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import traceback
+import weakref
 from typing import Callable
 
 from gossip import actions as A
 from gossip.actions import LinkInfo
+from gossip.busauth import AuthError, LinkAuth
 from gossip.codec import BusError, FrameDecoder, encode
 
 TICK_S = 0.1
@@ -64,10 +75,13 @@ class _Link(asyncio.Protocol):
         self.peer_ip = ""
         self.local_ip = ""
         self.info: LinkInfo | None = None
+        self.auth: LinkAuth | None = None   # with a bus secret (gossip/busauth.py)
+        self.made = [False]                 # connection_made seen (a TLS handshake passed)
 
     # -- asyncio callbacks
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.made[0] = True
         if self.closed:
             transport.abort()
             return
@@ -76,11 +90,26 @@ class _Link(asyncio.Protocol):
         self.peer_ip = _ip_of(peer)
         self.local_ip = _ip_of(sock)
         self.info = self.make_info()
+        if self.bus.secrets:
+            self.auth = LinkAuth(not self.inbound, self.bus.secrets)
+            transport.write(self.auth.hello())
+            self.bus.auth_deadline(self)
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
         self.bus.stats_bytes_received += len(data)
+        auth = self.auth
+        if auth is not None:
+            try:
+                data, out = auth.feed(data)
+            except AuthError as e:
+                self.bus.auth_refused(self, str(e))
+                return
+            if out:
+                self.transport.write(out)
+            if not data:
+                return
         try:
             msgs = self.decoder.feed(data)
         except BusError as e:
@@ -104,6 +133,10 @@ class _Link(asyncio.Protocol):
     def write(self, frame: bytes) -> None:
         t = self.transport
         if t is not None and not self.closed:
+            if self.auth is not None:
+                frame = self.auth.seal(frame)   # b"" until the handshake is done
+                if not frame:
+                    return
             t.write(frame)
 
     def close(self) -> None:
@@ -149,7 +182,7 @@ class OutboundLink(_Link):
             return
         self.connected = True
         if self.pending:
-            transport.write(b"".join(self.pending))
+            _Link.write(self, b"".join(self.pending))
             self.pending = []
         self.bus.link_up(self)
 
@@ -161,7 +194,7 @@ class OutboundLink(_Link):
         if self.closed:
             return
         if self.connected:
-            self.transport.write(frame)
+            _Link.write(self, frame)
         else:
             self.pending.append(frame)
 
@@ -223,7 +256,15 @@ class BusTransport:
         self.hold_frames: Callable[[], bool] | None = None
         self._held: list[tuple[_Link, bytes]] = []
         self._flush_scheduled = False
+        # cluster-bus-secret values, preferred first (empty: no authentication);
+        # a change applies to links made after it
+        self.secrets: list[bytes] = []
+        # TLS (tls-cluster): contexts for the listener and for outbound links
+        self.ssl_server = None
+        self.ssl_client = None
+        self._auth_logged: set[str] = set()
         # counters
+        self.stats_auth_refused = 0
         self.stats_bad_frames = 0
         self.stats_truncated_frames = 0
         self.stats_bytes_received = 0
@@ -250,7 +291,7 @@ class BusTransport:
                 host = "::"
             try:
                 srv = await self.loop.create_server(self._accept, host, self.cport,
-                                                    reuse_address=True)
+                                                    reuse_address=True, ssl=self.ssl_server)
             except OSError:
                 if optional:
                     continue
@@ -284,7 +325,10 @@ class BusTransport:
         return n
 
     def _accept(self) -> InboundLink:
-        return InboundLink(self, self._new_conn_id())
+        link = InboundLink(self, self._new_conn_id())
+        if self.ssl_server is not None:
+            weakref.finalize(link, self._handshake_done, link.made)
+        return link
 
     # ------------------------------------------------------------------ state entry points
 
@@ -359,6 +403,39 @@ class BusTransport:
                                              "inbound" if link.inbound else "outbound",
                                              reason, self.stats_bad_frames))
         self._drop(link)
+
+    def auth_refused(self, link: _Link, reason: str) -> None:
+        """A peer that could not prove the bus secret: nothing it sent is
+        processed; the link is closed, counted, and logged once per address."""
+        self.refused(link.peer_ip or "?", link.inbound, reason)
+        self._drop(link)
+
+    def refused(self, peer: str, inbound: bool, reason: str) -> None:
+        """Count a link refused for want of the secret or of a trusted
+        certificate; log it once per address."""
+        self.stats_auth_refused += 1
+        if peer not in self._auth_logged:
+            if len(self._auth_logged) < 1024:
+                self._auth_logged.add(peer)
+            self.log("warning", "Cluster bus link %s %s refused: %s (%d refused so far; "
+                     "further refusals from this address are not logged)"
+                     % ("from" if inbound else "to", peer, reason, self.stats_auth_refused))
+
+    def _handshake_done(self, made: list) -> None:
+        """An inbound TLS link gone before connection_made: its handshake failed
+        (the loop tells nothing else, not even the address)."""
+        if not made[0] and not self.closing:
+            self.refused("an unknown address", True,
+                         "TLS handshake failed (no trusted client certificate, or not TLS)")
+
+    def auth_deadline(self, link: _Link) -> None:
+        """A link that has not completed the bus authentication within the
+        connect timeout is refused (a peer that stops mid-handshake)."""
+        def check() -> None:
+            if not link.closed and link.auth is not None and not link.auth.is_open:
+                self.auth_refused(link, "authentication not completed in time")
+        if self.loop is not None:
+            self.loop.call_later(self.connect_timeout, check)
 
     def truncated_frame(self, link: _Link, buffered: int) -> None:
         """The peer closed the link in the middle of a frame."""
@@ -501,7 +578,7 @@ class BusTransport:
             try:
                 await asyncio.wait_for(
                     self.loop.create_connection(
-                        lambda: link, ip, cport,
+                        lambda: link, ip, cport, ssl=self.ssl_client,
                         local_addr=(self.source_addr, 0) if self.source_addr else None),
                     self.connect_timeout)
             except OSError:
@@ -510,7 +587,8 @@ class BusTransport:
                 # best effort, as Redis: an address that cannot be bound
                 # does not stop the connection
                 await asyncio.wait_for(
-                    self.loop.create_connection(lambda: link, ip, cport), self.connect_timeout)
+                    self.loop.create_connection(lambda: link, ip, cport, ssl=self.ssl_client),
+                    self.connect_timeout)
         except asyncio.CancelledError:
             link.close()
             raise
@@ -518,6 +596,8 @@ class BusTransport:
             if link.closed:
                 return
             link.closed = True
+            if isinstance(e, ssl.SSLError):
+                self.refused(ip, False, "TLS handshake failed: %s" % e)
             self.log("debug", "Connecting to node %s at %s:%d failed: %s"
                      % (link.node_id, ip, cport, e))
             self._outbound_down(link)

@@ -325,7 +325,8 @@ class Blocking:
                 else:
                     n = st.nodes[owner]
                     self.unblock(c, self.srv.error_reply(
-                        "MOVED %d %s:%d" % (slot, self.srv.cluster.endpoint(n), n.port)))
+                        "MOVED %d %s:%d" % (slot, self.srv.cluster.endpoint(n),
+                                            self.srv.cluster.client_port(n, c))))
 
     def count(self) -> int:
         return len(self.clients)

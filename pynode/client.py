@@ -17,7 +17,7 @@ class Client(asyncio.Protocol):
                  "watch_touched", "subs", "psubs", "ssubs", "monitor", "reply_mode", "closing",
                  "out", "wbuf", "close_queued", "asking",
                  "pending", "paused", "rewrite", "lib_name", "lib_ver", "flags_extra",
-                 "readonly", "blocked", "script", "runs_scripts", "tracking", "user",
+                 "readonly", "blocked", "script", "runs_scripts", "tracking", "user", "tls",
                  "__weakref__")
 
     def __init__(self, srv) -> None:
@@ -68,11 +68,13 @@ class Client(asyncio.Protocol):
         self.script = False              # a script's client (blocking commands answer at once)
         self.runs_scripts = False        # has sent EVAL/FCALL: batches run in the script worker
         self.tracking = None             # pynode.tracking.ClientTracking (CLIENT TRACKING)
+        self.tls = False                 # connected over TLS (tls-port)
         self.update_special()
 
     # ------------------------------------------------------------ asyncio
     def connection_made(self, transport) -> None:
         self.transport = transport
+        self.tls = transport.get_extra_info("sslcontext") is not None
         peer = transport.get_extra_info("peername")
         sock = transport.get_extra_info("sockname")
         self.addr = _fmt_addr(peer)

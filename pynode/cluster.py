@@ -55,7 +55,10 @@ class ClusterNode:
         self.srv = srv
         cfg = srv.cfg
         log = srv.log
-        self.port = cfg.int("port")
+        # deriveAnnouncedPorts: with tls-cluster the cluster knows the node by
+        # its TLS port, and the bus is TLS too (at tls-port + 10000 by default)
+        self.tls = cfg.bool("tls-cluster")
+        self.port = cfg.int("tls-port") if self.tls else cfg.int("port")
         cport = cfg.int("cluster-port")
         if not cport:
             if self.port > 55535:
@@ -66,7 +69,8 @@ class ClusterNode:
             cport = self.port + 10000
         self.cport = cport
         self.announce_ip = cfg.get("cluster-announce-ip") or None
-        self.announced_port = cfg.int("cluster-announce-port") or self.port
+        self.announced_port = (cfg.int("cluster-announce-tls-port") if self.tls
+                               else cfg.int("cluster-announce-port")) or self.port
         self.announced_cport = cfg.int("cluster-announce-bus-port") or self.cport
         self.node_timeout = max(1, cfg.int("cluster-node-timeout"))
         self.path = cfg.get("cluster-config-file")
@@ -80,6 +84,9 @@ class ClusterNode:
 
         self._take_lock()
         self.state = self._load()
+        if self.tls:
+            self.state.myself.pport = (cfg.int("cluster-announce-port") if
+                                       cfg.int("cluster-announce-tls-port") else 0) or cfg.int("port")
         self.endpoint_type = cfg.get("cluster-preferred-endpoint-type")
         self.save_config(fsync=True)
 
@@ -170,6 +177,46 @@ class ClusterNode:
         st.set_replica_no_failover(cfg.bool("cluster-replica-no-failover"))
         st.set_hostname(cfg.get("cluster-announce-hostname") or "")
         self.endpoint_type = cfg.get("cluster-preferred-endpoint-type")
+        self.configure_bus()
+
+    def configure_bus(self) -> None:
+        """cluster-bus-secret: the secrets new links must prove (gossip/busauth.py)."""
+        if self.transport is not None:
+            from gossip.busauth import parse_secrets
+            self.transport.secrets = parse_secrets(self.srv.cfg.get("cluster-bus-secret"))
+
+    def check_bus_protection(self, hosts: list[str]) -> None:
+        """A bus reachable beyond loopback with neither a secret nor mutual
+        TLS lets anyone who can reach it join the cluster and take slots: a
+        loud warning, or no start with cluster-bus-port-protected-mode yes."""
+        cfg = self.srv.cfg
+        mutual_tls = self.tls and cfg.get("tls-auth-clients") == "yes"
+        if self.transport.secrets or mutual_tls:
+            return
+        loopback = all(h.lstrip("-") in ("127.0.0.1", "::1", "localhost")
+                       or h.lstrip("-").startswith("127.") for h in hosts)
+        if loopback:
+            return
+        text = ("The cluster bus port %d listens beyond the loopback interface with neither "
+                "cluster-bus-secret nor tls-cluster with tls-auth-clients yes: any host that "
+                "can reach it can join this cluster and take its slots." % self.cport)
+        if cfg.bool("cluster-bus-port-protected-mode"):
+            self.srv.log.warning(text + " Refusing to start (cluster-bus-port-protected-mode "
+                                 "yes): set cluster-bus-secret, enable mutual TLS, or bind "
+                                 "the loopback interface only.")
+            raise SystemExit(1)
+        self.srv.log.warning("WARNING: " + text + " Set cluster-bus-secret on every node.")
+
+    def client_port(self, node, c) -> int:
+        """The port a client is told for ``node``: with tls-cluster the TLS
+        port, except for a plaintext client when the node has a plaintext
+        port too (Redis 7.0's use_pport)."""
+        if self.tls and node.pport and not getattr(c, "tls", False):
+            return node.pport
+        return node.port
+
+    def use_pport(self, c) -> bool:
+        return self.tls and not getattr(c, "tls", False)
 
     def endpoint(self, node) -> str:
         """getPreferredEndpoint: how clients are told to reach ``node`` (MOVED,
@@ -201,6 +248,11 @@ class ClusterNode:
             connect_timeout_ms=self.node_timeout, log=self._log,
         )
         self.transport.source_addr = srv.cfg.source_addr()
+        if self.tls and srv.tls is not None:
+            self.transport.ssl_server = srv.tls_listener
+            self.transport.ssl_client = srv.tls.client
+        self.configure_bus()
+        self.check_bus_protection(hosts)
         # gossip caused by a command leaves after the command's reply
         # (Server.flush_writes calls flush_frames once the replies are written)
         self.transport.hold_frames = lambda: bool(srv.write_queue)
@@ -460,7 +512,13 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ views
     def info_fields(self) -> list[tuple[str, object]]:
-        return self.state.cluster_info()
+        fields = self.state.cluster_info()
+        t = self.transport
+        if t is not None and (t.secrets or t.stats_auth_refused):
+            # links refused for not proving the bus secret (pynode's own field,
+            # shown once a secret is set: Redis's output otherwise)
+            fields.append(("cluster_stats_bus_auth_refused", self.transport.stats_auth_refused))
+        return fields
 
     def connections(self) -> int:
         return self.transport.connections() if self.transport is not None else 0

@@ -40,6 +40,12 @@ ACTIVE = {
     "notify-keyspace-events", "hll-sparse-max-bytes", "maxmemory", "maxmemory-policy",
     "maxmemory-samples", "maxmemory-eviction-tenacity", "lfu-log-factor", "lfu-decay-time",
     "lazyfree-lazy-eviction", "lazyfree-lazy-expire", "replica-ignore-maxmemory",
+    # TLS (pynode/tls.py) and the cluster bus protection (gossip/busauth.py)
+    "tls-port", "tls-cert-file", "tls-key-file", "tls-key-file-pass", "tls-client-cert-file",
+    "tls-client-key-file", "tls-client-key-file-pass", "tls-dh-params-file",
+    "tls-ca-cert-file", "tls-ca-cert-dir", "tls-auth-clients", "tls-protocols", "tls-ciphers",
+    "tls-prefer-server-ciphers", "tls-session-caching", "tls-replication", "tls-cluster",
+    "cluster-announce-tls-port", "cluster-bus-secret", "cluster-bus-port-protected-mode",
 }
 
 
@@ -82,6 +88,7 @@ class Config:
         self.config_file: str | None = None
         self.set_in_file: list[str] = []      # names in the order they were set
         self.renamed: dict[str, str] = {}
+        self.command_names: set[str] | None = None  # the table as rename-command left it
         self.module_configs: list[str] = []   # `module.name value` lines (no modules)
         self.users: list[list[bytes]] = []    # `user` lines: [name, rule, ...] (pynode/acl.py)
         self.listeners: dict[str, object] = {}
@@ -136,6 +143,15 @@ class Config:
 
     def names(self):
         return [n for n in self.values if not n.startswith("_")]
+
+    def bind_hosts(self) -> list[tuple[str, bool]]:
+        """The `bind` addresses as (host, optional): "*" is 0.0.0.0, "::*" is
+        ::, and a "-" prefix marks one that may be unavailable."""
+        out = []
+        for b in self.values.get("bind", "").split() or ["*"]:
+            host = b.lstrip("-")
+            out.append(({"*": "0.0.0.0", "::*": "::"}.get(host, host), b.startswith("-")))
+        return out
 
     def source_addr(self) -> str | None:
         """The local address outgoing connections (cluster bus, replication,
@@ -243,9 +259,7 @@ def apply_text(cfg: Config, text: str, first_line: int = 1) -> None:
                 except OSError as e:
                     raise _open_error(args[1], e)
             elif name == "rename-command" and argc == 3:
-                from pynode.command_meta import lookup
-                if lookup(args[1].split("|")[0], *args[1].split("|")[1:2]) is None:
-                    raise ValueError("No such command in rename-command")
+                check_rename(cfg, args[1], args[2])
                 cfg.set(name, args[1:], loading=True)
             elif name == "user" and argc >= 2:
                 from pynode.acl import check_user_line
@@ -266,6 +280,24 @@ def apply_text(cfg: Config, text: str, first_line: int = 1) -> None:
                 raise ValueError("Bad directive or wrong number of arguments")
         except ValueError as e:
             raise ConfigError(no, line, str(e))
+
+
+def check_rename(cfg: Config, old: str, new: str) -> None:
+    """rename-command as Redis 7.0's loader: the command must be in the table
+    (not already renamed away) and the new name free (names are
+    case-insensitive).  A subcommand ("config|get") is refused as unknown:
+    Redis 7.0 asserts on it."""
+    from pynode.command_meta import TOP_LEVEL
+    names = cfg.command_names
+    if names is None:
+        names = cfg.command_names = set(TOP_LEVEL)
+    if old.lower() not in names:
+        raise ValueError("No such command in rename-command")
+    names.discard(old.lower())
+    if new:
+        if new.lower() in names:
+            raise ValueError("Target command name already exists")
+        names.add(new.lower())
 
 
 def load_config(argv: list[str]) -> Config:

@@ -33,6 +33,7 @@ __all__ = [
     "ALIASES",
     "HIDDEN",
     "TLS",
+    "OWN",
     "FILE_ONLY",
     "PROTECTED",
     "DENY_LOADING",
@@ -337,6 +338,11 @@ _TABLE: list[Directive] = [
     _x("replicaof", "", alias="slaveof", immutable=True, multi_arg=True),
     _x("latency-tracking-info-percentiles", "50 99 99.9", multi_arg=True),
 
+    # ---- pynode's own (hidden: CONFIG GET shows them for their exact name) ----
+    # the cluster bus secret(s), preferred first (gossip/busauth.py)
+    Directive("cluster-bus-secret", "special", "", sensitive=True, multi_arg=True),
+    # yes: refuse to start a bus that listens beyond loopback unprotected
+    _b("cluster-bus-port-protected-mode", "no"),
     # ---- config-file only directives (not configs: no CONFIG GET/SET) --------
     _x("include", "", immutable=True),
     _x("rename-command", "", immutable=True, multi_arg=True),
@@ -349,9 +355,12 @@ ALIASES: dict[str, str] = {d.alias: d.name for d in _TABLE if d.alias}
 
 # Configs with HIDDEN_CONFIG: CONFIG GET only returns them for an exact name.
 HIDDEN: frozenset[str] = frozenset({
+    "cluster-bus-secret", "cluster-bus-port-protected-mode",
     "use-exit-on-panic", "rdb-key-save-delay", "key-load-delay",
     "watchdog-period", "loading-process-events-interval-bytes",
 })
+# pynode's own directives (not Redis 7.0's).
+OWN: frozenset[str] = frozenset({"cluster-bus-secret", "cluster-bus-port-protected-mode"})
 # Only registered when Redis is built with TLS support.
 TLS: frozenset[str] = frozenset(n for n in DIRECTIVES if n.startswith("tls-"))
 # Config-file directives that are not configs (unknown to CONFIG GET/SET).
@@ -770,6 +779,12 @@ def _normalize_special(d: Directive, args: list[str]) -> str:
 
     if name in ("dir", "include"):
         return _single(d, args)
+
+    if name == "cluster-bus-secret":
+        from gossip.busauth import check_secrets
+        value = " ".join(a for a in args if a)
+        check_secrets(value)
+        return value
 
     if name == "rename-command":
         if len(args) != 2:

@@ -597,7 +597,12 @@ def section_text(srv, name: str) -> str:
     if name == "keyspace":
         return _keyspace_text(srv)
     if name == "cluster":
-        return "cluster_enabled:%d\r\n" % (1 if srv.cfg.bool("cluster-enabled") else 0)
+        text = "cluster_enabled:%d\r\n" % (1 if srv.cfg.bool("cluster-enabled") else 0)
+        t = srv.cluster.transport if srv.cluster is not None else None
+        if t is not None and (t.secrets or t.stats_auth_refused):
+            # pynode's own: bus links refused for not proving cluster-bus-secret
+            text += "cluster_bus_auth_refused:%d\r\n" % t.stats_auth_refused
+        return text
     if name == "latencystats":
         return srv.latency.info_text()
     return ""  # modules

@@ -834,14 +834,18 @@ class Replication:
         self.state = "connecting"
         log.notice("Connecting to MASTER %s:%d" % (host, port))
         src = srv.cfg.source_addr()
+        # tls-replication: the link to the primary is TLS (pynode/tls.py)
+        ssl_ctx = srv.tls.client if srv.tls is not None and srv.cfg.bool("tls-replication") else None
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, local_addr=(src, 0) if src else None), tmo)
+                asyncio.open_connection(host, port, local_addr=(src, 0) if src else None,
+                                        ssl=ssl_ctx), tmo)
         except OSError:
             if not src:
                 raise
             # best effort, as Redis: connect from any address when this one fails
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), tmo)
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=ssl_ctx), tmo)
         self.writer = writer
         log.notice("MASTER <-> REPLICA sync started")
         self.state = "handshake"

@@ -119,7 +119,8 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
             return TRYAGAIN               # some keys are here, some already moved
         target = state.nodes.get(state.migrating[slot])
         if target is not None:
-            return "ASK %d %s:%d" % (slot, srv.cluster.endpoint(target), target.port)
+            return "ASK %d %s:%d" % (slot, srv.cluster.endpoint(target),
+                                     srv.cluster.client_port(target, c))
     if importing and (asking or "asking" in cmd.flags):
         if multiple and missing:
             return TRYAGAIN
@@ -130,4 +131,4 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
     if (c.readonly or pubsub) and not is_write and me.primary_id == owner:
         return None
     node = state.nodes[owner]
-    return "MOVED %d %s:%d" % (slot, srv.cluster.endpoint(node), node.port)
+    return "MOVED %d %s:%d" % (slot, srv.cluster.endpoint(node), srv.cluster.client_port(node, c))

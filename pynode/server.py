@@ -17,6 +17,7 @@ from pynode import info as infomod
 from pynode import evict, notify
 from pynode.acl import ALLCHANNELS
 from pynode.commands.acl import denied as acl_denied
+from pynode.commands.server import _is_local as is_local
 from pynode.client import Client
 from pynode.commands import CommandError
 from pynode.config import NOTIFY_NEW, VERSION, Config
@@ -33,6 +34,21 @@ def _sanitize(msg: str) -> str:
 
 
 LOADING_ERR = "LOADING Redis is loading the dataset in memory"
+
+DENIED = (
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no "
+    b"password is set for the default user. In this mode connections are only accepted from "
+    b"the loopback interface. If you want to connect from external computers to Redis you may "
+    b"adopt one of the following solutions: 1) Just disable protected mode sending the "
+    b"command 'CONFIG SET protected-mode no' from the loopback interface by connecting to "
+    b"Redis from the same host the server is running, however MAKE SURE Redis is not publicly "
+    b"accessible from internet if you do so. Use CONFIG REWRITE to make this change "
+    b"permanent. 2) Alternatively you can just disable the protected mode by editing the "
+    b"Redis configuration file, and setting the protected mode option to 'no', and then "
+    b"restarting the server. 3) If you started the server manually just for testing, restart "
+    b"it with the '--protected-mode no' option. 4) Setup a an authentication password for "
+    b"the default user. NOTE: You only need to do one of the above things in order for the "
+    b"server to start accepting connections from the outside.\r\n")
 
 
 def _loading_guard(c, cmd) -> str | None:
@@ -121,6 +137,9 @@ class Server:
         self.applied_requirepass = None
         # no access-clock updates while a child runs (hasActiveChildProcess)
         self.children.on_busy = lambda busy: setattr(self.ks, "frozen", busy)
+        self.tls = None              # pynode.tls.Contexts when TLS is configured
+        self.tls_listener = None     # the ssl context listeners are made with
+        self.listener_ssl: dict = {}  # id(TCP listener) -> its ssl context (None: plain)
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -144,6 +163,7 @@ class Server:
         self.slowlog_threshold = (self.slowlog_slower_than / 1e6
                                   if self.slowlog_slower_than >= 0 else float("inf"))
         self.debug_enabled = cfg.get("enable-debug-command")
+        self.protected_mode = cfg.bool("protected-mode")
         self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
         values.LIMITS.load(cfg.int)
         rdb.COMPRESSION = cfg.bool("rdbcompression")
@@ -221,6 +241,13 @@ class Server:
         self.next_client_id += 1
         self.clients[c.id] = c
         self.stat_numconnections += 1
+        if self.protected_mode and self.acl.default.nopass and not is_local(c):
+            # clientAcceptHandler: no password and a client from outside
+            self.stat_rejected_conn += 1
+            c.transport.write(DENIED)
+            c.closing = True
+            c.transport.close()
+            return
         sock = c.transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -842,38 +869,29 @@ class Server:
             self.maxclients = fits
         self.stopped = self.loop.create_future()
         port = self.cfg.int("port")
-        binds = self.cfg.get("bind").split() or ["*"]
-        backlog = self.cfg.int("tcp-backlog")
+        tls_port = self.cfg.int("tls-port")
+        self.configure_tls()
         if port:
-            for b in binds:
-                optional = b.startswith("-")
-                host = b.lstrip("-")
-                if host == "*":
-                    host = "0.0.0.0"
-                elif host == "::*":
-                    host = "::"
-                try:
-                    srv = await self.loop.create_server(lambda: Client(self), host, port,
-                                                        backlog=backlog, reuse_address=True)
-                    self.servers.append(srv)
-                except OSError as e:
-                    if optional:
-                        continue
-                    log.warning("Warning: Could not create server TCP listening socket "
-                                "%s:%d: %s" % (host, port, e.strerror))
-                    raise SystemExit(1)
+            await self.listen(port, None)
+        if tls_port:
+            await self.listen(tls_port, self.tls_listener)
+        if port or tls_port:
             mode = "cluster" if self.cluster is not None else "standalone"
             if self.cfg.bool("always-show-logo"):
-                self.show_logo(mode, port)
+                self.show_logo(mode, port or tls_port)
             else:
-                log.notice("Running mode=%s, port=%d." % (mode, port))
+                log.notice("Running mode=%s, port=%d." % (mode, port or tls_port))
+        elif not self.cfg.get("unixsocket"):
+            log.warning("Configured to not listen anywhere, exiting.")
+            raise SystemExit(1)
         us = self.cfg.get("unixsocket")
         if us:
             try:
                 os.unlink(us)
             except FileNotFoundError:
                 pass
-            srv = await self.loop.create_unix_server(lambda: Client(self), us, backlog=backlog)
+            srv = await self.loop.create_unix_server(lambda: Client(self), us,
+                                                     backlog=self.cfg.int("tcp-backlog"))
             os.chmod(us, int(self.cfg.get("unixsocketperm") or "0", 8) or 0o700)
             self.servers.append(srv)
             log.notice("The server is now ready to accept connections at %s" % us)
@@ -888,7 +906,46 @@ class Server:
         self.replication.start()
         if port:
             log.notice("Ready to accept connections tcp")
+        if tls_port:
+            log.notice("Ready to accept connections tls")
         await self.stopped
+
+    def configure_tls(self) -> None:
+        """The ssl contexts (pynode/tls.py) when anything uses TLS; a bad
+        setting stops start-up, as Redis."""
+        from pynode import tls
+        self.tls = None
+        if not tls.enabled(self.cfg):
+            return
+        try:
+            self.tls = tls.contexts(self.cfg)
+        except tls.TLSConfigError as e:
+            log.warning(str(e))
+            log.warning("Failed to configure TLS. Check logs for more info.")
+            raise SystemExit(1)
+        self.tls_listener = tls.listener_context(self.tls.server, self.tls_server)
+
+    def tls_server(self):
+        """The server side ssl context now in force (CONFIG SET may rebuild it)."""
+        return self.tls.server if self.tls is not None else None
+
+    async def listen(self, port: int, ssl_ctx) -> None:
+        """A listener on every `bind` address (a "-" prefix: optional)."""
+        backlog = self.cfg.int("tcp-backlog")
+        for host, optional in self.cfg.bind_hosts():
+            try:
+                srv = await self.loop.create_server(lambda: Client(self), host, port,
+                                                    backlog=backlog, reuse_address=True,
+                                                    ssl=ssl_ctx)
+                self.servers.append(srv)
+                self.listener_ssl[id(srv)] = ssl_ctx
+            except OSError as e:
+                if optional:
+                    continue
+                # (listenToPort says TCP for the TLS port too)
+                log.warning("Warning: Could not create server TCP listening socket %s:%d: %s"
+                            % (host, port, e.strerror))
+                raise SystemExit(1)
 
     def show_logo(self, mode: str, port: int) -> None:
         """always-show-logo yes: a start-up banner with Redis's fields

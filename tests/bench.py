@@ -5,8 +5,9 @@ rounds, best of each kept) and the ratio pynode/redis-server is printed: the
 string/ping tests unpipelined and with -P 16, the data-type tests (lists, sets,
 hashes, sorted sets, streams) with -P 16, EVALSHA of a small write script with
 both; then 1M small string keys are loaded
-into each and INFO memory's used_memory tells the bytes per key.  Nothing here
-asserts a time: it prints figures.
+into each and INFO memory's used_memory tells the bytes per key; SET and GET
+with -P 16 run once more over TLS (tls-port, certificates made for the run).
+Nothing here asserts a time: it prints figures.
 """
 
 from __future__ import annotations
@@ -30,9 +31,10 @@ COMMANDS = {"xadd": ["XADD", "bench:stream", "*", "field", "value"],
             "evalsha": ["EVALSHA", WRITE_SHA, "1", "key:__rand_int__", "value"]}
 
 
-def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int) -> float:
+def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int,
+              tls: list[str] = ()) -> float:
     cmd = ["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(clients),
-           "-n", str(requests), "-P", str(pipeline), "--csv"]
+           "-n", str(requests), "-P", str(pipeline), "--csv", *tls]
     cmd += COMMANDS.get(test) or ["-t", test]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout
     return csv_rps(test, out)
@@ -79,11 +81,20 @@ def main() -> int:
     ap.add_argument("--tests", default=",".join(TESTS))
     ap.add_argument("--type-tests", default=",".join(TYPE_TESTS),
                     help="tests run with -P 16 only (empty: none)")
+    ap.add_argument("--tls-tests", default="set,get",
+                    help="tests run with -P 16 over TLS (empty: none)")
     args = ap.parse_args()
     tests = args.tests.split(",")
     type_tests = [t for t in args.type_tests.split(",") if t]
-    pyn = Proc().start()
-    red = Proc(redis_server=True).start()
+    tls_tests = [t for t in args.tls_tests.split(",") if t]
+    import tempfile
+    from tests import tls_certs
+    from tests.helpers import free_port
+    certs = tls_certs.make(tempfile.mkdtemp(prefix="pynode-bench-tls-"))
+    tls_ports = (free_port(), free_port())
+    pyn = Proc(["--tls-port", str(tls_ports[0]), *certs.server_args()]).start()
+    red = Proc(["--tls-port", str(tls_ports[1]), *certs.server_args()],
+               redis_server=True).start()
     try:
         for p in (pyn, red):
             assert p.client().script_load(WRITE_SCRIPT) == WRITE_SHA
@@ -98,6 +109,16 @@ def main() -> int:
                 best["r"] = max(best["r"], benchmark(red.port, t, pipeline, n, args.clients))
             print("%-12s %9d %14.0f %14.0f %7.2f" % (t, pipeline, best["p"], best["r"],
                                                     best["p"] / best["r"]), flush=True)
+        for t in tls_tests:
+            n = args.requests * 4
+            best = {"p": 0.0, "r": 0.0}
+            for _ in range(args.rounds):
+                best["p"] = max(best["p"], benchmark(tls_ports[0], t, 16, n, args.clients,
+                                                     certs.cli_args()))
+                best["r"] = max(best["r"], benchmark(tls_ports[1], t, 16, n, args.clients,
+                                                     certs.cli_args()))
+            print("%-12s %9s %14.0f %14.0f %7.2f" % (t + " tls", "16", best["p"], best["r"],
+                                                    best["p"] / best["r"]), flush=True)
         if args.keys:
             for p in (pyn, red):
                 p.client().flushall()
@@ -108,6 +129,8 @@ def main() -> int:
     finally:
         pyn.cleanup()
         red.cleanup()
+        import shutil
+        shutil.rmtree(certs.dir, ignore_errors=True)
     return 0
 
 

@@ -79,6 +79,8 @@ class NetCluster:
         argv = self.lab.exec_prefix(self.lab.host_of(addr)) + [
             sys.executable, "-m", "pynode", "--bind", addr, "--port", str(PORT),
             "--cluster-enabled", "yes", "--cluster-node-timeout", str(self.node_timeout),
+            # clients and replicas reach it from other addresses, and no password is set
+            "--protected-mode", "no",
             "--appendonly", "yes", "--appendfsync", "always", "--save", "",
             "--logfile", "node.log", "--dir", d]
         self.procs[addr] = subprocess.Popen(argv, cwd=d, env=self.env,

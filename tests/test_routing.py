@@ -51,7 +51,9 @@ def sim():
 
 def make_client(sim, i, cfg=None):
     srv = Server(cfg or Config())
-    srv.cluster = types.SimpleNamespace(state=sim.state(i), endpoint=lambda node: node.ip)
+    # the ClusterNode views routing uses: the ip endpoint, the node's own port
+    srv.cluster = types.SimpleNamespace(state=sim.state(i), endpoint=lambda n: n.ip,
+                                        client_port=lambda n, c: n.port)
     c = Client(srv)
     c.transport = FakeTransport()
     srv.on_connect(c)

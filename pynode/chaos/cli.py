@@ -2,7 +2,7 @@
 
     pynode chaos net create --hosts 3 [--addrs 2] [--name pynode] [--subnet 10.77.0]
     pynode chaos net show|destroy [--name pynode]
-    pynode chaos net exec h1 -- pynode --bind 10.77.0.11 --port 7000 ...
+    pynode chaos net exec h1 -- pynode --bind 10.77.0.11 --port 7000 --protected-mode no ...
     pynode chaos partition NODE [--from PEER ...] [--one-way]
     pynode chaos heal NODE
     pynode chaos freeze|thaw|kill|restart NODE

@@ -134,20 +134,21 @@ def cluster_myid(c, argv):
 
 @command("cluster|nodes")
 def cluster_nodes(c, argv):
-    st = _cl(c).state
-    return encode(Verbatim(render_cluster_nodes(st).encode()), c.resp)
+    cl = _cl(c)
+    return encode(Verbatim(render_cluster_nodes(cl.state, cl.use_pport(c)).encode()), c.resp)
 
 
 @command("cluster|replicas", "cluster|slaves")
 def cluster_replicas(c, argv):
-    st = _cl(c).state
+    cl = _cl(c)
+    st = cl.state
     nid = argv[2].decode("utf-8", "replace")
     n = st.nodes.get(nid)
     if n is None:
         raise CommandError("ERR Unknown node %s" % nid)
     if not n.is_primary:
         raise CommandError("ERR The specified node is not a master")
-    lines = [render_nodes_line(r, st).encode() for r in st.replicas_of(n.id)]
+    lines = [render_nodes_line(r, st, cl.use_pport(c)).encode() for r in st.replicas_of(n.id)]
     return encode(lines, c.resp)
 
 
@@ -190,7 +191,7 @@ def _replica_available(st, n) -> bool:
     return offset != 0
 
 
-def _slots_node(n, etype: str) -> list:
+def _slots_node(n, etype: str, port: int) -> list:
     """addNodeToNodeReply: the preferred endpoint first (null for
     unknown-endpoint), and the other known endpoints in the metadata map."""
     if etype == "ip":
@@ -204,7 +205,7 @@ def _slots_node(n, etype: str) -> list:
         meta[b"ip"] = n.ip.encode()
     if etype != "hostname" and n.hostname:
         meta[b"hostname"] = n.hostname.encode()
-    return [first, n.port, n.id.encode(), meta]
+    return [first, port, n.id.encode(), meta]
 
 
 @command("cluster|slots")
@@ -216,8 +217,9 @@ def cluster_slots(c, argv):
     for n in list(st.nodes.values()):
         if not n.is_primary or not n.slots:
             continue
-        reps = [_slots_node(r, etype) for r in st.replicas_of(n.id) if _replica_available(st, r)]
-        me = _slots_node(n, etype)
+        reps = [_slots_node(r, etype, cl.client_port(r, c))
+                for r in st.replicas_of(n.id) if _replica_available(st, r)]
+        me = _slots_node(n, etype, cl.client_port(n, c))
         for a, b in n.slot_ranges():
             out.append([a, b, me] + reps)
     return encode(out, c.resp)
@@ -227,7 +229,12 @@ def _shard_node(cl, n) -> Map:
     st = cl.state
     m = Map()
     m[b"id"] = n.id.encode()
-    m[b"port"] = n.port
+    # with tls-cluster the node's port is its TLS port (addNodeDetailsToShardReply)
+    plain, tls_port = (n.pport, n.port) if cl.tls else (n.port, 0)
+    if plain:
+        m[b"port"] = plain
+    if tls_port:
+        m[b"tls-port"] = tls_port
     m[b"ip"] = n.ip.encode()
     m[b"endpoint"] = cl.endpoint(n).encode()
     if n.hostname:

@@ -202,6 +202,9 @@ def _get_target(srv, host: bytes, port: bytes, timeout_ms: int) -> _Target:
                 raise
             sock = socket.create_connection(addr, timeout=timeout_ms / 1000.0)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if srv.tls is not None and srv.cfg.bool("tls-cluster"):
+            # as Redis: MIGRATE speaks TLS to the target when the cluster does
+            sock = srv.tls.client.wrap_socket(sock)
     except (OSError, ValueError):
         raise CommandError("IOERR error or timeout connecting to the client") from None
     t = cache[name] = _Target(sock)

@@ -585,12 +585,16 @@ def _apply_live(c, old: dict, new: dict) -> None:
                 os.chdir(old["dir"])
             raise _ApplyError(new["maxclients"][0], "The operating system is not able to "
                               "handle the specified number of clients, try with %d" % fits)
-    if changed & {"port", "bind"}:
-        name = new["port"][0] if "port" in changed else new["bind"][0]
-        msg = ("Unable to listen on this port" if "port" in changed
-               else "Failed to bind to specified addresses.")
+    if any(k.startswith("tls-") for k in changed):
+        _reconfigure_tls(srv, new, changed)
+    if changed & {"port", "bind", "tls-port"}:
+        key = next(k for k in ("port", "tls-port", "bind") if k in changed)
+        name = new[key][0]
+        msg = ("Failed to bind to specified addresses." if key == "bind"
+               else "Unable to listen on this port")
         try:
-            _rebind(srv)
+            _rebind(srv, plain=bool(changed & {"port", "bind"}),
+                    tls=bool(changed & {"tls-port", "bind"}))
         except OSError:
             if "dir" in changed:
                 os.chdir(old["dir"])
@@ -600,21 +604,34 @@ def _apply_live(c, old: dict, new: dict) -> None:
         _set_appendonly(srv, cfg.bool("appendonly"))
 
 
-def _listen_sockets(srv) -> list:
-    port = srv.cfg.int("port")
+def _reconfigure_tls(srv, new: dict, changed: set) -> None:
+    """applyTlsCfg / applyTLSPort: a tls-* change rebuilds the contexts when
+    TLS is in use (or is being turned on); a failure refuses the change."""
+    from pynode import tls
+    if not tls.enabled(srv.cfg):
+        return
+    try:
+        srv.tls = tls.contexts(srv.cfg)
+    except tls.TLSConfigError as e:
+        srv.log.warning(str(e))
+        name = new[sorted(k for k in changed if k.startswith("tls-"))[0]][0]
+        raise _ApplyError(name, "Unable to update TLS configuration. Check server logs.")
+    if srv.tls_listener is None:                   # TLS turned on now
+        srv.tls_listener = tls.listener_context(srv.tls.server, srv.tls_server)
+    # a handshake takes its verify mode from the listener's context (SSL_new)
+    srv.tls_listener.verify_mode = srv.tls.server.verify_mode
+    cl = srv.cluster
+    if cl is not None and cl.transport is not None and cl.tls:
+        cl.transport.ssl_client = srv.tls.client   # new links; the listener keeps its own
+
+
+def _listen_sockets(srv, port: int) -> list:
     if not port:
         return []
-    binds = srv.cfg.get("bind").split() or ["*"]
     backlog = srv.cfg.int("tcp-backlog")
     socks = []
     try:
-        for b in binds:
-            optional = b.startswith("-")
-            host = b.lstrip("-")
-            if host == "*":
-                host = "0.0.0.0"
-            elif host == "::*":
-                host = "::"
+        for host, optional in srv.cfg.bind_hosts():
             fam = socket.AF_INET6 if ":" in host else socket.AF_INET
             s = socket.socket(fam, socket.SOCK_STREAM)
             try:
@@ -637,28 +654,38 @@ def _listen_sockets(srv) -> list:
     return socks
 
 
-def _rebind(srv) -> None:
-    """Listen on the configured port/bind addresses, then close the old listeners."""
+def _rebind(srv, plain: bool = True, tls: bool = True) -> None:
+    """Listen on the configured port (plain) and/or tls-port (tls) on the bind
+    addresses, then close the old listeners of that kind."""
     if srv.loop is None:
         return
-    socks = _listen_sockets(srv)
+    kinds = []
+    try:
+        if plain:
+            kinds.append((None, _listen_sockets(srv, srv.cfg.int("port"))))
+        if tls and srv.tls is not None:
+            kinds.append((srv.tls_listener, _listen_sockets(srv, srv.cfg.int("tls-port"))))
+    except OSError:
+        for _, socks in kinds:
+            for s in socks:
+                s.close()
+        raise
     from pynode.client import Client
-    old = []
-    for s in list(srv.servers):
-        fams = {x.family for x in (getattr(s, "sockets", None) or ())}
-        if fams & {socket.AF_INET, socket.AF_INET6}:
-            old.append(s)
-    for s in old:
-        s.close()
-        srv.servers.remove(s)
+    for ssl_ctx, _ in kinds:
+        for s in [s for s in srv.servers if srv.listener_ssl.get(id(s), "unix") is ssl_ctx]:
+            s.close()
+            srv.servers.remove(s)
+            srv.listener_ssl.pop(id(s), None)
 
-    async def serve(sock):
-        server = await srv.loop.create_server(lambda: Client(srv), sock=sock,
+    async def serve(sock, ssl_ctx):
+        server = await srv.loop.create_server(lambda: Client(srv), sock=sock, ssl=ssl_ctx,
                                               backlog=srv.cfg.int("tcp-backlog"))
         srv.servers.append(server)
+        srv.listener_ssl[id(server)] = ssl_ctx
 
-    for s in socks:
-        srv.loop.create_task(serve(s))
+    for ssl_ctx, socks in kinds:
+        for s in socks:
+            srv.loop.create_task(serve(s, ssl_ctx))
 
 
 def _new_aof(srv):
