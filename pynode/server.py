@@ -22,6 +22,7 @@ from pynode.client import Client
 from pynode.commands import CommandError
 from pynode.config import NOTIFY_NEW, VERSION, Config
 from pynode.log import log
+from pynode.redact import redacted
 from pynode.resp import error
 from pynode.routing import route
 from storage.sdsargs import quote
@@ -684,7 +685,7 @@ class Server:
     def feed_monitors(self, c: Client, argv: list[bytes]) -> None:
         now = time.time()
         parts = []
-        for a in argv:
+        for a in redacted(argv):
             parts.append(quote(a))
         line = "+%.6f [%d %s] %s\r\n" % (now, c.db.id, "lua" if c.script else c.addr,
                                           " ".join(parts))
@@ -694,6 +695,7 @@ class Server:
 
     def slowlog_add(self, c: Client, argv: list[bytes], dt: float) -> None:
         args = []
+        argv = redacted(argv)
         for i, a in enumerate(argv):
             if i == 31 and len(argv) > 32:
                 args.append(b"... (%d more arguments)" % (len(argv) - 31))
