@@ -264,7 +264,7 @@ class ClusterNode:
             from pynode.commands.pubsub import drop_slot_channels
             drop_slot_channels(self.srv, a.slots)
         elif t is A.DropSlotKeys:
-            self.drop_slot_keys(a.slots)
+            self.srv.migrations.drop_slots(a.slots)     # many keys: in the background
         elif t is A.EmptyData:
             srv = self.srv
             n = srv.ks.flushall()
@@ -281,6 +281,8 @@ class ClusterNode:
             repl = self.srv.replication
             if a.primary_id is None:
                 repl.become_primary()
+                # a replica of a failed import's target holds what it imported
+                self.srv.migrations.sweep_orphans()
             elif p is not None and p.ip and p.port:
                 repl.become_replica(p.ip, p.port)
         elif t is A.PauseClients:
