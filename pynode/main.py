@@ -14,6 +14,7 @@ USAGE = """Usage: pynode [/path/to/redis.conf] [options] [-]
        pynode -v or --version
        pynode -h or --help
        pynode chaos ... (break nodes on purpose: pynode chaos --help)
+       pynode rebalance|migrate ... (atomic slot migration: pynode rebalance --help)
 
 Examples:
        pynode (run the server with default config)
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "chaos":
         from pynode.chaos.cli import main as chaos_main
         return chaos_main(argv[1:])
+    if argv and argv[0] in ("rebalance", "migrate"):
+        from pynode.rebalance import main as rebalance_main
+        return rebalance_main(argv)
     if argv and argv[0] in ("-v", "--version"):
         print("Redis server v=%s sha=00000000:0 malloc=libc bits=64 build=pynode" % VERSION)
         return 0

@@ -42,7 +42,7 @@ import time
 
 from pynode.routing import command_key_args
 from storage.dump import dumps
-from storage.slots import keyslot
+from storage.slots import keyslot, slot_ranges
 
 CHUNK_BYTES = 1 << 16          # flush the link every 64 KiB
 BATCH_KEYS = 256               # keys sent per event-loop turn during the snapshot
@@ -67,14 +67,7 @@ def _cmd(*args) -> bytes:
     return b"".join(out)
 
 
-def ranges_of(slots) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s in sorted(slots):
-        if out and out[-1][1] == s - 1:
-            out[-1] = (out[-1][0], s)
-        else:
-            out.append((s, s))
-    return out
+ranges_of = slot_ranges
 
 
 def ranges_text(slots) -> str:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import threading
 import time
 
 import pytest
 import redis
 
 from storage.slots import keyslot as _keyslot
+from tests.bench_cluster import Prober
 from tests.chaos import ChaosCluster, Writer, assert_verified
 from tests.cluster_helpers import run
 
@@ -148,33 +148,6 @@ def assert_values(cl, slot_of: dict[str, int], size: int = 0) -> None:
 
 def redirect_errors(w: Writer) -> dict:
     return {k: v for k, v in w.stats.errors.items() if k in ("ASK", "TRYAGAIN")}
-
-
-class Prober:
-    """PING the source every 5 ms: the worst answer time is how long its
-    event loop was held."""
-
-    def __init__(self, port: int) -> None:
-        self.r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=10)
-        self.worst = 0.0
-        self.stop = threading.Event()
-        self.t = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        while not self.stop.is_set():
-            t0 = time.perf_counter()
-            self.r.ping()
-            self.worst = max(self.worst, time.perf_counter() - t0)
-            time.sleep(0.005)
-
-    def __enter__(self):
-        self.t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.t.join(timeout=15)
-        self.r.close()
 
 
 @pytest.fixture(scope="module")
@@ -448,4 +421,28 @@ def test_redis84_import_then_legacy_reshard(cl):
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     cl.wait_healthy(timeout=60)
     assert_values(cl, slot_of)
+    assert_single_owner(cl)
+
+
+def test_pynode_rebalance_cli(cl):
+    """`pynode rebalance` evens out what the tests above moved, with atomic
+    migrations under a ledger writer."""
+    import sys
+    port = _primaries(cl)[0]
+    cmd = [sys.executable, "-m", "pynode", "rebalance", "127.0.0.1:%d" % port]
+
+    def fault():
+        res = subprocess.run(cmd + ["--simulate"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and "Moving" in res.stdout, res.stdout + res.stderr
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "Summary:" in res.stdout and "0 failed" in res.stdout, res.stdout
+        return res.stdout
+
+    print("\n" + under_writer(cl, fault))
+    counts = sorted(len(v) for v in cl.topology()["primaries"].values())
+    assert counts[-1] - counts[0] <= 2, counts
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert "No rebalancing needed" in res.stdout, res.stdout
+    cl.wait_healthy(timeout=60)
     assert_single_owner(cl)
