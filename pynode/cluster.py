@@ -283,8 +283,11 @@ class ClusterNode:
                 repl.become_primary()
                 # a replica of a failed import's target holds what it imported
                 self.srv.migrations.sweep_orphans()
-            elif p is not None and p.ip and p.port:
-                repl.become_replica(p.ip, p.port)
+            else:
+                # a failover took my shard: my jobs' data may be behind the new primary's
+                self.srv.migrations.abort_all("This node became a replica")
+                if p is not None and p.ip and p.port:
+                    repl.become_replica(p.ip, p.port)
         elif t is A.PauseClients:
             # a manual failover of our replica: hold writes, then report the
             # offset that is now final so the replica can catch up to it

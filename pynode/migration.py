@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from itertools import islice
 
 from pynode.routing import command_key_args
 from storage.dump import dumps
@@ -61,9 +62,11 @@ class MigrationError(Exception):
 def _cmd(*args) -> bytes:
     out = [b"*%d\r\n" % len(args)]
     for a in args:
-        if not isinstance(a, bytes):
+        if type(a) is not bytes:
             a = str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        out.append(b"$%d\r\n" % len(a))
+        out.append(a)
+        out.append(b"\r\n")
     return b"".join(out)
 
 
@@ -243,7 +246,14 @@ class Migrations:
             await self._export_failed(job, job.message)
 
     async def _snapshot(self, job: Job) -> None:
+        """Slot after slot; plain strings without a TTL go many to one MSET
+        (the target runs one command instead of hundreds), the rest as
+        RESTORE. Everything is in job.out before each await: the feed runs
+        only then, so what it sends always follows the snapshot's bytes."""
         db = self.srv.ks.db(0)
+        expires = db.expires
+        mset: list = [b"MSET"]
+        n = 0
         for s in job.slots:
             if not job.active:
                 raise MigrationError(job.message or "cancelled")
@@ -251,15 +261,31 @@ class Migrations:
             if d:
                 job.cur_slot = s
                 pending = job.pending = set(d)
-                n = 0
                 for key in list(pending):
                     if key not in pending:
                         continue                    # a write sent it already
                     pending.discard(key)
-                    await self._send_key(job, db, key)
+                    v = d.get(key)
+                    if v is None:
+                        continue
                     n += 1
+                    if type(v) is bytes and len(v) <= BIG_STRING and key not in expires:
+                        mset.append(key)
+                        mset.append(v)
+                        job.keys_sent += 1
+                        if len(mset) > 2 * BATCH_KEYS:
+                            job.out += _cmd(*mset)
+                            del mset[1:]
+                    else:
+                        if len(mset) > 1:
+                            job.out += _cmd(*mset)
+                            del mset[1:]
+                        await self._send_key(job, db, key)
                     if n >= BATCH_KEYS or len(job.out) >= CHUNK_BYTES:
                         n = 0
+                        if len(mset) > 1:
+                            job.out += _cmd(*mset)
+                            del mset[1:]
                         self._flush(job)
                         await job.writer.drain()
                         await asyncio.sleep(0)      # let clients run
@@ -268,10 +294,9 @@ class Migrations:
                 job.pending = None
             job.cur_slot = -1
             job.sent.add(s)
-            if len(job.out) >= CHUNK_BYTES:
-                self._flush(job)
-                await job.writer.drain()
-                await asyncio.sleep(0)
+        if len(mset) > 1:
+            job.out += _cmd(*mset)
+        self._flush(job)
 
     async def _send_key(self, job: Job, db, key: bytes) -> None:
         value = db.slots[keyslot(key)].get(key)
@@ -606,6 +631,14 @@ class Migrations:
         self._log("notice", "Slot migration %s cancelled" % job.name)
         return True
 
+    def abort_all(self, why: str) -> None:
+        """This node stopped being a primary: its exports stop before FINISH
+        (the new primary may hold writes they never carried), its imports
+        close (the new primary of this shard drops what they brought)."""
+        for job in list(self.jobs):
+            if job.active and not job.finish_sent and self.cancel(job):
+                job.touch("failed", why)
+
     # ------------------------------------------------------------ import side
     def sync_start(self, c, name: str, source_id: str, slots: list[int]) -> None:
         st = self.srv.cluster.state
@@ -721,7 +754,7 @@ class Migrations:
                 continue
             d = db.slots[slot]
             n = 0
-            for key in list(d)[:DELETE_BATCH]:
+            for key in list(islice(d, DELETE_BATCH)):
                 if db.delete(key):
                     srv.propagate(0, [b"DEL", key])
                     n += 1

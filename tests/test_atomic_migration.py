@@ -446,3 +446,35 @@ def test_pynode_rebalance_cli(cl):
     assert "No rebalancing needed" in res.stdout, res.stdout
     cl.wait_healthy(timeout=60)
     assert_single_owner(cl)
+
+
+def test_failover_of_source_mid_snapshot(cl):
+    """CLUSTER FAILOVER moves the source's shard to its replica during the
+    snapshot: the job stops before its flip, the slots stay with the source's
+    shard (now its replica), the target drops what it imported."""
+    ps = _primaries(cl)
+    src, dst = ps[1], ps[2]
+    rep = next(p for p, m in cl.topology()["master_of"].items() if m == src)
+
+    def fault():
+        slots, name = _start_busy_migration(cl, src, dst, 40, 30000)
+        cl.stop(dst)
+        try:
+            cl.call(rep, "CLUSTER", "FAILOVER")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if cl.topology(rep)["master_of"].get(src) == rep:
+                    break
+                time.sleep(0.1)
+            e = wait_state(cl, src, lambda e: e["name"] == name and e["state"] in TERMINAL,
+                           timeout=30)
+            assert e["state"] == "failed" and "replica" in e["message"], e
+        finally:
+            cl.cont(dst)
+        cl.wait_healthy(timeout=60)
+        return slots
+
+    slots = under_writer(cl, fault)
+    own = owners(cl)
+    assert all(own[s] == rep for s in slots), [own[s] for s in slots[:3]]
+    assert_single_owner(cl)
