@@ -174,6 +174,7 @@ class ClusterNode:
         repl = self.srv.replication
         st = self.state
         st.set_repl_offset(repl.offset)
+        self.srv.migrations.cron()
         if repl.masterhost is not None:
             if repl.state == "connected":
                 st.set_master_link_down_since(None, int(repl.master_last_io * 1000))

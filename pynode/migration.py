@@ -213,7 +213,7 @@ class Migrations:
                 await self._snapshot(job)
                 job.touch("streaming")
                 self._flush(job)
-                await job.writer.drain()
+                await self._drain(job)
             finally:
                 watcher.cancel()
             await self._flip(job, timeout)
@@ -287,7 +287,7 @@ class Migrations:
                             job.out += _cmd(*mset)
                             del mset[1:]
                         self._flush(job)
-                        await job.writer.drain()
+                        await self._drain(job)
                         await asyncio.sleep(0)      # let clients run
                         if not job.active:
                             raise MigrationError(job.message or "cancelled")
@@ -322,7 +322,7 @@ class Migrations:
                 job.out += cmd
                 if len(job.out) >= CHUNK_BYTES:
                     self._flush(job)
-                    await job.writer.drain()
+                    await self._drain(job)
                     await asyncio.sleep(0)
                     if not job.active:
                         raise MigrationError(job.message or "cancelled")
@@ -382,6 +382,17 @@ class Migrations:
                         b"REPLACE", b"ABSTTL")
         job.keys_sent += 1
         job.bytes_sent += len(payload)
+
+    async def _drain(self, job: Job) -> None:
+        """Wait for the link to take our bytes; a target that takes none for
+        2 x node-timeout (a partition, a frozen process) fails the job."""
+        try:
+            await asyncio.wait_for(job.writer.drain(), self.link_timeout())
+        except asyncio.TimeoutError:
+            raise MigrationError("Target stopped reading for %.0f s" % self.link_timeout())
+
+    def link_timeout(self) -> float:
+        return max(2.0, 2 * self.srv.cluster.node_timeout / 1000.0)
 
     def _flush(self, job: Job) -> None:
         job.flush_scheduled = False
@@ -531,9 +542,9 @@ class Migrations:
             job.writer.write(_cmd(b"CLIENT", b"REPLY", b"ON")
                              + _cmd(b"CLUSTER", b"SYNCSLOTS", b"ACK")
                              + _cmd(b"CLIENT", b"REPLY", b"OFF"))
-            await job.writer.drain()
+            await self._drain(job)
             for _ in range(2):
-                line = await asyncio.wait_for(job.reader.readline(), 10 * timeout)
+                line = await asyncio.wait_for(job.reader.readline(), 2 * timeout)
                 if line != b"+OK\r\n":
                     raise MigrationError("Target answered: %s"
                                          % line.decode("utf-8", "replace").strip())
@@ -548,11 +559,11 @@ class Migrations:
             job.finish_sent = True
             job.writer.write(_cmd(b"CLIENT", b"REPLY", b"ON")
                              + _cmd(b"CLUSTER", b"SYNCSLOTS", b"FINISH", job.name))
-            await job.writer.drain()
+            await self._drain(job)
             self._feed_off(job)
-            line = await asyncio.wait_for(job.reader.readline(), 10 * timeout)
+            line = await asyncio.wait_for(job.reader.readline(), 2 * timeout)
             if line == b"+OK\r\n":
-                line = await asyncio.wait_for(job.reader.readline(), 10 * timeout)
+                line = await asyncio.wait_for(job.reader.readline(), 2 * timeout)
             if line != b"+OK\r\n":
                 raise MigrationError("Target refused the slots: %s"
                                      % line.decode("utf-8", "replace").strip())
@@ -705,10 +716,23 @@ class Migrations:
             return
         job.link = None
         if job.active:
-            job.touch("failed", "Connection to source lost")
+            job.touch("failed", job.message or "Connection to source lost")
             self._log("warning", "Slot migration %s failed: connection to source lost"
                       % job.name)
             self.clean_unowned(job.slots, "failed import")
+
+    def cron(self) -> None:
+        """An import link silent for 2 x node-timeout has lost its source (a
+        partition leaves no FIN): close it, which drops the imported keys."""
+        if not self.links:
+            return
+        now = time.time()
+        limit = self.link_timeout()
+        for c, job in list(self.links.items()):
+            if now - c.last_io > limit:
+                job.touch(message="No data from the source for %.0f s" % limit)
+                c.transport.close()
+                self.on_disconnect(c)
 
     # ------------------------------------------------------------ cleaning up
     def clean_unowned(self, slots, why: str) -> None:

@@ -478,3 +478,28 @@ def test_failover_of_source_mid_snapshot(cl):
     own = owners(cl)
     assert all(own[s] == rep for s in slots), [own[s] for s in slots[:3]]
     assert_single_owner(cl)
+
+
+def test_target_stalls_past_the_link_timeout(cl):
+    """A target that takes no bytes for 2 x node-timeout (frozen, or cut off
+    without a FIN) fails the job on the source; the slots stay there; the
+    target's shard drops what it imported once it runs again."""
+    ps = _primaries(cl)
+    src, dst = ps[0], ps[1]
+
+    def fault():
+        slots, name = _start_busy_migration(cl, src, dst, 40, 40000)
+        cl.stop(dst)
+        try:
+            e = wait_state(cl, src, lambda e: e["name"] == name and e["state"] in TERMINAL,
+                           timeout=30)
+            assert e["state"] == "failed" and "stopped reading" in e["message"], e
+        finally:
+            cl.cont(dst)
+        cl.wait_healthy(timeout=90)
+        return slots
+
+    slots = under_writer(cl, fault)
+    own = owners(cl)
+    assert all(own[s] == src for s in slots)
+    assert_single_owner(cl, timeout=60)
