@@ -564,8 +564,15 @@ class Migrations:
             line = await asyncio.wait_for(job.reader.readline(), 2 * timeout)
             if line == b"+OK\r\n":
                 line = await asyncio.wait_for(job.reader.readline(), 2 * timeout)
+            if line.startswith(b"-"):
+                # refused: the target did not take the slots
+                job.pause_ms = (time.perf_counter() - t0) * 1000.0
+                self.unpause(job)
+                job.touch("failed", "Target refused the slots: %s"
+                          % line[1:].decode("utf-8", "replace").strip())
+                return
             if line != b"+OK\r\n":
-                raise MigrationError("Target refused the slots: %s"
+                raise MigrationError("Target answered: %s"
                                      % line.decode("utf-8", "replace").strip())
         except (OSError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError,
                 MigrationError) as e:
@@ -689,7 +696,14 @@ class Migrations:
         if job is None or job.name != name:
             raise MigrationError("ERR No slot import %s on this connection" % name)
         t0 = time.perf_counter()
-        self.srv.cluster.call("claim_migrated_slots", job.slots)
+        try:
+            self.srv.cluster.call("claim_migrated_slots", job.slots)
+        except Exception as e:           # ClusterError: e.g. no longer a primary
+            del self.links[c]
+            job.link = None
+            job.touch("failed", "Could not take the slots: %s" % e)
+            self.clean_unowned(job.slots, "failed import")
+            raise MigrationError("ERR Could not take the slots: %s" % e) from None
         del self.links[c]
         job.link = None
         job.pause_ms = (time.perf_counter() - t0) * 1000.0
@@ -709,6 +723,16 @@ class Migrations:
                 if db.delete(key):
                     self.srv.dirty += 1
                     self.srv.propagate(0, [b"DEL", key])
+
+    def link_error(self, c, msg: str) -> None:
+        """A write of an import link failed here (OOM, ...): the imported
+        data is not the source's any more, so the job fails at once."""
+        job = self.links.get(c)
+        if job is None or not job.active:
+            return
+        job.touch(message="A write from the source failed on the target: %s" % msg)
+        c.transport.close()
+        self.on_disconnect(c)
 
     def on_disconnect(self, c) -> None:
         job = self.links.pop(c, None)

@@ -425,6 +425,8 @@ class Server:
         except CommandError as e:
             r = self.error_reply(e.msg)
             cmd.failed += 1
+            if self.migrations.links:
+                self.migrations.link_error(c, e.msg)
         dt = perf_counter() - t0
         cmd.calls += 1
         cmd.usec += dt
@@ -477,6 +479,8 @@ class Server:
                          % (argv[0].decode("utf-8", "replace")[:128], args))
 
     def reject(self, c: Client, cmd, msg: str) -> bytes:
+        if self.migrations.links:
+            self.migrations.link_error(c, msg)   # an import link's write refused
         if cmd is not None:
             cmd.rejected += 1
         if c.in_multi:

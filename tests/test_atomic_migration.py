@@ -264,6 +264,10 @@ def test_cancel_mid_snapshot(cl):
         cl.stop(dst)                   # the link backs up: the job stays in its snapshot
         try:
             time.sleep(0.3)
+            # legacy SETSLOT keeps off slots an atomic job is moving
+            with pytest.raises(redis.ResponseError, match="being moved by an atomic"):
+                cl.call(src, "CLUSTER", "SETSLOT", str(slots[0]), "MIGRATING",
+                        cl.topology(src)["ids"][dst])
             assert cl.call(src, "CLUSTER", "CANCELSLOTMIGRATIONS") in (b"OK", "OK", True)
             e = entries(cl, src)[-1]
             assert e["name"] == name and e["state"] == "cancelled", e
@@ -386,6 +390,19 @@ def test_commands_and_errors(cl):
     assert b"cluster|migrateslots" not in repr(docs).encode()
     assert err("CLUSTER", "MIGRATION", "CANCEL") == "syntax error"
     assert r.execute_command("CLUSTER", "MIGRATION", "CANCEL", "ALL") == 0
+    # ACL: a rule on the CLUSTER container covers the new subcommands
+    r.execute_command("ACL", "SETUSER", "mig", "on", "nopass", "+@all", "-cluster",
+                      "+cluster|info")
+    try:
+        u = redis.Redis(host="127.0.0.1", port=src, username="mig", password="x")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            u.execute_command("CLUSTER", "GETSLOTMIGRATIONS")
+        assert u.execute_command("CLUSTER", "INFO")
+        r.execute_command("ACL", "SETUSER", "mig", "+cluster")
+        assert isinstance(u.execute_command("CLUSTER", "GETSLOTMIGRATIONS"), list)
+        u.close()
+    finally:
+        r.execute_command("ACL", "DELUSER", "mig")
     r.close()
 
 
@@ -503,3 +520,28 @@ def test_target_stalls_past_the_link_timeout(cl):
     own = owners(cl)
     assert all(own[s] == src for s in slots)
     assert_single_owner(cl, timeout=60)
+
+
+def test_write_refused_on_the_target_fails_the_job(cl):
+    """A write the target refuses (here -OOM under maxmemory) ends the import
+    at once: nothing is silently missing after a flip; the slots stay."""
+    ps = _primaries(cl)
+    src, dst = ps[2], ps[0]
+    slots = primary_slots(cl, src)[:20]
+    from tests.cluster_helpers import key_for_slot
+    r = redis.Redis(host="127.0.0.1", port=src)
+    for i, s in enumerate(slots):
+        r.set("%s:oom%d" % (key_for_slot(s), i), "v")
+    r.close()
+    cl.call(dst, "CONFIG", "SET", "maxmemory", "1")
+    try:
+        cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]), str(slots[-1]),
+                "NODE", cl.topology()["ids"][dst])
+        e = wait_done(cl, src, timeout=30)
+    finally:
+        cl.call(dst, "CONFIG", "SET", "maxmemory", "0")
+    assert e["state"] == "failed", e
+    imp = [x for x in entries(cl, dst) if x["name"] == e["name"]]
+    assert imp and imp[0]["state"] == "failed" and "OOM" in imp[0]["message"], imp
+    assert all(owners(cl)[s] == src for s in slots)
+    assert_single_owner(cl)
