@@ -11,7 +11,8 @@ the source keeps answering; Redis 8.4's CLUSTER MIGRATION IMPORT on the target;
 redis-cli --cluster reshard (SETSLOT + MIGRATE) still works afterwards.
 
 PYNODE_ATOMIC_FORM picks the size: "short" (default suite: 2000 slots holding
-20k keys) or "long" (`make chaos`: 4096 slots holding 1M keys).
+20k keys) or "long" (`make chaos`: 4096 slots holding 1M keys, a 1M-field hash
+and a 32 MiB string).
 """
 
 from __future__ import annotations
@@ -80,14 +81,17 @@ def primary_slots(cl, port) -> list[int]:
     return sorted(cl.topology()["primaries"][port])
 
 
-def preload(cl, n: int, prefix: str = "m:", size: int = 0) -> dict[str, int]:
-    """n keys `prefix<i>` = `v<i>` (padded to `size` bytes), written by pipelines
-    to each slot's owner; returns key -> slot."""
+def preload(cl, n: int, prefix: str = "m:", size: int = 0, slots=None) -> dict[str, int]:
+    """n keys `prefix<i>` = `v<i>` (padded to `size` bytes; spread over `slots`
+    with hash tags if given), written by pipelines to each slot's owner;
+    returns key -> slot."""
+    from tests.cluster_helpers import key_for_slot
     own = owners(cl)
     groups: dict[int, list[str]] = {}
     slot_of = {}
     for i in range(n):
-        k = "%s%d" % (prefix, i)
+        k = ("%s%d" % (prefix, i) if slots is None
+             else "%s%d:%s" % (prefix, i, key_for_slot(slots[i % len(slots)])))
         s = keyslot(k)
         slot_of[k] = s
         groups.setdefault(own[s], []).append(k)
@@ -96,7 +100,7 @@ def preload(cl, n: int, prefix: str = "m:", size: int = 0) -> dict[str, int]:
         for i in range(0, len(keys), 5000):
             p = r.pipeline(transaction=False)
             for k in keys[i:i + 5000]:
-                v = "v" + k[len(prefix):]
+                v = "v" + k.split(":")[1]
                 p.set(k, v.ljust(size, "x") if size else v)
             p.execute()
         r.close()
@@ -139,7 +143,7 @@ def assert_values(cl, slot_of: dict[str, int], size: int = 0) -> None:
         part = keys[i:i + 2000]
         got = rc.mget_nonatomic(part)
         for k, v in zip(part, got):
-            want = "v" + k[k.index(":") + 1:]
+            want = "v" + k.split(":")[1]
             if size:
                 want = want.ljust(size, "x")
             assert _s(v) == want, "key %s = %r, wanted %r" % (k, v, want)
@@ -162,12 +166,12 @@ def cl():
 def test_migrate_slots_under_load(cl):
     """The Done-when case, short form: many slots, a ledger writer and
     redis-benchmark --cluster, 0 ASK/TRYAGAIN, 0 lost writes."""
-    slot_of = preload(cl, PRELOAD)
     t = cl.topology()
     src = min(t["primaries"], key=lambda p: min(t["primaries"][p]))
     dst = next(p for p in sorted(t["primaries"]) if p != src)
     slots = primary_slots(cl, src)[:MOVE_SLOTS]
     moving = set(slots)
+    slot_of = preload(cl, PRELOAD, slots=slots)
     in_moving = sum(1 for s in slot_of.values() if s in moving)
     bench = subprocess.Popen(
         ["redis-benchmark", "--cluster", "-h", "127.0.0.1", "-p", str(src), "-t", "set,get",
