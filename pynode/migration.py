@@ -392,7 +392,9 @@ class Migrations:
             raise MigrationError("Target stopped reading for %.0f s" % self.link_timeout())
 
     def link_timeout(self) -> float:
-        return max(2.0, 2 * self.srv.cluster.node_timeout / 1000.0)
+        """2 x node-timeout, at least 10 s: a loaded target may lag seconds
+        behind a fast source and still be making progress."""
+        return max(10.0, 2 * self.srv.cluster.node_timeout / 1000.0)
 
     def _flush(self, job: Job) -> None:
         job.flush_scheduled = False
@@ -544,7 +546,7 @@ class Migrations:
                              + _cmd(b"CLIENT", b"REPLY", b"OFF"))
             await self._drain(job)
             for _ in range(2):
-                line = await asyncio.wait_for(job.reader.readline(), 2 * timeout)
+                line = await asyncio.wait_for(job.reader.readline(), self.link_timeout())
                 if line != b"+OK\r\n":
                     raise MigrationError("Target answered: %s"
                                          % line.decode("utf-8", "replace").strip())
@@ -561,9 +563,9 @@ class Migrations:
                              + _cmd(b"CLUSTER", b"SYNCSLOTS", b"FINISH", job.name))
             await self._drain(job)
             self._feed_off(job)
-            line = await asyncio.wait_for(job.reader.readline(), 2 * timeout)
+            line = await asyncio.wait_for(job.reader.readline(), self.link_timeout())
             if line == b"+OK\r\n":
-                line = await asyncio.wait_for(job.reader.readline(), 2 * timeout)
+                line = await asyncio.wait_for(job.reader.readline(), self.link_timeout())
             if line.startswith(b"-"):
                 # refused: the target did not take the slots
                 job.pause_ms = (time.perf_counter() - t0) * 1000.0
