@@ -49,6 +49,7 @@ CHUNK_BYTES = 1 << 16          # flush the link every 64 KiB
 BATCH_KEYS = 256               # keys sent per event-loop turn during the snapshot
 BIG_ITEMS = 1024               # collections with more elements travel in pieces
 BIG_STRING = 1 << 20           # strings longer than this travel in 1 MiB pieces
+IN_FLIGHT = 1 << 20            # bytes sent ahead of the target's last ACK
 DELETE_BATCH = 1000            # keys deleted per loop turn by the background cleaner
 LOG_MAX = 20                   # finished jobs kept for GETSLOTMIGRATIONS
 
@@ -107,6 +108,7 @@ class Job:
         self.pause_ms = 0.0
         self.keys_sent = 0
         self.bytes_sent = 0
+        self.acked_bytes = 0
         # export side
         self.writer = None
         self.reader = None
@@ -208,14 +210,11 @@ class Migrations:
             job.writer.write(_cmd(b"CLIENT", b"REPLY", b"OFF"))
             job.touch("snapshotting")
             self._feed_on(job)
-            watcher = asyncio.ensure_future(self._watch_link(job))
-            try:
-                await self._snapshot(job)
-                job.touch("streaming")
-                self._flush(job)
-                await self._drain(job)
-            finally:
-                watcher.cancel()
+            # a dead target shows at the next drain or ACK (every IN_FLIGHT bytes)
+            await self._snapshot(job)
+            job.touch("streaming")
+            self._flush(job)
+            await self._drain(job)
             await self._flip(job, timeout)
         except (MigrationError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
                 ConnectionError) as e:
@@ -228,22 +227,6 @@ class Migrations:
             self._feed_off(job)
             if job.writer is not None:
                 job.writer.close()
-
-    async def _watch_link(self, job: Job) -> None:
-        """The target answers nothing while replies are off: a read that
-        ends means the link is gone."""
-        try:
-            data = await job.reader.read(1 << 16)
-        except (OSError, ConnectionError):
-            data = b""
-        if job.active and not job.finish_sent:
-            if not data:
-                job.touch(message="Connection to target lost")
-            else:
-                job.touch(message="Target answered: %s" % data[:200].decode("utf-8", "replace"))
-            if job.task is not None:
-                job.task.cancel()
-            await self._export_failed(job, job.message)
 
     async def _snapshot(self, job: Job) -> None:
         """Slot after slot; plain strings without a TTL go many to one MSET
@@ -288,6 +271,8 @@ class Migrations:
                             del mset[1:]
                         self._flush(job)
                         await self._drain(job)
+                        if job.bytes_sent - job.acked_bytes > IN_FLIGHT:
+                            await self._ack(job)    # the target keeps up, its loop stays free
                         await asyncio.sleep(0)      # let clients run
                         if not job.active:
                             raise MigrationError(job.message or "cancelled")
@@ -381,7 +366,6 @@ class Migrations:
         job.out += _cmd(b"RESTORE", key, 0 if expire == -1 else expire, payload,
                         b"REPLACE", b"ABSTTL")
         job.keys_sent += 1
-        job.bytes_sent += len(payload)
 
     async def _drain(self, job: Job) -> None:
         """Wait for the link to take our bytes; a target that takes none for
@@ -399,8 +383,34 @@ class Migrations:
     def _flush(self, job: Job) -> None:
         job.flush_scheduled = False
         if job.out and job.writer is not None and not job.writer.is_closing():
+            job.bytes_sent += len(job.out)
             job.writer.write(bytes(job.out))
         job.out.clear()
+
+    async def _ack(self, job: Job) -> float:
+        """One round trip: the target has applied everything sent before it.
+        Returns its duration."""
+        t1 = time.perf_counter()
+        self._flush(job)
+        sent = job.bytes_sent
+        job.writer.write(_cmd(b"CLIENT", b"REPLY", b"ON")
+                         + _cmd(b"CLUSTER", b"SYNCSLOTS", b"ACK")
+                         + _cmd(b"CLIENT", b"REPLY", b"OFF"))
+        await self._drain(job)
+        for _ in range(2):
+            try:
+                line = await asyncio.wait_for(job.reader.readline(), self.link_timeout())
+            except asyncio.TimeoutError:
+                raise MigrationError("Target stopped reading for %.0f s"
+                                     % self.link_timeout()) from None
+            if not line:
+                raise MigrationError("Connection to target lost")
+            if line != b"+OK\r\n":
+                raise MigrationError("Target answered: %s"
+                                     % line.decode("utf-8", "replace").strip())
+        job.acked_bytes = sent
+        job.last_ack_time = time.time()
+        return time.perf_counter() - t1
 
     # ------------------------------------------------------------ the live stream
     def _feed_on(self, job: Job) -> None:
@@ -539,19 +549,7 @@ class Migrations:
         # catch up first: an ACK round trip tells that the target has applied
         # everything sent before it; the hold then covers only the last tail
         for _ in range(5):
-            t1 = time.perf_counter()
-            self._flush(job)
-            job.writer.write(_cmd(b"CLIENT", b"REPLY", b"ON")
-                             + _cmd(b"CLUSTER", b"SYNCSLOTS", b"ACK")
-                             + _cmd(b"CLIENT", b"REPLY", b"OFF"))
-            await self._drain(job)
-            for _ in range(2):
-                line = await asyncio.wait_for(job.reader.readline(), self.link_timeout())
-                if line != b"+OK\r\n":
-                    raise MigrationError("Target answered: %s"
-                                         % line.decode("utf-8", "replace").strip())
-            job.last_ack_time = time.time()
-            if time.perf_counter() - t1 < 0.005:
+            if await self._ack(job) < 0.005:
                 break
         job.touch("failing-over")
         t0 = time.perf_counter()

@@ -186,7 +186,8 @@ def test_migrate_slots_under_load(cl):
                            str(slots[-1]), "NODE", t["ids"][dst]) in (b"OK", "OK", True)
             e = wait_done(cl, src, timeout=1200 if LONG else 120)
         took = time.monotonic() - t0
-        assert e["state"] == "success", (e["state"], e["message"])
+        assert e["state"] == "success", (e["state"], e["message"], entries(cl, dst),
+                                         cl.diagnostics())
         assert e["operation"] == "EXPORT" and e["slot_ranges"] == "%d-%d" % (slots[0], slots[-1])
         assert e["target_node"] == t["ids"][dst] and e["source_node"] == t["ids"][src]
         imp = [x for x in entries(cl, dst, "MIGRATION", "STATUS", "ALL") if x["id"] == e["name"]]
@@ -199,7 +200,7 @@ def test_migrate_slots_under_load(cl):
     finally:
         w.stop()
         out, _ = bench.communicate(timeout=600)
-    assert bench.returncode == 0, out[-2000:]
+    assert bench.returncode == 0, (out[-2000:], cl.diagnostics())
     assert redirect_errors(w) == {}, w.summary()
     assert_verified(w)
     after = owners(cl)
