@@ -84,6 +84,8 @@ bench-cluster: setup
 # elections / manual failover (1000 seeded schedules).  Then the long form of the
 # live resharding test: 2000 slots moved and a fourth primary filled with
 # --cluster-use-empty-masters and drained, under a ledger and redis-benchmark.
+# Then the long form of atomic slot migration: 4096 slots holding 1M keys moved
+# by CLUSTER MIGRATESLOTS under a ledger and redis-benchmark, and its faults.
 # Then 20 rounds of real partitions over network namespaces (root): a primary cut
 # off alone (failover), then a host holding a primary and its replica (none).
 # PYNODE_CLUSTER_SERVER=redis runs the process part against redis-server 7.0.
@@ -94,6 +96,7 @@ chaos:
 	$(PY) -m pytest tests/test_chaos_load.py
 	PYNODE_SIM_SCHEDULES=1000 $(PY) -m pytest tests/test_gossip_sim_failover.py
 	PYNODE_LIVE_FORM=long $(PY) -m pytest tests/test_reshard_live.py
+	PYNODE_ATOMIC_FORM=long $(PY) -m pytest tests/test_atomic_migration.py
 	PYNODE_NETNS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m pytest tests/test_chaos_netns.py
 
 clean:

@@ -1876,6 +1876,57 @@ class ClusterState:
         self._save(update=True)
         return self._finish()
 
+    # ---------------------------------------------------------- atomic slot migration
+    def claim_migrated_slots(self, slots: Iterable[int], now: int | None = None) -> list:
+        """Atomic slot migration, target side: the source's data for ``slots``
+        is here and its writes to them are held, so take them in one step: one
+        configEpoch bump (so this claim wins over the source's on every node, as
+        a failover's does), then a PONG to everyone. A bump is skipped only when
+        my configEpoch is already above every other node's."""
+        self._admin(now)
+        me = self.myself
+        if me.is_replica:
+            raise ClusterError("ERR Please use SETSLOT only with masters.")
+        slots = sorted(set(slots))
+        owner = self.slot_owner
+        taken = [s for s in slots if owner[s] != me.id]
+        self._unassign_slots([s for s in taken if owner[s] is not None])
+        self._assign_slots(me, taken)
+        for s in slots:
+            me.importing.pop(s, None)
+        others = max([n.config_epoch for n in self.nodes.values() if n is not me] + [0])
+        if me.config_epoch == 0 or me.config_epoch <= others:
+            self._set_current_epoch(max(self.current_epoch, others) + 1)
+            self._set_config_epoch(me, self.current_epoch)
+            self._log("warning", f"configEpoch set to {me.config_epoch} after importing "
+                                 f"{len(taken)} slots")
+        self._broadcast_pong()
+        self._save(fsync=True, update=True)
+        return self._finish()
+
+    def give_migrated_slots(self, slots: Iterable[int], node_id: str,
+                            now: int | None = None) -> list:
+        """Atomic slot migration, source side: ``node_id`` took ``slots`` (its
+        bumped configEpoch wins them everywhere); stop serving them at once
+        rather than at the next PONG, and drop their keys."""
+        self._admin(now)
+        me = self.myself
+        n = self._target(node_id, "Unknown node")
+        owner = self.slot_owner
+        lost = [s for s in sorted(set(slots)) if owner[s] == me.id]
+        if lost:
+            self._unassign_slots(lost)
+            self._assign_slots(n, lost)
+            for s in lost:
+                me.migrating.pop(s, None)
+            self._out.append(A.DropSlotKeys(tuple(lost)))
+            if not me.slots and self.allow_replica_migration:
+                self._log("warning", f"Configuration change detected. Reconfiguring myself as a replica of {n.id}")
+                self._set_my_primary(n)
+                self._save(fsync=True, update=True)
+        self._save(update=True)
+        return self._finish()
+
     def _max_epoch(self) -> int:
         return max([self.current_epoch] + [n.config_epoch for n in self.nodes.values()])
 

@@ -233,6 +233,7 @@ class ClusterNode:
         repl = self.srv.replication
         st = self.state
         st.set_repl_offset(repl.offset)
+        self.srv.migrations.cron()
         if repl.masterhost is not None:
             if repl.state == "connected":
                 st.set_master_link_down_since(None, int(repl.master_last_io * 1000))
@@ -328,7 +329,7 @@ class ClusterNode:
             from pynode.commands.pubsub import drop_slot_channels
             drop_slot_channels(self.srv, a.slots)
         elif t is A.DropSlotKeys:
-            self.drop_slot_keys(a.slots)
+            self.srv.migrations.drop_slots(a.slots)     # many keys: in the background
         elif t is A.EmptyData:
             srv = self.srv
             n = srv.ks.flushall()
@@ -345,8 +346,13 @@ class ClusterNode:
             repl = self.srv.replication
             if a.primary_id is None:
                 repl.become_primary()
-            elif p is not None and p.ip and p.port:
-                repl.become_replica(p.ip, p.port)
+                # a replica of a failed import's target holds what it imported
+                self.srv.migrations.sweep_orphans()
+            else:
+                # a failover took my shard: my jobs' data may be behind the new primary's
+                self.srv.migrations.abort_all("This node became a replica")
+                if p is not None and p.ip and p.port:
+                    repl.become_replica(p.ip, p.port)
         elif t is A.PauseClients:
             # a manual failover of our replica: hold writes, then report the
             # offset that is now final so the replica can catch up to it

@@ -17,6 +17,7 @@ USAGE = """Usage: pynode [/path/to/redis.conf] [options] [-]
        pynode proxy --port P --cluster host:port [--cluster host:port ...]
                     [--read-from-replicas] (a proxy for plain clients)
        pynode dashboard --cluster host:port ... (web page + /metrics: pynode dashboard --help)
+       pynode rebalance|migrate ... (atomic slot migration: pynode rebalance --help)
 
 Examples:
        pynode (run the server with default config)
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "dashboard":
         from pynode.dashboard.app import main as dashboard_main
         return dashboard_main(argv[1:])
+    if argv and argv[0] in ("rebalance", "migrate"):
+        from pynode.rebalance import main as rebalance_main
+        return rebalance_main(argv)
     if argv and argv[0] in ("-v", "--version"):
         print("Redis server v=%s sha=00000000:0 malloc=libc bits=64 build=pynode" % VERSION)
         return 0

@@ -57,6 +57,8 @@ def route(srv, c, cmd, argv: list[bytes]) -> str | None:
 
 
 def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
+    if srv.migrations.links and c in srv.migrations.links:
+        return None          # an atomic migration's link writes into slots it imports
     asking = c.asking
     if asking and not c.in_multi and cmd.name != "asking":
         c.asking = False        # ASKING lasts for one command (or one MULTI)

@@ -120,6 +120,10 @@ class Server:
         # (wrapped in MULTI/EXEC when the command propagates too, as Redis 7.0)
         self.expired_pending: list = []
         self.repl_feed = None        # replication stream feed while replicas may attach
+        # atomic slot migration (pynode/migration.py): the export jobs' feed of
+        # writes to moving slots, the slots whose writes are held for a flip
+        self.slot_feed = None
+        self.pause_slots: set | None = None
         from pynode.snapshots import Snapshots
         self.snapshots = Snapshots(self)          # RDB: SAVE, BGSAVE, save points
         from pynode.replication import Replication
@@ -129,7 +133,9 @@ class Server:
         from pynode.scripting.runner import Scripting
         self.scripting = Scripting(self)
         from pynode.latency import Latency
-        self.latency = Latency(self)             # LATENCY, latency histograms
+        self.latency = Latency(self)
+        from pynode.migration import Migrations
+        self.migrations = Migrations(self)       # atomic slot migration jobs             # LATENCY, latency histograms
         self.children.on_latency = self.latency.sample
         from pynode.tracking import Tracking
         self.tracking = Tracking(self)            # client-side caching (CLIENT TRACKING)
@@ -266,6 +272,8 @@ class Server:
         if c.monitor and c in self.monitors:
             self.monitors.remove(c)
         self.paused_clients.discard(c)
+        if self.migrations.links:
+            self.migrations.on_disconnect(c)
         if c.blocked is not None:
             self.blocking.on_disconnect(c)
         if c.tracking is not None:
@@ -372,6 +380,8 @@ class Server:
             return False
         if self.pause_all:
             return True
+        if self.pause_slots is not None:
+            return self.migrations.must_pause(c, argv)
         cmd = self.table.get(argv[0].lower())
         if cmd is None:
             return False
@@ -401,6 +411,8 @@ class Server:
                 return self.reject(c, cmd, "ERR wrong number of arguments for '%s' command"
                                    % cmd.name)
             sub = cmd.subs.get(argv[1].lower()) if len(argv) > 1 else None  # bare COMMAND
+            if sub is None and cmd.hidden is not None and len(argv) > 1:
+                sub = cmd.hidden.get(argv[1].lower())   # not listed by COMMAND
             if sub is None:
                 if cmd.handler is None:
                     return self.reject(c, cmd, "ERR unknown subcommand '%s'. Try %s HELP."
@@ -448,6 +460,8 @@ class Server:
         except CommandError as e:
             r = self.error_reply(e.msg)
             cmd.failed += 1
+            if self.migrations.links:
+                self.migrations.link_error(c, e.msg)
         dt = perf_counter() - t0
         cmd.calls += 1
         cmd.usec += dt
@@ -455,7 +469,7 @@ class Server:
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
         if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
-                                    or c.rewrite is not None):
+                                    or c.rewrite is not None or self.slot_feed is not None):
             self.propagate_command(c, cmd, argv, self.dirty - dirty)
         if dt > self.slowlog_threshold and not cmd.skip_slowlog:
             self.slowlog_add(c, argv, dt)
@@ -500,6 +514,8 @@ class Server:
                          % (argv[0].decode("utf-8", "replace")[:128], args))
 
     def reject(self, c: Client, cmd, msg: str) -> bytes:
+        if self.migrations.links:
+            self.migrations.link_error(c, msg)   # an import link's write refused
         if cmd is not None:
             cmd.rejected += 1
         if c.in_multi:
@@ -634,6 +650,8 @@ class Server:
             self.aof.feed(dbid, argv)
         if self.repl_feed is not None and targets & 2:
             self.repl_feed(dbid, argv)
+        if self.slot_feed is not None and targets & 2:
+            self.slot_feed(dbid, argv)
 
     def propagate_ops(self, ops: list) -> None:
         """The writes of one EXEC or script (Redis 7.0's
@@ -669,7 +687,7 @@ class Server:
             return                               # the loaded AOF keeps its TTL
         if self.notify_flags:
             notify.notify(self, notify.EXPIRED, b"expired", key, db.id)
-        if self.aof is None and self.repl_feed is None:
+        if self.aof is None and self.repl_feed is None and self.slot_feed is None:
             return
         if self.also_propagate is not None:      # inside EXEC: in order
             self.also_propagate.append((db.id, [self.expired_del, key]))
@@ -902,6 +920,10 @@ class Server:
             return
         if self.cluster is not None:
             await self.cluster.start()
+            # keys a failed atomic import left in the AOF: gone once the
+            # cluster has told us who owns their slots
+            self.loop.call_later(2 * self.cluster.node_timeout / 1000.0 + 1.0,
+                                 self.migrations.sweep_orphans)
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.on_signal, sig)
         self.loop.call_later(1.0 / self.hz, self.cron)

@@ -7,13 +7,20 @@ redis-benchmark runs against each cluster alternately (several rounds, best of
 each kept) and the ratio pynode/redis-server is printed.  Then, on each cluster,
 one slot holding --move-keys small keys (100k) is moved to another primary with
 `redis-cli --cluster reshard --cluster-pipeline 100` and the keys moved per
-second are printed with their ratio.  Last, a `pynode proxy` is started in front
+second are printed with their ratio.  Then a `pynode proxy` is started in front
 of the pynode cluster and plain redis-benchmark (no --cluster) through it is
 compared with redis-benchmark --cluster straight to the nodes, -P 1 and -P 16.
-Nothing is asserted: it prints figures.
+Last, the resharding race: --reshard-slots (4096) slots of one primary holding
+--reshard-keys (1M) small keys move to another primary three ways: pynode's
+atomic CLUSTER MIGRATESLOTS, pynode with `redis-cli --cluster reshard`,
+redis-server 7.0 with `redis-cli --cluster reshard` (both --cluster-pipeline
+100); printed: the time of each, the ratios, the atomic flip's write hold and
+the worst PING answer time on the source during each move.  Nothing is
+asserted: it prints figures.
 
     python -m tests.bench_cluster [--requests N] [--clients 50] [--pipelines 16] [--rounds 2]
                                   [--move-keys 100000] [--proxy-pipelines 1,16]
+                                  [--reshard-slots 4096] [--reshard-keys 1000000]
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-
+import threading
 import time
 
 import redis
@@ -75,6 +82,82 @@ def move_slot(c: Cluster, keys: int) -> float:
     return (keys + there) / dt
 
 
+class Prober:
+    """PING a node every 5 ms; `worst` is the longest answer time."""
+
+    def __init__(self, port: int) -> None:
+        self.r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=60)
+        self.worst = 0.0
+        self.done = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            t0 = time.perf_counter()
+            self.r.ping()
+            self.worst = max(self.worst, time.perf_counter() - t0)
+            time.sleep(0.005)
+
+    def __enter__(self) -> "Prober":
+        self.t.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.done.set()
+        self.t.join(timeout=60)
+        self.r.close()
+
+
+def fill_slots(c: Cluster, src: int, slots: list[int], keys: int) -> None:
+    """`keys` small keys spread over `slots` of primary `src`."""
+    tags = [key_for_slot(s) for s in slots]
+    conn = redis.Redis(host="127.0.0.1", port=src)
+    pipe = conn.pipeline(transaction=False)
+    for i in range(keys):
+        pipe.set("%s:r%d" % (tags[i % len(tags)], i), "xxx")
+        if i % 10000 == 9999:
+            pipe.execute()
+    pipe.execute()
+    conn.close()
+
+
+def reshard_race(c: Cluster, nslots: int, keys: int, atomic: bool) -> dict:
+    """Move the first `nslots` slots of the first primary, holding `keys` keys,
+    to the second primary; returns seconds, worst PING on the source, hold."""
+    nodes = [n for n in c.live_node().nodes() if "master" in n["flags"]]
+    nodes.sort(key=lambda n: min(n["slots"]))
+    src, dst = nodes[0], nodes[1]
+    slots = sorted(src["slots"])[:nslots]
+    fill_slots(c, src["port"], slots, keys)
+    out = {"hold_ms": None}
+    with Prober(src["port"]) as probe:
+        t0 = time.monotonic()
+        if atomic:
+            r = redis.Redis(host="127.0.0.1", port=src["port"], decode_responses=True)
+            r.execute_command("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", slots[0], slots[-1],
+                              "NODE", dst["id"])
+            while True:
+                e = r.execute_command("CLUSTER", "MIGRATION", "STATUS")[-1]
+                e = e if isinstance(e, dict) else dict(zip(e[::2], e[1::2]))
+                if e["state"] in ("success", "failed", "cancelled"):
+                    break
+                time.sleep(0.01)
+            if e["state"] != "success":
+                raise RuntimeError("atomic migration %s: %s" % (e["state"], e["last_error"]))
+            out["hold_ms"] = int(e["write_pause_ms"])
+            r.close()
+        else:
+            res = run(["redis-cli", "--cluster", "reshard", "127.0.0.1:%d" % src["port"],
+                       "--cluster-from", src["id"], "--cluster-to", dst["id"],
+                       "--cluster-slots", str(nslots), "--cluster-yes",
+                       "--cluster-pipeline", "100"], 7200)
+            if res.returncode != 0:
+                raise RuntimeError("reshard failed:\n" + res.stdout[-2000:])
+        out["seconds"] = time.monotonic() - t0
+    out["worst_ms"] = probe.worst * 1000
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replicas", type=int, default=0)
     ap.add_argument("--move-keys", type=int, default=100000,
                     help="keys in the slot moved by redis-cli --cluster reshard (0: skip)")
+    ap.add_argument("--reshard-slots", type=int, default=4096)
+    ap.add_argument("--reshard-keys", type=int, default=1000000,
+                    help="keys in the slots of the three-way reshard (0: skip)")
     ap.add_argument("--appendonly", action="store_true",
                     help="appendonly yes, appendfsync everysec on every node")
     ap.add_argument("--proxy-pipelines", default="1,16",
@@ -127,6 +213,31 @@ def main(argv: list[str] | None = None) -> int:
                      rate["pynode"] / rate["redis"]), flush=True)
         if args.proxy_pipelines:
             proxy_rows(clusters["pynode"], args)
+        if args.reshard_keys:
+            # fresh clusters: the same slots and keys moved three ways
+            for c in clusters.values():
+                c.cleanup()
+            clusters = {}
+            res = {}
+            for label, server, atomic in (("pynode atomic", "pynode", True),
+                                          ("pynode reshard", "pynode", False),
+                                          ("redis reshard", "redis", False)):
+                c = clusters[label] = Cluster(primaries=args.primaries,
+                                              replicas=args.replicas, server=server,
+                                              extra=extra).up()
+                res[label] = reshard_race(c, args.reshard_slots, args.reshard_keys, atomic)
+                c.cleanup()
+                del clusters[label]
+                print("%-15s %d slots, %d keys: %8.2f s, worst PING on the source %7.1f ms%s"
+                      % (label, args.reshard_slots, args.reshard_keys, res[label]["seconds"],
+                         res[label]["worst_ms"],
+                         "" if res[label]["hold_ms"] is None
+                         else ", writes held %d ms at the flip" % res[label]["hold_ms"]),
+                      flush=True)
+            a = res["pynode atomic"]["seconds"]
+            print("pynode atomic is %.1fx faster than pynode reshard, %.1fx faster than "
+                  "redis-server reshard" % (res["pynode reshard"]["seconds"] / a,
+                                            res["redis reshard"]["seconds"] / a), flush=True)
     finally:
         for c in clusters.values():
             c.cleanup()

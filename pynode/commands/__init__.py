@@ -33,7 +33,7 @@ class Command:
                  "nomulti", "noscript", "fast", "may_replicate", "skip_monitor",
                  "skip_slowlog", "blocking", "movablekeys", "first_key", "last_key",
                  "step", "subs", "parent", "calls", "usec", "rejected", "failed",
-                 "bname", "key_pos", "asking", "flags_of", "views", "lat")
+                 "bname", "key_pos", "asking", "flags_of", "views", "lat", "hidden")
 
     def __init__(self, name: str, handler, meta: CommandMeta) -> None:
         self.name = name                      # "get" or "client|list"
@@ -71,6 +71,9 @@ class Command:
         self.flags_of = None
         self.views: dict | None = None
         self.subs: dict[bytes, Command] | None = None
+        # subcommands newer than Redis 7.0 (CLUSTER MIGRATESLOTS ...): dispatched,
+        # but not in `subs`, so COMMAND COUNT/LIST/INFO/DOCS stay Redis 7.0's
+        self.hidden: dict[bytes, Command] | None = None
         self.parent: Command | None = None
         self.calls = 0
         self.usec = 0.0
@@ -108,6 +111,8 @@ _HANDLERS: dict[str, object] = {}
 KEY_FINDERS: dict[str, object] = {}
 # name -> fn(srv, cmd, argv) -> Command: flags that depend on the arguments
 FLAGS_OF: dict[str, object] = {}
+# "parent|sub" -> (handler, arity, flags) of subcommands Redis 7.0 lacks
+_HIDDEN: dict[str, tuple] = {}
 
 
 def _modules() -> list[str]:
@@ -127,6 +132,18 @@ def command(*names: str, keys=None):
             _HANDLERS[n] = fn
             if keys is not None:
                 KEY_FINDERS[n] = keys
+        return fn
+
+    return deco
+
+
+def hidden_command(name: str, arity: int, flags: tuple = ("admin", "stale")):
+    """Register a subcommand ("cluster|migrateslots") that Redis 7.0 does not
+    have: the dispatcher runs it, COMMAND does not list it (its metadata is the
+    container's, with its own name, arity and flags)."""
+
+    def deco(fn):
+        _HIDDEN[name] = (fn, arity, tuple(flags))
         return fn
 
     return deco
@@ -154,6 +171,17 @@ def build_table() -> dict[bytes, Command]:
         cmd = Command(name, fn, META[name])
         cmd.parent = parent
         parent.subs[sub.encode()] = cmd
+    import dataclasses
+    for name, (fn, arity, flags) in _HIDDEN.items():
+        parent_name, sub = name.split("|", 1)
+        parent = table[parent_name.encode()]
+        meta = dataclasses.replace(META[parent_name], name=name, arity=arity, flags=flags,
+                                   subcommands=())
+        cmd = Command(name, fn, meta)
+        cmd.parent = parent
+        if parent.hidden is None:
+            parent.hidden = {}
+        parent.hidden[sub.encode()] = cmd
     return table
 
 

@@ -69,7 +69,10 @@ def _s(b: bytes) -> str:
 # ---------------------------------------------------------------- checks
 def check_user(user, cmd, argv: list[bytes]) -> tuple[int, int]:
     """ACLCheckAllUserCommandPerm for a pynode Command."""
-    cid = aclmod.CATALOG.ids[cmd.name]
+    ids = aclmod.CATALOG.ids
+    cid = ids.get(cmd.name)
+    if cid is None:                 # a subcommand COMMAND does not list: its container's rule
+        cid = ids[cmd.parent.name]
     finder = (lambda: command_keys(cmd, argv)) if has_keys(cmd) else None
     return user.check(cid, cmd.noauth, argv, finder, aclmod.CHANNEL_CMDS.get(cmd.name))
 

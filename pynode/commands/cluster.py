@@ -408,6 +408,8 @@ def cluster_setslot(c, argv):
     if cl.state.myself.is_replica:
         raise CommandError("ERR Please use SETSLOT only with masters.")
     slot = _slot(argv[2])
+    if c.srv.migrations.jobs and slot in c.srv.migrations.busy_slots():
+        raise CommandError("ERR Slot %d is being moved by an atomic slot migration" % slot)
     action = argv[3].lower()
     n = len(argv)
     if action == b"migrating" and n == 5:

@@ -463,7 +463,8 @@ def _xadd_auto(c, argv, n: int):
     if srv.notify_flags:
         notify.notify(srv, notify.STREAM, b"xadd", key, db.id)
     srv.dirty += 1
-    if srv.aof is not None or srv.repl_feed is not None or srv.also_propagate is not None:
+    if (srv.aof is not None or srv.repl_feed is not None or srv.also_propagate is not None
+            or srv.slot_feed is not None):
         rewritten = argv[:]
         rewritten[2] = idstr
         c.rewrite = [rewritten]

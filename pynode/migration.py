@@ -1,0 +1,858 @@
+"""Atomic slot migration: Valkey 9.0's CLUSTER MIGRATESLOTS / GETSLOTMIGRATIONS /
+CANCELSLOTMIGRATIONS and Redis 8.4's CLUSTER MIGRATION IMPORT|STATUS|CANCEL,
+one machinery behind both (srv.migrations).
+
+Theory of operation (an export job on the source, an import job on the target):
+
+1. The source connects to the target's client port and says
+   ``CLUSTER SYNCSLOTS START <name> <source-id> <ranges>``; the target binds that
+   connection to an import job. Commands on it skip cluster routing, so they
+   write into slots the target does not own yet, which clients still cannot
+   reach there (they get MOVED to the source, never ASK or TRYAGAIN).
+2. Snapshot: the source walks the slots one at a time and sends each key as
+   ``RESTORE key <abs-ms> <DUMP payload> REPLACE ABSTTL`` (a big collection or
+   string in pieces), yielding to the event loop between batches, so the
+   source keeps serving every key of the moving slots meanwhile.
+3. The live stream: ``Server.propagate`` hands every write to ``slot_feed``.
+   A write to a slot already sent is forwarded as it was propagated; to the
+   slot being sent, the touched keys' new state is sent instead (RESTORE, or
+   DEL when gone) and they leave the to-do list; to a slot not sent yet,
+   nothing (the snapshot will carry it). The target applies everything as its
+   own writes, so its AOF and its replicas get the keys too.
+4. The flip: the source holds writes to the moving slots only (clients
+   parked as by CLIENT PAUSE WRITE, for those slots), sends
+   ``CLUSTER SYNCSLOTS FINISH``; the target, having applied every byte before
+   it on the same connection, claims the slots with one configEpoch bump
+   (ClusterState.claim_migrated_slots) and answers; the source hands the slots
+   over in its own view (give_migrated_slots), releases the held clients (they
+   get MOVED) and deletes the slots' keys in the background (its replicas get
+   the DELs through its stream). The hold is measured (pause_ms).
+5. Failure: a cancel, a lost connection or a dead peer before FINISH
+   leaves the slots with the source; the target deletes what it imported
+   (in the background, propagated). If FINISH was sent and no answer came,
+   the source keeps the writes held until gossip says who owns the slots (or
+   2 x node-timeout passes), so a write is never accepted by both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from itertools import islice
+
+from pynode.routing import command_key_args
+from storage.dump import dumps
+from storage.slots import keyslot, slot_ranges
+
+CHUNK_BYTES = 1 << 16          # flush the link every 64 KiB
+BATCH_KEYS = 256               # keys sent per event-loop turn during the snapshot
+BIG_ITEMS = 1024               # collections with more elements travel in pieces
+BIG_STRING = 1 << 20           # strings longer than this travel in 1 MiB pieces
+IN_FLIGHT = 1 << 20            # bytes sent ahead of the target's last ACK
+DELETE_BATCH = 1000            # keys deleted per loop turn by the background cleaner
+LOG_MAX = 20                   # finished jobs kept for GETSLOTMIGRATIONS
+
+ACTIVE = ("connecting", "snapshotting", "streaming", "failing-over", "waiting-for-gossip")
+
+
+class MigrationError(Exception):
+    pass
+
+
+def _cmd(*args) -> bytes:
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if type(a) is not bytes:
+            a = str(a).encode()
+        out.append(b"$%d\r\n" % len(a))
+        out.append(a)
+        out.append(b"\r\n")
+    return b"".join(out)
+
+
+ranges_of = slot_ranges
+
+
+def ranges_text(slots) -> str:
+    return " ".join("%d-%d" % r for r in ranges_of(slots))
+
+
+def parse_ranges_text(text: str) -> list[int]:
+    slots: list[int] = []
+    for part in text.split():
+        a, _, b = part.partition("-")
+        slots.extend(range(int(a), int(b or a) + 1))
+    return slots
+
+
+class Job:
+    """One migration as this node sees it (EXPORT on the source, IMPORT on
+    the target)."""
+
+    def __init__(self, name: str, operation: str, slots, source: str, target: str) -> None:
+        self.name = name
+        self.operation = operation
+        self.slots = sorted(set(slots))
+        self.slot_set = set(self.slots)
+        self.source = source
+        self.target = target
+        now = time.time()
+        self.create_time = now
+        self.start_time = now
+        self.end_time = 0.0
+        self.last_update_time = now
+        self.last_ack_time = now
+        self.state = "connecting"
+        self.message = ""
+        self.pause_ms = 0.0
+        self.keys_sent = 0
+        self.bytes_sent = 0
+        self.acked_bytes = 0
+        # export side
+        self.writer = None
+        self.reader = None
+        self.task = None
+        self.out = bytearray()
+        self.sent: set[int] = set()        # slots whose snapshot is complete
+        self.cur_slot = -1                 # the slot being sent
+        self.pending: set | None = None    # its keys not sent yet
+        self.big_key: bytes | None = None  # a key being sent in pieces
+        self.big_abort = False
+        self.txn: list | None = None       # forwarded writes of one MULTI ... EXEC
+        self.feeding = False
+        self.finish_sent = False
+        self.paused = False
+        self.flush_scheduled = False
+        # import side
+        self.link = None
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    def touch(self, state: str | None = None, message: str | None = None) -> None:
+        if state is not None:
+            self.state = state
+            if state not in ACTIVE and not self.end_time:
+                self.end_time = time.time()
+        if message is not None:
+            self.message = message
+        self.last_update_time = time.time()
+
+
+class Migrations:
+    def __init__(self, srv) -> None:
+        self.srv = srv
+        self.jobs: list[Job] = []              # newest last
+        self.links: dict = {}                  # import link client -> Job
+        self.exporting: list[Job] = []         # jobs whose writes are fed
+        self.cleaning: dict[int, str] = {}     # slot -> why its keys are being deleted
+        self.cleaner = None
+
+    # ------------------------------------------------------------ registry
+    def find(self, name: str) -> Job | None:
+        for j in self.jobs:
+            if j.name == name:
+                return j
+        return None
+
+    def add(self, job: Job) -> None:
+        self.jobs.append(job)
+        done = [j for j in self.jobs if not j.active]
+        while len(done) > LOG_MAX:
+            self.jobs.remove(done.pop(0))
+
+    def busy_slots(self) -> set[int]:
+        out: set[int] = set()
+        for j in self.jobs:
+            if j.active:
+                out |= j.slot_set
+        return out
+
+    def _log(self, level: str, text: str) -> None:
+        getattr(self.srv.log, level)(text)
+
+    # ------------------------------------------------------------ export
+    def start_export(self, slots, target_id: str, name: str | None = None) -> Job:
+        """CLUSTER MIGRATESLOTS (checked by the caller): start one export job."""
+        cl = self.srv.cluster
+        job = Job(name or os.urandom(20).hex(), "EXPORT", slots, cl.state.myself_id,
+                  target_id)
+        self.add(job)
+        job.task = asyncio.ensure_future(self._export(job))
+        self._log("notice", "Slot migration %s: exporting %s to %s"
+                  % (job.name, ranges_text(job.slots), target_id))
+        return job
+
+    async def _export(self, job: Job) -> None:
+        srv = self.srv
+        cl = srv.cluster
+        timeout = max(1.0, cl.node_timeout / 1000.0)
+        try:
+            node = cl.state.nodes.get(job.target)
+            if node is None:
+                raise MigrationError("Unknown target node %s" % job.target)
+            try:
+                job.reader, job.writer = await asyncio.wait_for(
+                    asyncio.open_connection(node.ip, node.port), timeout)
+            except (OSError, asyncio.TimeoutError) as e:
+                raise MigrationError("Failed to connect to target: %s" % (e or "timeout"))
+            job.writer.write(_cmd(b"CLUSTER", b"SYNCSLOTS", b"START", job.name, job.source,
+                                  ranges_text(job.slots)))
+            line = await asyncio.wait_for(job.reader.readline(), timeout)
+            if not line.startswith(b"+"):
+                raise MigrationError("Received error during handshake to target: %s"
+                                     % line.decode("utf-8", "replace").strip())
+            job.last_ack_time = time.time()
+            if not job.active:
+                raise MigrationError(job.message)
+            job.writer.write(_cmd(b"CLIENT", b"REPLY", b"OFF"))
+            job.touch("snapshotting")
+            self._feed_on(job)
+            # a dead target shows at the next drain or ACK (every IN_FLIGHT bytes)
+            await self._snapshot(job)
+            job.touch("streaming")
+            self._flush(job)
+            await self._drain(job)
+            await self._flip(job, timeout)
+        except (MigrationError, OSError, asyncio.TimeoutError, asyncio.IncompleteReadError,
+                ConnectionError) as e:
+            if job.active:
+                msg = str(e) or type(e).__name__
+                await self._export_failed(job, msg)
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._feed_off(job)
+            if job.writer is not None:
+                job.writer.close()
+
+    async def _snapshot(self, job: Job) -> None:
+        """Slot after slot; plain strings without a TTL go many to one MSET
+        (the target runs one command instead of hundreds), the rest as
+        RESTORE. Everything is in job.out before each await: the feed runs
+        only then, so what it sends always follows the snapshot's bytes."""
+        db = self.srv.ks.db(0)
+        expires = db.expires
+        mset: list = [b"MSET"]
+        n = 0
+        for s in job.slots:
+            if not job.active:
+                raise MigrationError(job.message or "cancelled")
+            d = db.slots[s]
+            if d:
+                job.cur_slot = s
+                pending = job.pending = set(d)
+                for key in list(pending):
+                    if key not in pending:
+                        continue                    # a write sent it already
+                    pending.discard(key)
+                    v = d.get(key)
+                    if v is None:
+                        continue
+                    n += 1
+                    if type(v) is bytes and len(v) <= BIG_STRING and key not in expires:
+                        mset.append(key)
+                        mset.append(v)
+                        job.keys_sent += 1
+                        if len(mset) > 2 * BATCH_KEYS:
+                            job.out += _cmd(*mset)
+                            del mset[1:]
+                    else:
+                        if len(mset) > 1:
+                            job.out += _cmd(*mset)
+                            del mset[1:]
+                        await self._send_key(job, db, key)
+                    if n >= BATCH_KEYS or len(job.out) >= CHUNK_BYTES:
+                        n = 0
+                        if len(mset) > 1:
+                            job.out += _cmd(*mset)
+                            del mset[1:]
+                        self._flush(job)
+                        await self._drain(job)
+                        if job.bytes_sent - job.acked_bytes > IN_FLIGHT:
+                            await self._ack(job)    # the target keeps up, its loop stays free
+                        await asyncio.sleep(0)      # let clients run
+                        if not job.active:
+                            raise MigrationError(job.message or "cancelled")
+                job.pending = None
+            job.cur_slot = -1
+            job.sent.add(s)
+        if len(mset) > 1:
+            job.out += _cmd(*mset)
+        self._flush(job)
+
+    async def _send_key(self, job: Job, db, key: bytes) -> None:
+        value = db.slots[keyslot(key)].get(key)
+        if value is None:
+            return
+        big = self._pieces(key, value)
+        if big is None:
+            self._send_state(job, db, key)
+            return
+        # a big value in pieces, so the loop is never held for long; a write
+        # to it meanwhile sends its whole new state and ends this
+        expire = db.expires.get(key, -1)
+        job.big_key = key
+        job.big_abort = False
+        try:
+            first = True
+            for cmd in big:
+                if job.big_abort:
+                    return
+                if first:
+                    job.out += _cmd(b"DEL", key)
+                    first = False
+                job.out += cmd
+                if len(job.out) >= CHUNK_BYTES:
+                    self._flush(job)
+                    await self._drain(job)
+                    await asyncio.sleep(0)
+                    if not job.active:
+                        raise MigrationError(job.message or "cancelled")
+            if job.big_abort:
+                return
+            if expire != -1:
+                job.out += _cmd(b"PEXPIREAT", key, expire)
+            job.keys_sent += 1
+        finally:
+            job.big_key = None
+
+    def _pieces(self, key: bytes, value):
+        """Commands rebuilding a big value piece by piece (None: one RESTORE)."""
+        from storage.hashes import Hash
+        from storage.sets import Set
+        t = type(value)
+        if t is bytes:
+            if len(value) <= BIG_STRING:
+                return None
+            return (_cmd(b"APPEND", key, value[i:i + BIG_STRING])
+                    for i in range(0, len(value), BIG_STRING))
+        if isinstance(value, Hash) and len(value) > BIG_ITEMS:
+            return self._chunked(b"HSET", key, iter(value.items()), 2)
+        if isinstance(value, Set) and len(value) > BIG_ITEMS:
+            return self._chunked(b"SADD", key, iter(value), 1)
+        return None
+
+    @staticmethod
+    def _chunked(verb: bytes, key: bytes, it, width: int):
+        while True:
+            args = [verb, key]
+            n = 0
+            for item in it:
+                if width == 2:
+                    args.append(item[0])
+                    args.append(item[1])
+                else:
+                    args.append(item)
+                n += 1
+                if n >= 512:
+                    break
+            if n == 0:
+                return
+            yield _cmd(*args)
+            if n < 512:
+                return
+
+    def _send_state(self, job: Job, db, key: bytes) -> None:
+        """The key as it is now: RESTORE ... REPLACE ABSTTL, or DEL if gone."""
+        value = db.slots[keyslot(key)].get(key)
+        if value is None:
+            job.out += _cmd(b"DEL", key)
+            return
+        expire = db.expires.get(key, -1)
+        payload = dumps(value)
+        job.out += _cmd(b"RESTORE", key, 0 if expire == -1 else expire, payload,
+                        b"REPLACE", b"ABSTTL")
+        job.keys_sent += 1
+
+    async def _drain(self, job: Job) -> None:
+        """Wait for the link to take our bytes; a target that takes none for
+        2 x node-timeout (a partition, a frozen process) fails the job."""
+        try:
+            await asyncio.wait_for(job.writer.drain(), self.link_timeout())
+        except asyncio.TimeoutError:
+            raise MigrationError("Target stopped reading for %.0f s" % self.link_timeout())
+
+    def link_timeout(self) -> float:
+        """2 x node-timeout, at least 10 s: a loaded target may lag seconds
+        behind a fast source and still be making progress."""
+        return max(10.0, 2 * self.srv.cluster.node_timeout / 1000.0)
+
+    def _flush(self, job: Job) -> None:
+        job.flush_scheduled = False
+        if job.out and job.writer is not None and not job.writer.is_closing():
+            job.bytes_sent += len(job.out)
+            job.writer.write(bytes(job.out))
+        job.out.clear()
+
+    async def _ack(self, job: Job) -> float:
+        """One round trip: the target has applied everything sent before it.
+        Returns its duration."""
+        t1 = time.perf_counter()
+        self._flush(job)
+        sent = job.bytes_sent
+        job.writer.write(_cmd(b"CLIENT", b"REPLY", b"ON")
+                         + _cmd(b"CLUSTER", b"SYNCSLOTS", b"ACK")
+                         + _cmd(b"CLIENT", b"REPLY", b"OFF"))
+        await self._drain(job)
+        for _ in range(2):
+            try:
+                line = await asyncio.wait_for(job.reader.readline(), self.link_timeout())
+            except asyncio.TimeoutError:
+                raise MigrationError("Target stopped reading for %.0f s"
+                                     % self.link_timeout()) from None
+            if not line:
+                raise MigrationError("Connection to target lost")
+            if line != b"+OK\r\n":
+                raise MigrationError("Target answered: %s"
+                                     % line.decode("utf-8", "replace").strip())
+        job.acked_bytes = sent
+        job.last_ack_time = time.time()
+        return time.perf_counter() - t1
+
+    # ------------------------------------------------------------ the live stream
+    def _feed_on(self, job: Job) -> None:
+        job.feeding = True
+        self.exporting.append(job)
+        self.srv.slot_feed = self.feed
+
+    def _feed_off(self, job: Job) -> None:
+        job.feeding = False
+        if job in self.exporting:
+            self.exporting.remove(job)
+        if not self.exporting:
+            self.srv.slot_feed = None
+
+    def feed(self, dbid: int, argv: list) -> None:
+        """Every write the server propagates (Server.propagate)."""
+        if dbid != 0:
+            return
+        for job in self.exporting:
+            self._feed_job(job, argv)
+
+    def _feed_job(self, job: Job, argv: list) -> None:
+        name = argv[0].lower()
+        if name == b"multi":
+            job.txn = []
+            return
+        if name == b"exec":
+            txn, job.txn = job.txn, None
+            if txn:
+                self._emit(job, _cmd(b"MULTI") + b"".join(txn) + _cmd(b"EXEC"))
+            return
+        if name in (b"flushall", b"flushdb"):
+            self._emit(job, _cmd(b"CLUSTER", b"SYNCSLOTS", b"FLUSH"))
+            if job.pending is not None:
+                job.pending.clear()
+            return
+        srv = self.srv
+        cmd = srv.table.get(name)
+        if cmd is None:
+            return
+        if cmd.subs is not None and len(argv) > 1:
+            cmd = cmd.subs.get(argv[1].lower(), cmd)
+        keys = command_key_args(cmd, argv)
+        if not keys:
+            return
+        slot = keyslot(keys[0])
+        if slot not in job.slot_set:
+            return
+        if slot in job.sent:
+            self._emit(job, _cmd(*argv))
+        elif slot == job.cur_slot:
+            db = srv.ks.db(0)
+            pending = job.pending
+            data = bytearray()
+            saved = job.out
+            job.out = data
+            try:
+                for k in dict.fromkeys(keys):
+                    if pending is not None:
+                        pending.discard(k)
+                    if k == job.big_key:
+                        job.big_abort = True
+                    self._send_state(job, db, k)
+            finally:
+                job.out = saved
+            self._emit(job, bytes(data))
+        # a slot not sent yet: the snapshot will carry the change
+
+    def _emit(self, job: Job, data: bytes) -> None:
+        if job.txn is not None:
+            job.txn.append(data)
+            return
+        job.out += data
+        if len(job.out) >= CHUNK_BYTES:
+            self._flush(job)
+        elif not job.flush_scheduled:
+            job.flush_scheduled = True
+            asyncio.get_event_loop().call_soon(self._flush, job)
+
+    # ------------------------------------------------------------ the flip
+    def pause(self, job: Job) -> None:
+        srv = self.srv
+        job.paused = True
+        if srv.pause_slots is None:
+            srv.pause_slots = set()
+        srv.pause_slots |= job.slot_set
+        srv.pause_all = False
+        # a bound the cron enforces if this code never comes back
+        srv.paused_until = time.monotonic() + 60.0
+
+    def unpause(self, job: Job) -> None:
+        srv = self.srv
+        if not job.paused:
+            return
+        job.paused = False
+        keep: set[int] = set()
+        for j in self.jobs:
+            if j.paused:
+                keep |= j.slot_set
+        if keep:
+            srv.pause_slots = keep
+            held = [c for c in srv.paused_clients]
+            srv.paused_clients.clear()
+            for c in held:
+                c.resume()
+        else:
+            srv.pause_slots = None
+            srv.unpause()
+
+    def must_pause(self, c, argv: list) -> bool:
+        """While a flip holds writes: only writes to the held slots wait."""
+        srv = self.srv
+        cmd = srv.table.get(argv[0].lower())
+        if cmd is None:
+            return False
+        if cmd.subs is not None and len(argv) > 1:
+            cmd = cmd.subs.get(argv[1].lower(), cmd)
+        if cmd.flags_of is not None:
+            cmd = cmd.flags_of(srv, cmd, argv)
+        if cmd.name == "exec" and c.in_multi:
+            batch = [(q, a) for q, a in c.queued if q.write or q.may_replicate]
+        elif cmd.write or cmd.may_replicate:
+            batch = [(cmd, argv)]
+        else:
+            return False
+        held = srv.pause_slots
+        for q, a in batch:
+            for k in command_key_args(q, a):
+                if keyslot(k) in held:
+                    return True
+        return False
+
+    async def _flip(self, job: Job, timeout: float) -> None:
+        srv = self.srv
+        cl = srv.cluster
+        # catch up first: an ACK round trip tells that the target has applied
+        # everything sent before it; the hold then covers only the last tail
+        for _ in range(5):
+            if await self._ack(job) < 0.005:
+                break
+        job.touch("failing-over")
+        t0 = time.perf_counter()
+        self.pause(job)
+        try:
+            self._flush(job)
+            job.finish_sent = True
+            job.writer.write(_cmd(b"CLIENT", b"REPLY", b"ON")
+                             + _cmd(b"CLUSTER", b"SYNCSLOTS", b"FINISH", job.name))
+            await self._drain(job)
+            self._feed_off(job)
+            line = await asyncio.wait_for(job.reader.readline(), self.link_timeout())
+            if line == b"+OK\r\n":
+                line = await asyncio.wait_for(job.reader.readline(), self.link_timeout())
+            if line.startswith(b"-"):
+                # refused: the target did not take the slots
+                job.pause_ms = (time.perf_counter() - t0) * 1000.0
+                self.unpause(job)
+                job.touch("failed", "Target refused the slots: %s"
+                          % line[1:].decode("utf-8", "replace").strip())
+                return
+            if line != b"+OK\r\n":
+                raise MigrationError("Target answered: %s"
+                                     % line.decode("utf-8", "replace").strip())
+        except (OSError, asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError,
+                MigrationError) as e:
+            # the target may or may not have taken the slots: writes stay
+            # held until the cluster says who owns them
+            await self._settle(job, str(e) or type(e).__name__)
+            return
+        job.last_ack_time = time.time()
+        cl.call("give_migrated_slots", job.slots, job.target)
+        job.pause_ms = (time.perf_counter() - t0) * 1000.0
+        self.unpause(job)
+        job.touch("success")
+        self._log("notice", "Slot migration %s: %d slots now served by %s (writes held "
+                  "%.1f ms)" % (job.name, len(job.slots), job.target, job.pause_ms))
+
+    async def _settle(self, job: Job, why: str) -> None:
+        srv = self.srv
+        cl = srv.cluster
+        job.touch("waiting-for-gossip", why)
+        t0 = time.perf_counter()
+        deadline = time.monotonic() + 2 * cl.node_timeout / 1000.0 + 1.0
+        owner = cl.state.slot_owner
+        me = cl.state.myself_id
+        while time.monotonic() < deadline:
+            if all(owner[s] == job.target for s in job.slots):
+                break
+            if any(owner[s] not in (me, job.target) for s in job.slots):
+                break
+            await asyncio.sleep(0.05)
+        moved = [s for s in job.slots if owner[s] == job.target]
+        if moved:
+            cl.call("give_migrated_slots", moved, job.target)
+        job.pause_ms += (time.perf_counter() - t0) * 1000.0
+        self.unpause(job)
+        if len(moved) == len(job.slots):
+            job.touch("success", "")
+        else:
+            job.touch("failed", "%s; the slots stay here" % why)
+
+    async def _export_failed(self, job: Job, msg: str) -> None:
+        if job.finish_sent and job.state == "failing-over":
+            return            # _flip settles it
+        self._feed_off(job)
+        self.unpause(job)
+        if job.active:
+            job.touch("failed", msg)
+        self._log("warning", "Slot migration %s failed: %s" % (job.name, msg))
+
+    def cancel(self, job: Job) -> bool:
+        """Cancel one active job. An export past FINISH cannot be taken back."""
+        if not job.active:
+            return False
+        if job.operation == "EXPORT":
+            if job.finish_sent:
+                return False
+            self._feed_off(job)
+            self.unpause(job)
+            job.touch("cancelled", "Cancelled by user")
+            if job.writer is not None:
+                try:
+                    job.writer.write(_cmd(b"CLUSTER", b"SYNCSLOTS", b"ABORT", job.name))
+                except Exception:
+                    pass
+                job.writer.close()
+            if job.task is not None:
+                job.task.cancel()
+        else:
+            job.touch("cancelled", "Cancelled by user")
+            link = job.link
+            if link is not None:
+                self.links.pop(link, None)
+                link.transport.close()
+            self.clean_unowned(job.slots, "cancelled import")
+        self._log("notice", "Slot migration %s cancelled" % job.name)
+        return True
+
+    def abort_all(self, why: str) -> None:
+        """This node stopped being a primary: its exports stop before FINISH
+        (the new primary may hold writes they never carried), its imports
+        close (the new primary of this shard drops what they brought)."""
+        for job in list(self.jobs):
+            if job.active and not job.finish_sent and self.cancel(job):
+                job.touch("failed", why)
+
+    # ------------------------------------------------------------ import side
+    def sync_start(self, c, name: str, source_id: str, slots: list[int]) -> None:
+        st = self.srv.cluster.state
+        me = st.myself
+        if me.is_replica:
+            raise MigrationError("ERR Slots can only be imported by a primary")
+        if source_id not in st.nodes:
+            raise MigrationError("ERR Unknown source node %s" % source_id)
+        for s in slots:
+            if st.slot_owner[s] == me.id:
+                raise MigrationError("ERR I'm already the owner of hash slot %d" % s)
+            if s in me.importing:
+                raise MigrationError("ERR Slots are being manually imported")
+        job = self.find(name)
+        if job is not None and (job.operation != "IMPORT" or job.link is not None
+                                or not job.active):
+            raise MigrationError("ERR Slot migration %s already exists" % name)
+        busy = self.busy_slots() - (job.slot_set if job is not None else set())
+        if busy & set(slots):
+            raise MigrationError("ERR Slot %d is already being migrated"
+                                 % min(busy & set(slots)))
+        if job is None:
+            job = Job(name, "IMPORT", slots, source_id, me.id)
+            self.add(job)
+        job.slots = sorted(set(slots))
+        job.slot_set = set(job.slots)
+        job.link = c
+        self.links[c] = job
+        for s in job.slots:
+            self.cleaning.pop(s, None)
+        job.touch("snapshotting")
+        self._log("notice", "Slot migration %s: importing %s from %s"
+                  % (name, ranges_text(job.slots), source_id))
+
+    def sync_finish(self, c, name: str) -> None:
+        job = self.links.get(c)
+        if job is None or job.name != name:
+            raise MigrationError("ERR No slot import %s on this connection" % name)
+        t0 = time.perf_counter()
+        try:
+            self.srv.cluster.call("claim_migrated_slots", job.slots)
+        except Exception as e:           # ClusterError: e.g. no longer a primary
+            del self.links[c]
+            job.link = None
+            job.touch("failed", "Could not take the slots: %s" % e)
+            self.clean_unowned(job.slots, "failed import")
+            raise MigrationError("ERR Could not take the slots: %s" % e) from None
+        del self.links[c]
+        job.link = None
+        job.pause_ms = (time.perf_counter() - t0) * 1000.0
+        job.last_ack_time = time.time()
+        job.touch("success")
+        self._log("notice", "Slot migration %s: took %d slots from %s"
+                  % (name, len(job.slots), job.source))
+
+    def sync_flush(self, c) -> None:
+        """FLUSHALL/FLUSHDB on the source: the imported keys go too."""
+        job = self.links.get(c)
+        if job is None:
+            raise MigrationError("ERR No slot import on this connection")
+        db = self.srv.ks.db(0)
+        for s in job.slots:
+            for key in list(db.slots[s]):
+                if db.delete(key):
+                    self.srv.dirty += 1
+                    self.srv.propagate(0, [b"DEL", key])
+
+    def link_error(self, c, msg: str) -> None:
+        """A write of an import link failed here (OOM, ...): the imported
+        data is not the source's any more, so the job fails at once."""
+        job = self.links.get(c)
+        if job is None or not job.active:
+            return
+        job.touch(message="A write from the source failed on the target: %s" % msg)
+        c.transport.close()
+        self.on_disconnect(c)
+
+    def on_disconnect(self, c) -> None:
+        job = self.links.pop(c, None)
+        if job is None:
+            return
+        job.link = None
+        if job.active:
+            job.touch("failed", job.message or "Connection to source lost")
+            self._log("warning", "Slot migration %s failed: connection to source lost"
+                      % job.name)
+            self.clean_unowned(job.slots, "failed import")
+
+    def cron(self) -> None:
+        """An import link silent for 2 x node-timeout has lost its source (a
+        partition leaves no FIN): close it, which drops the imported keys."""
+        if not self.links:
+            return
+        now = time.time()
+        limit = self.link_timeout()
+        for c, job in list(self.links.items()):
+            if now - c.last_io > limit:
+                job.touch(message="No data from the source for %.0f s" % limit)
+                c.transport.close()
+                self.on_disconnect(c)
+
+    # ------------------------------------------------------------ cleaning up
+    def clean_unowned(self, slots, why: str) -> None:
+        """Delete, in the background and propagated, the keys of `slots` this
+        node's shard does not own (a failed import, slots handed over)."""
+        for s in slots:
+            self.cleaning[s] = why
+        if self.cleaner is None or self.cleaner.done():
+            self.cleaner = asyncio.ensure_future(self._clean())
+
+    def _keep(self, slot: int) -> bool:
+        """Keys of `slot` stay: my shard owns it, nobody does (Redis keeps
+        those), or it is being imported (here, or by SETSLOT IMPORTING)."""
+        st = self.srv.cluster.state
+        owner = st.slot_owner[slot]
+        me = st.myself
+        if owner is None or owner == me.id or owner == me.primary_id or me.is_replica:
+            return True
+        if slot in me.importing:
+            return True
+        return any(j.active and slot in j.slot_set for j in self.links.values())
+
+    def sweep_orphans(self) -> int:
+        """Keys in slots another node owns, not being imported: what a failed
+        import left behind on a node that was its target's replica (promoted
+        since) or that restarted from its AOF. Deleted in the background."""
+        db = self.srv.ks.db(0)
+        slots = [s for s in range(len(db.slots)) if db.slots[s] and not self._keep(s)]
+        if slots:
+            self._log("notice", "Deleting the keys of %d slots owned by other nodes"
+                      % len(slots))
+            self.clean_unowned(slots, "orphan keys")
+        return len(slots)
+
+    async def _clean(self) -> None:
+        srv = self.srv
+        db = srv.ks.db(0)
+        total = 0
+        while self.cleaning:
+            slot = next(iter(self.cleaning))
+            if self._keep(slot):
+                self.cleaning.pop(slot, None)   # the slot is (again) ours: keep it
+                continue
+            d = db.slots[slot]
+            n = 0
+            for key in list(islice(d, DELETE_BATCH)):
+                if db.delete(key):
+                    srv.propagate(0, [b"DEL", key])
+                    n += 1
+            srv.dirty += n
+            total += n
+            if not db.slots[slot]:
+                self.cleaning.pop(slot, None)
+            if n:
+                await asyncio.sleep(0)
+        if total:
+            srv.log.notice("Deleted %d keys from slots this node does not own" % total)
+
+    def drop_slots(self, slots) -> None:
+        """DropSlotKeys from the state machine: a few keys at once (as
+        Redis's delKeysInSlot), many in the background."""
+        db = self.srv.ks.db(0)
+        if sum(len(db.slots[s]) for s in slots) <= DELETE_BATCH:
+            self.srv.cluster.drop_slot_keys(slots)
+        else:
+            self.clean_unowned(slots, "slots given to another node")
+
+    # ------------------------------------------------------------ views
+    def valkey_entry(self, job: Job) -> dict:
+        return {
+            b"name": job.name.encode(),
+            b"operation": job.operation.encode(),
+            b"slot_ranges": ranges_text(job.slots).encode(),
+            b"target_node": job.target.encode(),
+            b"source_node": job.source.encode(),
+            b"create_time": int(job.create_time),
+            b"last_update_time": int(job.last_update_time),
+            b"last_ack_time": int(job.last_ack_time),
+            b"state": job.state.encode(),
+            b"message": job.message.encode(),
+            b"cow_size": 0,
+            b"remaining_repl_size": len(job.out),
+        }
+
+    def redis_entry(self, job: Job) -> dict:
+        return {
+            b"id": job.name.encode(),
+            b"slots": ranges_text(job.slots).encode(),
+            b"source": job.source.encode(),
+            b"dest": job.target.encode(),
+            b"operation": b"import" if job.operation == "IMPORT" else b"migrate",
+            b"state": job.state.encode(),
+            b"last_error": job.message.encode(),
+            b"retries": 0,
+            b"create_time": int(job.create_time * 1000),
+            b"start_time": int(job.start_time * 1000),
+            b"end_time": int(job.end_time * 1000),
+            b"write_pause_ms": int(job.pause_ms),
+        }

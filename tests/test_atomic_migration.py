@@ -1,0 +1,552 @@
+"""Atomic slot migration on a 3+3 pynode cluster (pynode/migration.py).
+
+A ledger writer (tests/chaos.Writer, WAIT-acknowledged SETs through RedisCluster)
+and redis-benchmark --cluster run while CLUSTER MIGRATESLOTS moves slots holding
+preloaded keys: the clients may see MOVED after the flip, never ASK or TRYAGAIN
+(counted), no acknowledged write is lost, every key ends in exactly one owner's
+slots (the source and its replica drop them, the target's replica has them).
+Then the faults: CLUSTER CANCELSLOTMIGRATIONS, kill -9 of the target, kill -9 of
+the source, each in the middle of the snapshot; big keys travel in pieces while
+the source keeps answering; Redis 8.4's CLUSTER MIGRATION IMPORT on the target;
+redis-cli --cluster reshard (SETSLOT + MIGRATE) still works afterwards.
+
+PYNODE_ATOMIC_FORM picks the size: "short" (default suite: 2000 slots holding
+20k keys) or "long" (`make chaos`: 4096 slots holding 1M keys, a 1M-field hash
+and a 32 MiB string).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+import redis
+
+from storage.slots import keyslot as _keyslot
+from tests.bench_cluster import Prober
+from tests.chaos import ChaosCluster, Writer, assert_verified
+from tests.cluster_helpers import run
+
+LONG = os.environ.get("PYNODE_ATOMIC_FORM", "short") == "long"
+PRELOAD = 1_000_000 if LONG else 20_000
+MOVE_SLOTS = 4096 if LONG else 2000
+TERMINAL = ("success", "failed", "cancelled")
+
+
+def keyslot(key) -> int:
+    return _keyslot(key.encode() if isinstance(key, str) else key)
+
+
+def _s(v):
+    return v.decode() if isinstance(v, bytes) else v
+
+
+def entries(cl, port, *args) -> list[dict]:
+    """GETSLOTMIGRATIONS (or MIGRATION STATUS ...) as a list of str dicts."""
+    raw = cl.call(port, "CLUSTER", *(args or ("GETSLOTMIGRATIONS",)))
+    out = []
+    for e in raw:
+        if isinstance(e, dict):
+            out.append({_s(k): _s(v) for k, v in e.items()})
+        else:
+            out.append({_s(e[i]): _s(e[i + 1]) for i in range(0, len(e), 2)})
+    return out
+
+
+def wait_state(cl, port, pred, timeout: float = 60, interval: float = 0.02) -> dict:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        es = entries(cl, port)
+        if es:
+            last = es[-1]
+            if pred(last):
+                return last
+        time.sleep(interval)
+    raise AssertionError("migration did not reach the state: %s\n%s"
+                         % (last, cl.diagnostics()))
+
+
+def wait_done(cl, port, timeout: float = 120) -> dict:
+    return wait_state(cl, port, lambda e: e["state"] in TERMINAL, timeout, 0.05)
+
+
+def owners(cl) -> dict[int, int]:
+    return cl.topology()["owner"]
+
+
+def primary_slots(cl, port) -> list[int]:
+    return sorted(cl.topology()["primaries"][port])
+
+
+def preload(cl, n: int, prefix: str = "m:", size: int = 0, slots=None) -> dict[str, int]:
+    """n keys `prefix<i>` = `v<i>` (padded to `size` bytes; spread over `slots`
+    with hash tags if given), written by pipelines to each slot's owner;
+    returns key -> slot."""
+    from tests.cluster_helpers import key_for_slot
+    own = owners(cl)
+    groups: dict[int, list[str]] = {}
+    slot_of = {}
+    for i in range(n):
+        k = ("%s%d" % (prefix, i) if slots is None
+             else "%s%d:%s" % (prefix, i, key_for_slot(slots[i % len(slots)])))
+        s = keyslot(k)
+        slot_of[k] = s
+        groups.setdefault(own[s], []).append(k)
+    for port, keys in groups.items():
+        r = redis.Redis(host="127.0.0.1", port=port)
+        for i in range(0, len(keys), 5000):
+            p = r.pipeline(transaction=False)
+            for k in keys[i:i + 5000]:
+                v = "v" + k.split(":")[1]
+                p.set(k, v.ljust(size, "x") if size else v)
+            p.execute()
+        r.close()
+    return slot_of
+
+
+def keys_by_slot(cl, port) -> dict[int, int]:
+    r = redis.Redis(host="127.0.0.1", port=port)
+    out: dict[int, int] = {}
+    for k in r.scan_iter(count=5000):
+        s = keyslot(k)
+        out[s] = out.get(s, 0) + 1
+    r.close()
+    return out
+
+
+def assert_single_owner(cl, timeout: float = 30) -> None:
+    """Every key on a node lies in a slot its shard owns (primaries and replicas)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        t = cl.topology()
+        own = t["owner"]
+        bad = []
+        for port in cl.live_ports():
+            primary = t["master_of"].get(port, port)
+            for s, n in keys_by_slot(cl, port).items():
+                if own.get(s) != primary:
+                    bad.append((port, s, n))
+        if not bad or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert not bad, "keys in slots the node's shard does not own: %s\n%s" % (
+        bad[:10], cl.diagnostics())
+
+
+def assert_values(cl, slot_of: dict[str, int], size: int = 0) -> None:
+    rc = cl.cluster_client()
+    keys = list(slot_of)
+    for i in range(0, len(keys), 2000):
+        part = keys[i:i + 2000]
+        got = rc.mget_nonatomic(part)
+        for k, v in zip(part, got):
+            want = "v" + k.split(":")[1]
+            if size:
+                want = want.ljust(size, "x")
+            assert _s(v) == want, "key %s = %r, wanted %r" % (k, v, want)
+    rc.close()
+
+
+def redirect_errors(w: Writer) -> dict:
+    return {k: v for k, v in w.stats.errors.items() if k in ("ASK", "TRYAGAIN")}
+
+
+@pytest.fixture(scope="module")
+def cl():
+    c = ChaosCluster().up()
+    try:
+        yield c
+    finally:
+        c.cleanup()
+
+
+def test_migrate_slots_under_load(cl):
+    """The Done-when case, short form: many slots, a ledger writer and
+    redis-benchmark --cluster, 0 ASK/TRYAGAIN, 0 lost writes."""
+    t = cl.topology()
+    src = min(t["primaries"], key=lambda p: min(t["primaries"][p]))
+    dst = next(p for p in sorted(t["primaries"]) if p != src)
+    slots = primary_slots(cl, src)[:MOVE_SLOTS]
+    moving = set(slots)
+    slot_of = preload(cl, PRELOAD, slots=slots)
+    in_moving = sum(1 for s in slot_of.values() if s in moving)
+    bench = subprocess.Popen(
+        ["redis-benchmark", "--cluster", "-h", "127.0.0.1", "-p", str(src), "-t", "set,get",
+         "-n", "400000" if LONG else "60000", "-r", "100000", "-c", "10", "-P", "4", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    w = Writer(cl, keys=2000).start()
+    try:
+        w.wait_progress(acked=50, timeout=30)
+        t0 = time.monotonic()
+        with Prober(src) as probe:
+            assert cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]),
+                           str(slots[-1]), "NODE", t["ids"][dst]) in (b"OK", "OK", True)
+            e = wait_done(cl, src, timeout=1200 if LONG else 120)
+        took = time.monotonic() - t0
+        assert e["state"] == "success", (e["state"], e["message"], entries(cl, dst),
+                                         cl.diagnostics())
+        assert e["operation"] == "EXPORT" and e["slot_ranges"] == "%d-%d" % (slots[0], slots[-1])
+        assert e["target_node"] == t["ids"][dst] and e["source_node"] == t["ids"][src]
+        imp = [x for x in entries(cl, dst, "MIGRATION", "STATUS", "ALL") if x["id"] == e["name"]]
+        assert imp and imp[0]["operation"] == "import" and imp[0]["state"] == "success", imp
+        held = entries(cl, src, "MIGRATION", "STATUS", "ID", e["name"])[0]["write_pause_ms"]
+        print("\natomic migration: %d slots, %d keys in them, %.2f s; writes held %s ms"
+              " at the flip; worst PING on the source %.1f ms"
+              % (len(slots), in_moving, took, held, probe.worst * 1000))
+        w.wait_progress(acked=w.stats.acked + 50, timeout=30)
+    finally:
+        w.stop()
+        out, _ = bench.communicate(timeout=600)
+    assert bench.returncode == 0, (out[-2000:], cl.diagnostics())
+    assert redirect_errors(w) == {}, w.summary()
+    assert_verified(w)
+    after = owners(cl)
+    assert all(after[s] == dst for s in slots)
+    assert_values(cl, slot_of)
+    cl.wait_healthy(timeout=60)
+    assert_single_owner(cl)
+    # the target's replica got the keys, the source's replica dropped them
+    rep_dst = next(p for p, m in cl.topology()["master_of"].items() if m == dst)
+    rep_src = next(p for p, m in cl.topology()["master_of"].items() if m == src)
+    on = keys_by_slot(cl, rep_dst)
+    assert sum(on.get(s, 0) for s in slots) >= in_moving
+    assert sum(keys_by_slot(cl, rep_src).get(s, 0) for s in slots) == 0
+    res = cl.c.check()
+    assert "[OK] All 16384 slots covered." in res.stdout, res.stdout[-2000:]
+
+
+def _start_busy_migration(cl, src: int, dst: int, nslots: int, keys: int) -> tuple:
+    """Fill `nslots` slots of src with `keys` 1 KiB keys and start migrating them;
+    returns (slots, name) once the source is in its snapshot."""
+    slots = primary_slots(cl, src)[:nslots]
+    r = redis.Redis(host="127.0.0.1", port=src)
+    from tests.cluster_helpers import key_for_slot
+    p = r.pipeline(transaction=False)
+    for i in range(keys):
+        p.set("%s:big%d" % (key_for_slot(slots[i % len(slots)]), i), "x" * 1024)
+        if i % 2000 == 1999:
+            p.execute()
+    p.execute()
+    r.close()
+    ids = cl.topology()["ids"]
+    cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]), str(slots[-1]),
+            "NODE", ids[dst])
+    e = wait_state(cl, src, lambda e: e["state"] in ("snapshotting",) + TERMINAL,
+                   timeout=20, interval=0.002)
+    assert e["state"] == "snapshotting", e
+    return slots, e["name"]
+
+
+def _primaries(cl):
+    t = cl.topology()
+    ps = sorted(t["primaries"], key=lambda p: min(t["primaries"][p]))
+    return ps
+
+
+def under_writer(cl, fault) -> object:
+    """Run fault() while a ledger writer works; then no ASK/TRYAGAIN was seen
+    and every acknowledged write reads back. Returns what fault() returned."""
+    w = Writer(cl, keys=1000).start()
+    try:
+        w.wait_progress(acked=20, timeout=30)
+        result = fault()
+        w.wait_progress(acked=20, timeout=30)
+    finally:
+        w.stop()
+    assert redirect_errors(w) == {}, w.summary()
+    assert_verified(w)
+    return result
+
+
+def test_cancel_mid_snapshot(cl):
+    src, dst = _primaries(cl)[1], _primaries(cl)[2]
+
+    def fault():
+        slots, name = _start_busy_migration(cl, src, dst, 50, 40000)
+        cl.stop(dst)                   # the link backs up: the job stays in its snapshot
+        try:
+            time.sleep(0.3)
+            # legacy SETSLOT keeps off slots an atomic job is moving
+            with pytest.raises(redis.ResponseError, match="being moved by an atomic"):
+                cl.call(src, "CLUSTER", "SETSLOT", str(slots[0]), "MIGRATING",
+                        cl.topology(src)["ids"][dst])
+            assert cl.call(src, "CLUSTER", "CANCELSLOTMIGRATIONS") in (b"OK", "OK", True)
+            e = entries(cl, src)[-1]
+            assert e["name"] == name and e["state"] == "cancelled", e
+        finally:
+            cl.cont(dst)
+        return slots, name
+
+    slots, name = under_writer(cl, fault)
+    own = owners(cl)
+    assert all(own[s] == src for s in slots)
+    # the target drops what it had imported (its replica too)
+    assert_single_owner(cl)
+    imp = [x for x in entries(cl, dst) if x["name"] == name]
+    assert imp and imp[0]["state"] in ("failed", "cancelled"), imp
+
+
+@pytest.mark.parametrize("victim", ["target", "source"])
+def test_kill_mid_snapshot(cl, victim):
+    ps = _primaries(cl)
+    src, dst = ps[0], ps[2]
+
+    def fault():
+        slots, name = _start_busy_migration(cl, src, dst, 40, 30000)
+        if victim == "target":
+            cl.stop(dst)
+            time.sleep(0.2)
+            cl.kill(dst)
+            e = wait_done(cl, src, timeout=30)
+            dead = dst
+        else:
+            cl.kill(src)
+            e = wait_state(cl, dst, lambda e: e["name"] == name and e["state"] in TERMINAL,
+                           timeout=30)
+            dead = src
+        assert e["state"] == "failed", e
+        cl.wait_serving(down={dead}, timeout=60)
+        cl.restart(dead)
+        cl.wait_healthy(timeout=90)
+        return slots
+
+    slots = under_writer(cl, fault)
+    own = owners(cl)
+    t = cl.topology()
+    shard_of_src = {src} | {p for p, m in t["master_of"].items() if m == src}
+    new_owner = own[slots[0]]
+    # the slots stay with the source's shard (its replica if the source died)
+    assert all(own[s] == new_owner for s in slots)
+    assert new_owner in shard_of_src or t["master_of"].get(src) == new_owner
+    assert_single_owner(cl, timeout=30)
+
+
+def test_big_keys_in_pieces(cl):
+    """A hash of many fields and a big string move while the source keeps
+    answering (its loop is never held for long)."""
+    ps = _primaries(cl)
+    src, dst = ps[1], ps[0]
+    slots = primary_slots(cl, src)[:2]
+    from tests.cluster_helpers import key_for_slot
+    tag = key_for_slot(slots[0])
+    r = redis.Redis(host="127.0.0.1", port=src)
+    fields = 1_000_000 if LONG else 200_000
+    for i in range(0, fields, 10000):
+        r.hset(tag + ":h", mapping={"f%d" % j: "v%d" % j for j in range(i, i + 10000)})
+    big = (b"0123456789abcdef" * 65536) * (32 if LONG else 4)        # 32 MiB / 4 MiB
+    r.set(tag + ":s", big)
+    r.expire(tag + ":s", 1000)
+    ids = cl.topology()["ids"]
+    with Prober(src) as probe:
+        cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]), str(slots[-1]),
+                "NODE", ids[dst])
+        e = wait_done(cl, src, timeout=300)
+    assert e["state"] == "success", e
+    d = redis.Redis(host="127.0.0.1", port=dst)
+    assert d.hlen(tag + ":h") == fields
+    assert d.hget(tag + ":h", "f%d" % (fields - 1)) == b"v%d" % (fields - 1)
+    assert d.get(tag + ":s") == big
+    assert 0 < d.ttl(tag + ":s") <= 1000
+    print("\nbig keys: worst PING on the source %.1f ms" % (probe.worst * 1000))
+    assert probe.worst < 0.5, probe.worst   # bounded: one piece at a time
+    d.close()
+    r.close()
+    assert_single_owner(cl)
+
+
+def test_commands_and_errors(cl):
+    ps = _primaries(cl)
+    src = ps[0]
+    t = cl.topology()
+    mine = primary_slots(cl, src)
+    other = next(s for s in range(16384) if t["owner"][s] != src)
+    r = redis.Redis(host="127.0.0.1", port=src)
+    before = len(r.execute_command("CLUSTER", "GETSLOTMIGRATIONS"))
+
+    def err(*args):
+        with pytest.raises(redis.ResponseError) as ei:
+            r.execute_command(*args)
+        return str(ei.value)
+
+    assert err("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", "1", "2") == "syntax error"
+    assert err("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", "1", "NODE", "x") == "syntax error"
+    assert err("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", "5", "2", "NODE", "x") == \
+        "start slot number 5 is greater than end slot number 2"
+    assert err("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", "0", "16384", "NODE", "x") == \
+        "Invalid or out of range slot"
+    assert err("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(mine[0]), str(mine[0]),
+               "NODE", "nosuchnode") == "Unknown node nosuchnode"
+    assert err("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(mine[0]), str(mine[0]),
+               "NODE", t["ids"][src]) == "Target node can not be this node"
+    assert err("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(other), str(other),
+               "NODE", t["ids"][ps[1]]) == "I'm not the owner of hash slot %d" % other
+    # a bad second block starts nothing
+    assert err("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(mine[0]), str(mine[0]), "NODE",
+               t["ids"][ps[1]], "SLOTSRANGE", str(other), str(other), "NODE",
+               t["ids"][ps[1]]).startswith("I'm not the owner")
+    assert len(r.execute_command("CLUSTER", "GETSLOTMIGRATIONS")) == before
+    assert owners(cl)[mine[0]] == src
+    # unknown CLUSTER subcommands answer as before; COMMAND does not list the new ones
+    assert err("CLUSTER", "NOSUCH") == "unknown subcommand 'NOSUCH'. Try CLUSTER HELP."
+    docs = r.execute_command("COMMAND", "INFO", "cluster")
+    assert b"cluster|migrateslots" not in repr(docs).encode()
+    assert err("CLUSTER", "MIGRATION", "CANCEL") == "syntax error"
+    assert r.execute_command("CLUSTER", "MIGRATION", "CANCEL", "ALL") == 0
+    # ACL: a rule on the CLUSTER container covers the new subcommands
+    r.execute_command("ACL", "SETUSER", "mig", "on", "nopass", "+@all", "-cluster",
+                      "+cluster|info")
+    try:
+        u = redis.Redis(host="127.0.0.1", port=src, username="mig", password="x")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            u.execute_command("CLUSTER", "GETSLOTMIGRATIONS")
+        assert u.execute_command("CLUSTER", "INFO")
+        r.execute_command("ACL", "SETUSER", "mig", "+cluster")
+        assert isinstance(u.execute_command("CLUSTER", "GETSLOTMIGRATIONS"), list)
+        u.close()
+    finally:
+        r.execute_command("ACL", "DELUSER", "mig")
+    r.close()
+
+
+def test_redis84_import_then_legacy_reshard(cl):
+    """CLUSTER MIGRATION IMPORT on the target pulls slots; afterwards
+    redis-cli --cluster reshard (SETSLOT + MIGRATE) moves slots as before."""
+    ps = _primaries(cl)
+    src, dst = ps[2], ps[1]
+    slots = primary_slots(cl, src)[:100]
+    slot_of = preload(cl, 3000, prefix="i84:")
+    mv = {k: s for k, s in slot_of.items() if s in set(slots)}
+    r = redis.Redis(host="127.0.0.1", port=dst)
+    task = r.execute_command("CLUSTER", "MIGRATION", "IMPORT", str(slots[0]), str(slots[-1]))
+    task = _s(task)
+    assert len(task) == 40
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        st = entries(cl, dst, "MIGRATION", "STATUS", "ID", task)
+        if st and st[0]["state"] in TERMINAL:
+            break
+        time.sleep(0.05)
+    assert st[0]["state"] == "success", st
+    assert st[0]["operation"] == "import" and st[0]["slots"] == "%d-%d" % (slots[0], slots[-1])
+    assert int(st[0]["write_pause_ms"]) >= 0
+    r.close()
+    assert all(owners(cl)[s] == dst for s in slots)
+    assert_values(cl, mv)
+    cl.wait_healthy(timeout=60)
+    ids = cl.topology()["ids"]
+    res = run(["redis-cli", "--cluster", "reshard", "127.0.0.1:%d" % dst, "--cluster-from",
+               ids[dst], "--cluster-to", ids[src], "--cluster-slots", "50",
+               "--cluster-yes"], 300)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    cl.wait_healthy(timeout=60)
+    assert_values(cl, slot_of)
+    assert_single_owner(cl)
+
+
+def test_pynode_rebalance_cli(cl):
+    """`pynode rebalance` evens out what the tests above moved, with atomic
+    migrations under a ledger writer."""
+    import sys
+    port = _primaries(cl)[0]
+    cmd = [sys.executable, "-m", "pynode", "rebalance", "127.0.0.1:%d" % port]
+
+    def fault():
+        res = subprocess.run(cmd + ["--simulate"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and "Moving" in res.stdout, res.stdout + res.stderr
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "Summary:" in res.stdout and "0 failed" in res.stdout, res.stdout
+        return res.stdout
+
+    print("\n" + under_writer(cl, fault))
+    counts = sorted(len(v) for v in cl.topology()["primaries"].values())
+    assert counts[-1] - counts[0] <= 2, counts
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert "No rebalancing needed" in res.stdout, res.stdout
+    cl.wait_healthy(timeout=60)
+    assert_single_owner(cl)
+
+
+def test_failover_of_source_mid_snapshot(cl):
+    """CLUSTER FAILOVER moves the source's shard to its replica during the
+    snapshot: the job stops before its flip, the slots stay with the source's
+    shard (now its replica), the target drops what it imported."""
+    ps = _primaries(cl)
+    src, dst = ps[1], ps[2]
+    rep = next(p for p, m in cl.topology()["master_of"].items() if m == src)
+
+    def fault():
+        slots, name = _start_busy_migration(cl, src, dst, 40, 30000)
+        cl.stop(dst)
+        try:
+            cl.call(rep, "CLUSTER", "FAILOVER")
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if cl.topology(rep)["master_of"].get(src) == rep:
+                    break
+                time.sleep(0.1)
+            e = wait_state(cl, src, lambda e: e["name"] == name and e["state"] in TERMINAL,
+                           timeout=30)
+            assert e["state"] == "failed" and "replica" in e["message"], e
+        finally:
+            cl.cont(dst)
+        cl.wait_healthy(timeout=60)
+        return slots
+
+    slots = under_writer(cl, fault)
+    own = owners(cl)
+    assert all(own[s] == rep for s in slots), [own[s] for s in slots[:3]]
+    assert_single_owner(cl)
+
+
+def test_target_stalls_past_the_link_timeout(cl):
+    """A target that takes no bytes for 2 x node-timeout (frozen, or cut off
+    without a FIN) fails the job on the source; the slots stay there; the
+    target's shard drops what it imported once it runs again."""
+    ps = _primaries(cl)
+    src, dst = ps[0], ps[1]
+
+    def fault():
+        slots, name = _start_busy_migration(cl, src, dst, 40, 40000)
+        cl.stop(dst)
+        try:
+            e = wait_state(cl, src, lambda e: e["name"] == name and e["state"] in TERMINAL,
+                           timeout=30)
+            assert e["state"] == "failed" and "stopped reading" in e["message"], e
+        finally:
+            cl.cont(dst)
+        cl.wait_healthy(timeout=90)
+        return slots
+
+    slots = under_writer(cl, fault)
+    own = owners(cl)
+    assert all(own[s] == src for s in slots)
+    assert_single_owner(cl, timeout=60)
+
+
+def test_write_refused_on_the_target_fails_the_job(cl):
+    """A write the target refuses (here -OOM under maxmemory) ends the import
+    at once: nothing is silently missing after a flip; the slots stay."""
+    ps = _primaries(cl)
+    src, dst = ps[2], ps[0]
+    slots = primary_slots(cl, src)[:20]
+    from tests.cluster_helpers import key_for_slot
+    r = redis.Redis(host="127.0.0.1", port=src)
+    for i, s in enumerate(slots):
+        r.set("%s:oom%d" % (key_for_slot(s), i), "v")
+    r.close()
+    cl.call(dst, "CONFIG", "SET", "maxmemory", "1")
+    try:
+        cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]), str(slots[-1]),
+                "NODE", cl.topology()["ids"][dst])
+        e = wait_done(cl, src, timeout=30)
+    finally:
+        cl.call(dst, "CONFIG", "SET", "maxmemory", "0")
+    assert e["state"] == "failed", e
+    imp = [x for x in entries(cl, dst) if x["name"] == e["name"]]
+    assert imp and imp[0]["state"] == "failed" and "OOM" in imp[0]["message"], imp
+    assert all(owners(cl)[s] == src for s in slots)
+    assert_single_owner(cl)
