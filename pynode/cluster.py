@@ -44,6 +44,7 @@ from gossip.node import random_node_id
 from gossip.nodes_conf import NodesConfError, parse, render
 from gossip.state import ClusterState
 from gossip.transport import BusTransport, now_ms
+from pynode.pause import FAILOVER, SHUTDOWN, WRITE
 from storage.rewrite import encode_command
 from storage.durable import LockHeld, atomic_write, lock_exclusive, overwrite
 
@@ -254,8 +255,8 @@ class ClusterNode:
         self.configure_bus()
         self.check_bus_protection(hosts)
         # gossip caused by a command leaves after the command's reply
-        # (Server.flush_writes calls flush_frames once the replies are written)
-        self.transport.hold_frames = lambda: bool(srv.write_queue)
+        # (Server.before_sleep calls flush_frames once the replies are written)
+        self.transport.hold_frames = srv.before_sleep_pending
         try:
             await self.transport.start()
         except OSError as e:
@@ -352,11 +353,10 @@ class ClusterNode:
             # offset that is now final so the replica can catch up to it
             srv = self.srv
             left = max(0, a.until_ms - now_ms())
-            srv.paused_until = time.monotonic() + left / 1000.0
-            srv.pause_all = False
+            srv.pause_clients(FAILOVER, time.monotonic() + left / 1000.0, WRITE)
             self.state.set_repl_offset(srv.replication.offset)
         elif t is A.UnpauseClients:
-            self.srv.unpause()
+            self.srv.unpause_clients(FAILOVER)
         elif t is A.Log:
             self._log(a.level, a.text)
 
@@ -419,8 +419,7 @@ class ClusterNode:
         if not any(r.state == ONLINE for r in srv.replication.live_replicas()):
             return False
         deadline = time.monotonic() + max(0.1, timeout_s)
-        srv.paused_until = deadline       # hold client writes (CLIENT PAUSE WRITE)
-        srv.pause_all = False
+        srv.pause_clients(SHUTDOWN, deadline, WRITE)     # hold client writes
         srv.log.warning("Handing my slots over to a replica before shutting down "
                         "(timeout %.0f ms)." % (max(0.1, timeout_s) * 1000))
         self.handover = srv.loop.create_task(self._handover(then, deadline))
@@ -432,7 +431,7 @@ class ClusterNode:
         if task is None:
             return False
         task.cancel()
-        self.srv.unpause()
+        self.srv.unpause_clients(SHUTDOWN)
         self.srv.log.warning("Shutdown and handover aborted.")
         return True
 
@@ -463,7 +462,7 @@ class ClusterNode:
         self.handover = None
         # the held writes run now (MOVED to the new primary) and their replies
         # leave before the shutdown closes the connections
-        srv.unpause()
+        srv.unpause_clients(SHUTDOWN)
         srv.loop.call_later(0.05, then)
 
     async def _caught_up_replica(self, deadline: float):

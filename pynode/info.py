@@ -157,10 +157,7 @@ class Stats:
 
 
 def stats(srv) -> Stats:
-    st = getattr(srv, "info_stats", None)
-    if st is None:
-        st = srv.info_stats = Stats()
-    return st
+    return srv.info_stats
 
 
 def cron_sample(srv) -> None:
@@ -209,7 +206,7 @@ def _server(srv) -> dict:
     now = time.time()
     up = int(now - srv.start_time)
     u = platform.uname()
-    exe = getattr(srv, "executable", None) or os.path.abspath(sys.argv[0] or sys.executable)
+    exe = srv.executable
     return {
         "redis_version": srv.version,
         "redis_git_sha1": "00000000",
@@ -434,7 +431,7 @@ def _persistence(srv) -> dict:
 def _stats(srv) -> dict:
     st = stats(srv)
     aof = srv.aof
-    ev = getattr(srv, "evictor", None)
+    ev = srv.evictor
     cur_exceeded = total_exceeded = 0.0
     if ev is not None:
         if ev.exceeded_since:
@@ -485,8 +482,8 @@ def _stats(srv) -> dict:
         "unexpected_error_replies": srv.stat_unexpected_error_replies,
         "total_error_replies": srv.stat_total_error_replies,
         "dump_payload_sanitizations": 0,
-        "total_reads_processed": getattr(srv, "stat_total_reads", 0),
-        "total_writes_processed": getattr(srv, "stat_total_writes", 0),
+        "total_reads_processed": srv.stat_total_reads,
+        "total_writes_processed": srv.stat_total_writes,
         "io_threaded_reads_processed": 0,
         "io_threaded_writes_processed": 0,
         "reply_buffer_shrinks": 0,
@@ -494,30 +491,8 @@ def _stats(srv) -> dict:
     }
 
 
-def replid(srv) -> str:
-    r = getattr(srv, "replid", None)
-    if not r:
-        r = srv.replid = "%040x" % int.from_bytes(os.urandom(20), "big")
-    return r
-
-
 def _replication(srv) -> dict:
-    repl = getattr(srv, "replication", None)
-    if repl is not None and hasattr(repl, "info"):
-        return repl.info()
-    return {
-        "role": "master",
-        "connected_slaves": 0,
-        "master_failover_state": "no-failover",
-        "master_replid": replid(srv),
-        "master_replid2": "0" * 40,
-        "master_repl_offset": 0,
-        "second_repl_offset": -1,
-        "repl_backlog_active": 0,
-        "repl_backlog_size": srv.cfg.memory("repl-backlog-size"),
-        "repl_backlog_first_byte_offset": 0,
-        "repl_backlog_histlen": 0,
-    }
+    return srv.replication.info()
 
 
 def _cpu(srv) -> dict:

@@ -8,7 +8,6 @@ real redis-server).
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 
@@ -17,6 +16,7 @@ from pynode.client import REPLY_OFF, REPLY_ON, REPLY_SKIP_NEXT
 from pynode.command_meta import COMMANDS as META
 from pynode.commands import SYNTAX, CommandError, command, parse_int
 from pynode.keyspecs import command_keys, has_keys
+from pynode.pause import ALL, CLIENT_COMMAND, WRITE
 from pynode.config_table import (ALIASES, DIRECTIVES, FILE_ONLY, HIDDEN, PROTECTED,
                                  DENY_LOADING, merge_client_output_buffer_limit, normalize)
 from pynode.resp import (OK, Double, Map, SetReply, Status, Verbatim, bulk, encode,
@@ -311,12 +311,6 @@ def client_kill(c, argv):
     return integer(killed)
 
 
-def _check_unpause(srv) -> None:
-    if srv.paused_until and time.monotonic() >= srv.paused_until:
-        srv.pause_all = False
-        srv.unpause()
-
-
 @command("client|pause")
 def client_pause(c, argv):
     srv = c.srv
@@ -335,24 +329,14 @@ def client_pause(c, argv):
             raise CommandError("ERR CLIENT PAUSE mode must be WRITE or ALL")
     elif len(argv) > 4:
         raise CommandError(SYNTAX)
-    now = time.monotonic()
-    end = now + ms / 1000.0
-    if srv.paused_until <= now:        # no pause in effect: start afresh
-        srv.pause_all = pause_all
-        srv.paused_until = end
-    else:
-        srv.pause_all = srv.pause_all or pause_all
-        srv.paused_until = max(srv.paused_until, end)
-    if srv.loop is not None:
-        srv.loop.call_later(max(0.0, srv.paused_until - now) + 0.001, _check_unpause, srv)
+    srv.pause_clients(CLIENT_COMMAND, time.monotonic() + ms / 1000.0,
+                      ALL if pause_all else WRITE)
     return OK
 
 
 @command("client|unpause")
 def client_unpause(c, argv):
-    srv = c.srv
-    srv.pause_all = False
-    srv.unpause()
+    c.srv.unpause_clients(CLIENT_COMMAND)
     return OK
 
 
@@ -593,7 +577,7 @@ def _apply_live(c, old: dict, new: dict) -> None:
         msg = ("Failed to bind to specified addresses." if key == "bind"
                else "Unable to listen on this port")
         try:
-            _rebind(srv, plain=bool(changed & {"port", "bind"}),
+            srv.rebind(plain=bool(changed & {"port", "bind"}),
                     tls=bool(changed & {"tls-port", "bind"}))
         except OSError:
             if "dir" in changed:
@@ -608,97 +592,17 @@ def _reconfigure_tls(srv, new: dict, changed: set) -> None:
     """applyTlsCfg / applyTLSPort: a tls-* change rebuilds the contexts when
     TLS is in use (or is being turned on); a failure refuses the change."""
     from pynode import tls
-    if not tls.enabled(srv.cfg):
-        return
     try:
-        srv.tls = tls.contexts(srv.cfg)
+        srv.reload_tls()
     except tls.TLSConfigError as e:
         srv.log.warning(str(e))
         name = new[sorted(k for k in changed if k.startswith("tls-"))[0]][0]
         raise _ApplyError(name, "Unable to update TLS configuration. Check server logs.")
-    if srv.tls_listener is None:                   # TLS turned on now
-        srv.tls_listener = tls.listener_context(srv.tls.server, srv.tls_server)
-    # a handshake takes its verify mode from the listener's context (SSL_new)
-    srv.tls_listener.verify_mode = srv.tls.server.verify_mode
-    cl = srv.cluster
-    if cl is not None and cl.transport is not None and cl.tls:
-        cl.transport.ssl_client = srv.tls.client   # new links; the listener keeps its own
-
-
-def _listen_sockets(srv, port: int) -> list:
-    if not port:
-        return []
-    backlog = srv.cfg.int("tcp-backlog")
-    socks = []
-    try:
-        for host, optional in srv.cfg.bind_hosts():
-            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-            s = socket.socket(fam, socket.SOCK_STREAM)
-            try:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if fam == socket.AF_INET6:
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                s.bind((host, port))
-                s.listen(backlog)
-                s.setblocking(False)
-            except OSError:
-                s.close()
-                if optional:
-                    continue
-                raise
-            socks.append(s)
-    except OSError:
-        for s in socks:
-            s.close()
-        raise
-    return socks
-
-
-def _rebind(srv, plain: bool = True, tls: bool = True) -> None:
-    """Listen on the configured port (plain) and/or tls-port (tls) on the bind
-    addresses, then close the old listeners of that kind."""
-    if srv.loop is None:
-        return
-    kinds = []
-    try:
-        if plain:
-            kinds.append((None, _listen_sockets(srv, srv.cfg.int("port"))))
-        if tls and srv.tls is not None:
-            kinds.append((srv.tls_listener, _listen_sockets(srv, srv.cfg.int("tls-port"))))
-    except OSError:
-        for _, socks in kinds:
-            for s in socks:
-                s.close()
-        raise
-    from pynode.client import Client
-    for ssl_ctx, _ in kinds:
-        for s in [s for s in srv.servers if srv.listener_ssl.get(id(s), "unix") is ssl_ctx]:
-            s.close()
-            srv.servers.remove(s)
-            srv.listener_ssl.pop(id(s), None)
-
-    async def serve(sock, ssl_ctx):
-        server = await srv.loop.create_server(lambda: Client(srv), sock=sock, ssl=ssl_ctx,
-                                              backlog=srv.cfg.int("tcp-backlog"))
-        srv.servers.append(server)
-        srv.listener_ssl[id(server)] = ssl_ctx
-
-    for ssl_ctx, socks in kinds:
-        for s in socks:
-            srv.loop.create_task(serve(s, ssl_ctx))
-
-
-def _new_aof(srv):
-    from storage.aof import AOF
-    cfg = srv.cfg
-    return AOF(cfg.get("dir"), cfg.get("appendfilename"), cfg.get("appenddirname"),
-               cfg.get("appendfsync"), log=srv.log, **srv.aof_options())
 
 
 def _set_appendonly(srv, on: bool) -> None:
     if on:
-        if srv.aof is None:
-            srv.aof = _new_aof(srv)
+        srv.make_aof()
         if not srv.aof.enabled:
             try:
                 srv.aof.start(srv.ks)
@@ -714,7 +618,6 @@ def _set_appendonly(srv, on: bool) -> None:
 def config_resetstat(c, argv):
     srv = c.srv
     srv.reset_stats()
-    srv.stat_expiredkeys_base = srv.ks.expired_keys
     infomod.reset_stats(srv)
     return OK
 
@@ -1172,7 +1075,7 @@ def bgsave(c, argv):
 def bgrewriteaof(c, argv):
     srv = c.srv
     if srv.aof is None:
-        srv.aof = _new_aof(srv)       # AOF off: the rewrite still writes a base file
+        srv.make_aof()                # AOF off: the rewrite still writes a base file
     aof = srv.aof
     if aof.rewrite_in_progress:
         raise CommandError("ERR Background append only file rewriting already in progress")
