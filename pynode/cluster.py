@@ -186,7 +186,7 @@ class ClusterNode:
             from gossip.busauth import parse_secrets
             self.transport.secrets = parse_secrets(self.srv.cfg.get("cluster-bus-secret"))
 
-    def check_bus_protection(self, hosts: list[str]) -> None:
+    def check_bus_protection(self) -> None:
         """A bus reachable beyond loopback with neither a secret nor mutual
         TLS lets anyone who can reach it join the cluster and take slots: a
         loud warning, or no start with cluster-bus-port-protected-mode yes."""
@@ -194,8 +194,8 @@ class ClusterNode:
         mutual_tls = self.tls and cfg.get("tls-auth-clients") == "yes"
         if self.transport.secrets or mutual_tls:
             return
-        loopback = all(h.lstrip("-") in ("127.0.0.1", "::1", "localhost")
-                       or h.lstrip("-").startswith("127.") for h in hosts)
+        loopback = all(h in ("127.0.0.1", "::1", "localhost") or h.startswith("127.")
+                       for h, _ in cfg.bind_hosts())
         if loopback:
             return
         text = ("The cluster bus port %d listens beyond the loopback interface with neither "
@@ -253,7 +253,7 @@ class ClusterNode:
             self.transport.ssl_server = srv.tls_listener
             self.transport.ssl_client = srv.tls.client
         self.configure_bus()
-        self.check_bus_protection(hosts)
+        self.check_bus_protection()
         # gossip caused by a command leaves after the command's reply
         # (Server.before_sleep calls flush_frames once the replies are written)
         self.transport.hold_frames = srv.before_sleep_pending

@@ -428,7 +428,7 @@ class Replication:
         if failover:
             if replid.decode("utf-8", "replace") != self.replid:
                 raise CommandError("ERR PSYNC FAILOVER replid must match my replid.")
-            from pynode.commands.server import client_line
+            from pynode.commands.client import client_line
             self.become_primary()
             log.notice("MASTER MODE enabled (failover request from '%s')"
                        % client_line(c, c))

@@ -249,3 +249,61 @@ def test_invariants_hold_and_catch_a_broken_state():
     with pytest.raises(AssertionError, match="failover no-failover -> failover-in-progress"):
         repl.set_failover_state(FAILOVER_IN_PROGRESS)
     assert repl.state == LINK_NONE
+
+
+class _Loop:
+    """Records what the server schedules instead of running an event loop."""
+
+    def __init__(self) -> None:
+        self.soon = []
+
+    def call_soon(self, fn, *args):
+        self.soon.append((fn, args))
+
+    def call_later(self, delay, fn, *args):
+        return None
+
+
+def test_before_sleep_flushes_once_in_redis_order():
+    """AOF, then the replication stream, then client replies, then bus frames:
+    all from one callback, scheduled once however many clients wrote."""
+    srv = InProc()
+    s = srv.srv
+    order = []
+
+    class _Aof:
+        buf = bytearray()
+
+        def feed(self, dbid, argv):
+            self.buf += b"x"
+
+        def flush(self):
+            order.append("aof")
+            self.buf.clear()
+
+    class _Bus:
+        def flush_frames(self):
+            order.append("bus")
+
+    class _Cluster:
+        transport = _Bus()
+
+    a, b = srv.client(), srv.client()
+    s.loop = _Loop()
+    s.aof = _Aof()
+    repl = s.replication
+    repl.create_backlog()                     # as when a replica attached
+    repl.flush = lambda: order.append("repl")
+    for cl in (a, b):
+        cl.t.write = lambda data, _o=order: _o.append("reply")
+    try:
+        a.c.run([[b"SET", b"k", b"1"]])
+        b.c.run([[b"SET", b"k", b"2"], [b"GET", b"k"]])
+        assert [fn.__name__ for fn, _ in s.loop.soon] == ["before_sleep"]
+        s.cluster = _Cluster()                # its frames leave last
+        s.loop.soon[0][0]()
+        assert order == ["aof", "repl", "reply", "reply", "bus"]
+        assert not s.sleep_pending and not s.write_queue
+    finally:
+        s.cluster = None
+        s.aof = None

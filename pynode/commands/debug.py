@@ -607,7 +607,7 @@ def _debug_restart(c, argv, graceful: bool) -> bytes:
     delay = parse_int(argv[2]) if len(argv) >= 3 else 0
     if graceful:
         if srv.cfg.config_file:
-            from pynode.commands.server import rewrite_config
+            from pynode.commands.config import rewrite_config
             try:
                 rewrite_config(srv, srv.cfg.config_file)
             except Exception as e:  # noqa: BLE001
@@ -818,7 +818,7 @@ def debug(c, argv):
         srv.debug.script_disable_deny_script = bool(_atoi(argv[2]))
         return OK
     if sub == b"config-rewrite-force-all" and n == 2:
-        from pynode.commands.server import rewrite_config
+        from pynode.commands.config import rewrite_config
         path = srv.cfg.config_file
         try:
             if not path:
