@@ -92,7 +92,7 @@ class Client(asyncio.Protocol):
         srv = self.srv
         parser = self.parser
         cmds = parser.feed(data)
-        srv.stat_net_input_bytes += len(data)
+        srv.stats.net_input_bytes += len(data)
         self.last_io = srv.ks.now_s = time.time()
         srv.ks.now = int(self.last_io * 1000)
         if self.pending or self.paused:
@@ -145,7 +145,7 @@ class Client(asyncio.Protocol):
         self.out = None
         if out:
             data = b"".join(out) if len(out) > 1 else out[0]
-            srv.stat_net_output_bytes += len(data)
+            srv.stats.net_output_bytes += len(data)
             srv.queue_write(self, data)
         if self.closing:
             self.close_after_reply()
@@ -184,7 +184,7 @@ class Client(asyncio.Protocol):
         if self.out is not None:
             self.out.append(data)
         elif not self.closing and self.transport is not None:
-            self.srv.stat_net_output_bytes += len(data)
+            self.srv.stats.net_output_bytes += len(data)
             self.srv.queue_write(self, data)
 
     def close_after_reply(self) -> None:

@@ -105,7 +105,7 @@ class Server:
         self.pause = Pause()         # client pauses, one per purpose (pynode/pause.py)
         self.debug = DebugSettings()  # what DEBUG sets (pynode/commands/debug.py)
         self.migrate_cache: dict = {}  # MIGRATE's cached connections (commands/dump.py)
-        self.info_stats = infomod.Stats()  # INFO's instantaneous metrics, memory peak
+        self.stats = infomod.Stats()  # the counters INFO shows, its sampling state
         # INFO executable: the absolute path at start-up, as Redis
         self.executable = os.path.abspath(sys.argv[0] or sys.executable)
         self.aof = None
@@ -123,7 +123,7 @@ class Server:
         self.shutdown_waiters: list = []  # SHUTDOWN FAILOVER clients waiting for the handover
         self.loading = False
         self.loading_greenlet = None     # the start-up load (serve_while_loading)
-        self.errorstats: dict[str, int] = {}
+        self.stats.errorstats: dict[str, int] = {}
         from pynode.children import Children
         self.children = Children(log)            # every fork: one child at a time
         self.write_guard = None      # READONLY / NOREPLICAS check (pynode/replication.py)
@@ -220,19 +220,7 @@ class Server:
                 self.dispatch[v] = cmd
 
     def reset_stats(self) -> None:
-        self.stat_numconnections = 0
-        self.stat_rejected_conn = 0
-        # INFO expired_keys counts from here (the keyspace counts from start-up)
-        self.stat_expiredkeys_base = self.ks.expired_keys
-        self.stat_total_reads = 0            # INFO total_reads_processed (not counted)
-        self.stat_total_writes = 0           # INFO total_writes_processed (not counted)
-        self.stat_keyspace_hits = 0
-        self.stat_keyspace_misses = 0
-        self.stat_net_input_bytes = 0
-        self.stat_net_output_bytes = 0
-        self.stat_total_error_replies = 0
-        self.stat_unexpected_error_replies = 0
-        self.errorstats.clear()
+        self.stats.reset_counters(self.ks.expired_keys)
         self.evictor.reset_stats()
         for cmd in cmdmod.all_commands(self.table):
             cmd.calls = 0
@@ -250,7 +238,7 @@ class Server:
     # ---------------------------------------------------------------- clients
     def on_connect(self, c: Client) -> None:
         if len(self.clients) >= self.maxclients:
-            self.stat_rejected_conn += 1
+            self.stats.rejected_conn += 1
             c.transport.write(b"-ERR max number of clients reached\r\n")
             c.closing = True
             c.transport.close()
@@ -258,10 +246,10 @@ class Server:
         c.id = self.next_client_id
         self.next_client_id += 1
         self.clients[c.id] = c
-        self.stat_numconnections += 1
+        self.stats.numconnections += 1
         if self.protected_mode and self.acl.default.nopass and not is_local(c):
             # clientAcceptHandler: no password and a client from outside
-            self.stat_rejected_conn += 1
+            self.stats.rejected_conn += 1
             c.transport.write(DENIED)
             c.closing = True
             c.transport.close()
@@ -569,8 +557,8 @@ class Server:
 
     def error_reply(self, msg: str) -> bytes:
         code = msg.split(" ", 1)[0]
-        self.errorstats[code] = self.errorstats.get(code, 0) + 1
-        self.stat_total_error_replies += 1
+        self.stats.errorstats[code] = self.stats.errorstats.get(code, 0) + 1
+        self.stats.total_error_replies += 1
         return error(msg)
 
     def run_queued(self, c: Client, cmd, argv):

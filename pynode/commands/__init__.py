@@ -171,12 +171,12 @@ def lookup_read(c, key: bytes, kind=None, touch: bool = True, miss_event: bool =
     v = c.db.get(key) if touch else c.db.peek(key)
     srv = c.srv
     if v is None:
-        srv.stat_keyspace_misses += 1
+        srv.stats.keyspace_misses += 1
         if miss_event and srv.notify_flags:
             from pynode import notify
             notify.key_miss(srv, key, c.db.id)
         return None
-    srv.stat_keyspace_hits += 1
+    srv.stats.keyspace_hits += 1
     if kind is not None and type(v) is not kind:
         raise CommandError(WRONGTYPE)
     return v

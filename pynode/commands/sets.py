@@ -186,7 +186,7 @@ def _spop_count(c, argv):
     notify.notify(srv, notify.SET, b"spop", key, db.id)
     srv.dirty += count
     if count >= size:
-        srv.stat_keyspace_hits += 1        # the reply is an SUNION of the key, a read
+        srv.stats.keyspace_hits += 1        # the reply is an SUNION of the key, a read
         reply = _members_reply(c, s.members())
         db.delete(key)
         notify.notify(srv, notify.GENERIC, b"del", key, db.id)

@@ -108,11 +108,11 @@ def get(c, argv):
     v = c.db.get(argv[1])
     if v is None:
         srv = c.srv
-        srv.stat_keyspace_misses += 1
+        srv.stats.keyspace_misses += 1
         if srv.notify_flags:
             _event(c, b"keymiss", argv[1], notify.KEY_MISS)
         return c.nil
-    c.srv.stat_keyspace_hits += 1
+    c.srv.stats.keyspace_hits += 1
     if type(v) is not bytes:
         raise CommandError(WRONGTYPE)
     return b"$%d\r\n%s\r\n" % (len(v), v)
@@ -280,8 +280,8 @@ def mget(c, argv):
                 append(b"$%d\r\n%s\r\n" % (len(v), v))
             else:
                 append(nil)
-    srv.stat_keyspace_hits += hits
-    srv.stat_keyspace_misses += len(argv) - 1 - hits
+    srv.stats.keyspace_hits += hits
+    srv.stats.keyspace_misses += len(argv) - 1 - hits
     return b"".join(out)
 
 
