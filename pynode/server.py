@@ -24,6 +24,7 @@ from pynode.commands import CommandError
 from pynode.config import NOTIFY_NEW, VERSION, Config
 from pynode.log import log
 from pynode.pause import ALL, Pause
+from pynode.pubsub import PubSub
 from pynode.resp import error
 from pynode.routing import route
 from storage.sdsargs import quote
@@ -94,12 +95,7 @@ class Server:
         self.next_client_id = 1
         self.dirty = 0
         self.monitors: list[Client] = []
-        self.channels: dict[bytes, set[Client]] = {}
-        self.patterns: dict[bytes, set[Client]] = {}
-        # shard channels (SSUBSCRIBE): channel -> clients, and slot -> channels
-        # so that a slot leaving this node's shard drops its channels
-        self.shard_channels: dict[bytes, set[Client]] = {}
-        self.shard_slots: dict[int, set[bytes]] = {}
+        self.pubsub = PubSub()       # channels, patterns, shard channels (pynode/pubsub.py)
         self.slowlog: deque = deque()
         self.slowlog_id = 0
         self.pause = Pause()         # client pauses, one per purpose (pynode/pause.py)
@@ -311,17 +307,17 @@ class Server:
 
     def pubsub_unsubscribe_all(self, c: Client) -> None:
         for ch in c.subs:
-            s = self.channels.get(ch)
+            s = self.pubsub.channels.get(ch)
             if s is not None:
                 s.discard(c)
                 if not s:
-                    del self.channels[ch]
+                    del self.pubsub.channels[ch]
         for p in c.psubs:
-            s = self.patterns.get(p)
+            s = self.pubsub.patterns.get(p)
             if s is not None:
                 s.discard(c)
                 if not s:
-                    del self.patterns[p]
+                    del self.pubsub.patterns[p]
         c.subs = set()
         c.psubs = set()
         if c.ssubs:
