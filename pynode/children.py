@@ -10,6 +10,8 @@ schedule their work for later when another child runs (BGSAVE SCHEDULE,
 BGREWRITEAOF "scheduled", a replica waiting for its full sync).  Redis calls
 both "rdb" and "repl-sync" CHILD_TYPE_RDB: kind_is_rdb() answers that.
 
+daemonize() (daemonize yes) is the one other fork, before the server runs.
+
 INFO total_forks and latest_fork_usec are counted here only.  A child runs
 body() after child_setup() and _exit()s 0 if it returned, 1 if it raised.
 A child that succeeded reports its copy-on-write size (the Private_Dirty
@@ -197,3 +199,16 @@ def _close_sockets() -> None:
                 os.close(fd)
         except (ValueError, OSError):
             pass
+
+
+def daemonize() -> None:
+    """daemonize yes: the server goes on in a grandchild, detached from its
+    terminal and session, with stdin/out/err on /dev/null (the parents exit 0)."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    fd = os.open(os.devnull, os.O_RDWR)
+    for i in (0, 1, 2):
+        os.dup2(fd, i)

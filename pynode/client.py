@@ -54,7 +54,7 @@ class Client(asyncio.Protocol):
         self.reply_mode = REPLY_ON
         self.closing = False
         self.out = None
-        self.wbuf: list | None = None    # replies waiting for Server.flush_writes
+        self.wbuf: list | None = None    # replies waiting for Server.before_sleep
         self.close_queued = False
         self.pending: list = []          # parsed commands waiting (CLIENT PAUSE)
         self.paused = False
@@ -92,7 +92,7 @@ class Client(asyncio.Protocol):
         srv = self.srv
         parser = self.parser
         cmds = parser.feed(data)
-        srv.stat_net_input_bytes += len(data)
+        srv.stats.net_input_bytes += len(data)
         self.last_io = srv.ks.now_s = time.time()
         srv.ks.now = int(self.last_io * 1000)
         if self.pending or self.paused:
@@ -119,16 +119,17 @@ class Client(asyncio.Protocol):
 
     def run(self, cmds: list) -> None:
         """Execute parsed commands; their replies leave together with one write
-        when the loop has handled every ready connection (Server.flush_writes)."""
+        when the loop has handled every ready connection (Server.before_sleep)."""
         srv = self.srv
         execute = srv.execute
+        pause = srv.pause
         out = self.out = []     # write() appends here until the one write below
         for i, argv in enumerate(cmds):
-            if srv.paused_until and srv.must_pause(self, argv):
+            if pause.end and srv.must_pause(self, argv):
                 self.pending = cmds[i:]
                 self.paused = True
                 self.transport.pause_reading()
-                srv.paused_clients.add(self)
+                srv.pause.clients.add(self)
                 break
             r = execute(self, argv)
             if r is not None:
@@ -144,7 +145,7 @@ class Client(asyncio.Protocol):
         self.out = None
         if out:
             data = b"".join(out) if len(out) > 1 else out[0]
-            srv.stat_net_output_bytes += len(data)
+            srv.stats.net_output_bytes += len(data)
             srv.queue_write(self, data)
         if self.closing:
             self.close_after_reply()
@@ -183,7 +184,7 @@ class Client(asyncio.Protocol):
         if self.out is not None:
             self.out.append(data)
         elif not self.closing and self.transport is not None:
-            self.srv.stat_net_output_bytes += len(data)
+            self.srv.stats.net_output_bytes += len(data)
             self.srv.queue_write(self, data)
 
     def close_after_reply(self) -> None:

@@ -44,6 +44,7 @@ from gossip.node import random_node_id
 from gossip.nodes_conf import NodesConfError, parse, render
 from gossip.state import ClusterState
 from gossip.transport import BusTransport, now_ms
+from pynode.pause import FAILOVER, SHUTDOWN, WRITE
 from storage.rewrite import encode_command
 from storage.durable import LockHeld, atomic_write, lock_exclusive, overwrite
 
@@ -185,7 +186,7 @@ class ClusterNode:
             from gossip.busauth import parse_secrets
             self.transport.secrets = parse_secrets(self.srv.cfg.get("cluster-bus-secret"))
 
-    def check_bus_protection(self, hosts: list[str]) -> None:
+    def check_bus_protection(self) -> None:
         """A bus reachable beyond loopback with neither a secret nor mutual
         TLS lets anyone who can reach it join the cluster and take slots: a
         loud warning, or no start with cluster-bus-port-protected-mode yes."""
@@ -193,8 +194,8 @@ class ClusterNode:
         mutual_tls = self.tls and cfg.get("tls-auth-clients") == "yes"
         if self.transport.secrets or mutual_tls:
             return
-        loopback = all(h.lstrip("-") in ("127.0.0.1", "::1", "localhost")
-                       or h.lstrip("-").startswith("127.") for h in hosts)
+        loopback = all(h in ("127.0.0.1", "::1", "localhost") or h.startswith("127.")
+                       for h, _ in cfg.bind_hosts())
         if loopback:
             return
         text = ("The cluster bus port %d listens beyond the loopback interface with neither "
@@ -253,10 +254,10 @@ class ClusterNode:
             self.transport.ssl_server = srv.tls_listener
             self.transport.ssl_client = srv.tls.client
         self.configure_bus()
-        self.check_bus_protection(hosts)
+        self.check_bus_protection()
         # gossip caused by a command leaves after the command's reply
-        # (Server.flush_writes calls flush_frames once the replies are written)
-        self.transport.hold_frames = lambda: bool(srv.write_queue)
+        # (Server.before_sleep calls flush_frames once the replies are written)
+        self.transport.hold_frames = srv.before_sleep_pending
         try:
             await self.transport.start()
         except OSError as e:
@@ -358,11 +359,10 @@ class ClusterNode:
             # offset that is now final so the replica can catch up to it
             srv = self.srv
             left = max(0, a.until_ms - now_ms())
-            srv.paused_until = time.monotonic() + left / 1000.0
-            srv.pause_all = False
+            srv.pause_clients(FAILOVER, time.monotonic() + left / 1000.0, WRITE)
             self.state.set_repl_offset(srv.replication.offset)
         elif t is A.UnpauseClients:
-            self.srv.unpause()
+            self.srv.unpause_clients(FAILOVER)
         elif t is A.Log:
             self._log(a.level, a.text)
 
@@ -425,8 +425,7 @@ class ClusterNode:
         if not any(r.state == ONLINE for r in srv.replication.live_replicas()):
             return False
         deadline = time.monotonic() + max(0.1, timeout_s)
-        srv.paused_until = deadline       # hold client writes (CLIENT PAUSE WRITE)
-        srv.pause_all = False
+        srv.pause_clients(SHUTDOWN, deadline, WRITE)     # hold client writes
         srv.log.warning("Handing my slots over to a replica before shutting down "
                         "(timeout %.0f ms)." % (max(0.1, timeout_s) * 1000))
         self.handover = srv.loop.create_task(self._handover(then, deadline))
@@ -438,7 +437,7 @@ class ClusterNode:
         if task is None:
             return False
         task.cancel()
-        self.srv.unpause()
+        self.srv.unpause_clients(SHUTDOWN)
         self.srv.log.warning("Shutdown and handover aborted.")
         return True
 
@@ -469,7 +468,7 @@ class ClusterNode:
         self.handover = None
         # the held writes run now (MOVED to the new primary) and their replies
         # leave before the shutdown closes the connections
-        srv.unpause()
+        srv.unpause_clients(SHUTDOWN)
         srv.loop.call_later(0.05, then)
 
     async def _caught_up_replica(self, deadline: float):

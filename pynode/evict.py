@@ -68,9 +68,7 @@ _NO_CHECK_IN_MULTI = ("exec", "discard", "quit", "reset")
 def configure(srv) -> None:
     """Apply the memory directives (Server.apply_config)."""
     cfg = srv.cfg
-    ev = getattr(srv, "evictor", None)
-    if ev is None:
-        ev = srv.evictor = Evictor(srv)
+    ev = srv.evictor
     ev.configure()
     ks = srv.ks
     ks.lfu_log_factor = cfg.int("lfu-log-factor")
@@ -78,7 +76,6 @@ def configure(srv) -> None:
     flags = POLICIES.get(ev.policy, 0)
     on_new = srv.on_key_new if srv.notify_flags & notify.NEW else None
     ks.configure_hooks(True, bool(flags & F_LFU), on_new)
-    srv.maxmemory = ev.maxmemory
 
 
 def set_lru_or_lfu(srv, db, key: bytes, freq: int, idle: int) -> None:

@@ -138,14 +138,35 @@ def total_system_memory() -> int:
 
 # ------------------------------------------------------------------ sampling
 class Stats:
-    """Per-server sampling state (kept on srv.info_stats)."""
+    """srv.stats: the server's own counters that INFO shows (CONFIG RESETSTAT
+    zeroes them: reset_counters) and INFO's sampling state (instantaneous
+    metrics, memory peak: reset).  Counters kept by their owners stay there
+    (evicted_keys: the evictor; sync_*: replication; total_forks: children;
+    per-command calls: the command table)."""
 
     SAMPLES = 16
 
     def __init__(self) -> None:
+        self.errorstats: dict[str, int] = {}   # error code -> count (INFO errorstats)
+        self.reset_counters(0)
         self.reset()
         self.startup_memory = 0
         self.last_mem_sample = 0.0
+
+    def reset_counters(self, expired_keys: int) -> None:
+        self.numconnections = 0
+        self.rejected_conn = 0
+        # INFO expired_keys counts from here (the keyspace counts from start-up)
+        self.expiredkeys_base = expired_keys
+        self.total_reads = 0            # INFO total_reads_processed (not counted)
+        self.total_writes = 0           # INFO total_writes_processed (not counted)
+        self.keyspace_hits = 0
+        self.keyspace_misses = 0
+        self.net_input_bytes = 0
+        self.net_output_bytes = 0
+        self.total_error_replies = 0
+        self.unexpected_error_replies = 0
+        self.errorstats.clear()
 
     def reset(self) -> None:
         self.last_t = 0.0
@@ -156,19 +177,12 @@ class Stats:
         self.peak_time = time.time()
 
 
-def stats(srv) -> Stats:
-    st = getattr(srv, "info_stats", None)
-    if st is None:
-        st = srv.info_stats = Stats()
-    return st
-
-
 def cron_sample(srv) -> None:
     """Called from Server.cron: the instantaneous metrics and the memory peak."""
-    st = stats(srv)
+    st = srv.stats
     now = time.monotonic()
     if now - st.last_t >= 0.1:
-        cur = (srv.stat_numcommands, srv.stat_net_input_bytes, srv.stat_net_output_bytes)
+        cur = (srv.stat_numcommands, srv.stats.net_input_bytes, srv.stats.net_output_bytes)
         if st.last_t:
             dt = now - st.last_t
             i = st.idx % Stats.SAMPLES
@@ -193,7 +207,7 @@ def _inst(st: Stats, k: int) -> float:
 
 def reset_stats(srv) -> None:
     """CONFIG RESETSTAT: the sampler and the memory peak."""
-    st = stats(srv)
+    st = srv.stats
     mem_start = st.startup_memory
     st.reset()
     st.startup_memory = mem_start
@@ -209,7 +223,7 @@ def _server(srv) -> dict:
     now = time.time()
     up = int(now - srv.start_time)
     u = platform.uname()
-    exe = getattr(srv, "executable", None) or os.path.abspath(sys.argv[0] or sys.executable)
+    exe = srv.executable
     return {
         "redis_version": srv.version,
         "redis_git_sha1": "00000000",
@@ -298,7 +312,7 @@ def client_memory(c) -> int:
 def dict_overhead(srv) -> int:
     """The keyspace's own tables (slot dicts, expires dicts), not keys/values.
     Walking 16384 slot dicts per db costs ~2 ms: the value is kept for a second."""
-    st = stats(srv)
+    st = srv.stats
     now = time.monotonic()
     cached = getattr(st, "overhead_cache", None)
     if cached is not None and now - cached[0] < 1.0:
@@ -314,7 +328,7 @@ def dict_overhead(srv) -> int:
 
 def _memory(srv) -> dict:
     m = memory()
-    st = stats(srv)
+    st = srv.stats
     used, rss, active = m["used"], m["rss"], m["active"]
     if used > st.peak_memory:
         st.peak_memory = used
@@ -432,31 +446,31 @@ def _persistence(srv) -> dict:
 
 
 def _stats(srv) -> dict:
-    st = stats(srv)
+    st = srv.stats
     aof = srv.aof
-    ev = getattr(srv, "evictor", None)
+    ev = srv.evictor
     cur_exceeded = total_exceeded = 0.0
     if ev is not None:
         if ev.exceeded_since:
             cur_exceeded = time.monotonic() - ev.exceeded_since
         total_exceeded = ev.exceeded_total + cur_exceeded
     return {
-        "total_connections_received": srv.stat_numconnections,
+        "total_connections_received": srv.stats.numconnections,
         "total_commands_processed": srv.stat_numcommands,
         "instantaneous_ops_per_sec": int(_inst(st, 0)),
-        "total_net_input_bytes": srv.stat_net_input_bytes,
-        "total_net_output_bytes": srv.stat_net_output_bytes,
+        "total_net_input_bytes": srv.stats.net_input_bytes,
+        "total_net_output_bytes": srv.stats.net_output_bytes,
         "total_net_repl_input_bytes": srv.replication.repl_in_bytes,
         "total_net_repl_output_bytes": srv.replication.repl_out_bytes,
         "instantaneous_input_kbps": "%.2f" % (_inst(st, 1) / 1024),
         "instantaneous_output_kbps": "%.2f" % (_inst(st, 2) / 1024),
         "instantaneous_input_repl_kbps": "0.00",
         "instantaneous_output_repl_kbps": "0.00",
-        "rejected_connections": srv.stat_rejected_conn,
+        "rejected_connections": srv.stats.rejected_conn,
         "sync_full": srv.replication.stat_sync_full,
         "sync_partial_ok": srv.replication.stat_sync_partial_ok,
         "sync_partial_err": srv.replication.stat_sync_partial_err,
-        "expired_keys": srv.ks.expired_keys - srv.stat_expiredkeys_base,
+        "expired_keys": srv.ks.expired_keys - srv.stats.expiredkeys_base,
         "expired_stale_perc": "0.00",
         "expired_time_cap_reached_count": 0,
         "expire_cycle_cpu_milliseconds": 0,
@@ -464,11 +478,11 @@ def _stats(srv) -> dict:
         "evicted_clients": 0,
         "total_eviction_exceeded_time": int(total_exceeded * 1000),
         "current_eviction_exceeded_time": int(cur_exceeded * 1000),
-        "keyspace_hits": srv.stat_keyspace_hits,
-        "keyspace_misses": srv.stat_keyspace_misses,
-        "pubsub_channels": len(srv.channels),
-        "pubsub_patterns": len(srv.patterns),
-        "pubsubshard_channels": len(srv.shard_channels),
+        "keyspace_hits": srv.stats.keyspace_hits,
+        "keyspace_misses": srv.stats.keyspace_misses,
+        "pubsub_channels": len(srv.pubsub.channels),
+        "pubsub_patterns": len(srv.pubsub.patterns),
+        "pubsubshard_channels": len(srv.pubsub.shard_channels),
         "latest_fork_usec": srv.children.last_fork_usec,
         "total_forks": srv.children.total_forks,
         "migrate_cached_sockets": 0,
@@ -482,11 +496,11 @@ def _stats(srv) -> dict:
         "tracking_total_keys": len(srv.tracking.table),
         "tracking_total_items": srv.tracking.items,
         "tracking_total_prefixes": len(srv.tracking.prefixes),
-        "unexpected_error_replies": srv.stat_unexpected_error_replies,
-        "total_error_replies": srv.stat_total_error_replies,
+        "unexpected_error_replies": srv.stats.unexpected_error_replies,
+        "total_error_replies": srv.stats.total_error_replies,
         "dump_payload_sanitizations": 0,
-        "total_reads_processed": getattr(srv, "stat_total_reads", 0),
-        "total_writes_processed": getattr(srv, "stat_total_writes", 0),
+        "total_reads_processed": srv.stats.total_reads,
+        "total_writes_processed": srv.stats.total_writes,
         "io_threaded_reads_processed": 0,
         "io_threaded_writes_processed": 0,
         "reply_buffer_shrinks": 0,
@@ -494,30 +508,8 @@ def _stats(srv) -> dict:
     }
 
 
-def replid(srv) -> str:
-    r = getattr(srv, "replid", None)
-    if not r:
-        r = srv.replid = "%040x" % int.from_bytes(os.urandom(20), "big")
-    return r
-
-
 def _replication(srv) -> dict:
-    repl = getattr(srv, "replication", None)
-    if repl is not None and hasattr(repl, "info"):
-        return repl.info()
-    return {
-        "role": "master",
-        "connected_slaves": 0,
-        "master_failover_state": "no-failover",
-        "master_replid": replid(srv),
-        "master_replid2": "0" * 40,
-        "master_repl_offset": 0,
-        "second_repl_offset": -1,
-        "repl_backlog_active": 0,
-        "repl_backlog_size": srv.cfg.memory("repl-backlog-size"),
-        "repl_backlog_first_byte_offset": 0,
-        "repl_backlog_histlen": 0,
-    }
+    return srv.replication.info()
 
 
 def _cpu(srv) -> dict:
@@ -552,7 +544,7 @@ def _commandstats_text(srv) -> str:
 
 
 def _errorstats_text(srv) -> str:
-    return "".join("errorstat_%s:count=%d\r\n" % kv for kv in srv.errorstats.items())
+    return "".join("errorstat_%s:count=%d\r\n" % kv for kv in srv.stats.errorstats.items())
 
 
 def avg_ttl(db, now_ms: int) -> int:

@@ -29,17 +29,6 @@ Examples:
 """
 
 
-def daemonize() -> None:
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    if os.fork() > 0:
-        os._exit(0)
-    fd = os.open(os.devnull, os.O_RDWR)
-    for i in (0, 1, 2):
-        os.dup2(fd, i)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "chaos":
@@ -71,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.stderr.write(e.report())
         return 1
     if cfg.bool("daemonize"):
+        from pynode.children import daemonize
         daemonize()
     log.configure(cfg.get("loglevel"), cfg.get("logfile"))
     log.notice("oO0OoO0OoO0Oo pynode is starting oO0OoO0OoO0Oo")

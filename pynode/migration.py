@@ -41,6 +41,7 @@ import os
 import time
 from itertools import islice
 
+from pynode.pause import MIGRATION, WRITE
 from pynode.routing import command_key_args
 from storage.dump import dumps
 from storage.slots import keyslot, slot_ranges
@@ -492,14 +493,15 @@ class Migrations:
 
     # ------------------------------------------------------------ the flip
     def pause(self, job: Job) -> None:
+        """Hold writes to the job's slots (the server's pause for the
+        migration purpose, with a bound the cron enforces if this code never
+        comes back)."""
         srv = self.srv
         job.paused = True
         if srv.pause_slots is None:
             srv.pause_slots = set()
         srv.pause_slots |= job.slot_set
-        srv.pause_all = False
-        # a bound the cron enforces if this code never comes back
-        srv.paused_until = time.monotonic() + 60.0
+        srv.pause_clients(MIGRATION, time.monotonic() + 60.0, WRITE)
 
     def unpause(self, job: Job) -> None:
         srv = self.srv
@@ -512,13 +514,10 @@ class Migrations:
                 keep |= j.slot_set
         if keep:
             srv.pause_slots = keep
-            held = [c for c in srv.paused_clients]
-            srv.paused_clients.clear()
-            for c in held:
-                c.resume()
+            srv.pause.resume_all()       # held clients are checked again
         else:
             srv.pause_slots = None
-            srv.unpause()
+            srv.unpause_clients(MIGRATION)
 
     def must_pause(self, c, argv: list) -> bool:
         """While a flip holds writes: only writes to the held slots wait."""

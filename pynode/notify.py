@@ -68,7 +68,7 @@ publish_message = None          # pynode.commands.pubsub.publish_message, on fir
 def notify(srv, type_: int, event: bytes, key: bytes, dbid: int) -> None:
     """notifyKeyspaceEvent(type, event, key, dbid)."""
     flags = srv.notify_flags
-    if not flags & type_ or not (srv.channels or srv.patterns):
+    if not flags & type_ or not (srv.pubsub.channels or srv.pubsub.patterns):
         return                  # class off, or nobody subscribed to anything
     global publish_message
     if publish_message is None:

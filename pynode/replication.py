@@ -3,7 +3,7 @@
 One `Replication` object per server (`srv.replication`) plays both roles:
 
 Primary side
-  - a replication id (40 hex, `srv.replid`), `replid2` / `second_repl_offset`
+  - a replication id (40 hex, `replid`), `replid2` / `second_repl_offset`
     (the previous id, kept on promotion so the old primary's replicas can
     continue partially), and `offset` (master_repl_offset: bytes of stream
     produced so far);
@@ -47,6 +47,7 @@ import time
 import weakref
 
 from pynode.children import REPL_SYNC
+from pynode.pause import FAILOVER, WRITE
 from pynode.client import Client
 from pynode.log import log
 from storage import rdb
@@ -57,8 +58,33 @@ NULL_ID = "0" * 40
 
 # primary-side states of a replica (INFO slaveN:state=)
 WAIT_BGSAVE, SEND_BULK, ONLINE = "wait_bgsave", "send_bulk", "online"
+# the replica's link to its primary (Redis's repl_state; ROLE shows it):
+# each state and the states it moves on to.  Besides these, any state may
+# go to "connect" (REPLICAOF host port, or the link dropped: retry) and any
+# but "none" to "none" (REPLICAOF NO ONE).
+LINK_NONE, LINK_CONNECT, LINK_CONNECTING, LINK_HANDSHAKE, LINK_SYNC, LINK_CONNECTED = (
+    "none", "connect", "connecting", "handshake", "sync", "connected")
+LINK_STEPS = {
+    LINK_NONE: frozenset(),
+    LINK_CONNECT: frozenset({LINK_CONNECTING}),
+    LINK_CONNECTING: frozenset({LINK_HANDSHAKE}),
+    LINK_HANDSHAKE: frozenset({LINK_SYNC, LINK_CONNECTED}),   # +FULLRESYNC / +CONTINUE
+    LINK_SYNC: frozenset({LINK_CONNECTED}),                   # the RDB is loaded
+    LINK_CONNECTED: frozenset(),
+}
+
+# FAILOVER (the primary's side, Redis's failover_state; INFO master_failover_state)
 NO_FAILOVER, FAILOVER_WAIT, FAILOVER_IN_PROGRESS = (
     "no-failover", "waiting-for-sync", "failover-in-progress")
+FAILOVER_STEPS = {
+    NO_FAILOVER: frozenset({FAILOVER_WAIT}),                        # FAILOVER
+    FAILOVER_WAIT: frozenset({FAILOVER_IN_PROGRESS, NO_FAILOVER}),  # caught up / abort
+    FAILOVER_IN_PROGRESS: frozenset({NO_FAILOVER}),                 # PSYNC done / abort
+}
+
+
+def link_step_allowed(old: str, new: str) -> bool:
+    return new in LINK_STEPS[old] or new == LINK_CONNECT or (new == LINK_NONE != old)
 
 READONLY_ERR = "READONLY You can't write against a read only replica."
 MISCONF_ERR = ("MISCONF Redis is configured to save RDB snapshots, but it's currently unable to "
@@ -125,9 +151,8 @@ class SnapshotJob:
 class Replication:
     def __init__(self, srv) -> None:
         self.srv = srv
-        # ids and offsets (srv.replid is the current id: DEBUG change-repl-id sets it)
-        if not getattr(srv, "replid", None):
-            srv.replid = new_id()
+        # ids and offsets (replid is the current id: DEBUG change-repl-id sets it)
+        self.replid = new_id()
         self.replid2 = NULL_ID
         self.offset = 0
         self.second_offset = -1
@@ -135,7 +160,6 @@ class Replication:
         self.backlog: bytearray | None = None
         self.bl_start = 0
         self.flushed = 0                 # offset up to which flush() dispatched
-        self.flush_scheduled = False
         self.seldb = -1
         self.replicas: dict[Client, ReplicaInfo] = {}
         # REPLCONF before PSYNC (weak: a client may leave without PSYNC)
@@ -151,7 +175,7 @@ class Replication:
         # replica side
         self.masterhost: str | None = None
         self.masterport = 0
-        self.state = "none"              # none connect connecting handshake sync connected
+        self.state = LINK_NONE           # the link to our primary (LINK_STEPS)
         self.master_client: Client | None = None
         self.task: asyncio.Task | None = None
         self.writer = None
@@ -189,7 +213,39 @@ class Replication:
             on = self.read_only or not self.serve_stale
         else:
             on = bool(self.min_to_write and self.max_lag) or srv.snapshots.write_error()
-        srv.write_guard = self.guard if on else None
+        srv.set_write_guard(self.guard if on else None)
+
+    def set_link_state(self, new: str) -> None:
+        """The replica link moves on (LINK_STEPS)."""
+        assert link_step_allowed(self.state, new), "replica link %s -> %s" % (self.state, new)
+        self.state = new
+
+    def set_failover_state(self, new: str) -> None:
+        """FAILOVER moves on (FAILOVER_STEPS)."""
+        assert new in FAILOVER_STEPS[self.failover_state], \
+            "failover %s -> %s" % (self.failover_state, new)
+        self.failover_state = new
+
+    def check_invariants(self) -> None:
+        """What holds between calls (tests check it after each step)."""
+        srv = self.srv
+        assert self.state in LINK_STEPS and self.failover_state in FAILOVER_STEPS
+        # a replica iff it has a primary; connected iff its master client exists
+        assert (self.masterhost is None) == (self.state == LINK_NONE), self.state
+        assert (self.state == LINK_CONNECTED) == (self.master_client is not None)
+        # a primary feeds its backlog with every write; a replica only from its link
+        assert srv.repl_feed == (self.feed if self.masterhost is None
+                                 and self.backlog is not None else None)
+        if self.backlog is not None:
+            # backlog[i] is stream byte bl_start + 1 + i; flushed lies within
+            assert len(self.backlog) == self.offset - self.bl_start
+            assert self.bl_start <= self.flushed <= self.offset
+        else:
+            assert not self.replicas
+        if self.failover_state != NO_FAILOVER:
+            assert self.failover_state == FAILOVER_IN_PROGRESS or self.masterhost is None
+        if self.failover_state == FAILOVER_WAIT:
+            assert srv.pause.active(FAILOVER, time.monotonic()), "FAILOVER holds writes"
 
     def guard(self, c: Client, cmd) -> str | None:
         """Server.execute's check before running a command (only installed when
@@ -201,7 +257,7 @@ class Replication:
                 return None
             if is_write and self.read_only:      # processCommand checks this first
                 return READONLY_ERR
-            if (not self.serve_stale and self.state != "connected" and not cmd.stale):
+            if (not self.serve_stale and self.state != LINK_CONNECTED and not cmd.stale):
                 return MASTERDOWN_ERR
             return None
         if (is_write or cmd.name == "ping") and self.srv.snapshots.write_error():
@@ -222,7 +278,7 @@ class Replication:
         self.bl_start = self.offset
         self.flushed = self.offset
         if self.masterhost is None:
-            self.srv.repl_feed = self.feed
+            self.srv.set_repl_feed(self.feed)
 
     def first_byte(self) -> int:
         if self.backlog is None:
@@ -249,11 +305,7 @@ class Replication:
         buf = self.backlog
         buf += data
         self.offset += len(data)
-        if not self.flush_scheduled:
-            self.flush_scheduled = True
-            loop = self.srv.loop
-            if loop is not None:
-                loop.call_soon(self.flush)
+        self.srv.wake()                  # before_sleep() sends it to the replicas
         if len(buf) > 2 * self.backlog_size:
             self.flush()
             excess = len(buf) - self.backlog_size
@@ -262,7 +314,6 @@ class Replication:
 
     def flush(self) -> None:
         """Send the stream produced since the last flush to the replicas."""
-        self.flush_scheduled = False
         if self.backlog is None or self.flushed == self.offset:
             return
         data = bytes(self.backlog[self.flushed - self.bl_start:])
@@ -375,15 +426,15 @@ class Replication:
         if "S" in c.flags_extra:
             return None                  # already a replica: ignored, as Redis
         if failover:
-            if replid.decode("utf-8", "replace") != self.srv.replid:
+            if replid.decode("utf-8", "replace") != self.replid:
                 raise CommandError("ERR PSYNC FAILOVER replid must match my replid.")
-            from pynode.commands.server import client_line
+            from pynode.commands.client import client_line
             self.become_primary()
             log.notice("MASTER MODE enabled (failover request from '%s')"
                        % client_line(c, c))
         if self.failover_state != NO_FAILOVER:
             raise CommandError("NOMASTERLINK Can't SYNC while failing over")
-        if self.masterhost is not None and self.state != "connected":
+        if self.masterhost is not None and self.state != LINK_CONNECTED:
             raise CommandError("NOMASTERLINK Can't SYNC while not connected with my master")
         info = self.handshake.pop(c, None) or ReplicaInfo(c)
         log.notice("Replica %s asks for synchronization" % info.name())
@@ -401,15 +452,14 @@ class Replication:
             off = int(offset)
         except ValueError:
             off = None
-        srv = self.srv
         if off is None:
             pass
-        elif replid != srv.replid and (replid != self.replid2 or off > self.second_offset):
+        elif replid != self.replid and (replid != self.replid2 or off > self.second_offset):
             if replid != "?":
-                if replid != srv.replid and replid != self.replid2:
+                if replid != self.replid and replid != self.replid2:
                     log.notice("Partial resynchronization not accepted: Replication ID "
                                "mismatch (Replica asked for '%s', my replication IDs are "
-                               "'%s' and '%s')" % (replid, srv.replid, self.replid2))
+                               "'%s' and '%s')" % (replid, self.replid, self.replid2))
                 else:
                     log.notice("Partial resynchronization not accepted: Requested offset "
                                "for second ID was %d, but I can reply up to %d"
@@ -430,7 +480,7 @@ class Replication:
             info.ack_time = time.time()
             self.replicas[c] = info
             if info.capa_psync2:
-                self.send(c, b"+CONTINUE %s\r\n" % srv.replid.encode())
+                self.send(c, b"+CONTINUE %s\r\n" % self.replid.encode())
             else:
                 self.send(c, b"+CONTINUE\r\n")
             data = bytes(self.backlog[off - 1 - self.bl_start:]) if off <= self.offset else b""
@@ -450,12 +500,12 @@ class Replication:
         self.replicas[c] = info
         if self.backlog is None:
             if len(self.replicas) == 1 and self.masterhost is None:
-                srv.replid = new_id()    # changeReplicationId + clearReplicationId2
+                self.replid = new_id()    # changeReplicationId + clearReplicationId2
                 self.replid2 = NULL_ID
                 self.second_offset = -1
             self.create_backlog()
             log.notice("Replication backlog created, my new replication IDs are '%s' and "
-                       "'%s'" % (srv.replid, self.replid2))
+                       "'%s'" % (self.replid, self.replid2))
         self.flush()
         if self.masterhost is None:
             self.seldb = -1              # the stream after the snapshot starts with SELECT
@@ -463,7 +513,7 @@ class Replication:
         info.state = WAIT_BGSAVE
         if not info.pre_psync:
             log.notice("Full resync requested by replica %s" % info.name())
-            self.send(c, b"+FULLRESYNC %s %d\r\n" % (srv.replid.encode(), self.offset))
+            self.send(c, b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), self.offset))
         busy = srv.children.busy()
         if busy is not None:               # one child at a time: the cron starts it
             if busy == "aof":
@@ -498,7 +548,7 @@ class Replication:
         aux = {"redis-ver": srv.version, "redis-bits": 64, "ctime": int(time.time()),
                "used-mem": 0, "repl-stream-db": (self.master_client.db.id
                                                  if self.master_client is not None else 0),
-               "repl-id": srv.replid,
+               "repl-id": self.replid,
                "repl-offset": self.offset, "aof-base": 0}
         functions = [] if info.exclude_functions else srv.scripting.functions.codes()
         dbs = [] if info.exclude_data else srv.ks.dbs
@@ -622,7 +672,7 @@ class Replication:
             return True
         return (srv.cluster is not None and srv.cluster.state.mf_end != 0
                 and srv.cluster.state.myself.is_primary
-                and srv.paused_until > time.monotonic())
+                and srv.pause.active(FAILOVER, time.monotonic()))
 
     def send_getack(self) -> None:
         self.getack_scheduled = False
@@ -688,7 +738,7 @@ class Replication:
         if self.replicas:
             self.start_pending_syncs()
         if self.masterhost is not None:
-            if self.state == "connected":
+            if self.state == LINK_CONNECTED:
                 if now - self.master_last_io > self.timeout:
                     log.warning("MASTER timeout: no data nor PING received...")
                     self.drop_master_link()
@@ -722,9 +772,8 @@ class Replication:
         self.cancel_link()
         self.masterhost = host
         self.masterport = port
-        srv.masterhost = host
         srv.ks.expire_on_read = False
-        srv.repl_feed = None
+        srv.set_repl_feed(None)
         log.role = "S"
         srv.cfg.values["replicaof"] = "%s %d" % (host, port)
         for w in list(self.waiters):     # disconnectAllBlockedClients: reply, then close
@@ -743,7 +792,7 @@ class Replication:
             log.notice("Before turning into a replica, using my own master parameters to "
                        "synthesize a cached master: I may be able to synchronize with the "
                        "new master with just a partial transfer.")
-        self.state = "connect"
+        self.set_link_state(LINK_CONNECT)
         self.down_since = 0.0
         self.configure()
         self.task = srv.loop.create_task(self.link_loop())
@@ -757,23 +806,22 @@ class Replication:
         self.cancel_link()
         self.masterhost = None
         self.masterport = 0
-        srv.masterhost = None
         srv.ks.expire_on_read = True
         srv.cfg.values["replicaof"] = ""
         log.role = "M"
         # shiftReplicationId
-        self.replid2 = srv.replid
+        self.replid2 = self.replid
         self.second_offset = self.offset + 1
-        srv.replid = new_id()
+        self.replid = new_id()
         log.notice("Setting secondary replication ID to %s, valid up to offset: %d. New "
-                   "replication ID is %s" % (self.replid2, self.second_offset, srv.replid))
+                   "replication ID is %s" % (self.replid2, self.second_offset, self.replid))
         self.disconnect_replicas()       # they reconnect and learn the new id (+CONTINUE)
-        self.state = "none"
+        self.set_link_state(LINK_NONE)
         self.cached = False
         self.seldb = -1
         if self.backlog is None:
             self.create_backlog()
-        srv.repl_feed = self.feed
+        srv.set_repl_feed(self.feed)
         self.configure()
         return True
 
@@ -807,7 +855,7 @@ class Replication:
                 raise
             except (OSError, EOFError, ReplError, asyncio.IncompleteReadError,
                     asyncio.TimeoutError, rdb.RDBError) as e:
-                if self.state == "connected":
+                if self.state == LINK_CONNECTED:
                     log.notice("Connection with master lost.")
                     log.notice("Caching the disconnected master state.")
                 elif str(e):
@@ -819,10 +867,10 @@ class Replication:
             if self.failover_state == FAILOVER_IN_PROGRESS:
                 self.abort_failover("Failover target is unreachable")
                 return
-            if self.state == "connected":
+            if self.state == LINK_CONNECTED:
                 self.cached = True       # PSYNC with our id/offset next time
             self.drop_master_link()
-            self.state = "connect"
+            self.set_link_state(LINK_CONNECT)
             if not self.down_since:
                 self.down_since = time.time()
             await asyncio.sleep(1.0)
@@ -831,7 +879,7 @@ class Replication:
         srv = self.srv
         host, port = self.masterhost, self.masterport
         tmo = self.timeout
-        self.state = "connecting"
+        self.set_link_state(LINK_CONNECTING)
         log.notice("Connecting to MASTER %s:%d" % (host, port))
         src = srv.cfg.source_addr()
         # tls-replication: the link to the primary is TLS (pynode/tls.py)
@@ -848,7 +896,7 @@ class Replication:
                 asyncio.open_connection(host, port, ssl=ssl_ctx), tmo)
         self.writer = writer
         log.notice("MASTER <-> REPLICA sync started")
-        self.state = "handshake"
+        self.set_link_state(LINK_HANDSHAKE)
         log.notice("Non blocking connect for SYNC fired the event.")
 
         async def reply() -> bytes:
@@ -890,9 +938,9 @@ class Replication:
                        % r.decode("utf-8", "replace"))
         # PSYNC
         if self.cached:
-            psync = [b"PSYNC", srv.replid.encode(), b"%d" % (self.offset + 1)]
+            psync = [b"PSYNC", self.replid.encode(), b"%d" % (self.offset + 1)]
             log.notice("Trying a partial resynchronization (request %s:%d)."
-                       % (srv.replid, self.offset + 1))
+                       % (self.replid, self.offset + 1))
         else:
             psync = [b"PSYNC", b"?", b"-1"]
             log.notice("Partial resynchronization not possible (no cached master)")
@@ -923,10 +971,10 @@ class Replication:
             log.notice("Successful partial resynchronization with master.")
             if len(parts) > 1:
                 newid = parts[1].decode()
-                if newid != srv.replid:
-                    self.replid2 = srv.replid
+                if newid != self.replid:
+                    self.replid2 = self.replid
                     self.second_offset = self.offset + 1
-                    srv.replid = newid
+                    self.replid = newid
                     log.notice("Master replication ID changed to %s" % newid)
                     self.disconnect_replicas()
             log.notice("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.")
@@ -944,7 +992,7 @@ class Replication:
     async def receive_rdb(self, reader, replid: str, off: int) -> bytes:
         srv = self.srv
         tmo = self.timeout
-        self.state = "sync"
+        self.set_link_state(LINK_SYNC)
         self.cached = False              # the old dataset is going away
         self.sync_read = 0
         self.sync_total = -1
@@ -1009,7 +1057,7 @@ class Replication:
                 db.set_expire(key, expire)
 
         functions: list[bytes] = []
-        srv.loading = True
+        srv.set_loading_flag(True)
         ks.tick()                         # keys are created (accessed) now
         try:
             nkeys = rdb.load(payload, on_key, on_aux, name="MASTER <-> REPLICA sync",
@@ -1021,11 +1069,11 @@ class Replication:
             log.warning("Failed trying to load the MASTER synchronization DB from socket")
             raise
         finally:
-            srv.loading = False
+            srv.set_loading_flag(False)
         log.notice("Done loading RDB, keys loaded: %d, keys expired: 0." % nkeys)
         srv.snapshots.after_sync_load()        # rdb-del-sync-files
         # the new history: master's id and offset, no secondary id
-        srv.replid = replid
+        self.replid = replid
         self.replid2 = NULL_ID
         self.second_offset = -1
         self.offset = off
@@ -1059,24 +1107,24 @@ class Replication:
         s = writer.transport.get_extra_info("socket")
         if s is not None:
             mc.fd = s.fileno()
-        mc.id = srv.next_client_id
-        srv.next_client_id += 1
-        srv.clients[mc.id] = mc
+        srv.add_client(mc)
         self.master_client = mc
-        self.state = "connected"
+        self.set_link_state(LINK_CONNECTED)
         self.down_since = 0.0
         self.cached = False
         self.read_off = self.offset
         self.master_last_io = time.time()
         self.send_ack()                  # puts us online on the primary
-        rbuf = bytearray(leftover)
-        uncommitted = bytearray()
+        mc.parser.max_query = 1 << 62    # nor client-query-buffer-limit
+        rbuf = bytearray()               # the bytes of the command being read
+        uncommitted = bytearray()        # applied, inside MULTI: not in our backlog yet
         scripting = srv.scripting
+        data = leftover
         while True:
             while scripting.busy is not None:    # a busy script holds the stream
                 await asyncio.sleep(0.005)
-            if rbuf:
-                self.apply_buffer(mc, rbuf, uncommitted)
+            if data:
+                self.apply_stream(mc, data, rbuf, uncommitted)
             if mc.closing:
                 raise ReplError("")
             data = await reader.read(1 << 16)
@@ -1085,28 +1133,26 @@ class Replication:
             self.master_last_io = mc.last_io = time.time()
             self.read_off += len(data)
             self.repl_in_bytes += len(data)
-            rbuf += data
 
-    def apply_buffer(self, mc: Client, rbuf: bytearray, uncommitted: bytearray) -> None:
+    def apply_stream(self, mc: Client, data: bytes, rbuf: bytearray,
+                     uncommitted: bytearray) -> None:
+        """Apply the master's commands in `data`, read by the master client's
+        own RequestParser (as Redis's master client); each applied command's
+        bytes go to our backlog (a transaction's once EXEC is read).  A
+        protocol error drops the link after the commands before it."""
         srv = self.srv
         ks = srv.ks
         table = srv.table
+        rbuf += data
+        parser = mc.parser
+        units = parser.feed_units(data)
         pos = 0
-        n = len(rbuf)
         saved_now = ks.now
         ks.now = 0                       # the master client never sees keys as expired
         try:
-            while pos < n:
-                if rbuf[pos] == 10:      # a bare newline (keepalive)
-                    uncommitted += b"\n"
-                    pos += 1
-                    continue
-                parsed = parse_command(rbuf, pos)
-                if parsed is None:
-                    break
-                argv, end = parsed
-                uncommitted += rbuf[pos:end]
-                pos = end
+            for argv, n in units:
+                uncommitted += rbuf[pos:pos + n]
+                pos += n
                 if argv:
                     self.apply(mc, table, argv)
                 if not mc.in_multi:
@@ -1115,6 +1161,8 @@ class Replication:
         finally:
             ks.now = saved_now
             del rbuf[:pos]
+        if parser.error is not None:
+            raise ReplError("%s from master" % parser.error)
 
     def apply(self, mc: Client, table, argv: list[bytes]) -> None:
         srv = self.srv
@@ -1138,7 +1186,7 @@ class Replication:
 
     def send_ack(self) -> None:
         w = self.writer
-        if w is not None and self.state == "connected":
+        if w is not None and self.state == LINK_CONNECTED:
             w.write(encode_command([b"REPLCONF", b"ACK", b"%d" % self.offset]))
 
     # ------------------------------------------------------------ INFO / ROLE
@@ -1150,16 +1198,16 @@ class Replication:
             d["role"] = "master"
         else:
             d["role"] = "slave"
-            connected = self.state == "connected"
+            connected = self.state == LINK_CONNECTED
             d["master_host"] = self.masterhost
             d["master_port"] = self.masterport
             d["master_link_status"] = "up" if connected else "down"
             d["master_last_io_seconds_ago"] = (int(now - self.master_last_io)
                                                if self.master_client is not None else -1)
-            d["master_sync_in_progress"] = 1 if self.state == "sync" else 0
+            d["master_sync_in_progress"] = 1 if self.state == LINK_SYNC else 0
             d["slave_read_repl_offset"] = self.read_off if connected else self.offset
             d["slave_repl_offset"] = self.offset
-            if self.state == "sync":
+            if self.state == LINK_SYNC:
                 d["master_sync_total_bytes"] = self.sync_total
                 d["master_sync_read_bytes"] = self.sync_read
                 d["master_sync_left_bytes"] = (self.sync_total - self.sync_read
@@ -1182,7 +1230,7 @@ class Replication:
             d["slave%d" % i] = "ip=%s,port=%d,state=%s,offset=%d,lag=%d" % (
                 r.ip, r.port, r.state, r.ack_off, int(now - r.ack_time))
         d["master_failover_state"] = self.failover_state
-        d["master_replid"] = srv.replid
+        d["master_replid"] = self.replid
         d["master_replid2"] = self.replid2
         d["master_repl_offset"] = self.offset
         d["second_repl_offset"] = self.second_offset
@@ -1215,9 +1263,8 @@ class Replication:
             log.notice("FAILOVER requested to any replica.")
         self.failover_end = time.monotonic() + timeout_ms / 1000.0 if timeout_ms else 0.0
         self.failover_force = force
-        self.failover_state = FAILOVER_WAIT
-        srv.pause_all = False            # writes wait, reads go on
-        srv.paused_until = float("inf")
+        self.set_failover_state(FAILOVER_WAIT)
+        srv.pause_clients(FAILOVER, float("inf"), WRITE)   # writes wait, reads go on
         self.failover_tick()
 
     def failover_tick(self) -> None:
@@ -1230,7 +1277,7 @@ class Replication:
             if self.failover_force:
                 log.notice("FAILOVER to %s:%d time out exceeded, failing over."
                            % (self.failover_host, self.failover_port))
-                self.failover_state = FAILOVER_IN_PROGRESS
+                self.set_failover_state(FAILOVER_IN_PROGRESS)
                 self.become_replica(self.failover_host, self.failover_port)
             else:
                 self.abort_failover("Replica never caught up before timeout")
@@ -1245,7 +1292,7 @@ class Replication:
                     self.failover_host, self.failover_port = r.ip, r.port
                     break
         if target is not None and target.ack_off == self.offset:
-            self.failover_state = FAILOVER_IN_PROGRESS
+            self.set_failover_state(FAILOVER_IN_PROGRESS)
             log.notice("Failover target %s:%d is synced, failing over."
                        % (self.failover_host, self.failover_port))
             self.become_replica(self.failover_host, self.failover_port)
@@ -1269,12 +1316,12 @@ class Replication:
         if self.failover_timer is not None:
             self.failover_timer.cancel()
             self.failover_timer = None
-        self.failover_state = NO_FAILOVER
+        self.set_failover_state(NO_FAILOVER)
         self.failover_host = None
         self.failover_port = 0
         self.failover_end = 0.0
         self.failover_force = False
-        self.srv.unpause()
+        self.srv.unpause_clients(FAILOVER)
 
     def role(self) -> list:
         if self.masterhost is None:
@@ -1286,36 +1333,3 @@ class Replication:
                 self.offset if self.master_client is not None else -1]
 
 
-def parse_command(buf, pos: int):
-    """One RESP multibulk command at buf[pos:]: (argv, end) or None if incomplete.
-    Raises ReplError on a protocol error (the link is then dropped)."""
-    if buf[pos] != 42:                   # '*'
-        end = buf.find(b"\n", pos)
-        if end < 0:
-            return None
-        return buf[pos:end].strip().split(), end + 1
-    nl = buf.find(b"\r\n", pos)
-    if nl < 0:
-        return None
-    try:
-        count = int(buf[pos + 1:nl])
-    except ValueError:
-        raise ReplError("Protocol error from master: invalid multibulk length") from None
-    p = nl + 2
-    argv = []
-    n = len(buf)
-    for _ in range(count):
-        if p >= n:
-            return None
-        if buf[p] != 36:                 # '$'
-            raise ReplError("Protocol error from master: expected '$'")
-        nl = buf.find(b"\r\n", p)
-        if nl < 0:
-            return None
-        ln = int(buf[p + 1:nl])
-        start = nl + 2
-        if start + ln + 2 > n:
-            return None
-        argv.append(bytes(buf[start:start + ln]))
-        p = start + ln + 2
-    return argv, p

@@ -46,7 +46,7 @@ class RequestParser:
     produces Redis's exact protocol errors."""
 
     __slots__ = ("buf", "need", "chunks", "have", "error", "max_bulk", "max_query",
-                 "multibulk_max", "fast")
+                 "multibulk_max", "fast", "units")
 
     def __init__(self, max_bulk: int = 512 * 1024 * 1024,
                  max_query: int = 1024 * 1024 * 1024) -> None:
@@ -59,6 +59,7 @@ class RequestParser:
         self.max_query = max_query
         self.multibulk_max = 2147483647
         self.fast = _HiredisReader() if _HiredisReader is not None else None
+        self.units: list | None = None     # feed_units(): every unit read, with its size
 
     def pending(self) -> int:
         """Bytes of an incomplete command held in the query buffer."""
@@ -106,6 +107,17 @@ class RequestParser:
         out.extend(self.feed_python(data[off:]))
         return out
 
+    def feed_units(self, data: bytes) -> list[tuple[list[bytes], int]]:
+        """feed() for a stream whose byte offsets count (a replica's link to
+        its master, as Redis's master client): every unit read, in order, as
+        (argv, its size in bytes); argv is [] for an empty line or "*0"."""
+        self.units = units = []
+        try:
+            self.feed_python(data)
+        finally:
+            self.units = None
+        return units
+
     def feed_python(self, data: bytes) -> list[list[bytes]]:
         if self.need:
             self.chunks.append(data)
@@ -121,6 +133,7 @@ class RequestParser:
         elif self.buf:
             data = self.buf + data
         out: list[list[bytes]] = []
+        units = self.units
         pos = 0
         n = len(data)
         find = data.find
@@ -144,6 +157,8 @@ class RequestParser:
                     break
                 p = nl + 2
                 if count <= 0:
+                    if units is not None:
+                        units.append(([], p - pos))
                     pos = p
                     continue
                 args = []
@@ -185,6 +200,8 @@ class RequestParser:
                 if not complete:
                     break
                 out.append(args)
+                if units is not None:
+                    units.append((args, p - pos))
                 pos = p
             else:
                 nl = find(b"\n", pos)
@@ -193,13 +210,15 @@ class RequestParser:
                         self.error = "Protocol error: too big inline request"
                     break
                 line = data[pos:nl]
-                pos = nl + 1
                 if line.endswith(b"\r"):
                     line = line[:-1]
                 args = split_args(line)
                 if args is None:
                     self.error = "Protocol error: unbalanced quotes in request"
                     break
+                if units is not None:
+                    units.append((args, nl + 1 - pos))
+                pos = nl + 1
                 if args:
                     out.append(args)
         if self.error is not None:

@@ -8,6 +8,7 @@ import random
 import resource
 import signal
 import socket
+import sys
 import time
 from collections import deque
 from time import perf_counter
@@ -23,6 +24,8 @@ from pynode.commands import CommandError
 from pynode.config import NOTIFY_NEW, VERSION, Config
 from pynode.log import log
 from pynode.redact import redacted
+from pynode.pause import ALL, MIGRATION, Pause
+from pynode.pubsub import PubSub
 from pynode.resp import error
 from pynode.routing import route
 from storage.sdsargs import quote
@@ -61,6 +64,22 @@ def _loading_guard(c, cmd) -> str | None:
 RESERVED_FDS = 32
 
 
+class DebugSettings:
+    """What DEBUG subcommands set (srv.debug)."""
+
+    def __init__(self) -> None:
+        self.active_expire = True                 # DEBUG SET-ACTIVE-EXPIRE
+        self.pause_cron = False                   # DEBUG PAUSE-CRON
+        self.cluster_drop_packet_filter = -1      # DEBUG DROP-CLUSTER-PACKET-FILTER
+        self.cluster_close_link_on_packet_drop = False
+        self.script_disable_deny_script = False   # DEBUG SET-DISABLE-DENY-SCRIPTS
+        self.quicklist_packed_threshold = 1 << 30
+        self.aof_flush_sleep = 0                  # DEBUG AOF-FLUSH-SLEEP (us)
+        self.reply_buffer_peak_reset_time = 5000  # DEBUG REPLYBUFFER
+        self.reply_buffer_resizing_enabled = True
+        self.leaks: list[bytes] = []              # DEBUG LEAK
+
+
 class Server:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -77,31 +96,22 @@ class Server:
         self.next_client_id = 1
         self.dirty = 0
         self.monitors: list[Client] = []
-        self.channels: dict[bytes, set[Client]] = {}
-        self.patterns: dict[bytes, set[Client]] = {}
-        # shard channels (SSUBSCRIBE): channel -> clients, and slot -> channels
-        # so that a slot leaving this node's shard drops its channels
-        self.shard_channels: dict[bytes, set[Client]] = {}
-        self.shard_slots: dict[int, set[bytes]] = {}
+        self.pubsub = PubSub()       # channels, patterns, shard channels (pynode/pubsub.py)
         self.slowlog: deque = deque()
         self.slowlog_id = 0
-        self.paused_until = 0.0
-        self.pause_all = False
-        self.paused_clients: set[Client] = set()
-        self.active_expire_enabled = True
-        # DEBUG settings (pynode/commands/debug.py)
-        self.pause_cron = False
-        self.cluster_drop_packet_filter = -1
-        self.cluster_close_link_on_packet_drop = False
-        self.script_disable_deny_script = False
-        self.quicklist_packed_threshold = 1 << 30
-        self.aof_flush_sleep = 0
-        self.reply_buffer_peak_reset_time = 5000
-        self.reply_buffer_resizing_enabled = True
-        self.debug_leaks: list[bytes] = []
+        self.pause = Pause()         # client pauses, one per purpose (pynode/pause.py)
+        self.debug = DebugSettings()  # what DEBUG sets (pynode/commands/debug.py)
+        self.migrate_cache: dict = {}  # MIGRATE's cached connections (commands/dump.py)
+        self.stats = infomod.Stats()  # the counters INFO shows, its sampling state
+        # INFO executable: the absolute path at start-up, as Redis
+        self.executable = os.path.abspath(sys.argv[0] or sys.executable)
         self.aof = None
         self.cluster = None          # pynode.cluster.ClusterNode with cluster-enabled yes
-        self.write_queue: list[Client] = []
+        self.write_queue: list[Client] = []    # clients with replies to write
+        self.sleep_pending = False   # a before_sleep() is scheduled
+        # PYNODE_CHECK_INVARIANTS=1 (the test suite): the cron checks the
+        # invariants of the keyspace, the AOF, replication and the pause
+        self.checking = bool(os.environ.get("PYNODE_CHECK_INVARIANTS"))
         # inside EXEC: (dbid, argv) writes held to be wrapped in MULTI/EXEC
         self.also_propagate: list | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -110,12 +120,12 @@ class Server:
         self.shutdown_waiters: list = []  # SHUTDOWN FAILOVER clients waiting for the handover
         self.loading = False
         self.loading_greenlet = None     # the start-up load (serve_while_loading)
-        self.errorstats: dict[str, int] = {}
+        self.stats.errorstats: dict[str, int] = {}
         from pynode.children import Children
         self.children = Children(log)            # every fork: one child at a time
-        self.reset_stats()
         self.write_guard = None      # READONLY / NOREPLICAS check (pynode/replication.py)
-        self.maxmemory = 0           # set with the evictor (pynode/evict.py)
+        self.evictor = evict.Evictor(self)   # maxmemory: OOM refusals, eviction
+        self.maxmemory = 0           # the evictor's, read by execute()
         # DELs of keys that expired while a command ran: propagated with it
         # (wrapped in MULTI/EXEC when the command propagates too, as Redis 7.0)
         self.expired_pending: list = []
@@ -135,7 +145,7 @@ class Server:
         from pynode.latency import Latency
         self.latency = Latency(self)
         from pynode.migration import Migrations
-        self.migrations = Migrations(self)       # atomic slot migration jobs             # LATENCY, latency histograms
+        self.migrations = Migrations(self)       # atomic slot migration jobs
         self.children.on_latency = self.latency.sample
         from pynode.tracking import Tracking
         self.tracking = Tracking(self)            # client-side caching (CLIENT TRACKING)
@@ -147,6 +157,7 @@ class Server:
         self.tls = None              # pynode.tls.Contexts when TLS is configured
         self.tls_listener = None     # the ssl context listeners are made with
         self.listener_ssl: dict = {}  # id(TCP listener) -> its ssl context (None: plain)
+        self.reset_stats()
         self.apply_config()
 
     # ---------------------------------------------------------------- config
@@ -178,20 +189,21 @@ class Server:
         self.notify_flags = notify.parse_flags(cfg.get("notify-keyspace-events"),
                                                cfg.values.get(NOTIFY_NEW) == "yes")
         self.hll_sparse_max_bytes = cfg.memory("hll-sparse-max-bytes")
-        if getattr(self, "tracking", None) is not None:
+        if self.tracking is not None:
             self.tracking.max_keys = cfg.int("tracking-table-max-keys")
         self.expired_del = b"UNLINK" if cfg.bool("lazyfree-lazy-expire") else b"DEL"
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
         evict.configure(self)        # maxmemory, policy, access clocks, new-key hook
-        if getattr(self, "replication", None) is not None:
+        self.maxmemory = self.evictor.maxmemory
+        if self.replication is not None:
             self.replication.configure()
-        if getattr(self, "aof", None) is not None:
+        if self.aof is not None:
             self.aof.configure(fsync=cfg.get("appendfsync"), **self.aof_options())
-        if getattr(self, "cluster", None) is not None:
+        if self.cluster is not None:
             self.cluster.configure()
-        if getattr(self, "latency", None) is not None:
+        if self.latency is not None:
             self.latency.configure()
-        for c in getattr(self, "clients", {}).values():
+        for c in self.clients.values():
             c.parser.max_bulk = self.proto_max_bulk_len
             c.parser.max_query = self.query_buffer_limit
 
@@ -211,24 +223,14 @@ class Server:
                 self.dispatch[v] = cmd
 
     def reset_stats(self) -> None:
-        self.stat_numconnections = 0
-        self.stat_rejected_conn = 0
-        self.stat_expiredkeys_base = 0
-        self.stat_keyspace_hits = 0
-        self.stat_keyspace_misses = 0
-        self.stat_net_input_bytes = 0
-        self.stat_net_output_bytes = 0
-        self.stat_total_error_replies = 0
-        self.stat_unexpected_error_replies = 0
-        self.errorstats.clear()
-        if getattr(self, "evictor", None) is not None:
-            self.evictor.reset_stats()
+        self.stats.reset_counters(self.ks.expired_keys)
+        self.evictor.reset_stats()
         for cmd in cmdmod.all_commands(self.table):
             cmd.calls = 0
             cmd.usec = 0.0
             cmd.rejected = 0
             cmd.failed = 0
-        if getattr(self, "latency", None) is not None:
+        if self.latency is not None:
             self.latency.reset_histograms()
 
     @property
@@ -239,7 +241,7 @@ class Server:
     # ---------------------------------------------------------------- clients
     def on_connect(self, c: Client) -> None:
         if len(self.clients) >= self.maxclients:
-            self.stat_rejected_conn += 1
+            self.stats.rejected_conn += 1
             c.transport.write(b"-ERR max number of clients reached\r\n")
             c.closing = True
             c.transport.close()
@@ -247,10 +249,10 @@ class Server:
         c.id = self.next_client_id
         self.next_client_id += 1
         self.clients[c.id] = c
-        self.stat_numconnections += 1
+        self.stats.numconnections += 1
         if self.protected_mode and self.acl.default.nopass and not is_local(c):
             # clientAcceptHandler: no password and a client from outside
-            self.stat_rejected_conn += 1
+            self.stats.rejected_conn += 1
             c.transport.write(DENIED)
             c.closing = True
             c.transport.close()
@@ -262,6 +264,12 @@ class Server:
             except OSError:
                 pass
 
+    def add_client(self, c: Client) -> None:
+        """A client made by the server itself (the replica's master link)."""
+        c.id = self.next_client_id
+        self.next_client_id += 1
+        self.clients[c.id] = c
+
     def on_disconnect(self, c: Client) -> None:
         if self.clients.pop(c.id, None) is None:
             return
@@ -271,7 +279,7 @@ class Server:
             self.unwatch(c)
         if c.monitor and c in self.monitors:
             self.monitors.remove(c)
-        self.paused_clients.discard(c)
+        self.pause.discard(c)
         if self.migrations.links:
             self.migrations.on_disconnect(c)
         if c.blocked is not None:
@@ -308,17 +316,17 @@ class Server:
 
     def pubsub_unsubscribe_all(self, c: Client) -> None:
         for ch in c.subs:
-            s = self.channels.get(ch)
+            s = self.pubsub.channels.get(ch)
             if s is not None:
                 s.discard(c)
                 if not s:
-                    del self.channels[ch]
+                    del self.pubsub.channels[ch]
         for p in c.psubs:
-            s = self.patterns.get(p)
+            s = self.pubsub.patterns.get(p)
             if s is not None:
                 s.discard(c)
                 if not s:
-                    del self.patterns[p]
+                    del self.pubsub.patterns[p]
         c.subs = set()
         c.psubs = set()
         if c.ssubs:
@@ -344,17 +352,36 @@ class Server:
             return
         wbuf = c.wbuf
         if wbuf is None:
-            if not self.write_queue:
-                self.loop.call_soon(self.flush_writes)
+            if not self.sleep_pending:
+                self.sleep_pending = True
+                self.loop.call_soon(self.before_sleep)
             self.write_queue.append(c)
             c.wbuf = [data]
         else:
             wbuf.append(data)
 
-    def flush_writes(self) -> None:
+    def wake(self) -> None:
+        """Have before_sleep() run once the loop has handled what is ready."""
+        if not self.sleep_pending and self.loop is not None:
+            self.sleep_pending = True
+            self.loop.call_soon(self.before_sleep)
+
+    def before_sleep_pending(self) -> bool:
+        """True while a before_sleep() is due (it writes the bus frames too)."""
+        return self.sleep_pending
+
+    def before_sleep(self) -> None:
+        """The one flush, in Redis's beforeSleep order: the AOF is written
+        (and fsynced with appendfsync always), the replication stream goes to
+        the replicas, each client gets one write of its replies, then the bus
+        frames the commands caused."""
+        self.sleep_pending = False
         aof = self.aof
         if aof is not None and aof.buf:
             aof.flush()  # the AOF first: no reply goes out before its write
+        repl = self.replication
+        if repl.flushed != repl.offset:
+            repl.flush()
         queue = self.write_queue
         self.write_queue = []
         for c in queue:
@@ -376,11 +403,19 @@ class Server:
 
     # ---------------------------------------------------------------- pause
     def must_pause(self, c: Client, argv: list[bytes]) -> bool:
-        if time.monotonic() >= self.paused_until:
-            return False
-        if self.pause_all:
+        pause = self.pause
+        now = time.monotonic()
+        ptype = pause.type
+        if now >= pause.end:
+            # the pause in force ended (the cron ends it for good): another
+            # purpose may still hold a looser one
+            ptype = max([t for t, e in pause.purposes.values() if e > now], default=0)
+            if not ptype:
+                return False
+        if ptype == ALL:
             return True
-        if self.pause_slots is not None:
+        if self.pause_slots is not None and set(pause.purposes) == {MIGRATION}:
+            # only an atomic migration's flip: writes to its slots wait
             return self.migrations.must_pause(c, argv)
         cmd = self.table.get(argv[0].lower())
         if cmd is None:
@@ -391,12 +426,22 @@ class Server:
             return any(q.write or q.may_replicate for q, _ in c.queued)
         return cmd.write or cmd.may_replicate
 
-    def unpause(self) -> None:
-        self.paused_until = 0.0
-        clients = list(self.paused_clients)
-        self.paused_clients.clear()
-        for c in clients:
-            c.resume()
+    def pause_clients(self, purpose: str, end: float, ptype: int) -> None:
+        """pauseClients: `purpose` holds clients (WRITE or ALL) until the
+        monotonic time `end`."""
+        now = time.monotonic()
+        self.pause.pause(purpose, end, ptype, now)
+        if self.loop is not None and end != float("inf"):
+            self.loop.call_later(max(0.0, end - now) + 0.001, self.update_pause)
+
+    def unpause_clients(self, purpose: str) -> None:
+        """unpauseClients: end `purpose`'s pause (the others stay)."""
+        self.pause.unpause(purpose, time.monotonic())
+
+    def update_pause(self) -> None:
+        """Expired pauses end; clients held by them run."""
+        if self.pause.purposes:
+            self.pause.update(time.monotonic())
 
     # ---------------------------------------------------------------- execute
     def execute(self, c: Client, argv: list[bytes]):
@@ -526,8 +571,8 @@ class Server:
 
     def error_reply(self, msg: str) -> bytes:
         code = msg.split(" ", 1)[0]
-        self.errorstats[code] = self.errorstats.get(code, 0) + 1
-        self.stat_total_error_replies += 1
+        self.stats.errorstats[code] = self.stats.errorstats.get(code, 0) + 1
+        self.stats.total_error_replies += 1
         return error(msg)
 
     def run_queued(self, c: Client, cmd, argv):
@@ -604,7 +649,19 @@ class Server:
     def restore_commands(self) -> None:
         self.__dict__.pop("execute", None)        # the class's Server.execute again
 
-    def set_loading(self, on: bool) -> None:
+    def set_repl_feed(self, feed) -> None:
+        """feed(dbid, argv): the replication stream, or None (no backlog, or a replica)."""
+        self.repl_feed = feed
+
+    def set_write_guard(self, guard) -> None:
+        """guard(c, cmd) -> error or None, checked before every command; None: no check."""
+        self.write_guard = guard
+
+    def set_loading_flag(self, on: bool) -> None:
+        """Only the LOADING flag (a replica applying its full sync's RDB)."""
+        self.loading = on
+
+    def set_loading(self, on: bool, dirty: int = 0) -> None:
         """LOADING: a snapshot or AOF is being applied (no events, no expiry);
         commands without the loading flag get -LOADING meanwhile; when it
         ends the loaded data counts as saved (dirty 0), as in Redis."""
@@ -612,7 +669,7 @@ class Server:
         if on:
             self.write_guard = _loading_guard
         else:
-            self.dirty = 0
+            self.dirty = dirty
             self.write_guard = None
             self.replication.configure()          # its guard, if any, again
 
@@ -729,13 +786,13 @@ class Server:
 
     # ---------------------------------------------------------------- cron
     def cron(self) -> None:
-        if self.pause_cron:      # DEBUG PAUSE-CRON 1
+        if self.debug.pause_cron:      # DEBUG PAUSE-CRON 1
             self.loop.call_later(1.0 / self.hz, self.cron)
             return
         ks = self.ks
         ks.tick()
         # active expiry: at most 25% of the cycle, as Redis's slow cycle
-        if self.active_expire_enabled and self.scripting.busy is None:
+        if self.debug.active_expire and self.scripting.busy is None:
             t0 = perf_counter()
             ks.active_expire(0.25 / self.hz)
             self.latency.sample("expire-cycle", perf_counter() - t0)
@@ -759,12 +816,39 @@ class Server:
                     log.verbose("Closing idle client")
                     c.closing = True
                     c.transport.close()
-        if self.paused_until and time.monotonic() >= self.paused_until:
-            self.unpause()
+        if self.pause.end and time.monotonic() >= self.pause.end:
+            self.update_pause()
         if self.aof is not None:
             self.aof.cron()
         self.snapshots.cron()
+        if self.checking:
+            self.check_invariants_or_die()
         self.loop.call_later(1.0 / self.hz, self.cron)
+
+    def check_invariants(self) -> None:
+        """AssertionError if the state is not one the code can be in between
+        two events: the keyspace (up to 20000 keys), the AOF, replication, the
+        client pause."""
+        if sum(db.size() for db in self.ks.dbs if db is not None) <= 20000:
+            self.ks.check_invariants()
+        if self.aof is not None:
+            self.aof.check_invariants()
+        self.replication.check_invariants()
+        pause = self.pause
+        assert pause.type == max([t for t, _ in pause.purposes.values()], default=0) \
+            or time.monotonic() >= pause.end, "pause type"
+        assert (pause.end == 0.0) == (pause.type == 0)
+
+    def check_invariants_or_die(self) -> None:
+        """As Redis's serverAssert: a broken invariant is logged and ends the process."""
+        try:
+            self.check_invariants()
+        except AssertionError as e:
+            import traceback
+            log.warning("=== ASSERTION FAILED === %s" % (e,))
+            for line in traceback.format_exc().splitlines():
+                log.warning(line)
+            os._exit(1)
 
     # ---------------------------------------------------------------- loading
     def load_data(self) -> None:
@@ -788,20 +872,42 @@ class Server:
         if not self.cfg.bool("appendonly"):
             self.snapshots.load()         # dump.rdb, when there is one
             return
-        from storage.aof import AOF
         cfg = self.cfg
-        self.aof = AOF(cfg.get("dir"), cfg.get("appendfilename"), cfg.get("appenddirname"),
-                       cfg.get("appendfsync"), log=log, **self.aof_options())
+        self.make_aof()
+        self.set_loading(True)
+        apply = self.command_applier(self.ks, events=True)
+        t0 = time.time()
+        n = self.aof.load(apply, truncated_ok=cfg.bool("aof-load-truncated"))
+        self.set_loading(False)
+        log.notice("DB loaded from append only file: %.3f seconds (%d commands)"
+                   % (time.time() - t0, n))
+        self.aof.open(self.ks)
+
+    def make_aof(self):
+        """srv.aof from the config, unless there is one (it starts unopened)."""
+        if self.aof is None:
+            from storage.aof import AOF
+            cfg = self.cfg
+            self.aof = AOF(cfg.get("dir"), cfg.get("appendfilename"), cfg.get("appenddirname"),
+                           cfg.get("appendfsync"), log=log, **self.aof_options())
+        return self.aof
+
+    def command_applier(self, ks, events: bool = False):
+        """apply(argv): run one command read from a file (the AOF at start-up,
+        DEBUG LOADAOF) as the loading client, into `ks`; its error replies
+        are discarded, as Redis's; an unknown command raises ValueError.
+        `events`: serve clients (with -LOADING) every 1024 commands."""
         loader = Client(self)
         loader.authed = True
+        loader.db = ks.db(0)
         table = self.table
-        self.set_loading(True)
         every = [0]
 
         def apply(argv: list[bytes]) -> None:
-            every[0] += 1
-            if not every[0] & 1023:
-                self.loading_events()
+            if events:
+                every[0] += 1
+                if not every[0] & 1023:
+                    self.loading_events()
             cmd = table.get(argv[0].lower())
             if cmd is None:
                 raise ValueError("unknown command '%s'" % argv[0].decode("utf-8", "replace"))
@@ -811,13 +917,32 @@ class Server:
                 cmd.handler(loader, argv)
             except CommandError:
                 pass  # like Redis: the loading client's error replies are discarded
+        return apply
 
-        t0 = time.time()
-        n = self.aof.load(apply, truncated_ok=cfg.bool("aof-load-truncated"))
-        self.set_loading(False)
-        log.notice("DB loaded from append only file: %.3f seconds (%d commands)"
-                   % (time.time() - t0, n))
-        self.aof.open(self.ks)
+    def reload_aof(self) -> None:
+        """DEBUG LOADAOF: flush the AOF buffer and replay the AOF files into a
+        fresh keyspace, which replaces the live one's contents only when the
+        whole AOF loaded (an error leaves the dataset as it was)."""
+        aof = self.aof
+        aof.flush()
+        old = self.ks
+        fresh = Keyspace(len(old.dbs))
+        fresh.now = old.now
+        fresh.configure_hooks(old.tracking, old.lfu, None)     # replayed keys get clocks
+        apply = self.command_applier(fresh)
+        self.aof = None                   # nothing replayed is written back
+        self.ks = fresh
+        notify_flags = self.notify_flags
+        self.notify_flags = 0
+        self.set_loading(True)
+        try:
+            aof.load(apply, truncated_ok=self.cfg.bool("aof-load-truncated"))
+        finally:
+            self.ks = old
+            self.aof = aof
+            self.notify_flags = notify_flags
+            self.set_loading(False)        # dirty 0: nothing to propagate
+        old.take_contents(fresh)
 
     def aof_options(self) -> dict:
         """AOF settings from the config (for AOF() and AOF.configure())."""
@@ -949,6 +1074,21 @@ class Server:
             raise SystemExit(1)
         self.tls_listener = tls.listener_context(self.tls.server, self.tls_server)
 
+    def reload_tls(self) -> None:
+        """CONFIG SET tls-*: rebuild the contexts when TLS is in use (or is
+        being turned on); tls.TLSConfigError leaves the old ones in force."""
+        from pynode import tls
+        if not tls.enabled(self.cfg):
+            return
+        self.tls = tls.contexts(self.cfg)
+        if self.tls_listener is None:                   # TLS turned on now
+            self.tls_listener = tls.listener_context(self.tls.server, self.tls_server)
+        # a handshake takes its verify mode from the listener's context (SSL_new)
+        self.tls_listener.verify_mode = self.tls.server.verify_mode
+        cl = self.cluster
+        if cl is not None and cl.transport is not None and cl.tls:
+            cl.transport.ssl_client = self.tls.client   # new links; the listener keeps its own
+
     def tls_server(self):
         """The server side ssl context now in force (CONFIG SET may rebuild it)."""
         return self.tls.server if self.tls is not None else None
@@ -970,6 +1110,69 @@ class Server:
                 log.warning("Warning: Could not create server TCP listening socket %s:%d: %s"
                             % (host, port, e.strerror))
                 raise SystemExit(1)
+
+    def listen_sockets(self, port: int) -> list:
+        """Bound, listening sockets on every `bind` address for `port` (a
+        "-" prefix: optional); OSError closes them all."""
+        if not port:
+            return []
+        backlog = self.cfg.int("tcp-backlog")
+        socks = []
+        try:
+            for host, optional in self.cfg.bind_hosts():
+                fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+                s = socket.socket(fam, socket.SOCK_STREAM)
+                try:
+                    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if fam == socket.AF_INET6:
+                        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    s.bind((host, port))
+                    s.listen(backlog)
+                    s.setblocking(False)
+                except OSError:
+                    s.close()
+                    if optional:
+                        continue
+                    raise
+                socks.append(s)
+        except OSError:
+            for s in socks:
+                s.close()
+            raise
+        return socks
+
+    def rebind(self, plain: bool = True, tls: bool = True) -> None:
+        """CONFIG SET port/tls-port/bind: listen on the configured port (plain)
+        and/or tls-port (tls), then close the old listeners of that kind."""
+        if self.loop is None:
+            return
+        kinds = []
+        try:
+            if plain:
+                kinds.append((None, self.listen_sockets(self.cfg.int("port"))))
+            if tls and self.tls is not None:
+                kinds.append((self.tls_listener, self.listen_sockets(self.cfg.int("tls-port"))))
+        except OSError:
+            for _, socks in kinds:
+                for s in socks:
+                    s.close()
+            raise
+        for ssl_ctx, _ in kinds:
+            for s in [s for s in self.servers if self.listener_ssl.get(id(s), "unix") is ssl_ctx]:
+                s.close()
+                self.servers.remove(s)
+                self.listener_ssl.pop(id(s), None)
+
+        async def serve(sock, ssl_ctx):
+            server = await self.loop.create_server(lambda: Client(self), sock=sock,
+                                                   ssl=ssl_ctx,
+                                                   backlog=self.cfg.int("tcp-backlog"))
+            self.servers.append(server)
+            self.listener_ssl[id(server)] = ssl_ctx
+
+        for ssl_ctx, socks in kinds:
+            for s in socks:
+                self.loop.create_task(serve(s, ssl_ctx))
 
     def show_logo(self, mode: str, port: int) -> None:
         """always-show-logo yes: a start-up banner with Redis's fields

@@ -673,6 +673,22 @@ class AOF:
         self.state = ON
         self.seldb = -1
 
+    def check_invariants(self) -> None:
+        """What holds between calls: appending means an open incr file, the
+        last of the manifest, which is the one on disk; the byte counts
+        match the file; a rewrite in progress is a running child."""
+        assert self.synced <= self.written
+        if self.state == ON:
+            assert self.fd >= 0 and self.manifest.incr, "appending without an incr file"
+            assert self.manifest.incr[-1].name == self.incr_name
+            with open(self.manifest_path, "rb") as fh:
+                assert fh.read() == self.manifest.format().encode("utf-8", "surrogateescape"), \
+                    "manifest differs from its file"
+            if self.last_write_ok:
+                assert os.fstat(self.fd).st_size == self.written, "incr file size"
+        if self.child_pid and self.children is not None:
+            assert self.children.active.get(self.child_pid) == "aof", "rewrite child"
+
     def _new_base_name(self, m: Manifest) -> str:
         if m.base is not None:
             m.base.type = HIST

@@ -69,6 +69,17 @@ class Database:
         # of every modified key while any key or client is tracked, else None
         self.tracked: Callable[[bytes, bool], None] | None = ks.on_modified
 
+    def check_invariants(self) -> None:
+        """Each key sits in its slot's dict; every expiry belongs to a key
+        and has its entry in the expiry heap (which may hold stale ones)."""
+        for slot, d in enumerate(self.slots):
+            for key in d:
+                assert keyslot(key) == slot, "key %r in slot %d" % (key, slot)
+        heap = set(self.heap)
+        for key, when in self.expires.items():
+            assert key in self.slots[keyslot(key)], "expiry of a missing key %r" % key
+            assert (when, key) in heap, "expiry of %r not in the heap" % key
+
     # ---------------------------------------------------------- reads
     def get(self, key: bytes):
         """The value at key, or None; deletes the key if it has expired."""
@@ -627,6 +638,26 @@ class Keyspace:
             if d is not None and d.heap:
                 n += d.active_expire(deadline)
         return n
+
+    def check_invariants(self) -> None:
+        for db in self.dbs:
+            if db is not None:
+                db.check_invariants()
+
+    def take_contents(self, fresh: "Keyspace") -> None:
+        """Move the databases of `fresh` into this keyspace (the one the
+        server, clients and hooks hold): DEBUG LOADAOF's replayed dataset."""
+        for i in range(len(self.dbs)):
+            if self.dbs[i] is None and fresh.dbs[i] is None:
+                continue
+            da = self.db(i)
+            db = fresh.db(i)
+            da.flush()
+            da.slots, db.slots = db.slots, da.slots
+            da.expires, db.expires = db.expires, da.expires
+            da.heap, db.heap = db.heap, da.heap
+            if da.clock is not None and db.clock is not None:
+                da.clock, db.clock = db.clock, da.clock
 
     def flushall(self) -> int:
         n = sum(d.clear() for d in self.dbs if d is not None)

@@ -84,6 +84,7 @@ class Proc:
     def start(self, wait: bool = True, password: str | None = None) -> "Proc":
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        env["PYNODE_CHECK_INVARIANTS"] = "1"     # the cron asserts pynode's invariants
         self.logfh = open(self.logpath, "ab")
         self.proc = subprocess.Popen(self.command(), cwd=self.dir, env=env,
                                      stdout=self.logfh, stderr=subprocess.STDOUT)

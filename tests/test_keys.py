@@ -580,13 +580,13 @@ def test_keyspace_hits_and_misses():
     t = _Recorder()
     t("SET", "a", "1")
     srv = t.srv
-    h, m = srv.stat_keyspace_hits, srv.stat_keyspace_misses
+    h, m = srv.stats.keyspace_hits, srv.stats.keyspace_misses
     t("EXISTS", "a", "nokey")
     t("TYPE", "a")
     t("TTL", "zz")
     t("OBJECT", "ENCODING", "a")
-    assert srv.stat_keyspace_hits - h == 3
-    assert srv.stat_keyspace_misses - m == 2
+    assert srv.stats.keyspace_hits - h == 3
+    assert srv.stats.keyspace_misses - m == 2
 
 
 def test_refcount_not_shared_with_lru_maxmemory():

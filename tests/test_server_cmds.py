@@ -321,7 +321,7 @@ def test_command_info_shape_equals_redis(server, real):
 def test_command_metadata_encoding_matches_redis_for_unimplemented(real):
     """The encoder gives Redis's exact bytes for commands not implemented yet too."""
     from pynode.command_meta import COMMANDS as META
-    from pynode.commands.server import command_docs_reply, command_info_reply
+    from pynode.commands.introspection import command_docs_reply, command_info_reply
     from pynode.resp import Map, encode
     for n in ("zunionstore", "georadius", "xreadgroup", "migrate", "eval", "sort"):
         theirs = reply(real.port, ("COMMAND", "INFO", n))

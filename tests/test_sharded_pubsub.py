@@ -233,10 +233,10 @@ def test_channels_are_routed_like_keys(sim):  # noqa: F811
     assert not c.ssubs                                     # nothing was subscribed
     assert run(c, "SSUBSCRIBE", mine, mine) == (
         b"*3\r\n$10\r\nssubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (len(mine), mine)) * 2
-    assert srv.shard_slots == {keyslot(mine): {mine}}
+    assert srv.pubsub.shard_slots == {keyslot(mine): {mine}}
     assert run(c, "SUNSUBSCRIBE") == b"*3\r\n$12\r\nsunsubscribe\r\n$%d\r\n%s\r\n:0\r\n" % (
         len(mine), mine)
-    assert srv.shard_slots == {} and srv.shard_channels == {}
+    assert srv.pubsub.shard_slots == {} and srv.pubsub.shard_channels == {}
     assert run(c, "PUBSUB", "SHARDNUMSUB", other) == b"*2\r\n$%d\r\n%s\r\n:0\r\n" % (
         len(other), other)                                 # introspection is local
 
@@ -358,8 +358,8 @@ def test_drop_slot_channels_unsubscribes_every_subscriber():
     run(c3, "SUBSCRIBE", b"plain")
     assert c2.special and c3.ssubs == {x}
     assert drop_slot_channels(srv, [keyslot(x)]) == 2
-    assert srv.shard_channels.keys() == {b"other"}
-    assert srv.shard_slots == {keyslot(b"other"): {b"other"}}
+    assert srv.pubsub.shard_channels.keys() == {b"other"}
+    assert srv.pubsub.shard_slots == {keyslot(b"other"): {b"other"}}
     out2 = b"".join(c2.transport.data) if c2.transport.data else b"".join(c2.wbuf or [])
     out3 = b"".join(c3.transport.data) if c3.transport.data else b"".join(c3.wbuf or [])
     assert out2.endswith(b"*3\r\n$12\r\nsunsubscribe\r\n$4\r\n{t}a\r\n:2\r\n"

@@ -8,6 +8,7 @@ import pytest
 import redis
 
 from pynode.commands import CommandError, strings
+from pynode.info import Stats
 from pynode.resp import NIL2
 from storage.keyspace import Keyspace
 
@@ -390,8 +391,7 @@ class _Srv:
     def __init__(self):
         self.ks = Keyspace()
         self.dirty = 0
-        self.stat_keyspace_hits = 0
-        self.stat_keyspace_misses = 0
+        self.stats = Stats()
         self.proto_max_bulk_len = 512 * 1024 * 1024
         self.notify_flags = 0
         self.cfg = _Cfg()
@@ -497,7 +497,7 @@ def test_keyspace_hits_misses():
     call(c, strings.set_, "SET", "k", "w", "GET")
     call(c, strings.incr, "INCR", "n")               # writes do not count
     call(c, strings.append, "APPEND", "k", "x")
-    assert (c.srv.stat_keyspace_hits, c.srv.stat_keyspace_misses) == (4, 4)
+    assert (c.srv.stats.keyspace_hits, c.srv.stats.keyspace_misses) == (4, 4)
 
 
 def test_aof_propagation_absolute_times():

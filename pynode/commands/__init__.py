@@ -192,6 +192,32 @@ def all_commands(table: dict[bytes, Command]):
             yield from cmd.subs.values()
 
 
+def lookup_read(c, key: bytes, kind=None, touch: bool = True, miss_event: bool = True):
+    """lookupKeyRead (+ checkType when `kind` is a value class): the value or
+    None, counting keyspace hits and misses; a miss is a keymiss event.
+    touch=False is LOOKUP_NOTOUCH, miss_event=False LOOKUP_NONOTIFY."""
+    v = c.db.get(key) if touch else c.db.peek(key)
+    srv = c.srv
+    if v is None:
+        srv.stats.keyspace_misses += 1
+        if miss_event and srv.notify_flags:
+            from pynode import notify
+            notify.key_miss(srv, key, c.db.id)
+        return None
+    srv.stats.keyspace_hits += 1
+    if kind is not None and type(v) is not kind:
+        raise CommandError(WRONGTYPE)
+    return v
+
+
+def lookup_write(c, key: bytes, kind=None):
+    """lookupKeyWrite (+ checkType): the value or None, no hit/miss counting."""
+    v = c.db.get(key)
+    if v is not None and kind is not None and type(v) is not kind:
+        raise CommandError(WRONGTYPE)
+    return v
+
+
 def parse_int(b: bytes, msg: str = NOT_INT) -> int:
     """Parse a Redis integer argument (strict, like string2ll)."""
     try:

@@ -87,7 +87,7 @@ def log_denial(srv, c, result: int, context: str, cmd, argv, idx: int,
 
 
 def client_info(c, cmdname: str | None = None) -> str:
-    from pynode.commands.server import client_line
+    from pynode.commands.client import client_line
     return client_line(c, c, cmdname)
 
 
@@ -160,7 +160,7 @@ def authenticate(c, username: bytes, password: bytes) -> bool:
 
 
 def _kill(c, x) -> None:
-    from pynode.commands.server import _kill as kill
+    from pynode.commands.client import _kill as kill
     kill(c, x)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pynode import notify
 from pynode.commands import SYNTAX, CommandError, command, parse_int
-from pynode.commands.strings import lookup_read, lookup_write
+from pynode.commands import lookup_read, lookup_write
 from pynode.resp import ZERO, ONE, integer
 
 BIT_OFFSET_ERR = "ERR bit offset is not an integer or out of range"
@@ -41,7 +41,7 @@ def setbit(c, argv):
     on = parse_int(argv[3], err)
     if on & ~1:
         raise CommandError(err)
-    v = lookup_write(c, key)
+    v = lookup_write(c, key, bytes)
     byte = off >> 3
     buf = bytearray(v) if v is not None else bytearray()
     grown = v is None or len(buf) <= byte
@@ -67,7 +67,7 @@ def setbit(c, argv):
 @command("getbit")
 def getbit(c, argv):
     off = _bit_offset(c, argv[2])
-    v = lookup_read(c, argv[1])
+    v = lookup_read(c, argv[1], bytes)
     if v is None:
         return ZERO
     byte = off >> 3
@@ -103,7 +103,7 @@ def _range(start, end, totlen, isbit):
 
 @command("bitcount")
 def bitcount(c, argv):
-    v = lookup_read(c, argv[1])
+    v = lookup_read(c, argv[1], bytes)
     if v is None:
         return ZERO
     n = len(argv)
@@ -140,7 +140,7 @@ def bitpos(c, argv):
     bit = parse_int(argv[2])
     if bit != 0 and bit != 1:
         raise CommandError("ERR The bit argument must be 1 or 0.")
-    v = lookup_read(c, argv[1])
+    v = lookup_read(c, argv[1], bytes)
     if v is None:
         return integer(-1 if bit else 0)
     n = len(argv)
@@ -204,7 +204,7 @@ def bitop(c, argv):
         raise CommandError("ERR BITOP NOT must be called with a single source key.")
     srcs = []
     for k in argv[3:]:
-        v = lookup_read(c, k)
+        v = lookup_read(c, k, bytes)
         srcs.append(v if v is not None else b"")
     dest = argv[2]
     maxlen = max(len(s) for s in srcs)
@@ -317,7 +317,7 @@ def _bitfield(c, argv, ro: bool):
         j += 3 if opcode == 0 else 4
     key = argv[1]
     if readonly:
-        v = lookup_read(c, key)
+        v = lookup_read(c, key, bytes)
         src = v if v is not None else b""
         out = [b"*%d\r\n" % len(ops)]
         for opcode, sign, bits, off, val, o in ops:
@@ -325,7 +325,7 @@ def _bitfield(c, argv, ro: bool):
         return b"".join(out)
     if ro:
         raise CommandError("ERR BITFIELD_RO only supports the GET subcommand")
-    v = lookup_write(c, key)
+    v = lookup_write(c, key, bytes)
     buf = bytearray(v) if v is not None else bytearray()
     need = (highest >> 3) + 1
     grown = v is None or len(buf) < need     # lookupStringForBitCommand's dirty

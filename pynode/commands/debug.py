@@ -506,78 +506,26 @@ def _debug_reload(c, argv) -> bytes:
         if codes:
             srv.scripting.load_functions(codes)
     finally:
-        srv.set_loading(False)
-        srv.dirty = dirty
+        srv.set_loading(False, dirty)
     srv.log.notice("DB reloaded by DEBUG RELOAD")
     return OK
 
 
 def _debug_loadaof(c) -> bytes:
-    """Flush the AOF buffer, empty the dataset and replay the AOF files. The
-    files are replayed into a fresh keyspace that replaces the live one only
-    when the whole AOF loaded."""
-    from pynode.client import Client
-    from storage.keyspace import Keyspace
+    """Flush the AOF buffer, empty the dataset and replay the AOF files (the
+    server replays them into a fresh keyspace that replaces the live one only
+    when the whole AOF loaded)."""
     srv = c.srv
-    aof = srv.aof
-    if aof is None:
+    if srv.aof is None:
         raise CommandError("ERR Error trying to load the AOF files, check server logs.")
-    aof.flush()
-    old = srv.ks
-    fresh = Keyspace(len(old.dbs))
-    fresh.now = old.now
-    fresh.configure_hooks(old.tracking, old.lfu, None)     # replayed keys get clocks
-    loader = Client(srv)
-    loader.authed = True
-    table = srv.table
-
-    def apply(argv) -> None:
-        cmd = table.get(argv[0].lower())
-        if cmd is None:
-            raise ValueError("unknown command '%s'" % _s(argv[0]))
-        if cmd.subs is not None and len(argv) > 1:
-            cmd = cmd.subs.get(argv[1].lower(), cmd)
-        try:
-            cmd.handler(loader, argv)
-        except CommandError:
-            pass                      # the loading client's errors are discarded
-
-    srv.aof = None                    # nothing replayed is written back
-    srv.ks = fresh
-    notify_flags = srv.notify_flags
-    srv.notify_flags = 0
-    srv.set_loading(True)
     try:
-        loader.db = fresh.db(0)
-        aof.load(apply, truncated_ok=srv.cfg.bool("aof-load-truncated"))
+        srv.reload_aof()
     except Exception as e:  # noqa: BLE001 - the dataset stays as it was
         srv.log.warning("DEBUG LOADAOF failed: %s" % e)
         raise CommandError("ERR Error trying to load the AOF files, check server logs.") \
             from None
-    finally:
-        srv.ks = old
-        srv.aof = aof
-        srv.notify_flags = notify_flags
-        srv.set_loading(False)         # dirty 0: nothing to propagate
-    _swap_keyspace(old, fresh)
     srv.log.notice("Append Only File loaded by DEBUG LOADAOF")
     return OK
-
-
-def _swap_keyspace(old, fresh) -> None:
-    """Move the databases of `fresh` into `old` (the keyspace the server,
-    clients and hooks hold)."""
-    for i in range(len(old.dbs)):
-        if old.dbs[i] is None and fresh.dbs[i] is None:
-            continue
-        da = old.db(i)
-        db = fresh.db(i)
-        da.flush()
-        da.slots, db.slots = db.slots, da.slots
-        da.expires, db.expires = db.expires, da.expires
-        da.heap, db.heap = db.heap, da.heap
-        if da.clock is not None and db.clock is not None:
-            da.clock, db.clock = db.clock, da.clock
 
 
 # ------------------------------------------------------------------ crashes
@@ -659,7 +607,7 @@ def _debug_restart(c, argv, graceful: bool) -> bytes:
     delay = parse_int(argv[2]) if len(argv) >= 3 else 0
     if graceful:
         if srv.cfg.config_file:
-            from pynode.commands.server import rewrite_config
+            from pynode.commands.config import rewrite_config
             try:
                 rewrite_config(srv, srv.cfg.config_file)
             except Exception as e:  # noqa: BLE001
@@ -706,11 +654,11 @@ def apply_cluster_debug(srv) -> None:
     if cl is None:
         return
     st = cl.state
-    f = srv.cluster_drop_packet_filter
+    f = srv.debug.cluster_drop_packet_filter
     st.drop_filter = None if f == -1 else f
-    st.close_link_on_drop = srv.cluster_close_link_on_packet_drop
+    st.close_link_on_drop = srv.debug.cluster_close_link_on_packet_drop
     if cl.transport is not None:
-        cl.transport.paused = srv.pause_cron
+        cl.transport.paused = srv.debug.pause_cron
 
 
 # ------------------------------------------------------------------ misc
@@ -753,11 +701,10 @@ def _stringmatch_test() -> bytes:
 def _change_repl_id(srv) -> bytes:
     srv.log.notice("Changing replication IDs after receiving DEBUG change-repl-id")
     from pynode.replication import NULL_ID, new_id
-    srv.replid = new_id()
-    repl = getattr(srv, "replication", None)
-    if repl is not None:
-        repl.replid2 = NULL_ID
-        repl.second_offset = -1
+    repl = srv.replication
+    repl.replid = new_id()
+    repl.replid2 = NULL_ID
+    repl.second_offset = -1
     return OK
 
 
@@ -789,18 +736,18 @@ def debug(c, argv):
         srv.log.warning("DEBUG LOG: %s" % _s(argv[2]))
         return OK
     if sub == b"leak" and n == 3:
-        srv.debug_leaks.append(bytes(argv[2]))
+        srv.debug.leaks.append(bytes(argv[2]))
         return OK
     if sub == b"reload":
         return _debug_reload(c, argv)
     if sub == b"loadaof":
         return _debug_loadaof(c)
     if sub == b"drop-cluster-packet-filter" and n == 3:
-        srv.cluster_drop_packet_filter = parse_int(argv[2])
+        srv.debug.cluster_drop_packet_filter = parse_int(argv[2])
         apply_cluster_debug(srv)
         return OK
     if sub == b"close-cluster-link-on-packet-drop" and n == 3:
-        srv.cluster_close_link_on_packet_drop = bool(_atoi(argv[2]))
+        srv.debug.cluster_close_link_on_packet_drop = bool(_atoi(argv[2]))
         apply_cluster_debug(srv)
         return OK
     if sub == b"object" and n == 3:
@@ -831,27 +778,27 @@ def debug(c, argv):
         time.sleep(max(0.0, _atof(argv[2])))
         return OK
     if sub == b"set-active-expire" and n == 3:
-        srv.active_expire_enabled = bool(_atoi(argv[2]))
+        srv.debug.active_expire = bool(_atoi(argv[2]))
         return OK
     if sub == b"quicklist-packed-threshold" and n == 3:
         sz = _memtoull(argv[2])
         if sz is None or sz > (1 << 32) - (1 << 20):
             raise CommandError("ERR argument must be a memory value bigger than 1 and "
                                "smaller than 4gb")
-        srv.quicklist_packed_threshold = sz or 1 << 30
+        srv.debug.quicklist_packed_threshold = sz or 1 << 30
         return OK
     if sub == b"set-skip-checksum-validation" and n == 3:
         from storage import rdb
         rdb.checksum_validation = not _atoi(argv[2])
         return OK
     if sub == b"aof-flush-sleep" and n == 3:
-        srv.aof_flush_sleep = _atoi(argv[2])
+        srv.debug.aof_flush_sleep = _atoi(argv[2])
         if srv.aof is not None:
-            srv.aof.flush_sleep_us = srv.aof_flush_sleep
+            srv.aof.flush_sleep_us = srv.debug.aof_flush_sleep
         return OK
     if sub == b"replicate" and n >= 3:
-        repl = getattr(srv, "replication", None)
-        if repl is not None and repl.backlog is not None:   # no backlog: no replicas
+        repl = srv.replication
+        if repl.backlog is not None:   # no backlog: no replicas
             repl.feed(-1, list(argv[2:]))
         return OK
     if sub == b"error" and n == 3:
@@ -868,10 +815,10 @@ def debug(c, argv):
     if sub == b"stringmatch-test" and n == 2:
         return _stringmatch_test()
     if sub == b"set-disable-deny-scripts" and n == 3:
-        srv.script_disable_deny_script = bool(_atoi(argv[2]))
+        srv.debug.script_disable_deny_script = bool(_atoi(argv[2]))
         return OK
     if sub == b"config-rewrite-force-all" and n == 2:
-        from pynode.commands.server import rewrite_config
+        from pynode.commands.config import rewrite_config
         path = srv.cfg.config_file
         try:
             if not path:
@@ -884,7 +831,7 @@ def debug(c, argv):
     if sub == b"client-eviction" and n == 2:
         return _client_eviction(c)
     if sub == b"pause-cron" and n == 3:
-        srv.pause_cron = bool(_atoi(argv[2]))
+        srv.debug.pause_cron = bool(_atoi(argv[2]))
         apply_cluster_debug(srv)
         return OK
     if sub == b"replybuffer" and n == 4:
@@ -892,13 +839,13 @@ def debug(c, argv):
         if what == b"peak-reset-time":
             v = argv[3].lower()
             if v == b"never":
-                srv.reply_buffer_peak_reset_time = -1
+                srv.debug.reply_buffer_peak_reset_time = -1
             elif v == b"reset":
-                srv.reply_buffer_peak_reset_time = 5000
+                srv.debug.reply_buffer_peak_reset_time = 5000
             else:
-                srv.reply_buffer_peak_reset_time = parse_int(argv[3])
+                srv.debug.reply_buffer_peak_reset_time = parse_int(argv[3])
         elif what == b"resizing":
-            srv.reply_buffer_resizing_enabled = bool(_atoi(argv[3]))
+            srv.debug.reply_buffer_resizing_enabled = bool(_atoi(argv[3]))
         else:
             raise CommandError(SUBCOMMAND_ERROR % _s(argv[1]))
         return OK

@@ -18,7 +18,7 @@ import time
 
 from pynode import evict, notify
 from pynode.commands import SYNTAX, CommandError, command, parse_int
-from pynode.commands.keys import _read as lookup_read
+from pynode.commands import lookup_read
 from pynode.resp import OK
 from storage import dump as dumpfmt
 
@@ -163,15 +163,12 @@ class _Target:
 
 
 def _cache(srv) -> dict:
-    cache = getattr(srv, "migrate_cache", None)
-    if cache is None:
-        cache = srv.migrate_cache = {}
-    return cache
+    return srv.migrate_cache
 
 
 def close_idle_targets(srv) -> None:
     """migrateCloseTimedoutSockets: drop connections idle for more than 10 s."""
-    cache = getattr(srv, "migrate_cache", None)
+    cache = srv.migrate_cache
     if not cache:
         return
     now = time.monotonic()

@@ -9,7 +9,8 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 from pynode.commands import NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, parse_int
-from pynode.commands.zsets import (EMPTY, NOT_FLOAT, lookup_read, null_array, store_result,
+from pynode.commands import lookup_read
+from pynode.commands.zsets import (EMPTY, NOT_FLOAT, null_array, store_result,
                                    zadd_generic)
 from storage import geohash
 from storage.geohash import CIRCULAR, RECTANGLE, Shape
@@ -145,7 +146,7 @@ def geodist(c, argv):
         to_meter = _unit(argv[4])
     elif len(argv) > 5:
         raise CommandError(SYNTAX)
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     if z is None:
         return c.nil
     a = _member_pos(z, argv[2])
@@ -158,7 +159,7 @@ def geodist(c, argv):
 
 @command("geohash")
 def geohash_(c, argv):
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     out = [b"*%d\r\n" % (len(argv) - 2)]
     for m in argv[2:]:
         s = z.scores.get(m) if z is not None else None
@@ -171,7 +172,7 @@ def geohash_(c, argv):
 
 @command("geopos")
 def geopos(c, argv):
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     out = [b"*%d\r\n" % (len(argv) - 2)]
     for m in argv[2:]:
         p = _member_pos(z, m) if z is not None else None
@@ -297,7 +298,7 @@ def _points(z: ZSet, shape: Shape, limit: int) -> list:
 def georadius_generic(c, argv, src_idx: int, flags: int):
     storekey = None
     storedist = False
-    z = lookup_read(c, argv[src_idx])
+    z = lookup_read(c, argv[src_idx], ZSet)
     shape = Shape()
     if flags & RADIUS_COORDS:
         base = 6
@@ -437,10 +438,11 @@ def georadius_generic(c, argv, src_idx: int, flags: int):
         dz.sl.update((s, m) for m, s in scores.items())
         dz.shrink_if_small(max(len(m) for m in scores))
     event = b"geosearchstore" if flags & GEOSEARCH else b"georadiusstore"
-    dirty = c.srv.dirty
+    srv = c.srv
+    dirty = srv.dirty
     store_result(c, storekey, dz, event)
-    if dz is not None:
-        c.srv.dirty = dirty + returned
+    if dz is not None:      # the store counts one change per member stored
+        srv.dirty += returned - (srv.dirty - dirty)
     return b":%d\r\n" % returned
 
 

@@ -13,7 +13,8 @@ import random
 from collections import OrderedDict
 
 from pynode import notify
-from pynode.commands import NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import (NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, lookup_read,
+                            lookup_write, parse_int)
 from pynode.commands.keys import _parse_cursor
 from pynode.commands.strings import _ld_format, _ld_parse, _ld_round
 from pynode.resp import OK, ONE, ZERO, integer
@@ -29,28 +30,6 @@ EMPTY_SCAN = b"*2\r\n$1\r\n0\r\n*0\r\n"
 
 
 # ------------------------------------------------------------------ lookups
-def lookup_read(c, key):
-    """lookupKeyRead + checkType hash: the Hash or None; counts hits/misses."""
-    h = c.db.get(key)
-    if h is None:
-        c.srv.stat_keyspace_misses += 1
-        if c.srv.notify_flags:
-            notify.key_miss(c.srv, key, c.db.id)
-        return None
-    c.srv.stat_keyspace_hits += 1
-    if type(h) is not Hash:
-        raise CommandError(WRONGTYPE)
-    return h
-
-
-def lookup_write(c, key):
-    """lookupKeyWrite + checkType hash (no hit/miss stats)."""
-    h = c.db.get(key)
-    if h is not None and type(h) is not Hash:
-        raise CommandError(WRONGTYPE)
-    return h
-
-
 def _set_one(h: Hash, field: bytes, value: bytes) -> None:
     """hashTypeSet for HINCRBY*: a long field or value converts first."""
     if h.encoding == LISTPACK:
@@ -117,7 +96,7 @@ def hmset(c, argv):
 def hsetnx(c, argv):
     key = argv[1]
     db = c.db
-    h = lookup_write(c, key)
+    h = lookup_write(c, key, Hash)
     field = argv[2]
     if h is not None and field in h:
         return ZERO
@@ -141,15 +120,9 @@ def hsetnx(c, argv):
 # ------------------------------------------------------------------ reads
 @command("hget")
 def hget(c, argv):
-    h = c.db.get(argv[1])
+    h = lookup_read(c, argv[1], Hash)
     if h is None:
-        c.srv.stat_keyspace_misses += 1
-        if c.srv.notify_flags:
-            notify.key_miss(c.srv, argv[1], c.db.id)
         return c.nil
-    c.srv.stat_keyspace_hits += 1
-    if type(h) is not Hash:
-        raise CommandError(WRONGTYPE)
     v = h.get(argv[2])
     if v is None:
         return c.nil
@@ -158,7 +131,7 @@ def hget(c, argv):
 
 @command("hmget")
 def hmget(c, argv):
-    h = lookup_read(c, argv[1])
+    h = lookup_read(c, argv[1], Hash)
     nil = c.nil
     out = [b"*%d\r\n" % (len(argv) - 2)]
     if h is None:
@@ -172,7 +145,7 @@ def hmget(c, argv):
 
 
 def _getall(c, argv, keys: bool, vals: bool) -> bytes:
-    h = lookup_read(c, argv[1])
+    h = lookup_read(c, argv[1], Hash)
     if h is None:
         if keys and vals and c.resp == 3:
             return b"%0\r\n"
@@ -206,13 +179,13 @@ def hvals(c, argv):
 
 @command("hlen")
 def hlen(c, argv):
-    h = lookup_read(c, argv[1])
+    h = lookup_read(c, argv[1], Hash)
     return ZERO if h is None else integer(len(h))
 
 
 @command("hstrlen")
 def hstrlen(c, argv):
-    h = lookup_read(c, argv[1])
+    h = lookup_read(c, argv[1], Hash)
     if h is None:
         return ZERO
     v = h.get(argv[2])
@@ -221,7 +194,7 @@ def hstrlen(c, argv):
 
 @command("hexists")
 def hexists(c, argv):
-    h = lookup_read(c, argv[1])
+    h = lookup_read(c, argv[1], Hash)
     return ONE if h is not None and argv[2] in h else ZERO
 
 
@@ -230,7 +203,7 @@ def hexists(c, argv):
 def hdel(c, argv):
     key = argv[1]
     db = c.db
-    h = lookup_write(c, key)
+    h = lookup_write(c, key, Hash)
     if h is None:
         return ZERO
     deleted = 0
@@ -356,7 +329,7 @@ def hrandfield(c, argv):
             withvalues = True
             if count < -LONG_MAX // 2 or count > LONG_MAX // 2:
                 raise CommandError("ERR value is out of range")
-        h = lookup_read(c, argv[1])
+        h = lookup_read(c, argv[1], Hash)
         if h is None or count == 0:
             return b"*0\r\n"
         size = len(h)
@@ -369,7 +342,7 @@ def hrandfield(c, argv):
         items = list(h.items())
         picked = sorted(random.sample(range(size), count))
         return _pairs_reply(c, [items[i] for i in picked], withvalues)
-    h = lookup_read(c, argv[1])
+    h = lookup_read(c, argv[1], Hash)
     if h is None:
         return c.nil
     f = next(iter(h)) if len(h) == 1 else random.choice(list(h))
@@ -443,7 +416,7 @@ def scan_batch(coll, cursor: int, count: int, members):
 @command("hscan")
 def hscan(c, argv):
     cursor = _parse_cursor(argv[2])
-    h = lookup_read(c, argv[1])
+    h = lookup_read(c, argv[1], Hash)
     if h is None:
         return EMPTY_SCAN
     count, ok = parse_scan_options(argv, 3)

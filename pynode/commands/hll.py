@@ -15,7 +15,7 @@ import time
 
 from pynode import notify
 from pynode.commands import WRONGTYPE, CommandError, command
-from pynode.commands.strings import lookup_read
+from pynode.commands import lookup_read
 from pynode.resp import OK, ZERO, ONE, integer
 from storage import hll
 
@@ -67,7 +67,7 @@ def pfcount(c, argv):
     if len(argv) > 2:
         regs = bytes(hll.REGISTERS)
         for key in argv[1:]:
-            v = lookup_read(c, key)
+            v = lookup_read(c, key, bytes)
             if v is None:
                 continue
             _check(v)
@@ -77,7 +77,7 @@ def pfcount(c, argv):
                 raise CommandError(hll.INVALID_ERR) from None
         return integer(hll.count_histogram(hll.histogram(regs)))
     key = argv[1]
-    v = lookup_read(c, key)
+    v = lookup_read(c, key, bytes)
     if v is None:
         return ZERO
     _check(v)
@@ -100,7 +100,7 @@ def pfmerge(c, argv):
     regs = bytes(hll.REGISTERS)
     use_dense = False
     for key in argv[1:]:
-        v = lookup_read(c, key)
+        v = lookup_read(c, key, bytes)
         if v is None:
             continue
         _check(v)

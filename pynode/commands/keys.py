@@ -11,7 +11,7 @@ the TTL family and OBJECT look keys up without counting as an access
 from __future__ import annotations
 
 from pynode import notify
-from pynode.commands import NOT_INT, SYNTAX, CommandError, command, parse_int
+from pynode.commands import NOT_INT, SYNTAX, CommandError, command, lookup_read, parse_int
 from pynode.resp import OK
 from storage import values
 from storage.keyspace import type_name
@@ -83,20 +83,6 @@ def _db_or_error(srv, idx: int):
     return srv.ks.db(idx)
 
 
-def _read(c, key: bytes, touch: bool = True, miss_event: bool = True):
-    """lookupKeyRead: the value or None, counting keyspace hits/misses;
-    touch=False is LOOKUP_NOTOUCH, miss_event=False LOOKUP_NONOTIFY."""
-    v = c.db.get(key) if touch else c.db.peek(key)
-    srv = c.srv
-    if v is None:
-        srv.stat_keyspace_misses += 1
-        if miss_event and srv.notify_flags:
-            notify.notify(srv, notify.KEY_MISS, b"keymiss", key, c.db.id)
-    else:
-        srv.stat_keyspace_hits += 1
-    return v
-
-
 def _event(c, cls: int, event: bytes, key: bytes, db=None) -> None:
     notify.notify(c.srv, cls, event, key, (db or c.db).id)
 
@@ -128,7 +114,7 @@ def del_(c, argv):
 def exists(c, argv):
     n = 0
     for key in argv[1:]:
-        if _read(c, key, touch=False) is not None:
+        if lookup_read(c, key, touch=False) is not None:
             n += 1
     return _int(n)
 
@@ -137,14 +123,14 @@ def exists(c, argv):
 def touch(c, argv):
     n = 0
     for key in argv[1:]:
-        if _read(c, key) is not None:
+        if lookup_read(c, key) is not None:
             n += 1
     return _int(n)
 
 
 @command("type")
 def type_(c, argv):
-    v = _read(c, argv[1], touch=False)
+    v = lookup_read(c, argv[1], touch=False)
     if v is None:
         return b"+none\r\n"
     return b"+%s\r\n" % type_name(v).encode()
@@ -210,7 +196,7 @@ def copy(c, argv):
     key, newkey = argv[1], argv[2]
     if src_db is dst_db and key == newkey:
         raise CommandError(SAME_OBJECT)
-    v = _read(c, key)
+    v = lookup_read(c, key)
     if v is None:
         return ZERO
     expire = src_db.get_expire(key)
@@ -329,7 +315,7 @@ def _lfu(srv) -> bool:
 
 def _object_lookup(c, argv):
     """objectCommandLookup: LOOKUP_NOTOUCH | LOOKUP_NONOTIFY."""
-    return _read(c, argv[2], touch=False, miss_event=False)
+    return lookup_read(c, argv[2], touch=False, miss_event=False)
 
 
 @command("object|encoding")
@@ -430,7 +416,7 @@ def _expire_generic(c, argv, name: str, seconds: bool, relative: bool):
             return ZERO
         if flags & LT and cur != -1 and when >= cur:
             return ZERO
-    if when <= now and not srv.loading and not getattr(srv, "masterhost", None):
+    if when <= now and not srv.loading and srv.replication.masterhost is None:
         db.delete(key)
         srv.dirty += 1
         lazy = srv.cfg.bool("lazyfree-lazy-expire")
@@ -468,7 +454,7 @@ def pexpireat(c, argv):
 
 def _ttl(c, key: bytes, ms: bool, absolute: bool) -> bytes:
     db = c.db
-    if _read(c, key, touch=False) is None:
+    if lookup_read(c, key, touch=False) is None:
         return b":-2\r\n"
     when = db.get_expire(key)
     if when == -1:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from pynode import notify
 from pynode.blocking import parse_timeout
-from pynode.commands import SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import (SYNTAX, WRONGTYPE, CommandError, command, lookup_read, lookup_write,
+                            parse_int)
 from pynode.resp import EMPTY_ARRAY, NIL3, NILARR2, OK, ZERO, integer
 from storage.lists import QuickList
 
@@ -49,30 +50,6 @@ def _array(items) -> bytes:
 
 def _null_array(c) -> bytes:
     return NIL3 if c.resp == 3 else NILARR2
-
-
-def lookup_read(c, key):
-    """lookupKeyRead + checkType list: the QuickList or None; counts
-    keyspace hits/misses (a miss is a keymiss event)."""
-    q = c.db.get(key)
-    srv = c.srv
-    if q is None:
-        srv.stat_keyspace_misses += 1
-        if srv.notify_flags:
-            notify.notify(srv, notify.KEY_MISS, b"keymiss", key, c.db.id)
-        return None
-    srv.stat_keyspace_hits += 1
-    if type(q) is not QuickList:
-        raise CommandError(WRONGTYPE)
-    return q
-
-
-def lookup_write(c, key):
-    """lookupKeyWrite + checkType list (no stats)."""
-    q = c.db.get(key)
-    if q is not None and type(q) is not QuickList:
-        raise CommandError(WRONGTYPE)
-    return q
 
 
 def _event(c, event: bytes, key: bytes) -> None:
@@ -199,7 +176,7 @@ def _pop(c, argv, head: bool) -> bytes:
                            % ("lpop" if head else "rpop"))
     count = _positive(argv[2]) if n == 3 else 0
     key = argv[1]
-    q = lookup_write(c, key)
+    q = lookup_write(c, key, QuickList)
     if q is None:
         return _null_array(c) if n == 3 else c.nil
     if n == 2:
@@ -258,7 +235,7 @@ def _pop_range_reply(c, key: bytes, q: QuickList, head: bool, count: int):
 def lmpop(c, argv):
     keys, head, count = _mpop_keys(c, argv, 1)
     for key in keys:
-        q = lookup_write(c, key)
+        q = lookup_write(c, key, QuickList)
         if q is None or not q.count:
             continue
         reply, n = _pop_range_reply(c, key, q, head, count)
@@ -271,13 +248,13 @@ def lmpop(c, argv):
 
 @command("llen")
 def llen(c, argv):
-    q = lookup_read(c, argv[1])
+    q = lookup_read(c, argv[1], QuickList)
     return ZERO if q is None else integer(q.count)
 
 
 @command("lindex")
 def lindex(c, argv):
-    q = lookup_read(c, argv[1])
+    q = lookup_read(c, argv[1], QuickList)
     if q is None:
         return c.nil
     v = q.get(parse_int(argv[2]))
@@ -288,7 +265,7 @@ def lindex(c, argv):
 def lrange(c, argv):
     start = parse_int(argv[2])
     end = parse_int(argv[3])
-    q = lookup_read(c, argv[1])
+    q = lookup_read(c, argv[1], QuickList)
     if q is None:
         return EMPTY_ARRAY
     n = q.count
@@ -330,7 +307,7 @@ def lpos(c, argv):
         else:
             raise CommandError(SYNTAX)
         j += 1
-    q = lookup_read(c, argv[1])
+    q = lookup_read(c, argv[1], QuickList)
     if q is None:
         return EMPTY_ARRAY if count != -1 else c.nil
     if rank == LONG_MIN:
@@ -350,7 +327,7 @@ def lpos(c, argv):
 @command("lset")
 def lset(c, argv):
     key = argv[1]
-    q = lookup_write(c, key)
+    q = lookup_write(c, key, QuickList)
     if q is None:
         raise CommandError("ERR no such key")
     if not q.replace(parse_int(argv[2]), argv[3]):
@@ -366,7 +343,7 @@ def ltrim(c, argv):
     start = parse_int(argv[2])
     end = parse_int(argv[3])
     key = argv[1]
-    q = lookup_write(c, key)
+    q = lookup_write(c, key, QuickList)
     if q is None:
         return OK
     n = q.count
@@ -399,7 +376,7 @@ def ltrim(c, argv):
 def lrem(c, argv):
     count = parse_int(argv[2])
     key = argv[1]
-    q = lookup_write(c, key)
+    q = lookup_write(c, key, QuickList)
     if q is None:
         return ZERO
     n = q.remove(argv[3], count)
@@ -425,7 +402,7 @@ def linsert(c, argv):
     else:
         raise CommandError(SYNTAX)
     key = argv[1]
-    q = lookup_write(c, key)
+    q = lookup_write(c, key, QuickList)
     if q is None:
         return ZERO
     if not q.insert(argv[3], argv[4], after):
@@ -439,10 +416,10 @@ def linsert(c, argv):
 def _move(c, src: bytes, dst: bytes, from_head: bool, to_head: bool):
     """lmoveGenericCommand: the moved element's reply, or None when src is
     missing."""
-    q = lookup_write(c, src)
+    q = lookup_write(c, src, QuickList)
     if q is None:
         return None
-    d = lookup_write(c, dst)
+    d = lookup_write(c, dst, QuickList)
     v = q.pop_head() if from_head else q.pop_tail()
     _push_to(c, dst, d, v, to_head)
     db = c.db
@@ -546,7 +523,7 @@ def _blocking_pop(c, keys, head: bool, timeout: int, count: int, name: str):
     """blockingPopGenericCommand: serve from the first non-empty list or
     block (count -1: BLPOP/BRPOP, else BLMPOP)."""
     for key in keys:
-        q = lookup_write(c, key)
+        q = lookup_write(c, key, QuickList)
         if q is None or not q.count:
             continue
         if count != -1:
@@ -588,7 +565,7 @@ def _blocking_move(c, argv, from_head: bool, to_head: bool, timeout: int, rpoplp
     """blmoveGenericCommand."""
     src = argv[1]
     dst = argv[2]
-    q = lookup_write(c, src)
+    q = lookup_write(c, src, QuickList)
     if q is None:
         srv = c.srv
         if not srv.blocking.may_block(c):

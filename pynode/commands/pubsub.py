@@ -1,9 +1,8 @@
 """Pub/Sub: SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH PUBSUB, and the
 sharded SSUBSCRIBE SUNSUBSCRIBE SPUBLISH (Redis 7.0 pubsub.c).
 
-State: srv.channels (channel -> set of clients), srv.patterns (pattern ->
-set of clients), srv.shard_channels (shard channel -> set of clients) with
-srv.shard_slots (slot -> its shard channels), and per client c.subs /
+State: srv.pubsub (pynode/pubsub.py: channels, patterns, shard channels and
+the shard channels of each slot), and per client c.subs /
 c.psubs / c.ssubs.  Replies and messages are arrays in RESP2 and pushes
 ('>') in RESP3; a (un)subscribe reply is one message per channel, carrying
 the client's count of channels + patterns, or of shard channels for
@@ -58,12 +57,12 @@ def _subscribe(c, registry: dict, mine: set, kind: bytes, names: list[bytes]) ->
 
 @command("subscribe")
 def subscribe(c, argv):
-    return _subscribe(c, c.srv.channels, c.subs, b"subscribe", argv[1:])
+    return _subscribe(c, c.srv.pubsub.channels, c.subs, b"subscribe", argv[1:])
 
 
 @command("psubscribe")
 def psubscribe(c, argv):
-    return _subscribe(c, c.srv.patterns, c.psubs, b"psubscribe", argv[1:])
+    return _subscribe(c, c.srv.pubsub.patterns, c.psubs, b"psubscribe", argv[1:])
 
 
 def _drop(registry: dict, name: bytes, c) -> None:
@@ -91,12 +90,12 @@ def _unsubscribe(c, registry: dict, mine: set, kind: bytes, names: list[bytes]) 
 
 @command("unsubscribe")
 def unsubscribe(c, argv):
-    return _unsubscribe(c, c.srv.channels, c.subs, b"unsubscribe", argv[1:])
+    return _unsubscribe(c, c.srv.pubsub.channels, c.subs, b"unsubscribe", argv[1:])
 
 
 @command("punsubscribe")
 def punsubscribe(c, argv):
-    return _unsubscribe(c, c.srv.patterns, c.psubs, b"punsubscribe", argv[1:])
+    return _unsubscribe(c, c.srv.pubsub.patterns, c.psubs, b"punsubscribe", argv[1:])
 
 
 # ---------------------------------------------------------------- publish
@@ -156,14 +155,14 @@ def publish_message(srv, channel: bytes, data: bytes, skip=None) -> tuple[int, b
     n = 0
     own: list = []
     limit = 0
-    subs = srv.channels.get(channel)
+    subs = srv.pubsub.channels.get(channel)
     if subs:
         limit = _hard_limit(srv)
         body = b"$7\r\nmessage\r\n" + bulk(channel) + bulk(data)
         n += _fanout(srv, subs, _HDR3, body, skip, own, limit)
-    if srv.patterns:
+    if srv.pubsub.patterns:
         limit = limit or _hard_limit(srv)
-        for pat, clients in list(srv.patterns.items()):
+        for pat, clients in list(srv.pubsub.patterns.items()):
             if not match(pat, channel):
                 continue
             body = b"$8\r\npmessage\r\n" + bulk(pat) + bulk(channel) + bulk(data)
@@ -183,7 +182,7 @@ def publish(c, argv):
 def publish_shard_message(srv, channel: bytes, data: bytes, skip=None) -> tuple[int, bytes]:
     """Send an smessage to the subscribers of shard channel `channel` (no
     patterns).  Returns (receivers, what is owed to `skip`) as publish_message."""
-    subs = srv.shard_channels.get(channel)
+    subs = srv.pubsub.shard_channels.get(channel)
     if not subs:
         return 0, b""
     own: list = []
@@ -205,33 +204,33 @@ def spublish(c, argv):
 
 def _shard_add(srv, c, channel: bytes) -> None:
     c.ssubs.add(channel)
-    s = srv.shard_channels.get(channel)
+    s = srv.pubsub.shard_channels.get(channel)
     if s is None:
-        s = srv.shard_channels[channel] = set()
+        s = srv.pubsub.shard_channels[channel] = set()
         slot = keyslot(channel)
-        chans = srv.shard_slots.get(slot)
+        chans = srv.pubsub.shard_slots.get(slot)
         if chans is None:
-            chans = srv.shard_slots[slot] = set()
+            chans = srv.pubsub.shard_slots[slot] = set()
         chans.add(channel)
     s.add(c)
 
 
 def _shard_forget(srv, channel: bytes) -> None:
     """The channel has no subscriber left: drop it and its slot entry."""
-    del srv.shard_channels[channel]
+    del srv.pubsub.shard_channels[channel]
     slot = keyslot(channel)
-    chans = srv.shard_slots.get(slot)
+    chans = srv.pubsub.shard_slots.get(slot)
     if chans is not None:
         chans.discard(channel)
         if not chans:
-            del srv.shard_slots[slot]
+            del srv.pubsub.shard_slots[slot]
 
 
 def _shard_drop(srv, c, channel: bytes) -> bool:
     if channel not in c.ssubs:
         return False
     c.ssubs.discard(channel)
-    s = srv.shard_channels.get(channel)
+    s = srv.pubsub.shard_channels.get(channel)
     if s is not None:
         s.discard(c)
         if not s:
@@ -281,11 +280,11 @@ def drop_slot_channels(srv, slots) -> int:
     yields them.  Returns the number of channels dropped."""
     n = 0
     for slot in slots:
-        chans = srv.shard_slots.get(slot)
+        chans = srv.pubsub.shard_slots.get(slot)
         if not chans:
             continue
         for ch in sorted(chans):
-            for t in list(srv.shard_channels.get(ch, ())):
+            for t in list(srv.pubsub.shard_channels.get(ch, ())):
                 t.ssubs.discard(ch)
                 t.write(_notice(t, b"sunsubscribe", ch, len(t.ssubs)))
                 t.update_special()
@@ -329,8 +328,8 @@ def pubsub_help(c, argv):
 
 
 def _registry(c, argv) -> dict:
-    """srv.channels, or srv.shard_channels for the SHARD* subcommands."""
-    return c.srv.shard_channels if argv[1][:1] in b"sS" else c.srv.channels
+    """srv.pubsub.channels, or srv.pubsub.shard_channels for the SHARD* subcommands."""
+    return c.srv.pubsub.shard_channels if argv[1][:1] in b"sS" else c.srv.pubsub.channels
 
 
 @command("pubsub|channels", "pubsub|shardchannels")
@@ -356,4 +355,4 @@ def pubsub_numsub(c, argv):
 
 @command("pubsub|numpat")
 def pubsub_numpat(c, argv):
-    return integer(len(c.srv.patterns))
+    return integer(len(c.srv.pubsub.patterns))

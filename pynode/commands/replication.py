@@ -53,7 +53,7 @@ def replicaof(c, argv):
     if srv.cluster is not None:
         raise CommandError("ERR REPLICAOF not allowed in cluster mode.")
     repl = srv.replication
-    from pynode.commands.server import client_line
+    from pynode.commands.client import client_line
     if argv[1].lower() == b"no" and argv[2].lower() == b"one":
         if repl.masterhost is not None:
             repl.become_primary()

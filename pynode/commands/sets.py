@@ -13,7 +13,8 @@ from __future__ import annotations
 import random
 
 from pynode import notify
-from pynode.commands import SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import (SYNTAX, WRONGTYPE, CommandError, command, lookup_read, lookup_write,
+                            parse_int)
 from pynode.commands.hashes import EMPTY_SCAN, _scan_head, parse_scan_options, scan_batch
 from pynode.commands.keys import _parse_cursor
 from pynode.resp import ONE, ZERO, integer
@@ -24,27 +25,6 @@ SPOP_MOVE_STRATEGY_MUL = 5
 
 
 # ------------------------------------------------------------------ lookups
-def lookup_read(c, key):
-    """lookupKeyRead + checkType set: the Set or None; counts hits/misses."""
-    s = c.db.get(key)
-    if s is None:
-        c.srv.stat_keyspace_misses += 1
-        if c.srv.notify_flags:
-            notify.key_miss(c.srv, key, c.db.id)
-        return None
-    c.srv.stat_keyspace_hits += 1
-    if type(s) is not Set:
-        raise CommandError(WRONGTYPE)
-    return s
-
-
-def lookup_write(c, key):
-    s = c.db.get(key)
-    if s is not None and type(s) is not Set:
-        raise CommandError(WRONGTYPE)
-    return s
-
-
 def _members_reply(c, members, resp3_set: bool = True) -> bytes:
     head = b"~%d\r\n" if resp3_set and c.resp == 3 else b"*%d\r\n"
     out = [head % len(members)]
@@ -99,7 +79,7 @@ def sadd(c, argv):
 def srem(c, argv):
     key = argv[1]
     db = c.db
-    s = lookup_write(c, key)
+    s = lookup_write(c, key, Set)
     if s is None:
         return ZERO
     deleted = 0
@@ -127,7 +107,7 @@ def srem(c, argv):
 # ------------------------------------------------------------------ reads
 @command("smembers")
 def smembers(c, argv):
-    s = lookup_read(c, argv[1])
+    s = lookup_read(c, argv[1], Set)
     if s is None:
         return _empty_set(c)
     return _members_reply(c, s.members())
@@ -135,13 +115,13 @@ def smembers(c, argv):
 
 @command("sismember")
 def sismember(c, argv):
-    s = lookup_read(c, argv[1])
+    s = lookup_read(c, argv[1], Set)
     return ONE if s is not None and argv[2] in s else ZERO
 
 
 @command("smismember")
 def smismember(c, argv):
-    s = lookup_read(c, argv[1])
+    s = lookup_read(c, argv[1], Set)
     out = [b"*%d\r\n" % (len(argv) - 2)]
     if s is None:
         out.append(ZERO * (len(argv) - 2))
@@ -153,7 +133,7 @@ def smismember(c, argv):
 
 @command("scard")
 def scard(c, argv):
-    s = lookup_read(c, argv[1])
+    s = lookup_read(c, argv[1], Set)
     return ZERO if s is None else integer(len(s))
 
 
@@ -176,7 +156,7 @@ def spop(c, argv):
         raise CommandError(SYNTAX)
     key = argv[1]
     db = c.db
-    s = lookup_write(c, key)
+    s = lookup_write(c, key, Set)
     if s is None:
         return c.nil
     m = s.pop_random()
@@ -198,7 +178,7 @@ def _spop_count(c, argv):
         raise CommandError("ERR value is out of range, must be positive")
     key = argv[1]
     db = c.db
-    s = lookup_write(c, key)
+    s = lookup_write(c, key, Set)
     if s is None or count == 0:
         return _empty_set(c)
     srv = c.srv
@@ -206,7 +186,7 @@ def _spop_count(c, argv):
     notify.notify(srv, notify.SET, b"spop", key, db.id)
     srv.dirty += count
     if count >= size:
-        srv.stat_keyspace_hits += 1        # the reply is an SUNION of the key, a read
+        srv.stats.keyspace_hits += 1        # the reply is an SUNION of the key, a read
         reply = _members_reply(c, s.members())
         db.delete(key)
         notify.notify(srv, notify.GENERIC, b"del", key, db.id)
@@ -235,7 +215,7 @@ def srandmember(c, argv):
     n = len(argv)
     if n == 3:
         count = _parse_range_long(argv[2])
-        s = lookup_read(c, argv[1])
+        s = lookup_read(c, argv[1], Set)
         if s is None or count == 0:
             return b"*0\r\n"
         size = len(s)
@@ -247,7 +227,7 @@ def srandmember(c, argv):
         return _members_reply(c, random.sample(s.arr, count), False)
     if n > 3:
         raise CommandError(SYNTAX)
-    s = lookup_read(c, argv[1])
+    s = lookup_read(c, argv[1], Set)
     if s is None:
         return c.nil
     m = s.random()
@@ -296,22 +276,9 @@ def _source_sets(c, keys, write: bool):
     key holding another type.  Reads count keyspace hits/misses (Redis 7.0
     reads the sources of the *STORE variants as reads too)."""
     out = []
-    get = c.db.get
-    srv = c.srv
+    lookup = lookup_write if write else lookup_read
     for k in keys:
-        s = get(k)
-        if s is None:
-            if not write:
-                srv.stat_keyspace_misses += 1
-                if srv.notify_flags:
-                    notify.key_miss(srv, k, c.db.id)
-            out.append(None)
-            continue
-        if not write:
-            srv.stat_keyspace_hits += 1
-        if type(s) is not Set:
-            raise CommandError(WRONGTYPE)
-        out.append(s)
+        out.append(lookup(c, k, Set))
     return out
 
 
@@ -468,7 +435,7 @@ def sdiffstore(c, argv):
 @command("sscan")
 def sscan(c, argv):
     cursor = _parse_cursor(argv[2])
-    s = lookup_read(c, argv[1])
+    s = lookup_read(c, argv[1], Set)
     if s is None:
         return EMPTY_SCAN
     count, ok = parse_scan_options(argv, 3)

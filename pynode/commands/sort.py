@@ -20,7 +20,7 @@ import re
 from fractions import Fraction
 
 from pynode import notify
-from pynode.commands import SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import SYNTAX, WRONGTYPE, CommandError, command, lookup_read, parse_int
 from storage import lists as _lists
 from storage import zsets as _zsets
 from storage.hashes import Hash
@@ -89,18 +89,6 @@ def sort_score(b: bytes) -> float | None:
 
 
 # ------------------------------------------------------------------ lookups
-def _read(c, key: bytes):
-    """lookupKeyRead: the value or None, counting keyspace hits/misses."""
-    v = c.db.get(key)
-    if v is None:
-        c.srv.stat_keyspace_misses += 1
-        if c.srv.notify_flags:
-            notify.key_miss(c.srv, key, c.db.id)
-    else:
-        c.srv.stat_keyspace_hits += 1
-    return v
-
-
 def lookup_by_pattern(c, pattern: bytes, subst: bytes):
     """lookupKeyByPattern: "#" is the element itself; the first '*' is
     replaced by the element; "key->field" reads a hash field.  None when the
@@ -118,7 +106,7 @@ def lookup_by_pattern(c, pattern: bytes, subst: bytes):
     else:
         key = pattern[:p] + subst + pattern[p + 1:]
         field = None
-    v = _read(c, key)
+    v = lookup_read(c, key)
     if v is None:
         return None
     if field is not None:
@@ -183,7 +171,7 @@ def _sort(c, argv, readonly: bool):
         j += 1
 
     QuickList, ZSet = _types()
-    val = _read(c, argv[1])
+    val = lookup_read(c, argv[1])
     t = type(val)
     if val is not None and t is not Set and (QuickList is None or t is not QuickList) \
             and (ZSet is None or t is not ZSet):

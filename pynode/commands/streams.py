@@ -24,7 +24,8 @@ from itertools import islice
 
 from pynode import notify
 from pynode.blocking import parse_timeout
-from pynode.commands import SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import (SYNTAX, WRONGTYPE, CommandError, command, lookup_read, lookup_write,
+                            parse_int)
 from pynode.resp import OK, NIL2, NIL3, NILARR2, EMPTY_ARRAY, ZERO, integer
 from storage.streams import (INVALID, MASK, MAX_ID, Group, Nack, Stream, fmt_id)
 from storage.values import LIMITS
@@ -138,28 +139,6 @@ def _interval(arg: bytes, missing_seq: int, is_start: bool) -> int:
             raise CommandError(BAD_END)
         return v - 1
     return parse_id(arg, missing_seq)
-
-
-def _read(c, key: bytes):
-    """lookupKeyRead + checkType stream, counting keyspace hits/misses."""
-    v = c.db.get(key)
-    if v is None:
-        c.srv.stat_keyspace_misses += 1
-        if c.srv.notify_flags:
-            notify.key_miss(c.srv, key, c.db.id)
-        return None
-    c.srv.stat_keyspace_hits += 1
-    if type(v) is not Stream:
-        raise CommandError(WRONGTYPE)
-    return v
-
-
-def _write(c, key: bytes):
-    """lookupKeyWrite + checkType stream."""
-    v = c.db.get(key)
-    if v is not None and type(v) is not Stream:
-        raise CommandError(WRONGTYPE)
-    return v
 
 
 def _bulk(b: bytes) -> bytes:
@@ -478,7 +457,7 @@ def _xadd_auto(c, argv, n: int):
 def xtrim(c, argv):
     a = _parse_add_trim(c, argv, False)
     key = argv[1]
-    s = _write(c, key)
+    s = lookup_write(c, key, Stream)
     if s is None:
         return ZERO
     deleted = _trim(s, a)
@@ -509,7 +488,7 @@ def _xrange(c, argv, rev: bool):
             j += 2
         else:
             raise CommandError(SYNTAX)
-    s = _read(c, argv[1])
+    s = lookup_read(c, argv[1], Stream)
     if s is None:
         return EMPTY_ARRAY
     if count == 0:
@@ -529,14 +508,14 @@ def xrevrange(c, argv):
 
 @command("xlen")
 def xlen(c, argv):
-    s = _read(c, argv[1])
+    s = lookup_read(c, argv[1], Stream)
     return ZERO if s is None else integer(s.length)
 
 
 @command("xdel")
 def xdel(c, argv):
     key = argv[1]
-    s = _write(c, key)
+    s = lookup_write(c, key, Stream)
     if s is None:
         return ZERO
     ids = [parse_id(a, 0, strict=True) for a in argv[2:]]
@@ -572,7 +551,7 @@ def xsetid(c, argv):
         else:
             raise CommandError(SYNTAX)
     key = argv[1]
-    s = _write(c, key)
+    s = lookup_write(c, key, Stream)
     if s is None:
         raise CommandError(NO_KEY)
     if s.length > 0:
@@ -702,7 +681,7 @@ def _xread(c, argv, group_cmd: bool):
     groups: list = []
     for k, key in enumerate(keys):
         arg = argv[streams_arg + nstreams + k]
-        s = _read(c, key)
+        s = lookup_read(c, key, Stream)
         if gname is not None:
             g = s.groups.get(gname) if s is not None and s.groups else None
             if g is None:
@@ -733,7 +712,7 @@ def _xread(c, argv, group_cmd: bool):
     srv = c.srv
     dirty0 = srv.dirty
     for k, key in enumerate(keys):
-        s = _read(c, key)
+        s = lookup_read(c, key, Stream)
         if s is None:
             continue
         gt = ids[k]
@@ -936,7 +915,7 @@ def xgroup(c, argv):
             else:
                 raise _subcommand_error(argv)
         key = argv[2]
-        s = _write(c, key)
+        s = lookup_write(c, key, Stream)
         gname = argv[3]
     if n >= 4 and not mkstream:
         if s is None:
@@ -999,7 +978,7 @@ def xgroup(c, argv):
 # ------------------------------------------------------------------ XACK / XPENDING
 def _group_of(c, key: bytes, gname: bytes):
     """lookupKeyRead + the group (NOGROUP error when either is missing)."""
-    s = _read(c, key)
+    s = lookup_read(c, key, Stream)
     g = s.groups.get(gname) if s is not None and s.groups else None
     if g is None:
         raise CommandError("NOGROUP No such key '%s' or consumer group '%s'"
@@ -1009,7 +988,7 @@ def _group_of(c, key: bytes, gname: bytes):
 
 @command("xack")
 def xack(c, argv):
-    s = _read(c, argv[1])
+    s = lookup_read(c, argv[1], Stream)
     g = s.groups.get(argv[2]) if s is not None and s.groups else None
     if g is None:
         return ZERO
@@ -1289,7 +1268,7 @@ def xinfo_help(c, argv):
 
 
 def _info_key(c, argv) -> Stream:
-    s = _read(c, argv[2])
+    s = lookup_read(c, argv[2], Stream)
     if s is None:
         raise CommandError(NO_KEY)
     return s

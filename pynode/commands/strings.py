@@ -16,7 +16,8 @@ import re
 from fractions import Fraction
 
 from pynode import notify
-from pynode.commands import NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import (NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, lookup_read,
+                            lookup_write, parse_int)
 from pynode.resp import OK, ZERO, ONE, integer
 
 LLONG_MAX = 9223372036854775807
@@ -31,29 +32,6 @@ _F_EXPIRE = F_EX | F_PX | F_EXAT | F_PXAT
 
 
 # ------------------------------------------------------------------ helpers
-
-def lookup_read(c, key):
-    """lookupKeyRead + checkType string: the value (bytes) or None; counts hits."""
-    v = c.db.get(key)
-    if v is None:
-        srv = c.srv
-        srv.stat_keyspace_misses += 1
-        if srv.notify_flags:
-            notify.notify(srv, notify.KEY_MISS, b"keymiss", key, c.db.id)
-        return None
-    c.srv.stat_keyspace_hits += 1
-    if type(v) is not bytes:
-        raise CommandError(WRONGTYPE)
-    return v
-
-
-def lookup_write(c, key):
-    """lookupKeyWrite + checkType string (no hit/miss stats)."""
-    v = c.db.get(key)
-    if v is not None and type(v) is not bytes:
-        raise CommandError(WRONGTYPE)
-    return v
-
 
 def _event(c, event: bytes, key: bytes, cls: int = notify.STRING) -> None:
     """notifyKeyspaceEvent for the client's database (callers test
@@ -126,16 +104,17 @@ def _expire_ms(c, arg: bytes, flags: int, name: str) -> int:
 
 @command("get")
 def get(c, argv):
+    # lookup_read(c, argv[1], bytes) written out: GET is the hot path
     v = c.db.get(argv[1])
     if v is None:
         srv = c.srv
-        srv.stat_keyspace_misses += 1
+        srv.stats.keyspace_misses += 1
         if srv.notify_flags:
             _event(c, b"keymiss", argv[1], notify.KEY_MISS)
         return c.nil
+    c.srv.stats.keyspace_hits += 1
     if type(v) is not bytes:
         raise CommandError(WRONGTYPE)
-    c.srv.stat_keyspace_hits += 1
     return b"$%d\r\n%s\r\n" % (len(v), v)
 
 
@@ -157,7 +136,7 @@ def set_(c, argv):
     db = c.db
     reply = None
     if flags & F_GET:
-        old = lookup_read(c, key)
+        old = lookup_read(c, key, bytes)
         reply = c.nil if old is None else b"$%d\r\n%s\r\n" % (len(old), old)
     found = db.get(key) is not None     # the write lookup (a second access with GET)
     if (flags & F_NX and found) or (flags & F_XX and not found):
@@ -218,7 +197,7 @@ def psetex(c, argv):
 @command("getset")
 def getset(c, argv):
     key = argv[1]
-    old = lookup_read(c, key)
+    old = lookup_read(c, key, bytes)
     c.srv.ks.last_lookup = None         # GET then SET: Redis accesses the key twice
     c.db.set(key, argv[2])
     c.srv.dirty += 1
@@ -233,7 +212,7 @@ def getset(c, argv):
 @command("getdel")
 def getdel(c, argv):
     key = argv[1]
-    old = lookup_read(c, key)
+    old = lookup_read(c, key, bytes)
     if old is None:
         return c.nil
     if c.db.delete(key):
@@ -249,7 +228,7 @@ def getdel(c, argv):
 def getex(c, argv):
     flags, expire = _parse_ext(argv, False)
     key = argv[1]
-    v = lookup_read(c, key)
+    v = lookup_read(c, key, bytes)
     if v is None:
         return c.nil
     when = 0
@@ -301,8 +280,8 @@ def mget(c, argv):
                 append(b"$%d\r\n%s\r\n" % (len(v), v))
             else:
                 append(nil)
-    srv.stat_keyspace_hits += hits
-    srv.stat_keyspace_misses += len(argv) - 1 - hits
+    srv.stats.keyspace_hits += hits
+    srv.stats.keyspace_misses += len(argv) - 1 - hits
     return b"".join(out)
 
 
@@ -343,7 +322,7 @@ def msetnx(c, argv):
 @command("append")
 def append(c, argv):
     key = argv[1]
-    v = lookup_write(c, key)
+    v = lookup_write(c, key, bytes)
     add = argv[2]
     if v is None:
         c.db.set(key, add)
@@ -361,7 +340,7 @@ def append(c, argv):
 
 @command("strlen")
 def strlen(c, argv):
-    v = lookup_read(c, argv[1])
+    v = lookup_read(c, argv[1], bytes)
     if v is None:
         return ZERO
     return integer(len(v))
@@ -563,7 +542,7 @@ def _ld_format(x: Fraction) -> bytes:
 @command("incrbyfloat")
 def incrbyfloat(c, argv):
     key = argv[1]
-    v = lookup_write(c, key)
+    v = lookup_write(c, key, bytes)
     if v is None:
         cur = Fraction(0)
     else:
@@ -593,7 +572,7 @@ def incrbyfloat(c, argv):
 def getrange(c, argv):
     start = parse_int(argv[2])
     end = parse_int(argv[3])
-    v = lookup_read(c, argv[1])
+    v = lookup_read(c, argv[1], bytes)
     if v is None:
         return EMPTY_BULK
     n = len(v)
@@ -622,7 +601,7 @@ def setrange(c, argv):
     val = argv[3]
     if offset < 0:
         raise CommandError("ERR offset is out of range")
-    v = lookup_write(c, key)
+    v = lookup_write(c, key, bytes)
     if v is None:
         if not val:
             return ZERO
@@ -649,14 +628,7 @@ def setrange(c, argv):
 # ------------------------------------------------------------------ LCS
 
 def _lcs_key(c, key):
-    v = c.db.get(key)
-    if v is None:
-        c.srv.stat_keyspace_misses += 1
-        if c.srv.notify_flags:
-            _event(c, b"keymiss", key, notify.KEY_MISS)
-        return None
-    c.srv.stat_keyspace_hits += 1
-    return v
+    return lookup_read(c, key)
 
 
 _MATCH_TABLES = [bytes(49 if x == ch else 48 for x in range(256)) for ch in range(256)]

@@ -108,7 +108,8 @@ def exec_(c, argv):
     if c.watched:
         srv.unwatch(c)          # unwatch ASAP: our own writes must not touch us
     replies = []
-    ops = srv.also_propagate = []
+    ops = []
+    srv.collect_propagation(ops)
     run = srv.run_queued
     try:
         for cmd, qargv in queued:
@@ -117,7 +118,7 @@ def exec_(c, argv):
             # every command inside EXEC must reply; keep the array well formed
             replies.append(r if r is not None else c.nil)
     finally:
-        srv.also_propagate = None
+        srv.collect_propagation(None)
         c.srv.discard_transaction(c)
     if ops:
         srv.propagate_ops(ops)

@@ -15,7 +15,8 @@ import math
 import random
 
 from pynode import notify
-from pynode.commands import NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, parse_int
+from pynode.commands import (NOT_INT, SYNTAX, WRONGTYPE, CommandError, command, lookup_read,
+                            lookup_write, parse_int)
 from storage.glob import matcher
 from storage.keyspace import type_name
 from storage.values import LIMITS
@@ -42,28 +43,6 @@ _nextafter = math.nextafter
 
 
 # ------------------------------------------------------------------ helpers
-def lookup_read(c, key: bytes):
-    """lookupKeyRead + checkType zset: the ZSet or None; counts hits/misses."""
-    v = c.db.get(key)
-    if v is None:
-        c.srv.stat_keyspace_misses += 1
-        if c.srv.notify_flags:
-            notify.key_miss(c.srv, key, c.db.id)
-        return None
-    c.srv.stat_keyspace_hits += 1
-    if type(v) is not ZSet:
-        raise CommandError(WRONGTYPE)
-    return v
-
-
-def lookup_write(c, key: bytes):
-    """lookupKeyWrite + checkType zset (no hit/miss stats)."""
-    v = c.db.get(key)
-    if v is not None and type(v) is not ZSet:
-        raise CommandError(WRONGTYPE)
-    return v
-
-
 def _int(n: int) -> bytes:
     return b":%d\r\n" % n
 
@@ -424,13 +403,13 @@ def zincrby(c, argv):
 # ------------------------------------------------------------------ simple reads
 @command("zcard")
 def zcard(c, argv):
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     return _int(len(z.scores)) if z is not None else ZERO
 
 
 @command("zscore")
 def zscore(c, argv):
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     if z is None:
         return c.nil
     s = z.scores.get(argv[2])
@@ -441,7 +420,7 @@ def zscore(c, argv):
 
 @command("zmscore")
 def zmscore(c, argv):
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     out = [b"*%d\r\n" % (len(argv) - 2)]
     nil = c.nil
     get = z.scores.get if z is not None else None
@@ -452,7 +431,7 @@ def zmscore(c, argv):
 
 
 def _rank(c, argv, reverse: bool):
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     if z is None:
         return c.nil
     r = z.rank(argv[2])
@@ -474,7 +453,7 @@ def zrevrank(c, argv):
 @command("zcount")
 def zcount(c, argv):
     rng = ScoreRange(argv[2], argv[3])
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     if z is None:
         return ZERO
     lo, hi = rng.bounds(z)
@@ -484,7 +463,7 @@ def zcount(c, argv):
 @command("zlexcount")
 def zlexcount(c, argv):
     rng = LexRange(argv[2], argv[3])
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     if z is None:
         return ZERO
     lo, hi = rng.span(z)
@@ -605,7 +584,7 @@ def zrange_generic(c, argv, src_idx: int, store: bool, rangetype: int, direction
         rng = ScoreRange(argv[minidx], argv[maxidx])
     else:
         rng = LexRange(argv[minidx], argv[maxidx])
-    z = lookup_read(c, key)
+    z = lookup_read(c, key, ZSet)
     if z is None:
         if store:
             return _int(store_result(c, argv[1], None, b"zrangestore"))
@@ -674,7 +653,7 @@ def zrevrangebylex(c, argv):
 @command("zrem")
 def zrem(c, argv):
     key = argv[1]
-    z = lookup_write(c, key)
+    z = lookup_write(c, key, ZSet)
     if z is None:
         return ZERO
     deleted = 0
@@ -711,7 +690,7 @@ def _zremrange(c, argv, rangetype: int):
     else:
         event = b"zremrangebylex"
         rng = LexRange(argv[2], argv[3])
-    z = lookup_write(c, key)
+    z = lookup_write(c, key, ZSet)
     if z is None:
         return ZERO
     llen = len(z.scores)
@@ -821,19 +800,11 @@ def setop(c, argv, dst: bytes | None, numkeys_idx: int, op: int, name: str,
     if setnum > n - (numkeys_idx + 1):
         raise CommandError(SYNTAX)
     srcs = []
-    db = c.db
-    srv = c.srv
     j = numkeys_idx + 1
     for j in range(numkeys_idx + 1, numkeys_idx + 1 + setnum):
-        v = db.get(argv[j])
-        if v is None:
-            srv.stat_keyspace_misses += 1
-            if srv.notify_flags:
-                notify.key_miss(srv, argv[j], c.db.id)
-        else:
-            srv.stat_keyspace_hits += 1
-            if type(v) is not ZSet and type_name(v) != "set":
-                raise CommandError(WRONGTYPE)
+        v = lookup_read(c, argv[j])
+        if v is not None and type(v) is not ZSet and type_name(v) != "set":
+            raise CommandError(WRONGTYPE)
         srcs.append(_Src(v))
     j = numkeys_idx + 1 + setnum
     agg = AGG_SUM
@@ -1002,7 +973,7 @@ def zrandmember(c, argv):
             if count < -(LONG_MAX // 2) or count > LONG_MAX // 2:
                 raise CommandError("ERR value is out of range")
         return _zrandmember_count(c, argv[1], count, withscores)
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     if z is None:
         return c.nil
     m = z.sl[random.randrange(len(z.sl))][1]
@@ -1010,7 +981,7 @@ def zrandmember(c, argv):
 
 
 def _zrandmember_count(c, key: bytes, count: int, withscores: bool) -> bytes:
-    z = lookup_read(c, key)
+    z = lookup_read(c, key, ZSet)
     if z is None or count == 0:
         return EMPTY
     sl = z.sl
@@ -1239,7 +1210,7 @@ _DELS_MASK = (1 << (64 - _RANK_BITS)) - 1
 def zscan(c, argv):
     from pynode.commands.keys import _parse_cursor
     cursor = _parse_cursor(argv[2])
-    z = lookup_read(c, argv[1])
+    z = lookup_read(c, argv[1], ZSet)
     if z is None:
         return EMPTY_SCAN
     count = 10

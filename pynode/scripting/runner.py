@@ -371,7 +371,7 @@ class Scripting:
         arity = cmd.arity
         if (arity > 0 and arity != n) or n < -arity or cmd.handler is None:
             return ERROR, b"ERR Wrong number of args calling Redis command from script"
-        if cmd.noscript and not self.srv.script_disable_deny_script:
+        if cmd.noscript and not self.srv.debug.script_disable_deny_script:
             return ERROR, b"ERR This Redis command is not allowed from script"
         if not ctx.caller.user.unrestricted:
             err = script_denied(srv, ctx.caller, cmd, argv,
