@@ -150,6 +150,7 @@ class Migrations:
         self.exporting: list[Job] = []         # jobs whose writes are fed
         self.cleaning: dict[int, str] = {}     # slot -> why its keys are being deleted
         self.cleaner = None
+        self.unflushed: list[Job] = []         # jobs with stream bytes for before_sleep
 
     # ------------------------------------------------------------ registry
     def find(self, name: str) -> Job | None:
@@ -381,6 +382,14 @@ class Migrations:
         behind a fast source and still be making progress."""
         return max(10.0, 2 * self.srv.cluster.node_timeout / 1000.0)
 
+    def flush_pending(self) -> None:
+        """Server.before_sleep: the streams of the jobs fed since the last
+        flush go out (after the AOF and the replication stream)."""
+        jobs = self.unflushed
+        self.unflushed = []
+        for job in jobs:
+            self._flush(job)
+
     def _flush(self, job: Job) -> None:
         job.flush_scheduled = False
         if job.out and job.writer is not None and not job.writer.is_closing():
@@ -417,14 +426,14 @@ class Migrations:
     def _feed_on(self, job: Job) -> None:
         job.feeding = True
         self.exporting.append(job)
-        self.srv.slot_feed = self.feed
+        self.srv.set_slot_feed(self.feed)
 
     def _feed_off(self, job: Job) -> None:
         job.feeding = False
         if job in self.exporting:
             self.exporting.remove(job)
         if not self.exporting:
-            self.srv.slot_feed = None
+            self.srv.set_slot_feed(None)
 
     def feed(self, dbid: int, argv: list) -> None:
         """Every write the server propagates (Server.propagate)."""
@@ -489,7 +498,8 @@ class Migrations:
             self._flush(job)
         elif not job.flush_scheduled:
             job.flush_scheduled = True
-            asyncio.get_event_loop().call_soon(self._flush, job)
+            self.unflushed.append(job)
+            self.srv.wake()
 
     # ------------------------------------------------------------ the flip
     def pause(self, job: Job) -> None:
@@ -498,9 +508,7 @@ class Migrations:
         comes back)."""
         srv = self.srv
         job.paused = True
-        if srv.pause_slots is None:
-            srv.pause_slots = set()
-        srv.pause_slots |= job.slot_set
+        srv.set_pause_slots((srv.pause_slots or set()) | job.slot_set)
         srv.pause_clients(MIGRATION, time.monotonic() + 60.0, WRITE)
 
     def unpause(self, job: Job) -> None:
@@ -513,10 +521,10 @@ class Migrations:
             if j.paused:
                 keep |= j.slot_set
         if keep:
-            srv.pause_slots = keep
+            srv.set_pause_slots(keep)
             srv.pause.resume_all()       # held clients are checked again
         else:
-            srv.pause_slots = None
+            srv.set_pause_slots(None)
             srv.unpause_clients(MIGRATION)
 
     def must_pause(self, c, argv: list) -> bool:

@@ -366,6 +366,15 @@ class Server:
             self.sleep_pending = True
             self.loop.call_soon(self.before_sleep)
 
+    def set_slot_feed(self, feed) -> None:
+        """An atomic migration's feed of the writes to its moving slots
+        (pynode/migration.py), or None."""
+        self.slot_feed = feed
+
+    def set_pause_slots(self, slots: set | None) -> None:
+        """The slots whose writes an atomic migration's flip holds, or None."""
+        self.pause_slots = slots
+
     def before_sleep_pending(self) -> bool:
         """True while a before_sleep() is due (it writes the bus frames too)."""
         return self.sleep_pending
@@ -382,6 +391,8 @@ class Server:
         repl = self.replication
         if repl.flushed != repl.offset:
             repl.flush()
+        if self.migrations.unflushed:
+            self.migrations.flush_pending()   # atomic migration streams, like replicas'
         queue = self.write_queue
         self.write_queue = []
         for c in queue:
