@@ -26,7 +26,8 @@ sockets before a late cron).
 All randomness comes from ``random.Random(seed)``: a failing seed replays
 exactly. Invariants are checked after every step (see :meth:`Simulator.check`):
 the state's own, currentEpoch and lastVoteEpoch never decrease per node (across
-restarts too), and no two live primaries serve a slot with the same configEpoch.
+restarts too), and no two live primaries serve a slot with the same configEpoch
+(except a slot its source still migrates to the other: see _check_slot_epochs).
 An :class:`AssertionError` names the seed, time and node.
 """
 
@@ -42,6 +43,7 @@ from typing import Callable
 from gossip import actions as A
 from gossip.actions import LinkInfo
 from gossip.codec import Message, decode, encode
+from gossip.executor import BusPort, SavePolicy, ServerPort, execute
 from gossip.node import random_node_id
 from gossip.nodes_conf import parse, render
 from gossip.state import ClusterState
@@ -66,11 +68,15 @@ class SimLink:
 
 
 @dataclass(eq=False)
-class SimNode:
+class SimNode(ServerPort):
+    """One simulated process: its state, what it saved, and the server port of
+    the executor (the simulator's model of the server)."""
+
     index: int
     ip: str
     port: int
     cport: int
+    sim: "Simulator"
     state: ClusterState | None = None
     conf_text: str | None = None
     incarnation: int = 0
@@ -84,10 +90,104 @@ class SimNode:
     link_down_since: int | None = None
     paused_until: int = 0
     busy_until: int = 0  # a stalled event loop: nothing runs before this time
+    bus: "SimBus" = None  # type: ignore[assignment]
+    saver: SavePolicy | None = None
+    lost_saves: int = 0  # crashes that lost a pending (delayed) nodes.conf save
 
     @property
     def alive(self) -> bool:
         return self.state is not None
+
+    # ServerPort
+    def request_save(self, fsync: bool) -> None:
+        self.saver.request(fsync)
+
+    def _write_config(self, fsync: bool) -> None:
+        # an in-place write survives a process crash (the page cache keeps it):
+        # only a save still waiting for its delay is lost
+        self.conf_text = render(self.state)
+
+    def _schedule_save(self, delay_ms: int, fn) -> None:
+        self.sim._push(self.sim.now + delay_ms, "save", (self.index, self.incarnation))
+
+    def log(self, level: str, text: str) -> None:
+        self.logs.append((self.sim.now, level, text))
+
+    def replicate(self, primary_id) -> None:
+        self.events.append((self.sim.now, A.Replicate(primary_id)))
+
+    def empty_data(self) -> None:
+        self.events.append((self.sim.now, A.EmptyData()))
+
+    def drop_slot_keys(self, slots) -> None:
+        self.events.append((self.sim.now, A.DropSlotKeys(slots)))
+
+    def drop_slot_channels(self, slots) -> None:
+        self.events.append((self.sim.now, A.DropSlotChannels(slots)))
+
+    def deliver(self, channel, message, shard) -> None:
+        self.events.append((self.sim.now, A.Deliver(channel, message, shard)))
+
+    def pause_clients(self, until_ms: int) -> None:
+        self.paused_until = until_ms
+        self.events.append((self.sim.now, A.PauseClients(until_ms)))
+
+    def unpause_clients(self) -> None:
+        self.paused_until = 0
+        self.events.append((self.sim.now, A.UnpauseClients()))
+
+
+class SimBus(BusPort):
+    """The executor's bus port for one simulated node: links of the simulated network."""
+
+    __slots__ = ("sim", "node")
+
+    def __init__(self, sim: "Simulator", node: SimNode) -> None:
+        self.sim = sim
+        self.node = node
+
+    def send(self, node_id: str, msg) -> None:
+        self.sim._send(self.node, node_id, msg)
+
+    def broadcast(self, msg, to) -> None:
+        send, node = self.sim._send, self.node
+        for nid in to:
+            send(node, nid, msg)
+
+    def reply(self, info: LinkInfo, msg) -> None:
+        sim = self.sim
+        link = sim._links.get(info.conn_id)
+        if link is not None and link.state == "up":
+            sim._transmit(link, "back" if info.inbound else "fwd", msg)
+        else:
+            sim.dropped += 1
+
+    def connect(self, node_id: str, ip: str, cport: int) -> None:
+        self.sim._connect(self.node, node_id, ip, cport)
+
+    def disconnect(self, node_id: str) -> None:
+        link = self.node.out_links.pop(node_id, None)
+        if link is not None:
+            self.sim._close(link)
+
+    def rename(self, old_id: str, new_id: str) -> None:
+        out = self.node.out_links
+        link = out.pop(old_id, None)
+        if link is not None:
+            link.key = new_id
+            out[new_id] = link
+
+    def close_link(self, info: LinkInfo) -> None:
+        # the transport frees that connection: the other end sees it reset
+        sim = self.sim
+        link = sim._links.get(info.conn_id)
+        if link is None or link.state == "closed":
+            return
+        sim._close(link)
+        owner = sim.nodes[link.owner]
+        if owner.out_links.get(link.key) is link:
+            sim._push(sim.now + (0 if not info.inbound else sim._delay()), "link_down",
+                      (link.owner, owner.incarnation, link.id))
 
 
 class Simulator:
@@ -131,6 +231,7 @@ class Simulator:
         self.now = START_MS
         self.steps = 0
         self.dropped = 0
+        self.lost_saves = 0  # crashes that lost a delayed nodes.conf save
         self._queue: list = []
         self._seq = 0
         self._links: dict[int, SimLink] = {}
@@ -147,7 +248,8 @@ class Simulator:
 
     def add_node(self) -> int:
         i = len(self.nodes)
-        node = SimNode(i, "127.0.0.1", 7000 + i, 17000 + i)
+        node = SimNode(i, "127.0.0.1", 7000 + i, 17000 + i, self)
+        node.bus = SimBus(self, node)
         node.lag = self.repl_rng.randint(*self.repl_lag)
         self.nodes.append(node)
         self._addr[(node.ip, node.cport)] = i
@@ -156,6 +258,7 @@ class Simulator:
 
     def _boot(self, node: SimNode, conf_text: str | None) -> None:
         rng = random.Random(self.rng.getrandbits(64))
+        node.saver = SavePolicy(node._write_config, node._schedule_save)
         if conf_text:
             node.state = ClusterState.from_conf(
                 parse(conf_text), port=node.port, cport=node.cport,
@@ -189,6 +292,10 @@ class Simulator:
         """The process dies: memory lost, nodes.conf kept, links reset."""
         node = self.nodes[i]
         assert node.alive
+        if node.saver.pending:
+            node.lost_saves += 1
+            self.lost_saves += 1
+        node.saver.forget()
         node.state = None
         node.incarnation += 1
         node.out_links.clear()
@@ -238,8 +345,10 @@ class Simulator:
             value, actions = result
         else:
             value = result
-        self._execute(self.nodes[i], actions)
-        self.check(self.nodes[i])
+        node = self.nodes[i]
+        self._execute(node, actions)
+        node.saver.flush()  # an admin command's change is on disk before it answers
+        self.check(node)
         return value
 
     def meet(self, i: int, j: int) -> None:
@@ -347,6 +456,11 @@ class Simulator:
             self.check(node)
         elif kind == "deliver":
             self._deliver(*data)
+        elif kind == "save":
+            i, inc = data
+            node = self.nodes[i]
+            if node.incarnation == inc and node.alive and not self._stalled(node, kind, data):
+                node.saver.flush()
         elif kind == "connect":
             self._on_connect(self._links[data])
         elif kind == "link_down":
@@ -376,59 +490,21 @@ class Simulator:
         link.pending.clear()
 
     def _execute(self, node: SimNode, actions: list) -> None:
-        save = False
-        for a in actions:
-            if isinstance(a, A.Send):
-                self._send(node, a.node_id, a.msg)
-            elif isinstance(a, A.Broadcast):
-                for nid in a.to:
-                    self._send(node, nid, a.msg)
-            elif isinstance(a, A.Reply):
-                link = self._links.get(a.link.conn_id)
-                if link is not None and link.state == "up":
-                    direction = "back" if a.link.inbound else "fwd"
-                    self._transmit(link, direction, a.msg)
-                else:
-                    self.dropped += 1
-            elif isinstance(a, A.Connect):
-                self._connect(node, a)
-            elif isinstance(a, A.Disconnect):
-                link = node.out_links.pop(a.node_id, None)
-                if link is not None:
-                    self._close(link)
-            elif isinstance(a, A.Rename):
-                link = node.out_links.pop(a.old_id, None)
-                if link is not None:
-                    link.key = a.new_id
-                    node.out_links[a.new_id] = link
-            elif isinstance(a, A.SaveConfig):
-                save = True
-            elif isinstance(a, A.Log):
-                node.logs.append((self.now, a.level, a.text))
-            elif isinstance(a, A.PauseClients):
-                node.paused_until = a.until_ms
-                node.events.append((self.now, a))
-            elif isinstance(a, A.UnpauseClients):
-                node.paused_until = 0
-                node.events.append((self.now, a))
-            else:
-                node.events.append((self.now, a))
-        if save and node.alive:
-            node.conf_text = render(node.state)
+        execute(actions, node.bus, node)
 
-    def _connect(self, node: SimNode, a: A.Connect) -> None:
-        old = node.out_links.pop(a.node_id, None)
+    def _connect(self, node: SimNode, node_id: str, ip: str, cport: int) -> None:
+        old = node.out_links.pop(node_id, None)
         if old is not None:
             self._close(old)
-        target = self._addr.get((a.ip, a.cport))
+        target = self._addr.get((ip, cport))
         tnode = self.nodes[target] if target is not None else None
         link = SimLink(
-            self._next_link, node.index, node.incarnation, a.node_id, target,
+            self._next_link, node.index, node.incarnation, node_id, target,
             tnode.incarnation if tnode is not None else 0,
         )
         self._next_link += 1
         self._links[link.id] = link
-        node.out_links[a.node_id] = link
+        node.out_links[node_id] = link
         if tnode is not None and tnode.alive and self._partitioned(node.index, target):
             when = self.now + self.connect_timeout  # SYNs lost: time out
         else:
@@ -593,6 +669,13 @@ class Simulator:
             o = other.state.myself
             if o.is_primary and o.config_epoch == me.config_epoch and o.slots:
                 both = me.slots & o.slots
+                if both and (me.migrating or o.migrating):
+                    # a move in progress: the source serves the slot until its own
+                    # SETSLOT NODE while the target has claimed it with an epoch
+                    # bumped without consensus, which may collide (Redis's
+                    # clusterBumpConfigEpochWithoutConsensus; the collision
+                    # handling separates the epochs)
+                    both = {s for s in both if me.migrating.get(s) != o.id and o.migrating.get(s) != me.id}
                 assert not both, (
                     f"seed {self.seed} t={self.now}: nodes {node.index} and {other.index} both serve "
                     f"slot {min(both)} with configEpoch {me.config_epoch}"
