@@ -28,7 +28,8 @@ from gossip.sim import Simulator
 from gossip.state import ClusterError
 from tests.test_gossip_sim_failover import TIMEOUT, form, settle
 
-STEPS = ("loss", "delay", "partition", "heal", "crash", "restart", "stall", "move", "move", "wait")
+STEPS = ("loss", "delay", "partition", "heal", "crash", "restart", "stall", "move", "move", "wait",
+         "crash_soon")
 
 
 def shard_of(sim: Simulator, node_id: str) -> str:
@@ -111,6 +112,11 @@ def run_random_schedule(seed: int, n: int) -> dict:
         for m in moves:
             if not m.done and rng.random() < 0.7:
                 m.step(sim)
+        if what == "crash_soon" and len(down) < (n_prim - 1) // 2 + 1:
+            # a crash within a save's delay after a change (the window a
+            # delayed nodes.conf save is lost in)
+            sim.run_for(rng.randint(1, 150))
+            sim.crash(rng.choice([x.index for x in sim.live()]))
         sim.run_for(rng.randint(0, 2 * TIMEOUT))
     # the end: the network heals, every node comes back, the moves finish
     sim.heal()
