@@ -93,6 +93,7 @@ class SimNode(ServerPort):
     bus: "SimBus" = None  # type: ignore[assignment]
     saver: SavePolicy | None = None
     lost_saves: int = 0  # crashes that lost a pending (delayed) nodes.conf save
+    conf_dirty: bool = False  # lazy_conf: saved since the last render
 
     @property
     def alive(self) -> bool:
@@ -105,7 +106,10 @@ class SimNode(ServerPort):
     def _write_config(self, fsync: bool) -> None:
         # an in-place write survives a process crash (the page cache keeps it):
         # only a save still waiting for its delay is lost
-        self.conf_text = render(self.state)
+        if self.sim.lazy_conf:
+            self.conf_dirty = True
+        else:
+            self.conf_text = render(self.state)
 
     def _schedule_save(self, delay_ms: int, fn) -> None:
         self.sim._push(self.sim.now + delay_ms, "save", (self.index, self.incarnation))
@@ -207,8 +211,23 @@ class Simulator:
         repl_lag: tuple[int, int] = (0, 300),
         state_kwargs: dict | None = None,
         loop_lateness: tuple[float, int] | None = None,
+        slot_check_every: int = 1,
+        lazy_conf: bool = False,
+        bytes_sample: int = 16,
     ):
         self.seed = seed
+        # Scale knobs (a 1000-node run): the cross-node slot/epoch check every
+        # k-th step; ``lazy_conf`` renders nodes.conf only when a node crashes
+        # (from its state then, unsaved changes included) instead of at every
+        # save; without ``wire``, one message in ``bytes_sample`` is encoded to
+        # measure the bus bytes.
+        self.slot_check_every = slot_check_every
+        self.lazy_conf = lazy_conf
+        self.bytes_sample = bytes_sample
+        # bus figures: messages and bytes put on the simulated wire
+        self.msgs_sent = 0
+        self.bytes_sent = 0
+        self._bytes_measured = [0, 0]  # (messages, bytes) actually encoded
         self.rng = random.Random(seed)
         self.loss = loss
         self.delay = delay
@@ -296,6 +315,9 @@ class Simulator:
             node.lost_saves += 1
             self.lost_saves += 1
         node.saver.forget()
+        if node.conf_dirty:
+            node.conf_text = render(node.state)
+            node.conf_dirty = False
         node.state = None
         node.incarnation += 1
         node.out_links.clear()
@@ -551,7 +573,16 @@ class Simulator:
         if self.loss and self.rng.random() < self.loss:
             self.dropped += 1
             return
-        payload = encode(msg) if self.wire else msg
+        self.msgs_sent += 1
+        if self.wire:
+            payload = encode(msg)
+            self.bytes_sent += len(payload)
+        else:
+            payload = msg
+            if self.msgs_sent % self.bytes_sample == 0:
+                m = self._bytes_measured
+                m[0] += 1
+                m[1] += len(encode(msg))
         copies = 2 if self.duplication and self.rng.random() < self.duplication else 1
         for _ in range(copies):
             t = self.now + self._delay()
@@ -694,7 +725,15 @@ class Simulator:
             except AssertionError as e:
                 raise AssertionError(f"seed {self.seed} t={self.now} node {node.index}: {e}") from e
         self._note_epoch(node)
-        self._check_slot_epochs(node)
+        if self.steps % self.slot_check_every == 0:
+            self._check_slot_epochs(node)
+
+    def bus_bytes(self) -> int:
+        """Bytes put on the wire so far (measured, or estimated from the sample)."""
+        if self.wire:
+            return self.bytes_sent
+        n, b = self._bytes_measured
+        return round(self.msgs_sent * b / n) if n else 0
 
     def check_all(self) -> None:
         for node in self.live():
