@@ -390,6 +390,36 @@ class Simulator:
             if n.index != to:
                 self.meet(n.index, to)
 
+    def form(self, n_primaries: int, replicas: dict[int, int] | None = None,
+             timeout_ms: int = 60_000, every_ms: int = 200) -> str | None:
+        """What redis-cli --cluster create does: primaries 0..n-1 get the slots
+        (and distinct config epochs), every node MEETs node 0 (again if a MEET
+        got lost), then every other node replicates a primary (round robin, or
+        as ``replicas`` says: replica index -> primary index), until converged.
+        Returns None, or what did not happen."""
+        prim = list(range(n_primaries))
+        self.assign_slots_evenly(prim)
+        for k, i in enumerate(prim):
+            self.call(i, "set_config_epoch", k + 1)
+        self.meet_all()
+
+        def known(s: Simulator) -> bool:
+            s.rejoin_stragglers()
+            return s.tables_converged()
+        if not self.run_until(known, timeout_ms, every_ms):
+            return "no node table agreement"
+        n = len(self.nodes)
+        plan = replicas or {r: prim[(r - n_primaries) % n_primaries] for r in range(n_primaries, n)}
+        for r, p in plan.items():
+            self.call(r, "replicate", self.node_id(p))
+
+        def settled(s: Simulator) -> bool:
+            s.rejoin_stragglers()
+            return s.converged() and s.epochs_distinct()
+        if not self.run_until(settled, timeout_ms, every_ms):
+            return "no convergence after forming"
+        return None
+
     def rejoin_stragglers(self, to: int = 0) -> None:
         """What an operator (or redis-cli) does when a MEET got lost: MEET again
         each node that does not know ``to`` or is not known by it, unless a

@@ -73,24 +73,9 @@ def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print) -> dict:
 
     # 1. form
     t0, v0 = time.perf_counter(), sim.now
-    prim = list(range(n_prim))
-    sim.assign_slots_evenly(prim)
-    for k, i in enumerate(prim):
-        sim.call(i, "set_config_epoch", k + 1)
-    sim.meet_all()
-
-    def known(s: Simulator) -> bool:
-        s.rejoin_stragglers()
-        return s.tables_converged()
-    if not sim.run_until(known, 600_000, every_ms=1000):
-        raise SystemExit(f"seed {seed}: {n} nodes do not all know each other")
-    for r in range(n_prim, n):
-        sim.call(r, "replicate", sim.node_id(r - n_prim))
-
-    def settled(s: Simulator) -> bool:
-        return s.converged() and s.epochs_distinct()
-    if not sim.run_until(settled, 600_000, every_ms=1000):
-        raise SystemExit(f"seed {seed}: {n} nodes formed but did not converge")
+    failed = sim.form(n_prim, timeout_ms=600_000, every_ms=1000)
+    if failed:
+        raise SystemExit(f"seed {seed}: {n} nodes: {failed}")
     sim.check_all()
     phase("form", t0, v0)
 
