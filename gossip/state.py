@@ -622,6 +622,7 @@ class ClusterState:
         bits = self.rng.getrandbits
         k = nids.bit_length()
         entry = self._gossip_entry
+        special = _TICK_SPECIAL
         maxiter = wanted * 3
         while freshnodes > 0 and len(entries) < wanted and maxiter > 0:
             maxiter -= 1
@@ -629,15 +630,29 @@ class ClusterState:
             while r >= nids:
                 r = bits(k)
             n = nodes[ids[r]]
-            if n is me or PFAIL in n.flags:
+            if n is me:
                 continue
-            if HANDSHAKE in n.flags or NOADDR in n.flags or (not n.link and not n.slots):
+            fl = n.flags
+            if not special.isdisjoint(fl):
+                if PFAIL in fl:
+                    continue
+                freshnodes -= 1  # HANDSHAKE or NOADDR
+                continue
+            if not n.link and not n.slots:
                 freshnodes -= 1
                 continue
-            if n.id in chosen:
+            nid = n.id
+            if nid in chosen:
                 continue
-            entries.append(entry(n))
-            chosen.add(n.id)
+            g = n._gossip  # _gossip_entry(n), inlined: this runs ~100 times a message
+            if (
+                g is None or g.node_id != nid or g.ping_sent != n.ping_sent // 1000 * 1000
+                or g.pong_received != n.pong_received // 1000 * 1000 or g.flags != fl
+                or g.ip != n.ip or g.port != n.port or g.cport != n.cport
+            ):
+                g = entry(n)
+            entries.append(g)
+            chosen.add(nid)
             freshnodes -= 1
         pfail_wanted = self.stats_pfail_nodes
         if pfail_wanted:
