@@ -53,6 +53,11 @@ DEFERRED_FIRST = 1 << 62  # sorts deferred messages (in their order) before anyt
 START_MS = 1_700_000_000_000  # a plausible wall clock: times are printed in nodes.conf
 
 
+# A simulated link's states, and the moves between them (asserted on each change).
+CONNECTING, UP, CLOSED = "connecting", "up", "closed"
+LINK_MOVES = {CONNECTING: frozenset((UP, CLOSED)), UP: frozenset((CLOSED,)), CLOSED: frozenset((CLOSED,))}
+
+
 @dataclass(eq=False)
 class SimLink:
     id: int
@@ -61,7 +66,7 @@ class SimLink:
     key: str  # the node id it belongs to, in the owner's table
     target: int | None  # node index listening at the address, if any
     target_inc: int
-    state: str = "connecting"  # connecting | up | closed
+    state: str = CONNECTING  # see LINK_MOVES
     pending: list = field(default_factory=list)
     last_fwd: int = 0  # FIFO: latest scheduled delivery time, owner -> target
     last_back: int = 0
@@ -161,7 +166,7 @@ class SimBus(BusPort):
     def reply(self, info: LinkInfo, msg) -> None:
         sim = self.sim
         link = sim._links.get(info.conn_id)
-        if link is not None and link.state == "up":
+        if link is not None and link.state == UP:
             sim._transmit(link, "back" if info.inbound else "fwd", msg)
         else:
             sim.dropped += 1
@@ -185,7 +190,7 @@ class SimBus(BusPort):
         # the transport frees that connection: the other end sees it reset
         sim = self.sim
         link = sim._links.get(info.conn_id)
-        if link is None or link.state == "closed":
+        if link is None or link.state == CLOSED:
             return
         sim._close(link)
         owner = sim.nodes[link.owner]
@@ -327,7 +332,7 @@ class Simulator:
         for link in list(self._links.values()):
             if link.owner == i:
                 self._close(link)
-            elif link.target == i and link.state != "closed":
+            elif link.target == i and link.state != CLOSED:
                 owner = self.nodes[link.owner]
                 self._close(link)
                 # the peer sees its connection reset
@@ -538,7 +543,8 @@ class Simulator:
     # ------------------------------------------------------------------ network
 
     def _close(self, link: SimLink) -> None:
-        link.state = "closed"
+        assert CLOSED in LINK_MOVES[link.state]
+        link.state = CLOSED
         link.pending.clear()
 
     def _execute(self, node: SimNode, actions: list) -> None:
@@ -564,7 +570,7 @@ class Simulator:
         self._push(when, "connect", link.id)
 
     def _on_connect(self, link: SimLink) -> None:
-        if link.state != "connecting":
+        if link.state != CONNECTING:
             return
         owner = self.nodes[link.owner]
         if owner.incarnation != link.owner_inc or not owner.alive:
@@ -575,7 +581,8 @@ class Simulator:
             tnode is not None and tnode.alive and tnode.incarnation == link.target_inc
             and not self._partitioned(link.owner, link.target)
         ):
-            link.state = "up"
+            assert UP in LINK_MOVES[link.state]
+            link.state = UP
             self._trace_step("up", owner.index)
             self._execute(owner, owner.state.on_link_up(link.key, self.now))
             pending, link.pending = link.pending, []
@@ -592,9 +599,9 @@ class Simulator:
 
     def _send(self, node: SimNode, node_id: str, msg: Message) -> None:
         link = node.out_links.get(node_id)
-        if link is None or link.state == "closed":
+        if link is None or link.state == CLOSED:
             self.dropped += 1
-        elif link.state == "connecting":
+        elif link.state == CONNECTING:
             link.pending.append(msg)
         else:
             self._transmit(link, "fwd", msg)
@@ -624,7 +631,7 @@ class Simulator:
 
     def _deliver(self, link_id: int, direction: str, payload) -> None:
         link = self._links[link_id]
-        if link.state != "up":
+        if link.state != UP:
             return
         if self._partitioned(link.owner, link.target):
             self.dropped += 1
