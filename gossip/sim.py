@@ -396,11 +396,13 @@ class Simulator:
                 self.meet(n.index, to)
 
     def form(self, n_primaries: int, replicas: dict[int, int] | None = None,
-             timeout_ms: int = 60_000, every_ms: int = 200) -> str | None:
+             timeout_ms: int = 60_000, every_ms: int = 200,
+             agree_on_roles: bool = True) -> str | None:
         """What redis-cli --cluster create does: primaries 0..n-1 get the slots
         (and distinct config epochs), every node MEETs node 0 (again if a MEET
         got lost), then every other node replicates a primary (round robin, or
-        as ``replicas`` says: replica index -> primary index), until converged.
+        as ``replicas`` says: replica index -> primary index), until converged
+        (:meth:`converged`; without ``agree_on_roles``, :meth:`consistent`).
         Returns None, or what did not happen."""
         prim = list(range(n_primaries))
         self.assign_slots_evenly(prim)
@@ -410,7 +412,7 @@ class Simulator:
 
         def known(s: Simulator) -> bool:
             s.rejoin_stragglers()
-            return s.tables_converged()
+            return s.tables_converged() if agree_on_roles else s.everyone_known()
         if not self.run_until(known, timeout_ms, every_ms):
             return "no node table agreement"
         n = len(self.nodes)
@@ -420,6 +422,9 @@ class Simulator:
 
         def settled(s: Simulator) -> bool:
             s.rejoin_stragglers()
+            if not agree_on_roles:
+                return s.consistent() and all(
+                    s.state(r).myself.primary_id == s.node_id(p) for r, p in plan.items())
             return s.converged() and s.epochs_distinct()
         if not self.run_until(settled, timeout_ms, every_ms):
             return "no convergence after forming"
@@ -798,6 +803,27 @@ class Simulator:
         if {row[0] for row in table} != ids:
             return False
         return all(not any(m.in_handshake for m in n.state.nodes.values()) for n in live)
+
+    def everyone_known(self) -> bool:
+        """Every live node knows every other (none in handshake)."""
+        live = self.live()
+        ids = {n.state.myself_id for n in live}
+        for n in live:
+            nodes = n.state.nodes
+            if len(nodes) < len(ids) or any(m.in_handshake for m in nodes.values()):
+                return False
+            if not ids.issubset(nodes):
+                return False
+        return True
+
+    def consistent(self) -> bool:
+        """What ``redis-cli --cluster check`` asks: every node known to every node,
+        one slot map, every slot served once, distinct config epochs, all states
+        ok (not that every node has heard every replica name its primary)."""
+        return (
+            self.everyone_known() and self.slots_converged() and self.every_slot_served_once()
+            and self.epochs_distinct() and self.states_ok()
+        )
 
     def slots_converged(self, full_coverage: bool = True) -> bool:
         live = self.live()
