@@ -14,7 +14,7 @@ APT = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq
 
 .PHONY: setup system-packages start test bench clean cluster cluster-stop cluster-status \
-	bench-cluster chaos
+	bench-cluster chaos sim-scale
 
 # Everything a fresh Debian machine needs: redis-tools/redis-server for the
 # cross-checks and benchmarks, chromium + chromium-driver for the dashboard's
@@ -88,16 +88,29 @@ bench-cluster: setup
 # by CLUSTER MIGRATESLOTS under a ledger and redis-benchmark, and its faults.
 # Then 20 rounds of real partitions over network namespaces (root): a primary cut
 # off alone (failover), then a host holding a primary and its replica (none).
+# Then the random fault sequences with slot moves (1000 seeded schedules, the
+# node's own nodes.conf save policy), and the simulator at scale: 1000 nodes
+# form, converge, measure the bus and survive a primary failure (prints each
+# phase's wall time and the bus figures next to Redis's gossip rules; fails
+# over SIM_SCALE_BUDGET seconds of wall time).
 # PYNODE_CLUSTER_SERVER=redis runs the process part against redis-server 7.0.
 CHAOS_ROUNDS ?= 20
+SIM_SCALE_NODES ?= 1000
+SIM_SCALE_BUDGET ?= 600
 chaos:
 	$(PY) -m tests.chaos_long --rounds $(CHAOS_ROUNDS)
 	$(PY) -m tests.chaos_long --rounds $(CHAOS_ROUNDS) --server redis --no-extras
 	$(PY) -m pytest tests/test_chaos_load.py
 	PYNODE_SIM_SCHEDULES=1000 $(PY) -m pytest tests/test_gossip_sim_failover.py
+	PYNODE_SIM_RANDOM=1000 $(PY) -m pytest tests/test_gossip_sim_random.py
+	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET)
 	PYNODE_LIVE_FORM=long $(PY) -m pytest tests/test_reshard_live.py
 	PYNODE_ATOMIC_FORM=long $(PY) -m pytest tests/test_atomic_migration.py
 	PYNODE_NETNS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m pytest tests/test_chaos_netns.py
+
+# the 1000-node simulation alone
+sim-scale:
+	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis

@@ -31,7 +31,12 @@ def slots_from_bitmap(bitmap: bytes) -> list[int]:
     out: list[int] = []
     if bitmap == EMPTY_BITMAP:
         return out
-    for i, byte in enumerate(bitmap):
+    # only the span between the first and the last non-zero byte (a node's
+    # slots are usually a few ranges)
+    first = BITMAP_BYTES - len(bitmap.lstrip(b"\0"))
+    last = len(bitmap.rstrip(b"\0"))
+    for i in range(first, last):
+        byte = bitmap[i]
         if byte:
             base = i << 3
             if byte == 0xFF:

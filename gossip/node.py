@@ -102,6 +102,9 @@ class Node:
     importing: dict[int, str] = field(default_factory=dict)
     _bitmap: bytes | None = field(default=None, repr=False)
     _ranges: tuple | None = field(default=None, repr=False)
+    #: the last gossip entry made for this node (gossip.state reuses it while
+    #: the fields it carries are unchanged)
+    _gossip: object = field(default=None, repr=False)
 
     @property
     def is_primary(self) -> bool:

@@ -26,7 +26,8 @@ sockets before a late cron).
 All randomness comes from ``random.Random(seed)``: a failing seed replays
 exactly. Invariants are checked after every step (see :meth:`Simulator.check`):
 the state's own, currentEpoch and lastVoteEpoch never decrease per node (across
-restarts too), and no two live primaries serve a slot with the same configEpoch.
+restarts too), and no two live primaries serve a slot with the same configEpoch
+(except a slot its source still migrates to the other: see _check_slot_epochs).
 An :class:`AssertionError` names the seed, time and node.
 """
 
@@ -42,6 +43,7 @@ from typing import Callable
 from gossip import actions as A
 from gossip.actions import LinkInfo
 from gossip.codec import Message, decode, encode
+from gossip.executor import BusPort, SavePolicy, ServerPort, execute
 from gossip.node import random_node_id
 from gossip.nodes_conf import parse, render
 from gossip.state import ClusterState
@@ -49,6 +51,11 @@ from gossip.state import ClusterState
 TICK_MS = 100
 DEFERRED_FIRST = 1 << 62  # sorts deferred messages (in their order) before anything else due then
 START_MS = 1_700_000_000_000  # a plausible wall clock: times are printed in nodes.conf
+
+
+# A simulated link's states, and the moves between them (asserted on each change).
+CONNECTING, UP, CLOSED = "connecting", "up", "closed"
+LINK_MOVES = {CONNECTING: frozenset((UP, CLOSED)), UP: frozenset((CLOSED,)), CLOSED: frozenset((CLOSED,))}
 
 
 @dataclass(eq=False)
@@ -59,18 +66,22 @@ class SimLink:
     key: str  # the node id it belongs to, in the owner's table
     target: int | None  # node index listening at the address, if any
     target_inc: int
-    state: str = "connecting"  # connecting | up | closed
+    state: str = CONNECTING  # see LINK_MOVES
     pending: list = field(default_factory=list)
     last_fwd: int = 0  # FIFO: latest scheduled delivery time, owner -> target
     last_back: int = 0
 
 
 @dataclass(eq=False)
-class SimNode:
+class SimNode(ServerPort):
+    """One simulated process: its state, what it saved, and the server port of
+    the executor (the simulator's model of the server)."""
+
     index: int
     ip: str
     port: int
     cport: int
+    sim: "Simulator"
     state: ClusterState | None = None
     conf_text: str | None = None
     incarnation: int = 0
@@ -84,10 +95,108 @@ class SimNode:
     link_down_since: int | None = None
     paused_until: int = 0
     busy_until: int = 0  # a stalled event loop: nothing runs before this time
+    bus: "SimBus" = None  # type: ignore[assignment]
+    saver: SavePolicy | None = None
+    lost_saves: int = 0  # crashes that lost a pending (delayed) nodes.conf save
+    conf_dirty: bool = False  # lazy_conf: saved since the last render
 
     @property
     def alive(self) -> bool:
         return self.state is not None
+
+    # ServerPort
+    def request_save(self, fsync: bool) -> None:
+        self.saver.request(fsync)
+
+    def _write_config(self, fsync: bool) -> None:
+        # an in-place write survives a process crash (the page cache keeps it):
+        # only a save still waiting for its delay is lost
+        if self.sim.lazy_conf:
+            self.conf_dirty = True
+        else:
+            self.conf_text = render(self.state)
+
+    def _schedule_save(self, delay_ms: int, fn) -> None:
+        self.sim._push(self.sim.now + delay_ms, "save", (self.index, self.incarnation))
+
+    def log(self, level: str, text: str) -> None:
+        self.logs.append((self.sim.now, level, text))
+
+    def replicate(self, primary_id) -> None:
+        self.events.append((self.sim.now, A.Replicate(primary_id)))
+
+    def empty_data(self) -> None:
+        self.events.append((self.sim.now, A.EmptyData()))
+
+    def drop_slot_keys(self, slots) -> None:
+        self.events.append((self.sim.now, A.DropSlotKeys(slots)))
+
+    def drop_slot_channels(self, slots) -> None:
+        self.events.append((self.sim.now, A.DropSlotChannels(slots)))
+
+    def deliver(self, channel, message, shard) -> None:
+        self.events.append((self.sim.now, A.Deliver(channel, message, shard)))
+
+    def pause_clients(self, until_ms: int) -> None:
+        self.paused_until = until_ms
+        self.events.append((self.sim.now, A.PauseClients(until_ms)))
+
+    def unpause_clients(self) -> None:
+        self.paused_until = 0
+        self.events.append((self.sim.now, A.UnpauseClients()))
+
+
+class SimBus(BusPort):
+    """The executor's bus port for one simulated node: links of the simulated network."""
+
+    __slots__ = ("sim", "node")
+
+    def __init__(self, sim: "Simulator", node: SimNode) -> None:
+        self.sim = sim
+        self.node = node
+
+    def send(self, node_id: str, msg) -> None:
+        self.sim._send(self.node, node_id, msg)
+
+    def broadcast(self, msg, to) -> None:
+        send, node = self.sim._send, self.node
+        for nid in to:
+            send(node, nid, msg)
+
+    def reply(self, info: LinkInfo, msg) -> None:
+        sim = self.sim
+        link = sim._links.get(info.conn_id)
+        if link is not None and link.state == UP:
+            sim._transmit(link, "back" if info.inbound else "fwd", msg)
+        else:
+            sim.dropped += 1
+
+    def connect(self, node_id: str, ip: str, cport: int) -> None:
+        self.sim._connect(self.node, node_id, ip, cport)
+
+    def disconnect(self, node_id: str) -> None:
+        link = self.node.out_links.pop(node_id, None)
+        if link is not None:
+            self.sim._close(link)
+
+    def rename(self, old_id: str, new_id: str) -> None:
+        out = self.node.out_links
+        link = out.pop(old_id, None)
+        if link is not None:
+            link.key = new_id
+            out[new_id] = link
+
+    def close_link(self, info: LinkInfo) -> None:
+        # the transport frees that connection: the other end sees it reset
+        sim = self.sim
+        link = sim._links.get(info.conn_id)
+        if link is None or link.state == CLOSED:
+            return
+        sim._close(link)
+        owner = sim.nodes[link.owner]
+        if owner.out_links.get(link.key) is link:
+            sim._push(sim.now + (0 if not info.inbound else sim._delay()), "link_down",
+                      (link.owner, owner.incarnation, link.id))
 
 
 class Simulator:
@@ -107,8 +216,23 @@ class Simulator:
         repl_lag: tuple[int, int] = (0, 300),
         state_kwargs: dict | None = None,
         loop_lateness: tuple[float, int] | None = None,
+        slot_check_every: int = 1,
+        lazy_conf: bool = False,
+        bytes_sample: int = 16,
     ):
         self.seed = seed
+        # Scale knobs (a 1000-node run): the cross-node slot/epoch check every
+        # k-th step; ``lazy_conf`` renders nodes.conf only when a node crashes
+        # (from its state then, unsaved changes included) instead of at every
+        # save; without ``wire``, one message in ``bytes_sample`` is encoded to
+        # measure the bus bytes.
+        self.slot_check_every = slot_check_every
+        self.lazy_conf = lazy_conf
+        self.bytes_sample = bytes_sample
+        # bus figures: messages and bytes put on the simulated wire
+        self.msgs_sent = 0
+        self.bytes_sent = 0
+        self._bytes_measured = [0, 0]  # (messages, bytes) actually encoded
         self.rng = random.Random(seed)
         self.loss = loss
         self.delay = delay
@@ -131,6 +255,7 @@ class Simulator:
         self.now = START_MS
         self.steps = 0
         self.dropped = 0
+        self.lost_saves = 0  # crashes that lost a delayed nodes.conf save
         self._queue: list = []
         self._seq = 0
         self._links: dict[int, SimLink] = {}
@@ -147,7 +272,8 @@ class Simulator:
 
     def add_node(self) -> int:
         i = len(self.nodes)
-        node = SimNode(i, "127.0.0.1", 7000 + i, 17000 + i)
+        node = SimNode(i, "127.0.0.1", 7000 + i, 17000 + i, self)
+        node.bus = SimBus(self, node)
         node.lag = self.repl_rng.randint(*self.repl_lag)
         self.nodes.append(node)
         self._addr[(node.ip, node.cport)] = i
@@ -156,6 +282,7 @@ class Simulator:
 
     def _boot(self, node: SimNode, conf_text: str | None) -> None:
         rng = random.Random(self.rng.getrandbits(64))
+        node.saver = SavePolicy(node._write_config, node._schedule_save)
         if conf_text:
             node.state = ClusterState.from_conf(
                 parse(conf_text), port=node.port, cport=node.cport,
@@ -189,6 +316,13 @@ class Simulator:
         """The process dies: memory lost, nodes.conf kept, links reset."""
         node = self.nodes[i]
         assert node.alive
+        if node.saver.pending:
+            node.lost_saves += 1
+            self.lost_saves += 1
+        node.saver.forget()
+        if node.conf_dirty:
+            node.conf_text = render(node.state)
+            node.conf_dirty = False
         node.state = None
         node.incarnation += 1
         node.out_links.clear()
@@ -198,7 +332,7 @@ class Simulator:
         for link in list(self._links.values()):
             if link.owner == i:
                 self._close(link)
-            elif link.target == i and link.state != "closed":
+            elif link.target == i and link.state != CLOSED:
                 owner = self.nodes[link.owner]
                 self._close(link)
                 # the peer sees its connection reset
@@ -238,8 +372,10 @@ class Simulator:
             value, actions = result
         else:
             value = result
-        self._execute(self.nodes[i], actions)
-        self.check(self.nodes[i])
+        node = self.nodes[i]
+        self._execute(node, actions)
+        node.saver.flush()  # an admin command's change is on disk before it answers
+        self.check(node)
         return value
 
     def meet(self, i: int, j: int) -> None:
@@ -258,6 +394,41 @@ class Simulator:
         for n in self.live():
             if n.index != to:
                 self.meet(n.index, to)
+
+    def form(self, n_primaries: int, replicas: dict[int, int] | None = None,
+             timeout_ms: int = 60_000, every_ms: int = 200,
+             agree_on_roles: bool = True) -> str | None:
+        """What redis-cli --cluster create does: primaries 0..n-1 get the slots
+        (and distinct config epochs), every node MEETs node 0 (again if a MEET
+        got lost), then every other node replicates a primary (round robin, or
+        as ``replicas`` says: replica index -> primary index), until converged
+        (:meth:`converged`; without ``agree_on_roles``, :meth:`consistent`).
+        Returns None, or what did not happen."""
+        prim = list(range(n_primaries))
+        self.assign_slots_evenly(prim)
+        for k, i in enumerate(prim):
+            self.call(i, "set_config_epoch", k + 1)
+        self.meet_all()
+
+        def known(s: Simulator) -> bool:
+            s.rejoin_stragglers()
+            return s.tables_converged() if agree_on_roles else s.everyone_known()
+        if not self.run_until(known, timeout_ms, every_ms):
+            return "no node table agreement"
+        n = len(self.nodes)
+        plan = replicas or {r: prim[(r - n_primaries) % n_primaries] for r in range(n_primaries, n)}
+        for r, p in plan.items():
+            self.call(r, "replicate", self.node_id(p))
+
+        def settled(s: Simulator) -> bool:
+            s.rejoin_stragglers()
+            if not agree_on_roles:
+                return s.consistent() and all(
+                    s.state(r).myself.primary_id == s.node_id(p) for r, p in plan.items())
+            return s.converged() and s.epochs_distinct()
+        if not self.run_until(settled, timeout_ms, every_ms):
+            return "no convergence after forming"
+        return None
 
     def rejoin_stragglers(self, to: int = 0) -> None:
         """What an operator (or redis-cli) does when a MEET got lost: MEET again
@@ -347,6 +518,11 @@ class Simulator:
             self.check(node)
         elif kind == "deliver":
             self._deliver(*data)
+        elif kind == "save":
+            i, inc = data
+            node = self.nodes[i]
+            if node.incarnation == inc and node.alive and not self._stalled(node, kind, data):
+                node.saver.flush()
         elif kind == "connect":
             self._on_connect(self._links[data])
         elif kind == "link_down":
@@ -372,63 +548,26 @@ class Simulator:
     # ------------------------------------------------------------------ network
 
     def _close(self, link: SimLink) -> None:
-        link.state = "closed"
+        assert CLOSED in LINK_MOVES[link.state]
+        link.state = CLOSED
         link.pending.clear()
 
     def _execute(self, node: SimNode, actions: list) -> None:
-        save = False
-        for a in actions:
-            if isinstance(a, A.Send):
-                self._send(node, a.node_id, a.msg)
-            elif isinstance(a, A.Broadcast):
-                for nid in a.to:
-                    self._send(node, nid, a.msg)
-            elif isinstance(a, A.Reply):
-                link = self._links.get(a.link.conn_id)
-                if link is not None and link.state == "up":
-                    direction = "back" if a.link.inbound else "fwd"
-                    self._transmit(link, direction, a.msg)
-                else:
-                    self.dropped += 1
-            elif isinstance(a, A.Connect):
-                self._connect(node, a)
-            elif isinstance(a, A.Disconnect):
-                link = node.out_links.pop(a.node_id, None)
-                if link is not None:
-                    self._close(link)
-            elif isinstance(a, A.Rename):
-                link = node.out_links.pop(a.old_id, None)
-                if link is not None:
-                    link.key = a.new_id
-                    node.out_links[a.new_id] = link
-            elif isinstance(a, A.SaveConfig):
-                save = True
-            elif isinstance(a, A.Log):
-                node.logs.append((self.now, a.level, a.text))
-            elif isinstance(a, A.PauseClients):
-                node.paused_until = a.until_ms
-                node.events.append((self.now, a))
-            elif isinstance(a, A.UnpauseClients):
-                node.paused_until = 0
-                node.events.append((self.now, a))
-            else:
-                node.events.append((self.now, a))
-        if save and node.alive:
-            node.conf_text = render(node.state)
+        execute(actions, node.bus, node)
 
-    def _connect(self, node: SimNode, a: A.Connect) -> None:
-        old = node.out_links.pop(a.node_id, None)
+    def _connect(self, node: SimNode, node_id: str, ip: str, cport: int) -> None:
+        old = node.out_links.pop(node_id, None)
         if old is not None:
             self._close(old)
-        target = self._addr.get((a.ip, a.cport))
+        target = self._addr.get((ip, cport))
         tnode = self.nodes[target] if target is not None else None
         link = SimLink(
-            self._next_link, node.index, node.incarnation, a.node_id, target,
+            self._next_link, node.index, node.incarnation, node_id, target,
             tnode.incarnation if tnode is not None else 0,
         )
         self._next_link += 1
         self._links[link.id] = link
-        node.out_links[a.node_id] = link
+        node.out_links[node_id] = link
         if tnode is not None and tnode.alive and self._partitioned(node.index, target):
             when = self.now + self.connect_timeout  # SYNs lost: time out
         else:
@@ -436,7 +575,7 @@ class Simulator:
         self._push(when, "connect", link.id)
 
     def _on_connect(self, link: SimLink) -> None:
-        if link.state != "connecting":
+        if link.state != CONNECTING:
             return
         owner = self.nodes[link.owner]
         if owner.incarnation != link.owner_inc or not owner.alive:
@@ -447,7 +586,8 @@ class Simulator:
             tnode is not None and tnode.alive and tnode.incarnation == link.target_inc
             and not self._partitioned(link.owner, link.target)
         ):
-            link.state = "up"
+            assert UP in LINK_MOVES[link.state]
+            link.state = UP
             self._trace_step("up", owner.index)
             self._execute(owner, owner.state.on_link_up(link.key, self.now))
             pending, link.pending = link.pending, []
@@ -464,9 +604,9 @@ class Simulator:
 
     def _send(self, node: SimNode, node_id: str, msg: Message) -> None:
         link = node.out_links.get(node_id)
-        if link is None or link.state == "closed":
+        if link is None or link.state == CLOSED:
             self.dropped += 1
-        elif link.state == "connecting":
+        elif link.state == CONNECTING:
             link.pending.append(msg)
         else:
             self._transmit(link, "fwd", msg)
@@ -475,7 +615,16 @@ class Simulator:
         if self.loss and self.rng.random() < self.loss:
             self.dropped += 1
             return
-        payload = encode(msg) if self.wire else msg
+        self.msgs_sent += 1
+        if self.wire:
+            payload = encode(msg)
+            self.bytes_sent += len(payload)
+        else:
+            payload = msg
+            if self.msgs_sent % self.bytes_sample == 0:
+                m = self._bytes_measured
+                m[0] += 1
+                m[1] += len(encode(msg))
         copies = 2 if self.duplication and self.rng.random() < self.duplication else 1
         for _ in range(copies):
             t = self.now + self._delay()
@@ -487,7 +636,7 @@ class Simulator:
 
     def _deliver(self, link_id: int, direction: str, payload) -> None:
         link = self._links[link_id]
-        if link.state != "up":
+        if link.state != UP:
             return
         if self._partitioned(link.owner, link.target):
             self.dropped += 1
@@ -593,6 +742,13 @@ class Simulator:
             o = other.state.myself
             if o.is_primary and o.config_epoch == me.config_epoch and o.slots:
                 both = me.slots & o.slots
+                if both and (me.migrating or o.migrating):
+                    # a move in progress: the source serves the slot until its own
+                    # SETSLOT NODE while the target has claimed it with an epoch
+                    # bumped without consensus, which may collide (Redis's
+                    # clusterBumpConfigEpochWithoutConsensus; the collision
+                    # handling separates the epochs)
+                    both = {s for s in both if me.migrating.get(s) != o.id and o.migrating.get(s) != me.id}
                 assert not both, (
                     f"seed {self.seed} t={self.now}: nodes {node.index} and {other.index} both serve "
                     f"slot {min(both)} with configEpoch {me.config_epoch}"
@@ -611,7 +767,15 @@ class Simulator:
             except AssertionError as e:
                 raise AssertionError(f"seed {self.seed} t={self.now} node {node.index}: {e}") from e
         self._note_epoch(node)
-        self._check_slot_epochs(node)
+        if self.steps % self.slot_check_every == 0:
+            self._check_slot_epochs(node)
+
+    def bus_bytes(self) -> int:
+        """Bytes put on the wire so far (measured, or estimated from the sample)."""
+        if self.wire:
+            return self.bytes_sent
+        n, b = self._bytes_measured
+        return round(self.msgs_sent * b / n) if n else 0
 
     def check_all(self) -> None:
         for node in self.live():
@@ -639,6 +803,27 @@ class Simulator:
         if {row[0] for row in table} != ids:
             return False
         return all(not any(m.in_handshake for m in n.state.nodes.values()) for n in live)
+
+    def everyone_known(self) -> bool:
+        """Every live node knows every other (none in handshake)."""
+        live = self.live()
+        ids = {n.state.myself_id for n in live}
+        for n in live:
+            nodes = n.state.nodes
+            if len(nodes) < len(ids) or any(m.in_handshake for m in nodes.values()):
+                return False
+            if not ids.issubset(nodes):
+                return False
+        return True
+
+    def consistent(self) -> bool:
+        """What ``redis-cli --cluster check`` asks: every node known to every node,
+        one slot map, every slot served once, distinct config epochs, all states
+        ok (not that every node has heard every replica name its primary)."""
+        return (
+            self.everyone_known() and self.slots_converged() and self.every_slot_served_once()
+            and self.epochs_distinct() and self.states_ok()
+        )
 
     def slots_converged(self, full_coverage: bool = True) -> bool:
         live = self.live()

@@ -118,6 +118,8 @@ CANT_FAILOVER_MESSAGES = {
 }
 
 _ROLE_FLAGS = frozenset((MASTER, SLAVE))
+_TICK_SPECIAL = frozenset((PFAIL, HANDSHAKE, NOADDR))
+_NOT_PRIMARY_OK = frozenset((NOADDR, HANDSHAKE, FAIL))
 
 
 def _role_flags(flags) -> set[str]:
@@ -157,6 +159,7 @@ class ClusterState:
         migration_barrier: int = 1,
         replica_no_failover: bool = False,
         repl_ping_replica_period: int = 10,
+        check_every: int = 1,
     ):
         assert is_valid_node_id(myself_id), myself_id
         assert node_timeout_ms > 0
@@ -175,6 +178,10 @@ class ClusterState:
         self.migration_barrier = migration_barrier
         self.replica_no_failover = replica_no_failover
         self.repl_ping_replica_period = repl_ping_replica_period
+        # the O(nodes) invariants run after every call (1), or every k-th call
+        # (a simulation of 1000 nodes, whose simulator checks them in full too)
+        self.check_every = check_every
+        self._calls = 0
 
         self.nodes: dict[str, Node] = {}
         self.slot_owner: list[str | None] = [None] * CLUSTER_SLOTS
@@ -449,7 +456,9 @@ class ClusterState:
         self._out = []
         self._todo_save = self._todo_fsync = self._todo_update = False
         if __debug__:
-            self.check_invariants()
+            self._calls += 1
+            if self._calls % self.check_every == 0:
+                self.check_invariants()
         return out
 
     def _save(self, fsync: bool = False, update: bool = False) -> None:
@@ -588,10 +597,15 @@ class ClusterState:
     @staticmethod
     def _gossip_entry(n: Node) -> GossipEntry:
         # Redis carries these times in seconds: keep the same resolution.
-        return GossipEntry(
-            n.id, n.ping_sent // 1000 * 1000, n.pong_received // 1000 * 1000,
-            n.ip, n.port, n.cport, frozenset(n.flags),
-        )
+        ping, pong = n.ping_sent // 1000 * 1000, n.pong_received // 1000 * 1000
+        g = n._gossip
+        if (
+            g is not None and g.node_id == n.id and g.ping_sent == ping and g.pong_received == pong
+            and g.ip == n.ip and g.port == n.port and g.cport == n.cport and g.flags == n.flags
+        ):
+            return g  # entries are immutable: one serves every message it fits
+        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, frozenset(n.flags))
+        return g
 
     def _gossip_section(self) -> tuple[GossipEntry, ...]:
         """clusterSendPing's gossip: ~1/10 of the nodes (at least 3), plus PFAIL nodes."""
@@ -601,19 +615,44 @@ class ClusterState:
         entries: list[GossipEntry] = []
         chosen: set[str] = set()
         ids = self._node_ids()
+        nids = len(ids)
+        nodes, me = self.nodes, self.myself
+        # rng.choice(ids) inlined (random.Random._randbelow_with_getrandbits:
+        # the same draws, so a seed's run is the same), a call less per draw
+        bits = self.rng.getrandbits
+        k = nids.bit_length()
+        entry = self._gossip_entry
+        special = _TICK_SPECIAL
         maxiter = wanted * 3
         while freshnodes > 0 and len(entries) < wanted and maxiter > 0:
             maxiter -= 1
-            n = self.nodes[self.rng.choice(ids)]
-            if n is self.myself or PFAIL in n.flags:
+            r = bits(k)
+            while r >= nids:
+                r = bits(k)
+            n = nodes[ids[r]]
+            if n is me:
                 continue
-            if n.flags & {HANDSHAKE, NOADDR} or (not n.link and not n.slots):
+            fl = n.flags
+            if not special.isdisjoint(fl):
+                if PFAIL in fl:
+                    continue
+                freshnodes -= 1  # HANDSHAKE or NOADDR
+                continue
+            if not n.link and not n.slots:
                 freshnodes -= 1
                 continue
-            if n.id in chosen:
+            nid = n.id
+            if nid in chosen:
                 continue
-            entries.append(self._gossip_entry(n))
-            chosen.add(n.id)
+            g = n._gossip  # _gossip_entry(n), inlined: this runs ~100 times a message
+            if (
+                g is None or g.node_id != nid or g.ping_sent != n.ping_sent // 1000 * 1000
+                or g.pong_received != n.pong_received // 1000 * 1000 or g.flags != fl
+                or g.ip != n.ip or g.port != n.port or g.cport != n.cport
+            ):
+                g = entry(n)
+            entries.append(g)
+            chosen.add(nid)
             freshnodes -= 1
         pfail_wanted = self.stats_pfail_nodes
         if pfail_wanted:
@@ -679,9 +718,14 @@ class ClusterState:
                 self._out.append(A.Replicate(primary.id))
                 self._replication_pending = False
 
-        # Reconnect, expire handshakes.
+        # Reconnect, expire handshakes. (A linked node with none of PFAIL,
+        # HANDSHAKE, NOADDR has nothing to do here: the common case, skipped
+        # first - this loop and the next run over every node 10 times a second.)
         self.stats_pfail_nodes = 0
+        special = _TICK_SPECIAL
         for node in list(self.nodes.values()):
+            if node.link and special.isdisjoint(node.flags):
+                continue
             if node is me or NOADDR in node.flags:
                 continue
             if PFAIL in node.flags:
@@ -722,7 +766,14 @@ class ClusterState:
 
         # Failure detection.
         update = False
+        half = timeout // 2
+        mf_id = self.mf_replica if self.mf_end and me.is_primary else None
         for node in list(self.nodes.values()):
+            # the common case first: no ping in flight, and no ping due (heard
+            # from within node-timeout/2, or no link), not a manual failover's replica
+            if node.ping_sent == 0 and (not node.link or now - node.pong_received <= half) \
+                    and node.id != mf_id:
+                continue
             if node is me or node.flags & {NOADDR, HANDSHAKE}:
                 continue
             ping_delay = now - node.ping_sent
@@ -766,10 +817,11 @@ class ClusterState:
         # the max number of working replicas of a primary, and my primary's count.
         ok_replicas = self._count_ok_replicas()
         orphaned = max_replicas = this_replicas = 0
+        skip = _NOT_PRIMARY_OK
         for node in self.nodes.values():
-            if node is me or node.flags & {NOADDR, HANDSHAKE}:
+            if MASTER not in node.flags or not skip.isdisjoint(node.flags):
                 continue
-            if node.is_primary and FAIL not in node.flags:
+            if node is not me:
                 ok = ok_replicas.get(node.id, 0)
                 if ok == 0 and node.slots and MIGRATE_TO in node.flags:
                     orphaned += 1
@@ -787,9 +839,11 @@ class ClusterState:
     def _count_ok_replicas(self) -> dict[str, int]:
         """clusterCountNonFailingSlaves for every primary: primary id -> replicas not FAIL."""
         counts: dict[str, int] = {}
+        get = counts.get
         for n in self.nodes.values():
-            if n.is_replica and n.primary_id is not None and FAIL not in n.flags:
-                counts[n.primary_id] = counts.get(n.primary_id, 0) + 1
+            pid = n.primary_id
+            if pid is not None and SLAVE in n.flags and FAIL not in n.flags:
+                counts[pid] = get(pid, 0) + 1
         return counts
 
     # ------------------------------------------------------------------ failover (replica side)
@@ -1344,27 +1398,32 @@ class ClusterState:
     def _process_gossip(self, sender: Node | None, msg: Message) -> None:
         """clusterProcessGossipSection."""
         me = self.myself
+        nodes = self.nodes
+        reporter = sender is not None and sender.is_primary
+        healthy = FAILURE_FLAGS.isdisjoint
+        latest = self.now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
         for g in msg.gossip:
-            node = self.nodes.get(g.node_id)
+            node = nodes.get(g.node_id)
             if node is not None:
-                if sender is not None and sender.is_primary and node is not me and sender is not node:
-                    if g.flags & FAILURE_FLAGS:
+                if reporter and node is not me and sender is not node:
+                    if not healthy(g.flags):
                         if sender.id not in node.failure_reports:
                             self._log("verbose", f"Node {sender.id} reported node {node.id} as not reachable.")
                         node.failure_reports[sender.id] = self.now
                         self._mark_node_as_failing_if_needed(node)
-                    elif node.failure_reports.pop(sender.id, None) is not None:
+                    elif node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
                         self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
+                node_ok = healthy(node.flags)
                 if (
-                    not node.flags & FAILURE_FLAGS
+                    node_ok
                     and node.ping_sent == 0
-                    and self.count_failure_reports_of(node) == 0
-                    and node.pong_received < g.pong_received <= self.now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
+                    and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
+                    and node.pong_received < g.pong_received <= latest
                 ):
                     node.pong_received = g.pong_received
                 if (
-                    node is not me
-                    and node.flags & FAILURE_FLAGS
+                    not node_ok
+                    and node is not me
                     and NOADDR not in g.flags
                     and not g.flags & FAILURE_FLAGS
                     and (node.ip != g.ip or node.port != g.port or node.cport != g.cport)
@@ -1524,7 +1583,15 @@ class ClusterState:
         if added and me.importing:
             added &= ~int.from_bytes(bitmap_from_slots(me.importing), "little")
         taken_mask = 0
-        if added:
+        if added and added.bit_count() <= 512:
+            # a few slots (a node joining, a slot move): look each owner up
+            # rather than building every primary's bitmap as an integer
+            nodes, owner_of = self.nodes, self.slot_owner
+            for s in slots_from_bitmap(added.to_bytes(BITMAP_BYTES, "little")):
+                o = owner_of[s]
+                if o is None or nodes[o].config_epoch < config_epoch:
+                    taken_mask |= 1 << s
+        elif added:
             owned = 0
             for n in self.nodes.values():
                 if n is sender or not n.slots:

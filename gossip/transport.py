@@ -13,10 +13,10 @@ The state machine (:mod:`gossip.state`) decides; this module only does I/O:
   ``state.on_link_down`` (not after a :class:`Disconnect`, which the state asked for);
 * ``state.on_tick`` every 100 ms on the loop.
 
-Actions are executed in order. Network actions are handled here; the others
-(SaveConfig, Replicate, EmptyData, DropSlotKeys, Deliver, Log) go to the
-``handler`` callable given by the owner (the server), which keeps this module
-free of any pynode import.
+Actions are executed by :func:`gossip.executor.execute`: this class is its bus
+port (network actions); the others (SaveConfig, Replicate, EmptyData,
+DropSlotKeys, Deliver, Log ...) go to the ``server`` port given by the owner
+(pynode's ClusterNode), which keeps this module free of any pynode import.
 
 Protection (both optional, set by the owner): ``ssl_server``/``ssl_client``
 put the links on TLS (tls-cluster); ``secrets`` (cluster-bus-secret) runs a
@@ -42,10 +42,10 @@ import traceback
 import weakref
 from typing import Callable
 
-from gossip import actions as A
 from gossip.actions import LinkInfo
 from gossip.busauth import AuthError, LinkAuth
 from gossip.codec import BusError, FrameDecoder, encode
+from gossip.executor import BusPort, ServerPort, execute
 
 TICK_S = 0.1
 # A tick that runs this late (the loop was busy or the process starved of CPU)
@@ -213,13 +213,14 @@ def _ip_of(addr) -> str:
     return ip
 
 
-class BusTransport:
-    """Runs ``state`` on ``loop``: listener, outbound links, tick, action execution."""
+class BusTransport(BusPort):
+    """Runs ``state`` on ``loop``: listener, outbound links, tick; the bus port of
+    gossip.executor (the owner's ``server`` is its server port)."""
 
     def __init__(
         self,
         state,
-        handler: Callable[[object], None],
+        server: ServerPort,
         *,
         hosts: list[str],
         cport: int,
@@ -228,7 +229,7 @@ class BusTransport:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.state = state
-        self.handler = handler
+        self.server = server
         self.hosts = hosts
         self.cport = cport
         self.connect_timeout = max(0.1, connect_timeout_ms / 1000)
@@ -508,68 +509,64 @@ class BusTransport:
             link.write(frames[0] if len(frames) == 1 else b"".join(frames))
 
     def run(self, actions: list) -> None:
-        """Execute actions in order, except that a SaveConfig goes first: the
-        state it renders is already final, and a vote or an epoch must be
-        on disk before any message that announces it leaves (as Redis saves
-        in beforeSleep, before its links are written)."""
-        for a in actions:
-            if type(a) is A.SaveConfig:
-                self.handler(a)
-        for a in actions:
-            t = type(a)
-            if t is A.Send:
-                link = self.outbound.get(a.node_id)
-                if link is None:
-                    self.stats_dropped_sends += 1
-                else:
-                    self._write(link, encode(a.msg))
-            elif t is A.Broadcast:
-                frame = encode(a.msg)
-                for nid in a.to:
-                    link = self.outbound.get(nid)
-                    if link is None:
-                        self.stats_dropped_sends += 1
-                    else:
-                        self._write(link, frame)
-            elif t is A.Reply:
-                link = (self.inbound.get(a.link.conn_id) if a.link.inbound
-                        else self.outbound.get(a.link.node_id or ""))
-                if link is not None:
-                    self._write(link, encode(a.msg))
-            elif t is A.Connect:
-                self._connect(a)
-            elif t is A.Disconnect:
-                link = self.outbound.pop(a.node_id, None)
-                if link is not None:
-                    link.close()
-            elif t is A.Rename:
-                link = self.outbound.pop(a.old_id, None)
-                if link is not None:
-                    other = self.outbound.pop(a.new_id, None)
-                    if other is not None and other is not link:
-                        other.close()
-                    link.node_id = a.new_id
-                    link.info = link.make_info() if link.transport is not None else None
-                    self.outbound[a.new_id] = link
-            elif t is A.Log:
-                self.log(a.level, a.text)
-            elif t is A.CloseLink:
-                link = (self.inbound.get(a.link.conn_id) if a.link.inbound
-                        else self.outbound.get(a.link.node_id or ""))
-                if link is not None:
-                    self._drop(link)
-            elif t is not A.SaveConfig:
-                self.handler(a)
+        """Execute actions (gossip.executor: SaveConfig first, then in order)."""
+        execute(actions, self, self.server)
 
-    def _connect(self, a: A.Connect) -> None:
-        old = self.outbound.pop(a.node_id, None)
+    # BusPort: the executor's calls for the network actions
+    def send(self, node_id: str, msg) -> None:
+        link = self.outbound.get(node_id)
+        if link is None:
+            self.stats_dropped_sends += 1
+        else:
+            self._write(link, encode(msg))
+
+    def broadcast(self, msg, to) -> None:
+        frame = encode(msg)
+        for nid in to:
+            link = self.outbound.get(nid)
+            if link is None:
+                self.stats_dropped_sends += 1
+            else:
+                self._write(link, frame)
+
+    def _link_of(self, info: LinkInfo):
+        return (self.inbound.get(info.conn_id) if info.inbound
+                else self.outbound.get(info.node_id or ""))
+
+    def reply(self, info: LinkInfo, msg) -> None:
+        link = self._link_of(info)
+        if link is not None:
+            self._write(link, encode(msg))
+
+    def disconnect(self, node_id: str) -> None:
+        link = self.outbound.pop(node_id, None)
+        if link is not None:
+            link.close()
+
+    def rename(self, old_id: str, new_id: str) -> None:
+        link = self.outbound.pop(old_id, None)
+        if link is not None:
+            other = self.outbound.pop(new_id, None)
+            if other is not None and other is not link:
+                other.close()
+            link.node_id = new_id
+            link.info = link.make_info() if link.transport is not None else None
+            self.outbound[new_id] = link
+
+    def close_link(self, info: LinkInfo) -> None:
+        link = self._link_of(info)
+        if link is not None:
+            self._drop(link)
+
+    def connect(self, node_id: str, ip: str, cport: int) -> None:
+        old = self.outbound.pop(node_id, None)
         if old is not None:
             old.close()
-        link = OutboundLink(self, self._new_conn_id(), a.node_id)
-        self.outbound[a.node_id] = link
+        link = OutboundLink(self, self._new_conn_id(), node_id)
+        self.outbound[node_id] = link
         if self.loop is None or self.closing:
             return
-        task = self.loop.create_task(self._open(link, a.ip, a.cport))
+        task = self.loop.create_task(self._open(link, ip, cport))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -39,7 +39,7 @@ import os
 import time
 import random
 
-from gossip import actions as A
+from gossip.executor import ServerPort, NoBus, SavePolicy, execute
 from gossip.node import random_node_id
 from gossip.nodes_conf import NodesConfError, parse, render
 from gossip.state import ClusterState
@@ -48,10 +48,10 @@ from pynode.pause import FAILOVER, SHUTDOWN, WRITE
 from storage.rewrite import encode_command
 from storage.durable import LockHeld, atomic_write, lock_exclusive, overwrite
 
-SAVE_DELAY_S = 0.1
+NO_BUS = NoBus()
 
 
-class ClusterNode:
+class ClusterNode(ServerPort):
     def __init__(self, srv) -> None:
         self.srv = srv
         cfg = srv.cfg
@@ -77,8 +77,8 @@ class ClusterNode:
         self.path = cfg.get("cluster-config-file")
         self.primary_id: str | None = None  # last Replicate action (None: primary)
         self.transport: BusTransport | None = None
-        self.saves = 0
-        self.save_pending = False
+        # nodes.conf writes: fsync ones at once, others delayed (gossip.executor)
+        self.saver = SavePolicy(self._write_config, None)
         self._lock = None
         self._rng = random.Random(int.from_bytes(os.urandom(16), "big"))
         self.handover: asyncio.Task | None = None  # SHUTDOWN FAILOVER in progress
@@ -245,8 +245,10 @@ class ClusterNode:
         """Listen on the bus port and start the cluster cron (after the client listener)."""
         srv = self.srv
         hosts = srv.cfg.get("bind").split() or ["*"]
+        loop = asyncio.get_running_loop()
+        self.saver.schedule = lambda ms, fn: loop.call_later(ms / 1000.0, fn)
         self.transport = BusTransport(
-            self.state, self.handle, hosts=hosts, cport=self.cport,
+            self.state, self, hosts=hosts, cport=self.cport,
             connect_timeout_ms=self.node_timeout, log=self._log,
         )
         self.transport.source_addr = srv.cfg.source_addr()
@@ -266,7 +268,7 @@ class ClusterNode:
             raise SystemExit(1)
 
     def shutdown(self) -> None:
-        self.save_pending = False
+        self.saver.forget()
         try:
             self.save_config(fsync=True)
         except OSError as e:
@@ -282,15 +284,9 @@ class ClusterNode:
         getattr(self.srv.log, level, self.srv.log.notice)(text)
 
     def run(self, actions: list) -> None:
-        if self.transport is not None:
-            self.transport.run(actions)
-        else:  # not started yet (start-up) : only the local actions make sense
-            for a in actions:
-                if isinstance(a, A.Log):
-                    self._log(a.level, a.text)
-                elif not isinstance(a, (A.Send, A.Broadcast, A.Reply, A.Connect,
-                                        A.Disconnect, A.Rename)):
-                    self.handle(a)
+        """Execute actions (gossip.executor); before the bus is up only the
+        server's share means anything."""
+        execute(actions, self.transport if self.transport is not None else NO_BUS, self)
 
     def call(self, method: str, *args, **kwargs):
         """Run an admin call of the state machine; execute its actions; return its
@@ -303,70 +299,68 @@ class ClusterNode:
         elif isinstance(result, tuple) and len(result) == 2 and isinstance(result[1], list):
             self.run(result[1])
             value = result[0]
-        if self.save_pending:
-            self.flush_config()
+        self.saver.flush()
         return value
 
-    def handle(self, a) -> None:
-        """The server's share of the actions."""
-        t = type(a)
-        if t is A.SaveConfig:
-            if a.fsync or self.srv.loop is None:
-                self.flush_config(True)
-            elif not self.save_pending:
-                # changes learned from the bus are saved at most every 100 ms:
-                # during a reshard every node hears of a slot move several times
-                # a second, and what the cluster told us it tells us again after
-                # a crash; an admin command saves before it answers (call())
-                self.save_pending = True
-                self.srv.loop.call_later(SAVE_DELAY_S, self.flush_config)
-        elif t is A.Deliver:
-            from pynode.commands.pubsub import publish_message, publish_shard_message
-            if a.shard:
-                publish_shard_message(self.srv, a.channel, a.message)
-            else:
-                publish_message(self.srv, a.channel, a.message)
-        elif t is A.DropSlotChannels:
-            from pynode.commands.pubsub import drop_slot_channels
-            drop_slot_channels(self.srv, a.slots)
-        elif t is A.DropSlotKeys:
-            self.srv.migrations.drop_slots(a.slots)     # many keys: in the background
-        elif t is A.EmptyData:
-            srv = self.srv
-            n = srv.ks.flushall()
-            srv.dirty += max(1, n)
-            srv.propagate(0, [b"FLUSHALL"])
-        elif t is A.Replicate:
-            self.primary_id = a.primary_id
-            if a.primary_id is None:
-                self.srv.log.notice("Cluster: acting as a primary")
-            else:
-                p = self.state.nodes.get(a.primary_id)
-                where = "%s:%d" % (p.ip, p.port) if p is not None else "?"
-                self.srv.log.notice("Cluster: replica of %s (%s)" % (a.primary_id, where))
-            repl = self.srv.replication
-            if a.primary_id is None:
-                repl.become_primary()
-                # a replica of a failed import's target holds what it imported
-                self.srv.migrations.sweep_orphans()
-            else:
-                # a failover took my shard: my jobs' data may be behind the new primary's
-                self.srv.migrations.abort_all("This node became a replica")
-                if p is not None and p.ip and p.port:
-                    repl.become_replica(p.ip, p.port)
-        elif t is A.PauseClients:
-            # a manual failover of our replica: hold writes, then report the
-            # offset that is now final so the replica can catch up to it
-            srv = self.srv
-            left = max(0, a.until_ms - now_ms())
-            srv.pause_clients(FAILOVER, time.monotonic() + left / 1000.0, WRITE)
-            self.state.set_repl_offset(srv.replication.offset)
-        elif t is A.UnpauseClients:
-            self.srv.unpause_clients(FAILOVER)
-        elif t is A.Log:
-            self._log(a.level, a.text)
+    # ServerPort: the executor's calls for the server's share of the actions
+    def request_save(self, fsync: bool) -> None:
+        self.saver.request(fsync)
 
-    def drop_slot_keys(self, slots) -> int:
+    def log(self, level: str, text: str) -> None:
+        self._log(level, text)
+
+    def deliver(self, channel: bytes, message: bytes, shard: bool) -> None:
+        from pynode.commands.pubsub import publish_message, publish_shard_message
+        if shard:
+            publish_shard_message(self.srv, channel, message)
+        else:
+            publish_message(self.srv, channel, message)
+
+    def drop_slot_keys(self, slots) -> None:
+        # a few keys at once, many in the background (pynode/migration.py)
+        self.srv.migrations.drop_slots(slots)
+
+    def drop_slot_channels(self, slots) -> None:
+        from pynode.commands.pubsub import drop_slot_channels
+        drop_slot_channels(self.srv, slots)
+
+    def empty_data(self) -> None:
+        srv = self.srv
+        n = srv.ks.flushall()
+        srv.dirty += max(1, n)
+        srv.propagate(0, [b"FLUSHALL"])
+
+    def replicate(self, primary_id: str | None) -> None:
+        self.primary_id = primary_id
+        if primary_id is None:
+            self.srv.log.notice("Cluster: acting as a primary")
+        else:
+            p = self.state.nodes.get(primary_id)
+            where = "%s:%d" % (p.ip, p.port) if p is not None else "?"
+            self.srv.log.notice("Cluster: replica of %s (%s)" % (primary_id, where))
+        repl = self.srv.replication
+        if primary_id is None:
+            repl.become_primary()
+            # a replica of a failed import's target holds what it imported
+            self.srv.migrations.sweep_orphans()
+        else:
+            # a failover took my shard: my jobs' data may be behind the new primary's
+            self.srv.migrations.abort_all("This node became a replica")
+            if p is not None and p.ip and p.port:
+                repl.become_replica(p.ip, p.port)
+
+    def pause_clients(self, until_ms: int) -> None:
+        # a manual failover of our replica: hold writes, then report the
+        # offset that is now final so the replica can catch up to it
+        srv = self.srv
+        left = max(0, until_ms - now_ms())
+        srv.pause_clients(FAILOVER, time.monotonic() + left / 1000.0, WRITE)
+        self.state.set_repl_offset(srv.replication.offset)
+
+    def unpause_clients(self) -> None:
+        self.srv.unpause_clients(FAILOVER)
+
+    def delete_slot_keys(self, slots) -> int:
         srv = self.srv
         db = srv.ks.db(0)
         n = 0
@@ -380,11 +374,9 @@ class ClusterNode:
             srv.log.notice("Deleted %d keys from slots the cluster gave to another node" % n)
         return n
 
-    def flush_config(self, fsync: bool = False) -> None:
-        """Write nodes.conf now if a save is pending (or asked with fsync)."""
-        if not (fsync or self.save_pending):
-            return
-        self.save_pending = False
+    def _write_config(self, fsync: bool) -> None:
+        """The save policy's writer: a failed write stops the node, as Redis's
+        clusterSaveConfigOrDie."""
         try:
             self.save_config(fsync)
         except OSError as e:
@@ -402,7 +394,6 @@ class ClusterNode:
             atomic_write(self.path, data)
         else:
             overwrite(self.path, data)
-        self.saves += 1
 
     def publish(self, channel: bytes, message: bytes) -> None:
         """PUBLISH in cluster mode: to every node over the bus."""

@@ -827,7 +827,7 @@ class Migrations:
         Redis's delKeysInSlot), many in the background."""
         db = self.srv.ks.db(0)
         if sum(len(db.slots[s]) for s in slots) <= DELETE_BATCH:
-            self.srv.cluster.drop_slot_keys(slots)
+            self.srv.cluster.delete_slot_keys(slots)
         else:
             self.clean_unowned(slots, "slots given to another node")
 

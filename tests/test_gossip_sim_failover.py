@@ -32,21 +32,8 @@ def settle(sim: Simulator, timeout_ms: int = 60_000) -> bool:
 def form(sim: Simulator, n_primaries: int, replicas: dict[int, int] | None = None) -> None:
     """Primaries 0..n-1 with the slots (distinct epochs), every other node a replica
     (round robin, or as ``replicas`` says: replica index -> primary index)."""
-    prim = list(range(n_primaries))
-    sim.assign_slots_evenly(prim)
-    for k, i in enumerate(prim):
-        sim.call(i, "set_config_epoch", k + 1)
-    sim.meet_all()
-
-    def known(s: Simulator) -> bool:
-        s.rejoin_stragglers()
-        return s.tables_converged()
-    assert sim.run_until(known, 60_000), f"seed {sim.seed}: no node table agreement"
-    n = len(sim.nodes)
-    plan = replicas or {r: prim[(r - n_primaries) % n_primaries] for r in range(n_primaries, n)}
-    for r, p in plan.items():
-        sim.call(r, "replicate", sim.node_id(p))
-    assert settle(sim), f"seed {sim.seed}: no convergence after forming"
+    failed = sim.form(n_primaries, replicas)
+    assert failed is None, f"seed {sim.seed}: {failed}"
 
 
 def replicas_of(sim: Simulator, i: int) -> list[int]:

@@ -16,6 +16,7 @@ import uvloop
 
 from gossip import transport as T
 from gossip.codec import MsgType, encode
+from gossip.executor import ServerPort
 from gossip.state import ClusterState
 from tests.cluster_helpers import free_ports
 from tests.test_gossip_state import T0, TIMEOUT, msg
@@ -47,7 +48,7 @@ class Slow(asyncio.Protocol):
 async def _late_tick_reads_the_sockets_first(cport: int, port: int) -> tuple[list[str], int, int]:
     loop = asyncio.get_running_loop()
     st = Recorder("a" * 40, "127.0.0.1", cport - 10000, cport, TIMEOUT, random.Random(1), T0)
-    bus = T.BusTransport(st, lambda a: None, hosts=["127.0.0.1"], cport=cport)
+    bus = T.BusTransport(st, ServerPort(), hosts=["127.0.0.1"], cport=cport)
     await bus.start()
     slow = await loop.create_server(Slow, "127.0.0.1", port)
     peer = socket.create_connection(("127.0.0.1", cport))

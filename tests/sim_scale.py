@@ -1,0 +1,166 @@
+"""The simulator at cluster sizes: form, converge, measure the bus, survive a primary failure.
+
+    python -m tests.sim_scale --nodes 1000        (make chaos runs it)
+    python -m tests.sim_scale --nodes 100 --profile
+
+Half the nodes are primaries (slots spread evenly, distinct config epochs), the
+other half one replica each. Phases, each with its wall time:
+
+1. form: ADDSLOTS and SET-CONFIG-EPOCH on the primaries, every node MEETs node 0
+   (MEET again for the lost ones, as redis-cli), until every node knows every
+   other; then CLUSTER REPLICATE on the replicas, until the cluster is
+   consistent as ``redis-cli --cluster check`` sees it (Simulator.consistent:
+   one slot map, every slot served once, distinct epochs, all states ok; not
+   that every node has heard each replica name its primary, which takes a
+   direct message between each pair: minutes at 1000 nodes, as in Redis);
+2. steady: ``--steady`` seconds of virtual time, counting the bus messages and
+   bytes (PING, PONG ...) per node per second, printed next to what Redis's
+   gossip rules give for the same size (clusterCron: one PING a second to the
+   oldest of 5 random nodes, plus a PING to every node not heard from in
+   node-timeout/2; a gossip section of max(3, n/10) entries of 104 bytes after a
+   2256-byte header, which carries the 2048-byte slot bitmap);
+3. failover: kill -9 of a primary; until every slot is served by exactly one
+   writable primary and every live node has the same slot map;
+4. rejoin: the dead primary restarts from its nodes.conf and comes back as a
+   replica of its successor (the cluster consistent again).
+
+Exit status 1 if a phase does not finish in its virtual-time bound, or if the
+whole run took longer than ``--budget`` seconds of wall time (default 600: ten
+minutes, the bound for 1000 nodes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import sys
+import time
+
+from gossip.codec import MsgType
+from gossip.sim import START_MS, Simulator
+
+REDIS_HEADER = 2256  # sizeof(clusterMsg) without the data union (7.0)
+REDIS_GOSSIP_ENTRY = 104  # sizeof(clusterMsgDataGossip)
+
+
+def redis_rules(n: int, node_timeout_ms: int) -> tuple[float, int]:
+    """(PINGs a node sends per second, bytes of a PING) under Redis's clusterCron
+    rules in a healthy cluster of n nodes: every peer is pinged at least once per
+    node-timeout/2 (the once-a-second random ping is one of those), and a PING
+    carries max(3, n/10) gossip entries (freshnodes = n - 2 caps it)."""
+    pings = max(1.0, (n - 1) / (node_timeout_ms / 2000))
+    wanted = min(max(3, n // 10), n - 2)
+    return pings, REDIS_HEADER + REDIS_GOSSIP_ENTRY * wanted
+
+
+def fmt_rate(x: float) -> str:
+    return f"{x:,.1f}"
+
+
+def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print) -> dict:
+    t_start = time.perf_counter()
+    sim = Simulator(
+        n, seed, delay=(1, 5), node_timeout_ms=node_timeout, wire=False,
+        full_check_every=max(1000, 50 * n), slot_check_every=max(1, n // 4),
+        lazy_conf=True, state_kwargs={"check_every": max(1, n // 4)},
+    )
+    n_prim = n // 2
+    figures: dict = {"nodes": n, "seed": seed, "node_timeout_ms": node_timeout}
+
+    def phase(name: str, t0: float, v0: int) -> None:
+        wall = time.perf_counter() - t0
+        virt = (sim.now - v0) / 1000
+        figures[name] = (wall, virt)
+        out(f"{name:9s} wall {wall:7.1f} s   virtual {virt:6.1f} s   events {sim.steps:,}")
+
+    # 1. form
+    t0, v0 = time.perf_counter(), sim.now
+    failed = sim.form(n_prim, timeout_ms=600_000, every_ms=1000, agree_on_roles=False)
+    if failed:
+        raise SystemExit(f"seed {seed}: {n} nodes: {failed}")
+    sim.check_all()
+    phase("form", t0, v0)
+
+    # 2. steady state: the bus
+    t0, v0 = time.perf_counter(), sim.now
+    m0, b0 = sim.msgs_sent, sim.bus_bytes()
+    by_type0 = _sent_by_type(sim)
+    sim.run_for(steady_s * 1000)
+    phase("steady", t0, v0)
+    per = n * steady_s
+    msgs = (sim.msgs_sent - m0) / per
+    nbytes = (sim.bus_bytes() - b0) / per
+    by_type = {t: (c - by_type0.get(t, 0)) / per for t, c in _sent_by_type(sim).items()}
+    pings = by_type.get("PING", 0.0)
+    r_pings, r_ping_bytes = redis_rules(n, node_timeout)
+    figures.update(msgs_per_node_s=msgs, bytes_per_node_s=nbytes, pings_per_node_s=pings,
+                   redis_pings_per_node_s=r_pings, redis_ping_bytes=r_ping_bytes,
+                   redis_bytes_per_node_s=2 * r_pings * r_ping_bytes)
+    out(f"bus, per node per second ({n} nodes, node-timeout {node_timeout} ms):")
+    out(f"  pynode: {fmt_rate(msgs)} messages ({', '.join(f'{t} {fmt_rate(v)}' for t, v in sorted(by_type.items()) if v)}),"
+        f" {fmt_rate(nbytes / 1024)} KiB sent ({fmt_rate(nbytes / max(msgs, 1e-9))} B a message)")
+    out(f"  Redis rules: {fmt_rate(r_pings)} PINGs + as many PONGs, {r_ping_bytes:,} B each"
+        f" -> {fmt_rate(2 * r_pings * r_ping_bytes / 1024)} KiB sent")
+
+    # 3. a primary fails
+    t0, v0 = time.perf_counter(), sim.now
+    victim = n_prim // 2
+    sim.crash(victim)
+
+    def failed_over(s: Simulator) -> bool:
+        return s.every_slot_served_once(writable=True) and s.slots_converged()
+    if not sim.run_until(failed_over, 20 * node_timeout, every_ms=200):
+        raise SystemExit(f"seed {seed}: no failover of primary {victim}")
+    phase("failover", t0, v0)
+    figures["failover_node_timeouts"] = (sim.now - v0) / node_timeout
+
+    # 4. the old primary comes back as a replica
+    t0, v0 = time.perf_counter(), sim.now
+    sim.restart(victim)
+
+    def rejoined(s: Simulator) -> bool:
+        return s.consistent() and s.state(victim).myself.is_replica
+    if not sim.run_until(rejoined, 20 * node_timeout, every_ms=1000):
+        raise SystemExit(f"seed {seed}: primary {victim} did not come back as a replica")
+    sim.check_all()
+    phase("rejoin", t0, v0)
+    figures["wall_s"] = time.perf_counter() - t_start
+    figures["virtual_s"] = (sim.now - START_MS) / 1000
+    out(f"total     wall {figures['wall_s']:7.1f} s   virtual {figures['virtual_s']:6.1f} s   "
+        f"failover in {figures['failover_node_timeouts']:.2f} x node-timeout")
+    return figures
+
+
+def _sent_by_type(sim: Simulator) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for node in sim.live():
+        for t, c in node.state.stats_sent.items():
+            if c:
+                total[MsgType(t).name] = total.get(MsgType(t).name, 0) + c
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--node-timeout", type=int, default=15000)
+    ap.add_argument("--steady", type=int, default=10, help="virtual seconds measured")
+    ap.add_argument("--budget", type=float, default=600.0, help="wall seconds allowed")
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args(argv)
+    if args.profile:
+        prof = cProfile.Profile()
+        figures = prof.runcall(run, args.nodes, args.seed, args.node_timeout, args.steady)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+    else:
+        figures = run(args.nodes, args.seed, args.node_timeout, args.steady)
+    if figures["wall_s"] > args.budget:
+        print(f"over budget: {figures['wall_s']:.0f} s > {args.budget:.0f} s")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
