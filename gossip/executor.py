@@ -131,23 +131,23 @@ def handles(action_type: type) -> Callable[[Handler], Handler]:
 
 
 # ---------------------------------------------------------------- the bus's share
-handles(A.Send)(lambda bus, srv, a: bus.send(a.node_id, a.msg))
-handles(A.Broadcast)(lambda bus, srv, a: bus.broadcast(a.msg, a.to))
-handles(A.Reply)(lambda bus, srv, a: bus.reply(a.link, a.msg))
-handles(A.Connect)(lambda bus, srv, a: bus.connect(a.node_id, a.ip, a.cport))
-handles(A.Disconnect)(lambda bus, srv, a: bus.disconnect(a.node_id))
-handles(A.Rename)(lambda bus, srv, a: bus.rename(a.old_id, a.new_id))
-handles(A.CloseLink)(lambda bus, srv, a: bus.close_link(a.link))
+handles(A.Send)(lambda bus, node, a: bus.send(a.node_id, a.msg))
+handles(A.Broadcast)(lambda bus, node, a: bus.broadcast(a.msg, a.to))
+handles(A.Reply)(lambda bus, node, a: bus.reply(a.link, a.msg))
+handles(A.Connect)(lambda bus, node, a: bus.connect(a.node_id, a.ip, a.cport))
+handles(A.Disconnect)(lambda bus, node, a: bus.disconnect(a.node_id))
+handles(A.Rename)(lambda bus, node, a: bus.rename(a.old_id, a.new_id))
+handles(A.CloseLink)(lambda bus, node, a: bus.close_link(a.link))
 # ---------------------------------------------------------------- the server's share
-handles(A.SaveConfig)(lambda bus, srv, a: srv.request_save(a.fsync))
-handles(A.Replicate)(lambda bus, srv, a: srv.replicate(a.primary_id))
-handles(A.EmptyData)(lambda bus, srv, a: srv.empty_data())
-handles(A.DropSlotKeys)(lambda bus, srv, a: srv.drop_slot_keys(a.slots))
-handles(A.DropSlotChannels)(lambda bus, srv, a: srv.drop_slot_channels(a.slots))
-handles(A.Deliver)(lambda bus, srv, a: srv.deliver(a.channel, a.message, a.shard))
-handles(A.PauseClients)(lambda bus, srv, a: srv.pause_clients(a.until_ms))
-handles(A.UnpauseClients)(lambda bus, srv, a: srv.unpause_clients())
-handles(A.Log)(lambda bus, srv, a: srv.log(a.level, a.text))
+handles(A.SaveConfig)(lambda bus, node, a: node.request_save(a.fsync))
+handles(A.Replicate)(lambda bus, node, a: node.replicate(a.primary_id))
+handles(A.EmptyData)(lambda bus, node, a: node.empty_data())
+handles(A.DropSlotKeys)(lambda bus, node, a: node.drop_slot_keys(a.slots))
+handles(A.DropSlotChannels)(lambda bus, node, a: node.drop_slot_channels(a.slots))
+handles(A.Deliver)(lambda bus, node, a: node.deliver(a.channel, a.message, a.shard))
+handles(A.PauseClients)(lambda bus, node, a: node.pause_clients(a.until_ms))
+handles(A.UnpauseClients)(lambda bus, node, a: node.unpause_clients())
+handles(A.Log)(lambda bus, node, a: node.log(a.level, a.text))
 
 
 def execute(actions: list, bus: BusPort, server: ServerPort) -> None:
