@@ -26,8 +26,9 @@ sockets before a late cron).
 All randomness comes from ``random.Random(seed)``: a failing seed replays
 exactly. Invariants are checked after every step (see :meth:`Simulator.check`):
 the state's own, currentEpoch and lastVoteEpoch never decrease per node (across
-restarts too), and no two live primaries serve a slot with the same configEpoch
-(except a slot its source still migrates to the other: see _check_slot_epochs).
+restarts too), and no two live primaries serve a slot (cluster state ok) with the
+same configEpoch (except a slot its source still migrates to the other: see
+_check_slot_epochs).
 An :class:`AssertionError` names the seed, time and node.
 """
 
@@ -732,12 +733,21 @@ class Simulator:
         self._vote_seen[st.myself_id] = st.last_vote_epoch
 
     def _check_slot_epochs(self, node: SimNode) -> None:
-        """No two live primaries serve one slot with the same configEpoch."""
-        me = node.state.myself
-        if not me.is_primary or not me.slots:
+        """No two live primaries serve one slot with the same configEpoch.
+
+        Serving means cluster state ok: a primary whose state is fail answers
+        CLUSTERDOWN for every key. (A primary cut off in a minority may be told
+        SETSLOT NODE by an operator and bump its epoch without consensus to the
+        very epoch an election gives its replica on the other side: Redis 7.0's
+        clusterBumpConfigEpochWithoutConsensus allows that, and the collision
+        handling separates them after the heal; meanwhile the cut-off one serves
+        nothing.)"""
+        st = node.state
+        me = st.myself
+        if not me.is_primary or not me.slots or st.state != "ok":
             return
         for other in self.nodes:
-            if other is node or not other.alive:
+            if other is node or not other.alive or other.state.state != "ok":
                 continue
             o = other.state.myself
             if o.is_primary and o.config_epoch == me.config_epoch and o.slots:

@@ -106,7 +106,12 @@ def run_random_schedule(seed: int, n: int) -> dict:
                 # slot in Redis 7.0 too (the source's epoch bump for its import
                 # takes back the slot it is still migrating; its SETSLOT NODE
                 # then gives it to a target that no longer claims it)
-                if all(m.done for m in moves):
+                # and, as redis-cli --cluster reshard, only from a cluster that
+                # passes --cluster check: a primary replaced while cut off still
+                # claims its old slots, and an import would bump its epoch
+                # without consensus above its successor's, taking them back
+                # (Redis 7.0 allows that too)
+                if all(m.done for m in moves) and sim.consistent():
                     moves.append(Move(sim, slot, src, dst))
         # the operator's moves go on, a step at a time, while the faults run
         for m in moves:
