@@ -534,6 +534,11 @@ def test_add_node_and_remove_node_actions(cluster, dash):
     node = wait_until(joined, timeout=30, what="new replica shown")
     assert any(e["kind"] == "node-added" and e["node"] == node["id"]
                for e in state_of(dash)["events"])
+    # `redis-cli --cluster del-node` sends CLUSTER FORGET to every node: each
+    # must know the new node first (gossip spreads it), as with redis-server
+    wait_until(lambda: all(node["id"] in n.call("CLUSTER", "NODES") for n in cluster.nodes
+                           if n.port != new.port), timeout=30,
+               what="every node knowing the new node")
     st, body = action(dash, "forget-node", {"node": node["id"]})
     assert st == 200, body
     wait_until(lambda: addr not in {n["addr"] for n in state_of(dash)["snapshot"]["nodes"]},
