@@ -26,6 +26,7 @@ import sys
 import time
 
 from pynode.chaos.netlab import STATE_DIR, NetLab, NetLabError
+from pynode.localcluster import pid_alive
 
 
 class ChaosError(Exception):
@@ -137,20 +138,6 @@ def process_image(pid: int) -> dict:
     return {"argv": argv, "cwd": cwd, "netns": _netns_of(pid)}
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def start_image(image: dict, log_path: str | None = None) -> int:
     argv = list(image["argv"])
     if image.get("netns"):
@@ -232,7 +219,7 @@ class Chaos:
         image = process_image(pid)
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.record("kill", node, {"action": "restart", "image": image}, pid=pid)
 
@@ -275,7 +262,7 @@ class Chaos:
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 5
-        while alive(undo["worker"]) and time.monotonic() < deadline:
+        while pid_alive(undo["worker"]) and time.monotonic() < deadline:
             time.sleep(0.02)
         try:
             os.kill(undo["pid"], signal.SIGCONT)
@@ -400,7 +387,7 @@ def slow_worker(pid: int, stop_ms: int, every_ms: int) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        while running[0] and alive(pid):
+        while running[0] and pid_alive(pid):
             os.kill(pid, signal.SIGSTOP)
             time.sleep(stop_ms / 1000.0)
             os.kill(pid, signal.SIGCONT)
