@@ -43,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import redis
@@ -764,6 +765,21 @@ class Verification:
         return "%d keys checked in %.1fs: %d lost %s, %d phantom %s" % (
             self.checked, self.elapsed, len(self.lost), self.lost[:10], len(self.phantom),
             self.phantom[:10])
+
+
+@contextmanager
+def ledger_writer(cl: ChaosCluster, seed: int, keys: int = 1500):
+    """A started Writer on a healthy cluster that has acknowledged writes
+    already; stopped (and summarized) on exit."""
+    cl.wait_healthy(timeout=30)
+    w = Writer(cl, keys=keys, max_seconds=150, seed=seed)
+    w.start()
+    try:
+        w.wait_progress(acked=50, timeout=20)
+        yield w
+    finally:
+        w.stop()
+    print("writer:", w.summary())
 
 
 def read_keys(cluster: ChaosCluster, keys: list[str], timeout: float = 30,

@@ -26,7 +26,7 @@ import random
 
 import pytest
 
-from tests.chaos import (ChaosCluster, Writer, kill_primary_round, kill_replica,
+from tests.chaos import (ChaosCluster, Writer, kill_primary_round, kill_replica, ledger_writer,
                          manual_failover, sigstop_primary, verify)
 
 SEED = 20260601
@@ -34,25 +34,14 @@ SEED = 20260601
 
 @pytest.fixture(scope="module")
 def cl():
-    c = ChaosCluster()
-    c.up()
-    try:
+    with ChaosCluster() as c:
         yield c
-    finally:
-        c.cleanup()
 
 
 @pytest.fixture
 def writer(cl):
-    cl.wait_healthy(timeout=30)
-    w = Writer(cl, keys=1500, max_seconds=150, seed=SEED)
-    w.start()
-    try:
-        w.wait_progress(acked=50, timeout=20)
+    with ledger_writer(cl, SEED) as w:
         yield w
-    finally:
-        w.stop()
-    print("writer:", w.summary())
 
 
 def test_kill_primary_restart_twice(cl, writer):

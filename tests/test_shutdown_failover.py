@@ -20,32 +20,21 @@ import time
 import pytest
 import redis
 
-from tests.chaos import ChaosCluster, Writer, assert_verified, keyslot
+from tests.chaos import ChaosCluster, assert_verified, keyslot, ledger_writer
 
 SEED = 20261207
 
 
 @pytest.fixture(scope="module")
 def cl():
-    c = ChaosCluster()
-    c.up()
-    try:
+    with ChaosCluster() as c:
         yield c
-    finally:
-        c.cleanup()
 
 
 @pytest.fixture
 def writer(cl):
-    cl.wait_healthy(timeout=30)
-    w = Writer(cl, keys=1500, max_seconds=150, seed=SEED)
-    w.start()
-    try:
-        w.wait_progress(acked=50, timeout=20)
+    with ledger_writer(cl, SEED) as w:
         yield w
-    finally:
-        w.stop()
-    print("writer:", w.summary())
 
 
 def stop_with_handover(cl: ChaosCluster, w: Writer, how: str, rng: random.Random) -> dict:
