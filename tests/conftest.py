@@ -37,3 +37,24 @@ def real():
     p = Proc(redis_server=True).start()
     yield p
     p.cleanup()
+
+
+# Files a server writes into its working directory.  Every test gives its
+# servers a directory of their own; one of these appearing at the top of the
+# repository means a test did not (and a later commit could pick it up).
+_STRAY = ("dump.rdb", "appendonlydir", "nodes.conf")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def pytest_sessionstart(session):
+    session.config._pynode_stray_before = {
+        name for name in _STRAY if os.path.exists(os.path.join(_ROOT, name))}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_pynode_stray_before", set())
+    stray = [name for name in _STRAY
+             if name not in before and os.path.exists(os.path.join(_ROOT, name))]
+    if stray:
+        print("\nthe test run wrote %s into %s" % (", ".join(stray), _ROOT))
+        session.exitstatus = 1

@@ -14,6 +14,10 @@ a test can compare them with a model's.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+
 import hiredis
 
 from pynode.client import Client
@@ -101,8 +105,12 @@ class InClient:
 class InProc:
     def __init__(self, **config: str) -> None:
         cfg = Config()
-        # no save points: FLUSHALL would write dump.rdb into the current directory
+        # no save points (FLUSHALL would save), and a directory of its own for
+        # what SAVE or DEBUG RELOAD write
         cfg.values["save"] = ""
+        workdir = tempfile.mkdtemp(prefix="pynode-inproc-")
+        atexit.register(shutil.rmtree, workdir, True)
+        cfg.values["dir"] = workdir
         for k, v in config.items():
             cfg.values[k.replace("_", "-")] = v
         self.srv = Server(cfg)
