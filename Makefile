@@ -54,8 +54,12 @@ $(NODE_STAMP): tests/node/package-lock.json
 start: setup
 	$(VENV)/bin/pynode --port $(PORT)
 
+# Most of the suite runs in two workers, one test module per worker at a time
+# (the process tests spend most of their time waiting); the tests marked
+# serial then run alone.
 test:
-	$(PY) -m pytest tests
+	$(PY) -m pytest -n 2 --dist loadfile -m "not serial" tests
+	$(PY) -m pytest -m serial tests
 
 bench:
 	$(PY) -m tests.bench

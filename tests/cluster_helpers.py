@@ -32,7 +32,19 @@ from tests.helpers import Proc, wait_ping
 
 # Ports for cluster tests: a fixed range below the kernel's ephemeral range, so an
 # outgoing connection never grabs a port (or a bus port, +10000) of a node.
-PORT_RANGE = (19000, 19999)
+# When the suite runs in parallel (pytest-xdist), each worker takes its own
+# share of the range, so two workers never race for the same free port.
+def _port_range(lo: int = 19000, hi: int = 19999) -> tuple[int, int]:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count <= 1:
+        return lo, hi
+    share = (hi - lo + 1) // count
+    first = lo + int(worker[2:]) * share
+    return first, first + share - 1
+
+
+PORT_RANGE = _port_range()
 NODE_TIMEOUT_MS = 2000
 SLOTS = 16384
 CHECK_OK_AGREE = "[OK] All nodes agree about slots configuration."

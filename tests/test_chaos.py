@@ -29,6 +29,9 @@ import pytest
 from tests.chaos import (ChaosCluster, Writer, kill_primary_round, kill_replica, ledger_writer,
                          manual_failover, sigstop_primary, verify)
 
+# failover timing: alone on the machine in `make test`
+pytestmark = pytest.mark.serial
+
 SEED = 20260601
 
 

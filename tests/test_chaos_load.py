@@ -8,7 +8,12 @@ CpuLoad)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.chaos import ChaosCluster, CpuLoad, consecutive_failover
+
+# loads every core itself: alone on the machine in `make test`
+pytestmark = pytest.mark.serial
 
 
 def test_consecutive_failover_under_cpu_load():

@@ -26,6 +26,9 @@ from pynode.chaos.netlab import available
 from tests.chaos import Writer, assert_verified, keyslot
 from tests.netns_cluster import PORT, NetCluster
 
+# partitions timed by node-timeout: alone on the machine in `make test`
+pytestmark = pytest.mark.serial
+
 
 @pytest.fixture
 def netcluster():

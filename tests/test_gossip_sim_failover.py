@@ -1,7 +1,7 @@
 """Failover in the deterministic simulator: crashes, partitions, manual failovers,
 replica migration, and many seeded schedules checked against the invariants.
 
-The seeded sweep runs ``PYNODE_SIM_SCHEDULES`` schedules (default 200, on 6..9 nodes);
+The seeded sweep runs ``PYNODE_SIM_SCHEDULES`` schedules (default 100, on 6..9 nodes);
 ``PYNODE_SIM_SCHEDULES=1000`` (make chaos) runs 1000 on 6..30 nodes. A failing seed
 replays exactly: ``run_schedule(seed, n)``.
 """
@@ -379,7 +379,7 @@ def run_schedule(seed: int, n: int) -> float | None:
     return took
 
 
-SCHEDULES = int(os.environ.get("PYNODE_SIM_SCHEDULES", "200"))
+SCHEDULES = int(os.environ.get("PYNODE_SIM_SCHEDULES", "100"))
 SIZES = list(range(6, 10)) if SCHEDULES <= 200 else list(range(6, 31))
 CHUNKS = 10
 
