@@ -103,6 +103,14 @@ def test_freeze_thaw_kill_restart_and_undo(chaos):
         assert "OPEN" in chaos("log").stdout
         chaos("thaw", node)
         assert ping_ok(p.port)
+        # as an ACL user (AUTH user password)
+        c.execute_command("ACL", "SETUSER", "ops", "on", ">ops-pw", "+@all", "~*")
+        res = chaos("--user", "ops", "-a", "wrong", "freeze", node, ok=False)
+        assert res.returncode == 1 and "WRONGPASS" in res.stderr
+        chaos("--user", "ops", "-a", "ops-pw", "freeze", node)
+        assert not ping_ok(p.port)
+        chaos("--user", "ops", "-a", "ops-pw", "thaw", node)
+        assert ping_ok(p.port)
 
         pid = p.proc.pid
         chaos("kill", node)
@@ -110,7 +118,7 @@ def test_freeze_thaw_kill_restart_and_undo(chaos):
         kill = [e for e in chaos.entries() if e.get("action") == "kill"][0]
         assert kill["undo"]["image"]["cwd"] == os.path.realpath(p.dir)
         out = chaos("undo", "--all").stdout
-        assert "undone 3: kill" in out, out
+        assert "undone 5: kill" in out, out
         wait_until(lambda: ping_ok(p.port), 30, "the restarted node answering")
         restarted = int(redis.Redis(port=p.port).info("server")["process_id"])
         assert restarted != pid

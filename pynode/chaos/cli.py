@@ -13,7 +13,8 @@
     pynode chaos undo [ID | --all]
 
 NODE is host:port. Every action is appended to the log (--log, default
-./pynode-chaos.log) with what undoes it.
+./pynode-chaos.log or $PYNODE_CHAOS_LOG) with what undoes it; `pynode dashboard`
+reads and writes the same log. -a PASSWORD [--user USER] for nodes that want AUTH.
 """
 
 from __future__ import annotations

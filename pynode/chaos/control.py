@@ -74,11 +74,11 @@ def command(node: str, *args, password: str | None = None, timeout: float = 5.0,
                 buf += chunk
                 replies = _split_replies(buf)
                 if replies is not None and len(replies) >= want:
-                    r = replies[want - 1]
-                    if r.startswith(b"-"):
-                        raise ChaosError("%s answered %s" % (node, r[1:].strip().decode(
-                            "utf-8", "replace")))
-                    return r
+                    for r in replies[:want]:        # AUTH's error counts too
+                        if r.startswith(b"-"):
+                            raise ChaosError("%s answered %s" % (node, r[1:].strip().decode(
+                                "utf-8", "replace")))
+                    return replies[want - 1]
     except OSError as e:
         raise ChaosError("cannot reach %s: %s" % (node, e)) from None
     raise ChaosError("%s did not answer in %.0f s" % (node, timeout))
