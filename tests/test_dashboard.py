@@ -212,6 +212,35 @@ def test_slowlog_latency_and_migration_metrics_from_replies():
     assert val("redis_cluster_slot_migrations", state="streaming") == 1
 
 
+def test_chaos_log_on_the_page_and_a_damaged_log(tmp):
+    """The page's view of the chaos log: particulars, never an undo; a damaged
+    line is named, for the page and the command line alike."""
+    from pynode.chaos.control import Chaos, ChaosError
+    from pynode.dashboard.chaos import ChaosPanel
+    log = os.path.join(tmp, "unit-chaos.log")
+    ch = Chaos(log)
+    ch.record("kill", "127.0.0.1:1", {"action": "restart", "image": {
+        "argv": ["pynode", "--requirepass", "s3cret"], "cwd": "/", "netns": None}}, pid=7)
+
+    class P:
+        snapshot, password, user = None, None, None
+    panel = ChaosPanel(P, log)
+    view = panel.view()
+    assert view["error"] is None and view["log_path"] == log
+    assert [(e["id"], e["action"], e["open"], e["details"]) for e in view["entries"]] == [
+        (1, "kill", True, {"pid": 7})]
+    assert "s3cret" not in json.dumps(view)
+    with open(log) as f:
+        good = f.read()
+    for bad in ("{not json", "[1, 2]", '{"no": "id"}'):
+        with open(log, "w") as f:
+            f.write(good + bad + "\n")
+        with pytest.raises(ChaosError, match="line 2 is not an entry of this log"):
+            ch.entries()
+        view = panel.view()
+        assert "line 2 is not an entry" in view["error"] and view["entries"] == []
+
+
 # -- CLUSTER SLOT-STATS from a node that has it (a stand-in speaking Valkey 8's reply) ------
 
 def _resp(v) -> bytes:
@@ -702,6 +731,21 @@ def chromium(tmp: str):
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
 
 
+def click(driver, css: str) -> None:
+    """Click what css finds, again if the page redrew it in between (every poll
+    round rebuilds the tables)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def once():
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+    wait_until(once, timeout=10, what="a click on " + css)
+
+
 def test_browser_sees_reshard_and_failover(cluster, dash, tmp):
     from selenium.webdriver.common.by import By
     shots = os.path.join(tmp, "screenshots")
@@ -756,18 +800,15 @@ def test_browser_sees_reshard_and_failover(cluster, dash, tmp):
         # a manual failover from the page: the button, the confirmation, the event log
         snap = state_of(dash)["snapshot"]
         replica = by_id(snap)[snap["shards"][1]["replicas"][0]]
-        button = driver.find_element(By.CSS_SELECTOR,
-                                     "button.failover[data-node='%s']" % replica["id"])
-        button.click()
+        click(driver, "button.failover[data-node='%s']" % replica["id"])
         alert = driver.switch_to.alert
         assert replica["addr"] in alert.text
         alert.accept()
         wait_until(lambda: any(replica["addr"] in li.text for li in driver.find_elements(
             By.CSS_SELECTOR, "#events li[data-kind='failover']")), timeout=30,
             what="failover in the page's event log")
-        row = driver.find_element(By.CSS_SELECTOR, "#nodes tr[data-node='%s']" % replica["id"])
-        wait_until(lambda: "primary" in row.text or "primary" in driver.find_element(
-            By.CSS_SELECTOR, "#nodes tr[data-node='%s']" % replica["id"]).text,
+        wait_until(lambda: "primary" in js(
+            "document.querySelector(\"#nodes tr[data-node='%s']\").textContent" % replica["id"]),
             timeout=10, what="row shows primary")
         final = os.path.join(shots, "3-failover.png")
         driver.save_screenshot(final)
@@ -1064,12 +1105,12 @@ def test_browser_freezes_a_node_and_undoes_it(cluster, dash, tmp):
         wait_until(lambda: flagged(("pfail", "fail")), timeout=45,
                    what="the frozen node flagged PFAIL/FAIL on the page")
         assert not ping_ok(victim.port)
-        row = wait_until(lambda: driver.find_elements(
+        wait_until(lambda: driver.find_elements(
             By.CSS_SELECTOR, "#chaos-log tr.open button.chaos-undo"), timeout=10,
             what="the open freeze in the page's chaos log")
-        assert "freeze" in driver.find_element(By.CSS_SELECTOR, "#chaos-log tr.open").text
+        assert "freeze" in js("document.querySelector('#chaos-log tr.open').textContent")
         driver.save_screenshot(os.path.join(tmp, "chaos-frozen.png"))
-        row[0].click()
+        click(driver, "#chaos-log tr.open button.chaos-undo")
         alert = driver.switch_to.alert
         assert "Undo freeze of " + replica["addr"] in alert.text
         alert.accept()

@@ -234,10 +234,13 @@ class Chaos:
         out = []
         for i, ln in enumerate(lines, 1):
             try:
-                out.append(json.loads(ln))
+                e = json.loads(ln)
             except ValueError:
-                raise ChaosError("%s line %d is not JSON: remove or fix it"
-                                 % (self.log_path, i)) from None
+                e = None
+            if not isinstance(e, dict) or not isinstance(e.get("id"), int):
+                raise ChaosError("%s line %d is not an entry of this log (a JSON object "
+                                 "with an id): remove or fix it" % (self.log_path, i))
+            out.append(e)
         # later lines update earlier entries of the same id
         merged: dict[int, dict] = {}
         for e in out:
