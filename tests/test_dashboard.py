@@ -1047,14 +1047,17 @@ def test_chaos_refused_for_a_node_that_is_not_a_local_process(tmp):
                                       json={"node": "e" * 40, "usec": 5},
                                       headers=ACTION_HEADERS) as r:
                         out.append((r.status, await r.json()))
-                return data, out
+            page = await asyncio.to_thread(chaos_panel_in_chromium,
+                                           "http://127.0.0.1:%d/" % web_port, tmp)
+            return data, out, page
         finally:
+            poller.close_listeners()        # ends the page's event stream
             await runner.cleanup()
             await poller.stop()
             server.close()
             await server.wait_closed()
     try:
-        data, out = asyncio.run(asyncio.wait_for(go(), 30))
+        data, out, page = asyncio.run(asyncio.wait_for(go(), 60))
         with open("/proc/%d/stat" % stranger.pid) as f:
             assert f.read().rsplit(")", 1)[1].split()[0] != "T"     # never stopped
         assert stranger.poll() is None                               # nor killed
@@ -1068,6 +1071,31 @@ def test_chaos_refused_for_a_node_that_is_not_a_local_process(tmp):
     for st, body in out:
         assert st == 400 and "not a process of the dashboard's machine" in body["error"], body
     assert not os.path.exists(log)
+    # the page says so and disables every button that breaks a node
+    note, enabled = page
+    assert note.startswith("None of the nodes is a process of this machine"), note
+    assert enabled == {"chaos-freeze": False, "chaos-thaw": False, "chaos-kill": False,
+                       "chaos-restart": False, "chaos-slow": False, "chaos-fast": False,
+                       "chaos-slow-disk": False, "chaos-fast-disk": False,
+                       "chaos-partition": False, "chaos-heal": False,
+                       "chaos-undo-all": False}
+
+
+def chaos_panel_in_chromium(url: str, tmp: str):
+    """(the chaos panel's note, button id -> enabled) as headless chromium shows them."""
+    from selenium.webdriver.common.by import By
+    driver = chromium(tmp)
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(url)
+        wait_until(lambda: driver.execute_script(
+            "return document.querySelectorAll('#chaos-node option').length") == 1,
+            timeout=30, what="the chaos panel drawn")
+        return (driver.find_element(By.ID, "chaos-note").text,
+                {b.get_attribute("id"): b.is_enabled() for b in driver.find_elements(
+                    By.CSS_SELECTOR, "#chaos-controls button")})
+    finally:
+        driver.quit()
 
 
 def test_browser_freezes_a_node_and_undoes_it(cluster, dash, tmp):
