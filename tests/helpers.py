@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -193,3 +194,34 @@ def raw_command(port: int, payload: bytes, timeout: float = 5.0, read_until_clos
                 if got >= replies:
                     break
         return b"".join(chunks)
+
+
+def ping_ok(port: int, timeout: float = 0.5) -> bool:
+    """PONG within timeout (one try: a client library's retries would stretch it)."""
+    try:
+        return raw_command(port, enc("PING"), timeout=timeout, replies=1) == b"+PONG\r\n"
+    except OSError:
+        return False
+
+
+class ChaosCli:
+    """`pynode chaos --log LOG ...` as a subprocess (this worktree's code)."""
+
+    def __init__(self, log: str, state_dir: str | None = None) -> None:
+        self.log = log
+        self.env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get(
+            "PYTHONPATH", ""))
+        if state_dir:
+            self.env["PYNODE_CHAOS_STATE_DIR"] = state_dir
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run([sys.executable, "-m", "pynode", "chaos", "--log", self.log,
+                              *args], env=self.env, capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+        if ok:
+            assert res.returncode == 0, res.stdout + res.stderr
+        return res
+
+    def entries(self) -> list[dict]:
+        with open(self.log) as fh:
+            return [json.loads(ln) for ln in fh]

@@ -5,20 +5,18 @@ and undo."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 
 import pytest
 import redis
 
+from pynode.chaos.control import not_local
 from pynode.chaos.netlab import NetLab, NetLabError, host_addr
 from tests.cluster_helpers import Cluster
-from tests.helpers import ROOT, Proc, wait_until
+from tests.helpers import ChaosCli, Proc, ping_ok, wait_until
 
 
 # ---------------------------------------------------------------- the lab's plans
@@ -84,40 +82,13 @@ def test_lab_state_round_trip(tmp_path):
 
 
 # ---------------------------------------------------------------- actions on processes
-class Chaos:
-    def __init__(self, tmp: str) -> None:
-        self.log = os.path.join(tmp, "chaos.log")
-        self.env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get(
-            "PYTHONPATH", ""), PYNODE_CHAOS_STATE_DIR=os.path.join(tmp, "labs"))
-
-    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess:
-        res = subprocess.run([sys.executable, "-m", "pynode", "chaos", "--log", self.log,
-                              *args], env=self.env, capture_output=True, text=True,
-                             timeout=60, stdin=subprocess.DEVNULL)
-        if ok:
-            assert res.returncode == 0, res.stdout + res.stderr
-        return res
-
-    def entries(self) -> list[dict]:
-        with open(self.log) as fh:
-            return [json.loads(ln) for ln in fh]
-
-
 @pytest.fixture
 def chaos():
     tmp = tempfile.mkdtemp(prefix="pynode-chaos-")
     try:
-        yield Chaos(tmp)
+        yield ChaosCli(os.path.join(tmp, "chaos.log"), os.path.join(tmp, "labs"))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def ping_ok(port: int, timeout: float = 0.5) -> bool:
-    try:
-        return redis.Redis(port=port, socket_timeout=timeout,
-                           socket_connect_timeout=timeout).ping()
-    except redis.exceptions.RedisError:
-        return False
 
 
 def test_freeze_thaw_kill_restart_and_undo(chaos):
@@ -132,6 +103,14 @@ def test_freeze_thaw_kill_restart_and_undo(chaos):
         assert "OPEN" in chaos("log").stdout
         chaos("thaw", node)
         assert ping_ok(p.port)
+        # as an ACL user (AUTH user password)
+        c.execute_command("ACL", "SETUSER", "ops", "on", ">ops-pw", "+@all", "~*")
+        res = chaos("--user", "ops", "-a", "wrong", "freeze", node, ok=False)
+        assert res.returncode == 1 and "WRONGPASS" in res.stderr
+        chaos("--user", "ops", "-a", "ops-pw", "freeze", node)
+        assert not ping_ok(p.port)
+        chaos("--user", "ops", "-a", "ops-pw", "thaw", node)
+        assert ping_ok(p.port)
 
         pid = p.proc.pid
         chaos("kill", node)
@@ -139,7 +118,7 @@ def test_freeze_thaw_kill_restart_and_undo(chaos):
         kill = [e for e in chaos.entries() if e.get("action") == "kill"][0]
         assert kill["undo"]["image"]["cwd"] == os.path.realpath(p.dir)
         out = chaos("undo", "--all").stdout
-        assert "undone 3: kill" in out, out
+        assert "undone 5: kill" in out, out
         wait_until(lambda: ping_ok(p.port), 30, "the restarted node answering")
         restarted = int(redis.Redis(port=p.port).info("server")["process_id"])
         assert restarted != pid
@@ -232,3 +211,15 @@ def test_partition_without_namespaces_isolates_the_bus(chaos):
                        "a healed cluster on %d" % other.port)
     finally:
         cl.cleanup()
+
+
+def test_not_local_needs_this_machines_process_listening_on_the_port():
+    """What the dashboard checks before a chaos action: the pid a node reports
+    is, here, a process listening on the node's port."""
+    p = Proc().start()
+    try:
+        assert not_local(p.proc.pid, p.port) is None
+        assert "does not listen on port %d" % p.port in not_local(os.getpid(), p.port)
+        assert "no process" in not_local(2 ** 22 + 1, p.port)     # above any pid_max
+    finally:
+        p.cleanup()

@@ -18,13 +18,14 @@ import time
 
 import aiohttp
 import pytest
+import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from pynode.dashboard import state
 from pynode.dashboard.actions import ActionError, parse_slots
 from pynode.dashboard.metrics import registry_for, render
 from tests.cluster_helpers import Cluster, free_ports, key_for_slot, parse_info, run
-from tests.helpers import wait_until
+from tests.helpers import ChaosCli, ping_ok, wait_until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ACTION_HEADERS = {"X-Pynode-Dashboard": "1"}
@@ -150,6 +151,96 @@ def test_metrics_render_from_snapshot():
     assert fams["pynode_dashboard_failovers"].samples[0].value == 2
 
 
+def test_slowlog_latency_and_migration_metrics_from_replies():
+    lat = state.parse_latency(4, [[17, 1700000000, 2500, [b"DEBUG", b"SLEEP", b"0"]]],
+                              [[b"command", 1700000001, 250, 900]])
+    assert lat == {"slowlog_len": 4, "slowlog_last_id": 17, "slowlog_last_usec": 2500,
+                   "events": [{"event": "command", "time": 1700000001, "latest_ms": 250,
+                               "max_ms": 900}]}
+    assert state.parse_latency(0, [], []) == {"slowlog_len": 0, "slowlog_last_id": 0,
+                                              "slowlog_last_usec": 0, "events": []}
+    refused = state_error("NOPERM")
+    assert state.parse_latency(refused, refused, refused) == {"events": []}
+    jobs = state.parse_slot_migrations([
+        [b"name", b"j1", b"operation", b"EXPORT", b"slot_ranges", b"0-99 200-200",
+         b"target_node", b"t" * 40, b"source_node", b"s" * 40, b"state", b"streaming",
+         b"last_update_time", 1700000002, b"remaining_repl_size", 512],
+        [b"name", b"j0", b"operation", b"EXPORT", b"slot_ranges", b"5-5", b"state",
+         b"success"]])
+    assert jobs[0]["slot_count"] == 101 and jobs[0]["state"] == "streaming"
+    assert jobs[0]["remaining_repl_size"] == 512 and jobs[1]["slot_count"] == 1
+    assert state.parse_slot_migrations(state_error("ERR unknown subcommand")) is None
+    snap = _snap(NODES_A, 1.0)
+    a = snap["nodes"][0]       # imports 5461 from bbbb
+    a["latency"], a["migrations"], a["slot_keys"] = lat, jobs, {5461: 3}
+    b = snap["nodes"][1]
+    b["migrating"], b["slot_keys"] = {5461: a["id"]}, {5461: 7}
+
+    class P:
+        snapshot = snap
+    from pynode.dashboard.metrics import NodeHealthCollector
+    from prometheus_client import CollectorRegistry
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(NodeHealthCollector(P))
+    fams = {f.name: f for f in text_string_to_metric_families(render(reg).decode())}
+
+    def val(metric, /, **labels):
+        got = [s.value for s in fams[metric].samples
+               if all(s.labels.get(k) == v for k, v in labels.items())]
+        assert len(got) == 1, (metric, labels, fams[metric].samples)
+        return got[0]
+    A, B = "127.0.0.1:7000", "127.0.0.1:7001"
+    assert val("redis_slowlog_length", addr=A) == 4
+    assert val("redis_slowlog_last_id", addr=A) == 17
+    assert val("redis_last_slow_execution_duration_seconds", addr=A) == 0.0025
+    assert val("redis_latency_spike_last", addr=A, event_name="command") == 1700000001
+    assert val("redis_latency_spike_duration_seconds", addr=A, event_name="command") == 0.25
+    assert val("redis_latency_spike_max_duration_seconds", addr=A) == 0.9
+    assert val("redis_cluster_slots_importing", addr=A) == 1
+    assert val("redis_cluster_slots_migrating", addr=A) == 0
+    assert val("redis_cluster_slots_migrating", addr=B) == 1
+    assert val("redis_cluster_slot_importing_keys", addr=A, slot="5461") == 3
+    assert val("redis_cluster_slot_migrating_keys", addr=B, slot="5461") == 7
+    # unfinished jobs one by one; every job counted by state
+    assert val("redis_cluster_slot_migration_slots", addr=A, name="j1", state="streaming",
+               target_node="t" * 40) == 101
+    assert val("redis_cluster_slot_migration_remaining_repl_bytes", name="j1") == 512
+    assert val("redis_cluster_slot_migration_last_update_timestamp_seconds",
+               name="j1") == 1700000002
+    assert len(fams["redis_cluster_slot_migration_slots"].samples) == 1
+    assert val("redis_cluster_slot_migrations", state="success", operation="EXPORT") == 1
+    assert val("redis_cluster_slot_migrations", state="streaming") == 1
+
+
+def test_chaos_log_on_the_page_and_a_damaged_log(tmp):
+    """The page's view of the chaos log: particulars, never an undo; a damaged
+    line is named, for the page and the command line alike."""
+    from pynode.chaos.control import Chaos, ChaosError
+    from pynode.dashboard.chaos import ChaosPanel
+    log = os.path.join(tmp, "unit-chaos.log")
+    ch = Chaos(log)
+    ch.record("kill", "127.0.0.1:1", {"action": "restart", "image": {
+        "argv": ["pynode", "--requirepass", "s3cret"], "cwd": "/", "netns": None}}, pid=7)
+
+    class P:
+        snapshot, password, user = None, None, None
+    panel = ChaosPanel(P, log)
+    view = panel.view()
+    assert view["error"] is None and view["log_path"] == log
+    assert [(e["id"], e["action"], e["open"], e["details"]) for e in view["entries"]] == [
+        (1, "kill", True, {"pid": 7})]
+    assert "s3cret" not in json.dumps(view)
+    with open(log) as f:
+        good = f.read()
+    for bad in ("{not json", "[1, 2]", '{"no": "id"}'):
+        with open(log, "w") as f:
+            f.write(good + bad + "\n")
+        with pytest.raises(ChaosError, match="line 2 is not an entry of this log"):
+            ch.entries()
+        view = panel.view()
+        assert "line 2 is not an entry" in view["error"] and view["entries"] == []
+
+
 # -- CLUSTER SLOT-STATS from a node that has it (a stand-in speaking Valkey 8's reply) ------
 
 def _resp(v) -> bytes:
@@ -163,8 +254,10 @@ def _resp(v) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(v), v)
 
 
-async def _slot_stats_node(port: int, stats: dict[int, dict[str, int]], seen: list):
-    """A one-primary 'cluster' on port whose CLUSTER SLOT-STATS answers as Valkey 8."""
+async def _slot_stats_node(port: int, stats: dict[int, dict[str, int]], seen: list,
+                           pid: int = 0):
+    """A one-primary 'cluster' on port whose CLUSTER SLOT-STATS answers as Valkey 8
+    (INFO reports process_id pid when given)."""
     import hiredis
 
     def answer(cmd):
@@ -177,8 +270,9 @@ async def _slot_stats_node(port: int, stats: dict[int, dict[str, int]], seen: li
         if up[:2] == ["CLUSTER", "INFO"]:
             return "cluster_state:ok\r\ncluster_slots_assigned:16384\r\ncluster_known_nodes:1\r\n"
         if up[0] == "INFO":
-            return ("# Server\r\nredis_version:8.0.0\r\n# Keyspace\r\ndb0:keys=%d,expires=0,"
-                    "avg_ttl=0\r\n" % sum(s["key-count"] for s in stats.values()))
+            return ("# Server\r\nredis_version:8.0.0\r\n%s# Keyspace\r\ndb0:keys=%d,expires=0,"
+                    "avg_ttl=0\r\n" % ("process_id:%d\r\n" % pid if pid else "",
+                                       sum(s["key-count"] for s in stats.values())))
         if up[:4] == ["CLUSTER", "SLOT-STATS", "ORDERBY", "KEY-COUNT"] and up[4] == "LIMIT":
             order = sorted(stats, key=lambda slot: (-stats[slot]["key-count"], slot))
             return [[slot, [x for kv in stats[slot].items() for x in kv]]
@@ -302,7 +396,8 @@ def tmp():
 
 @pytest.fixture(scope="module")
 def cluster():
-    with Cluster(primaries=3, replicas=1) as c:
+    # DEBUG from loopback: the chaos partition and slow-disk actions use it
+    with Cluster(primaries=3, replicas=1, extra=["--enable-debug-command", "local"]) as c:
         yield c
 
 
@@ -558,7 +653,9 @@ def test_password_read_only_and_cluster_password_kept(cluster, tmp):
     for node in cluster.nodes:
         node.call("CONFIG", "SET", "masterauth", secret)
         node.call("CONFIG", "SET", "requirepass", secret)
-    d = Dashboard(cluster, "--read-only", "--password-file", pwfile, "-a", secret, tmp=tmp)
+    victim = cluster.nodes[0].client(password=secret).execute_command("CLUSTER", "MYID")
+    d = Dashboard(cluster, "--read-only", "--password-file", pwfile, "-a", secret,
+                  "--chaos-log", os.path.join(tmp, "read-only-chaos.log"), tmp=tmp)
     try:
         basic = ("prometheus", "page-secret")
         d.wait_ready(auth=basic)
@@ -588,10 +685,11 @@ def test_password_read_only_and_cluster_password_kept(cluster, tmp):
                         bodies.append(await r.read())
                 async with s.get(d.url + "/api/events") as r:
                     bodies.append(await r.content.readuntil(b"\n\n"))
-                async with s.post(d.url + "/api/action/failover", json={"node": "x"},
-                                  headers=ACTION_HEADERS) as r:
-                    assert r.status == 403
-                    assert "read-only" in (await r.json())["error"]
+                for name in ("failover", "chaos-freeze", "chaos-kill", "chaos-undo"):
+                    async with s.post(d.url + "/api/action/" + name, json={"node": victim},
+                                      headers=ACTION_HEADERS) as r:
+                        assert r.status == 403, name
+                        assert "read-only" in (await r.json())["error"]
                 async with s.post(d.url + "/logout", allow_redirects=False) as r:
                     assert r.status == 302
                 async with s.get(d.url + "/api/state") as r:
@@ -600,6 +698,11 @@ def test_password_read_only_and_cluster_password_kept(cluster, tmp):
         bodies = asyncio.run(browse())
         data = json.loads(bodies[2])
         assert data["read_only"] is True and data["login"] is True
+        # the chaos actions were refused before reaching the node or the log
+        assert cluster.nodes[0].client(password=secret).ping()
+        assert data["chaos"]["entries"] == []
+        assert data["chaos"]["log_path"] == os.path.join(tmp, "read-only-chaos.log")
+        assert not os.path.exists(data["chaos"]["log_path"])
         # the dashboard authenticated to every node...
         assert all(n["up"] for n in data["snapshot"]["nodes"]), data["snapshot"]["nodes"]
         # ...and no reply carries the nodes' password
@@ -626,6 +729,21 @@ def chromium(tmp: str):
                  "--user-data-dir=" + tempfile.mkdtemp(prefix="chromium-", dir=tmp)):
         opts.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+
+
+def click(driver, css: str) -> None:
+    """Click what css finds, again if the page redrew it in between (every poll
+    round rebuilds the tables)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def once():
+        try:
+            driver.find_element(By.CSS_SELECTOR, css).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+    wait_until(once, timeout=10, what="a click on " + css)
 
 
 def test_browser_sees_reshard_and_failover(cluster, dash, tmp):
@@ -682,18 +800,15 @@ def test_browser_sees_reshard_and_failover(cluster, dash, tmp):
         # a manual failover from the page: the button, the confirmation, the event log
         snap = state_of(dash)["snapshot"]
         replica = by_id(snap)[snap["shards"][1]["replicas"][0]]
-        button = driver.find_element(By.CSS_SELECTOR,
-                                     "button.failover[data-node='%s']" % replica["id"])
-        button.click()
+        click(driver, "button.failover[data-node='%s']" % replica["id"])
         alert = driver.switch_to.alert
         assert replica["addr"] in alert.text
         alert.accept()
         wait_until(lambda: any(replica["addr"] in li.text for li in driver.find_elements(
             By.CSS_SELECTOR, "#events li[data-kind='failover']")), timeout=30,
             what="failover in the page's event log")
-        row = driver.find_element(By.CSS_SELECTOR, "#nodes tr[data-node='%s']" % replica["id"])
-        wait_until(lambda: "primary" in row.text or "primary" in driver.find_element(
-            By.CSS_SELECTOR, "#nodes tr[data-node='%s']" % replica["id"]).text,
+        wait_until(lambda: "primary" in js(
+            "document.querySelector(\"#nodes tr[data-node='%s']\").textContent" % replica["id"]),
             timeout=10, what="row shows primary")
         final = os.path.join(shots, "3-failover.png")
         driver.save_screenshot(final)
@@ -725,3 +840,315 @@ def test_rebalance_action_evens_out_the_slots(cluster, dash):
     wait_until(lambda: spread() < 250, timeout=60, what="balanced slots shown")
     cluster.wait_ok(timeout=60)
     assert cluster.check().returncode == 0
+
+
+# -- slow log, latency monitor and slot migrations in /metrics ---------------------------
+
+def metric_families(d: Dashboard) -> dict:
+    st, _, body = http("GET", d.url + "/metrics")
+    assert st == 200
+    return {f.name: f for f in text_string_to_metric_families(body.decode())}
+
+
+def samples(fams: dict, name: str, **labels) -> dict:
+    """addr -> value of the samples of name with these labels."""
+    return {s.labels["addr"]: s.value for s in fams[name].samples
+            if all(s.labels.get(k) == v for k, v in labels.items())}
+
+
+def test_metrics_slowlog_latency_and_migrations_match_the_nodes(cluster, dash):
+    snap = state_of(dash)["snapshot"]
+    src_id, dst_id = snap["shards"][0]["primary"], snap["shards"][1]["primary"]
+    src = cluster.node_by_port(by_id(snap)[src_id]["port"])
+    dst = cluster.node_by_port(by_id(snap)[dst_id]["port"])
+    addr = {n: "127.0.0.1:%d" % n.port for n in (src, dst)}
+    slot = by_id(snap)[src_id]["slots"][0][0]
+    rc = cluster.cluster_client()
+    try:
+        for j in range(3):
+            rc.set("%s:%d" % (key_for_slot(slot), j), "v")
+    finally:
+        rc.close()
+    # a slow log and a latency spike on src, then both left as they are
+    src.call("CONFIG", "SET", "slowlog-log-slower-than", "0")
+    for _ in range(3):
+        src.call("PING")
+    src.call("CONFIG", "SET", "slowlog-log-slower-than", "10000000")
+    src.call("CONFIG", "SET", "latency-monitor-threshold", "10")
+    src.call("DEBUG", "SLEEP", "0.05")
+    src.call("CONFIG", "SET", "latency-monitor-threshold", "0")
+    # a legacy migration of the slot, stopped half way
+    dst.call("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+    src.call("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+    try:
+        polls_pass(dash, 3)
+        fams = metric_families(dash)
+        c = src.client()
+        assert samples(fams, "redis_slowlog_length")[addr[src]] == c.slowlog_len() >= 4
+        last = c.slowlog_get(1)[0]
+        assert samples(fams, "redis_slowlog_last_id")[addr[src]] == last["id"]
+        assert samples(fams, "redis_last_slow_execution_duration_seconds")[addr[src]] == \
+            pytest.approx(last["duration"] / 1e6)
+        latest = {ev[0]: ev for ev in src.call("LATENCY", "LATEST")}
+        assert "command" in latest, latest
+        assert samples(fams, "redis_latency_spike_last", event_name="command")[
+            addr[src]] == latest["command"][1]
+        assert latest["command"][2] >= 50
+        assert samples(fams, "redis_latency_spike_duration_seconds", event_name="command")[
+            addr[src]] == pytest.approx(latest["command"][2] / 1e3)
+        assert samples(fams, "redis_cluster_slots_migrating")[addr[src]] == 1
+        assert samples(fams, "redis_cluster_slots_importing")[addr[dst]] == 1
+        assert samples(fams, "redis_cluster_slot_migrating_keys", slot=str(slot))[
+            addr[src]] == src.call("CLUSTER", "COUNTKEYSINSLOT", slot) >= 3
+        assert samples(fams, "redis_cluster_slot_importing_keys", slot=str(slot))[
+            addr[dst]] == dst.call("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    finally:
+        for n in (src, dst):
+            n.call("CLUSTER", "SETSLOT", slot, "STABLE")
+            n.call("CONFIG", "SET", "slowlog-log-slower-than", "10000")
+            n.call("LATENCY", "RESET")
+    if cluster.server != "pynode":
+        return          # atomic slot migration is Valkey 9.0's, pynode has it
+    src.call("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", slot, slot, "NODE", dst_id)
+    wait_until(lambda: cluster.owner_of(slot) == dst.port, timeout=30,
+               what="slot %d migrated atomically" % slot)
+
+    def jobs(n) -> dict:
+        out: dict = {}
+        for job in n.call("CLUSTER", "GETSLOTMIGRATIONS"):
+            d = job if isinstance(job, dict) else dict(zip(job[::2], job[1::2]))
+            out[(d["operation"], d["state"])] = out.get((d["operation"], d["state"]), 0) + 1
+        return out
+    wait_until(lambda: jobs(src).get(("EXPORT", "success")), timeout=30,
+               what="the export job finished")
+    polls_pass(dash, 2)
+    fams = metric_families(dash)
+    for n in (src, dst):
+        got = {(s.labels["operation"], s.labels["state"]): s.value
+               for s in fams["redis_cluster_slot_migrations"].samples
+               if s.labels["addr"] == addr[n]}
+        assert got == jobs(n) != {}, (n.port, got)
+    cluster.wait_ok(timeout=30)
+
+
+# -- chaos from the page -----------------------------------------------------------------
+
+def test_chaos_actions_share_the_log_with_pynode_chaos(cluster, dash, tmp):
+    data = state_of(dash)
+    snap, ch = data["snapshot"], data["chaos"]
+    assert all(ch["nodes"][n["id"]] == {"local": True, "why": None} for n in snap["nodes"])
+    assert ch["log_path"] == os.path.join(os.path.realpath(tmp), "pynode-chaos.log")
+    cli = ChaosCli(ch["log_path"])
+    replica = by_id(snap)[snap["shards"][0]["replicas"][0]]
+    rid, addr, port = replica["id"], replica["addr"], replica["port"]
+    node = cluster.node_by_port(port)
+    other = snap["shards"][1]["primary"]
+    try:
+        # freeze / thaw
+        st, body = action(dash, "chaos-freeze", {"node": rid})
+        assert st == 200 and body["output"].endswith("freeze %s" % addr), body
+        assert not ping_ok(port)
+        assert cli("log").stdout.split()[:4] == ["1", "freeze", addr, "OPEN"]
+        st, body = action(dash, "chaos-thaw", {"node": rid})
+        assert st == 200 and ping_ok(port, 5)
+        # slow / fast: a worker stops and continues the node
+        st, body = action(dash, "chaos-slow", {"node": rid, "stop_ms": 300, "every_ms": 400})
+        assert st == 200, body
+        worker = [e for e in cli.entries() if e.get("action") == "slow"][-1]["undo"]["worker"]
+        assert os.path.exists("/proc/%d" % worker)
+        assert action(dash, "chaos-fast", {"node": rid})[0] == 200
+        assert ping_ok(port, 5)
+        # slow disk (DEBUG AOF-FLUSH-SLEEP) / fast disk
+        assert action(dash, "chaos-slow-disk", {"node": rid, "usec": 1000})[0] == 200
+        assert action(dash, "chaos-fast-disk", {"node": rid})[0] == 200
+        # partition: per-peer needs a network lab; isolating works with DEBUG
+        st, body = action(dash, "chaos-partition", {"node": rid, "peers": [other]})
+        assert st == 400 and "not in a network lab" in body["error"]
+        st, body = action(dash, "chaos-partition", {"node": rid, "peers": []})
+        assert st == 200 and "(debug-packet-filter)" in body["output"]
+        assert action(dash, "chaos-heal", {"node": rid})[0] == 200
+        # kill -9 / restart from the page
+        st, body = action(dash, "chaos-kill", {"node": rid})
+        assert st == 200 and node.proc.proc.wait(10) == -9
+        st, body = action(dash, "chaos-restart", {"node": rid})
+        assert st == 200, body
+        wait_until(lambda: ping_ok(port), timeout=30, what="node restarted by the page")
+        # the command line's action shows on the page, and the page undoes it
+        assert "slow-disk %s" % addr in cli("slow-disk", addr, "--usec", "1000").stdout
+        wait_until(lambda: [e for e in state_of(dash)["chaos"]["entries"]
+                            if e["action"] == "slow-disk" and e["open"]],
+                   timeout=10, what="the command line's slow-disk on the page")
+        st, body = action(dash, "chaos-undo", {})
+        assert st == 200 and body["output"].endswith("slow-disk %s" % addr), body
+        assert "OPEN" not in cli("log").stdout
+        entries = state_of(dash)["chaos"]["entries"]
+        assert [e["action"] for e in entries] == [
+            "freeze", "thaw", "slow", "fast", "slow-disk", "fast-disk", "partition", "heal",
+            "kill", "restart", "slow-disk", "fast-disk"]
+        assert not any(e["open"] for e in entries)
+        assert all("undo" not in e and "undo" not in e["details"] for e in entries)
+        # refusals
+        for name, params, why in (
+                ("chaos-freeze", {"node": "nope"}, "unknown node"),
+                ("chaos-thaw", {"node": rid}, "no open freeze"),
+                ("chaos-fast", {"node": rid}, "not slowed"),
+                ("chaos-heal", {"node": rid}, "not partitioned"),
+                ("chaos-slow", {"node": rid, "stop_ms": 500, "every_ms": 100}, "stop-ms"),
+                ("chaos-slow", {"node": rid, "stop_ms": "x"}, "stop_ms must be an integer"),
+                ("chaos-slow-disk", {"node": rid}, "usec is required"),
+                ("chaos-slow-disk", {"node": rid, "usec": -5}, "usec must be an integer"),
+                ("chaos-partition", {"node": rid, "peers": "all"}, "list of node ids"),
+                ("chaos-undo", {"id": 999}, "no open action 999"),
+                ("chaos-undo", {"id": "1"}, "id must be")):
+            st, body = action(dash, name, params)
+            assert st == 400 and why in body["error"], (name, params, body)
+        assert len(state_of(dash)["chaos"]["entries"]) == len(entries)
+        assert any(e["kind"] == "action" and "chaos-freeze" in e["text"]
+                   for e in state_of(dash)["events"])
+    finally:
+        cli("undo", "--all", ok=False)       # whatever a failed step left open
+        if not node.alive():                 # a node started by chaos: back to the test's
+            try:
+                os.kill(int(node.client(socket_timeout=2).info("server")["process_id"]),
+                        signal.SIGKILL)
+            except (redis.RedisError, ProcessLookupError):
+                pass
+            wait_until(lambda: not ping_ok(port), timeout=10, what="restarted node gone")
+            node.start()
+    wait_until(lambda: ping_ok(port), timeout=30, what="node back under the test")
+    cluster.wait_ok(timeout=60)
+
+
+def test_chaos_refused_for_a_node_that_is_not_a_local_process(tmp):
+    """A node whose process_id is not, here, a process listening on its port
+    (as from a container or another host): the page says why, actions are refused."""
+    from pynode.dashboard.app import Dashboard as App
+    from pynode.dashboard.poller import Poller
+    from aiohttp import web
+    port, web_port = free_ports(2)
+    stranger = subprocess.Popen(["sleep", "60"])      # a local process, not the node
+    log = os.path.join(tmp, "stranger-chaos.log")
+
+    async def go():
+        server = await _slot_stats_node(port, {}, [], pid=stranger.pid)
+        poller = Poller([("127.0.0.1", port)], timeout=5)
+        app = App(poller, chaos_log=log)
+        runner = web.AppRunner(app.app())
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", web_port).start()
+        try:
+            await poller.poll_once()
+            async with aiohttp.ClientSession() as s:
+                async with s.get("http://127.0.0.1:%d/api/state" % web_port) as r:
+                    data = await r.json()
+                out = []
+                for name in ("chaos-freeze", "chaos-kill", "chaos-slow", "chaos-partition"):
+                    async with s.post("http://127.0.0.1:%d/api/action/%s" % (web_port, name),
+                                      json={"node": "e" * 40, "usec": 5},
+                                      headers=ACTION_HEADERS) as r:
+                        out.append((r.status, await r.json()))
+            page = await asyncio.to_thread(chaos_panel_in_chromium,
+                                           "http://127.0.0.1:%d/" % web_port, tmp)
+            return data, out, page
+        finally:
+            poller.close_listeners()        # ends the page's event stream
+            await runner.cleanup()
+            await poller.stop()
+            server.close()
+            await server.wait_closed()
+    try:
+        data, out, page = asyncio.run(asyncio.wait_for(go(), 60))
+        with open("/proc/%d/stat" % stranger.pid) as f:
+            assert f.read().rsplit(")", 1)[1].split()[0] != "T"     # never stopped
+        assert stranger.poll() is None                               # nor killed
+    finally:
+        stranger.kill()
+        stranger.wait()
+    me = data["chaos"]["nodes"]["e" * 40]
+    assert me["local"] is False
+    assert me["why"] == "process %d of this machine does not listen on port %d" % (
+        stranger.pid, port)
+    for st, body in out:
+        assert st == 400 and "not a process of the dashboard's machine" in body["error"], body
+    assert not os.path.exists(log)
+    # the page says so and disables every button that breaks a node
+    note, enabled = page
+    assert note.startswith("None of the nodes is a process of this machine"), note
+    assert enabled == {"chaos-freeze": False, "chaos-thaw": False, "chaos-kill": False,
+                       "chaos-restart": False, "chaos-slow": False, "chaos-fast": False,
+                       "chaos-slow-disk": False, "chaos-fast-disk": False,
+                       "chaos-partition": False, "chaos-heal": False,
+                       "chaos-undo-all": False}
+
+
+def chaos_panel_in_chromium(url: str, tmp: str):
+    """(the chaos panel's note, button id -> enabled) as headless chromium shows them."""
+    from selenium.webdriver.common.by import By
+    driver = chromium(tmp)
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(url)
+        wait_until(lambda: driver.execute_script(
+            "return document.querySelectorAll('#chaos-node option').length") == 1,
+            timeout=30, what="the chaos panel drawn")
+        return (driver.find_element(By.ID, "chaos-note").text,
+                {b.get_attribute("id"): b.is_enabled() for b in driver.find_elements(
+                    By.CSS_SELECTOR, "#chaos-controls button")})
+    finally:
+        driver.quit()
+
+
+def test_browser_freezes_a_node_and_undoes_it(cluster, dash, tmp):
+    """Freeze clicked on the page: the node goes PFAIL/FAIL in the event log;
+    Undo in the page's chaos log thaws it and the flag clears."""
+    from selenium.webdriver.common.by import By
+    for node in cluster.nodes:
+        node.call("CONFIG", "SET", "cluster-node-timeout", "1000")
+    snap = state_of(dash)["snapshot"]
+    replica = by_id(snap)[snap["shards"][2]["replicas"][0]]
+    victim = cluster.node_by_port(replica["port"])
+    driver = chromium(tmp)
+    try:
+        driver.set_page_load_timeout(30)
+        driver.get(dash.url + "/")
+
+        def js(expr, *args):
+            return driver.execute_script("return " + expr, *args)
+        wait_until(lambda: js("document.querySelectorAll('#chaos-node option').length") == 6,
+                   timeout=30, what="the chaos panel listing the nodes")
+        assert js("document.getElementById('chaos-note').textContent") == ""
+        js("(() => { const s = document.getElementById('chaos-node'); s.value = arguments[0]; "
+           "s.dispatchEvent(new Event('change')); return s.value; })()", replica["id"])
+        freeze = driver.find_element(By.ID, "chaos-freeze")
+        assert freeze.is_enabled()
+        assert not driver.find_element(By.ID, "chaos-thaw").is_enabled()
+        freeze.click()
+        alert = driver.switch_to.alert
+        assert "Freeze " + replica["addr"] in alert.text
+        alert.accept()
+
+        def flagged(kinds):
+            return [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#events li")
+                    if li.get_attribute("data-kind") in kinds and replica["addr"] in li.text]
+        wait_until(lambda: flagged(("pfail", "fail")), timeout=45,
+                   what="the frozen node flagged PFAIL/FAIL on the page")
+        assert not ping_ok(victim.port)
+        wait_until(lambda: driver.find_elements(
+            By.CSS_SELECTOR, "#chaos-log tr.open button.chaos-undo"), timeout=10,
+            what="the open freeze in the page's chaos log")
+        assert "freeze" in js("document.querySelector('#chaos-log tr.open').textContent")
+        driver.save_screenshot(os.path.join(tmp, "chaos-frozen.png"))
+        click(driver, "#chaos-log tr.open button.chaos-undo")
+        alert = driver.switch_to.alert
+        assert "Undo freeze of " + replica["addr"] in alert.text
+        alert.accept()
+        wait_until(lambda: flagged(("pfail-cleared", "fail-cleared")), timeout=45,
+                   what="the thawed node's flag cleared on the page")
+        assert ping_ok(victim.port)
+        assert driver.find_elements(By.CSS_SELECTOR, "#chaos-log tr.open") == []
+    finally:
+        driver.quit()
+        os.kill(victim.proc.proc.pid, signal.SIGCONT)       # whatever happened above
+        for node in cluster.nodes:
+            node.call("CONFIG", "SET", "cluster-node-timeout", str(cluster.node_timeout))
+    cluster.wait_ok(timeout=30)

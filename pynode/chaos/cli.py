@@ -13,7 +13,8 @@
     pynode chaos undo [ID | --all]
 
 NODE is host:port. Every action is appended to the log (--log, default
-./pynode-chaos.log) with what undoes it.
+./pynode-chaos.log or $PYNODE_CHAOS_LOG) with what undoes it; `pynode dashboard`
+reads and writes the same log. -a PASSWORD [--user USER] for nodes that want AUTH.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import subprocess
 import sys
 
-from pynode.chaos.control import Chaos, ChaosError
+from pynode.chaos.control import DEFAULT_LOG, Chaos, ChaosError, details, summary
 from pynode.chaos.netlab import NetLab, NetLabError, available
 
 PROG = "pynode chaos"
@@ -31,10 +32,11 @@ PROG = "pynode chaos"
 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog=PROG, description="Break nodes on purpose, reversibly.")
-    ap.add_argument("--log", default=os.environ.get("PYNODE_CHAOS_LOG", "pynode-chaos.log"),
+    ap.add_argument("--log", default=DEFAULT_LOG,
                     help="the action log (default ./pynode-chaos.log)")
     ap.add_argument("-a", "--password", default=os.environ.get("REDISCLI_AUTH"),
                     help="the nodes' password (default $REDISCLI_AUTH)")
+    ap.add_argument("--user", help="the nodes' ACL user")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     net = sub.add_parser("net", help="hosts as network namespaces (root)")
@@ -105,12 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "net":
             return _net(args)
-        ch = Chaos(args.log, args.password)
+        ch = Chaos(args.log, args.password, user=args.user)
         if args.cmd == "log":
             for e in ch.entries():
-                detail = {k: v for k, v in e.items()
-                          if k not in ("id", "time", "action", "node", "undo", "undone",
-                                       "undone_at")}
+                detail = details(e)
                 print("%3d %-10s %-22s %-6s %s" % (e["id"], e["action"], e["node"],
                                                    "done" if e["undone"] else "OPEN",
                                                    " ".join("%s=%s" % kv
@@ -130,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
             e = ch.slow_disk(args.node, args.usec)
         else:
             e = getattr(ch, args.cmd.replace("-", "_"))(args.node)
-        extra = e.get("mechanism")
-        print("%d: %s %s%s" % (e["id"], e["action"], e["node"],
-                               " (%s)" % extra if extra else ""))
+        print(summary(e))
         return 0
     except (ChaosError, NetLabError) as e:
         print("error: %s" % e, file=sys.stderr)

@@ -29,6 +29,10 @@ from pynode.chaos.netlab import STATE_DIR, NetLab, NetLabError
 from pynode.localcluster import pid_alive
 
 
+# the action log `pynode chaos` and `pynode dashboard` use unless told otherwise
+DEFAULT_LOG = os.environ.get("PYNODE_CHAOS_LOG", "pynode-chaos.log")
+
+
 class ChaosError(Exception):
     pass
 
@@ -49,11 +53,14 @@ def _enc(*args) -> bytes:
     return b"".join(out)
 
 
-def command(node: str, *args, password: str | None = None, timeout: float = 5.0) -> bytes:
+def command(node: str, *args, password: str | None = None, timeout: float = 5.0,
+            user: str | None = None) -> bytes:
     """One command on a fresh connection; the first reply line(s) as bytes.
     Raises ChaosError for an error reply or a node that cannot be reached."""
     host, port = parse_node(node)
-    payload = (_enc("AUTH", password) if password else b"") + _enc(*args)
+    auth = (_enc("AUTH", user, password) if user else _enc("AUTH", password)) if password \
+        else b""
+    payload = auth + _enc(*args)
     try:
         with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(payload)
@@ -67,11 +74,11 @@ def command(node: str, *args, password: str | None = None, timeout: float = 5.0)
                 buf += chunk
                 replies = _split_replies(buf)
                 if replies is not None and len(replies) >= want:
-                    r = replies[want - 1]
-                    if r.startswith(b"-"):
-                        raise ChaosError("%s answered %s" % (node, r[1:].strip().decode(
-                            "utf-8", "replace")))
-                    return r
+                    for r in replies[:want]:        # AUTH's error counts too
+                        if r.startswith(b"-"):
+                            raise ChaosError("%s answered %s" % (node, r[1:].strip().decode(
+                                "utf-8", "replace")))
+                    return replies[want - 1]
     except OSError as e:
         raise ChaosError("cannot reach %s: %s" % (node, e)) from None
     raise ChaosError("%s did not answer in %.0f s" % (node, timeout))
@@ -101,13 +108,46 @@ def _split_replies(buf: bytes) -> list[bytes] | None:
     return out
 
 
-def node_pid(node: str, password: str | None = None, timeout: float = 5.0) -> int:
-    info = command(node, "INFO", "server", password=password,
-                   timeout=timeout).decode("utf-8", "replace")
+def node_pid(node: str, password: str | None = None, timeout: float = 5.0,
+             user: str | None = None) -> int:
+    info = command(node, "INFO", "server", password=password, timeout=timeout,
+                   user=user).decode("utf-8", "replace")
     for line in info.splitlines():
         if line.startswith("process_id:"):
             return int(line.split(":", 1)[1])
     raise ChaosError("%s does not report process_id in INFO" % node)
+
+
+def not_local(pid: int, port: int) -> str | None:
+    """None when process pid of this machine listens on TCP port (so signals
+    and /proc reach the node); otherwise why not.  A node in a container or on
+    another host reports a pid that is not its process here, or none at all."""
+    try:
+        fds = os.listdir("/proc/%d/fd" % pid)
+    except FileNotFoundError:
+        return "no process %d on this machine" % pid
+    except PermissionError:
+        return "cannot inspect process %d (permission denied)" % pid
+    inodes = set()
+    for fd in fds:
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    for table in ("tcp", "tcp6"):         # the tables of the process's own namespace
+        try:
+            with open("/proc/%d/net/%s" % (pid, table)) as fh:
+                rows = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if len(f) > 9 and f[3] == "0A" and f[9] in inodes \
+                    and int(f[1].rsplit(":", 1)[1], 16) == port:
+                return None
+    return "process %d of this machine does not listen on port %d" % (pid, port)
 
 
 def _netns_of(pid: int) -> str | None:
@@ -153,14 +193,36 @@ def start_image(image: dict, log_path: str | None = None) -> int:
 
 
 # ---------------------------------------------------------------- the action log
+LOG_FIELDS = ("id", "time", "action", "node", "undo", "undone", "undone_at")
+
+
+def details(entry: dict) -> dict:
+    """An entry's particulars (pid, stop_ms, mechanism, ...), without its undo
+    (a restart's undo holds the node's command line, which may carry secrets)."""
+    return {k: v for k, v in entry.items() if k not in LOG_FIELDS}
+
+
+def summary(entry: dict) -> str:
+    extra = entry.get("mechanism")
+    return "%d: %s %s%s" % (entry["id"], entry["action"], entry["node"],
+                            " (%s)" % extra if extra else "")
+
+
 class Chaos:
     """Actions against nodes, each logged with its undo."""
 
     def __init__(self, log_path: str, password: str | None = None,
-                 state_dir: str = STATE_DIR) -> None:
+                 state_dir: str = STATE_DIR, user: str | None = None) -> None:
         self.log_path = log_path
         self.password = password
+        self.user = user
         self.state_dir = state_dir
+
+    def _cmd(self, node: str, *args) -> bytes:
+        return command(node, *args, password=self.password, user=self.user)
+
+    def pid_of(self, node: str) -> int:
+        return node_pid(node, self.password, user=self.user)
 
     # log ------------------------------------------------------------------
     def entries(self) -> list[dict]:
@@ -172,10 +234,13 @@ class Chaos:
         out = []
         for i, ln in enumerate(lines, 1):
             try:
-                out.append(json.loads(ln))
+                e = json.loads(ln)
             except ValueError:
-                raise ChaosError("%s line %d is not JSON: remove or fix it"
-                                 % (self.log_path, i)) from None
+                e = None
+            if not isinstance(e, dict) or not isinstance(e.get("id"), int):
+                raise ChaosError("%s line %d is not an entry of this log (a JSON object "
+                                 "with an id): remove or fix it" % (self.log_path, i))
+            out.append(e)
         # later lines update earlier entries of the same id
         merged: dict[int, dict] = {}
         for e in out:
@@ -203,7 +268,7 @@ class Chaos:
 
     # actions ---------------------------------------------------------------
     def freeze(self, node: str) -> dict:
-        pid = node_pid(node, self.password)
+        pid = self.pid_of(node)
         os.kill(pid, signal.SIGSTOP)
         return self.record("freeze", node, {"action": "thaw", "pid": pid}, pid=pid)
 
@@ -215,7 +280,7 @@ class Chaos:
         return self.record("thaw", node, None, pid=pid)
 
     def kill(self, node: str) -> dict:
-        pid = node_pid(node, self.password)
+        pid = self.pid_of(node)
         image = process_image(pid)
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
@@ -240,7 +305,7 @@ class Chaos:
     def slow(self, node: str, stop_ms: int, every_ms: int) -> dict:
         if not 0 < stop_ms < every_ms:
             raise ChaosError("slow needs 0 < stop-ms < every-ms")
-        pid = node_pid(node, self.password)
+        pid = self.pid_of(node)
         worker = subprocess.Popen(
             [sys.executable, "-m", "pynode.chaos.control", "slow-worker", str(pid),
              str(stop_ms), str(every_ms)],
@@ -272,11 +337,11 @@ class Chaos:
         return self.record("fast", node, None, pid=undo["pid"])
 
     def slow_disk(self, node: str, usec: int) -> dict:
-        command(node, "DEBUG", "AOF-FLUSH-SLEEP", usec, password=self.password)
+        self._cmd(node, "DEBUG", "AOF-FLUSH-SLEEP", usec)
         return self.record("slow-disk", node, {"action": "fast-disk"}, usec=usec)
 
     def fast_disk(self, node: str) -> dict:
-        command(node, "DEBUG", "AOF-FLUSH-SLEEP", 0, password=self.password)
+        self._cmd(node, "DEBUG", "AOF-FLUSH-SLEEP", 0)
         self._close_open(node, ("slow-disk",))
         return self.record("fast-disk", node, None)
 
@@ -307,9 +372,9 @@ class Chaos:
         # as Redis's own cluster tests isolate a node: drop (and close the link
         # of) every bus packet it receives, and pause its cron so that its own
         # pings stop keeping the peers' view of it fresh
-        command(node, "DEBUG", "CLOSE-CLUSTER-LINK-ON-PACKET-DROP", 1, password=self.password)
-        command(node, "DEBUG", "DROP-CLUSTER-PACKET-FILTER", -2, password=self.password)
-        command(node, "DEBUG", "PAUSE-CRON", 1, password=self.password)
+        self._cmd(node, "DEBUG", "CLOSE-CLUSTER-LINK-ON-PACKET-DROP", 1)
+        self._cmd(node, "DEBUG", "DROP-CLUSTER-PACKET-FILTER", -2)
+        self._cmd(node, "DEBUG", "PAUSE-CRON", 1)
         return self.record("partition", node, {"action": "heal", "lab": None},
                            mechanism="debug-packet-filter")
 
@@ -332,10 +397,9 @@ class Chaos:
                         lab.rules.remove([h, src, dst])
                 lab.save()
             else:
-                command(node, "DEBUG", "PAUSE-CRON", 0, password=self.password)
-                command(node, "DEBUG", "DROP-CLUSTER-PACKET-FILTER", -1, password=self.password)
-                command(node, "DEBUG", "CLOSE-CLUSTER-LINK-ON-PACKET-DROP", 0,
-                        password=self.password)
+                self._cmd(node, "DEBUG", "PAUSE-CRON", 0)
+                self._cmd(node, "DEBUG", "DROP-CLUSTER-PACKET-FILTER", -1)
+                self._cmd(node, "DEBUG", "CLOSE-CLUSTER-LINK-ON-PACKET-DROP", 0)
         self._close_open(node, ("partition",))
         return self.record("heal", node, None)
 

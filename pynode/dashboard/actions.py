@@ -43,10 +43,13 @@ def parse_slots(spec: str) -> list[int]:
 
 
 class Actions:
-    def __init__(self, poller, timeout: float = 120.0) -> None:
+    def __init__(self, poller, timeout: float = 120.0, extra: dict | None = None) -> None:
         self.poller = poller
         self.timeout = timeout
         self.lock = asyncio.Lock()      # one action at a time
+        self.handlers = {"failover": self.failover, "move-slots": self.move_slots,
+                         "rebalance": self.rebalance, "add-node": self.add_node,
+                         "forget-node": self.forget_node, **(extra or {})}
 
     def _node(self, node_id: str) -> dict:
         for n in (self.poller.snapshot or {}).get("nodes", []):
@@ -64,9 +67,7 @@ class Actions:
         return reply
 
     async def run(self, name: str, params: dict) -> dict:
-        handler = {"failover": self.failover, "move-slots": self.move_slots,
-                   "rebalance": self.rebalance, "add-node": self.add_node,
-                   "forget-node": self.forget_node}.get(name)
+        handler = self.handlers.get(name)
         if handler is None:
             raise ActionError("unknown action %r" % name)
         async with self.lock:

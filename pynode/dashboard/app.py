@@ -2,7 +2,7 @@
 
     pynode dashboard --cluster host:port [--cluster ...] [--port 8080] [--bind 127.0.0.1]
                      [--read-only] [--password-file F | --web-password P]
-                     [-a PASSWORD] [--user USER] [--interval 1.0]
+                     [-a PASSWORD] [--user USER] [--interval 1.0] [--chaos-log F]
 
 The page is static/index.html (vanilla JS, no build step, nothing from the
 internet); it reads /api/state once and then /api/events (server-sent events: one
@@ -11,6 +11,8 @@ login form sets an HttpOnly session cookie; /metrics also takes the page passwor
 as HTTP basic auth (any user name) for Prometheus.  The nodes' password stays in
 this process: no reply of the app contains it.  Actions are POSTs with a custom
 header (a cross-site form cannot send it) and are refused in read-only mode.
+Chaos actions (chaos.py) write to the same log as `pynode chaos` (--chaos-log,
+default ./pynode-chaos.log or $PYNODE_CHAOS_LOG); the page shows that log.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import time
 
 from aiohttp import web
 
+from pynode.chaos.control import DEFAULT_LOG
 from pynode.dashboard.actions import ActionError, Actions
-from pynode.dashboard.metrics import registry_for, render
+from pynode.dashboard.chaos import ChaosPanel
+from pynode.dashboard.metrics import NodeHealthCollector, registry_for, render
 from pynode.dashboard.poller import Poller
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -47,7 +51,8 @@ def page_view(snap: dict | None) -> dict | None:
         return None
     nodes = []
     for n in snap["nodes"]:
-        m = {k: v for k, v in n.items() if k not in ("info", "cluster_info")}
+        m = {k: v for k, v in n.items() if k not in ("info", "cluster_info", "latency",
+                                                     "migrations", "slot_keys")}
         m["info"] = {k: n["info"][k] for k in BRIEF_INFO if k in (n.get("info") or {})}
         ci = n.get("cluster_info") or {}
         m["cluster_state"] = ci.get("cluster_state")
@@ -58,13 +63,15 @@ def page_view(snap: dict | None) -> dict | None:
 
 class Dashboard:
     def __init__(self, poller: Poller, read_only: bool = False,
-                 web_password: str | None = None) -> None:
+                 web_password: str | None = None, chaos_log: str = DEFAULT_LOG) -> None:
         self.poller = poller
-        self.actions = Actions(poller)
+        self.chaos = ChaosPanel(poller, chaos_log)
+        self.actions = Actions(poller, extra=self.chaos.handlers())
         self.read_only = read_only
         self.web_password = web_password
         self.sessions: dict[str, float] = {}
         self.registry = registry_for(poller)
+        self.registry.register(NodeHealthCollector(poller))
 
     # -- authentication -------------------------------------------------------
 
@@ -131,7 +138,8 @@ class Dashboard:
 
     def _state(self, events) -> dict:
         return {"snapshot": page_view(self.poller.snapshot), "events": list(events),
-                "read_only": self.read_only, "login": bool(self.web_password)}
+                "read_only": self.read_only, "login": bool(self.web_password),
+                "chaos": self.chaos.view()}
 
     async def api_state(self, request: web.Request) -> web.Response:
         return web.json_response(self._state(self.poller.events))
@@ -154,7 +162,7 @@ class Dashboard:
                     break
                 snap, events = item
                 body = {"snapshot": page_view(snap), "events": events,
-                        "read_only": self.read_only}
+                        "read_only": self.read_only, "chaos": self.chaos.view()}
                 await resp.write(b"event: update\ndata: %s\n\n" % json.dumps(body).encode())
         except (ConnectionResetError, asyncio.CancelledError):
             pass
@@ -225,6 +233,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--user", help="the nodes' ACL user")
     ap.add_argument("--interval", type=float, default=1.0, help="seconds between polls")
     ap.add_argument("--timeout", type=float, default=2.0, help="per-command timeout")
+    ap.add_argument("--chaos-log", default=DEFAULT_LOG,
+                    help="the chaos action log shared with `pynode chaos` "
+                    "(default ./pynode-chaos.log)")
     return ap
 
 
@@ -248,7 +259,8 @@ async def serve(args) -> None:
                          "no page password (--password-file or --read-only)\n" % args.bind)
     poller = Poller([_seed(s) for s in args.cluster], password=args.auth, user=args.user,
                     interval=args.interval, timeout=args.timeout)
-    dash = Dashboard(poller, read_only=args.read_only, web_password=web_password)
+    dash = Dashboard(poller, read_only=args.read_only, web_password=web_password,
+                     chaos_log=args.chaos_log)
     runner = web.AppRunner(dash.app(), access_log=None, handle_signals=False,
                              shutdown_timeout=2.0)
     await runner.setup()

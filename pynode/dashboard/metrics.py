@@ -213,3 +213,96 @@ def registry_for(poller) -> CollectorRegistry:
 
 def render(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
+
+
+# -- slow log, latency monitor, slot migrations ---------------------------------------
+
+MIGRATION_DONE = ("success", "failed", "cancelled")     # GETSLOTMIGRATIONS end states
+
+
+class NodeHealthCollector:
+    """Per node, from the latest poll: the slow log (SLOWLOG LEN / GET 1) and
+    the latency monitor (LATENCY LATEST) in redis_exporter's names, and slot
+    migrations in progress: legacy ones (SETSLOT MIGRATING/IMPORTING, keys
+    left from CLUSTER COUNTKEYSINSLOT) and atomic ones (CLUSTER
+    GETSLOTMIGRATIONS, where the node has it)."""
+
+    def __init__(self, poller) -> None:
+        self.poller = poller
+
+    def collect(self):
+        snap = self.poller.snapshot or {"nodes": []}
+        fams: dict[str, GaugeMetricFamily] = {}
+
+        def gauge(name, doc, labels):
+            f = fams.get(name)
+            if f is None:
+                f = fams[name] = GaugeMetricFamily("redis_" + name, doc, labels=labels)
+            return f
+
+        for n in snap["nodes"]:
+            if not n["up"]:
+                continue
+            addr = n["addr"]
+            lat = n.get("latency") or {}
+            if "slowlog_len" in lat:
+                gauge("slowlog_length", "Total slowlog", ["addr"]).add_metric(
+                    [addr], lat["slowlog_len"])
+            if "slowlog_last_id" in lat:
+                gauge("slowlog_last_id", "Last id of slowlog", ["addr"]).add_metric(
+                    [addr], lat["slowlog_last_id"])
+                gauge("last_slow_execution_duration_seconds",
+                      "The amount of time needed for last slow execution, in seconds",
+                      ["addr"]).add_metric([addr], lat["slowlog_last_usec"] / 1e6)
+            for ev in lat.get("events", []):
+                labels = [addr, ev["event"]]
+                gauge("latency_spike_last", "When the latency spike last occurred",
+                      ["addr", "event_name"]).add_metric(labels, ev["time"])
+                gauge("latency_spike_duration_seconds",
+                      "Length of the last latency spike in seconds",
+                      ["addr", "event_name"]).add_metric(labels, ev["latest_ms"] / 1e3)
+                gauge("latency_spike_max_duration_seconds",
+                      "Length of the longest latency spike of this event in seconds",
+                      ["addr", "event_name"]).add_metric(labels, ev["max_ms"] / 1e3)
+            if n["role"] == "master":
+                gauge("cluster_slots_migrating", "Slots this node is migrating out "
+                      "(SETSLOT MIGRATING)", ["addr"]).add_metric([addr], len(n["migrating"]))
+                gauge("cluster_slots_importing", "Slots this node is importing "
+                      "(SETSLOT IMPORTING)", ["addr"]).add_metric([addr], len(n["importing"]))
+            keys = n.get("slot_keys") or {}
+            for kind, slots in (("migrating", n["migrating"]), ("importing", n["importing"])):
+                for slot in slots:
+                    if slot in keys:
+                        gauge("cluster_slot_%s_keys" % kind,
+                              "Keys in a slot this node is %s (CLUSTER COUNTKEYSINSLOT)"
+                              % kind, ["addr", "slot"]).add_metric([addr, str(slot)],
+                                                                   keys[slot])
+            jobs = n.get("migrations")
+            if jobs is None:
+                continue
+            by_state: dict[tuple[str, str], int] = {}
+            for job in jobs:
+                op, st = str(job.get("operation", "")), str(job.get("state", ""))
+                by_state[(op, st)] = by_state.get((op, st), 0) + 1
+                if st in MIGRATION_DONE:
+                    continue
+                labels = [addr, str(job.get("name", "")), op, st,
+                          str(job.get("source_node", "")), str(job.get("target_node", ""))]
+                gauge("cluster_slot_migration_slots",
+                      "Slots of an unfinished atomic slot migration (GETSLOTMIGRATIONS)",
+                      ["addr", "name", "operation", "state", "source_node", "target_node"]
+                      ).add_metric(labels, job["slot_count"])
+                gauge("cluster_slot_migration_remaining_repl_bytes",
+                      "Bytes of an unfinished atomic slot migration not sent yet",
+                      ["addr", "name"]).add_metric(labels[:2],
+                                                   num(job.get("remaining_repl_size")))
+                gauge("cluster_slot_migration_last_update_timestamp_seconds",
+                      "When an unfinished atomic slot migration last made progress",
+                      ["addr", "name"]).add_metric(labels[:2],
+                                                   num(job.get("last_update_time")))
+            fam = gauge("cluster_slot_migrations", "Atomic slot migrations this node knows, "
+                        "by operation and state (GETSLOTMIGRATIONS)",
+                        ["addr", "operation", "state"])
+            for (op, st), count in sorted(by_state.items()):
+                fam.add_metric([addr, op, st], count)
+        yield from fams.values()

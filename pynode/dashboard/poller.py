@@ -2,8 +2,10 @@
 
 Each round: CLUSTER NODES from every known node (the first one that answers is the
 reference whose view is shown; each node's own line carries its migrating/importing
-slots), then INFO all, CLUSTER INFO and - where the node has it - CLUSTER
-SLOT-STATS from every node, all in parallel with bounded timeouts.  A node that
+slots), then INFO all, CLUSTER INFO, SLOWLOG LEN / GET 1, LATENCY LATEST, the
+keys left in slots the node migrates or imports (CLUSTER COUNTKEYSINSLOT) and -
+where the node has them - CLUSTER SLOT-STATS and CLUSTER GETSLOTMIGRATIONS from
+every node, all in parallel with bounded timeouts.  A node that
 does not answer is shown down and retried on the next round; the seeds given on
 the command line are always tried, so the dashboard finds the cluster again after
 every node it knew has been replaced.
@@ -19,6 +21,7 @@ from pynode.dashboard import state
 from pynode.dashboard.resp import Conn, ReplyError
 
 SLOT_STATS_RETRY = 30.0     # seconds before asking a node without SLOT-STATS again
+SLOT_KEYS_MAX = 32          # migrating/importing slots counted per node and round
 
 
 class Poller:
@@ -37,6 +40,8 @@ class Poller:
         self.errors = 0
         self.listeners: set[asyncio.Queue] = set()
         self._no_slot_stats: dict[str, float] = {}
+        self._no_migrations: dict[str, float] = {}
+        self._silent: set[str] = set()     # nodes that did not answer CLUSTER NODES this round
         self._task: asyncio.Task | None = None
 
     # -- connections ---------------------------------------------------------
@@ -57,12 +62,38 @@ class Poller:
         try:
             reply = await self.call(addr, "CLUSTER", "NODES")
         except (OSError, ConnectionError, asyncio.TimeoutError) as e:
+            self._silent.add(addr)
             return addr, None, str(e) or type(e).__name__
         if isinstance(reply, ReplyError):
             return addr, None, str(reply)
         return addr, state.parse_nodes(reply), None
 
-    async def _details(self, addr: str, now: float) -> dict:
+    async def _health(self, addr: str, now: float, me: dict | None) -> dict:
+        """Slow log, latency monitor, slot migrations of one node."""
+        out: dict = {}
+        slen = await self.call(addr, "SLOWLOG", "LEN")
+        last = await self.call(addr, "SLOWLOG", "GET", "1")
+        latest = await self.call(addr, "LATENCY", "LATEST")
+        out["latency"] = state.parse_latency(slen, last, latest)
+        migrations = None
+        if now >= self._no_migrations.get(addr, 0):
+            reply = await self.call(addr, "CLUSTER", "GETSLOTMIGRATIONS")
+            migrations = state.parse_slot_migrations(reply)
+            if migrations is None:
+                self._no_migrations[addr] = now + SLOT_STATS_RETRY
+        out["migrations"] = migrations
+        keys = {}
+        if me is not None:
+            slots = sorted(me["migrating"])[:SLOT_KEYS_MAX] + \
+                sorted(me["importing"])[:SLOT_KEYS_MAX]
+            for slot in slots:
+                n = await self.call(addr, "CLUSTER", "COUNTKEYSINSLOT", slot)
+                if isinstance(n, int):
+                    keys[slot] = n
+        out["slot_keys"] = keys
+        return out
+
+    async def _details(self, addr: str, now: float, me: dict | None = None) -> dict:
         own_calls = self.conn(addr).calls
         try:
             info = await self.call(addr, "INFO", "all")
@@ -74,6 +105,7 @@ class Poller:
                 stats = state.parse_slot_stats(reply)
                 if stats is None:
                     self._no_slot_stats[addr] = now + SLOT_STATS_RETRY
+            health = await self._health(addr, now, me)
         except (OSError, ConnectionError, asyncio.TimeoutError) as e:
             return {"up": False, "error": str(e) or type(e).__name__}
         out = {"up": True, "error": None, "own_calls": own_calls}
@@ -83,10 +115,12 @@ class Poller:
         out["cluster_info"] = (state.parse_info(cinfo)
                                if not isinstance(cinfo, ReplyError) else {})
         out["slot_stats"] = stats
+        out.update(health)
         return out
 
     async def poll_once(self) -> dict:
         now = time.time()
+        self._silent = set()
         known = list(dict.fromkeys(
             [n["addr"] for n in (self.snapshot or {}).get("nodes", [])] + self.seeds))
         views = await asyncio.gather(*(self._nodes_of(a) for a in known))
@@ -107,7 +141,12 @@ class Poller:
             if me:
                 own[addr] = me
         addrs = [n["addr"] for n in view]
-        details = await asyncio.gather(*(self._details(a, now) for a in addrs))
+        # a node that just did not answer is not asked again this round (a frozen
+        # node would hold the round for one more timeout)
+        asked = [a for a in addrs if a not in self._silent]
+        got = dict(zip(asked, await asyncio.gather(*(self._details(a, now, own.get(a))
+                                                      for a in asked))))
+        details = [got.get(a, {"up": False, "error": "no reply"}) for a in addrs]
         per_node = {}
         errors = {addr: err for addr, _, err in views if err}
         for addr, d in zip(addrs, details):

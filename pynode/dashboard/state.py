@@ -97,6 +97,51 @@ def parse_slot_stats(reply) -> list[dict] | None:
     return out
 
 
+def _text(v) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def parse_latency(slowlog_len, slowlog_last, latest) -> dict:
+    """SLOWLOG LEN, SLOWLOG GET 1 and LATENCY LATEST replies -> one dict;
+    a refused command (an error reply) leaves its part out."""
+    out: dict = {"events": []}
+    if isinstance(slowlog_len, int):
+        out["slowlog_len"] = slowlog_len
+    if isinstance(slowlog_last, list):
+        if slowlog_last and isinstance(slowlog_last[0], list) and len(slowlog_last[0]) > 2:
+            out["slowlog_last_id"] = num(slowlog_last[0][0])
+            out["slowlog_last_usec"] = num(slowlog_last[0][2])
+        elif not slowlog_last:
+            out["slowlog_last_id"] = out["slowlog_last_usec"] = 0
+    if isinstance(latest, list):
+        for ev in latest:
+            if isinstance(ev, list) and len(ev) >= 4:
+                out["events"].append({"event": _text(ev[0]), "time": num(ev[1]),
+                                      "latest_ms": num(ev[2]), "max_ms": num(ev[3])})
+    return out
+
+
+def parse_slot_migrations(reply) -> list[dict] | None:
+    """CLUSTER GETSLOTMIGRATIONS (Valkey 9.0; RESP2: one flat name/value list
+    per job) -> dicts with text values and the job's slot_count; None when the
+    node refuses it."""
+    if not isinstance(reply, list):
+        return None
+    out = []
+    for job in reply:
+        if not isinstance(job, list) or len(job) % 2:
+            return None
+        d = {_text(job[i]): (job[i + 1] if isinstance(job[i + 1], int) else _text(job[i + 1]))
+             for i in range(0, len(job), 2)}
+        count = 0
+        for part in str(d.get("slot_ranges", "")).replace(",", " ").split():
+            a, _, b = part.partition("-")
+            count += num(b or a) - num(a) + 1
+        d["slot_count"] = count
+        out.append(d)
+    return out
+
+
 def slot_count(ranges) -> int:
     return sum(b - a + 1 for a, b in ranges)
 
@@ -141,6 +186,9 @@ def build_snapshot(now: float, view: list[dict], reference: str | None,
         n["info"] = info
         n["cluster_info"] = got.get("cluster_info") or {}
         n["slot_stats"] = got.get("slot_stats")
+        n["latency"] = got.get("latency")
+        n["migrations"] = got.get("migrations")
+        n["slot_keys"] = got.get("slot_keys") or {}
         # ops/s from total_commands_processed, minus the dashboard's own commands
         # (counted right before each INFO, so the two deltas cover the same span)
         processed = num(info.get("total_commands_processed"), None)

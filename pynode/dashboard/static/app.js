@@ -6,7 +6,7 @@
                    "#e377c2", "#17becf", "#bcbd22", "#393b79", "#637939", "#843c39"];
   const colours = {};       // node id -> colour, stable while the page is open
   let nextColour = 0;
-  let snap = null, readOnly = true, owners = new Array(SLOTS).fill(null);
+  let snap = null, readOnly = true, owners = new Array(SLOTS).fill(null), chaos = null;
   const seen = new Set();   // event ids already shown
   const $ = (id) => document.getElementById(id);
 
@@ -134,10 +134,98 @@
     while (ul.children.length > 500) ul.removeChild(ul.lastChild);
   }
 
+  // -- chaos: pynode chaos's log and its actions --------------------------------------
+  const UNDOES = {thaw: "freeze", restart: "kill", fast: "slow", "fast-disk": "slow-disk", heal: "partition"};
+
+  function openOf(addr, action) {
+    return (chaos.entries || []).some((e) => e.open && e.node === addr && e.action === action);
+  }
+
+  function drawChaos() {
+    $("chaos-log-path").textContent = chaos.log_path;
+    const local = snap ? snap.nodes.filter((n) => (chaos.nodes[n.id] || {}).local) : [];
+    const sel = $("chaos-node"), keep = sel.value;
+    sel.textContent = "";
+    (snap ? snap.nodes : []).forEach((n) => sel.appendChild(el("option", {value: n.id,
+      text: n.addr + " " + n.id.slice(0, 8) + (n.role === "master" ? " primary" : " replica")})));
+    sel.value = keep; if (sel.selectedIndex < 0) sel.selectedIndex = 0;
+    const node = nodeById(sel.value), info = node ? chaos.nodes[node.id] || {} : {};
+    const peers = $("chaos-peers"), chosen = new Set(Array.from(peers.selectedOptions).map((o) => o.value));
+    peers.textContent = "";
+    (snap ? snap.nodes : []).filter((n) => !node || n.id !== node.id).forEach((n) =>
+      peers.appendChild(el("option", {value: n.id, text: n.addr})));
+    Array.from(peers.options).forEach((o) => { o.selected = chosen.has(o.value); });
+    let note = "";
+    if (snap && !local.length)
+      note = "None of the nodes is a process of this machine: chaos actions signal the node's process and read /proc, " +
+        "so they need the dashboard on the nodes' machine. The buttons are disabled.";
+    else if (node && !node.up)
+      note = node.addr + " does not answer the dashboard: breaking it is off; what the log holds can be undone.";
+    else if (node && !info.local)
+      note = node.addr + " is not a process of this machine (" + info.why + "): chaos actions need the dashboard " +
+        "on the node's machine; only undoing what the log holds is possible.";
+    if (chaos.error) note = (note ? note + " " : "") + "The log cannot be read: " + chaos.error;
+    $("chaos-note").textContent = note;
+    document.querySelectorAll("#chaos-controls button[data-act]").forEach((b) => {
+      const act = b.dataset.act;
+      b.disabled = !node || (act in UNDOES ? !openOf(node.addr, UNDOES[act]) : !info.local);
+    });
+    $("chaos-undo-all").disabled = !(chaos.entries || []).some((e) => e.open);
+    const body = $("chaos-log").tBodies[0]; body.textContent = "";
+    (chaos.entries || []).slice().reverse().forEach((e) => {
+      const d = Object.keys(e.details).sort().map((k) => k + "=" + JSON.stringify(e.details[k])).join(" ");
+      const tr = el("tr", {class: e.open ? "open" : "", "data-id": e.id}, [e.id,
+        e.time ? new Date(e.time * 1000).toLocaleTimeString() : "", e.action, e.node,
+        e.open ? "open" : "done", d].map((c) => el("td", {text: text(c)})));
+      const td = el("td");
+      if (e.open && !readOnly) {
+        const b = el("button", {text: "Undo", class: "chaos-undo", "data-id": e.id});
+        b.addEventListener("click", () => act("chaos-undo", {id: e.id}, "Undo " + e.action + " of " + e.node + " (#" + e.id + ")?"));
+        td.appendChild(b);
+      }
+      tr.appendChild(td);
+      body.appendChild(tr);
+    });
+  }
+
+  const CHAOS_ASK = {
+    freeze: (a) => "Freeze " + a + " (SIGSTOP: it stops answering until thawed)?",
+    thaw: (a) => "Thaw " + a + " (SIGCONT)?",
+    kill: (a) => "Kill " + a + " with SIGKILL (kill -9)? Restart brings it back with the same command line.",
+    restart: (a) => "Restart " + a + " the way it was started?",
+    slow: (a) => "Slow " + a + " down: stopped " + $("chaos-stop-ms").value + " ms of every " + $("chaos-every-ms").value + " ms?",
+    fast: (a) => "Stop slowing " + a + "?",
+    "slow-disk": (a) => "Make " + a + " sleep " + $("chaos-usec").value + " us before each AOF write?",
+    "fast-disk": (a) => "Give " + a + " its normal AOF writes back?",
+    partition: (a) => {
+      const p = Array.from($("chaos-peers").selectedOptions).map((o) => o.text);
+      return "Partition " + a + (p.length ? " from " + p.join(", ") : " from every peer (isolate)") +
+        ($("chaos-one-way").checked ? ", one way" : "") + "?";
+    },
+    heal: (a) => "Heal every partition of " + a + "?",
+  };
+
+  document.querySelectorAll("#chaos-controls button[data-act]").forEach((b) => b.addEventListener("click", () => {
+    const node = nodeById($("chaos-node").value);
+    if (!node) return;
+    const kind = b.dataset.act, params = {node: node.id};
+    if (kind === "slow") { params.stop_ms = +$("chaos-stop-ms").value; params.every_ms = +$("chaos-every-ms").value; }
+    if (kind === "slow-disk") params.usec = +$("chaos-usec").value;
+    if (kind === "partition") {
+      params.peers = Array.from($("chaos-peers").selectedOptions).map((o) => o.value);
+      params.one_way = $("chaos-one-way").checked;
+    }
+    act("chaos-" + kind, params, CHAOS_ASK[kind](node.addr));
+  }));
+  $("chaos-node").addEventListener("change", () => { if (chaos) drawChaos(); });
+  $("chaos-undo-all").addEventListener("click", () =>
+    act("chaos-undo", {}, "Undo every open chaos action, newest first?"));
+
   function render(data) {
     readOnly = data.read_only;
     $("ro").hidden = !readOnly;
     $("actions").hidden = readOnly;
+    $("chaos-controls").hidden = readOnly;
     if (data.login !== undefined) $("logout").hidden = !data.login;
     if (data.events) addEvents(data.events);
     if (!data.snapshot) return;
@@ -149,17 +237,21 @@
       text(snap.cluster.current_epoch) + ", " + text(snap.cluster.slots_assigned) + " slots assigned";
     $("updated").textContent = "updated " + new Date(snap.time * 1000).toLocaleTimeString();
     drawSlots(); drawNodes(); drawHot(); if (!readOnly) drawSelects();
+    if (data.chaos) { chaos = data.chaos; drawChaos(); }
   }
 
   async function act(name, params, question) {
     if (!window.confirm(question)) return;
-    $("action-result").textContent = name + " ...";
+    const out = $(name.startsWith("chaos-") ? "chaos-result" : "action-result");
+    out.textContent = name + " ...";
     try {
       const r = await fetch("/api/action/" + name, {method: "POST", credentials: "same-origin",
         headers: {"Content-Type": "application/json", "X-Pynode-Dashboard": "1"}, body: JSON.stringify(params)});
       const body = await r.json();
-      $("action-result").textContent = r.ok ? body.output : "error: " + body.error;
-    } catch (e) { $("action-result").textContent = "error: " + e; }
+      out.textContent = r.ok ? body.output : "error: " + body.error;
+      if (name.startsWith("chaos-"))       // show the log at once, not at the next poll
+        fetch("/api/state", {credentials: "same-origin"}).then((r) => r.json()).then(render).catch(() => {});
+    } catch (e) { out.textContent = "error: " + e; }
   }
 
   $("slotmap").addEventListener("mousemove", (ev) => {
