@@ -242,6 +242,55 @@ def parse_redirect(frame: bytes):
         return None
 
 
+# ---------------------------------------------------------------- replay
+
+# Writes whose effect is the same run once or twice (the data, not always the
+# reply: a count such as DEL's or SADD's is the second run's). Besides these,
+# every read-only command and every write whose key specs all overwrite
+# ("OW" update: MSET, SETEX, PSETEX) or remove ("RM": DEL, UNLINK) the key.
+_REPLAY_WRITES = frozenset(("set", "hset", "hmset", "hdel", "sadd", "srem", "zadd", "zrem",
+                            "expireat", "pexpireat", "persist"))
+# options that make a replay differ from the first run: SET NX/GET answer from
+# what the first run did, ZADD INCR adds again
+# (where the options begin, the options); a member named like an option only
+# costs the replay
+_REPLAY_BAD_OPTS = {"set": (3, frozenset((b"nx", b"get"))), "zadd": (2, frozenset((b"incr",)))}
+
+
+def _replayable(name: str) -> bool:
+    meta = COMMANDS.get(name)
+    if meta is None or meta.subcommands or "movablekeys" in meta.flags:
+        return False
+    if "readonly" in meta.flags:
+        return "blocking" not in meta.flags and bool(meta.key_specs)
+    if name in _REPLAY_WRITES:
+        return True
+    if name.startswith("restore"):      # a second run finds the key: BUSYKEY
+        return False
+    specs = meta.key_specs
+    return bool(specs) and all(ks.flags[0] == "RM" or (ks.flags[0] == "OW" and
+                                                       "update" in ks.flags)
+                               for ks in specs)
+
+
+REPLAYABLE = frozenset(n for n in COMMANDS if "|" not in n and _replayable(n))
+
+
+def replay_safe(data: bytes) -> bool:
+    """May a command (as sent, RESP bytes) be sent again after a link died with
+    it in flight, when it may or may not have run?"""
+    r = hiredis.Reader()
+    r.feed(data)
+    argv = r.gets()
+    if not isinstance(argv, list) or not argv:
+        return False
+    name = argv[0].decode("latin-1").lower()
+    if name not in REPLAYABLE:
+        return False
+    bad = _REPLAY_BAD_OPTS.get(name)
+    return bad is None or not any(a.lower() in bad[1] for a in argv[bad[0]:])
+
+
 MULTI = cmd_bytes([b"MULTI"])
 EXEC = cmd_bytes([b"EXEC"])
 ASKING = cmd_bytes([b"ASKING"])

@@ -20,7 +20,7 @@ from pynode.config import VERSION
 from pynode.proxy.commands import LOCAL, TX_CONTROL
 from pynode.proxy.core import (ASKING, MULTI, NO_MAP, REDIRECTS, SLOTS_CMD, SPLIT,
                                FrameError, SlotMap, cmd_bytes, err, first_key, join,
-                               parse_redirect, split)
+                               parse_redirect, replay_safe, split)
 from pynode.proxy.links import LOST_UNSENT, Link
 from pynode.resp import RequestParser
 from storage.slots import keyslot
@@ -381,7 +381,10 @@ class Proxy:
         if type(frame) is str:
             self.stats["retries"] += 1
             self.refresh()
-            if frame == LOST_UNSENT or call.readonly:
+            if frame == LOST_UNSENT or (call.tx is None and (call.readonly
+                                                             or replay_safe(call.data))):
+                # not written, or the same effect if it ran twice: again on the
+                # slot's owner once the map has it (a failover takes a while)
                 self.retry(call, 0.05, err(
                     "ERR proxy: no connection to the node serving this command"
                     if frame == LOST_UNSENT else
