@@ -291,10 +291,21 @@ def test_same_bytes_as_redis_server(proxy, reference):
              enc("INCR", "dk"), enc("MGET", "dk", "dk:none"), enc("DEL", "dk"),
              enc("SELECT", "0"), enc("HELLO", "4"), enc("EXEC"), enc("DISCARD"),
              enc("MULTI") + enc("MULTI") + enc("DISCARD"),
-             enc("CLIENT", "SETNAME", "a b"), enc("AUTH", "nopass")]
+             enc("CLIENT", "SETNAME", "a b"), enc("AUTH", "nopass"),
+             # errors inside MULTI come at queue time; EXEC then refuses it all
+             enc("MULTI") + enc("SET", "tk", "1") + enc("GET") + enc("NOSUCH", "x", "y")
+             + enc("CONFIG", "NOPE") + enc("CONFIG") + enc("SAVE") + enc("SET", "tk", "2")
+             + enc("EXEC") + enc("GET", "tk"),
+             enc("MULTI") + enc("NOSUCH") + enc("DISCARD") + enc("MULTI") + enc("SET", "tk", "3")
+             + enc("EXEC") + enc("DEL", "tk")]
     for payload in cases:
-        want = raw_command(reference.port, payload)
-        got = raw_command(proxy.port, payload)
+        reader = hiredis.Reader()
+        reader.feed(payload)
+        n = 0
+        while reader.gets() is not False:
+            n += 1
+        want = raw_command(reference.port, payload, replies=n)
+        got = raw_command(proxy.port, payload, replies=n)
         assert got == want, (payload, got, want)
 
 
@@ -331,11 +342,20 @@ def test_transactions_and_watch(proxy):
         p.set("{tx}a", "mine")
         assert p.execute() == [True]
     assert r.get("{tx}a") == "mine"
-    # cross-slot inside MULTI: the EXEC is refused, nothing ran
+    # cross-slot inside MULTI: refused at queue time as by a cluster node, then
+    # EXECABORT, nothing ran
     with r.pipeline(transaction=True) as p:
         p.set("tx:x", 1).set("tx:y", 2)
         with pytest.raises(redis.ResponseError):
             p.execute()
+    assert r.exists("tx:x", "tx:y") == 0
+    raw = raw_command(proxy.port, enc("MULTI") + enc("SET", "tx:x", "1")
+                      + enc("MSET", "{tx}1", "1", "{tx}2", "2") + enc("SET", "tx:y", "2")
+                      + enc("MGET", "tx:x", "tx:y") + enc("EXEC"), replies=6)
+    assert raw == (b"+OK\r\n+QUEUED\r\n-CROSSSLOT Keys in request don't hash to the same "
+                   b"slot\r\n-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+                   b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+                   b"-EXECABORT Transaction discarded because of previous errors.\r\n"), raw
     assert r.exists("tx:x", "tx:y") == 0
     r.delete("{tx}a")
 

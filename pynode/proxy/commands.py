@@ -10,9 +10,10 @@ import random
 import time
 from typing import TYPE_CHECKING
 
+from pynode.commands.transactions import EXECABORT
 from pynode.config import VERSION
-from pynode.proxy.core import (EXEC, NO_MAP, cmd_bytes, decode, elements, err, first_key,
-                               scan_cursor)
+from pynode.proxy.core import (CROSSSLOT, EXEC, NO_MAP, cmd_bytes, decode, elements, err,
+                               scan_cursor, tx_check)
 from pynode.proxy.links import Link
 from pynode.resp import Map, Verbatim, encode
 from storage.slots import keyslot
@@ -150,7 +151,26 @@ def _multi(px: Proxy, c: Client, argv) -> None:
         c.reply(err("ERR MULTI calls can not be nested"))
         return
     c.multi = []
+    c.multi_slot = None
+    c.multi_error = False
     c.reply(b"+OK\r\n")
+
+
+def queue(px: Proxy, c: Client, argv: list[bytes]) -> None:
+    """A command inside MULTI: checked now as a node would (unknown command,
+    arity, keys of one slot), queued in the proxy, sent at EXEC."""
+    e, slot = tx_check(argv)
+    if slot is not None:
+        if c.multi_slot is None:
+            c.multi_slot = slot
+        elif slot != c.multi_slot:
+            e = CROSSSLOT
+    if e is not None:
+        c.multi_error = True
+        c.reply(err(e))
+        return
+    c.multi.append(argv)
+    c.reply(b"+QUEUED\r\n")
 
 
 def _discard(px: Proxy, c: Client, argv) -> None:
@@ -166,18 +186,13 @@ def _exec(px: Proxy, c: Client, argv) -> None:
         c.reply(err("ERR EXEC without MULTI"))
         return
     cmds, c.multi = c.multi, None
+    if c.multi_error:
+        c.reply(err(EXECABORT))
+        return
     if not cmds:
         c.reply(b"*0\r\n")
         return
-    slot = None
-    readonly = True
-    for a in cmds:
-        sname, fk, ro, _ = px.cmdinfo(a[0].lower())
-        readonly = readonly and ro
-        key = (a[fk] if 0 < fk < len(a) else None) if fk >= 0 else first_key(sname, a)
-        if key is not None and slot is None:
-            slot = keyslot(key)
-    call = px.new_call(c, EXEC, slot, False)
+    call = px.new_call(c, EXEC, c.multi_slot, False)
     call.tx = [cmd_bytes(a) for a in cmds]
     px.send(call)
 

@@ -8,6 +8,7 @@ import hiredis
 
 from pynode.command_meta import COMMANDS
 from pynode.keyspecs import _InvalidSpec, keys_by_specs
+from pynode.resp import unknown_command, unknown_subcommand
 from storage.slots import keyslot
 
 # ---------------------------------------------------------------- framing
@@ -184,6 +185,36 @@ def first_key(name: str, argv: list[bytes]) -> bytes | None:
     if 0 < fk < len(argv):
         return argv[fk]
     return None
+
+
+CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
+
+
+def tx_check(argv: list[bytes]) -> tuple[str | None, int | None]:
+    """What a cluster node says to a command queued inside MULTI, checked against
+    the command table: (error text or None, the slot of its keys or None)."""
+    name = argv[0].decode("latin-1").lower()
+    meta = COMMANDS.get(name)
+    if meta is None:
+        return unknown_command(argv), None
+    if meta.subcommands:
+        sub = COMMANDS.get(name + "|" + argv[1].decode("latin-1").lower()) \
+            if len(argv) > 1 else None
+        if sub is None:
+            return (unknown_subcommand(argv) if len(argv) > 1 else
+                    "ERR wrong number of arguments for '%s' command" % name), None
+        meta = sub
+    if meta.arity != len(argv) and (meta.arity > 0 or len(argv) < -meta.arity):
+        return "ERR wrong number of arguments for '%s' command" % meta.name, None
+    if "no_multi" in meta.flags:
+        return "ERR Command not allowed inside a transaction", None
+    try:
+        slots = {keyslot(argv[i]) for i, _ in keys_by_specs(meta, argv)}
+    except (_InvalidSpec, IndexError):
+        slots = set()
+    if len(slots) > 1:
+        return CROSSSLOT, None
+    return None, (slots.pop() if slots else None)
 
 
 SPLIT = {b"mget": 1, b"mset": 2, b"del": 1, b"unlink": 1, b"exists": 1, b"touch": 1}

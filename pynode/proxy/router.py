@@ -17,7 +17,7 @@ import hiredis
 
 from pynode.command_meta import COMMANDS
 from pynode.config import VERSION
-from pynode.proxy.commands import LOCAL, TX_CONTROL
+from pynode.proxy.commands import LOCAL, TX_CONTROL, queue
 from pynode.proxy.core import (ASKING, MULTI, NO_MAP, REDIRECTS, SLOTS_CMD, SPLIT,
                                FrameError, SlotMap, cmd_bytes, err, first_key, join,
                                parse_redirect, replay_safe, split)
@@ -58,6 +58,8 @@ class Client(asyncio.Protocol):
         self.creds = proxy.creds
         self.name = b""
         self.multi: list | None = None       # commands queued by MULTI (not pinned)
+        self.multi_slot = None               # their keys' slot
+        self.multi_error = False             # one was refused: EXEC answers EXECABORT
         self.pinned: Link | None = None      # WATCH: a link of its own until EXEC/DISCARD
         self.passthrough: Link | None = None  # pub/sub: a link of its own
         self.blocked: set = set()            # links carrying its blocking commands
@@ -543,8 +545,7 @@ class Proxy:
             self.pinned_cmd(c, name, argv)
             return
         if c.multi is not None and name not in TX_CONTROL:
-            c.multi.append(argv)
-            c.reply(b"+QUEUED\r\n")
+            queue(self, c, argv)
             return
         h = LOCAL.get(name)
         if h is not None:
