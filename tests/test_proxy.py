@@ -397,6 +397,49 @@ def test_info_and_auth_pass_through(proxy):
     assert r.ping()
 
 
+def _rss(pid: int) -> int:
+    with open("/proc/%d/status" % pid) as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmRSS:"))
+
+
+def test_a_client_that_does_not_read_is_not_buffered_without_bound(proxy):
+    """A pipeline of GETs whose replies come to ~200 MB, written and not read:
+    the proxy stops reading the client's commands once its replies waiting to
+    be sent pass the limit (8 MiB) or 256 commands are unanswered, serves
+    others meanwhile, and every reply arrives once the client reads."""
+    r = proxy.client()
+    value = b"v" * 40000
+    r.set("bp:big", value)
+    reply = b"$%d\r\n%s\r\n" % (len(value), value)
+    n = 5000
+    base = _rss(proxy.proc.pid)
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        payload = enc("GET", "bp:big") * n
+        sender = threading.Thread(target=s.sendall, args=(payload,))
+        sender.start()
+        wait_until(lambda: r.info("proxy")["proxy_clients_reading_paused"] == 1, timeout=10,
+                   what="the proxy stopped reading the client")
+        time.sleep(1)
+        grown = _rss(proxy.proc.pid) - base
+        assert r.get("bp:big") == value.decode() and r.ping()     # others are served
+        assert r.info("proxy")["proxy_clients_reading_paused"] == 1
+        assert grown < 80 << 20, grown          # unbounded, it would be n * 40 KB
+        got = 0
+        want = len(reply) * n
+        tail = b""
+        while got < want:
+            data = s.recv(1 << 20)
+            assert data, "closed after %d of %d bytes" % (got, want)
+            got += len(data)
+            tail = (tail + data)[-len(reply):]
+        sender.join(10)
+        assert got == want and tail == reply
+    wait_until(lambda: r.info("proxy")["proxy_clients_reading_paused"] == 0, timeout=10,
+               what="no client paused")
+    r.delete("bp:big")
+
+
 # ------------------------------------------------------------ a node that misbehaves
 
 class FakeNode:

@@ -50,6 +50,9 @@ def main(argv: list[str]) -> int:
                     help="seconds a command is retried through redirections (default 10)")
     ap.add_argument("--refresh-interval", type=float, default=2.0,
                     help="seconds between slot map refreshes (default 2)")
+    ap.add_argument("--client-output-limit", type=int, default=8 << 20, metavar="BYTES",
+                    help="stop reading a client's commands while this many bytes of "
+                         "replies wait to be sent to it (default 8 MiB)")
     args = ap.parse_args(argv)
     creds = None
     if args.password is not None:
@@ -60,7 +63,8 @@ def main(argv: list[str]) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency
         pass
     proxy = Proxy(args.cluster, args.port, args.bind, args.read_from_replicas, creds,
-                  args.retry_timeout, args.refresh_interval)
+                  args.retry_timeout, args.refresh_interval,
+                  output_limit=args.client_output_limit)
     try:
         asyncio.run(proxy.serve())
     except KeyboardInterrupt:

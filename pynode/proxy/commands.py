@@ -350,6 +350,7 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
         prims = self.map.primaries()
         parts.append("# Proxy\r\n" + "".join("%s:%d\r\n" % kv for kv in [
             ("proxy_protocol_errors", s["protocol_errors"]),
+            ("proxy_clients_reading_paused", sum(c.read_paused for c in self.clients)),
             ("proxy_backend_links", len(self.links)),
             ("proxy_backend_connections_opened", s["backend_connections"]),
             ("proxy_backend_link_failures", s["link_failures"]),

@@ -25,9 +25,15 @@ from pynode.proxy.links import LOST_UNSENT, Link
 from pynode.resp import RequestParser
 from storage.slots import keyslot
 
+# a client's commands read and not yet answered (sent on, or waiting for the
+# replies before them): past this, its further commands wait unread
+MAX_INFLIGHT = 256
+
+
 class Pending:
     """A client's reply slot: replies leave in the order of the commands."""
     __slots__ = ("client", "frame")
+    count = 1                 # the commands it answers
 
     def __init__(self, client: "Client") -> None:
         self.client = client
@@ -39,8 +45,12 @@ class Pending:
         q = c.queue
         if q and q[0] is self:
             out = c.out
+            n = 0
             while q and q[0].frame is not None:
-                out.append(q.popleft().frame)
+                p = q.popleft()
+                out.append(p.frame)
+                n += p.count
+            c.inflight -= n
             c.proxy.dirty_clients.add(c)
             c.proxy.schedule_flush()
 
@@ -65,6 +75,11 @@ class Client(asyncio.Protocol):
         self.blocked: set = set()            # links carrying its blocking commands
         self.closing = False
         self.closed = False
+        # backpressure: commands read but held back, and why reading stopped
+        self.inflight = 0                    # commands dispatched, replies not yet out
+        self.held: list | None = None        # commands parsed, not yet dispatched
+        self.write_paused = False            # its socket buffer is over the limit
+        self.read_paused = False
         proxy.next_id += 1
         self.id = proxy.next_id
 
@@ -81,24 +96,79 @@ class Client(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=self.proxy.output_limit)
         self.proxy.clients.add(self)
         self.proxy.stats["total_connections_received"] += 1
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        parser = self.parser
-        cmds = parser.feed(data)
-        if len(cmds) > 1:
-            self.proxy.dispatch_many(self, cmds)
+        cmds = self.parser.feed(data)
+        if self.held is not None:
+            self.held.extend(cmds)
         else:
-            for argv in cmds:
-                self.proxy.dispatch(self, argv)
-        if parser.error is not None and not self.closing:
+            self.run(cmds)
+
+    def run(self, cmds: list) -> None:
+        """Dispatch parsed commands, at most MAX_INFLIGHT unanswered at a time
+        and none while the client's output is over the limit: the rest wait, and
+        the client's socket is not read, until its replies drain."""
+        px = self.proxy
+        i, n = 0, len(cmds)
+        while i < n:
+            if self.closing:
+                return
+            room = MAX_INFLIGHT - self.inflight
+            if room <= 0 or self.write_paused:
+                self.held = cmds[i:]
+                self.hold()
+                return
+            j = min(n, i + room)
+            self.inflight += j - i
+            if j - i > 1:
+                px.dispatch_many(self, cmds[i:j] if i or j < n else cmds)
+            else:
+                px.dispatch(self, cmds[i])
+            i = j
+        self.held = None
+        if self.parser.error is not None and not self.closing:
             # as Redis: the commands before the bad bytes run, then an error, then close
-            self.reply(err("ERR " + parser.error))
-            self.proxy.stats["protocol_errors"] += 1
+            self.reply(err("ERR " + self.parser.error))
+            px.stats["protocol_errors"] += 1
             self.close_after_replies()
+
+    def hold(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def drain(self) -> None:
+        """Go on with held commands and reading once the output has room."""
+        if self.write_paused or self.closed:
+            return
+        if self.held is not None:
+            if self.inflight > MAX_INFLIGHT // 2:
+                return
+            held, self.held = self.held, None
+            self.run(held)
+        if self.read_paused and self.held is None and not self.write_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        # the client reads slower than its replies come: stop reading its
+        # commands; a subscriber's messages wait on the node (whose own
+        # client-output-buffer-limit pubsub applies)
+        self.write_paused = True
+        self.hold()
+        if self.passthrough is not None and self.passthrough.transport is not None:
+            self.passthrough.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.passthrough is not None and self.passthrough.transport is not None:
+            self.passthrough.transport.resume_reading()
+        self.drain()
 
     def close_after_replies(self) -> None:
         self.closing = True
@@ -113,6 +183,8 @@ class Client(asyncio.Protocol):
             self.out = []
         if self.closing and not self.queue:
             self.transport.close()
+        elif self.read_paused:
+            self.drain()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -176,13 +248,14 @@ class Call(Pending):
 class Batch(Pending):
     """The reply slot of a run of commands from one read: filled when every
     command of the run has its reply, in the run's order."""
-    __slots__ = ("frames", "left")
+    __slots__ = ("frames", "left", "count")
 
     def __init__(self, client: Client, n: int) -> None:
         self.client = client
         self.frame = None
         self.frames: list = [None] * n
         self.left = n
+        self.count = n
 
     def part(self, i: int, frame: bytes) -> None:
         self.frames[i] = frame
@@ -248,7 +321,7 @@ class Proxy:
     def __init__(self, seeds: list[tuple], port: int, bind: str = "127.0.0.1",
                  read_from_replicas: bool = False, creds: tuple | None = None,
                  retry_timeout: float = 10.0, refresh_interval: float = 2.0,
-                 connect_timeout: float = 2.0) -> None:
+                 connect_timeout: float = 2.0, output_limit: int = 8 << 20) -> None:
         self.seeds = seeds
         self.port = port
         self.bind = bind
@@ -257,6 +330,7 @@ class Proxy:
         self.retry_timeout = retry_timeout
         self.refresh_interval = refresh_interval
         self.connect_timeout = connect_timeout
+        self.output_limit = output_limit     # bytes waiting to be sent to one client
         self.map = SlotMap()
         self.links: dict = {}
         self.clients: set = set()
