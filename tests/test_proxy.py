@@ -370,8 +370,6 @@ def test_blocking_and_pubsub(proxy):
     r.rpush("bl:q", "x")
     t.join(15)
     assert [list(x) for x in got] == [["bl:q", "x"]]
-    # (sharded pub/sub is passed through the same way, routed by the channel's
-    # slot; pynode nodes do not serve SSUBSCRIBE/SPUBLISH yet)
     ps = proxy.client().pubsub()
     ps.subscribe("ch:1")
     assert ps.get_message(timeout=5)["type"] == "subscribe"
@@ -380,6 +378,77 @@ def test_blocking_and_pubsub(proxy):
     msg = ps.get_message(timeout=5)
     assert msg["type"] == "message" and msg["data"] == "hi"
     ps.close()
+
+
+def _move_empty_slot(cluster, slot: int, dst: int) -> None:
+    """Give an empty slot to another primary as redis-cli --cluster reshard does."""
+    src = cluster.owner_of(slot)
+    ids = {n["port"]: n["id"] for n in cluster.live_node().nodes()}
+    assert cluster.node_by_port(src).call("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    cluster.node_by_port(dst).call("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+    cluster.node_by_port(src).call("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+    for port in (dst, src):
+        cluster.node_by_port(port).call("CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+    wait_until(lambda: cluster.owner_of(slot) == dst, timeout=10, what="the slot moved")
+
+
+def _recv_until(s: socket.socket, want: bytes, timeout: float = 5) -> bytes:
+    got = b""
+    s.settimeout(timeout)
+    while not got.endswith(want):
+        data = s.recv(65536)
+        assert data, got
+        got += data
+    return got
+
+
+def test_sharded_pubsub_and_a_slot_moving_away(cluster, proxy):
+    """SSUBSCRIBE through the proxy: messages published straight on the shard
+    and through the proxy arrive, with the bytes a subscriber on the node gets;
+    when the channel's slot moves, the node's sunsubscribe is passed on (as
+    redis-server sends it) and SSUBSCRIBE again follows the slot to its new
+    owner."""
+    ch = "sp:%s" % key_for_slot(7777)
+    slot = keyslot(ch)
+    owner = cluster.owner_of(slot)
+    other = next(p for p in cluster.primary_ports() if p != owner)
+    r = proxy.client()
+    via = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+    direct = socket.create_connection(("127.0.0.1", owner), timeout=5)
+    try:
+        for s in (via, direct):
+            s.sendall(enc("SSUBSCRIBE", ch))
+            assert _recv_until(s, b":1\r\n") == b"*3\r\n$10\r\nssubscribe\r\n$%d\r\n%s\r\n:1\r\n" % (
+                len(ch), ch.encode())
+        assert cluster.node_by_port(owner).call("SPUBLISH", ch, "on the node") == 2
+        assert r.spublish(ch, "through the proxy") == 2
+        msgs = b"".join(b"*3\r\n$8\r\nsmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n"
+                        % (len(ch), ch.encode(), len(m), m)
+                        for m in (b"on the node", b"through the proxy"))
+        assert _recv_until(via, msgs) == _recv_until(direct, msgs) == msgs
+        # the slot leaves the node: each subscriber gets the same unrequested sunsubscribe
+        _move_empty_slot(cluster, slot, other)
+        bye = b"*3\r\n$12\r\nsunsubscribe\r\n$%d\r\n%s\r\n:0\r\n" % (len(ch), ch.encode())
+        assert _recv_until(via, bye) == _recv_until(direct, bye) == bye
+        # subscribing again follows the slot (the node would say MOVED)
+        direct.sendall(enc("SSUBSCRIBE", ch))
+        assert _recv_until(direct, b"\r\n").startswith(b"-MOVED %d " % slot)
+        via.sendall(enc("SSUBSCRIBE", ch))
+        assert _recv_until(via, b":1\r\n").startswith(b"*3\r\n$10\r\nssubscribe")
+        assert r.spublish(ch, "moved") == 1
+        assert _recv_until(via, b"$5\r\nmoved\r\n").startswith(b"*3\r\n$8\r\nsmessage")
+        # a plain redis-py PubSub through the proxy
+        ps = proxy.client().pubsub()
+        ps.ssubscribe(ch)
+        assert ps.get_sharded_message(timeout=5)["type"] == "ssubscribe"
+        assert r.spublish(ch, "hi") == 2
+        m = ps.get_sharded_message(timeout=5)
+        assert (m["type"], m["channel"], m["data"]) == ("smessage", ch, "hi")
+        ps.close()
+    finally:
+        via.close()
+        direct.close()
+        _move_empty_slot(cluster, slot, owner)
 
 
 def test_info_and_auth_pass_through(proxy):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pynode.commands.transactions import EXECABORT
 from pynode.config import VERSION
 from pynode.proxy.core import (CROSSSLOT, EXEC, NO_MAP, cmd_bytes, decode, elements, err,
-                               scan_cursor, tx_check)
+                               parse_redirect, scan_cursor, tx_check)
 from pynode.proxy.links import Link
 from pynode.resp import Map, Verbatim, encode
 from storage.slots import keyslot
@@ -216,10 +216,18 @@ def _unwatch(px: Proxy, c: Client, argv) -> None:
     c.reply(b"+OK\r\n")
 
 
+# the confirmations of SSUBSCRIBE / SUNSUBSCRIBE (the node's own or one it
+# sends when a slot leaves it), RESP2 and RESP3: they carry the count of the
+# connection's shard channels
+_SHARD_REPLIES = tuple(t + b"3\r\n$%d\r\n%s\r\n" % (len(n), n)
+                       for t in (b"*", b">") for n in (b"ssubscribe", b"sunsubscribe"))
+
+
 def _subscribe(px: Proxy, c: Client, argv) -> None:
     if not _arity(c, argv, len(argv) >= 2):
         return
-    if argv[0].lower() == b"ssubscribe":
+    shard = argv[0].lower() == b"ssubscribe"
+    if shard:
         addr = px.map.primary[keyslot(argv[1])]
     else:
         prims = px.map.primaries()
@@ -227,6 +235,16 @@ def _subscribe(px: Proxy, c: Client, argv) -> None:
     if addr is None:
         c.reply(err(NO_MAP))
         return
+    c.plain_subs = not shard
+    c.shard_channels = 0
+    data = cmd_bytes(argv)
+    c.last_ssubscribe = data if shard else None
+    _pubsub_link(px, c, addr).send_raw(data)
+
+
+def _pubsub_link(px: Proxy, c: Client, addr: tuple) -> Link:
+    """The client's own link to a node for pub/sub: every frame the node sends
+    on it is the client's, in order."""
     link = c.passthrough = Link(px, addr, c.proto, c.creds, False, shared=False)
 
     def sink(frame):
@@ -234,9 +252,35 @@ def _subscribe(px: Proxy, c: Client, argv) -> None:
             if not c.closed:
                 c.transport.close()
         elif not c.closed:
+            if frame.startswith(_SHARD_REPLIES):
+                c.shard_channels = decode(frame)[2]
+            elif frame.startswith(b"-MOVED ") and c.last_ssubscribe is not None:
+                # the proxy's map was behind: follow the redirection if it can
+                moved = parse_redirect(frame)
+                if moved is not None:
+                    px.map.move(*moved)
+                    px.refresh()
+                    if shard_resubscribe(px, c, moved[0], c.last_ssubscribe):
+                        return
             c.reply(frame)
     link.raw_sink = sink
-    link.send_raw(cmd_bytes(argv))
+    return link
+
+
+def shard_resubscribe(px: Proxy, c: Client, slot: int, data: bytes) -> bool:
+    """SSUBSCRIBE (as sent: `data`) on a pub/sub connection whose shard channels
+    are all gone (unsubscribed, or dropped by the node when their slot moved
+    away) and that has no other subscriptions: if the slot is served by another
+    node, the connection's pub/sub link moves there and the command goes
+    there. False when it stays on the current link."""
+    link = c.passthrough
+    addr = px.map.primary[slot]
+    if addr is None or addr == link.addr or c.plain_subs or c.shard_channels:
+        return False
+    link.raw_sink = None
+    link.close()
+    _pubsub_link(px, c, addr).send_raw(data)
+    return True
 
 
 def _reset(px: Proxy, c: Client, argv) -> None:

@@ -17,7 +17,7 @@ import hiredis
 
 from pynode.command_meta import COMMANDS
 from pynode.config import VERSION
-from pynode.proxy.commands import LOCAL, TX_CONTROL, queue
+from pynode.proxy.commands import LOCAL, TX_CONTROL, queue, shard_resubscribe
 from pynode.proxy.core import (ASKING, MULTI, NO_MAP, REDIRECTS, SLOTS_CMD, SPLIT,
                                FrameError, SlotMap, cmd_bytes, err, first_key, join,
                                parse_redirect, replay_safe, split)
@@ -72,6 +72,9 @@ class Client(asyncio.Protocol):
         self.multi_error = False             # one was refused: EXEC answers EXECABORT
         self.pinned: Link | None = None      # WATCH: a link of its own until EXEC/DISCARD
         self.passthrough: Link | None = None  # pub/sub: a link of its own
+        self.plain_subs = False              # SUBSCRIBE/PSUBSCRIBE sent on it
+        self.shard_channels = 0              # its shard channels, as the node last said
+        self.last_ssubscribe: bytes | None = None   # resent if it gets MOVED
         self.blocked: set = set()            # links carrying its blocking commands
         self.closing = False
         self.closed = False
@@ -740,7 +743,14 @@ class Proxy:
             c.reply(b"+OK\r\n")
             c.close_after_replies()
             return
-        c.passthrough.send_raw(cmd_bytes(argv))
+        data = cmd_bytes(argv)
+        if name in (b"subscribe", b"psubscribe"):
+            c.plain_subs = True
+        elif name == b"ssubscribe" and len(argv) > 1:
+            c.last_ssubscribe = data
+            if shard_resubscribe(self, c, keyslot(argv[1]), data):
+                return
+        c.passthrough.send_raw(data)
 
     def pinned_cmd(self, c: Client, name: bytes, argv: list[bytes]) -> None:
         link = c.pinned
