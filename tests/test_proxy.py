@@ -754,12 +754,12 @@ def test_ledger_through_kill_9_of_a_primary():
                       exclude=set(cl.ports))
         ledger = Ledger(p.port, seconds=60 * rounds + 60)
         try:
-            time.sleep(1.5)
+            time.sleep(1)
             for i in range(rounds):
                 victim = cl.c.owner_of(0) if i == 0 else cl.random_primary(rng)
                 cl.kill(victim)
                 cl.wait_serving(down={victim}, timeout=30)
-                time.sleep(1)
+                time.sleep(0.5)
                 if i + 1 < rounds:
                     cl.restart(victim)
                     cl.wait_replica(victim, timeout=30)
