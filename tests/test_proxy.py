@@ -118,6 +118,12 @@ def test_first_key():
     assert px.first_key("nosuch", [b"NOSUCH", b"x"]) is None
 
 
+def test_cmd_bytes_is_the_canonical_encoding():
+    for argv in ([b"GET", b"k"], [b"SET", b"k", b""], [b"SET", b"k" * 1023, b"v" * 1024],
+                 [b"PING"], [b"MSET", b"a", b"1", b"b", b"2"], [b"GET", b"x" * 5000]):
+        assert px.cmd_bytes(argv) == hiredis.pack_command(tuple(argv))
+
+
 def test_replay_safe_commands():
     def safe(*argv):
         return px.replay_safe(px.cmd_bytes([a.encode() for a in argv]))

@@ -272,22 +272,15 @@ class Batch(Pending):
 
 class Group:
     """The commands of one Batch that go to one link: one callback for them all."""
-    __slots__ = ("proxy", "batch", "pos", "datas", "slots", "ros", "n")
+    __slots__ = ("proxy", "batch", "run", "pos", "datas", "n")
 
-    def __init__(self, proxy: "Proxy", batch: Batch) -> None:
+    def __init__(self, proxy: "Proxy", batch: Batch, run: list) -> None:
         self.proxy = proxy
         self.batch = batch
-        self.pos: list = []
+        self.run = run            # the batch's ((key index, read-only), argv)
+        self.pos: list = []       # its commands' places in the run
         self.datas: list = []
-        self.slots: list = []
-        self.ros: list = []
         self.n = 0
-
-    def add(self, i: int, data: bytes, slot: int, readonly: bool) -> None:
-        self.pos.append(i)
-        self.datas.append(data)
-        self.slots.append(slot)
-        self.ros.append(readonly)
 
     def send(self, link: "Link") -> None:
         k = len(self.pos)
@@ -315,8 +308,10 @@ class Group:
             return
         # an error or a lost link: this command goes on alone, with retries
         px = self.proxy
-        call = Call(px, b.client, self.datas[j], self.slots[j], self.ros[j],
-                    b.part_cb(self.pos[j]), px.loop.time() + px.retry_timeout)
+        i = self.pos[j]
+        (fk, readonly), argv = self.run[i]
+        call = Call(px, b.client, self.datas[j], keyslot(argv[fk]), readonly,
+                    b.part_cb(i), px.loop.time() + px.retry_timeout)
         px.on_reply(call, frame)
 
 
@@ -609,7 +604,7 @@ class Proxy:
             # the hot path: a command with its key at a fixed place
             key = argv[fast[0]]
             call = Call(self, c, cmd_bytes(argv),
-                        keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383,
+                        keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383,
                         fast[1], None, self.loop.time() + self.retry_timeout)
             c.queue.append(call)
             self.send(call)
@@ -677,7 +672,7 @@ class Proxy:
         primary = self.map.primary
         for i, ((fk, readonly), argv) in enumerate(run):
             key = argv[fk]
-            slot = keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+            slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
             data = cmd_bytes(argv)
             addr = primary[slot]
             g = groups.get(addr) if addr is not None else None
@@ -687,8 +682,9 @@ class Proxy:
                                 self.loop.time() + self.retry_timeout)
                     self.send(call)
                     continue
-                g = groups[addr] = Group(self, b)
-            g.add(i, data, slot, readonly)
+                g = groups[addr] = Group(self, b, run)
+            g.pos.append(i)
+            g.datas.append(data)
         for addr, g in groups.items():
             link = self.link(addr, c.proto, c.creds, False)
             g.send(link)
