@@ -802,6 +802,35 @@ def test_reads_from_replicas(cluster):
         p.stop()
 
 
+def test_workers_share_the_port(cluster):
+    p = ProxyProc(cluster.ports[:1], "--workers", "2", exclude=set(cluster.ports))
+    try:
+        # the second worker listens once it has started
+        wait_until(lambda: p.client().info("server")["process_id"] != p.proc.pid,
+                   timeout=20, what="a connection served by the second worker")
+        conns = [p.client() for _ in range(24)]
+        keys = ["wk:%d" % i for i in range(24)]
+        pids = set()
+        ids = set()
+        for i, r in enumerate(conns):
+            info = r.info()
+            pids.add(info["process_id"])
+            assert info["proxy_workers"] == 2
+            ids.add(r.client_id())
+            assert r.mset({k: i for k in keys}) and r.mget(keys) == [str(i)] * 24
+        assert len(pids) == 2 and p.proc.pid in pids      # the kernel spread them
+        assert len(ids) == 24                             # client ids stay distinct
+        for r in conns:
+            r.close()
+        conns[0].delete(*keys)
+    finally:
+        p.stop()
+    other = (pids - {p.proc.pid}).pop()
+    wait_until(lambda: not os.path.exists("/proc/%d" % other) or
+               open("/proc/%d/stat" % other).read().split(")")[1].split()[0] == "Z",
+               timeout=10, what="the second worker left with the first")
+
+
 def test_acl_and_auth_against_redis_server_cluster():
     """pynode has no ACL users yet: checked in front of a redis-server cluster."""
     with Cluster(primaries=3, replicas=0, server="redis") as c:

@@ -393,6 +393,7 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
         s = self.stats
         prims = self.map.primaries()
         parts.append("# Proxy\r\n" + "".join("%s:%d\r\n" % kv for kv in [
+            ("proxy_workers", self.workers),
             ("proxy_protocol_errors", s["protocol_errors"]),
             ("proxy_clients_reading_paused", sum(c.read_paused for c in self.clients)),
             ("proxy_backend_links", len(self.links)),

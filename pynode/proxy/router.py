@@ -83,7 +83,7 @@ class Client(asyncio.Protocol):
         self.held: list | None = None        # commands parsed, not yet dispatched
         self.write_paused = False            # its socket buffer is over the limit
         self.read_paused = False
-        proxy.next_id += 1
+        proxy.next_id += proxy.workers
         self.id = proxy.next_id
 
     def expect(self) -> Pending:
@@ -319,7 +319,8 @@ class Proxy:
     def __init__(self, seeds: list[tuple], port: int, bind: str = "127.0.0.1",
                  read_from_replicas: bool = False, creds: tuple | None = None,
                  retry_timeout: float = 10.0, refresh_interval: float = 2.0,
-                 connect_timeout: float = 2.0, output_limit: int = 8 << 20) -> None:
+                 connect_timeout: float = 2.0, output_limit: int = 8 << 20,
+                 workers: int = 1, worker_index: int = 0, worker_of: int | None = None) -> None:
         self.seeds = seeds
         self.port = port
         self.bind = bind
@@ -329,6 +330,8 @@ class Proxy:
         self.refresh_interval = refresh_interval
         self.connect_timeout = connect_timeout
         self.output_limit = output_limit     # bytes waiting to be sent to one client
+        self.workers = workers               # processes sharing the port (SO_REUSEPORT)
+        self.worker_of = worker_of           # the first worker's pid (None: this is it)
         self.map = SlotMap()
         self.links: dict = {}
         self.clients: set = set()
@@ -339,7 +342,7 @@ class Proxy:
         self.refreshing = False
         self.refresh_again = False
         self.last_refresh = 0.0
-        self.next_id = 0
+        self.next_id = worker_index          # client ids: distinct across the workers
         self.started = time.time()
         self.loop = None
         self.stats = dict.fromkeys((
@@ -589,6 +592,8 @@ class Proxy:
         last = time.monotonic()
         while True:
             await asyncio.sleep(0.1)
+            if self.worker_of is not None and os.getppid() != self.worker_of:
+                raise KeyboardInterrupt      # the first worker is gone: so is this one
             now = time.monotonic()
             if now - last >= self.refresh_interval or (self.waiting and not self.refreshing):
                 last = now
@@ -768,7 +773,8 @@ class Proxy:
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         server = await self.loop.create_server(lambda: Client(self), self.bind, self.port,
-                                               reuse_address=True, backlog=511)
+                                               reuse_address=True, backlog=511,
+                                               reuse_port=self.workers > 1 or None)
         self.refresh()
         self.loop.create_task(self.tick())
         self.log("pynode proxy %s listening on %s:%d, cluster %s" % (
