@@ -654,18 +654,22 @@ class Proxy:
         costs a few objects per read rather than per command."""
         fast = self._fast
         run: list = []
+        # only dispatch() changes these (MULTI, WATCH, SUBSCRIBE, QUIT ...)
+        plain = c.multi is None and c.pinned is None and c.passthrough is None \
+            and not self.read_from_replicas and not c.closing
         for argv in cmds:
-            if c.closing:
-                return
             f = fast.get(argv[0])
-            if f is not None and f[0] < len(argv) and c.multi is None and c.pinned is None \
-                    and c.passthrough is None and not self.read_from_replicas:
+            if plain and f is not None and f[0] < len(argv):
                 run.append((f, argv))
                 continue
             if run:
                 self.batch(c, run)
                 run = []
+            if c.closing:
+                return
             self.dispatch(c, argv)
+            plain = c.multi is None and c.pinned is None and c.passthrough is None \
+                and not self.read_from_replicas and not c.closing
         if run:
             self.batch(c, run)
 
