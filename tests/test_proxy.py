@@ -806,8 +806,10 @@ def test_workers_share_the_port(cluster):
     p = ProxyProc(cluster.ports[:1], "--workers", "2", exclude=set(cluster.ports))
     try:
         # the second worker listens once it has started
-        wait_until(lambda: p.client().info("server")["process_id"] != p.proc.pid,
-                   timeout=20, what="a connection served by the second worker")
+        def served_by_other() -> bool:
+            with p.client() as r:
+                return r.info("server")["process_id"] != p.proc.pid
+        wait_until(served_by_other, timeout=20, what="a connection served by the second worker")
         conns = [p.client() for _ in range(24)]
         keys = ["wk:%d" % i for i in range(24)]
         pids = set()
