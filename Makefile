@@ -110,6 +110,7 @@ chaos:
 	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET)
 	PYNODE_LIVE_FORM=long $(PY) -m pytest tests/test_reshard_live.py
 	PYNODE_ATOMIC_FORM=long $(PY) -m pytest tests/test_atomic_migration.py
+	PYNODE_PROXY_KILLS=5 $(PY) -m pytest tests/test_proxy.py -k kill_9
 	PYNODE_NETNS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m pytest tests/test_chaos_netns.py
 
 # the 1000-node simulation alone

@@ -291,6 +291,28 @@ def error(msg: str) -> bytes:
     return b"-" + msg.encode() + b"\r\n"
 
 
+def sanitize(msg: str) -> str:
+    """An error text on one line."""
+    return msg.replace("\r", " ").replace("\n", " ")
+
+
+def unknown_command(argv: list[bytes]) -> str:
+    """Redis's error text for a command it does not know."""
+    args = ""
+    for a in argv[1:]:
+        if len(args) >= 128:
+            break
+        args += "'%s' " % a.decode("utf-8", "replace")[:128 - len(args)]
+    return sanitize("ERR unknown command '%s', with args beginning with: %s"
+                    % (argv[0].decode("utf-8", "replace")[:128], args))
+
+
+def unknown_subcommand(argv: list[bytes]) -> str:
+    return ("ERR unknown subcommand '%s'. Try %s HELP."
+            % (sanitize(argv[1].decode("utf-8", "replace")[:128]),
+               argv[0].decode("utf-8", "replace").upper()))
+
+
 def format_double(x: float) -> bytes:
     """Format a double the way Redis replies with it (%.17g, inf, -inf)."""
     if x != x:

@@ -26,15 +26,11 @@ from pynode.log import log
 from pynode.redact import redacted
 from pynode.pause import ALL, MIGRATION, Pause
 from pynode.pubsub import PubSub
-from pynode.resp import error
+from pynode.resp import error, unknown_command, unknown_subcommand
 from pynode.routing import route
 from storage.sdsargs import quote
 from storage import rdb, values
 from storage.keyspace import Keyspace
-
-
-def _sanitize(msg: str) -> str:
-    return msg.replace("\r", " ").replace("\n", " ")
 
 
 LOADING_ERR = "LOADING Redis is loading the dataset in memory"
@@ -461,7 +457,7 @@ class Server:
         if cmd is None:
             cmd = self.dispatch.get(argv[0].lower())
             if cmd is None:
-                return self.reject(c, None, self.unknown_command(argv))
+                return self.reject(c, None, unknown_command(argv))
         if cmd.subs is not None:
             if len(argv) < 2 and cmd.handler is None:
                 return self.reject(c, cmd, "ERR wrong number of arguments for '%s' command"
@@ -471,9 +467,8 @@ class Server:
                 sub = cmd.hidden.get(argv[1].lower())   # not listed by COMMAND
             if sub is None:
                 if cmd.handler is None:
-                    return self.reject(c, cmd, "ERR unknown subcommand '%s'. Try %s HELP."
-                                       % (_sanitize(argv[1].decode("utf-8", "replace")[:128]),
-                                          cmd.name.upper()))
+                    return self.reject(c, cmd, unknown_subcommand([cmd.name.encode(),
+                                                                   argv[1]]))
             else:
                 cmd = sub
         arity = cmd.arity
@@ -559,15 +554,6 @@ class Server:
                                        "(P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in "
                                        "this context" % cmd.name)
         return None
-
-    def unknown_command(self, argv: list[bytes]) -> str:
-        args = ""
-        for a in argv[1:]:
-            if len(args) >= 128:
-                break
-            args += "'%s' " % a.decode("utf-8", "replace")[:128 - len(args)]
-        return _sanitize("ERR unknown command '%s', with args beginning with: %s"
-                         % (argv[0].decode("utf-8", "replace")[:128], args))
 
     def reject(self, c: Client, cmd, msg: str) -> bytes:
         if self.migrations.links:

@@ -9,7 +9,8 @@ one slot holding --move-keys small keys (100k) is moved to another primary with
 `redis-cli --cluster reshard --cluster-pipeline 100` and the keys moved per
 second are printed with their ratio.  Then a `pynode proxy` is started in front
 of the pynode cluster and plain redis-benchmark (no --cluster) through it is
-compared with redis-benchmark --cluster straight to the nodes, -P 1 and -P 16.
+compared with redis-benchmark --cluster straight to the nodes, -P 1 and -P 16,
+with one proxy process and with --workers 2, with the proxy's CPU per command.
 Last, the resharding race: --reshard-slots (4096) slots of one primary holding
 --reshard-keys (1M) small keys move to another primary three ways: pynode's
 atomic CLUSTER MIGRATESLOTS, pynode with `redis-cli --cluster reshard`,
@@ -20,12 +21,14 @@ asserted: it prints figures.
 
     python -m tests.bench_cluster [--requests N] [--clients 50] [--pipelines 16] [--rounds 2]
                                   [--move-keys 100000] [--proxy-pipelines 1,16]
+                                  [--proxy-workers 1,2]
                                   [--reshard-slots 4096] [--reshard-keys 1000000]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import threading
@@ -177,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="appendonly yes, appendfsync everysec on every node")
     ap.add_argument("--proxy-pipelines", default="1,16",
                     help="-P values through `pynode proxy` (empty: skip)")
+    ap.add_argument("--proxy-workers", default="1,2",
+                    help="`pynode proxy --workers` values to run (default 1,2)")
     args = ap.parse_args(argv)
     extra = ["--appendonly", "yes", "--appendfsync", "everysec"] if args.appendonly else []
     clusters = {}
@@ -244,32 +249,59 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process and its children still running."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as fh:
+                f = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(f[1]) == pid:
+            total += (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def proxy_rows(c: Cluster, args) -> None:
-    """redis-benchmark through `pynode proxy` against --cluster straight to the nodes."""
-    port = free_ports(1, exclude=set(c.ports))[0]
-    proc = subprocess.Popen([sys.executable, "-m", "pynode", "proxy", "--port", str(port),
-                             "--cluster", "127.0.0.1:%d" % c.ports[0]],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        wait_ping(port, timeout=20)
-        print("pynode proxy (one process) vs redis-benchmark --cluster direct, same cluster")
-        print("%-6s %9s %14s %14s %7s" % ("test", "pipeline", "proxy rps", "direct rps",
-                                           "ratio"), flush=True)
-        for pipeline in (int(p) for p in args.proxy_pipelines.split(",")):
-            n = args.requests if pipeline > 1 else max(1, args.requests // 4)
-            for test in args.tests.split(","):
-                via = direct = 0.0
-                for _ in range(args.rounds):
-                    direct = max(direct, benchmark(c.ports[0], test, pipeline, n,
-                                                   args.clients))
-                    via = max(via, benchmark(port, test, pipeline, n, args.clients,
-                                             cluster=False))
-                print("%-6s %9d %14.0f %14.0f %7.2f" % (test.upper(), pipeline, via, direct,
-                                                        via / direct), flush=True)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    """redis-benchmark through `pynode proxy` against --cluster straight to the
+    nodes, for each --proxy-workers count; also the proxy's CPU (user + system)
+    per command, which a loaded machine disturbs less than the rates."""
+    for workers in (int(w) for w in args.proxy_workers.split(",")):
+        port = free_ports(1, exclude=set(c.ports))[0]
+        proc = subprocess.Popen([sys.executable, "-m", "pynode", "proxy", "--port", str(port),
+                                 "--cluster", "127.0.0.1:%d" % c.ports[0],
+                                 "--workers", str(workers)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        try:
+            wait_ping(port, timeout=20)
+            time.sleep(2 if workers > 1 else 0)      # the other workers start listening
+            print("pynode proxy (%d process%s) vs redis-benchmark --cluster direct, same "
+                  "cluster" % (workers, "es" if workers > 1 else ""))
+            print("%-6s %9s %14s %14s %7s %14s" % ("test", "pipeline", "proxy rps",
+                                                   "direct rps", "ratio", "proxy us/cmd"),
+                  flush=True)
+            for pipeline in (int(p) for p in args.proxy_pipelines.split(",")):
+                n = args.requests if pipeline > 1 else max(1, args.requests // 4)
+                for test in args.tests.split(","):
+                    via = direct = 0.0
+                    cpu = float("inf")
+                    for _ in range(args.rounds):
+                        direct = max(direct, benchmark(c.ports[0], test, pipeline, n,
+                                                       args.clients))
+                        t0 = cpu_seconds(proc.pid)
+                        via = max(via, benchmark(port, test, pipeline, n, args.clients,
+                                                 cluster=False))
+                        cpu = min(cpu, (cpu_seconds(proc.pid) - t0) / n * 1e6)
+                    print("%-6s %9d %14.0f %14.0f %7.2f %14.2f"
+                          % (test.upper(), pipeline, via, direct, via / direct, cpu),
+                          flush=True)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
 
 
 if __name__ == "__main__":

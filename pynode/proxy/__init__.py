@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 
 from pynode.proxy.router import Proxy
@@ -50,7 +53,17 @@ def main(argv: list[str]) -> int:
                     help="seconds a command is retried through redirections (default 10)")
     ap.add_argument("--refresh-interval", type=float, default=2.0,
                     help="seconds between slot map refreshes (default 2)")
+    ap.add_argument("--client-output-limit", type=int, default=8 << 20, metavar="BYTES",
+                    help="stop reading a client's commands while this many bytes of "
+                         "replies wait to be sent to it (default 8 MiB)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="processes serving the port (SO_REUSEPORT), each a proxy of its own "
+                         "(default 1)")
+    ap.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)   # the first's pid
+    ap.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.workers < 1:
+        ap.error("--workers must be at least 1")
     creds = None
     if args.password is not None:
         creds = ((args.user.encode(),) if args.user else ()) + (args.password.encode(),)
@@ -60,7 +73,18 @@ def main(argv: list[str]) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency
         pass
     proxy = Proxy(args.cluster, args.port, args.bind, args.read_from_replicas, creds,
-                  args.retry_timeout, args.refresh_interval)
+                  args.retry_timeout, args.refresh_interval,
+                  output_limit=args.client_output_limit, workers=args.workers,
+                  worker_index=args.worker_index, worker_of=args.worker_of)
+    others = []
+    if args.workers > 1 and args.worker_of is None:
+        # the other workers: the same command, told whose they are (they leave
+        # when this process does)
+        for i in range(1, args.workers):
+            others.append(subprocess.Popen(
+                [sys.executable, "-m", "pynode", "proxy", *argv, "--worker-of",
+                 str(os.getpid()), "--worker-index", str(i)], stdin=subprocess.DEVNULL))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         asyncio.run(proxy.serve())
     except KeyboardInterrupt:
@@ -68,4 +92,17 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         sys.stderr.write("pynode proxy: %s\n" % e)
         return 1
+    finally:
+        for p in others:
+            p.terminate()
+        for p in others:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
     return 0
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

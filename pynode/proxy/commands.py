@@ -10,9 +10,10 @@ import random
 import time
 from typing import TYPE_CHECKING
 
+from pynode.commands.transactions import EXECABORT
 from pynode.config import VERSION
-from pynode.proxy.core import (EXEC, NO_MAP, cmd_bytes, decode, elements, err, first_key,
-                               scan_cursor)
+from pynode.proxy.core import (CROSSSLOT, EXEC, NO_MAP, cmd_bytes, decode, elements, err,
+                               parse_redirect, scan_cursor, tx_check)
 from pynode.proxy.links import Link
 from pynode.resp import Map, Verbatim, encode
 from storage.slots import keyslot
@@ -150,7 +151,26 @@ def _multi(px: Proxy, c: Client, argv) -> None:
         c.reply(err("ERR MULTI calls can not be nested"))
         return
     c.multi = []
+    c.multi_slot = None
+    c.multi_error = False
     c.reply(b"+OK\r\n")
+
+
+def queue(px: Proxy, c: Client, argv: list[bytes]) -> None:
+    """A command inside MULTI: checked now as a node would (unknown command,
+    arity, keys of one slot), queued in the proxy, sent at EXEC."""
+    e, slot = tx_check(argv)
+    if slot is not None:
+        if c.multi_slot is None:
+            c.multi_slot = slot
+        elif slot != c.multi_slot:
+            e = CROSSSLOT
+    if e is not None:
+        c.multi_error = True
+        c.reply(err(e))
+        return
+    c.multi.append(argv)
+    c.reply(b"+QUEUED\r\n")
 
 
 def _discard(px: Proxy, c: Client, argv) -> None:
@@ -166,18 +186,13 @@ def _exec(px: Proxy, c: Client, argv) -> None:
         c.reply(err("ERR EXEC without MULTI"))
         return
     cmds, c.multi = c.multi, None
+    if c.multi_error:
+        c.reply(err(EXECABORT))
+        return
     if not cmds:
         c.reply(b"*0\r\n")
         return
-    slot = None
-    readonly = True
-    for a in cmds:
-        sname, fk, ro, _ = px.cmdinfo(a[0].lower())
-        readonly = readonly and ro
-        key = (a[fk] if 0 < fk < len(a) else None) if fk >= 0 else first_key(sname, a)
-        if key is not None and slot is None:
-            slot = keyslot(key)
-    call = px.new_call(c, EXEC, slot, False)
+    call = px.new_call(c, EXEC, c.multi_slot, False)
     call.tx = [cmd_bytes(a) for a in cmds]
     px.send(call)
 
@@ -201,10 +216,18 @@ def _unwatch(px: Proxy, c: Client, argv) -> None:
     c.reply(b"+OK\r\n")
 
 
+# the confirmations of SSUBSCRIBE / SUNSUBSCRIBE (the node's own or one it
+# sends when a slot leaves it), RESP2 and RESP3: they carry the count of the
+# connection's shard channels
+_SHARD_REPLIES = tuple(t + b"3\r\n$%d\r\n%s\r\n" % (len(n), n)
+                       for t in (b"*", b">") for n in (b"ssubscribe", b"sunsubscribe"))
+
+
 def _subscribe(px: Proxy, c: Client, argv) -> None:
     if not _arity(c, argv, len(argv) >= 2):
         return
-    if argv[0].lower() == b"ssubscribe":
+    shard = argv[0].lower() == b"ssubscribe"
+    if shard:
         addr = px.map.primary[keyslot(argv[1])]
     else:
         prims = px.map.primaries()
@@ -212,6 +235,16 @@ def _subscribe(px: Proxy, c: Client, argv) -> None:
     if addr is None:
         c.reply(err(NO_MAP))
         return
+    c.plain_subs = not shard
+    c.shard_channels = 0
+    data = cmd_bytes(argv)
+    c.last_ssubscribe = data if shard else None
+    _pubsub_link(px, c, addr).send_raw(data)
+
+
+def _pubsub_link(px: Proxy, c: Client, addr: tuple) -> Link:
+    """The client's own link to a node for pub/sub: every frame the node sends
+    on it is the client's, in order."""
     link = c.passthrough = Link(px, addr, c.proto, c.creds, False, shared=False)
 
     def sink(frame):
@@ -219,9 +252,35 @@ def _subscribe(px: Proxy, c: Client, argv) -> None:
             if not c.closed:
                 c.transport.close()
         elif not c.closed:
+            if frame.startswith(_SHARD_REPLIES):
+                c.shard_channels = decode(frame)[2]
+            elif frame.startswith(b"-MOVED ") and c.last_ssubscribe is not None:
+                # the proxy's map was behind: follow the redirection if it can
+                moved = parse_redirect(frame)
+                if moved is not None:
+                    px.map.move(*moved)
+                    px.refresh()
+                    if shard_resubscribe(px, c, moved[0], c.last_ssubscribe):
+                        return
             c.reply(frame)
     link.raw_sink = sink
-    link.send_raw(cmd_bytes(argv))
+    return link
+
+
+def shard_resubscribe(px: Proxy, c: Client, slot: int, data: bytes) -> bool:
+    """SSUBSCRIBE (as sent: `data`) on a pub/sub connection whose shard channels
+    are all gone (unsubscribed, or dropped by the node when their slot moved
+    away) and that has no other subscriptions: if the slot is served by another
+    node, the connection's pub/sub link moves there and the command goes
+    there. False when it stays on the current link."""
+    link = c.passthrough
+    addr = px.map.primary[slot]
+    if addr is None or addr == link.addr or c.plain_subs or c.shard_channels:
+        return False
+    link.raw_sink = None
+    link.close()
+    _pubsub_link(px, c, addr).send_raw(data)
+    return True
 
 
 def _reset(px: Proxy, c: Client, argv) -> None:
@@ -334,7 +393,9 @@ def _info_text(self: Proxy, sections: set, keyspace: str) -> str:
         s = self.stats
         prims = self.map.primaries()
         parts.append("# Proxy\r\n" + "".join("%s:%d\r\n" % kv for kv in [
+            ("proxy_workers", self.workers),
             ("proxy_protocol_errors", s["protocol_errors"]),
+            ("proxy_clients_reading_paused", sum(c.read_paused for c in self.clients)),
             ("proxy_backend_links", len(self.links)),
             ("proxy_backend_connections_opened", s["backend_connections"]),
             ("proxy_backend_link_failures", s["link_failures"]),

@@ -8,6 +8,7 @@ import hiredis
 
 from pynode.command_meta import COMMANDS
 from pynode.keyspecs import _InvalidSpec, keys_by_specs
+from pynode.resp import unknown_command, unknown_subcommand
 from storage.slots import keyslot
 
 # ---------------------------------------------------------------- framing
@@ -82,15 +83,23 @@ def decode(frame: bytes):
     return r.gets()
 
 
+_BULK_HEAD = [b"$%d\r\n" % n for n in range(1024)]   # joined: %-formatting bytes is slower
+
+
 def cmd_bytes(argv: list[bytes]) -> bytes:
     n = len(argv)
-    if n == 2:
-        a, b = argv
-        return b"*2\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (len(a), a, len(b), b)
-    if n == 3:
-        a, b, c = argv
-        return b"*3\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-            len(a), a, len(b), b, len(c), c)
+    try:
+        if n == 3:
+            a, b, c = argv
+            h = _BULK_HEAD
+            return b"".join((b"*3\r\n", h[len(a)], a, b"\r\n", h[len(b)], b, b"\r\n",
+                             h[len(c)], c, b"\r\n"))
+        if n == 2:
+            a, b = argv
+            h = _BULK_HEAD
+            return b"".join((b"*2\r\n", h[len(a)], a, b"\r\n", h[len(b)], b, b"\r\n"))
+    except IndexError:       # an argument of 1 KiB or more
+        pass
     parts = [b"*%d\r\n" % n]
     for a in argv:
         parts.append(b"$%d\r\n%s\r\n" % (len(a), a))
@@ -186,6 +195,36 @@ def first_key(name: str, argv: list[bytes]) -> bytes | None:
     return None
 
 
+CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
+
+
+def tx_check(argv: list[bytes]) -> tuple[str | None, int | None]:
+    """What a cluster node says to a command queued inside MULTI, checked against
+    the command table: (error text or None, the slot of its keys or None)."""
+    name = argv[0].decode("latin-1").lower()
+    meta = COMMANDS.get(name)
+    if meta is None:
+        return unknown_command(argv), None
+    if meta.subcommands:
+        sub = COMMANDS.get(name + "|" + argv[1].decode("latin-1").lower()) \
+            if len(argv) > 1 else None
+        if sub is None:
+            return (unknown_subcommand(argv) if len(argv) > 1 else
+                    "ERR wrong number of arguments for '%s' command" % name), None
+        meta = sub
+    if meta.arity != len(argv) and (meta.arity > 0 or len(argv) < -meta.arity):
+        return "ERR wrong number of arguments for '%s' command" % meta.name, None
+    if "no_multi" in meta.flags:
+        return "ERR Command not allowed inside a transaction", None
+    try:
+        slots = {keyslot(argv[i]) for i, _ in keys_by_specs(meta, argv)}
+    except (_InvalidSpec, IndexError):
+        slots = set()
+    if len(slots) > 1:
+        return CROSSSLOT, None
+    return None, (slots.pop() if slots else None)
+
+
 SPLIT = {b"mget": 1, b"mset": 2, b"del": 1, b"unlink": 1, b"exists": 1, b"touch": 1}
 
 
@@ -240,6 +279,55 @@ def parse_redirect(frame: bytes):
         return int(slot), (host.decode(), int(port))
     except ValueError:
         return None
+
+
+# ---------------------------------------------------------------- replay
+
+# Writes whose effect is the same run once or twice (the data, not always the
+# reply: a count such as DEL's or SADD's is the second run's). Besides these,
+# every read-only command and every write whose key specs all overwrite
+# ("OW" update: MSET, SETEX, PSETEX) or remove ("RM": DEL, UNLINK) the key.
+_REPLAY_WRITES = frozenset(("set", "hset", "hmset", "hdel", "sadd", "srem", "zadd", "zrem",
+                            "expireat", "pexpireat", "persist"))
+# options that make a replay differ from the first run: SET NX/GET answer from
+# what the first run did, ZADD INCR adds again
+# (where the options begin, the options); a member named like an option only
+# costs the replay
+_REPLAY_BAD_OPTS = {"set": (3, frozenset((b"nx", b"get"))), "zadd": (2, frozenset((b"incr",)))}
+
+
+def _replayable(name: str) -> bool:
+    meta = COMMANDS.get(name)
+    if meta is None or meta.subcommands or "movablekeys" in meta.flags:
+        return False
+    if "readonly" in meta.flags:
+        return "blocking" not in meta.flags and bool(meta.key_specs)
+    if name in _REPLAY_WRITES:
+        return True
+    if name.startswith("restore"):      # a second run finds the key: BUSYKEY
+        return False
+    specs = meta.key_specs
+    return bool(specs) and all(ks.flags[0] == "RM" or (ks.flags[0] == "OW" and
+                                                       "update" in ks.flags)
+                               for ks in specs)
+
+
+REPLAYABLE = frozenset(n for n in COMMANDS if "|" not in n and _replayable(n))
+
+
+def replay_safe(data: bytes) -> bool:
+    """May a command (as sent, RESP bytes) be sent again after a link died with
+    it in flight, when it may or may not have run?"""
+    r = hiredis.Reader()
+    r.feed(data)
+    argv = r.gets()
+    if not isinstance(argv, list) or not argv:
+        return False
+    name = argv[0].decode("latin-1").lower()
+    if name not in REPLAYABLE:
+        return False
+    bad = _REPLAY_BAD_OPTS.get(name)
+    return bad is None or not any(a.lower() in bad[1] for a in argv[bad[0]:])
 
 
 MULTI = cmd_bytes([b"MULTI"])

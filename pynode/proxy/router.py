@@ -17,17 +17,23 @@ import hiredis
 
 from pynode.command_meta import COMMANDS
 from pynode.config import VERSION
-from pynode.proxy.commands import LOCAL, TX_CONTROL
+from pynode.proxy.commands import LOCAL, TX_CONTROL, queue, shard_resubscribe
 from pynode.proxy.core import (ASKING, MULTI, NO_MAP, REDIRECTS, SLOTS_CMD, SPLIT,
                                FrameError, SlotMap, cmd_bytes, err, first_key, join,
-                               parse_redirect, split)
+                               parse_redirect, replay_safe, split)
 from pynode.proxy.links import LOST_UNSENT, Link
 from pynode.resp import RequestParser
 from storage.slots import keyslot
 
+# a client's commands read and not yet answered (sent on, or waiting for the
+# replies before them): past this, its further commands wait unread
+MAX_INFLIGHT = 256
+
+
 class Pending:
     """A client's reply slot: replies leave in the order of the commands."""
     __slots__ = ("client", "frame")
+    count = 1                 # the commands it answers
 
     def __init__(self, client: "Client") -> None:
         self.client = client
@@ -39,8 +45,12 @@ class Pending:
         q = c.queue
         if q and q[0] is self:
             out = c.out
+            n = 0
             while q and q[0].frame is not None:
-                out.append(q.popleft().frame)
+                p = q.popleft()
+                out.append(p.frame)
+                n += p.count
+            c.inflight -= n
             c.proxy.dirty_clients.add(c)
             c.proxy.schedule_flush()
 
@@ -58,12 +68,22 @@ class Client(asyncio.Protocol):
         self.creds = proxy.creds
         self.name = b""
         self.multi: list | None = None       # commands queued by MULTI (not pinned)
+        self.multi_slot = None               # their keys' slot
+        self.multi_error = False             # one was refused: EXEC answers EXECABORT
         self.pinned: Link | None = None      # WATCH: a link of its own until EXEC/DISCARD
         self.passthrough: Link | None = None  # pub/sub: a link of its own
+        self.plain_subs = False              # SUBSCRIBE/PSUBSCRIBE sent on it
+        self.shard_channels = 0              # its shard channels, as the node last said
+        self.last_ssubscribe: bytes | None = None   # resent if it gets MOVED
         self.blocked: set = set()            # links carrying its blocking commands
         self.closing = False
         self.closed = False
-        proxy.next_id += 1
+        # backpressure: commands read but held back, and why reading stopped
+        self.inflight = 0                    # commands dispatched, replies not yet out
+        self.held: list | None = None        # commands parsed, not yet dispatched
+        self.write_paused = False            # its socket buffer is over the limit
+        self.read_paused = False
+        proxy.next_id += proxy.workers
         self.id = proxy.next_id
 
     def expect(self) -> Pending:
@@ -79,24 +99,79 @@ class Client(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport.set_write_buffer_limits(high=self.proxy.output_limit)
         self.proxy.clients.add(self)
         self.proxy.stats["total_connections_received"] += 1
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
             return
-        parser = self.parser
-        cmds = parser.feed(data)
-        if len(cmds) > 1:
-            self.proxy.dispatch_many(self, cmds)
+        cmds = self.parser.feed(data)
+        if self.held is not None:
+            self.held.extend(cmds)
         else:
-            for argv in cmds:
-                self.proxy.dispatch(self, argv)
-        if parser.error is not None and not self.closing:
+            self.run(cmds)
+
+    def run(self, cmds: list) -> None:
+        """Dispatch parsed commands, at most MAX_INFLIGHT unanswered at a time
+        and none while the client's output is over the limit: the rest wait, and
+        the client's socket is not read, until its replies drain."""
+        px = self.proxy
+        i, n = 0, len(cmds)
+        while i < n:
+            if self.closing:
+                return
+            room = MAX_INFLIGHT - self.inflight
+            if room <= 0 or self.write_paused:
+                self.held = cmds[i:]
+                self.hold()
+                return
+            j = min(n, i + room)
+            self.inflight += j - i
+            if j - i > 1:
+                px.dispatch_many(self, cmds[i:j] if i or j < n else cmds)
+            else:
+                px.dispatch(self, cmds[i])
+            i = j
+        self.held = None
+        if self.parser.error is not None and not self.closing:
             # as Redis: the commands before the bad bytes run, then an error, then close
-            self.reply(err("ERR " + parser.error))
-            self.proxy.stats["protocol_errors"] += 1
+            self.reply(err("ERR " + self.parser.error))
+            px.stats["protocol_errors"] += 1
             self.close_after_replies()
+
+    def hold(self) -> None:
+        if not self.read_paused and not self.closed:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def drain(self) -> None:
+        """Go on with held commands and reading once the output has room."""
+        if self.write_paused or self.closed:
+            return
+        if self.held is not None:
+            if self.inflight > MAX_INFLIGHT // 2:
+                return
+            held, self.held = self.held, None
+            self.run(held)
+        if self.read_paused and self.held is None and not self.write_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        # the client reads slower than its replies come: stop reading its
+        # commands; a subscriber's messages wait on the node (whose own
+        # client-output-buffer-limit pubsub applies)
+        self.write_paused = True
+        self.hold()
+        if self.passthrough is not None and self.passthrough.transport is not None:
+            self.passthrough.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if self.passthrough is not None and self.passthrough.transport is not None:
+            self.passthrough.transport.resume_reading()
+        self.drain()
 
     def close_after_replies(self) -> None:
         self.closing = True
@@ -111,6 +186,8 @@ class Client(asyncio.Protocol):
             self.out = []
         if self.closing and not self.queue:
             self.transport.close()
+        elif self.read_paused:
+            self.drain()
 
     def connection_lost(self, exc) -> None:
         self.closed = True
@@ -174,13 +251,14 @@ class Call(Pending):
 class Batch(Pending):
     """The reply slot of a run of commands from one read: filled when every
     command of the run has its reply, in the run's order."""
-    __slots__ = ("frames", "left")
+    __slots__ = ("frames", "left", "count")
 
     def __init__(self, client: Client, n: int) -> None:
         self.client = client
         self.frame = None
         self.frames: list = [None] * n
         self.left = n
+        self.count = n
 
     def part(self, i: int, frame: bytes) -> None:
         self.frames[i] = frame
@@ -194,22 +272,15 @@ class Batch(Pending):
 
 class Group:
     """The commands of one Batch that go to one link: one callback for them all."""
-    __slots__ = ("proxy", "batch", "pos", "datas", "slots", "ros", "n")
+    __slots__ = ("proxy", "batch", "run", "pos", "datas", "n")
 
-    def __init__(self, proxy: "Proxy", batch: Batch) -> None:
+    def __init__(self, proxy: "Proxy", batch: Batch, run: list) -> None:
         self.proxy = proxy
         self.batch = batch
-        self.pos: list = []
+        self.run = run            # the batch's ((key index, read-only), argv)
+        self.pos: list = []       # its commands' places in the run
         self.datas: list = []
-        self.slots: list = []
-        self.ros: list = []
         self.n = 0
-
-    def add(self, i: int, data: bytes, slot: int, readonly: bool) -> None:
-        self.pos.append(i)
-        self.datas.append(data)
-        self.slots.append(slot)
-        self.ros.append(readonly)
 
     def send(self, link: "Link") -> None:
         k = len(self.pos)
@@ -237,8 +308,10 @@ class Group:
             return
         # an error or a lost link: this command goes on alone, with retries
         px = self.proxy
-        call = Call(px, b.client, self.datas[j], self.slots[j], self.ros[j],
-                    b.part_cb(self.pos[j]), px.loop.time() + px.retry_timeout)
+        i = self.pos[j]
+        (fk, readonly), argv = self.run[i]
+        call = Call(px, b.client, self.datas[j], keyslot(argv[fk]), readonly,
+                    b.part_cb(i), px.loop.time() + px.retry_timeout)
         px.on_reply(call, frame)
 
 
@@ -246,7 +319,8 @@ class Proxy:
     def __init__(self, seeds: list[tuple], port: int, bind: str = "127.0.0.1",
                  read_from_replicas: bool = False, creds: tuple | None = None,
                  retry_timeout: float = 10.0, refresh_interval: float = 2.0,
-                 connect_timeout: float = 2.0) -> None:
+                 connect_timeout: float = 2.0, output_limit: int = 8 << 20,
+                 workers: int = 1, worker_index: int = 0, worker_of: int | None = None) -> None:
         self.seeds = seeds
         self.port = port
         self.bind = bind
@@ -255,6 +329,9 @@ class Proxy:
         self.retry_timeout = retry_timeout
         self.refresh_interval = refresh_interval
         self.connect_timeout = connect_timeout
+        self.output_limit = output_limit     # bytes waiting to be sent to one client
+        self.workers = workers               # processes sharing the port (SO_REUSEPORT)
+        self.worker_of = worker_of           # the first worker's pid (None: this is it)
         self.map = SlotMap()
         self.links: dict = {}
         self.clients: set = set()
@@ -265,7 +342,7 @@ class Proxy:
         self.refreshing = False
         self.refresh_again = False
         self.last_refresh = 0.0
-        self.next_id = 0
+        self.next_id = worker_index          # client ids: distinct across the workers
         self.started = time.time()
         self.loop = None
         self.stats = dict.fromkeys((
@@ -381,7 +458,10 @@ class Proxy:
         if type(frame) is str:
             self.stats["retries"] += 1
             self.refresh()
-            if frame == LOST_UNSENT or call.readonly:
+            if frame == LOST_UNSENT or (call.tx is None and (call.readonly
+                                                             or replay_safe(call.data))):
+                # not written, or the same effect if it ran twice: again on the
+                # slot's owner once the map has it (a failover takes a while)
                 self.retry(call, 0.05, err(
                     "ERR proxy: no connection to the node serving this command"
                     if frame == LOST_UNSENT else
@@ -512,6 +592,8 @@ class Proxy:
         last = time.monotonic()
         while True:
             await asyncio.sleep(0.1)
+            if self.worker_of is not None and os.getppid() != self.worker_of:
+                raise KeyboardInterrupt      # the first worker is gone: so is this one
             now = time.monotonic()
             if now - last >= self.refresh_interval or (self.waiting and not self.refreshing):
                 last = now
@@ -527,7 +609,7 @@ class Proxy:
             # the hot path: a command with its key at a fixed place
             key = argv[fast[0]]
             call = Call(self, c, cmd_bytes(argv),
-                        keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383,
+                        keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383,
                         fast[1], None, self.loop.time() + self.retry_timeout)
             c.queue.append(call)
             self.send(call)
@@ -540,8 +622,7 @@ class Proxy:
             self.pinned_cmd(c, name, argv)
             return
         if c.multi is not None and name not in TX_CONTROL:
-            c.multi.append(argv)
-            c.reply(b"+QUEUED\r\n")
+            queue(self, c, argv)
             return
         h = LOCAL.get(name)
         if h is not None:
@@ -573,18 +654,22 @@ class Proxy:
         costs a few objects per read rather than per command."""
         fast = self._fast
         run: list = []
+        # only dispatch() changes these (MULTI, WATCH, SUBSCRIBE, QUIT ...)
+        plain = c.multi is None and c.pinned is None and c.passthrough is None \
+            and not self.read_from_replicas and not c.closing
         for argv in cmds:
-            if c.closing:
-                return
             f = fast.get(argv[0])
-            if f is not None and f[0] < len(argv) and c.multi is None and c.pinned is None \
-                    and c.passthrough is None and not self.read_from_replicas:
+            if plain and f is not None and f[0] < len(argv):
                 run.append((f, argv))
                 continue
             if run:
                 self.batch(c, run)
                 run = []
+            if c.closing:
+                return
             self.dispatch(c, argv)
+            plain = c.multi is None and c.pinned is None and c.passthrough is None \
+                and not self.read_from_replicas and not c.closing
         if run:
             self.batch(c, run)
 
@@ -596,7 +681,7 @@ class Proxy:
         primary = self.map.primary
         for i, ((fk, readonly), argv) in enumerate(run):
             key = argv[fk]
-            slot = keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+            slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
             data = cmd_bytes(argv)
             addr = primary[slot]
             g = groups.get(addr) if addr is not None else None
@@ -606,8 +691,9 @@ class Proxy:
                                 self.loop.time() + self.retry_timeout)
                     self.send(call)
                     continue
-                g = groups[addr] = Group(self, b)
-            g.add(i, data, slot, readonly)
+                g = groups[addr] = Group(self, b, run)
+            g.pos.append(i)
+            g.datas.append(data)
         for addr, g in groups.items():
             link = self.link(addr, c.proto, c.creds, False)
             g.send(link)
@@ -662,7 +748,14 @@ class Proxy:
             c.reply(b"+OK\r\n")
             c.close_after_replies()
             return
-        c.passthrough.send_raw(cmd_bytes(argv))
+        data = cmd_bytes(argv)
+        if name in (b"subscribe", b"psubscribe"):
+            c.plain_subs = True
+        elif name == b"ssubscribe" and len(argv) > 1:
+            c.last_ssubscribe = data
+            if shard_resubscribe(self, c, keyslot(argv[1]), data):
+                return
+        c.passthrough.send_raw(data)
 
     def pinned_cmd(self, c: Client, name: bytes, argv: list[bytes]) -> None:
         link = c.pinned
@@ -684,7 +777,8 @@ class Proxy:
     async def serve(self) -> None:
         self.loop = asyncio.get_running_loop()
         server = await self.loop.create_server(lambda: Client(self), self.bind, self.port,
-                                               reuse_address=True, backlog=511)
+                                               reuse_address=True, backlog=511,
+                                               reuse_port=self.workers > 1 or None)
         self.refresh()
         self.loop.create_task(self.tick())
         self.log("pynode proxy %s listening on %s:%d, cluster %s" % (

@@ -2,6 +2,7 @@
 // node-redis createClient (plain, not cluster mode) through `pynode proxy`: MSET, MGET and
 // DEL of keys in different slots, for a while, keeping a ledger of what was acknowledged.
 // usage: node proxy_ledger.js <proxy port> <seconds> <comma-separated keys>
+// It stops after <seconds> or when its stdin closes, whichever comes first.
 // Prints one JSON line: {"rounds", "errors": [...], "expect": {key: value or null}}.
 const { createClient } = require('redis');
 
@@ -16,8 +17,12 @@ async function run() {
   const keys = process.argv[4].split(',');
   const expect = {};
   const end = Date.now() + seconds * 1000;
+  let stopped = false;
+  process.stdin.on('end', () => { stopped = true; });
+  process.stdin.on('error', () => { stopped = true; });
+  process.stdin.resume();
   let round = 0;
-  while (Date.now() < end) {
+  while (Date.now() < end && !stopped) {
     round++;
     try {
       if (round % 7 === 0) {
@@ -40,6 +45,7 @@ async function run() {
     }
   }
   await client.quit();
+  process.stdin.destroy();
   console.log(JSON.stringify({ rounds: round, errors, expect }));
 }
 
