@@ -95,18 +95,32 @@ class Clocks(dict):
     def created(self, key: bytes, slot: int, d: dict, clock: int) -> None:
         """key was just added at the end of slot's dict d with this clock
         (HookedDatabase.set skips the call when the slot's last run has the
-        clock and the slot is within RUN_LIMIT)."""
+        clock and the slot is within RUN_LIMIT).
+
+        A run starts only when a second key follows with the same clock:
+        the key before this one, if it has an entry with this clock, becomes
+        the run's first key and gives up its entry; otherwise this key takes
+        an entry.  So a slot that gets one key per clock tick (a trickle of
+        writes over many slots) costs an entry per key, as a plain dict of
+        clocks would, never an entry plus a run."""
         if len(d) > RUN_LIMIT:
             self[key] = clock
             return
         if self.last[slot] == clock:
             return
+        it = reversed(d)
+        next(it)
+        prev = next(it, None)
+        if prev is None or dict.get(self, prev) != clock or prev in self.bounds:
+            self[key] = clock
+            return
+        dict.__delitem__(self, prev)
         firsts = self.runs.get(slot)
         if firsts is None:
-            self.runs[slot] = [key]
+            self.runs[slot] = [prev]
         else:
-            firsts.append(key)
-        self.bounds[key] = clock
+            firsts.append(prev)
+        self.bounds[prev] = clock
         self.last[slot] = clock
         if slot == self.cache_slot:
             self.cache_slot = -1

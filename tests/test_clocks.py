@@ -118,11 +118,12 @@ def test_clocks_machine(small_runs):
 
 
 def test_created_keys_take_no_entries():
-    """Keys created and never looked up cost no per-key clock entry: one run
-    mark per slot and creation second, whatever the number of keys."""
+    """Keys created and never looked up cost no per-key clock entry when
+    their slot gets more than one a second: one run mark per slot and
+    creation second, whatever the number of keys."""
     ks = _keyspace()
     db = ks.db(0)
-    keys = [b"key:%d" % i for i in range(5000)]
+    keys = [b"{%d}key:%d" % (i % 50, i) for i in range(5000)]
     for k in keys[:2500]:
         db.set(k, b"xxx")
     ks.now += 2000
@@ -131,7 +132,7 @@ def test_created_keys_take_no_entries():
         db.set(k, b"xxx")
     assert len(db.clock) == 0
     slots = {keyslot(k) for k in keys}
-    assert len(db.clock.bounds) <= 2 * len(slots)
+    assert len(db.clock.bounds) == 2 * len(slots)
     assert ks.idle_ms(db.clock.get(keys[0])) == 2000
     assert ks.idle_ms(db.clock.get(keys[-1])) == 0
     db.get(keys[0])                                  # an access takes an entry
@@ -139,15 +140,32 @@ def test_created_keys_take_no_entries():
     db.check_invariants()
 
 
+def test_one_key_a_tick_takes_entries_not_runs():
+    """A slot that gets one key per second: each key has an entry (as a
+    dict of clocks would), no run is started."""
+    ks = _keyspace()
+    db = ks.db(0)
+    keys = [b"{s}%d" % i for i in range(5)]
+    for k in keys:
+        db.set(k, b"v")
+        ks.now += 1000
+        ks.update_clock()
+    assert len(db.clock) == 5 and not db.clock.bounds and not db.clock.runs
+    assert [ks.idle_ms(db.clock.get(k)) // 1000 for k in keys] == [5, 4, 3, 2, 1]
+    db.check_invariants()
+
+
 def test_deleting_a_run_start_moves_the_run():
     ks = _keyspace()
     db = ks.db(0)
-    a, b, c = b"{s}a", b"{s}b", b"{s}c"
+    a, a2, b, c = b"{s}a", b"{s}a2", b"{s}b", b"{s}c"
     db.set(a, b"1")
+    db.set(a2, b"1")
     ks.now += 5000
     ks.update_clock()
     db.set(b, b"2")
     db.set(c, b"3")
+    assert len(db.clock) == 0
     db.delete(b)                                     # the first key of the second run
     assert db.clock.bounds == {a: ks.lru_clock - 5, c: ks.lru_clock}
     assert ks.idle_ms(db.clock.get(c)) == 0
@@ -193,9 +211,11 @@ def test_lfu_runs_hold_the_creation_minute():
     ks.lfu_decay_time = 1
     db = ks.db(0)
     db.set(b"{s}old", b"v")
+    db.set(b"{s}old2", b"v")
     ks.now += 3 * 60_000
     ks.update_clock()
     db.set(b"{s}new", b"v")
+    db.set(b"{s}new2", b"v")
     assert len(db.clock) == 0 and len(db.clock.bounds) == 2
     assert ks.lfu_decr(db.clock.get(b"{s}old")) == keyspace.LFU_INIT_VAL - 3
     assert ks.lfu_decr(db.clock.get(b"{s}new")) == keyspace.LFU_INIT_VAL
