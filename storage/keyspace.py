@@ -52,7 +52,7 @@ LFU_INIT_VAL = 5
 # run never scans more than this many keys.
 RUN_LIMIT = 512
 
-# Small string values are shared through a direct-mapped table (share()):
+# Small string values are shared through a direct-mapped table (HookedDatabase.set):
 # equal values of different keys become one object, as Redis shares small
 # integers; a value is looked up by its hash, so the table costs one probe.
 SHARE_MAX_LEN = 44
@@ -63,8 +63,9 @@ class Clocks(dict):
     """A database's access clocks (Redis's robj->lru): key -> 24-bit clock.
 
     The dict itself holds the keys whose clock was set by an access or given
-    explicitly (RESTORE IDLETIME, RENAME).  A key only created, never looked
-    up, has no entry: its clock is its creation clock, kept once per run of
+    explicitly (RESTORE IDLETIME, RENAME), or created alone (see created).
+    A key created with others of its slot at the same clock and never looked
+    up has no entry: its clock is its creation clock, kept once per run of
     keys created with the same clock.  A slot dict keeps its keys in
     creation order (an overwrite keeps the key's place, a deletion removes
     it), so the keys of a slot created at clock c1, then c2, ... form
