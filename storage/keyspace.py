@@ -8,10 +8,13 @@ only keys that really expired and stops when its time slice is spent.
 Per-key access clocks (OBJECT IDLETIME/FREQ, LRU/LFU eviction) and the
 "new key" hook live in `HookedDatabase` (same slots as a plain `Database`,
 overriding get/set/delete), which `Keyspace.configure_hooks` switches on:
-it keeps `db.clock`, a dict key -> 24-bit clock as Redis's robj->lru (LRU:
-seconds; LFU: minutes << 8 | logarithmic counter), and reports new keys to
-`ks.on_new`.  The server keeps clocks always (OBJECT IDLETIME is right from
-the start, as in Redis); a bare Keyspace (tools, tests) has none.
+it keeps `db.clock` (Clocks: key -> 24-bit clock as Redis's robj->lru, LRU:
+seconds; LFU: minutes << 8 | logarithmic counter; a key never looked up
+shares the clock of its creation run instead of having an entry), and
+reports new keys to `ks.on_new`.  The server keeps clocks always (OBJECT
+IDLETIME is right from the start, as in Redis); a bare Keyspace (tools,
+tests) has none.  HookedDatabase.set also shares equal small string values
+between keys (a direct-mapped table), as Redis shares small integers.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from __future__ import annotations
 import heapq
 import random
 import time
+from bisect import bisect_right
+from itertools import islice
+from operator import indexOf
 from typing import Callable
 
 
@@ -40,6 +46,174 @@ def now_ms() -> int:
 
 LRU_CLOCK_MAX = (1 << 24) - 1
 LFU_INIT_VAL = 5
+
+# Creation runs cover the first RUN_LIMIT keys of a slot (see Clocks): a key
+# created in a slot that already holds more gets its own entry, so finding a
+# run never scans more than this many keys.
+RUN_LIMIT = 512
+
+# Small string values are shared through a direct-mapped table (HookedDatabase.set):
+# equal values of different keys become one object, as Redis shares small
+# integers; a value is looked up by its hash, so the table costs one probe.
+SHARE_MAX_LEN = 44
+SHARE_SLOTS = 4096
+
+
+class Clocks(dict):
+    """A database's access clocks (Redis's robj->lru): key -> 24-bit clock.
+
+    The dict itself holds the keys whose clock was set by an access or given
+    explicitly (RESTORE IDLETIME, RENAME), or created alone (see created).
+    A key created with others of its slot at the same clock and never looked
+    up has no entry: its clock is its creation clock, kept once per run of
+    keys created with the same clock.  A slot dict keeps its keys in
+    creation order (an overwrite keeps the key's place, a deletion removes
+    it), so the keys of a slot created at clock c1, then c2, ... form
+    consecutive runs; a run is remembered by its first key (`bounds`: key ->
+    clock, `runs`: slot -> the first keys in order), and a key's run is the
+    last first-key at or before its place.  Keys before a slot's first run
+    (there before the clocks were kept) read as the keyspace default.
+
+    The cost: a creation compares its clock with the slot's last run; a
+    deletion of a run's first key moves the mark to the next key (a scan of
+    at most RUN_LIMIT keys); finding a run (OBJECT IDLETIME, the first LFU
+    access of a key, eviction sampling, RDB save) scans to the key's place,
+    with the runs' places cached for the last slot asked."""
+
+    __slots__ = ("db", "bounds", "runs", "last", "cache_slot", "cache")
+
+    def __init__(self, db: "Database") -> None:
+        super().__init__()
+        self.db = db
+        self.bounds: dict[bytes, int] = {}
+        self.runs: dict[int, list[bytes]] = {}
+        # slot -> the clock of its last run (None: no run), so that a
+        # creation with that clock (the common case) is one comparison
+        self.last: list[int | None] = [None] * SLOTS
+        self.cache_slot = -1
+        self.cache: list[int] = []
+
+    def created(self, key: bytes, slot: int, d: dict, clock: int) -> None:
+        """key was just added at the end of slot's dict d with this clock
+        (HookedDatabase.set skips the call when the slot's last run has the
+        clock and the slot is within RUN_LIMIT).
+
+        A run starts only when a second key follows with the same clock:
+        the key before this one, if it has an entry with this clock, becomes
+        the run's first key and gives up its entry; otherwise this key takes
+        an entry.  So a slot that gets one key per clock tick (a trickle of
+        writes over many slots) costs an entry per key, as a plain dict of
+        clocks would, never an entry plus a run."""
+        if len(d) > RUN_LIMIT:
+            self[key] = clock
+            return
+        if self.last[slot] == clock:
+            return
+        it = reversed(d)
+        next(it)
+        prev = next(it, None)
+        if prev is None or dict.get(self, prev) != clock or prev in self.bounds:
+            self[key] = clock
+            return
+        dict.__delitem__(self, prev)
+        firsts = self.runs.get(slot)
+        if firsts is None:
+            self.runs[slot] = [prev]
+        else:
+            firsts.append(prev)
+        self.bounds[prev] = clock
+        self.last[slot] = clock
+        if slot == self.cache_slot:
+            self.cache_slot = -1
+
+    def forget(self, key: bytes, slot: int, d: dict) -> None:
+        """key is about to be deleted from slot's dict d (where it still is)."""
+        dict.pop(self, key, None)
+        clock = self.bounds.pop(key, None)
+        if slot == self.cache_slot:
+            self.cache_slot = -1
+        if clock is None:
+            return
+        firsts = self.runs[slot]
+        i = firsts.index(key)
+        it = iter(d)
+        if next(it) is key:                    # the oldest key (FIFO expiry)
+            succ = next(it, None)
+        else:
+            succ = next(islice(d, indexOf(d, key) + 1, None), None)
+        if succ is None or (i + 1 < len(firsts) and firsts[i + 1] is succ):
+            del firsts[i]                      # the run had no other key
+            if not firsts:
+                del self.runs[slot]
+                self.last[slot] = None
+            elif i == len(firsts):
+                self.last[slot] = self.bounds[firsts[-1]]
+        else:
+            firsts[i] = succ
+            self.bounds[succ] = clock
+
+    def run_clock(self, key: bytes, slot: int, d: dict) -> int | None:
+        """The creation clock of a key of d without an entry (None: before
+        the first run)."""
+        firsts = self.runs.get(slot)
+        if not firsts:
+            return None
+        if slot != self.cache_slot:
+            self.cache = [indexOf(d, k) for k in firsts]
+            self.cache_slot = slot
+        try:
+            place = indexOf(islice(d, RUN_LIMIT), key)
+        except ValueError:
+            place = RUN_LIMIT                  # past the runs' places: the last run
+        i = bisect_right(self.cache, place) - 1
+        return None if i < 0 else self.bounds[firsts[i]]
+
+    def get(self, key: bytes, default=None):
+        v = dict.get(self, key)
+        if v is not None:
+            return v
+        slot = keyslot(key)
+        d = self.db.slots[slot]
+        if key not in d:
+            return default
+        v = self.run_clock(key, slot, d)
+        return default if v is None else v
+
+    def __contains__(self, key) -> bool:
+        """Every key of the database has a clock (an entry, a run's or the
+        default)."""
+        return dict.__contains__(self, key) or key in self.db.slots[keyslot(key)]
+
+    def pop(self, key, default=None):
+        return dict.pop(self, key, default)
+
+    def clear(self) -> None:
+        dict.clear(self)
+        self.bounds.clear()
+        self.runs.clear()
+        self.last = [None] * SLOTS
+        self.cache_slot = -1
+
+    def check_invariants(self) -> None:
+        """Entries and run marks belong to live keys, each run mark in its
+        slot, marks in creation order within the first RUN_LIMIT places."""
+        slots = self.db.slots
+        for key in self:
+            assert key in slots[keyslot(key)], "clock of a missing key %r" % key
+        n = 0
+        for slot, firsts in self.runs.items():
+            assert firsts, "empty run list of slot %d" % slot
+            places = [indexOf(slots[slot], k) for k in firsts]
+            assert places == sorted(places) and places[-1] < RUN_LIMIT, \
+                "runs of slot %d out of order: %r" % (slot, places)
+            n += len(firsts)
+            assert self.last[slot] == self.bounds[firsts[-1]], "last run of slot %d" % slot
+        assert n == len(self.bounds), "run marks and their clocks disagree"
+        assert sum(c is not None for c in self.last) == len(self.runs), "last runs"
+
+
+# the direct-mapped table of shared small strings (HookedDatabase.set)
+_shared: list = [None] * SHARE_SLOTS
 
 
 class Database:
@@ -63,8 +237,8 @@ class Database:
         # a key listed here that is created, replaced or deleted is signalled
         # through ks.on_key_ready
         self.blocking_keys: dict[bytes, dict] = {}
-        # key -> access clock, kept only by a HookedDatabase with tracking on
-        self.clock: dict | None = None
+        # the access clocks (Clocks), kept only by a HookedDatabase with tracking on
+        self.clock: Clocks | None = None
         # client-side caching (pynode/tracking.py): fn(key, by_command) told
         # of every modified key while any key or client is tracked, else None
         self.tracked: Callable[[bytes, bool], None] | None = ks.on_modified
@@ -79,6 +253,8 @@ class Database:
         for key, when in self.expires.items():
             assert key in self.slots[keyslot(key)], "expiry of a missing key %r" % key
             assert (when, key) in heap, "expiry of %r not in the heap" % key
+        if self.clock is not None:
+            self.clock.check_invariants()
 
     # ---------------------------------------------------------- reads
     def get(self, key: bytes):
@@ -265,7 +441,8 @@ class Database:
 
     def delete(self, key: bytes) -> bool:
         """Remove key; True if it existed and was not expired."""
-        d = self.slots[keyslot(key)]
+        slot = keyslot(key)
+        d = self.slots[slot]
         if key not in d:
             return False
         live = True
@@ -273,9 +450,9 @@ class Database:
             when = self.expires.pop(key, None)
             if when is not None and when <= self.ks.now:
                 live = False
+        if self.clock is not None:
+            self.clock.forget(key, slot, d)
         del d[key]
-        if self.clock:
-            self.clock.pop(key, None)
         if self.watched or self.tracked is not None:
             self.touch(key)
         if self.raw:
@@ -364,10 +541,20 @@ class Database:
         self.expires.clear()
         self.heap.clear()
         self.raw.clear()
-        if self.clock:
+        if self.clock is not None:
             self.clock.clear()
         self.signal_all()
         return n
+
+    def swap_clocks(self, other: "Database") -> None:
+        """The clocks go with the slots they describe (after the slots were
+        swapped with other's)."""
+        if self.clock is not None and other.clock is not None:
+            self.clock, other.clock = other.clock, self.clock
+            self.clock.db = self
+            other.clock.db = other
+        elif self.clock is not None:
+            self.clock.clear()         # the keys here have no runs: default clock
 
     def signal_all(self) -> None:
         """Every key with waiters may have changed (FLUSHDB, SWAPDB)."""
@@ -382,13 +569,14 @@ class Database:
         return n
 
     def _expire(self, key: bytes) -> None:
-        d = self.slots[keyslot(key)]
+        slot = keyslot(key)
+        d = self.slots[slot]
         if key in d:
+            if self.clock is not None:
+                self.clock.forget(key, slot, d)
             del d[key]
         self.expires.pop(key, None)
         self.raw.discard(key)
-        if self.clock:
-            self.clock.pop(key, None)
         self.ks.expired_keys += 1
         if self.watched or self.tracked is not None:
             self.touch(key, False)
@@ -422,8 +610,7 @@ class Database:
         self.expires, other.expires = other.expires, self.expires
         self.heap, other.heap = other.heap, self.heap
         self.raw, other.raw = other.raw, self.raw
-        if self.clock is not None and other.clock is not None:
-            self.clock, other.clock = other.clock, self.clock
+        self.swap_clocks(other)
         # waiters stay with their database number: offer them the new data
         self.signal_all()
         other.signal_all()
@@ -467,7 +654,17 @@ class HookedDatabase(Database):
     def set(self, key: bytes, value, keepttl: bool = False) -> None:
         # Database.set inlined, knowing whether the key is new
         ks = self.ks
-        d = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383]
+        slot = keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+        d = self.slots[slot]
+        if type(value) is bytes and len(value) <= SHARE_MAX_LEN:
+            # an equal small string already stored is used instead (one
+            # probe of the direct-mapped table; a miss takes the slot)
+            i = hash(value) & (SHARE_SLOTS - 1)
+            old = _shared[i]
+            if old == value:
+                value = old
+            else:
+                _shared[i] = value
         if self.expires:
             when = self.expires.get(key)
             if when is not None:
@@ -486,7 +683,9 @@ class HookedDatabase(Database):
         clock = self.clock
         if clock is not None:
             if new:
-                clock[key] = ks.new_clock()
+                c = ks.new_clock() if ks.lfu else ks.lru_clock
+                if clock.last[slot] != c or len(d) > RUN_LIMIT:
+                    clock.created(key, slot, d, c)
             elif ks.lfu:
                 # dbOverwrite keeps the counter; a write without a lookup
                 # before it (plain SET, MSET) counts as the access
@@ -539,7 +738,7 @@ class Keyspace:
         if d is None:
             d = self.dbs[i] = self.db_class(self, i)
             if self.tracking:
-                d.clock = {}
+                d.clock = Clocks(d)
         return d
 
     def tick(self) -> int:
@@ -578,7 +777,7 @@ class Keyspace:
             if not tracking:
                 d.clock = None
             elif d.clock is None:
-                d.clock = {}
+                d.clock = Clocks(d)
 
     def default_clock(self) -> int:
         """The clock of a key with no entry (it existed before tracking began)."""
@@ -656,8 +855,7 @@ class Keyspace:
             da.slots, db.slots = db.slots, da.slots
             da.expires, db.expires = db.expires, da.expires
             da.heap, db.heap = db.heap, da.heap
-            if da.clock is not None and db.clock is not None:
-                da.clock, db.clock = db.clock, da.clock
+            da.swap_clocks(db)
 
     def flushall(self) -> int:
         n = sum(d.clear() for d in self.dbs if d is not None)
