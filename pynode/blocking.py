@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal, InvalidOperation
+from time import perf_counter
 from typing import Callable
 
 from pynode.commands import CommandError, parse_int
@@ -213,6 +214,7 @@ class Blocking:
                         continue
                     saved = c.db
                     c.db = b.db
+                    t0 = perf_counter()
                     try:
                         r = b.serve(c, key)
                     except CommandError as e:
@@ -220,6 +222,8 @@ class Blocking:
                     finally:
                         if c.db is b.db:
                             c.db = saved
+                    if srv.slot_stats.counting:
+                        srv.slot_stats.served(key, r, perf_counter() - t0)
                     if r is not None:
                         self.unblock(c, r)
 

@@ -305,6 +305,7 @@ class ClusterNode(ServerPort):
     # ServerPort: the executor's calls for the server's share of the actions
     def request_save(self, fsync: bool) -> None:
         self.saver.request(fsync)
+        self.srv.slot_stats.sync_owners()    # a slot's new owner counts from zero
 
     def log(self, level: str, text: str) -> None:
         self._log(level, text)

@@ -46,6 +46,8 @@ ACTIVE = {
     "tls-ca-cert-file", "tls-ca-cert-dir", "tls-auth-clients", "tls-protocols", "tls-ciphers",
     "tls-prefer-server-ciphers", "tls-session-caching", "tls-replication", "tls-cluster",
     "cluster-announce-tls-port", "cluster-bus-secret", "cluster-bus-port-protected-mode",
+    # per-slot statistics (pynode/slotstats.py), the Prometheus endpoint (pynode/metrics_http.py)
+    "cluster-slot-stats-enabled", "metrics-port",
 }
 
 

@@ -343,6 +343,10 @@ _TABLE: list[Directive] = [
     Directive("cluster-bus-secret", "special", "", sensitive=True, multi_arg=True),
     # yes: refuse to start a bus that listens beyond loopback unprotected
     _b("cluster-bus-port-protected-mode", "no"),
+    # Valkey 8's: count cpu-usec and network bytes per slot (CLUSTER SLOT-STATS)
+    _b("cluster-slot-stats-enabled", "no"),
+    # Prometheus text on http://<bind>:<metrics-port>/metrics (0: off)
+    _i("metrics-port", "0", 0, 65535),
     # ---- config-file only directives (not configs: no CONFIG GET/SET) --------
     _x("include", "", immutable=True),
     _x("rename-command", "", immutable=True, multi_arg=True),
@@ -355,12 +359,13 @@ ALIASES: dict[str, str] = {d.alias: d.name for d in _TABLE if d.alias}
 
 # Configs with HIDDEN_CONFIG: CONFIG GET only returns them for an exact name.
 HIDDEN: frozenset[str] = frozenset({
-    "cluster-bus-secret", "cluster-bus-port-protected-mode",
-    "use-exit-on-panic", "rdb-key-save-delay", "key-load-delay",
+    "cluster-bus-secret", "cluster-bus-port-protected-mode", "cluster-slot-stats-enabled",
+    "metrics-port", "use-exit-on-panic", "rdb-key-save-delay", "key-load-delay",
     "watchdog-period", "loading-process-events-interval-bytes",
 })
 # pynode's own directives (not Redis 7.0's).
-OWN: frozenset[str] = frozenset({"cluster-bus-secret", "cluster-bus-port-protected-mode"})
+OWN: frozenset[str] = frozenset({"cluster-bus-secret", "cluster-bus-port-protected-mode",
+                                 "cluster-slot-stats-enabled", "metrics-port"})
 # Only registered when Redis is built with TLS support.
 TLS: frozenset[str] = frozenset(n for n in DIRECTIVES if n.startswith("tls-"))
 # Config-file directives that are not configs (unknown to CONFIG GET/SET).

@@ -28,13 +28,15 @@ _BIG_COUNT = re.compile(rb"\*[0-9]{6}").search
 _SIMPLE = re.compile(rb"\n[+=]").search
 
 
-def _encoded_len(cmd: list[bytes]) -> int:
-    """Bytes of the canonical multibulk encoding of a command."""
-    n = 3 + len(str(len(cmd)))
+def encoded_len(cmd: list[bytes]) -> int:
+    """Bytes of the canonical multibulk encoding of a command (the request's
+    size for CLUSTER SLOT-STATS network-bytes-in: short cases first)."""
+    n = len(cmd)
+    total = 3 + (1 if n < 10 else len(str(n)))
     for a in cmd:
         la = len(a)
-        n += la + len(str(la)) + 5
-    return n
+        total += la + (6 if la < 10 else 7 if la < 100 else 5 + len(str(la)))
+    return total
 
 
 class RequestParser:
@@ -101,7 +103,7 @@ class RequestParser:
         # a partial command is left: hand it to the Python parser, which
         # checks its header at once and waits efficiently for big bulks
         self.fast = _HiredisReader()
-        off = sum(map(_encoded_len, out))
+        off = sum(map(encoded_len, out))
         if off and data[off - 2:off] != b"\r\n":
             return self.feed_python(data)
         out.extend(self.feed_python(data[off:]))

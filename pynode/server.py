@@ -153,6 +153,10 @@ class Server:
         self.tls = None              # pynode.tls.Contexts when TLS is configured
         self.tls_listener = None     # the ssl context listeners are made with
         self.listener_ssl: dict = {}  # id(TCP listener) -> its ssl context (None: plain)
+        from pynode.slotstats import SlotStats
+        self.slot_stats = SlotStats(self)         # CLUSTER SLOT-STATS counters
+        from pynode.metrics_http import MetricsEndpoint
+        self.metrics = MetricsEndpoint(self)      # metrics-port: Prometheus /metrics
         self.reset_stats()
         self.apply_config()
 
@@ -199,6 +203,7 @@ class Server:
             self.cluster.configure()
         if self.latency is not None:
             self.latency.configure()
+        self.configure_slot_stats()
         for c in self.clients.values():
             c.parser.max_bulk = self.proto_max_bulk_len
             c.parser.max_query = self.query_buffer_limit
@@ -218,8 +223,15 @@ class Server:
             for v in (name, name.upper(), name.capitalize()):
                 self.dispatch[v] = cmd
 
+    def configure_slot_stats(self) -> None:
+        """cluster-slot-stats-enabled: count per slot (pynode/slotstats.py) or not."""
+        self.slot_stats.configure(self.cfg.bool("cluster-slot-stats-enabled"))
+        if self.scripting.busy is None:
+            self.restore_commands()
+
     def reset_stats(self) -> None:
         self.stats.reset_counters(self.ks.expired_keys)
+        self.slot_stats.reset()
         self.evictor.reset_stats()
         for cmd in cmdmod.all_commands(self.table):
             cmd.calls = 0
@@ -644,7 +656,13 @@ class Server:
         self.execute = execute
 
     def restore_commands(self) -> None:
-        self.__dict__.pop("execute", None)        # the class's Server.execute again
+        """Run client commands through Server.execute again, or, with
+        cluster-slot-stats-enabled, through the dispatcher that counts them per
+        slot around it (no cost at all while counting is off)."""
+        if self.slot_stats.counting:
+            self.execute = self.slot_stats.execute
+        else:
+            self.__dict__.pop("execute", None)    # the class's Server.execute again
 
     def set_repl_feed(self, feed) -> None:
         """feed(dbid, argv): the replication stream, or None (no backlog, or a replica)."""
@@ -854,6 +872,7 @@ class Server:
         if self.cfg.bool("cluster-enabled") and self.cluster is None:
             from pynode.cluster import ClusterNode
             self.cluster = ClusterNode(self)  # exits (1) on a locked or corrupt nodes.conf
+            self.configure_slot_stats()
 
     def load_dataset(self) -> None:
         """dump.rdb (appendonly no) or the AOF; a damaged file exits (1)."""
@@ -1025,6 +1044,12 @@ class Server:
                 log.notice("Running mode=%s, port=%d." % (mode, port or tls_port))
         elif not self.cfg.get("unixsocket"):
             log.warning("Configured to not listen anywhere, exiting.")
+            raise SystemExit(1)
+        try:
+            self.metrics.listen()             # metrics-port (pynode/metrics_http.py)
+        except OSError as e:
+            log.warning("Could not create the metrics listening socket on port %d: %s"
+                        % (self.cfg.int("metrics-port"), e.strerror))
             raise SystemExit(1)
         us = self.cfg.get("unixsocket")
         if us:

@@ -28,7 +28,7 @@ import time
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from tests.helpers import Proc, wait_ping
+from tests.helpers import Proc, wait_ping, wait_until
 
 # Ports for cluster tests: a fixed range below the kernel's ephemeral range, so an
 # outgoing connection never grabs a port (or a bus port, +10000) of a node.
@@ -455,6 +455,24 @@ class Cluster:
                     parts.append("-- %s: %r" % (" ".join(what), e))
             parts.append("-- log tail:\n" + node.log_tail())
         return "\n".join(parts)
+
+
+def single_node_cluster(extra: list[str] | None = None, first: int = 0,
+                        last: int = SLOTS - 1) -> Proc:
+    """One started pynode with cluster-enabled yes serving slots first..last,
+    cluster_state ok (with fewer than all slots, pass
+    --cluster-require-full-coverage no); the caller cleans it up."""
+    p = Proc(["--cluster-enabled", "yes", "--appendonly", "no"] + list(extra or [])).start()
+    try:
+        c = p.client()
+        c.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)
+        wait_until(lambda: b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO"),
+                   what="cluster_state:ok")
+        c.close()
+    except BaseException:
+        p.cleanup()
+        raise
+    return p
 
 
 def key_for_slot(slot: int) -> str:

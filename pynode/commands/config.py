@@ -199,6 +199,12 @@ def _apply_live(c, old: dict, new: dict) -> None:
             if "dir" in changed:
                 os.chdir(old["dir"])
             raise _ApplyError(name, msg)
+    if changed & {"metrics-port", "bind"}:
+        try:
+            srv.metrics.listen(rebind="bind" in changed)
+        except OSError:
+            raise _ApplyError(new.get("metrics-port", new.get("bind"))[0],
+                              "Unable to listen on this port")
     srv.apply_config()
     if "appendonly" in changed:
         _set_appendonly(srv, cfg.bool("appendonly"))

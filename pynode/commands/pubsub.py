@@ -188,6 +188,8 @@ def publish_shard_message(srv, channel: bytes, data: bytes, skip=None) -> tuple[
     own: list = []
     body = b"$8\r\nsmessage\r\n" + bulk(channel) + bulk(data)
     n = _fanout(srv, subs, _HDR3, body, skip, own, _hard_limit(srv))
+    if srv.slot_stats.counting:      # the publisher's own copy is in its reply
+        srv.slot_stats.shard_message(channel, (n - len(own)) * (len(_HDR3[0]) + len(body)))
     return n, b"".join(own)
 
 

@@ -9,87 +9,11 @@ nodes it cannot reach, the hottest slots from CLUSTER SLOT-STATS where nodes hav
 
 from __future__ import annotations
 
-import re
-
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from pynode.dashboard.state import num, parse_kv
-
-# INFO field -> redis_exporter metric name (without the redis_ prefix)
-GAUGES = {
-    "uptime_in_seconds": "uptime_in_seconds",
-    "connected_clients": "connected_clients",
-    "blocked_clients": "blocked_clients",
-    "tracking_clients": "tracking_clients",
-    "used_memory": "memory_used_bytes",
-    "used_memory_rss": "memory_used_rss_bytes",
-    "used_memory_peak": "memory_used_peak_bytes",
-    "used_memory_lua": "memory_used_lua_bytes",
-    "used_memory_overhead": "memory_used_overhead_bytes",
-    "used_memory_startup": "memory_used_startup_bytes",
-    "used_memory_dataset": "memory_used_dataset_bytes",
-    "used_memory_scripts": "memory_used_scripts_bytes",
-    "maxmemory": "memory_max_bytes",
-    "mem_fragmentation_ratio": "mem_fragmentation_ratio",
-    "loading": "loading_dump_file",
-    "rdb_changes_since_last_save": "rdb_changes_since_last_save",
-    "rdb_bgsave_in_progress": "rdb_bgsave_in_progress",
-    "rdb_last_save_time": "rdb_last_save_timestamp_seconds",
-    "aof_enabled": "aof_enabled",
-    "aof_rewrite_in_progress": "aof_rewrite_in_progress",
-    "pubsub_channels": "pubsub_channels",
-    "pubsub_patterns": "pubsub_patterns",
-    "latest_fork_usec": "latest_fork_usec",
-    "instantaneous_ops_per_sec": "instantaneous_ops",
-    "connected_slaves": "connected_slaves",
-    "repl_backlog_size": "replication_backlog_bytes",
-    "repl_backlog_active": "repl_backlog_is_active",
-    "repl_backlog_first_byte_offset": "repl_backlog_first_byte_offset",
-    "repl_backlog_histlen": "repl_backlog_history_bytes",
-    "master_repl_offset": "master_repl_offset",
-    "slave_repl_offset": "slave_repl_offset",
-    "master_last_io_seconds_ago": "master_last_io_seconds_ago",
-    "sync_full": "replica_resyncs_full",
-    "sync_partial_ok": "replica_partial_resync_accepted",
-    "sync_partial_err": "replica_partial_resync_denied",
-}
-COUNTERS = {
-    "total_connections_received": "connections_received_total",
-    "total_commands_processed": "commands_processed_total",
-    "rejected_connections": "rejected_connections_total",
-    "total_net_input_bytes": "net_input_bytes_total",
-    "total_net_output_bytes": "net_output_bytes_total",
-    "expired_keys": "expired_keys_total",
-    "evicted_keys": "evicted_keys_total",
-    "keyspace_hits": "keyspace_hits_total",
-    "keyspace_misses": "keyspace_misses_total",
-    "used_cpu_sys": "cpu_sys_seconds_total",
-    "used_cpu_user": "cpu_user_seconds_total",
-    "used_cpu_sys_children": "cpu_sys_children_seconds_total",
-    "used_cpu_user_children": "cpu_user_children_seconds_total",
-    "sync_full": "replica_resyncs_full",
-    "sync_partial_ok": "replica_partial_resync_accepted",
-    "sync_partial_err": "replica_partial_resync_denied",
-}
-# CLUSTER INFO field -> metric name
-CLUSTER_GAUGES = {
-    "cluster_slots_assigned": "cluster_slots_assigned",
-    "cluster_slots_ok": "cluster_slots_ok",
-    "cluster_slots_pfail": "cluster_slots_pfail",
-    "cluster_slots_fail": "cluster_slots_fail",
-    "cluster_known_nodes": "cluster_known_nodes",
-    "cluster_size": "cluster_size",
-    "cluster_current_epoch": "cluster_current_epoch",
-    "cluster_my_epoch": "cluster_my_epoch",
-}
-CLUSTER_COUNTERS = {
-    "cluster_stats_messages_sent": "cluster_messages_sent_total",
-    "cluster_stats_messages_received": "cluster_messages_received_total",
-}
-BUS_BY_TYPE = re.compile(r"^cluster_stats_messages_(.+)_(sent|received)$")
-INSTANCE_LABELS = ("role", "redis_version", "redis_mode", "os", "maxmemory_policy",
-                   "run_id", "tcp_port")
+from pynode.metrics import (Families, add_cluster_info, add_info, add_slot_stats,
+                            prometheus_family)
 
 
 class ClusterCollector:
@@ -100,15 +24,7 @@ class ClusterCollector:
 
     def collect(self):
         snap = self.poller.snapshot or {"nodes": [], "cluster": {}}
-        fams: dict[str, GaugeMetricFamily | CounterMetricFamily] = {}
-
-        def fam(kind, name, doc, labels):
-            f = fams.get(name)
-            if f is None:
-                cls = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
-                f = fams[name] = cls("redis_" + name, doc, labels=labels)
-            return f
-
+        fam = Families(prometheus_family)
         for n in snap["nodes"]:
             addr = n["addr"]
             fam("gauge", "up", "Information about the Redis instance", ["addr"]).add_metric(
@@ -116,67 +32,8 @@ class ClusterCollector:
             info = n.get("info") or {}
             if not n["up"] or not info:
                 continue
-            fam("gauge", "instance_info", "Information about the Redis instance",
-                ["addr", *INSTANCE_LABELS]).add_metric(
-                [addr, *(info.get(k, "") for k in INSTANCE_LABELS)], 1)
-            for field, name in GAUGES.items():
-                if field in info:
-                    fam("gauge", name, "INFO " + field, ["addr"]).add_metric(
-                        [addr], num(info[field]))
-            for field, name in COUNTERS.items():
-                if field in info:
-                    fam("counter", name, "INFO " + field, ["addr"]).add_metric(
-                        [addr], num(info[field]))
-            if "master_link_status" in info:
-                fam("gauge", "master_link_up", "INFO master_link_status", ["addr"]).add_metric(
-                    [addr], 1 if info["master_link_status"] == "up" else 0)
-            for key, value in info.items():
-                if key.startswith("db") and key[2:].isdigit():
-                    kv = parse_kv(value)
-                    fam("gauge", "db_keys", "Total number of keys by DB",
-                        ["addr", "db"]).add_metric([addr, key], num(kv.get("keys")))
-                    fam("gauge", "db_keys_expiring", "Total number of expiring keys by DB",
-                        ["addr", "db"]).add_metric([addr, key], num(kv.get("expires")))
-                    fam("gauge", "db_avg_ttl_seconds", "Avg TTL in seconds",
-                        ["addr", "db"]).add_metric([addr, key],
-                                                   num(kv.get("avg_ttl")) / 1000)
-                elif key.startswith("cmdstat_"):
-                    kv = parse_kv(value)
-                    cmd = key[len("cmdstat_"):]
-                    fam("counter", "commands_total", "Total number of calls per command",
-                        ["addr", "cmd"]).add_metric([addr, cmd], num(kv.get("calls")))
-                    fam("counter", "commands_duration_seconds_total",
-                        "Total amount of time in seconds spent per command",
-                        ["addr", "cmd"]).add_metric([addr, cmd], num(kv.get("usec")) / 1e6)
-                    if "rejected_calls" in kv:
-                        fam("counter", "commands_rejected_calls_total",
-                            "Total number of rejected calls per command",
-                            ["addr", "cmd"]).add_metric([addr, cmd], num(kv["rejected_calls"]))
-                        fam("counter", "commands_failed_calls_total",
-                            "Total number of failed calls per command",
-                            ["addr", "cmd"]).add_metric([addr, cmd], num(kv.get("failed_calls")))
-                elif key.startswith("errorstat_"):
-                    fam("counter", "errors_total", "Total number of errors per error type",
-                        ["addr", "err"]).add_metric(
-                        [addr, key[len("errorstat_"):]], num(parse_kv(value).get("count")))
-            ci = n.get("cluster_info") or {}
-            if "cluster_state" in ci:
-                fam("gauge", "cluster_state", "CLUSTER INFO cluster_state (1 = ok)",
-                    ["addr"]).add_metric([addr], 1 if ci["cluster_state"] == "ok" else 0)
-            for field, name in CLUSTER_GAUGES.items():
-                if field in ci:
-                    fam("gauge", name, "CLUSTER INFO " + field, ["addr"]).add_metric(
-                        [addr], num(ci[field]))
-            for field, name in CLUSTER_COUNTERS.items():
-                if field in ci:
-                    fam("counter", name, "CLUSTER INFO " + field, ["addr"]).add_metric(
-                        [addr], num(ci[field]))
-            for field, value in ci.items():
-                m = BUS_BY_TYPE.match(field)
-                if m:
-                    name = "cluster_messages_%s_by_type_total" % m.group(2)
-                    fam("counter", name, "Cluster bus messages %s, by type" % m.group(2),
-                        ["addr", "type"]).add_metric([addr, m.group(1)], num(value))
+            add_info(fam, info, ["addr"], [addr])
+            add_cluster_info(fam, n.get("cluster_info") or {}, ["addr"], [addr])
             fam("gauge", "cluster_node_slots", "Slots this node serves (reference view)",
                 ["addr", "role"]).add_metric([addr, n["role"]], n["slot_count"])
             if n.get("lag") is not None:
@@ -186,15 +43,8 @@ class ClusterCollector:
             for slot, _ in n.get("migrating", {}).items():
                 fam("gauge", "cluster_slot_migrating", "Slots this node is migrating out",
                     ["addr", "slot"]).add_metric([addr, str(slot)], 1)
-        hot = snap.get("hot_slots") or []
-        for st in hot:
-            for field in ("key-count", "cpu-usec", "memory-bytes", "network-bytes-in",
-                          "network-bytes-out"):
-                if field in st:
-                    name = "cluster_slot_" + field.replace("-", "_")
-                    fam("gauge", name, "CLUSTER SLOT-STATS %s of the hottest slots" % field,
-                        ["slot"]).add_metric([str(st["slot"])], st[field])
-        yield from fams.values()
+        add_slot_stats(fam, snap.get("hot_slots") or [], [], [])
+        yield from fam.values()
         p = self.poller
         yield GaugeMetricFamily("pynode_dashboard_nodes_unreachable",
                                 "Known nodes the dashboard cannot reach",

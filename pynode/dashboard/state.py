@@ -9,36 +9,9 @@ dashboard cannot reach).  No sockets, no clock: the poller passes `now`.
 
 from __future__ import annotations
 
+from pynode.metrics import num, parse_info, parse_kv  # noqa: F401 - also this module's API
+
 SLOTS = 16384
-
-
-def parse_info(text) -> dict[str, str]:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        if ":" in line and not line.startswith("#"):
-            k, v = line.split(":", 1)
-            out[k.strip()] = v.strip()
-    return out
-
-
-def parse_kv(value: str) -> dict[str, str]:
-    """'keys=1,expires=0,avg_ttl=0' -> dict."""
-    out = {}
-    for part in value.split(","):
-        if "=" in part:
-            k, v = part.split("=", 1)
-            out[k] = v
-    return out
-
-
-def num(v, default=0):
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return default
-    return int(f) if f.is_integer() else f
 
 
 def parse_nodes(text) -> list[dict]:
