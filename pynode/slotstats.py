@@ -30,7 +30,6 @@ clusterSlotStatReset in clusterAddSlot), and all of them on CONFIG RESETSTAT.
 from __future__ import annotations
 
 from binascii import crc_hqx
-from time import perf_counter
 
 from pynode.client import REPLY_ON
 from pynode.resp import encoded_len
@@ -115,31 +114,31 @@ class SlotStats:
         return slots[:limit]
 
     # ------------------------------------------------------------ counting
-    def slot_of(self, c, argv: list[bytes]) -> int:
-        """The one slot of a client command's keys, or -1 (no keys, keys of
-        several slots, an unknown command or a wrong number of arguments)."""
+    def slot_of(self, c, argv: list[bytes]):
+        """(the command, the one slot of its keys), or None: no keys, keys of
+        several slots, an unknown command or a wrong number of arguments."""
         srv = self.srv
         cmd = srv.dispatch.get(argv[0])
         if cmd is None:
             cmd = srv.dispatch.get(argv[0].lower())
             if cmd is None:
-                return -1
+                return None
         if cmd.subs is not None:
             cmd = cmd.subs.get(argv[1].lower()) if len(argv) > 1 else None
             if cmd is None:
-                return -1
+                return None
         arity = cmd.arity
         if arity != len(argv) and (arity > 0 or len(argv) < -arity):
-            return -1
+            return None
         if cmd.key_pos:
             key = argv[cmd.key_pos]
-            return keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+            return cmd, keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
         if cmd.name == "exec":
             if not c.in_multi:
-                return -1
+                return None
             batch = c.queued
         elif cmd.first_key <= 0 and not cmd.movablekeys:
-            return -1
+            return None
         else:
             batch = ((cmd, argv),)
         slot = -1
@@ -149,8 +148,8 @@ class SlotStats:
                 if slot < 0:
                     slot = s
                 elif s != slot:
-                    return -1
-        return slot
+                    return None
+        return (cmd, slot) if slot >= 0 else None
 
     def mine(self, slot: int) -> bool:
         st = self.srv.cluster.state
@@ -158,30 +157,26 @@ class SlotStats:
         return owner is not None and (owner == st.myself_id or owner == st.myself.primary_id)
 
     def execute(self, c, argv: list[bytes]):
-        """Server.execute, counting the command for its slot."""
+        """Server.execute, counting the command for its slot.  Its time is
+        what the dispatcher adds to the command's own usec (INFO
+        commandstats): nothing for a command MULTI queues, everything an EXEC
+        or a script ran for EXEC or EVAL."""
         srv = self.srv
-        slot = self.slot_of(c, argv)
-        if slot < 0:
+        found = self.slot_of(c, argv)
+        if found is None:
             return self.base(srv, c, argv)
-        queued = c.in_multi
+        cmd, slot = found
+        usec = cmd.usec
         repl = srv.replication
         offset, seldb = repl.offset, repl.seldb
-        t0 = perf_counter()
         r = self.base(srv, c, argv)
-        dt = perf_counter() - t0
         if r is not None and r[:1] == b"-" and r.startswith(REFUSED):
             return r              # routing refused it: no slot's (as getNodeByQuery)
         links = srv.migrations.links
         if links and c in links:
             return r              # an atomic import writing into a slot not mine yet
-        n_in = encoded_len(argv)
-        if queued:
-            if argv[0].lower() == b"exec":
-                n_in += MULTI_BYTES
-                self.cpu[slot] += dt
-        else:
-            self.cpu[slot] += dt
-        self.net_in[slot] += n_in
+        self.cpu[slot] += max(0.0, cmd.usec - usec)      # (RESETSTAT zeroes usec)
+        self.net_in[slot] += encoded_len(argv) + (MULTI_BYTES if cmd.name == "exec" else 0)
         if r is not None and c.reply_mode == REPLY_ON:
             self.net_out[slot] += len(r)
         if repl.offset != offset and repl.replicas:
