@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.cluster_helpers import Cluster, key_for_slot, keyslot, single_node_cluster
-from tests.helpers import Proc, enc, raw_command, wait_until
+from tests.helpers import Proc, enc, raw_command, wait_ping, wait_until
 
 MINE = 8192          # the node owns slots [0, MINE)
 
@@ -267,6 +267,21 @@ def test_off_counts_nothing_and_resetstat_clears(node, r):
                          "network-bytes-out": 0}
 
 
+def test_counting_goes_on_after_a_busy_script(node, r):
+    # a busy script diverts the dispatcher (-BUSY for others) and puts it back
+    r.config_set("busy-reply-threshold", 50)
+    try:
+        r.eval("local t = redis.call('time') "
+               "while true do local n = redis.call('time') "
+               "if (n[1] - t[1]) * 1000000 + (n[2] - t[2]) > 300000 then break end end", 0)
+    finally:
+        r.config_set("busy-reply-threshold", 5000)
+    assert "Slow script detected" in node.log()
+    s = 909
+    r.get(key_for_slot(s))
+    assert one(r, s)["network-bytes-in"] == len(enc("GET", key_for_slot(s)))
+
+
 def test_a_slot_with_a_new_owner_starts_from_zero(r):
     s = MINE - 1
     k = key_for_slot(s)
@@ -310,3 +325,35 @@ def test_hot_slot_of_a_skewed_load_on_three_primaries():
         finally:
             rc.close()
 
+
+
+def test_replication_stream_counts_once_per_replica():
+    replica = Proc(["--cluster-enabled", "yes", "--appendonly", "no"]).start(wait=False)
+    try:
+        primary = single_node_cluster(["--cluster-slot-stats-enabled", "yes",
+                                       "--repl-diskless-sync-delay", "0"])
+    except BaseException:
+        replica.cleanup()
+        raise
+    try:
+        wait_ping(replica.port)
+        pc, rc = primary.client(), replica.client(decode_responses=True)
+        rc.execute_command("CLUSTER", "MEET", "127.0.0.1", primary.port)
+        pid = pc.execute_command("CLUSTER", "MYID").decode()
+        wait_until(lambda: pid in rc.execute_command("CLUSTER", "NODES"), what="meet")
+        rc.execute_command("CLUSTER", "REPLICATE", pid)
+        wait_until(lambda: (pc.info("replication").get("slave0") or {}).get("state")
+                   == "online", what="replica online")
+        s = 3333
+        k = key_for_slot(s)
+        pc.set(key_for_slot(s + 1), "first")          # the stream's SELECT goes with it
+        pc.config_resetstat()
+        pc.set(k, "v")
+        m = one(pc, s)
+        # the reply, and the propagated SET once for the one replica
+        assert m["network-bytes-out"] == len(b"+OK\r\n") + len(enc("SET", k, "v"))
+        # the replica lists its primary's slots
+        assert len(stats(rc, "SLOTSRANGE", 0, 16383)) == 16384
+    finally:
+        replica.cleanup()
+        primary.cleanup()
