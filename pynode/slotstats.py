@@ -32,8 +32,10 @@ from __future__ import annotations
 from binascii import crc_hqx
 
 from pynode.client import REPLY_ON
+from pynode.commands.scripting import script_flags
 from pynode.resp import encoded_len
 from pynode.routing import command_key_args
+from pynode.scripting.runner import ALLOW_CROSS_SLOT
 from storage.slots import keyslot
 
 SLOTS = 16384
@@ -139,6 +141,8 @@ class SlotStats:
             batch = c.queued
         elif cmd.first_key <= 0 and not cmd.movablekeys:
             return None
+        elif cmd.flags_of is not None and (script_flags(srv, cmd, argv) or 0) & ALLOW_CROSS_SLOT:
+            return None       # a script allowed to cross slots counts for none
         else:
             batch = ((cmd, argv),)
         slot = -1

@@ -113,22 +113,21 @@ def _script_flags(flags: int, cmd):
     return cmd.view(write, denyoom, bool(flags & ALLOW_STALE))
 
 
-def _eval_flags(evalsha: bool):
-    def flags_of(srv, cmd, argv):
-        return _script_flags(evalmod.flags_of(srv.scripting, argv, evalsha), cmd)
-    return flags_of
+def script_flags(srv, cmd, argv) -> int | None:
+    """The flags of the script EVAL*/FCALL* would run (None: no such function)."""
+    if cmd.name.startswith("fcall"):
+        f = srv.scripting.functions.find(argv[1]) if len(argv) > 1 else None
+        return None if f is None else f.flags
+    return evalmod.flags_of(srv.scripting, argv, cmd.name.startswith("evalsha"))
 
 
-def _fcall_flags(srv, cmd, argv):
-    f = srv.scripting.functions.find(argv[1]) if len(argv) > 1 else None
-    if f is None:
-        return cmd
-    return _script_flags(f.flags, cmd)
+def _flags_of(srv, cmd, argv):
+    flags = script_flags(srv, cmd, argv)
+    return cmd if flags is None else _script_flags(flags, cmd)
 
 
-FLAGS_OF.update({"eval": _eval_flags(False), "eval_ro": _eval_flags(False),
-                 "evalsha": _eval_flags(True), "evalsha_ro": _eval_flags(True),
-                 "fcall": _fcall_flags, "fcall_ro": _fcall_flags})
+FLAGS_OF.update(dict.fromkeys(("eval", "eval_ro", "evalsha", "evalsha_ro", "fcall", "fcall_ro"),
+                               _flags_of))
 
 
 # ====================================================================== SCRIPT
