@@ -6,8 +6,10 @@ network-bytes-in and network-bytes-out are counted only with
 `cluster-slot-stats-enabled yes`, as Valkey's cluster_slot_stats.c counts them:
 
 - a client command counts for its slot when all its keys (all the queued
-  commands' keys, for EXEC) hash to one slot of this node's shard; keyless and
-  cross-slot commands count for no slot;
+  commands' keys, for EXEC; a script's declared keys) hash to one slot served
+  here; keyless and cross-slot commands count for no slot, nor does a script
+  with the allow-cross-slot-keys flag, nor a command refused before its slot
+  was looked at (NOAUTH, NOPERM, CLUSTERDOWN, MOVED);
 - cpu-usec: the time the dispatcher spent on the command (EXEC and scripts
   include the commands they ran; those are not counted again; a command queued
   by MULTI costs nothing until EXEC);
