@@ -20,7 +20,7 @@ HTTP is the least a scraper needs: one request per connection, `GET` or
 `HEAD` of /metrics (a query string is ignored) gets 200, any other path 404,
 another method 405, a request line that is not HTTP or a head over 8 KiB
 400, and a client that has not sent its whole head within 3 s is closed
-(408).  At most 32 scrape connections at once; more are closed at once.
+(408); a scrape that fails to render is a 500 and a warning in the log.  At most 32 scrape connections at once; more are closed at once.
 Nothing a client sends can make the node wait: every read is handled as it
 arrives, and the reply is queued to the transport, never awaited.
 """
@@ -39,7 +39,7 @@ MAX_CONNECTIONS = 32
 HOT_SLOTS = 10
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 REASONS = {200: b"OK", 400: b"Bad Request", 404: b"Not Found",
-           405: b"Method Not Allowed", 408: b"Request Timeout"}
+           405: b"Method Not Allowed", 408: b"Request Timeout", 500: b"Internal Server Error"}
 
 
 def _prometheus_client():
@@ -214,8 +214,12 @@ class _Scrape(asyncio.Protocol):
         if self.timer is not None:
             self.timer.cancel()
         if status == 200:
-            body, ctype = self.ep.render(), CONTENT_TYPE
-        else:
+            try:
+                body, ctype = self.ep.render(), CONTENT_TYPE
+            except Exception as e:  # noqa: BLE001 - a scrape must not take the node down
+                self.ep.srv.log.warning("metrics-port: rendering failed: %r" % (e,))
+                status = 500
+        if status != 200:
             body, ctype = b"%d %s\n" % (status, REASONS[status]), b"text/plain"
         head = [b"HTTP/1.1 %d %s" % (status, REASONS[status]), b"Content-Type: " + ctype,
                 b"Content-Length: %d" % len(body), b"Connection: close"]

@@ -31,6 +31,7 @@ clusterSlotStatReset in clusterAddSlot), and all of them on CONFIG RESETSTAT.
 
 from __future__ import annotations
 
+import heapq
 from binascii import crc_hqx
 
 from pynode.client import REPLY_ON
@@ -107,15 +108,21 @@ class SlotStats:
         """One slot's statistics, in Valkey's order (key-count only when off)."""
         return {m: self.value(slot, m) for m in (METRICS if enabled else METRICS[:1])}
 
+    def column(self, metric: str) -> list:
+        """`metric` of every slot, indexed by slot."""
+        if metric == "key-count":
+            return list(map(len, self.srv.ks.db(0).slots))
+        if metric == "cpu-usec":
+            return [int(x * 1e6) for x in self.cpu]      # the reported values (their ties)
+        return self.net_in if metric == "network-bytes-in" else self.net_out
+
     def ordered(self, metric: str, limit: int, desc: bool = True) -> list[int]:
         """My shard's slots by `metric` (ties: lower slot first), at most `limit`."""
         slots = self.my_slots()
-        value = self.value
+        col = self.column(metric)
         if desc:
-            slots.sort(key=lambda s: (-value(s, metric), s))
-        else:
-            slots.sort(key=lambda s: (value(s, metric), s))
-        return slots[:limit]
+            return heapq.nsmallest(limit, slots, key=lambda s: (-col[s], s))
+        return heapq.nsmallest(limit, slots, key=lambda s: (col[s], s))
 
     # ------------------------------------------------------------ counting
     def slot_of(self, c, argv: list[bytes]):
