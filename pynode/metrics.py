@@ -204,6 +204,39 @@ def add_slot_stats(fam, entries: list[dict], labels: list[str], values: list[str
                     [*labels, "slot"]).add_metric([*values, str(st["slot"])], st[field])
 
 
+MIGRATION_DONE = ("success", "failed", "cancelled")     # GETSLOTMIGRATIONS end states
+
+
+def add_slot_migrations(fam, jobs: list[dict], labels: list[str], values: list[str]) -> None:
+    """Atomic slot migrations, as CLUSTER GETSLOTMIGRATIONS describes them
+    (each dict with its slot_count): the unfinished ones one by one, and how
+    many there are by operation and state."""
+    by_state: dict[tuple[str, str], int] = {}
+    for job in jobs:
+        op, st = str(job.get("operation", "")), str(job.get("state", ""))
+        by_state[(op, st)] = by_state.get((op, st), 0) + 1
+        if st in MIGRATION_DONE:
+            continue
+        at = [*values, str(job.get("name", "")), op, st,
+              str(job.get("source_node", "")), str(job.get("target_node", ""))]
+        fam("gauge", "cluster_slot_migration_slots",
+            "Slots of an unfinished atomic slot migration (GETSLOTMIGRATIONS)",
+            [*labels, "name", "operation", "state", "source_node", "target_node"]
+            ).add_metric(at, job["slot_count"])
+        fam("gauge", "cluster_slot_migration_remaining_repl_bytes",
+            "Bytes of an unfinished atomic slot migration not sent yet",
+            [*labels, "name"]).add_metric(at[:len(values) + 1],
+                                          num(job.get("remaining_repl_size")))
+        fam("gauge", "cluster_slot_migration_last_update_timestamp_seconds",
+            "When an unfinished atomic slot migration last made progress",
+            [*labels, "name"]).add_metric(at[:len(values) + 1],
+                                          num(job.get("last_update_time")))
+    f = fam("gauge", "cluster_slot_migrations", "Atomic slot migrations this node knows, "
+            "by operation and state (GETSLOTMIGRATIONS)", [*labels, "operation", "state"])
+    for (op, st), count in sorted(by_state.items()):
+        f.add_metric([*values, op, st], count)
+
+
 class Families(dict):
     """name -> family, each made on first use by make(kind, "redis_" + name,
     doc, labelnames); a builder's `fam`."""

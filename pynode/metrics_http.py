@@ -30,8 +30,8 @@ from __future__ import annotations
 import asyncio
 
 from pynode import info as infomod
-from pynode.metrics import (Families, Family, add_cluster_info, add_info, add_slot_stats,
-                            parse_info, prometheus_family, render_text)
+from pynode.metrics import (Families, Family, add_cluster_info, add_info, add_slot_migrations,
+                            add_slot_stats, parse_info, prometheus_family, render_text)
 
 MAX_HEAD = 8192
 HEAD_TIMEOUT = 3.0
@@ -120,22 +120,25 @@ class MetricsEndpoint:
             return
         add_cluster_info(fam, {k: str(v) for k, v in cl.info_fields()}, [], [])
         me = cl.state.myself
-        fam("gauge", "cluster_slots_migrating", "Slots this node migrates out (SETSLOT)",
-            []).add_metric([], len(me.migrating))
-        fam("gauge", "cluster_slots_importing", "Slots this node imports (SETSLOT)",
-            []).add_metric([], len(me.importing))
-        labels = ["name", "operation", "state"]
-        for job in srv.migrations.jobs:
-            at = [job.name, job.operation, job.state]
-            fam("gauge", "cluster_migration_slots", "Slots of an atomic slot migration",
-                labels).add_metric(at, len(job.slots))
-            fam("gauge", "cluster_migration_slots_sent",
-                "Slots whose snapshot the source has sent", labels).add_metric(
-                at, len(job.sent))
-            fam("gauge", "cluster_migration_keys_sent", "Keys the source has sent",
-                labels).add_metric(at, job.keys_sent)
-            fam("gauge", "cluster_migration_bytes_sent", "Bytes the source has sent",
-                labels).add_metric(at, job.bytes_sent)
+        fam("gauge", "cluster_slots_migrating", "Slots this node is migrating out "
+            "(SETSLOT MIGRATING)", []).add_metric([], len(me.migrating))
+        fam("gauge", "cluster_slots_importing", "Slots this node is importing "
+            "(SETSLOT IMPORTING)", []).add_metric([], len(me.importing))
+        m = srv.migrations
+        jobs = []
+        for job in m.jobs:
+            d = {k.decode(): (v.decode() if isinstance(v, bytes) else v)
+                 for k, v in m.valkey_entry(job).items()}
+            d["slot_count"] = len(job.slots)
+            jobs.append(d)
+            if job.active and job.operation == "EXPORT":
+                fam("gauge", "cluster_slot_migration_slots_sent",
+                    "Slots whose snapshot the source of an atomic migration has sent",
+                    ["name"]).add_metric([job.name], len(job.sent))
+                fam("gauge", "cluster_slot_migration_keys_sent",
+                    "Keys the source of an atomic migration has sent",
+                    ["name"]).add_metric([job.name], job.keys_sent)
+        add_slot_migrations(fam, jobs, [], [])
         ss = srv.slot_stats
         if ss.counting:
             ss.sync_owners()

@@ -462,7 +462,8 @@ def single_node_cluster(extra: list[str] | None = None, first: int = 0,
     """One started pynode with cluster-enabled yes serving slots first..last,
     cluster_state ok (with fewer than all slots, pass
     --cluster-require-full-coverage no); the caller cleans it up."""
-    p = Proc(["--cluster-enabled", "yes", "--appendonly", "no"] + list(extra or [])).start()
+    p = Proc(["--cluster-enabled", "yes", "--appendonly", "no"] + list(extra or []),
+             port=free_ports(1)[0]).start()
     try:
         c = p.client()
         c.execute_command("CLUSTER", "ADDSLOTSRANGE", first, last)

@@ -17,7 +17,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from pynode.metrics import Families, Family, add_cluster_info, add_info, render_text
-from tests.cluster_helpers import key_for_slot, single_node_cluster
+from tests.cluster_helpers import free_ports, key_for_slot, single_node_cluster
 from tests.helpers import Proc, free_port, wait_until
 
 
@@ -104,8 +104,9 @@ def test_scrape_matches_info(node):
 
 def test_bus_messages_by_type_on_two_nodes():
     mport = free_port()
-    with Proc(["--cluster-enabled", "yes", "--metrics-port", str(mport)]) as a, \
-            Proc(["--cluster-enabled", "yes"]) as b:
+    pa, pb = free_ports(2)
+    with Proc(["--cluster-enabled", "yes", "--metrics-port", str(mport)], port=pa) as a, \
+            Proc(["--cluster-enabled", "yes"], port=pb) as b:
         a.client().execute_command("CLUSTER", "MEET", "127.0.0.1", b.port)
         wait_until(lambda: (scrape(mport).get(("redis_cluster_messages_received_by_type_total",
                                                frozenset({("type", "pong")}))) or 0) > 0,
@@ -117,6 +118,19 @@ def test_bus_messages_by_type_on_two_nodes():
                        if name == "redis_cluster_messages_%s_by_type_total" % way}
             assert value(m, "redis_cluster_messages_%s_total" % way) == sum(by_type.values())
         assert value(m, "redis_cluster_messages_sent_by_type_total", type="meet") == 1
+        # an atomic slot migration from a to b, as GETSLOTMIGRATIONS tells it
+        ca, cb = a.client(), b.client()
+        ca.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        bid = cb.execute_command("CLUSTER", "MYID").decode()
+        for c in (ca, cb):
+            wait_until(lambda c=c: b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO"),
+                       what="cluster_state:ok")
+        ca.set("{a}k", "v")
+        ca.execute_command("CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", 15495, 15495, "NODE", bid)
+        wait_until(lambda: scrape(mport).get(("redis_cluster_slot_migrations", frozenset(
+            {("operation", "EXPORT"), ("state", "success")}))) == 1, timeout=30,
+            what="the finished migration in the metrics")
+        assert cb.get("{a}k") == b"v"
 
 
 def test_bad_requests_get_errors_and_never_block(node):

@@ -14,7 +14,8 @@ import time
 import pytest
 import redis
 
-from tests.cluster_helpers import Cluster, key_for_slot, keyslot, single_node_cluster
+from tests.cluster_helpers import (Cluster, free_ports, key_for_slot, keyslot,
+                                   single_node_cluster)
 from tests.helpers import Proc, enc, raw_command, wait_ping, wait_until
 
 MINE = 8192          # the node owns slots [0, MINE)
@@ -334,7 +335,8 @@ def test_hot_slot_of_a_skewed_load_on_three_primaries():
 
 
 def test_replication_stream_counts_once_per_replica():
-    replica = Proc(["--cluster-enabled", "yes", "--appendonly", "no"]).start(wait=False)
+    replica = Proc(["--cluster-enabled", "yes", "--appendonly", "no"],
+                   port=free_ports(1)[0]).start(wait=False)
     try:
         primary = single_node_cluster(["--cluster-slot-stats-enabled", "yes",
                                        "--repl-diskless-sync-delay", "0"])

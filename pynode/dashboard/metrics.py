@@ -12,8 +12,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from pynode.metrics import (Families, add_cluster_info, add_info, add_slot_stats,
-                            prometheus_family)
+from pynode.metrics import (Families, add_cluster_info, add_info, add_slot_migrations,
+                            add_slot_stats, prometheus_family)
 
 
 class ClusterCollector:
@@ -67,7 +67,6 @@ def render(registry: CollectorRegistry) -> bytes:
 
 # -- slow log, latency monitor, slot migrations ---------------------------------------
 
-MIGRATION_DONE = ("success", "failed", "cancelled")     # GETSLOTMIGRATIONS end states
 
 
 class NodeHealthCollector:
@@ -82,13 +81,10 @@ class NodeHealthCollector:
 
     def collect(self):
         snap = self.poller.snapshot or {"nodes": []}
-        fams: dict[str, GaugeMetricFamily] = {}
+        fams = Families(prometheus_family)
 
         def gauge(name, doc, labels):
-            f = fams.get(name)
-            if f is None:
-                f = fams[name] = GaugeMetricFamily("redis_" + name, doc, labels=labels)
-            return f
+            return fams("gauge", name, doc, labels)
 
         for n in snap["nodes"]:
             if not n["up"]:
@@ -128,31 +124,6 @@ class NodeHealthCollector:
                               % kind, ["addr", "slot"]).add_metric([addr, str(slot)],
                                                                    keys[slot])
             jobs = n.get("migrations")
-            if jobs is None:
-                continue
-            by_state: dict[tuple[str, str], int] = {}
-            for job in jobs:
-                op, st = str(job.get("operation", "")), str(job.get("state", ""))
-                by_state[(op, st)] = by_state.get((op, st), 0) + 1
-                if st in MIGRATION_DONE:
-                    continue
-                labels = [addr, str(job.get("name", "")), op, st,
-                          str(job.get("source_node", "")), str(job.get("target_node", ""))]
-                gauge("cluster_slot_migration_slots",
-                      "Slots of an unfinished atomic slot migration (GETSLOTMIGRATIONS)",
-                      ["addr", "name", "operation", "state", "source_node", "target_node"]
-                      ).add_metric(labels, job["slot_count"])
-                gauge("cluster_slot_migration_remaining_repl_bytes",
-                      "Bytes of an unfinished atomic slot migration not sent yet",
-                      ["addr", "name"]).add_metric(labels[:2],
-                                                   num(job.get("remaining_repl_size")))
-                gauge("cluster_slot_migration_last_update_timestamp_seconds",
-                      "When an unfinished atomic slot migration last made progress",
-                      ["addr", "name"]).add_metric(labels[:2],
-                                                   num(job.get("last_update_time")))
-            fam = gauge("cluster_slot_migrations", "Atomic slot migrations this node knows, "
-                        "by operation and state (GETSLOTMIGRATIONS)",
-                        ["addr", "operation", "state"])
-            for (op, st), count in sorted(by_state.items()):
-                fam.add_metric([addr, op, st], count)
+            if jobs is not None:
+                add_slot_migrations(fams, jobs, ["addr"], [addr])
         yield from fams.values()
