@@ -97,6 +97,9 @@ def test_reply_shape_resp2_and_resp3(node, r):
     got = raw_command(node.port, enc("CLUSTER", "SLOT-STATS", "ORDERBY", "key-count",
                                      "LIMIT", 1, "ASC"), replies=1)
     assert got == b"*1\r\n*2\r\n:0\r\n*2\r\n$9\r\nkey-count\r\n:0\r\n"
+    got = raw_command(node.port, enc("HELLO", 3) + enc("CLUSTER", "SLOT-STATS", "ORDERBY",
+                                                       "key-count", "LIMIT", 1, "ASC"), replies=2)
+    assert got.endswith(b"*1\r\n*2\r\n:0\r\n%1\r\n$9\r\nkey-count\r\n:0\r\n")
 
 
 def test_errors(r):

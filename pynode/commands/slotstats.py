@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from pynode.commands import CommandError, hidden_command, parse_int
 from pynode.commands.cluster import _cl, _slot, _syntax_help
-from pynode.resp import Map, encode
 from pynode.slotstats import METRICS, SLOTS
 
 LIMIT_ERR = "ERR Limit has to lie in between 1 and 16384 (maximum number of slots)."
@@ -64,5 +63,20 @@ def cluster_slot_stats(c, argv):
         slots = stats.ordered(metric, limit, desc)
     else:
         raise _syntax_help(argv)
-    entry = stats.entry
-    return encode([[s, Map(entry(s, enabled))] for s in slots], c.resp)
+    return _reply(stats, slots, enabled, c.resp)
+
+
+def _reply(stats, slots: list[int], enabled: bool, resp: int) -> bytes:
+    """The entries, encoded at once from each metric's column (all 16384
+    slots in a few milliseconds rather than through generic encoding)."""
+    keys = stats.column("key-count")
+    if enabled:
+        cpu, nin, nout = (stats.column(m) for m in METRICS[1:])
+        fmt = (b"*2\r\n:%d\r\n" + (b"%%4\r\n" if resp == 3 else b"*8\r\n")
+               + b"".join(b"$%d\r\n%s\r\n:%%d\r\n" % (len(m), m.encode()) for m in METRICS))
+        body = [fmt % (s, keys[s], cpu[s], nin[s], nout[s]) for s in slots]
+    else:
+        fmt = (b"*2\r\n:%d\r\n" + (b"%%1\r\n" if resp == 3 else b"*2\r\n")
+               + b"$9\r\nkey-count\r\n:%d\r\n")
+        body = [fmt % (s, keys[s]) for s in slots]
+    return b"*%d\r\n" % len(slots) + b"".join(body)
