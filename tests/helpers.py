@@ -35,7 +35,7 @@ def free_port() -> int:
     raise RuntimeError("no free port pair found")
 
 
-def wait_ping(port: int, timeout: float = 10.0, password: str | None = None) -> None:
+def wait_ping(port: int, timeout: float = 30.0, password: str | None = None) -> None:
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:

@@ -381,7 +381,7 @@ def run_schedule(seed: int, n: int) -> float | None:
 
 SCHEDULES = int(os.environ.get("PYNODE_SIM_SCHEDULES", "100"))
 SIZES = list(range(6, 10)) if SCHEDULES <= 200 else list(range(6, 31))
-CHUNKS = 10
+CHUNKS = 5    # about 20 schedules, several failovers, per median
 
 
 @pytest.mark.parametrize("chunk", range(CHUNKS))
