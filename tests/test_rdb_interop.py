@@ -12,6 +12,7 @@ read back, and XINFO STREAM FULL for streams."""
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -246,6 +247,22 @@ def _clocks(c, policy: str) -> dict:
     return {k: c.execute_command("OBJECT", sub, k) for k in ("k10", "k200", "k5000", "fresh")}
 
 
+def _seconds_since(t0: float) -> int:
+    """Whole idle seconds that can have gone by since t0 (clocks tick by the
+    second on both servers, so one more)."""
+    return math.ceil(time.monotonic() - t0) + 1
+
+
+def _same_counters(mine: dict, ref: dict) -> None:
+    """LFU counters carried over: k10/k200/k5000 were set to 10/200/255.  A
+    counter decays by one per minute boundary it sits across (lfu-decay-time
+    1), so a load and a read on either side of one may see one less."""
+    for k in ref:
+        assert abs(mine[k] - ref[k]) <= 1, (k, mine, ref)
+    for k, want in (("k10", 10), ("k200", 200), ("k5000", 255)):
+        assert want - 1 <= mine[k] <= want, (k, mine)
+
+
 @pytest.mark.parametrize("writer", ["pynode", "redis"])
 @pytest.mark.parametrize("policy", ["allkeys-lru", "allkeys-lfu"])
 def test_lru_and_lfu_info_travels_in_dump_rdb(writer, policy):
@@ -257,6 +274,7 @@ def test_lru_and_lfu_info_travels_in_dump_rdb(writer, policy):
     loaded = []
     try:
         c = src.client()
+        t0 = time.monotonic()
         before = _clocks(c, policy)
         assert c.save()
         c.close()
@@ -272,12 +290,12 @@ def test_lru_and_lfu_info_travels_in_dump_rdb(writer, policy):
             c.close()
         mine, ref = got
         if policy.endswith("lfu"):
-            assert mine == ref
-            assert mine["k10"] == 10 and mine["k200"] == 200 and mine["k5000"] == 255
-        else:       # seconds go by between saving and asking: within 3 s
+            _same_counters(mine, ref)
+        else:       # seconds go by between saving and asking
+            slack = _seconds_since(t0)
             for k in before:
-                assert abs(mine[k] - ref[k]) <= 2, (k, mine, ref)
-                assert 0 <= mine[k] - before[k] <= 3, (k, mine, before)
+                assert abs(mine[k] - ref[k]) <= slack, (k, mine, ref)
+                assert 0 <= mine[k] - before[k] <= slack, (k, mine, before)
             assert mine["k5000"] >= 5000
     finally:
         _cleanup([src] + loaded, dirs)
@@ -292,6 +310,7 @@ def test_full_sync_carries_lru_and_lfu_info(primary, policy):
     replicas = []
     try:
         c = src.client()
+        t0 = time.monotonic()
         before = _clocks(c, policy)
         got = []
         for rs in (False, True):
@@ -306,11 +325,11 @@ def test_full_sync_carries_lru_and_lfu_info(primary, policy):
         c.close()
         mine, ref = got
         if policy.endswith("lfu"):
-            assert mine == ref
-            assert (mine["k10"], mine["k200"], mine["k5000"]) == (10, 200, 255)
+            _same_counters(mine, ref)
         else:
+            slack = _seconds_since(t0)
             for k in before:
-                assert abs(mine[k] - ref[k]) <= 3, (k, mine, ref)
-                assert 0 <= mine[k] - before[k] <= 5, (k, mine, before)
+                assert abs(mine[k] - ref[k]) <= slack, (k, mine, ref)
+                assert 0 <= mine[k] - before[k] <= slack, (k, mine, before)
     finally:
         _cleanup([src] + replicas, [])
