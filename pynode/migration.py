@@ -42,6 +42,8 @@ import time
 from itertools import islice
 
 from pynode.pause import MIGRATION, WRITE
+from pynode.replication import peer_auth, peer_ssl
+from pynode.resp import OK
 from pynode.routing import command_key_args
 from storage.dump import dumps
 from storage.slots import keyslot, slot_ranges
@@ -54,7 +56,8 @@ IN_FLIGHT = 1 << 20            # bytes sent ahead of the target's last ACK
 DELETE_BATCH = 1000            # keys deleted per loop turn by the background cleaner
 LOG_MAX = 20                   # finished jobs kept for GETSLOTMIGRATIONS
 
-ACTIVE = ("connecting", "snapshotting", "streaming", "failing-over", "waiting-for-gossip")
+ACTIVE = ("connecting", "snapshotting", "streaming", "failing-over", "waiting-for-gossip",
+          "waiting-for-replicas")
 
 
 class MigrationError(Exception):
@@ -85,6 +88,32 @@ def parse_ranges_text(text: str) -> list[int]:
         a, _, b = part.partition("-")
         slots.extend(range(int(a), int(b or a) + 1))
     return slots
+
+
+async def connect_peer(srv, ip: str, port: int, timeout: float):
+    """A connection to a peer's client port for a migration link, logged in
+    as replication is (AUTH [masteruser] masterauth, TLS with
+    tls-replication): a target with requirepass or ACL users accepts it."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(ip, port, ssl=peer_ssl(srv)), timeout)
+    except (OSError, asyncio.TimeoutError) as e:
+        raise MigrationError("Failed to connect to %s:%d: %s" % (ip, port, e or "timeout"))
+    auth = peer_auth(srv.cfg)
+    if auth is None:
+        return reader, writer
+    try:
+        writer.write(_cmd(*auth))
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except BaseException:
+        writer.close()
+        raise
+    if not line.startswith(b"+"):
+        writer.close()
+        raise MigrationError("Unable to AUTH to %s:%d: %s"
+                             % (ip, port, line.decode("utf-8", "replace").strip()
+                                or "connection closed"))
+    return reader, writer
 
 
 class Job:
@@ -195,11 +224,7 @@ class Migrations:
             node = cl.state.nodes.get(job.target)
             if node is None:
                 raise MigrationError("Unknown target node %s" % job.target)
-            try:
-                job.reader, job.writer = await asyncio.wait_for(
-                    asyncio.open_connection(node.ip, node.port), timeout)
-            except (OSError, asyncio.TimeoutError) as e:
-                raise MigrationError("Failed to connect to target: %s" % (e or "timeout"))
+            job.reader, job.writer = await connect_peer(srv, node.ip, node.port, timeout)
             job.writer.write(_cmd(b"CLUSTER", b"SYNCSLOTS", b"START", job.name, job.source,
                                   ranges_text(job.slots)))
             line = await asyncio.wait_for(job.reader.readline(), timeout)
@@ -698,26 +723,99 @@ class Migrations:
         self._log("notice", "Slot migration %s: importing %s from %s"
                   % (name, ranges_text(job.slots), source_id))
 
-    def sync_finish(self, c, name: str) -> None:
+    def sync_finish(self, c, name: str):
+        """SYNCSLOTS FINISH: every byte of the link is applied here. The slots
+        are claimed once this node's replicas hold that data too (so a kill
+        -9 right after the flip loses nothing its replica would not have);
+        until then the link waits for its answer. Returns the reply, or
+        None while waiting."""
         job = self.links.get(c)
         if job is None or job.name != name:
             raise MigrationError("ERR No slot import %s on this connection" % name)
+        repl = self.srv.replication
+        off = repl.offset
+        waiting = self._replicas_to_wait(off)
+        if not waiting:
+            self._claim(c, job)
+            return OK
+        job.touch("waiting-for-replicas")
+        c.paused = True                  # the link's next commands wait (none come)
+        job.task = asyncio.ensure_future(self._claim_when_replicated(c, job, off, waiting))
+        return None
+
+    def _replicas_to_wait(self, off: int) -> list:
+        """Online replicas not yet at `off`. One silent for node-timeout (no
+        REPLCONF ACK, sent every second) counts as down, as it would be for
+        a WAIT: it holds no flip, a healthy one that does not catch up
+        fails it."""
+        from pynode.replication import ONLINE
+        repl = self.srv.replication
+        if repl.backlog is None or repl.masterhost is not None:
+            return []
+        now = time.time()
+        silent = self.srv.cluster.node_timeout / 1000.0
+        return [r for r in repl.live_replicas()
+                if r.state == ONLINE and now - r.ack_time < silent and r.ack_off < off]
+
+    async def _claim_when_replicated(self, c, job: Job, off: int, waiting: list) -> None:
+        """Wait (GETACK every 100 ms) until every replica of `waiting` has
+        acknowledged `off`, then claim; past node-timeout the import fails
+        back: the source keeps the slots and releases its held writes."""
+        repl = self.srv.replication
+        limit = max(1.0, self.srv.cluster.node_timeout / 1000.0)
+        deadline = time.monotonic() + limit
+        last_getack = 0.0
+        reply = None
+        try:
+            while reply is None:
+                if job.link is not c or not job.active:
+                    return               # the link closed or the job was cancelled
+                waiting = [r for r in waiting if r.ack_off < off and r.c.transport is not None
+                           and not r.c.closing]
+                now = time.monotonic()
+                if not waiting:
+                    try:
+                        self._claim(c, job)
+                        reply = OK
+                    except MigrationError as e:
+                        reply = self.srv.error_reply(str(e))
+                elif now > deadline:
+                    msg = ("Replica %s did not acknowledge the imported data within %.1f s"
+                           % (waiting[0].name(), limit))
+                    self._import_failed(c, job, msg)
+                    reply = self.srv.error_reply("ERR %s" % msg)
+                else:
+                    if now - last_getack >= 0.1:
+                        last_getack = now
+                        repl.send_getack()
+                    await asyncio.sleep(0.002)
+        finally:
+            if reply is not None and not c.closing:
+                c.write(reply)
+                c.resume()
+
+    def _claim(self, c, job: Job) -> None:
         t0 = time.perf_counter()
         try:
             self.srv.cluster.call("claim_migrated_slots", job.slots)
         except Exception as e:           # ClusterError: e.g. no longer a primary
-            del self.links[c]
-            job.link = None
-            job.touch("failed", "Could not take the slots: %s" % e)
-            self.clean_unowned(job.slots, "failed import")
-            raise MigrationError("ERR Could not take the slots: %s" % e) from None
+            msg = "Could not take the slots: %s" % e
+            self._import_failed(c, job, msg)
+            raise MigrationError("ERR %s" % msg) from None
         del self.links[c]
         job.link = None
         job.pause_ms = (time.perf_counter() - t0) * 1000.0
         job.last_ack_time = time.time()
         job.touch("success")
         self._log("notice", "Slot migration %s: took %d slots from %s"
-                  % (name, len(job.slots), job.source))
+                  % (job.name, len(job.slots), job.source))
+
+    def _import_failed(self, c, job: Job, msg: str) -> None:
+        self.links.pop(c, None)
+        job.link = None
+        job.touch("failed", msg)
+        self._log("warning", "Slot migration %s failed: %s" % (job.name, msg))
+        self.clean_unowned(job.slots, "failed import")
 
     def sync_flush(self, c) -> None:
         """FLUSHALL/FLUSHDB on the source: the imported keys go too."""

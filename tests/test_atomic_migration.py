@@ -45,7 +45,10 @@ def _s(v):
 
 def entries(cl, port, *args) -> list[dict]:
     """GETSLOTMIGRATIONS (or MIGRATION STATUS ...) as a list of str dicts."""
-    raw = cl.call(port, "CLUSTER", *(args or ("GETSLOTMIGRATIONS",)))
+    return entry_dicts(cl.call(port, "CLUSTER", *(args or ("GETSLOTMIGRATIONS",))))
+
+
+def entry_dicts(raw) -> list[dict]:
     out = []
     for e in raw:
         if isinstance(e, dict):
@@ -549,4 +552,116 @@ def test_write_refused_on_the_target_fails_the_job(cl):
     imp = [x for x in entries(cl, dst) if x["name"] == e["name"]]
     assert imp and imp[0]["state"] == "failed" and "OOM" in imp[0]["message"], imp
     assert all(owners(cl)[s] == src for s in slots)
+    assert_single_owner(cl)
+
+
+def _migrate(cl, src: int, dst: int, slots, timeout: float = 60) -> dict:
+    """MIGRATESLOTS of slots[0]..slots[-1] from src to dst; the finished entry."""
+    cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]), str(slots[-1]),
+            "NODE", cl.topology(src)["ids"][dst])
+    return wait_done(cl, src, timeout=timeout)
+
+
+def test_link_authenticates_as_replication(cl):
+    """The migration link logs in with masteruser/masterauth (as Valkey's does):
+    a target with requirepass, then with an ACL user, takes it; a refused login or
+    a user without write permission fails the job and moves nothing."""
+    ps = _primaries(cl)
+    src, dst = ps[1], ps[2]
+    mine = primary_slots(cl, src)
+    first, second = mine[:10], mine[10:20]
+    slot_of = preload(cl, 600, prefix="au:", slots=first + second)
+    d = redis.Redis(host="127.0.0.1", port=dst, decode_responses=True)
+    d.config_set("requirepass", "dst-pw")
+    d.auth("dst-pw")
+    try:
+        e = _migrate(cl, src, dst, first)
+        assert e["state"] == "failed" and "NOAUTH" in e["message"], e
+        assert all(cl.topology(src)["owner"][s] == src for s in first)
+        cl.call(src, "CONFIG", "SET", "masterauth", "wrong")
+        e = _migrate(cl, src, dst, first)
+        assert e["state"] == "failed" and "AUTH" in e["message"], e
+        cl.call(src, "CONFIG", "SET", "masterauth", "dst-pw")
+        e = _migrate(cl, src, dst, first)
+        assert e["state"] == "success", (e, d.execute_command("CLUSTER", "GETSLOTMIGRATIONS"))
+        # an ACL user: without write permission the first write is refused
+        d.execute_command("ACL", "SETUSER", "mover", "on", ">mover-pw", "~*", "&*", "+@all",
+                          "-@write")
+        cl.call(src, "CONFIG", "SET", "masteruser", "mover")
+        cl.call(src, "CONFIG", "SET", "masterauth", "mover-pw")
+        e = _migrate(cl, src, dst, second)
+        assert e["state"] == "failed", e
+        imp = [x for x in entry_dicts(d.execute_command("CLUSTER", "GETSLOTMIGRATIONS"))
+               if x["name"] == e["name"]]
+        assert imp and "NOPERM" in imp[0]["message"], imp
+        assert all(cl.topology(src)["owner"][s] == src for s in second)
+        d.execute_command("ACL", "SETUSER", "mover", "+@write")
+        e = _migrate(cl, src, dst, second)
+        assert e["state"] == "success", e
+    finally:
+        d.config_set("requirepass", "")
+        d.execute_command("ACL", "DELUSER", "mover")
+        d.close()
+        cl.call(src, "CONFIG", "SET", "masteruser", "")
+        cl.call(src, "CONFIG", "SET", "masterauth", "")
+    own = owners(cl)
+    assert all(own[s] == dst for s in first + second)
+    assert_values(cl, slot_of)
+    assert_single_owner(cl)
+
+
+def _replica_of(cl, primary: int) -> int:
+    return next(p for p, m in cl.topology()["master_of"].items() if m == primary)
+
+
+def test_flip_waits_for_the_targets_replica(cl):
+    """The target claims the slots only once its replica has the imported data:
+    with the replica stopped the flip waits (the source holds the slots'
+    writes), and past node-timeout it fails back; with the replica running
+    again it completes, and a kill -9 of the target right after the flip loses
+    no key: its promoted replica serves them all."""
+    ps = _primaries(cl)
+    src, dst = ps[0], ps[1]
+    rep = _replica_of(cl, dst)
+    mine = primary_slots(cl, src)
+    failing, moving = mine[:10], mine[10:30]
+    slot_of = preload(cl, 3000, prefix="fw:", slots=failing + moving)
+    moved = {k: s for k, s in slot_of.items() if s in set(moving)}
+
+    def fault():
+        # a replica that stays silent past node-timeout: the import fails back
+        cl.call(dst, "WAIT", "1", "2000")          # its last ACK is fresh
+        cl.stop(rep)
+        try:
+            e = _migrate(cl, src, dst, failing)
+        finally:
+            cl.cont(rep)
+        assert e["state"] == "failed" and "did not acknowledge" in e["message"], e
+        assert all(owners(cl)[s] == src for s in failing)
+        cl.wait_healthy(timeout=60)
+        # a replica stopped for a moment: the flip waits for it, then happens
+        cl.call(dst, "WAIT", "1", "2000")
+        cl.stop(rep)
+        try:
+            cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(moving[0]),
+                    str(moving[-1]), "NODE", cl.topology()["ids"][dst])
+            wait_state(cl, src, lambda e: e["state"] in ("failing-over",) + TERMINAL,
+                       timeout=30, interval=0.005)
+            time.sleep(0.4)
+            assert entries(cl, src)[-1]["state"] == "failing-over", entries(cl, src)[-1]
+            assert entries(cl, dst)[-1]["state"] == "waiting-for-replicas", entries(cl, dst)
+        finally:
+            cl.cont(rep)
+        e = wait_state(cl, src, lambda e: e["state"] in TERMINAL, timeout=30,
+                       interval=0.002)
+        cl.kill(dst)                                 # right after the flip
+        assert e["state"] == "success", e
+        cl.wait_serving(down={dst}, timeout=60)
+        assert all(owners(cl)[s] == rep for s in moving)
+        assert_values(cl, moved)
+        cl.restart(dst)
+        cl.wait_healthy(timeout=90)
+
+    under_writer(cl, fault)
+    assert_values(cl, slot_of)
     assert_single_owner(cl)
