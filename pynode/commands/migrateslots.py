@@ -189,7 +189,7 @@ def cluster_syncslots(c, argv):
         elif sub == b"finish" and len(argv) == 4:
             return m.sync_finish(c, argv[3].decode())
         elif sub == b"ack" and len(argv) == 3:
-            pass                       # everything before it on this link is applied
+            return m.sync_ack(c)       # everything before it on this link is applied
         elif sub == b"flush" and len(argv) == 3:
             m.sync_flush(c)
         elif sub == b"abort" and len(argv) == 4:
