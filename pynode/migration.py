@@ -4,25 +4,29 @@ one machinery behind both (srv.migrations).
 
 Theory of operation (an export job on the source, an import job on the target):
 
-1. The source connects to the target's client port and says
+1. The source connects to the target's client port, logs in as replication
+   does (masteruser/masterauth, TLS with tls-replication) and says
    ``CLUSTER SYNCSLOTS START <name> <source-id> <ranges>``; the target binds that
    connection to an import job. Commands on it skip cluster routing, so they
    write into slots the target does not own yet, which clients still cannot
    reach there (they get MOVED to the source, never ASK or TRYAGAIN).
 2. Snapshot: the source walks the slots one at a time and sends each key as
-   ``RESTORE key <abs-ms> <DUMP payload> REPLACE ABSTTL`` (a big collection or
-   string in pieces), yielding to the event loop between batches, so the
+   ``RESTORE key <abs-ms> <DUMP payload> REPLACE ABSTTL`` (a collection of
+   more than 1024 elements as HSET/SADD/RPUSH/ZADD/XADD pieces of 512, a big
+   string as APPENDs), yielding to the event loop between batches, so the
    source keeps serving every key of the moving slots meanwhile.
 3. The live stream: ``Server.propagate`` hands every write to ``slot_feed``.
    A write to a slot already sent is forwarded as it was propagated; to the
-   slot being sent, the touched keys' new state is sent instead (RESTORE, or
-   DEL when gone) and they leave the to-do list; to a slot not sent yet,
+   slot being sent, too if all its keys are on the target already, otherwise
+   its keys still to send stay on the to-do list and the sent ones' new
+   state goes instead (RESTORE, or DEL when gone); to a slot not sent yet,
    nothing (the snapshot will carry it). The target applies everything as its
    own writes, so its AOF and its replicas get the keys too.
 4. The flip: the source holds writes to the moving slots only (clients
    parked as by CLIENT PAUSE WRITE, for those slots), sends
    ``CLUSTER SYNCSLOTS FINISH``; the target, having applied every byte before
-   it on the same connection, claims the slots with one configEpoch bump
+   it on the same connection, waits until its replicas have them too (or
+   fails back after node-timeout), claims the slots with one configEpoch bump
    (ClusterState.claim_migrated_slots) and answers; the source hands the slots
    over in its own view (give_migrated_slots), releases the held clients (they
    get MOVED) and deletes the slots' keys in the background (its replicas get
