@@ -828,7 +828,7 @@ class Migrations:
 
     def sync_ack(self, c):
         """SYNCSLOTS ACK: every byte of the link before it is applied here;
-        the answer also waits (at most node-timeout) until this node's
+        the answer also waits (at most half the node-timeout) until this node's
         replicas have it, so the source's catch-up before its flip covers
         them too and the FINISH wait is short. Returns the reply, or None
         while waiting."""
@@ -837,8 +837,8 @@ class Migrations:
         waiting = self._replicas_to_wait(off, strict=False)
         if job is None or not waiting:
             return OK
-        return self._answer_when_replicated(c, job, off, waiting,
-                                            lambda reached: OK)
+        return self._answer_when_replicated(c, job, off, waiting, lambda reached: OK,
+                                            self.srv.cluster.node_timeout / 2000.0)
 
     def sync_finish(self, c, name: str):
         """SYNCSLOTS FINISH: every byte of the link is applied here. The slots
@@ -868,13 +868,15 @@ class Migrations:
                 return self.srv.error_reply(str(e))
             return OK
 
-        return self._answer_when_replicated(c, job, off, waiting, then)
+        return self._answer_when_replicated(c, job, off, waiting, then,
+                                            max(1.0, self.srv.cluster.node_timeout / 1000.0))
 
     def _replicas_to_wait(self, off: int, strict: bool) -> list:
         """Online replicas not yet at `off`. strict (the flip): all but those
         the cluster has marked FAIL; otherwise (pacing) only those that
-        acknowledged within node-timeout (they send REPLCONF ACK every
-        second), so a stuck replica does not slow every step."""
+        acknowledged within half the node-timeout (they send REPLCONF ACK
+        every second), so a stuck replica neither slows every step nor
+        delays the flip until the cluster marks it FAIL."""
         from pynode.replication import ONLINE
         repl = self.srv.replication
         if repl.backlog is None or repl.masterhost is not None:
@@ -886,20 +888,22 @@ class Migrations:
             failed = {(n.ip, n.port) for n in self.srv.cluster.state.nodes.values()
                       if FAIL in n.flags}
             return [r for r in behind if (r.ip, r.port) not in failed]
-        recent = time.time() - self.srv.cluster.node_timeout / 1000.0
+        recent = time.time() - self.srv.cluster.node_timeout / 2000.0
         return [r for r in behind if r.ack_time > recent]
 
-    def _answer_when_replicated(self, c, job: Job, off: int, waiting: list, then):
+    def _answer_when_replicated(self, c, job: Job, off: int, waiting: list, then,
+                                limit: float):
         """Park the link until every replica of `waiting` has acknowledged
-        `off` or node-timeout passed; then its answer is then(True) or
+        `off` or `limit` seconds passed; then its answer is then(True) or
         then((replica name, seconds waited))."""
         c.paused = True                  # the link's next commands wait
-        job.task = asyncio.ensure_future(self._await_replicas(c, job, off, waiting, then))
+        job.task = asyncio.ensure_future(self._await_replicas(c, job, off, waiting, then,
+                                                              limit))
         return None
 
-    async def _await_replicas(self, c, job: Job, off: int, waiting: list, then) -> None:
+    async def _await_replicas(self, c, job: Job, off: int, waiting: list, then,
+                              limit: float) -> None:
         repl = self.srv.replication
-        limit = max(1.0, self.srv.cluster.node_timeout / 1000.0)
         deadline = time.monotonic() + limit
         last_getack = 0.0
         reply = None
