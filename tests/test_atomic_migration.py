@@ -734,15 +734,17 @@ def test_flip_waits_for_the_targets_replica(cl):
                     str(moving[-1]), "NODE", cl.topology()["ids"][dst])
             wait_state(cl, src, lambda e: e["state"] in ("failing-over",) + TERMINAL,
                        timeout=30, interval=0.005)
-            time.sleep(0.4)
+            # the target holds the flip for its replica; the source's writes wait
+            imp = wait_state(cl, dst, lambda e: e["state"] in ("waiting-for-replicas",)
+                             + TERMINAL, timeout=10, interval=0.005)
+            assert imp["state"] == "waiting-for-replicas", imp
             assert entries(cl, src)[-1]["state"] == "failing-over", entries(cl, src)[-1]
-            assert entries(cl, dst)[-1]["state"] == "waiting-for-replicas", entries(cl, dst)
         finally:
             cl.cont(rep)
         e = wait_state(cl, src, lambda e: e["state"] in TERMINAL, timeout=30,
                        interval=0.002)
         cl.kill(dst)                                 # right after the flip
-        assert e["state"] == "success", e
+        assert e["state"] == "success", (e["message"], imp)
         cl.wait_serving(down={dst}, timeout=60)
         assert all(owners(cl)[s] == rep for s in moving)
         assert_values(cl, moved)
