@@ -205,7 +205,7 @@ def test_migrate_slots_under_load(cl):
         out, _ = bench.communicate(timeout=600)
     assert bench.returncode == 0, (out[-2000:], cl.diagnostics())
     assert redirect_errors(w) == {}, w.summary()
-    assert_verified(w)
+    print("ledger: %s; writer %s" % (assert_verified(w), w.summary()))
     after = owners(cl)
     assert all(after[s] == dst for s in slots)
     assert_values(cl, slot_of)
@@ -382,10 +382,11 @@ def test_big_keys_in_pieces(cl):
         p.rpush(tag + ":l", *("e%d" % j for j in range(i, i + 10000)))
         p.zadd(tag + ":z", {"m%d" % j: j / 7 for j in range(i, i + 10000)})
         p.execute()
-    p = r.pipeline(transaction=False)
-    for j in range(n // 10):
-        p.xadd(tag + ":x", {"f": "v%d" % j})
-    p.execute()
+    for i in range(0, n // 10, 10000):
+        p = r.pipeline(transaction=False)
+        for j in range(i, min(i + 10000, n // 10)):
+            p.xadd(tag + ":x", {"f": "v%d" % j})
+        p.execute()
     r.xgroup_create(tag + ":x", "g", id="0")
     r.xreadgroup("g", "c1", {tag + ":x": ">"}, count=100)
     r.xack(tag + ":x", "g", *[e[0] for e in r.xrange(tag + ":x", count=10)])
