@@ -484,16 +484,14 @@ class ClusterNode(ServerPort):
 
     async def _ask_takeover(self, ip: str, port: int, deadline: float) -> bool:
         """CLUSTER FAILOVER FORCE on the replica, authenticated as replication is."""
+        from pynode.replication import peer_auth, peer_ssl
         cfg = self.srv.cfg
         left = max(0.05, deadline - time.monotonic())
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, port), left)
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(ip, port, ssl=peer_ssl(self.srv)), left)
         try:
-            cmds = []
-            if cfg.get("masterauth"):
-                auth = [b"AUTH"]
-                if cfg.get("masteruser"):
-                    auth.append(cfg.get("masteruser").encode())
-                cmds.append(auth + [cfg.get("masterauth").encode()])
+            auth = peer_auth(cfg)
+            cmds = [auth] if auth is not None else []
             cmds.append([b"CLUSTER", b"FAILOVER", b"FORCE"])
             writer.write(b"".join(encode_command(c) for c in cmds))
             for _ in cmds:

@@ -4,25 +4,29 @@ one machinery behind both (srv.migrations).
 
 Theory of operation (an export job on the source, an import job on the target):
 
-1. The source connects to the target's client port and says
+1. The source connects to the target's client port, logs in as replication
+   does (masteruser/masterauth, TLS with tls-replication) and says
    ``CLUSTER SYNCSLOTS START <name> <source-id> <ranges>``; the target binds that
    connection to an import job. Commands on it skip cluster routing, so they
    write into slots the target does not own yet, which clients still cannot
    reach there (they get MOVED to the source, never ASK or TRYAGAIN).
 2. Snapshot: the source walks the slots one at a time and sends each key as
-   ``RESTORE key <abs-ms> <DUMP payload> REPLACE ABSTTL`` (a big collection or
-   string in pieces), yielding to the event loop between batches, so the
+   ``RESTORE key <abs-ms> <DUMP payload> REPLACE ABSTTL`` (a collection of
+   more than 1024 elements as HSET/SADD/RPUSH/ZADD/XADD pieces of 512, a big
+   string as APPENDs), yielding to the event loop between batches, so the
    source keeps serving every key of the moving slots meanwhile.
 3. The live stream: ``Server.propagate`` hands every write to ``slot_feed``.
    A write to a slot already sent is forwarded as it was propagated; to the
-   slot being sent, the touched keys' new state is sent instead (RESTORE, or
-   DEL when gone) and they leave the to-do list; to a slot not sent yet,
+   slot being sent, too if all its keys are on the target already, otherwise
+   its keys still to send stay on the to-do list and the sent ones' new
+   state goes instead (RESTORE, or DEL when gone); to a slot not sent yet,
    nothing (the snapshot will carry it). The target applies everything as its
    own writes, so its AOF and its replicas get the keys too.
 4. The flip: the source holds writes to the moving slots only (clients
    parked as by CLIENT PAUSE WRITE, for those slots), sends
    ``CLUSTER SYNCSLOTS FINISH``; the target, having applied every byte before
-   it on the same connection, claims the slots with one configEpoch bump
+   it on the same connection, waits until its replicas have them too (or
+   fails back after node-timeout), claims the slots with one configEpoch bump
    (ClusterState.claim_migrated_slots) and answers; the source hands the slots
    over in its own view (give_migrated_slots), releases the held clients (they
    get MOVED) and deletes the slots' keys in the background (its replicas get
@@ -41,20 +45,30 @@ import os
 import time
 from itertools import islice
 
+from gossip.node import FAIL
 from pynode.pause import MIGRATION, WRITE
+from pynode.replication import peer_auth, peer_ssl
+from pynode.resp import OK
 from pynode.routing import command_key_args
 from storage.dump import dumps
+from storage.hashes import Hash
+from storage.lists import QuickList
+from storage.sets import Set
+from storage.streams import MAX_ID, Stream, fmt_id, stream_meta_commands
+from storage.zsets import ZSet
 from storage.slots import keyslot, slot_ranges
 
 CHUNK_BYTES = 1 << 16          # flush the link every 64 KiB
 BATCH_KEYS = 256               # keys sent per event-loop turn during the snapshot
 BIG_ITEMS = 1024               # collections with more elements travel in pieces
+PIECE_ITEMS = 512              # elements (stream entries, commands) per piece
 BIG_STRING = 1 << 20           # strings longer than this travel in 1 MiB pieces
 IN_FLIGHT = 1 << 20            # bytes sent ahead of the target's last ACK
 DELETE_BATCH = 1000            # keys deleted per loop turn by the background cleaner
 LOG_MAX = 20                   # finished jobs kept for GETSLOTMIGRATIONS
 
-ACTIVE = ("connecting", "snapshotting", "streaming", "failing-over", "waiting-for-gossip")
+ACTIVE = ("connecting", "snapshotting", "streaming", "failing-over", "waiting-for-gossip",
+          "waiting-for-replicas")
 
 
 class MigrationError(Exception):
@@ -85,6 +99,32 @@ def parse_ranges_text(text: str) -> list[int]:
         a, _, b = part.partition("-")
         slots.extend(range(int(a), int(b or a) + 1))
     return slots
+
+
+async def connect_peer(srv, ip: str, port: int, timeout: float):
+    """A connection to a peer's client port for a migration link, logged in
+    as replication is (AUTH [masteruser] masterauth, TLS with
+    tls-replication): a target with requirepass or ACL users accepts it."""
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(ip, port, ssl=peer_ssl(srv)), timeout)
+    except (OSError, asyncio.TimeoutError) as e:
+        raise MigrationError("Failed to connect to %s:%d: %s" % (ip, port, e or "timeout"))
+    auth = peer_auth(srv.cfg)
+    if auth is None:
+        return reader, writer
+    try:
+        writer.write(_cmd(*auth))
+        line = await asyncio.wait_for(reader.readline(), timeout)
+    except BaseException:
+        writer.close()
+        raise
+    if not line.startswith(b"+"):
+        writer.close()
+        raise MigrationError("Unable to AUTH to %s:%d: %s"
+                             % (ip, port, line.decode("utf-8", "replace").strip()
+                                or "connection closed"))
+    return reader, writer
 
 
 class Job:
@@ -120,6 +160,11 @@ class Job:
         self.pending: set | None = None    # its keys not sent yet
         self.big_key: bytes | None = None  # a key being sent in pieces
         self.big_abort = False
+        self.restarted: set = set()        # big keys whose pieces started again
+        self.big_copy = False              # big_key's pieces come from a copy
+        self.held: bytearray | None = None  # stream bytes waiting for big_key's pieces
+        self.step_t0 = 0.0                 # when the snapshot last got the loop back
+        self.worst_step = 0.0              # its longest run without yielding (CPU s)
         self.txn: list | None = None       # forwarded writes of one MULTI ... EXEC
         self.feeding = False
         self.finish_sent = False
@@ -195,11 +240,7 @@ class Migrations:
             node = cl.state.nodes.get(job.target)
             if node is None:
                 raise MigrationError("Unknown target node %s" % job.target)
-            try:
-                job.reader, job.writer = await asyncio.wait_for(
-                    asyncio.open_connection(node.ip, node.port), timeout)
-            except (OSError, asyncio.TimeoutError) as e:
-                raise MigrationError("Failed to connect to target: %s" % (e or "timeout"))
+            job.reader, job.writer = await connect_peer(srv, node.ip, node.port, timeout)
             job.writer.write(_cmd(b"CLUSTER", b"SYNCSLOTS", b"START", job.name, job.source,
                                   ranges_text(job.slots)))
             line = await asyncio.wait_for(job.reader.readline(), timeout)
@@ -211,6 +252,7 @@ class Migrations:
                 raise MigrationError(job.message)
             job.writer.write(_cmd(b"CLIENT", b"REPLY", b"OFF"))
             job.touch("snapshotting")
+            job.step_t0 = time.thread_time()
             self._feed_on(job)
             # a dead target shows at the next drain or ACK (every IN_FLIGHT bytes)
             await self._snapshot(job)
@@ -246,10 +288,8 @@ class Migrations:
             if d:
                 job.cur_slot = s
                 pending = job.pending = set(d)
-                for key in list(pending):
-                    if key not in pending:
-                        continue                    # a write sent it already
-                    pending.discard(key)
+                while pending:
+                    key = pending.pop()
                     v = d.get(key)
                     if v is None:
                         continue
@@ -271,13 +311,7 @@ class Migrations:
                         if len(mset) > 1:
                             job.out += _cmd(*mset)
                             del mset[1:]
-                        self._flush(job)
-                        await self._drain(job)
-                        if job.bytes_sent - job.acked_bytes > IN_FLIGHT:
-                            await self._ack(job)    # the target keeps up, its loop stays free
-                        await asyncio.sleep(0)      # let clients run
-                        if not job.active:
-                            raise MigrationError(job.message or "cancelled")
+                        await self._pace(job)
                 job.pending = None
             job.cur_slot = -1
             job.sent.add(s)
@@ -285,57 +319,96 @@ class Migrations:
             job.out += _cmd(*mset)
         self._flush(job)
 
+    async def _pace(self, job: Job) -> None:
+        """Between two batches: out to the link, at most IN_FLIGHT bytes
+        ahead of the target (so its loop stays free too), and a turn of
+        the loop for the clients. Measures the longest run without one
+        (job.worst_step: the most CPU time the snapshot took from the loop
+        at once; thread time, so a busy machine does not inflate it)."""
+        t = time.thread_time()
+        if job.step_t0 and t - job.step_t0 > job.worst_step:
+            job.worst_step = t - job.step_t0
+        self._flush(job)
+        await self._drain(job)
+        if job.bytes_sent - job.acked_bytes > IN_FLIGHT:
+            await self._ack(job)
+        await asyncio.sleep(0)
+        job.step_t0 = time.thread_time()
+        if not job.active:
+            raise MigrationError(job.message or "cancelled")
+
     async def _send_key(self, job: Job, db, key: bytes) -> None:
         value = db.slots[keyslot(key)].get(key)
         if value is None:
             return
-        big = self._pieces(key, value)
+        # a write to the key while its pieces are on the way (the feed runs
+        # only while this awaits) stops them before the iterator takes
+        # another step, and the key goes back to the slot's to-do set; the
+        # second time its pieces come from a copy taken now, and the
+        # stream's later bytes wait until they are out (job.held)
+        copy = key in job.restarted
+        big = self._pieces(key, value, copy)
         if big is None:
             self._send_state(job, db, key)
             return
-        # a big value in pieces, so the loop is never held for long; a write
-        # to it meanwhile sends its whole new state and ends this
         expire = db.expires.get(key, -1)
         job.big_key = key
+        job.big_copy = copy
         job.big_abort = False
         try:
-            first = True
+            job.out += _cmd(b"DEL", key)
             for cmd in big:
-                if job.big_abort:
-                    return
-                if first:
-                    job.out += _cmd(b"DEL", key)
-                    first = False
                 job.out += cmd
                 if len(job.out) >= CHUNK_BYTES:
-                    self._flush(job)
-                    await self._drain(job)
-                    await asyncio.sleep(0)
-                    if not job.active:
-                        raise MigrationError(job.message or "cancelled")
-            if job.big_abort:
-                return
+                    await self._pace(job)
+                    if job.big_abort:
+                        return
             if expire != -1:
                 job.out += _cmd(b"PEXPIREAT", key, expire)
             job.keys_sent += 1
         finally:
             job.big_key = None
+            job.big_copy = False
+            if job.held is not None:
+                job.out += job.held
+                job.held = None
 
-    def _pieces(self, key: bytes, value):
-        """Commands rebuilding a big value piece by piece (None: one RESTORE)."""
-        from storage.hashes import Hash
-        from storage.sets import Set
+    def _pieces(self, key: bytes, value, copy: bool = False):
+        """Commands rebuilding a big value piece by piece (None: one RESTORE),
+        produced lazily: each piece is built when the previous one is out;
+        from a copy of the elements taken now if `copy`."""
         t = type(value)
         if t is bytes:
             if len(value) <= BIG_STRING:
                 return None
+            # (bytes never change: a write makes a new value)
             return (_cmd(b"APPEND", key, value[i:i + BIG_STRING])
                     for i in range(0, len(value), BIG_STRING))
-        if isinstance(value, Hash) and len(value) > BIG_ITEMS:
-            return self._chunked(b"HSET", key, iter(value.items()), 2)
-        if isinstance(value, Set) and len(value) > BIG_ITEMS:
-            return self._chunked(b"SADD", key, iter(value), 1)
-        return None
+        if isinstance(value, Hash):
+            verb, width = b"HSET", 2
+            it = value.items()
+        elif isinstance(value, Set):
+            verb, width = b"SADD", 1
+            it = value
+        elif isinstance(value, QuickList):
+            verb, width = b"RPUSH", 1
+            it = value
+        elif isinstance(value, ZSet):
+            # %.17g: the score's exact double, as the AOF rewrite writes it
+            verb, width = b"ZADD", 2
+            it = value.sl
+        elif isinstance(value, Stream):
+            if len(value) <= BIG_ITEMS:
+                return None
+            return self._stream_pieces(key, value, copy)
+        else:
+            return None
+        if len(value) <= BIG_ITEMS:
+            return None
+        it = list(it) if copy else iter(it)
+        if verb == b"ZADD":
+            it = ((b"%.17g" % sc, m) for sc, m in it)
+        return self._chunked(verb, key, iter(it), width)
 
     @staticmethod
     def _chunked(verb: bytes, key: bytes, it, width: int):
@@ -349,13 +422,45 @@ class Migrations:
                 else:
                     args.append(item)
                 n += 1
-                if n >= 512:
+                if n >= PIECE_ITEMS:
                     break
             if n == 0:
                 return
             yield _cmd(*args)
-            if n < 512:
+            if n < PIECE_ITEMS:
                 return
+
+    @staticmethod
+    def _stream_pieces(key: bytes, value, copy: bool):
+        """A stream as the AOF rewrite rebuilds it: its entries by XADD, a
+        page at a time, then XSETID and its groups (stream_meta_commands)."""
+        if copy:
+            entries = value.range(0, MAX_ID)
+            meta = list(stream_meta_commands(key, value))
+            pages = (entries[i:i + PIECE_ITEMS] for i in range(0, len(entries), PIECE_ITEMS))
+        else:
+            meta = None
+            pages = Migrations._stream_pages(value)
+        for page in pages:
+            yield b"".join(_cmd(b"XADD", key, fmt_id(i), *fv) for i, fv in page)
+        out = []
+        for argv in meta if meta is not None else stream_meta_commands(key, value):
+            out.append(_cmd(*argv))
+            if len(out) >= PIECE_ITEMS:
+                yield b"".join(out)
+                out = []
+        if out:
+            yield b"".join(out)
+
+    @staticmethod
+    def _stream_pages(value):
+        start = 0
+        while True:
+            page = value.range(start, MAX_ID, PIECE_ITEMS)
+            if not page:
+                return
+            yield page
+            start = page[-1][0] + 1
 
     def _send_state(self, job: Job, db, key: bytes) -> None:
         """The key as it is now: RESTORE ... REPLACE ABSTTL, or DEL if gone."""
@@ -472,26 +577,47 @@ class Migrations:
         if slot in job.sent:
             self._emit(job, _cmd(*argv))
         elif slot == job.cur_slot:
-            db = srv.ks.db(0)
             pending = job.pending
+            keys = list(dict.fromkeys(keys))
+            big = job.big_key
+            if job.big_copy and big in keys and job.held is None:
+                # its pieces show the key before this write: what follows
+                # waits until they are out
+                job.held = bytearray()
+            live_big = big if not job.big_copy else None
+            if not any(k in pending or k == live_big for k in keys):
+                # every key it touches is on the target already (or new)
+                self._emit(job, _cmd(*argv))
+                return
+            # keys not sent yet stay for the snapshot, which will carry this
+            # write; a big key being sent from the live value starts again;
+            # keys already sent get their new state
+            db = srv.ks.db(0)
             data = bytearray()
             saved = job.out
             job.out = data
             try:
-                for k in dict.fromkeys(keys):
-                    if pending is not None:
-                        pending.discard(k)
-                    if k == job.big_key:
+                for k in keys:
+                    if k == live_big:
                         job.big_abort = True
+                        job.restarted.add(k)
+                        pending.add(k)
+                        continue
+                    if k in pending:
+                        continue
                     self._send_state(job, db, k)
             finally:
                 job.out = saved
-            self._emit(job, bytes(data))
+            if data:
+                self._emit(job, bytes(data))
         # a slot not sent yet: the snapshot will carry the change
 
     def _emit(self, job: Job, data: bytes) -> None:
         if job.txn is not None:
             job.txn.append(data)
+            return
+        if job.held is not None:
+            job.held += data
             return
         job.out += data
         if len(job.out) >= CHUNK_BYTES:
@@ -593,7 +719,9 @@ class Migrations:
         self.unpause(job)
         job.touch("success")
         self._log("notice", "Slot migration %s: %d slots now served by %s (writes held "
-                  "%.1f ms)" % (job.name, len(job.slots), job.target, job.pause_ms))
+                  "%.1f ms; longest snapshot step %.1f ms)"
+                  % (job.name, len(job.slots), job.target, job.pause_ms,
+                     job.worst_step * 1000.0))
 
     async def _settle(self, job: Job, why: str) -> None:
         srv = self.srv
@@ -698,26 +826,130 @@ class Migrations:
         self._log("notice", "Slot migration %s: importing %s from %s"
                   % (name, ranges_text(job.slots), source_id))
 
-    def sync_finish(self, c, name: str) -> None:
+    def sync_ack(self, c):
+        """SYNCSLOTS ACK: every byte of the link before it is applied here;
+        the answer also waits (at most half the node-timeout) until this node's
+        replicas have it, so the source's catch-up before its flip covers
+        them too and the FINISH wait is short. Returns the reply, or None
+        while waiting."""
+        job = self.links.get(c)
+        off = self.srv.replication.offset
+        waiting = self._replicas_to_wait(off, strict=False)
+        if job is None or not waiting:
+            return OK
+        return self._answer_when_replicated(c, job, off, waiting, lambda reached: OK,
+                                            self.srv.cluster.node_timeout / 2000.0)
+
+    def sync_finish(self, c, name: str):
+        """SYNCSLOTS FINISH: every byte of the link is applied here. The slots
+        are claimed once this node's replicas hold that data too (so a kill
+        -9 right after the flip loses nothing its replica would not have);
+        until then the link waits for its answer; past node-timeout the
+        import fails back. Returns the reply, or None while waiting."""
         job = self.links.get(c)
         if job is None or job.name != name:
             raise MigrationError("ERR No slot import %s on this connection" % name)
+        off = self.srv.replication.offset
+        waiting = self._replicas_to_wait(off, strict=True)
+        if not waiting:
+            self._claim(c, job)
+            return OK
+        job.touch("waiting-for-replicas")
+
+        def then(reached):
+            if reached is not True:
+                msg = ("Replica %s did not acknowledge the imported data within %.1f s"
+                       % reached)
+                self._import_failed(c, job, msg)
+                return self.srv.error_reply("ERR %s" % msg)
+            try:
+                self._claim(c, job)
+            except MigrationError as e:
+                return self.srv.error_reply(str(e))
+            return OK
+
+        return self._answer_when_replicated(c, job, off, waiting, then,
+                                            max(1.0, self.srv.cluster.node_timeout / 1000.0))
+
+    def _replicas_to_wait(self, off: int, strict: bool) -> list:
+        """Online replicas not yet at `off`. strict (the flip): all but those
+        the cluster has marked FAIL; otherwise (pacing) only those that
+        acknowledged within half the node-timeout (they send REPLCONF ACK
+        every second), so a stuck replica neither slows every step nor
+        delays the flip until the cluster marks it FAIL."""
+        from pynode.replication import ONLINE
+        repl = self.srv.replication
+        if repl.backlog is None or repl.masterhost is not None:
+            return []
+        behind = [r for r in repl.live_replicas() if r.state == ONLINE and r.ack_off < off]
+        if not behind:
+            return behind
+        if strict:
+            failed = {(n.ip, n.port) for n in self.srv.cluster.state.nodes.values()
+                      if FAIL in n.flags}
+            return [r for r in behind if (r.ip, r.port) not in failed]
+        recent = time.time() - self.srv.cluster.node_timeout / 2000.0
+        return [r for r in behind if r.ack_time > recent]
+
+    def _answer_when_replicated(self, c, job: Job, off: int, waiting: list, then,
+                                limit: float):
+        """Park the link until every replica of `waiting` has acknowledged
+        `off` or `limit` seconds passed; then its answer is then(True) or
+        then((replica name, seconds waited))."""
+        c.paused = True                  # the link's next commands wait
+        job.task = asyncio.ensure_future(self._await_replicas(c, job, off, waiting, then,
+                                                              limit))
+        return None
+
+    async def _await_replicas(self, c, job: Job, off: int, waiting: list, then,
+                              limit: float) -> None:
+        repl = self.srv.replication
+        deadline = time.monotonic() + limit
+        last_getack = 0.0
+        reply = None
+        try:
+            while reply is None:
+                if job.link is not c or not job.active:
+                    return               # the link closed or the job was cancelled
+                waiting = [r for r in waiting if r.ack_off < off and r.c.transport is not None
+                           and not r.c.closing]
+                now = time.monotonic()
+                if not waiting:
+                    reply = then(True)
+                elif now > deadline:
+                    reply = then((waiting[0].name(), limit))
+                else:
+                    if now - last_getack >= 0.1:
+                        last_getack = now
+                        repl.send_getack()
+                    await asyncio.sleep(0.002)
+        finally:
+            if reply is not None and not c.closing:
+                c.write(reply)
+                c.resume()
+
+    def _claim(self, c, job: Job) -> None:
         t0 = time.perf_counter()
         try:
             self.srv.cluster.call("claim_migrated_slots", job.slots)
         except Exception as e:           # ClusterError: e.g. no longer a primary
-            del self.links[c]
-            job.link = None
-            job.touch("failed", "Could not take the slots: %s" % e)
-            self.clean_unowned(job.slots, "failed import")
-            raise MigrationError("ERR Could not take the slots: %s" % e) from None
+            msg = "Could not take the slots: %s" % e
+            self._import_failed(c, job, msg)
+            raise MigrationError("ERR %s" % msg) from None
         del self.links[c]
         job.link = None
         job.pause_ms = (time.perf_counter() - t0) * 1000.0
         job.last_ack_time = time.time()
         job.touch("success")
         self._log("notice", "Slot migration %s: took %d slots from %s"
-                  % (name, len(job.slots), job.source))
+                  % (job.name, len(job.slots), job.source))
+
+    def _import_failed(self, c, job: Job, msg: str) -> None:
+        self.links.pop(c, None)
+        job.link = None
+        job.touch("failed", msg)
+        self._log("warning", "Slot migration %s failed: %s" % (job.name, msg))
+        self.clean_unowned(job.slots, "failed import")
 
     def sync_flush(self, c) -> None:
         """FLUSHALL/FLUSHDB on the source: the imported keys go too."""

@@ -101,6 +101,23 @@ def new_id() -> str:
     return os.urandom(20).hex()
 
 
+def peer_auth(cfg) -> list[bytes] | None:
+    """AUTH [masteruser] masterauth, or None: how this node logs in to a peer's
+    client port (replication, the shutdown handover, the slot-migration link,
+    as Valkey's slot migration uses the replication credentials)."""
+    auth = cfg.get("masterauth")
+    if not auth:
+        return None
+    user = cfg.get("masteruser")
+    return [b"AUTH"] + ([user.encode()] if user else []) + [auth.encode()]
+
+
+def peer_ssl(srv):
+    """The TLS client context for a link to a peer's client port
+    (tls-replication), or None for plain TCP."""
+    return srv.tls.client if srv.tls is not None and srv.cfg.bool("tls-replication") else None
+
+
 class ReplError(Exception):
     pass
 
@@ -883,7 +900,7 @@ class Replication:
         log.notice("Connecting to MASTER %s:%d" % (host, port))
         src = srv.cfg.source_addr()
         # tls-replication: the link to the primary is TLS (pynode/tls.py)
-        ssl_ctx = srv.tls.client if srv.tls is not None and srv.cfg.bool("tls-replication") else None
+        ssl_ctx = peer_ssl(srv)
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(host, port, local_addr=(src, 0) if src else None,
@@ -912,10 +929,8 @@ class Replication:
             raise ReplError("Error reply to PING from master: '%s'" % r.decode("utf-8", "replace"))
         log.notice("Master replied to PING, replication can continue...")
         cfg = srv.cfg
-        auth = cfg.get("masterauth")
-        if auth:
-            user = cfg.get("masteruser")
-            argv = [b"AUTH"] + ([user.encode()] if user else []) + [auth.encode()]
+        argv = peer_auth(cfg)
+        if argv is not None:
             writer.write(encode_command(argv))
             r = await reply()
             if r.startswith(b"-"):

@@ -831,23 +831,29 @@ def rewrite_stream(key: bytes, s: Stream) -> list:
             out.append([b"XADD", key, fmt_id(id_)] + fv)
     else:
         out.append([b"XADD", key, b"MAXLEN", b"0", b"0-1", b"x", b"y"])
-    out.append([b"XSETID", key, fmt_id(s.last_id), b"ENTRIESADDED", b"%d" % s.entries_added,
-                b"MAXDELETEDID", fmt_id(s.max_deleted)])
+    out.extend(stream_meta_commands(key, s))
+    return out
+
+
+def stream_meta_commands(key: bytes, s: Stream):
+    """What rebuilds a stream once its entries are in (lazily): XSETID, then per
+    group XGROUP CREATE ... ENTRIESREAD and its consumers' pending entries."""
+    yield [b"XSETID", key, fmt_id(s.last_id), b"ENTRIESADDED", b"%d" % s.entries_added,
+           b"MAXDELETEDID", fmt_id(s.max_deleted)]
     if s.groups:
         for name in sorted(s.groups):
             g = s.groups[name]
-            out.append([b"XGROUP", b"CREATE", key, name, fmt_id(g.last_id), b"ENTRIESREAD",
-                        b"%d" % g.entries_read])
+            yield [b"XGROUP", b"CREATE", key, name, fmt_id(g.last_id), b"ENTRIESREAD",
+                   b"%d" % g.entries_read]
             for cname in sorted(g.consumers):
                 c = g.consumers[cname]
                 if not c.pel:
-                    out.append([b"XGROUP", b"CREATECONSUMER", key, name, cname])
+                    yield [b"XGROUP", b"CREATECONSUMER", key, name, cname]
                     continue
                 for id_, nack in c.pel.items():
-                    out.append([b"XCLAIM", key, name, cname, b"0", fmt_id(id_), b"TIME",
-                                b"%d" % nack.delivery_time, b"RETRYCOUNT",
-                                b"%d" % nack.delivery_count, b"JUSTID", b"FORCE"])
-    return out
+                    yield [b"XCLAIM", key, name, cname, b"0", fmt_id(id_), b"TIME",
+                           b"%d" % nack.delivery_time, b"RETRYCOUNT",
+                           b"%d" % nack.delivery_count, b"JUSTID", b"FORCE"]
 
 
 def digest_stream(d: bytearray, s: Stream) -> None:

@@ -45,7 +45,10 @@ def _s(v):
 
 def entries(cl, port, *args) -> list[dict]:
     """GETSLOTMIGRATIONS (or MIGRATION STATUS ...) as a list of str dicts."""
-    raw = cl.call(port, "CLUSTER", *(args or ("GETSLOTMIGRATIONS",)))
+    return entry_dicts(cl.call(port, "CLUSTER", *(args or ("GETSLOTMIGRATIONS",))))
+
+
+def entry_dicts(raw) -> list[dict]:
     out = []
     for e in raw:
         if isinstance(e, dict):
@@ -202,7 +205,7 @@ def test_migrate_slots_under_load(cl):
         out, _ = bench.communicate(timeout=600)
     assert bench.returncode == 0, (out[-2000:], cl.diagnostics())
     assert redirect_errors(w) == {}, w.summary()
-    assert_verified(w)
+    print("ledger: %s; writer %s" % (assert_verified(w), w.summary()))
     after = owners(cl)
     assert all(after[s] == dst for s in slots)
     assert_values(cl, slot_of)
@@ -324,37 +327,125 @@ def test_kill_mid_snapshot(cl, victim):
     assert_single_owner(cl, timeout=30)
 
 
+class BigKeyWriter(Prober):
+    """Appends to the big keys through a cluster client while they move (so
+    writes hit a key while its pieces are on the way); remembers what was
+    acknowledged. Any error fails the test. (A Prober's thread and life
+    cycle, another loop.)"""
+
+    def __init__(self, cl, tag: str) -> None:
+        super().__init__(cl.live_ports()[0])
+        self.r.close()
+        self.r = cl.cluster_client(decode_responses=True)
+        self.tag = tag
+        self.pushed: list[str] = []
+        self.added: list[tuple] = []
+        self.error: BaseException | None = None
+
+    def _run(self) -> None:
+        t = self.tag
+        rc = self.r
+        i = 0
+        try:
+            while not self.done.is_set():
+                v = "w%d" % i
+                rc.rpush(t + ":l", v)
+                self.pushed.append(v)
+                rc.hset(t + ":h", "wf%d" % i, v)
+                rc.zadd(t + ":z", {"wm%d" % i: i + 0.5})
+                self.added.append((rc.xadd(t + ":x", {"w": v}), v))
+                i += 1
+                time.sleep(0.001)
+        except BaseException as e:       # noqa: BLE001 - reported on exit
+            self.error = e
+
+    def __exit__(self, *exc) -> None:
+        super().__exit__(*exc)
+        assert self.error is None, repr(self.error)
+
+
 def test_big_keys_in_pieces(cl):
-    """A hash of many fields and a big string move while the source keeps
-    answering (its loop is never held for long)."""
+    """A hash, a list, a sorted set and a stream of many elements and a big
+    string move while the source keeps answering (its loop is never held for
+    long) and a client keeps writing to them (a write to a key whose pieces
+    are on the way sends it again): the target ends with the exact values."""
     ps = _primaries(cl)
     src, dst = ps[1], ps[0]
     slots = primary_slots(cl, src)[:2]
     from tests.cluster_helpers import key_for_slot
     tag = key_for_slot(slots[0])
-    r = redis.Redis(host="127.0.0.1", port=src)
-    fields = 1_000_000 if LONG else 200_000
-    for i in range(0, fields, 10000):
-        r.hset(tag + ":h", mapping={"f%d" % j: "v%d" % j for j in range(i, i + 10000)})
+    r = redis.Redis(host="127.0.0.1", port=src, decode_responses=True)
+    n = 1_000_000 if LONG else 60_000
+    for i in range(0, n, 10000):
+        p = r.pipeline(transaction=False)
+        p.hset(tag + ":h", mapping={"f%d" % j: "v%d" % j for j in range(i, i + 10000)})
+        p.rpush(tag + ":l", *("e%d" % j for j in range(i, i + 10000)))
+        p.zadd(tag + ":z", {"m%d" % j: j / 7 for j in range(i, i + 10000)})
+        p.execute()
+    for i in range(0, n // 10, 10000):
+        p = r.pipeline(transaction=False)
+        for j in range(i, min(i + 10000, n // 10)):
+            p.xadd(tag + ":x", {"f": "v%d" % j})
+        p.execute()
+    r.xgroup_create(tag + ":x", "g", id="0")
+    r.xreadgroup("g", "c1", {tag + ":x": ">"}, count=100)
+    r.xack(tag + ":x", "g", *[e[0] for e in r.xrange(tag + ":x", count=10)])
+    r.xgroup_createconsumer(tag + ":x", "g", "idle")
+    pel = [(e["message_id"], e["consumer"], e["times_delivered"])
+           for e in r.xpending_range(tag + ":x", "g", "-", "+", 1000)]
     big = (b"0123456789abcdef" * 65536) * (32 if LONG else 4)        # 32 MiB / 4 MiB
-    r.set(tag + ":s", big)
-    r.expire(tag + ":s", 1000)
+    rb = redis.Redis(host="127.0.0.1", port=src)
+    rb.set(tag + ":s", big)
+    rb.expire(tag + ":s", 1000)
+    rb.close()
+    want_l = r.lrange(tag + ":l", 0, -1)
+    want_z = r.zrange(tag + ":z", 0, -1, withscores=True)
+    want_x = r.xrange(tag + ":x")
+    want_h = r.hgetall(tag + ":h")
+    r.close()
     ids = cl.topology()["ids"]
-    with Prober(src) as probe:
+    calls0 = command_calls(cl, dst)
+    with Prober(src) as probe, BigKeyWriter(cl, tag) as w:
         cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]), str(slots[-1]),
                 "NODE", ids[dst])
-        e = wait_done(cl, src, timeout=300)
-    assert e["state"] == "success", e
+        e = wait_done(cl, src, timeout=600)
+        time.sleep(0.2)                  # a few writes after the flip too
+    assert e["state"] == "success", (e["message"], entries(cl, dst)[-1], cl.diagnostics())
+    d = redis.Redis(host="127.0.0.1", port=dst, decode_responses=True)
+    assert d.lrange(tag + ":l", 0, -1) == want_l + w.pushed
+    assert d.zrange(tag + ":z", 0, -1, withscores=True) == sorted(
+        want_z + [("wm%d" % i, i + 0.5) for i in range(len(w.added))],
+        key=lambda m: (m[1], m[0]))
+    assert d.xrange(tag + ":x") == want_x + [(i, {"w": v}) for i, v in w.added]
+    assert [(e["message_id"], e["consumer"], e["times_delivered"])
+             for e in d.xpending_range(tag + ":x", "g", "-", "+", 1000)] == pel
+    assert sorted(c["name"] for c in d.xinfo_consumers(tag + ":x", "g")) == ["c1", "idle"]
+    got_h = d.hgetall(tag + ":h")
+    want_h.update({"wf%d" % i: "w%d" % i for i in range(len(w.added))})
+    assert got_h == want_h
+    d.close()
     d = redis.Redis(host="127.0.0.1", port=dst)
-    assert d.hlen(tag + ":h") == fields
-    assert d.hget(tag + ":h", "f%d" % (fields - 1)) == b"v%d" % (fields - 1)
     assert d.get(tag + ":s") == big
     assert 0 < d.ttl(tag + ":s") <= 1000
-    print("\nbig keys: worst PING on the source %.1f ms" % (probe.worst * 1000))
-    assert probe.worst < 0.5, probe.worst   # bounded: one piece at a time
     d.close()
-    r.close()
+    # they travelled in pieces of 512 elements (a stream's entries too), the
+    # string in 1 MiB APPENDs, none as one RESTORE
+    calls = command_calls(cl, dst)
+    for cmd, least in (("rpush", n // 512), ("zadd", n // 512), ("hset", n // 512),
+                       ("xadd", n // 10), ("append", len(big) >> 20)):
+        assert calls.get(cmd, 0) - calls0.get(cmd, 0) >= least, (cmd, calls, calls0)
+    import re
+    step = re.findall(r"longest snapshot step ([0-9.]+) ms", cl.node(src).log_tail(200))
+    print("\nbig keys (%d elements each): worst PING on the source %.1f ms during the move,"
+          " longest snapshot step %s ms; %d writes to them meanwhile"
+          % (n, probe.worst * 1000, step[-1] if step else "?", len(w.added)))
     assert_single_owner(cl)
+
+
+def command_calls(cl, port) -> dict[str, int]:
+    """INFO commandstats: command name -> calls."""
+    info = redis.Redis(host="127.0.0.1", port=port, decode_responses=True).info("commandstats")
+    return {k[len("cmdstat_"):]: v["calls"] for k, v in info.items()}
 
 
 def test_commands_and_errors(cl):
@@ -549,4 +640,118 @@ def test_write_refused_on_the_target_fails_the_job(cl):
     imp = [x for x in entries(cl, dst) if x["name"] == e["name"]]
     assert imp and imp[0]["state"] == "failed" and "OOM" in imp[0]["message"], imp
     assert all(owners(cl)[s] == src for s in slots)
+    assert_single_owner(cl)
+
+
+def _migrate(cl, src: int, dst: int, slots, timeout: float = 60) -> dict:
+    """MIGRATESLOTS of slots[0]..slots[-1] from src to dst; the finished entry."""
+    cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]), str(slots[-1]),
+            "NODE", cl.topology(src)["ids"][dst])
+    return wait_done(cl, src, timeout=timeout)
+
+
+def test_link_authenticates_as_replication(cl):
+    """The migration link logs in with masteruser/masterauth (as Valkey's does):
+    a target with requirepass, then with an ACL user, takes it; a refused login or
+    a user without write permission fails the job and moves nothing."""
+    ps = _primaries(cl)
+    src, dst = ps[1], ps[2]
+    mine = primary_slots(cl, src)
+    first, second = mine[:10], mine[10:20]
+    slot_of = preload(cl, 600, prefix="au:", slots=first + second)
+    d = redis.Redis(host="127.0.0.1", port=dst, decode_responses=True)
+    d.config_set("requirepass", "dst-pw")
+    d.auth("dst-pw")
+    try:
+        e = _migrate(cl, src, dst, first)
+        assert e["state"] == "failed" and "NOAUTH" in e["message"], e
+        assert all(cl.topology(src)["owner"][s] == src for s in first)
+        cl.call(src, "CONFIG", "SET", "masterauth", "wrong")
+        e = _migrate(cl, src, dst, first)
+        assert e["state"] == "failed" and "AUTH" in e["message"], e
+        cl.call(src, "CONFIG", "SET", "masterauth", "dst-pw")
+        e = _migrate(cl, src, dst, first)
+        assert e["state"] == "success", (e, d.execute_command("CLUSTER", "GETSLOTMIGRATIONS"))
+        # an ACL user: without write permission the first write is refused
+        d.execute_command("ACL", "SETUSER", "mover", "on", ">mover-pw", "~*", "&*", "+@all",
+                          "-@write")
+        cl.call(src, "CONFIG", "SET", "masteruser", "mover")
+        cl.call(src, "CONFIG", "SET", "masterauth", "mover-pw")
+        e = _migrate(cl, src, dst, second)
+        assert e["state"] == "failed", e
+        imp = [x for x in entry_dicts(d.execute_command("CLUSTER", "GETSLOTMIGRATIONS"))
+               if x["name"] == e["name"]]
+        assert imp and "NOPERM" in imp[0]["message"], imp
+        assert all(cl.topology(src)["owner"][s] == src for s in second)
+        d.execute_command("ACL", "SETUSER", "mover", "+@write")
+        e = _migrate(cl, src, dst, second)
+        assert e["state"] == "success", e
+    finally:
+        d.config_set("requirepass", "")
+        d.execute_command("ACL", "DELUSER", "mover")
+        d.close()
+        cl.call(src, "CONFIG", "SET", "masteruser", "")
+        cl.call(src, "CONFIG", "SET", "masterauth", "")
+    own = owners(cl)
+    assert all(own[s] == dst for s in first + second)
+    assert_values(cl, slot_of)
+    assert_single_owner(cl)
+
+
+def _replica_of(cl, primary: int) -> int:
+    return next(p for p, m in cl.topology()["master_of"].items() if m == primary)
+
+
+def test_flip_waits_for_the_targets_replica(cl):
+    """The target claims the slots only once its replica has the imported data:
+    with the replica stopped the flip waits (the source holds the slots'
+    writes), and past node-timeout it fails back; with the replica running
+    again it completes, and a kill -9 of the target right after the flip loses
+    no key: its promoted replica serves them all."""
+    ps = _primaries(cl)
+    src, dst = ps[0], ps[1]
+    rep = _replica_of(cl, dst)
+    mine = primary_slots(cl, src)
+    failing, moving = mine[:10], mine[10:30]
+    slot_of = preload(cl, 3000, prefix="fw:", slots=failing + moving)
+    moved = {k: s for k, s in slot_of.items() if s in set(moving)}
+
+    def fault():
+        # a replica that stays silent past node-timeout: the import fails back
+        cl.call(dst, "WAIT", "1", "2000")          # its last ACK is fresh
+        cl.stop(rep)
+        try:
+            e = _migrate(cl, src, dst, failing)
+        finally:
+            cl.cont(rep)
+        assert e["state"] == "failed" and "did not acknowledge" in e["message"], e
+        assert all(owners(cl)[s] == src for s in failing)
+        cl.wait_healthy(timeout=60)
+        # a replica stopped for a moment: the flip waits for it, then happens
+        cl.call(dst, "WAIT", "1", "2000")
+        cl.stop(rep)
+        try:
+            cl.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(moving[0]),
+                    str(moving[-1]), "NODE", cl.topology()["ids"][dst])
+            wait_state(cl, src, lambda e: e["state"] in ("failing-over",) + TERMINAL,
+                       timeout=30, interval=0.005)
+            # the target holds the flip for its replica; the source's writes wait
+            imp = wait_state(cl, dst, lambda e: e["state"] in ("waiting-for-replicas",)
+                             + TERMINAL, timeout=10, interval=0.005)
+            assert imp["state"] == "waiting-for-replicas", imp
+            assert entries(cl, src)[-1]["state"] == "failing-over", entries(cl, src)[-1]
+        finally:
+            cl.cont(rep)
+        e = wait_state(cl, src, lambda e: e["state"] in TERMINAL, timeout=30,
+                       interval=0.002)
+        cl.kill(dst)                                 # right after the flip
+        assert e["state"] == "success", (e["message"], imp)
+        cl.wait_serving(down={dst}, timeout=60)
+        assert all(owners(cl)[s] == rep for s in moving)
+        assert_values(cl, moved)
+        cl.restart(dst)
+        cl.wait_healthy(timeout=90)
+
+    under_writer(cl, fault)
+    assert_values(cl, slot_of)
     assert_single_owner(cl)

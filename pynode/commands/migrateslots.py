@@ -13,7 +13,8 @@ import os
 
 from pynode.commands import CommandError, hidden_command
 from pynode.commands.cluster import _cl, _slot
-from pynode.migration import Job, MigrationError, _cmd, parse_ranges_text, ranges_text
+from pynode.migration import (Job, MigrationError, _cmd, connect_peer, parse_ranges_text,
+                              ranges_text)
 from pynode.resp import OK, Map, bulk, encode, integer
 
 
@@ -161,8 +162,7 @@ async def _ask_source(srv, job: Job, source) -> None:
     name; the source then connects back with SYNCSLOTS START."""
     timeout = max(1.0, srv.cluster.node_timeout / 1000.0)
     try:
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(source.ip, source.port), timeout)
+        reader, writer = await connect_peer(srv, source.ip, source.port, timeout)
         try:
             writer.write(_cmd(b"CLUSTER", b"SYNCSLOTS", b"EXPORT", job.name, job.target,
                               ranges_text(job.slots)))
@@ -187,9 +187,9 @@ def cluster_syncslots(c, argv):
             m.sync_start(c, argv[3].decode(), argv[4].decode(),
                          parse_ranges_text(argv[5].decode()))
         elif sub == b"finish" and len(argv) == 4:
-            m.sync_finish(c, argv[3].decode())
+            return m.sync_finish(c, argv[3].decode())
         elif sub == b"ack" and len(argv) == 3:
-            pass                       # everything before it on this link is applied
+            return m.sync_ack(c)       # everything before it on this link is applied
         elif sub == b"flush" and len(argv) == 3:
             m.sync_flush(c)
         elif sub == b"abort" and len(argv) == 4:
