@@ -149,6 +149,9 @@ def test_open_states_are_kept_across_a_restart(cl):
     mig = "[%d->-%s]" % (slot, ids[dst])
     imp = "[%d-<-%s]" % (slot, ids[src])
     assert mig in _myself_line(src) and imp in _myself_line(dst)
+    # the restarts below may take longer than node-timeout on a loaded machine:
+    # no replica takes over meanwhile (that would be a failover, not this test)
+    _no_failover(cl, "yes")
     for port, mark in ((src, mig), (dst, imp)):
         node = cl.node_by_port(port)
         conf = open(os.path.join(node.dir, "nodes-%d.conf" % port)).read()
@@ -165,8 +168,14 @@ def test_open_states_are_kept_across_a_restart(cl):
     assert _raw(_r(src), "CLUSTER", "SETSLOT", slot, "STABLE") == b"OK"
     assert _raw(_r(dst), "CLUSTER", "SETSLOT", slot, "STABLE") == b"OK"
     assert mig not in _myself_line(src) and imp not in _myself_line(dst)
+    _no_failover(cl, "no")
     cl.wait_ok()
     cl.wait_agree()
+
+
+def _no_failover(cl, value: str) -> None:
+    for node in cl.nodes:
+        assert node.call("CONFIG", "SET", "cluster-replica-no-failover", value) in ("OK", True)
 
 
 def test_key_for_slot_helper_lands_in_its_slot():
