@@ -26,6 +26,7 @@ BIG_ARG = 32 * 1024             # above this, wait for the whole bulk before re-
 # (`43 in data` is a memchr; a regex or a substring test costs ten times more.)
 _BIG_COUNT = re.compile(rb"\*[0-9]{6}").search
 _SIMPLE = re.compile(rb"\n[+=]").search
+_join = b"".join
 
 
 def _encoded_len(cmd: list[bytes]) -> int:
@@ -73,19 +74,19 @@ class RequestParser:
         reader = self.fast
         reader.feed(data)
         out = []
+        gets = reader.gets
         try:
-            while True:
-                cmd = reader.gets()
-                if cmd is False:
-                    break
+            cmd = gets()
+            while cmd is not False:
                 if type(cmd) is not list:
                     raise _HiredisError
-                for a in cmd:
-                    if type(a) is not bytes:
-                        raise _HiredisError
+                # every argument a bulk string: join raises TypeError for
+                # anything else hiredis gives (int, None, list, error, ...)
+                _join(cmd)
                 if cmd:
                     out.append(cmd)
-        except _HiredisError:
+                cmd = gets()
+        except (_HiredisError, TypeError):
             # let the reference parser find the exact error from the start
             self.fast = _HiredisReader()
             return self.feed_python(data)
