@@ -588,11 +588,14 @@ class Server:
         n = len(cmds)
         look = self.fast_look
         blocking = self.blocking
+        propagating = (self.aof is not None or self.repl_feed is not None
+                       or self.slot_feed is not None)
         lat_add = None if self.latency.tracking else False
         run = None             # the command of the current run, its calls and time
         calls = total = 0
+        start = i
         t = perf_counter_ns()
-        while i < n:
+        for i in range(start, n):
             argv = cmds[i]
             cmd = fast.get(argv[0])
             if cmd is None:
@@ -629,9 +632,7 @@ class Server:
             total += dt
             if lat_add:
                 lat_add(dt)
-            if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
-                                        or c.rewrite is not None
-                                        or self.slot_feed is not None):
+            if self.dirty != dirty and (propagating or c.rewrite is not None):
                 self.propagate_command(c, cmd, argv, self.dirty - dirty)
                 t = perf_counter_ns()
             if dt >= look:
@@ -645,7 +646,8 @@ class Server:
                 t = perf_counter_ns()
             if r is not None:
                 out.append(r)
-            i += 1
+        else:
+            i = n
         if run is not None:
             run.calls += calls
             run.ns += total
