@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in ("pynode", "redis"):
             clusters[name] = Cluster(primaries=args.primaries, replicas=args.replicas,
-                                     server=name, extra=extra).up()
+                                     server=name, extra=extra, check_invariants=False).up()
         print("clusters: %d primaries, %d replica(s) each, appendonly %s; "
               "redis-benchmark --cluster -c %d -n %d"
               % (args.primaries, args.replicas, "yes" if args.appendonly else "no",
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                                           ("redis reshard", "redis", False)):
                 c = clusters[label] = Cluster(primaries=args.primaries,
                                               replicas=args.replicas, server=server,
-                                              extra=extra).up()
+                                              extra=extra, check_invariants=False).up()
                 res[label] = reshard_race(c, args.reshard_slots, args.reshard_keys, atomic)
                 c.cleanup()
                 del clusters[label]
