@@ -128,11 +128,13 @@ class Client(asyncio.Protocol):
         i = 0
         n = len(cmds)
         while i < n:
-            # the hot commands run without execute()'s slow paths; it stops
-            # at the first command that needs them
-            i = execute_fast(self, cmds, i, out)
-            if i == n:
-                break
+            # pipelined hot commands run without execute()'s slow paths; it
+            # stops at the first command that needs them (a read of one
+            # command goes to execute(), whose setup is cheaper for one)
+            if n > 1:
+                i = execute_fast(self, cmds, i, out)
+                if i == n:
+                    break
             argv = cmds[i]
             if pause.end and srv.must_pause(self, argv):
                 self.pending = cmds[i:]
