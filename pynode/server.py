@@ -563,7 +563,9 @@ class Server:
 
         The batch's conditions are checked once: a client with no slow-path
         state, no pause, no READONLY/NOREPLICAS guard, no maxmemory, no
-        MONITOR, no tracking.  Then per command: the dispatch dict of the
+        MONITOR, no tracking, and `execute` not replaced (divert_commands: a
+        busy script's -BUSY; any per-command wrapper installed the same way
+        sees every command, the fast path stepping aside while it is on).  Then per command: the dispatch dict of the
         eligible commands (_fast_eligible), arity, and in cluster mode a
         one-key command whose slot is ours and stable (anything else goes to
         routing.route through execute()).  Each command costs one clock
@@ -574,8 +576,8 @@ class Server:
         monitor exactly as execute() does: they are looked at only when a
         duration passes the lower of their two thresholds."""
         if c.special or self.write_guard is not None or self.maxmemory or self.monitors \
-                or c.tracking is not None or self.pause.end:
-            return i
+                or c.tracking is not None or self.pause.end or "execute" in self.__dict__:
+            return i            # (execute replaced: a busy script, or a counting wrapper)
         fast = self.fast_dispatch
         cl = self.cluster
         if cl is not None:
@@ -780,11 +782,9 @@ class Server:
         """Run every client command through `execute` (a busy script answers
         -BUSY) until restore_commands()."""
         self.execute = execute
-        self.fast_dispatch = {}                   # execute_fast() runs nothing
 
     def restore_commands(self) -> None:
         self.__dict__.pop("execute", None)        # the class's Server.execute again
-        self.build_dispatch()
 
     def set_repl_feed(self, feed) -> None:
         """feed(dbid, argv): the replication stream, or None (no backlog, or a replica)."""

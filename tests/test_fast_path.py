@@ -172,3 +172,26 @@ def test_fast_path_stops_where_state_changes():
     c.t.buf.clear()
     c.c.data_received(enc("MULTI") + enc("INCR", "k") + enc("EXEC") + enc("GET", "k"))
     assert _decode(bytes(c.t.buf)) == [b"OK", b"QUEUED", [3], b"3"]
+
+
+def test_a_replaced_execute_sees_every_pipelined_command():
+    """divert_commands (a busy script) or any wrapper installed the same way:
+    the fast path steps aside and every command goes through it."""
+    srv = InProc()
+    c = srv.client()
+    seen = []
+
+    def wrapper(client, argv):
+        seen.append(argv[0])
+        return b"-BUSY busy\r\n"
+
+    srv.srv.divert_commands(wrapper)
+    try:
+        c.c.data_received(enc("GET", "k") * 3 + enc("SET", "k", "v"))
+    finally:
+        srv.srv.restore_commands()
+    assert seen == [b"GET", b"GET", b"GET", b"SET"]
+    assert len(_decode(bytes(c.t.buf))) == 4
+    c.t.buf.clear()
+    c.c.data_received(enc("SET", "k", "v") + enc("GET", "k"))
+    assert _decode(bytes(c.t.buf)) == [b"OK", b"v"]
