@@ -535,7 +535,7 @@ def _commandstats_text(srv) -> str:
     for cmd in all_commands(srv.table):
         if not (cmd.calls or cmd.failed or cmd.rejected):
             continue
-        usec = int(cmd.usec * 1e6)
+        usec = cmd.ns // 1000
         out.append("cmdstat_%s:calls=%d,usec=%d,usec_per_call=%.2f,rejected_calls=%d,"
                    "failed_calls=%d\r\n"
                    % (cmd.name, cmd.calls, usec, usec / cmd.calls if cmd.calls else 0.0,

@@ -11,7 +11,7 @@ import socket
 import sys
 import time
 from collections import deque
-from time import perf_counter
+from time import perf_counter, perf_counter_ns
 
 from pynode import commands as cmdmod
 from pynode import info as infomod
@@ -27,7 +27,10 @@ from pynode.redact import redacted
 from pynode.pause import ALL, MIGRATION, Pause
 from pynode.pubsub import PubSub
 from pynode.resp import error, unknown_command, unknown_subcommand
+from pynode.latency import NEVER
 from pynode.routing import route
+from binascii import crc_hqx
+from storage.slots import keyslot
 from storage.sdsargs import quote
 from storage import rdb, values
 from storage.keyspace import Keyspace
@@ -55,6 +58,19 @@ def _loading_guard(c, cmd) -> str | None:
     """Server.execute's check while loading: commands without the loading
     flag are refused (processCommand's is_denyloading_command)."""
     return None if cmd.loading else LOADING_ERR
+
+def _fast_eligible(cmd) -> bool:
+    """Whether Server.execute_fast may run the command: a data command (or
+    PING/ECHO) that cannot block, close its client, change the client's
+    slow-path state (MULTI, AUTH, subscriptions, ASKING...) or take its flags
+    from its arguments (scripts)."""
+    if cmd.handler is None or cmd.subs is not None or cmd.hidden is not None \
+            or cmd.flags_of is not None:
+        return False
+    if cmd.blocking or cmd.noscript or cmd.admin or cmd.pubsub:
+        return False
+    return cmd.write or cmd.readonly or cmd.name in ("ping", "echo")
+
 
 # fds a server keeps besides its clients (CONFIG_MIN_RESERVED_FDS)
 RESERVED_FDS = 32
@@ -87,6 +103,9 @@ class Server:
         self.ks.now_s = time.time()
         self.ks.on_expire = self.on_key_expired
         self.table = cmdmod.build_table()
+        self.dispatch: dict = {}       # name (lower/UPPER/Capitalized) -> Command
+        self.fast_dispatch: dict = {}  # the same for what execute_fast() runs
+        self.fast_look = 0             # min(slowlog, latency monitor thresholds), ns
         self.renames()
         self.clients: dict[int, Client] = {}
         self.next_client_id = 1
@@ -178,8 +197,9 @@ class Server:
         self.hz = max(1, min(500, cfg.int("hz")))
         self.slowlog_slower_than = cfg.int("slowlog-log-slower-than")
         self.slowlog_max_len = cfg.int("slowlog-max-len")
-        self.slowlog_threshold = (self.slowlog_slower_than / 1e6
-                                  if self.slowlog_slower_than >= 0 else float("inf"))
+        # in ns, as command durations are measured (NEVER: the slowlog is off)
+        self.slowlog_threshold = (self.slowlog_slower_than * 1000
+                                  if self.slowlog_slower_than >= 0 else NEVER)
         self.debug_enabled = cfg.get("enable-debug-command")
         self.protected_mode = cfg.bool("protected-mode")
         self.cluster_reads_when_down = cfg.bool("cluster-allow-reads-when-down")
@@ -203,6 +223,8 @@ class Server:
             self.cluster.configure()
         if self.latency is not None:
             self.latency.configure()
+            # the shortest call worth a look by the slowlog or the latency monitor
+            self.fast_look = min(self.slowlog_threshold, self.latency.min_ns)
         self.configure_slot_stats()
         for c in self.clients.values():
             c.parser.max_bulk = self.proto_max_bulk_len
@@ -217,11 +239,13 @@ class Server:
 
     def build_dispatch(self) -> None:
         """Name -> command in lower, UPPER and Capitalized spelling, so the
-        usual spellings are found without lower-casing each request."""
+        usual spellings are found without lower-casing each request; the
+        same for the commands execute_fast() may run."""
         self.dispatch = {}
         for name, cmd in self.table.items():
             for v in (name, name.upper(), name.capitalize()):
                 self.dispatch[v] = cmd
+        self.fast_dispatch = {v: cmd for v, cmd in self.dispatch.items() if _fast_eligible(cmd)}
 
     def configure_slot_stats(self) -> None:
         """cluster-slot-stats-enabled: count per slot (pynode/slotstats.py) or not."""
@@ -235,7 +259,7 @@ class Server:
         self.evictor.reset_stats()
         for cmd in cmdmod.all_commands(self.table):
             cmd.calls = 0
-            cmd.usec = 0.0
+            cmd.ns = 0
             cmd.rejected = 0
             cmd.failed = 0
         if self.latency is not None:
@@ -517,30 +541,19 @@ class Server:
             if r is not None:
                 return r
         dirty = self.dirty
-        t0 = perf_counter()
+        t0 = perf_counter_ns()
         try:
             r = cmd.handler(c, argv)
         except CommandError as e:
-            r = self.error_reply(e.msg)
-            cmd.failed += 1
-            if self.migrations.links:
-                self.migrations.link_error(c, e.msg)
-        dt = perf_counter() - t0
-        cmd.calls += 1
-        cmd.usec += dt
+            r = self.command_failed(c, cmd, e.msg)
+        dt = perf_counter_ns() - t0
         c.last_cmd = cmd.name
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)  # after the call, as Redis: EXEC follows its commands
         if self.dirty != dirty and (self.aof is not None or self.repl_feed is not None
                                     or c.rewrite is not None or self.slot_feed is not None):
             self.propagate_command(c, cmd, argv, self.dirty - dirty)
-        if dt > self.slowlog_threshold and not cmd.skip_slowlog:
-            self.slowlog_add(c, argv, dt)
-        lat = self.latency
-        if lat.tracking:
-            cmd.lat.append(dt)
-        if dt >= lat.min_s:
-            lat.command(cmd, dt)
+        self.command_done(c, cmd, argv, dt)
         if self.blocking.ready:
             # after the command is propagated: a served BLPOP's LPOP follows
             # the push that woke it (handleClientsBlockedOnKeys after call())
@@ -549,6 +562,113 @@ class Server:
             # keys read, CLIENT CACHING's one command, invalidations after the reply
             r = self.tracking.after_command(c, cmd, argv, r)
         return r
+
+    def execute_fast(self, c: Client, cmds: list, i: int, out: list) -> int:
+        """Run cmds[i:] while they need none of execute()'s slow paths;
+        replies go to `out`.  Returns the index of the first command not run
+        (len(cmds) when all ran), which Client.run gives to execute().
+
+        The batch's conditions are checked once: a client with no slow-path
+        state, no pause, no READONLY/NOREPLICAS guard, no maxmemory, no
+        MONITOR, no tracking, and `execute` not replaced (divert_commands: a
+        busy script's -BUSY; any per-command wrapper installed the same way
+        sees every command, the fast path stepping aside while it is on).  Then per command: the dispatch dict of the
+        eligible commands (_fast_eligible), arity, and in cluster mode a
+        one-key command whose slot is ours and stable (anything else goes to
+        routing.route through execute()).  Each command costs one clock
+        read: its duration runs from the previous command's end to its own
+        (so the loop's few hundred ns between two handlers count in the next
+        one).  Durations feed the latency histogram one by one, commandstats
+        once per run of the same command, and the slowlog and the latency
+        monitor exactly as execute() does: they are looked at only when a
+        duration passes the lower of their two thresholds."""
+        if c.special or self.write_guard is not None or self.maxmemory or self.monitors \
+                or c.tracking is not None or self.pause.end or "execute" in self.__dict__:
+            return i            # (execute replaced: a busy script, or a counting wrapper)
+        fast = self.fast_dispatch
+        cl = self.cluster
+        if cl is not None:
+            state = cl.state
+            me = state.myself
+            if state.state != "ok" or me.migrating or c.asking:
+                return i
+            owner = state.slot_owner
+            myid = me.id
+        n = len(cmds)
+        look = self.fast_look
+        blocking = self.blocking
+        propagating = (self.aof is not None or self.repl_feed is not None
+                       or self.slot_feed is not None)
+        lat_add = None if self.latency.tracking else False
+        run = None             # the command of the current run, its calls and time
+        calls = total = 0
+        start = i
+        t = perf_counter_ns()
+        for i in range(start, n):
+            argv = cmds[i]
+            cmd = fast.get(argv[0])
+            if cmd is None:
+                break
+            arity = cmd.arity
+            if arity != len(argv) and (arity > 0 or len(argv) < -arity):
+                break
+            if cl is not None:
+                pos = cmd.key_pos
+                if pos:
+                    key = argv[pos]
+                    if owner[keyslot(key) if b"{" in key
+                             else crc_hqx(key, 0) & 16383] != myid:
+                        break
+                elif cmd.first_key > 0 or cmd.movablekeys:
+                    break
+            if cmd is not run:
+                if run is not None:
+                    run.calls += calls
+                    run.ns += total
+                    calls = total = 0
+                run = cmd
+                if lat_add is not False:
+                    lat_add = cmd.lat.append
+            dirty = self.dirty
+            try:
+                r = cmd.handler(c, argv)
+            except CommandError as e:
+                r = self.command_failed(c, cmd, e.msg)
+            t1 = perf_counter_ns()
+            dt = t1 - t
+            t = t1
+            calls += 1
+            total += dt
+            if lat_add:
+                lat_add(dt)
+            if self.dirty != dirty and (propagating or c.rewrite is not None):
+                self.propagate_command(c, cmd, argv, self.dirty - dirty)
+                t = perf_counter_ns()
+            if dt >= look:
+                if dt > self.slowlog_threshold and not cmd.skip_slowlog:
+                    self.slowlog_add(c, argv, dt)
+                if dt >= self.latency.min_ns:
+                    self.latency.command(cmd, dt / 1e9)
+                t = perf_counter_ns()
+            if blocking.ready:
+                blocking.handle_ready()
+                t = perf_counter_ns()
+            if r is not None:
+                out.append(r)
+        else:
+            i = n
+        if run is not None:
+            run.calls += calls
+            run.ns += total
+            c.last_cmd = run.name
+        return i
+
+    def command_failed(self, c: Client, cmd, msg: str) -> bytes:
+        """The error reply of a handler's CommandError, counted as failed."""
+        cmd.failed += 1
+        if self.migrations.links:
+            self.migrations.link_error(c, msg)    # an import link's write refused
+        return self.error_reply(msg)
 
     def special_checks(self, c: Client, cmd, argv):
         """MULTI queuing and the RESP2 subscribe context (slow path)."""
@@ -587,29 +707,35 @@ class Server:
     def run_queued(self, c: Client, cmd, argv):
         """Execute a command queued by MULTI (no queuing checks)."""
         dirty = self.dirty
-        t0 = time.perf_counter()
+        t0 = perf_counter_ns()
         try:
             r = cmd.handler(c, argv)
         except CommandError as e:
             r = self.error_reply(e.msg)
             cmd.failed += 1
-        dt = time.perf_counter() - t0
-        cmd.calls += 1
-        cmd.usec += dt
+        dt = perf_counter_ns() - t0
         if self.monitors and not cmd.skip_monitor and not cmd.admin:
             self.feed_monitors(c, argv)
         if cmd.readonly and (c.tracking is not None or c.script):
             self.tracking.remember_queued(c, cmd, argv)
         if self.dirty != dirty:
             self.propagate_command(c, cmd, argv, self.dirty - dirty)
-        if dt > self.slowlog_threshold and not cmd.skip_slowlog:
-            self.slowlog_add(c, argv, dt)
+        self.command_done(c, cmd, argv, dt)
+        return r
+
+    def command_done(self, c: Client, cmd, argv, dt: int) -> None:
+        """A call's duration (ns) into its command's stats, the latency
+        histogram and monitor, and the slowlog (execute_fast has its own
+        copy of these lines, for runs of commands)."""
+        cmd.calls += 1
+        cmd.ns += dt
         lat = self.latency
         if lat.tracking:
             cmd.lat.append(dt)
-        if dt >= lat.min_s:
-            lat.command(cmd, dt)
-        return r
+        if dt > self.slowlog_threshold and not cmd.skip_slowlog:
+            self.slowlog_add(c, argv, dt)
+        if dt >= lat.min_ns:
+            lat.command(cmd, dt / 1e9)
 
     # ---------------------------------------------------------------- propagation
     def propagate_command(self, c: Client, cmd, argv, changes: int = 1) -> None:
@@ -783,7 +909,8 @@ class Server:
         for m in list(self.monitors):
             m.write(data)
 
-    def slowlog_add(self, c: Client, argv: list[bytes], dt: float) -> None:
+    def slowlog_add(self, c: Client, argv: list[bytes], dt: int) -> None:
+        """A slowlog entry for a call that took dt ns."""
         args = []
         argv = redacted(argv)
         for i, a in enumerate(argv):
@@ -793,7 +920,7 @@ class Server:
             if len(a) > 128:
                 a = a[:128] + b"... (%d more bytes)" % (len(a) - 128)
             args.append(a)
-        self.slowlog.appendleft((self.slowlog_id, int(time.time()), int(dt * 1e6), args,
+        self.slowlog.appendleft((self.slowlog_id, int(time.time()), dt // 1000, args,
                                  c.addr.encode(), c.name))
         self.slowlog_id += 1
         while len(self.slowlog) > self.slowlog_max_len:

@@ -171,7 +171,7 @@ class SlotStats:
 
     def execute(self, c, argv: list[bytes]):
         """Server.execute, counting the command for its slot.  Its time is
-        what the dispatcher adds to the command's own usec (INFO
+        what the dispatcher adds to the command's own time (INFO
         commandstats): nothing for a command MULTI queues, everything an EXEC
         or a script ran for EXEC or EVAL."""
         srv = self.srv
@@ -179,7 +179,7 @@ class SlotStats:
         if found is None:
             return self.base(srv, c, argv)
         cmd, slot = found
-        usec = cmd.usec
+        ns = cmd.ns
         repl = srv.replication
         offset, seldb = repl.offset, repl.seldb
         r = self.base(srv, c, argv)
@@ -188,7 +188,7 @@ class SlotStats:
         links = srv.migrations.links
         if links and c in links:
             return r              # an atomic import writing into a slot not mine yet
-        self.cpu[slot] += max(0.0, cmd.usec - usec)      # (RESETSTAT zeroes usec)
+        self.cpu[slot] += max(0, cmd.ns - ns) / 1000      # (RESETSTAT zeroes ns)
         self.net_in[slot] += encoded_len(argv) + (MULTI_BYTES if cmd.name == "exec" else 0)
         if r is not None and c.reply_mode == REPLY_ON:
             self.net_out[slot] += len(r)

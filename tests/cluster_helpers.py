@@ -154,7 +154,8 @@ class Node:
     """One cluster node process (pynode or redis-server) in its own directory."""
 
     def __init__(self, port: int, workdir: str, server: str, node_timeout: int,
-                 extra: list[str], conf_file: bool = False) -> None:
+                 extra: list[str], conf_file: bool = False,
+                 check_invariants: bool = True) -> None:
         self.port = port
         self.dir = workdir
         args = ["--cluster-enabled", "yes",
@@ -163,7 +164,8 @@ class Node:
                 "--appendonly", "no"] + extra
         # conf_file: start from a (blank) redis.conf, so CONFIG REWRITE works
         self.proc = Proc(args, redis_server=(server == "redis"), port=port, workdir=workdir,
-                         conf_text="" if conf_file else None)
+                         conf_text="" if conf_file else None,
+                         check_invariants=check_invariants)
 
     def start(self) -> "Node":
         self.proc.start(wait=False)
@@ -200,8 +202,11 @@ class Cluster:
 
     def __init__(self, primaries: int = 3, replicas: int = 1, server: str | None = None,
                  node_timeout: int = NODE_TIMEOUT_MS, extra: list[str] | None = None,
-                 ports: list[int] | None = None, conf_file: bool = False) -> None:
+                 ports: list[int] | None = None, conf_file: bool = False,
+                 check_invariants: bool = True) -> None:
         self.conf_file = conf_file
+        # False: pynode as deployed, without the suite's invariant checks (benchmarks)
+        self.check_invariants = check_invariants
         self.server = server or backend()
         self.primaries = primaries
         self.replicas = replicas
@@ -220,7 +225,7 @@ class Cluster:
             d = os.path.join(self.dir, str(port))
             os.makedirs(d, exist_ok=True)
             self.nodes.append(Node(port, d, self.server, self.node_timeout, self.extra,
-                                   self.conf_file).start())
+                                   self.conf_file, self.check_invariants).start())
         deadline = time.monotonic() + timeout
         for node in self.nodes:
             try:
@@ -382,7 +387,8 @@ class Cluster:
         port = port or free_ports(1, exclude=set(self.ports))[0]
         d = os.path.join(self.dir, str(port))
         os.makedirs(d, exist_ok=True)
-        node = Node(port, d, self.server, self.node_timeout, self.extra, self.conf_file).start()
+        node = Node(port, d, self.server, self.node_timeout, self.extra, self.conf_file,
+                    self.check_invariants).start()
         self.nodes.append(node)
         self.ports.append(port)
         self.n = len(self.nodes)

@@ -58,13 +58,15 @@ class Proc:
 
     def __init__(self, args: list[str] | None = None, redis_server: bool = False,
                  port: int | None = None, workdir: str | None = None,
-                 conf_text: str | None = None) -> None:
+                 conf_text: str | None = None, check_invariants: bool = True) -> None:
         self.port = port or free_port()
         self.own_dir = workdir is None
         self.dir = workdir or tempfile.mkdtemp(prefix="pynode-test-")
         self.redis_server = redis_server
         self.args = list(args or [])
         self.conf_text = conf_text
+        # pynode's cron asserts its invariants (the suite); off: as deployed (benchmarks)
+        self.check_invariants = check_invariants
         self.proc: subprocess.Popen | None = None
         self.logpath = os.path.join(self.dir, "server-%d.log" % self.port)
 
@@ -85,7 +87,10 @@ class Proc:
     def start(self, wait: bool = True, password: str | None = None) -> "Proc":
         env = dict(os.environ)
         env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        env["PYNODE_CHECK_INVARIANTS"] = "1"     # the cron asserts pynode's invariants
+        if self.check_invariants:
+            env["PYNODE_CHECK_INVARIANTS"] = "1"     # the cron asserts pynode's invariants
+        else:
+            env.pop("PYNODE_CHECK_INVARIANTS", None)
         self.logfh = open(self.logpath, "ab")
         self.proc = subprocess.Popen(self.command(), cwd=self.dir, env=env,
                                      stdout=self.logfh, stderr=subprocess.STDOUT)

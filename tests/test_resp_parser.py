@@ -507,6 +507,27 @@ def test_many_commands_in_one_feed():
     assert len(out) == 5000 and out[4321] == [b"SET", b"key:4321", b"v4321"]
 
 
+@SETTINGS
+@given(st.lists(st.lists(st.sampled_from([b"a", b"bc", b" ", b"\t", b"\x0b", b"\x0c", b"\r",
+                                          b'"', b"'", b"*", b"$1", b"1"]), max_size=8),
+                min_size=1, max_size=6),
+       st.sampled_from([b"\n", b"\r\n"]))
+def test_whole_inline_lines_in_one_read_parse_as_line_by_line(lines, end):
+    """A read of whole inline lines (split at once when nothing in it needs
+    split_args) gives what the lines give one by one."""
+    data = b"".join(b"".join(parts) + end for parts in lines)
+    ref = RequestParser()          # each line in two reads: the line-by-line loop
+    expect = []
+    for parts in lines:
+        expect.extend(ref.feed(b"".join(parts)))
+        expect.extend(ref.feed(end))
+        if ref.error is not None:
+            break
+    p = RequestParser()
+    assert p.feed(data) == expect
+    assert p.error == ref.error
+
+
 def test_mixed_inline_and_multibulk_in_one_feed():
     data = b"PING\r\n" + mbulk(b"ECHO", b"a b") + b"ECHO 'x y'\n" + mbulk(b"", b"\r\n")
     assert RequestParser().feed(data) == [[b"PING"], [b"ECHO", b"a b"], [b"ECHO", b"x y"],

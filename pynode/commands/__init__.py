@@ -32,7 +32,7 @@ class Command:
                  "denyoom", "admin", "noauth", "pubsub", "loading", "stale",
                  "nomulti", "noscript", "fast", "may_replicate", "skip_monitor",
                  "skip_slowlog", "blocking", "movablekeys", "first_key", "last_key",
-                 "step", "subs", "parent", "calls", "usec", "rejected", "failed",
+                 "step", "subs", "parent", "calls", "ns", "rejected", "failed",
                  "bname", "key_pos", "asking", "flags_of", "views", "lat", "hidden")
 
     def __init__(self, name: str, handler, meta: CommandMeta) -> None:
@@ -76,10 +76,10 @@ class Command:
         self.hidden: dict[bytes, Command] | None = None
         self.parent: Command | None = None
         self.calls = 0
-        self.usec = 0.0
+        self.ns = 0              # the calls' total duration in nanoseconds
         self.rejected = 0
         self.failed = 0
-        self.lat: list = []      # call durations not yet in the latency histogram
+        self.lat: list = []      # call durations (ns) not yet in the latency histogram
 
     def view(self, write: bool, denyoom: bool, stale: bool) -> "Command":
         """This command with other write/denyoom/stale flags (a script's own

@@ -1,0 +1,197 @@
+"""The dispatcher's fast path (Server.execute_fast): pipelined commands run
+without execute()'s slow paths, with the same replies and bookkeeping: INFO
+commandstats, the slowlog, the latency monitor and histograms, and the hand
+over to execute() for anything else in the same read (compared with
+redis-server 7.0 where a client can see it)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import time
+
+import pytest
+
+from pynode import latency as L
+from tests.helpers import Proc
+from tests.inproc import InProc, _decode
+
+
+def enc(*args) -> bytes:
+    a = [x if isinstance(x, bytes) else str(x).encode() for x in args]
+    return b"*%d\r\n" % len(a) + b"".join(b"$%d\r\n%s\r\n" % (len(x), x) for x in a)
+
+
+# one read: fast commands, a slow one (CLIENT SETNAME), an arity error, an
+# unknown command, a WRONGTYPE error, MULTI/EXEC (queued commands are not
+# fast), then fast commands again
+PIPELINE = [
+    ("SET", "k", "1"), ("set", "k2", "v"), ("GET", "k"), ("INCR", "k"),
+    ("CLIENT", "SETNAME", "fastpath"), ("GET", "k"), ("GET",), ("NOSUCH", "x"),
+    ("LPUSH", "l", "a"), ("GET", "l"), ("MULTI",), ("INCR", "k"), ("GET", "k"), ("EXEC",),
+    ("Get", "k"), ("PING",), ("ECHO", "e"), ("MSET", "a", "1", "b", "2"),
+]
+
+
+def send_all(port: int, data: bytes, replies: int) -> list:
+    """Write `data` at once; read until `replies` replies were decoded."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        s.sendall(data)
+        got = b""
+        while len(_decode(got)) < replies:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed"
+            got += chunk
+        return _decode(got)
+    finally:
+        s.close()
+
+
+def commandstats(client) -> dict:
+    """name -> (calls, rejected_calls, failed_calls)"""
+    out = {}
+    for name, v in client.info("commandstats").items():
+        out[name[len("cmdstat_"):]] = (v["calls"], v["rejected_calls"], v["failed_calls"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def pair():
+    p = Proc().start()
+    r = Proc(redis_server=True).start()
+    yield p, r
+    p.cleanup()
+    r.cleanup()
+
+
+def test_pipeline_replies_and_commandstats_match_redis(pair):
+    data = b"".join(enc(*a) for a in PIPELINE)
+    got = []
+    for s in pair:
+        c = s.client()
+        c.flushall()
+        c.config_resetstat()
+        replies = send_all(s.port, data, len(PIPELINE))
+        got.append(([repr(x) for x in replies], commandstats(c)))
+        c.close()
+    (rp, sp), (rr, sr) = got
+    assert rp == rr
+    sr.pop("flushall", None)
+    sp.pop("flushall", None)
+    sr.pop("config|resetstat", None)
+    sp.pop("config|resetstat", None)
+    sp.pop("info", None)
+    sr.pop("info", None)
+    assert sp == sr
+    assert sp["get"] == (5, 1, 1)       # 5 calls (1 in EXEC), the arity error, WRONGTYPE
+
+
+def test_commandstats_and_histogram_count_every_call():
+    srv = InProc()
+    c = srv.client()
+    c.c.data_received(enc("SET", "k", "v") * 100 + enc("GET", "k") * 50 + enc("SET", "k", "w"))
+    replies = _decode(bytes(c.t.buf))
+    assert replies == [b"OK"] * 100 + [b"v"] * 50 + [b"OK"]
+    assert c.c.last_cmd == "set"
+    info = c.call("INFO", "commandstats").decode()
+    stats = {m[0]: (int(m[1]), int(m[2]))
+             for m in re.findall(r"cmdstat_(\w+):calls=(\d+),usec=(\d+)", info)}
+    assert stats["set"][0] == 101 and stats["get"][0] == 50
+    assert stats["set"][1] > 0
+    h = c.call("LATENCY", "HISTOGRAM", "set", "get")
+    counts = {h[i]: h[i + 1][1] for i in range(0, len(h), 2)}
+    assert counts == {b"set": 101, b"get": 50}
+
+
+def _slow(handler, seconds):
+    def slow(c, argv):
+        time.sleep(seconds)
+        return handler(c, argv)
+    return slow
+
+
+def test_slowlog_and_latency_monitor_catch_one_slow_call_in_a_pipeline():
+    srv = InProc()
+    c = srv.client()
+    c.call("CONFIG", "SET", "slowlog-log-slower-than", "20000")
+    c.call("CONFIG", "SET", "latency-monitor-threshold", "20")
+    get = srv.srv.table[b"get"]
+    fast = get.handler
+    get.handler = _slow(fast, 0.03)
+    try:
+        c.c.data_received(enc("SET", "k", "v") * 20 + enc("GET", "k") + enc("SET", "k", "w") * 20)
+    finally:
+        get.handler = fast
+    log = c.call("SLOWLOG", "GET")
+    assert len(log) == 1
+    assert log[0][3] == [b"GET", b"k"]
+    assert log[0][2] >= 30000
+    latest = c.call("LATENCY", "LATEST")
+    assert [e[0] for e in latest] == [b"fast-command"]
+    assert latest[0][2] >= 30
+
+
+def test_slowlog_threshold_zero_logs_every_pipelined_call():
+    srv = InProc()
+    c = srv.client()
+    c.call("CONFIG", "SET", "slowlog-log-slower-than", "0")
+    c.call("SLOWLOG", "RESET")
+    c.c.data_received(enc("SET", "k", "v") * 3 + enc("GET", "k") * 2)
+    log = c.call("SLOWLOG", "GET", "-1")
+    assert [e[3][0] for e in log][:5] == [b"GET", b"GET", b"SET", b"SET", b"SET"]
+
+
+def test_slowlog_off_logs_nothing():
+    srv = InProc()
+    c = srv.client()
+    c.call("CONFIG", "SET", "slowlog-log-slower-than", "-1")
+    c.call("SLOWLOG", "RESET")
+    c.c.data_received(enc("SET", "k", "v") * 3)
+    assert c.call("SLOWLOG", "LEN") == 0
+
+
+def test_fold_counts_repeated_durations():
+    h = {}
+    L._fold(h, [1000] * 5 + [2000, 2001] + [5 * 10 ** 9])
+    assert sum(h.values()) == 8
+    assert h[L.hist_index(1000)] == 5
+    assert h[L.hist_index(2000)] == 2        # 2000 and 2001 share a bucket
+    assert h[L.hist_index(L.HIST_MAX_NS)] == 1
+
+
+def test_fast_path_stops_where_state_changes():
+    """A command that gives the client slow-path state (MULTI, CLIENT REPLY
+    OFF) in the middle of a read: the commands after it are treated by
+    execute() (queued, replies dropped), as Redis does."""
+    srv = InProc()
+    c = srv.client()
+    c.c.data_received(enc("SET", "k", "1") + enc("CLIENT", "REPLY", "OFF")
+                      + enc("INCR", "k") + enc("CLIENT", "REPLY", "ON") + enc("GET", "k"))
+    assert _decode(bytes(c.t.buf)) == [b"OK", b"OK", b"2"]
+    c.t.buf.clear()
+    c.c.data_received(enc("MULTI") + enc("INCR", "k") + enc("EXEC") + enc("GET", "k"))
+    assert _decode(bytes(c.t.buf)) == [b"OK", b"QUEUED", [3], b"3"]
+
+
+def test_a_replaced_execute_sees_every_pipelined_command():
+    """divert_commands (a busy script) or any wrapper installed the same way:
+    the fast path steps aside and every command goes through it."""
+    srv = InProc()
+    c = srv.client()
+    seen = []
+
+    def wrapper(client, argv):
+        seen.append(argv[0])
+        return b"-BUSY busy\r\n"
+
+    srv.srv.divert_commands(wrapper)
+    try:
+        c.c.data_received(enc("GET", "k") * 3 + enc("SET", "k", "v"))
+    finally:
+        srv.srv.restore_commands()
+    assert seen == [b"GET", b"GET", b"GET", b"SET"]
+    assert len(_decode(bytes(c.t.buf))) == 4
+    c.t.buf.clear()
+    c.c.data_received(enc("SET", "k", "v") + enc("GET", "k"))
+    assert _decode(bytes(c.t.buf)) == [b"OK", b"v"]
