@@ -677,10 +677,10 @@ class AOF:
         """What holds between calls: appending means an open incr file, the
         last of the manifest, which is the one on disk; the byte counts
         match the file; a rewrite in progress is a running child."""
-        assert self.synced <= self.written
+        assert self.synced <= self.written, "fsynced more bytes than written"
         if self.state == ON:
             assert self.fd >= 0 and self.manifest.incr, "appending without an incr file"
-            assert self.manifest.incr[-1].name == self.incr_name
+            assert self.manifest.incr[-1].name == self.incr_name, "appending to another file than the last incr"
             with open(self.manifest_path, "rb") as fh:
                 assert fh.read() == self.manifest.format().encode("utf-8", "surrogateescape"), \
                     "manifest differs from its file"
