@@ -192,6 +192,38 @@ def test_one_request_parser():
                                                                    "parse_commands"):
                 bad.append("%s def %s" % (rel, node.name))
     assert bad == []
+    # the AOF loader reads its files with the parser's file mode, and parses nothing itself
+    aof = (ROOT / "storage" / "aof.py").read_text()
+    assert "RequestParser.iter_file(" in aof and "hiredis" not in aof and "b\"\\r\\n\"" not in aof
+
+
+def test_request_parser_file_mode():
+    """RequestParser.iter_file (the AOF loader): annotations skipped, the offset of the first damaged byte, a short read at an
+    end inside a command; hiredis and the strict parser agree."""
+    import pytest
+
+    from pynode.resp import FileFormatError, Incomplete, RequestParser, file_offsets
+    set_k = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n"
+    data = b"#TS:1\r\n" + set_k + b"#TS:2\r\n" + set_k
+    for fast in (True, False):
+        assert list(RequestParser.iter_file(data, fast=fast)) == [[b"SET", b"k", b"v"]] * 2
+        assert list(RequestParser.iter_file(set_k + set_k, fast=fast)) == [[b"SET", b"k", b"v"]] * 2
+        with pytest.raises(Incomplete):
+            list(RequestParser.iter_file(set_k + set_k[:-3], fast=fast))
+        with pytest.raises(FileFormatError) as e:
+            list(RequestParser.iter_file(set_k + b"PING\r\n", fast=fast))
+        assert e.value.offset == len(set_k) and "expected '*'" in e.value.what
+    # the strict parser checks the CRLF after a bulk (hiredis, as Redis's loader, does not)
+    with pytest.raises(FileFormatError) as e:
+        list(RequestParser.iter_file(set_k[:-2] + b"XX" + set_k, fast=False))
+    assert e.value.offset == len(set_k) - 2 and "CRLF" in e.value.what
+    ends: list = []
+    list(RequestParser.iter_file(data, ends=ends))
+    ts = len(b"#TS:1\r\n")
+    assert ends == [ts + len(set_k), 2 * (ts + len(set_k))]
+    # (end of command k, start of the next past the annotations), for truncation messages
+    assert file_offsets(data, 0) == (0, ts)
+    assert file_offsets(data, 1) == (ts + len(set_k), 2 * ts + len(set_k))
 
 
 def test_request_parser_units_count_every_byte():
