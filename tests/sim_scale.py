@@ -62,7 +62,7 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.1f}"
 
 
-def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print) -> dict:
+def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print, warmup_s: int = 0) -> dict:
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     out(f"{n} nodes, seed {seed}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -93,7 +93,9 @@ def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print) -> dict:
     sim.check_all()
     phase("form", t0, v0)
 
-    # 2. steady state: the bus
+    # 2. steady state: the bus (after ``warmup_s``: links made while forming are
+    # fresh, so the pings due every node-timeout/2 start only after that)
+    sim.run_for(warmup_s * 1000)
     t0, v0 = time.perf_counter(), sim.now
     m0, b0 = sim.msgs_sent, sim.bus_bytes()
     by_type0 = _sent_by_type(sim)
@@ -160,15 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--node-timeout", type=int, default=15000)
     ap.add_argument("--steady", type=int, default=10, help="virtual seconds measured")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="virtual seconds run between forming and the measurement")
     ap.add_argument("--budget", type=float, default=600.0, help="wall seconds allowed")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
     if args.profile:
         prof = cProfile.Profile()
-        figures = prof.runcall(run, args.nodes, args.seed, args.node_timeout, args.steady)
+        figures = prof.runcall(run, args.nodes, args.seed, args.node_timeout, args.steady,
+                               warmup_s=args.warmup)
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     else:
-        figures = run(args.nodes, args.seed, args.node_timeout, args.steady)
+        figures = run(args.nodes, args.seed, args.node_timeout, args.steady, warmup_s=args.warmup)
     if figures["wall_s"] > args.budget:
         print(f"over budget: {figures['wall_s']:.0f} s > {args.budget:.0f} s")
         return 1
