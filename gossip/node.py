@@ -105,6 +105,9 @@ class Node:
     #: the last gossip entry made for this node (gossip.state reuses it while
     #: the fields it carries are unchanged)
     _gossip: object = field(default=None, repr=False)
+    #: position in the node table's order (gossip.state: the order its cron
+    #: visits nodes in; a rename moves a node to the end, as in the dict)
+    _seq: int = field(default=0, repr=False)
 
     @property
     def is_primary(self) -> bool:

@@ -266,6 +266,7 @@ class Simulator:
         self._trace = hashlib.blake2b(digest_size=16)
         self.nodes: list[SimNode] = []
         self._addr: dict[tuple[str, int], int] = {}
+        self._index_cache: dict[str, int] = {}  # node id -> index (checked on use: ids change)
         for i in range(n_nodes):
             self.add_node()
 
@@ -398,31 +399,51 @@ class Simulator:
 
     def form(self, n_primaries: int, replicas: dict[int, int] | None = None,
              timeout_ms: int = 60_000, every_ms: int = 200,
-             agree_on_roles: bool = True) -> str | None:
+             agree_on_roles: bool = True, hub: int = 0, remeet: bool = False,
+             epochs_for_all: bool = False) -> str | None:
         """What redis-cli --cluster create does: primaries 0..n-1 get the slots
-        (and distinct config epochs), every node MEETs node 0 (again if a MEET
-        got lost), then every other node replicates a primary (round robin, or
-        as ``replicas`` says: replica index -> primary index), until converged
+        (and distinct config epochs), every node MEETs node ``hub`` (again if a
+        MEET got lost), then every other node replicates a primary (round robin,
+        or as ``replicas`` says: replica index -> primary index), until converged
         (:meth:`converged`; without ``agree_on_roles``, :meth:`consistent`).
-        Returns None, or what did not happen."""
+        Returns None, or what did not happen.
+
+        ``remeet`` (large clusters): once every node knows every other, each
+        primary MEETs the hub once more. A handshake's first PONG is read
+        without a known sender (Redis 7.0's clusterProcessPacket), so the hub
+        learns no primary's slots from its handshakes, and afterwards hears
+        from a given primary only when that one happens to ping it (the gossip
+        keeps their pong times fresh): minutes at 1000 nodes. A MEET from a
+        node it knows is read as a PING from that node, slots included. (The
+        hub should then own no slots: a primary does not learn the hub's from
+        the PONG to its second MEET either.)
+
+        ``epochs_for_all``: every node gets a distinct config epoch, as
+        redis-cli 7.0 gives them (else only the primaries: the nodes left at
+        epoch 0 collide with each other and bump, and each bump may collide
+        with a primary's epoch, which then bumps too, until all differ)."""
         prim = list(range(n_primaries))
         self.assign_slots_evenly(prim)
-        for k, i in enumerate(prim):
+        for k, i in enumerate(range(len(self.nodes)) if epochs_for_all else prim):
             self.call(i, "set_config_epoch", k + 1)
-        self.meet_all()
+        self.meet_all(hub)
 
         def known(s: Simulator) -> bool:
-            s.rejoin_stragglers()
+            s.rejoin_stragglers(hub)
             return s.tables_converged() if agree_on_roles else s.everyone_known()
         if not self.run_until(known, timeout_ms, every_ms):
             return "no node table agreement"
+        if remeet:
+            for i in prim:
+                if i != hub:
+                    self.meet(i, hub)
         n = len(self.nodes)
         plan = replicas or {r: prim[(r - n_primaries) % n_primaries] for r in range(n_primaries, n)}
         for r, p in plan.items():
             self.call(r, "replicate", self.node_id(p))
 
         def settled(s: Simulator) -> bool:
-            s.rejoin_stragglers()
+            s.rejoin_stragglers(hub)
             if not agree_on_roles:
                 return s.consistent() and all(
                     s.state(r).myself.primary_id == s.node_id(p) for r, p in plan.items())
@@ -663,8 +684,14 @@ class Simulator:
 
     def index_of(self, node_id: str | None) -> int | None:
         """The index of the live node with this id (None if none)."""
+        j = self._index_cache.get(node_id)
+        if j is not None:
+            n = self.nodes[j]
+            if n.alive and n.state.myself_id == node_id:
+                return j
         for n in self.nodes:
             if n.alive and n.state.myself_id == node_id:
+                self._index_cache[node_id] = n.index
                 return n.index
         return None
 

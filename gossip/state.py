@@ -47,6 +47,7 @@ on a replica, :meth:`set_master_link_down_since` (for the data age check).
 
 from __future__ import annotations
 
+import heapq
 import ipaddress
 import random
 from typing import Iterable
@@ -117,9 +118,39 @@ CANT_FAILOVER_MESSAGES = {
     CANT_FAILOVER_WAITING_VOTES: "Waiting for votes, but majority still not reached.",
 }
 
+# The replica's election (clusterHandleSlaveFailover's failover_auth_* fields):
+# idle, an attempt scheduled (failover_auth_time: when it asks), the request
+# for votes sent (failover_auth_epoch: the election's epoch). A new attempt
+# (after the retry time) reschedules from any state; winning, or following
+# another primary, ends it.
+ELECTION_IDLE, ELECTION_SCHEDULED, ELECTION_ASKED = "idle", "scheduled", "asked"
+ELECTION_STEPS = {
+    ELECTION_IDLE: frozenset((ELECTION_SCHEDULED,)),
+    ELECTION_SCHEDULED: frozenset((ELECTION_SCHEDULED, ELECTION_ASKED, ELECTION_IDLE)),
+    ELECTION_ASKED: frozenset((ELECTION_SCHEDULED, ELECTION_IDLE)),
+}
+# A manual failover (CLUSTER FAILOVER; Redis's mf_* fields). On the replica:
+# waiting for the paused primary's offset, catching up to it, then free to
+# start its (forced) election; FORCE starts there at once. On the primary:
+# serving one (clients paused, mf_replica pinged every tick). Any state ends
+# (resetManualFailover: timeout, done, or a new one) in none.
+MF_NONE, MF_WAIT_OFFSET, MF_CATCHING_UP, MF_CAN_START, MF_SERVING = (
+    "none", "wait-offset", "catching-up", "can-start", "serving")
+MF_STEPS = {
+    MF_NONE: frozenset((MF_NONE, MF_WAIT_OFFSET, MF_CAN_START, MF_SERVING)),
+    MF_WAIT_OFFSET: frozenset((MF_NONE, MF_CATCHING_UP)),
+    MF_CATCHING_UP: frozenset((MF_NONE, MF_CAN_START)),
+    MF_CAN_START: frozenset((MF_NONE,)),
+    MF_SERVING: frozenset((MF_NONE,)),
+}
+
 _ROLE_FLAGS = frozenset((MASTER, SLAVE))
 _TICK_SPECIAL = frozenset((PFAIL, HANDSHAKE, NOADDR))
 _NOT_PRIMARY_OK = frozenset((NOADDR, HANDSHAKE, FAIL))
+
+
+def _by_seq(node: Node) -> int:
+    return node._seq
 
 
 def _role_flags(flags) -> set[str]:
@@ -202,9 +233,9 @@ class ClusterState:
         self.blacklist: dict[str, int] = {}  # node id -> ban expiry (ms)
 
         # Election (replica side), as Redis's failover_auth_*.
+        self.election = ELECTION_IDLE  # see ELECTION_STEPS
         self.failover_auth_time = 0  # when the election starts (or started)
         self.failover_auth_count = 0  # votes received
-        self.failover_auth_sent = False  # request broadcast in this attempt
         self.failover_auth_rank = 0
         self.failover_failed_primary_rank = 0
         self.failover_auth_epoch = 0  # the epoch of the election in progress
@@ -215,8 +246,8 @@ class ClusterState:
         # Manual failover (mf_*): on a replica, mf_end is the deadline of the one it
         # runs and mf_primary_offset the offset its paused primary announced (-1:
         # not yet); on a primary, mf_end / mf_replica describe the one it serves.
+        self.mf_state = MF_NONE  # see MF_STEPS
         self.mf_end = 0
-        self.mf_can_start = False
         self.mf_replica: str | None = None
         self.mf_primary_offset = -1
         self._mf_offset_fresh = False  # set_repl_offset called since the pause
@@ -225,9 +256,31 @@ class ClusterState:
         self.master_last_interaction: int | None = None
 
         self._iteration = 0
+        # What clusterCron's two loops over the node table would find, kept as it
+        # changes, so that a tick costs what is due rather than the table's size
+        # (a 1000-node cluster ticks 10 000 times a second per node). The cron
+        # visits these in table order (Node._seq), so it does what the full
+        # scans did, in the same order.
+        # _attn: nodes that may be unlinked or carry PFAIL, HANDSHAKE or NOADDR
+        # (added wherever that becomes true; dropped by the cron once it is not).
+        self._attn: set[Node] = set()
+        # _pinged: nodes that may have a ping in flight (ping_sent != 0).
+        self._pinged: set[Node] = set()
+        # _due: a heap of (time, seq, node), one entry per node, the time never
+        # later than when the node's pong gets older than node-timeout/2 (the
+        # pong time only grows: an entry is pushed again, later, when popped).
+        self._due: list = []
+        self._due_half = node_timeout_ms // 2
+        self._node_seq = 0
+        # bumped by every change of a node's role, FAIL, NOADDR, HANDSHAKE or
+        # MIGRATE_TO flag, primary, slots, or of the table itself: the replica
+        # cron's census of primaries and their replicas is kept until it moves
+        self._topo_gen = 0
+        self._census: tuple | None = None
         self._first_update_time: int | None = None
         self._among_minority_time = 0
-        self._ids_cache: list[str] | None = None
+        self._ids_cache: list[str] | None = None  # the table's ids, in order
+        self._objs: list[Node] = []  # ... and its nodes (valid with _ids_cache)
         self._replication_pending = False
         self._out: list = []
         self._todo_save = False
@@ -315,6 +368,7 @@ class ClusterState:
         for n in st.nodes.values():  # clusterNodeAddSlave: a primary that has replicas
             if n.is_replica and n.primary_id in st.nodes:
                 st.nodes[n.primary_id].flags.add(MIGRATE_TO)
+                st._topo_gen += 1
         st._update_myself_flags()
         st.check_invariants(full=True)
         return st
@@ -343,6 +397,24 @@ class ClusterState:
         if m.is_replica and m.primary_id in self.nodes:
             return self.nodes[m.primary_id].config_epoch
         return m.config_epoch
+
+    @property
+    def failover_auth_sent(self) -> bool:
+        """The request for votes of this attempt went out (Redis's failover_auth_sent)."""
+        return self.election == ELECTION_ASKED
+
+    @property
+    def mf_can_start(self) -> bool:
+        """The manual failover may start its election (Redis's mf_can_start)."""
+        return self.mf_state == MF_CAN_START
+
+    def _election_step(self, new: str) -> None:
+        assert new in ELECTION_STEPS[self.election], f"election {self.election} -> {new}"
+        self.election = new
+
+    def _mf_step(self, new: str) -> None:
+        assert new in MF_STEPS[self.mf_state], f"manual failover {self.mf_state} -> {new}"
+        self.mf_state = new
 
     def replicas_of(self, node_id: str) -> list[Node]:
         return [n for n in self.nodes.values() if n.is_replica and n.primary_id == node_id]
@@ -403,6 +475,19 @@ class ClusterState:
         assert not me.flags & {PFAIL, FAIL, HANDSHAKE, NOADDR}, f"myself flags: {me.flags}"
         assert me.is_replica == (me.primary_id is not None), "myself is a replica iff it has a primary"
         assert me.primary_id != me.id
+        # the election and the manual failover: their state and their fields agree
+        assert self.election in ELECTION_STEPS and self.mf_state in MF_STEPS
+        if self.election != ELECTION_IDLE:
+            assert me.is_replica and self.failover_auth_time > 0, f"election {self.election} on {me.flags}"
+        if self.election == ELECTION_ASKED:
+            assert 0 < self.failover_auth_epoch <= self.current_epoch, "election epoch"
+        assert (self.mf_state == MF_NONE) == (self.mf_end == 0), f"manual failover {self.mf_state}, end {self.mf_end}"
+        assert (self.mf_state == MF_SERVING) == (self.mf_replica is not None), "manual failover served"
+        assert self.mf_state != MF_SERVING or me.is_primary, "a replica serves a manual failover"
+        if self.mf_state == MF_CATCHING_UP:
+            assert self.mf_primary_offset >= 0, "catching up to no offset"
+        elif self.mf_state != MF_CAN_START:  # (FORCE starts without one)
+            assert self.mf_primary_offset == -1, f"paused primary's offset in {self.mf_state}"
         total = 0
         for n in self.nodes.values():
             assert (n is me) == (MYSELF in n.flags), f"only myself has the myself flag ({n.id})"
@@ -427,6 +512,22 @@ class ClusterState:
             for table in (me.migrating, me.importing):
                 for s, nid in table.items():
                     assert 0 <= s < CLUSTER_SLOTS and nid in self.nodes
+            for n in self.nodes.values():
+                g = n._gossip
+                assert g is None or (g.node_id, g.ip, g.port, g.cport) == (n.id, n.ip, n.port, n.cport), (
+                    f"node {n.id}: cached gossip entry of another name or address")
+            # the cron's incremental views hold every node its scans would visit
+            due: dict[Node, int] = {}
+            for t, _, n in self._due:
+                due[n] = min(t, due.get(n, t))
+            for n in self.nodes.values():
+                if n is me:
+                    continue
+                assert n in self._attn or (n.link and _TICK_SPECIAL.isdisjoint(n.flags)), (
+                    f"node {n.id} needs the cron's attention but is not listed")
+                assert n in self._pinged or not n.ping_sent, f"node {n.id}: ping in flight not listed"
+                assert due.get(n, 1 << 62) <= max(n.pong_received + self._due_half, self.now) + 1, (
+                    f"node {n.id}: ping deadline later than its pong age")
 
     # ------------------------------------------------------------------ plumbing
 
@@ -482,12 +583,26 @@ class ClusterState:
     def _node_ids(self) -> list[str]:
         if self._ids_cache is None:
             self._ids_cache = list(self.nodes)
+            self._objs = list(self.nodes.values())
         return self._ids_cache
 
     def _add_node(self, node: Node) -> None:
         assert node.id not in self.nodes, f"node {node.id} added twice"
         self.nodes[node.id] = node
         self._ids_cache = None
+        self._node_seq += 1
+        self._topo_gen += 1
+        node._seq = self._node_seq
+        if MYSELF not in node.flags:
+            self._attn.add(node)
+            if node.ping_sent:
+                self._pinged.add(node)
+            heapq.heappush(self._due, (node.pong_received + self._due_half + 1, node._seq, node))
+
+    def _unlink(self, node: Node) -> None:
+        """The outbound link is gone (freeLinks): the cron reconnects."""
+        node.link = False
+        self._attn.add(node)
 
     def _del_node(self, node: Node) -> None:
         """clusterDelNode: unassign its slots, drop reports by it, close its link."""
@@ -502,19 +617,25 @@ class ClusterState:
             n.failure_reports.pop(node.id, None)
             if n.primary_id == node.id and n is not me:
                 n.primary_id = None
+                self._topo_gen += 1
         if node.link:
-            node.link = False
+            self._unlink(node)
             self._out.append(A.Disconnect(node.id))
         del self.nodes[node.id]
         self._ids_cache = None
+        self._topo_gen += 1
 
     def _rename_node(self, node: Node, new_id: str) -> None:
         assert new_id not in self.nodes and not node.slots
         old = node.id
         del self.nodes[old]
         node.id = new_id
+        node._gossip = None
         self.nodes[new_id] = node
         self._ids_cache = None
+        self._topo_gen += 1
+        self._node_seq += 1
+        node._seq = self._node_seq
         if node.link:
             self._out.append(A.Rename(old, new_id))
 
@@ -533,6 +654,7 @@ class ClusterState:
             assert owner[s] is None, f"slot {s} already owned by {owner[s]}"
             owner[s] = nid
         before = len(node.slots)
+        self._topo_gen += 1
         node.slots.update(slots)
         node._slots_changed(added=slots)
         self._assigned += len(node.slots) - before
@@ -547,6 +669,7 @@ class ClusterState:
             owner[s] = None
         me = self.myself
         shard_lost: list[int] = []
+        self._topo_gen += 1
         for nid, lost in touched.items():
             node = self.nodes[nid]
             node.slots.difference_update(lost)
@@ -614,9 +737,9 @@ class ClusterState:
         wanted = min(max(3, count // 10), freshnodes)
         entries: list[GossipEntry] = []
         chosen: set[str] = set()
-        ids = self._node_ids()
-        nids = len(ids)
-        nodes, me = self.nodes, self.myself
+        nids = len(self._node_ids())
+        objs = self._objs
+        me = self.myself
         # rng.choice(ids) inlined (random.Random._randbelow_with_getrandbits:
         # the same draws, so a seed's run is the same), a call less per draw
         bits = self.rng.getrandbits
@@ -629,7 +752,7 @@ class ClusterState:
             r = bits(k)
             while r >= nids:
                 r = bits(k)
-            n = nodes[ids[r]]
+            n = objs[r]
             if n is me:
                 continue
             fl = n.flags
@@ -644,11 +767,12 @@ class ClusterState:
             nid = n.id
             if nid in chosen:
                 continue
-            g = n._gossip  # _gossip_entry(n), inlined: this runs ~100 times a message
+            # _gossip_entry(n), inlined: this runs ~100 times a message (a rename
+            # or a new address drops the cached entry: only times and flags change)
+            g = n._gossip
             if (
-                g is None or g.node_id != nid or g.ping_sent != n.ping_sent // 1000 * 1000
+                g is None or g.ping_sent != n.ping_sent // 1000 * 1000
                 or g.pong_received != n.pong_received // 1000 * 1000 or g.flags != fl
-                or g.ip != n.ip or g.port != n.port or g.cport != n.cport
             ):
                 g = entry(n)
             entries.append(g)
@@ -656,10 +780,12 @@ class ClusterState:
             freshnodes -= 1
         pfail_wanted = self.stats_pfail_nodes
         if pfail_wanted:
-            for n in self.nodes.values():
+            # every PFAIL node is in _attn: visit those in table order
+            nodes = self.nodes
+            for n in sorted(self._attn, key=_by_seq):
                 if pfail_wanted <= 0:
                     break
-                if n.flags & {HANDSHAKE, NOADDR} or PFAIL not in n.flags:
+                if n.flags & {HANDSHAKE, NOADDR} or PFAIL not in n.flags or nodes.get(n.id) is not n:
                     continue
                 entries.append(self._gossip_entry(n))
                 pfail_wanted -= 1
@@ -679,6 +805,7 @@ class ClusterState:
     def _send_ping(self, node: Node, mtype: MsgType) -> None:
         if mtype == MsgType.PING:
             node.ping_sent = self.now
+            self._pinged.add(node)
         self._send(node, self._ping_message(mtype))
 
     def _broadcast(self, msg: Message, among=None) -> None:
@@ -719,12 +846,18 @@ class ClusterState:
                 self._replication_pending = False
 
         # Reconnect, expire handshakes. (A linked node with none of PFAIL,
-        # HANDSHAKE, NOADDR has nothing to do here: the common case, skipped
-        # first - this loop and the next run over every node 10 times a second.)
+        # HANDSHAKE, NOADDR has nothing to do here: Redis's loop visits every
+        # node; this one only those in _attn, which holds every other one.)
         self.stats_pfail_nodes = 0
         special = _TICK_SPECIAL
-        for node in list(self.nodes.values()):
+        nodes = self.nodes
+        attn = self._attn
+        for node in sorted(attn, key=_by_seq) if len(attn) > 1 else list(attn):
+            if nodes.get(node.id) is not node:
+                attn.discard(node)  # deleted
+                continue
             if node.link and special.isdisjoint(node.flags):
+                attn.discard(node)
                 continue
             if node is me or NOADDR in node.flags:
                 continue
@@ -768,7 +901,7 @@ class ClusterState:
         update = False
         half = timeout // 2
         mf_id = self.mf_replica if self.mf_end and me.is_primary else None
-        for node in list(self.nodes.values()):
+        for node in self._ping_candidates(now, half, mf_id):
             # the common case first: no ping in flight, and no ping due (heard
             # from within node-timeout/2, or no link), not a manual failover's replica
             if node.ping_sent == 0 and (not node.link or now - node.pong_received <= half) \
@@ -786,7 +919,7 @@ class ClusterState:
                 and data_delay > timeout // 2
             ):
                 # No answer for a while on a live link: drop it, cron reconnects.
-                node.link = False
+                self._unlink(node)
                 self._out.append(A.Disconnect(node.id))
             if node.link and node.ping_sent == 0 and now - node.pong_received > timeout // 2:
                 self._send_ping(node, MsgType.PING)
@@ -800,6 +933,7 @@ class ClusterState:
             if min(ping_delay, data_delay) > timeout and not node.flags & FAILURE_FLAGS:
                 self._log("debug", f"*** NODE {node.id} possibly failing")
                 node.flags.add(PFAIL)
+                self._attn.add(node)
                 update = True
 
         self._manual_failover_check_timeout()
@@ -808,13 +942,62 @@ class ClusterState:
             self._todo_update = True
         return self._finish()
 
+    def _ping_candidates(self, now: int, half: int, mf_id: str | None) -> list[Node]:
+        """The nodes clusterCron's failure detection loop has work for, in table
+        order: those with a ping in flight, those not heard from within
+        node-timeout/2 (from the _due heap), the manual failover's replica; a
+        superset of them (the loop's own first test sorts them out)."""
+        nodes = self.nodes
+        due = self._due
+        if half != self._due_half:  # (the timeout never changes in practice)
+            self._due_half = half
+            due[:] = [(n.pong_received + half + 1, n._seq, n) for n in nodes.values() if MYSELF not in n.flags]
+            heapq.heapify(due)
+        out = set()
+        pinged = self._pinged
+        for node in list(pinged):
+            if node.ping_sent == 0 or nodes.get(node.id) is not node:
+                pinged.discard(node)
+            else:
+                out.add(node)
+        while due and due[0][0] <= now:
+            _, seq, node = heapq.heappop(due)
+            if nodes.get(node.id) is not node:
+                continue  # deleted: its entry goes
+            t = node.pong_received + half + 1
+            if t <= now:
+                # due now (or unlinked): a candidate, looked at again next tick
+                out.add(node)
+                t = now + 1
+            heapq.heappush(due, (t, seq, node))
+        if mf_id is not None and mf_id in nodes:
+            out.add(nodes[mf_id])
+        return sorted(out, key=_by_seq)
+
     def _replica_cron(self) -> None:
         """The replica's share of clusterCron: manual failover, election, migration."""
         me = self.myself
         if not me.is_replica:
             return
-        # Orphaned primaries (serving slots, no working replica, used to have one),
-        # the max number of working replicas of a primary, and my primary's count.
+        census = self._census
+        if census is None or census[0] != self._topo_gen:
+            census = self._census = (self._topo_gen, *self._replica_census())
+        elif self.check_every == 1:
+            assert census[1:] == self._replica_census(), "replica census out of date"
+        _, orphaned, max_replicas, this_replicas = census
+        self._handle_manual_failover()
+        self._handle_replica_failover()
+        if (
+            me.is_replica and orphaned and max_replicas >= 2 and this_replicas == max_replicas
+            and self.allow_replica_migration
+        ):
+            self._handle_replica_migration(max_replicas)
+
+    def _replica_census(self) -> tuple[int, int, int]:
+        """(orphaned primaries: serving slots, no working replica, used to have one;
+        the most working replicas a primary has; my primary's count), as
+        clusterCron counts them on a replica."""
+        me = self.myself
         ok_replicas = self._count_ok_replicas()
         orphaned = max_replicas = this_replicas = 0
         skip = _NOT_PRIMARY_OK
@@ -828,13 +1011,7 @@ class ClusterState:
                 max_replicas = max(max_replicas, ok)
                 if me.primary_id == node.id:
                     this_replicas = ok
-        self._handle_manual_failover()
-        self._handle_replica_failover()
-        if (
-            me.is_replica and orphaned and max_replicas >= 2 and this_replicas == max_replicas
-            and self.allow_replica_migration
-        ):
-            self._handle_replica_migration(max_replicas)
+        return orphaned, max_replicas, this_replicas
 
     def _count_ok_replicas(self) -> dict[str, int]:
         """clusterCountNonFailingSlaves for every primary: primary id -> replicas not FAIL."""
@@ -990,7 +1167,7 @@ class ClusterState:
             # failed primary ranked before mine.
             self.failover_auth_time = now + unit + self.rng.randrange(unit)
             self.failover_auth_count = 0
-            self.failover_auth_sent = False
+            self._election_step(ELECTION_SCHEDULED)
             self.failover_auth_rank = self.replica_rank()
             self.failover_auth_time += self.failover_auth_rank * 2 * unit
             self.failover_failed_primary_rank = self.failed_primary_rank()
@@ -1039,7 +1216,7 @@ class ClusterState:
             self.failover_auth_epoch = self.current_epoch
             self._log("warning", f"Starting a failover election for epoch {self.current_epoch}.")
             self._request_failover_auth()
-            self.failover_auth_sent = True
+            self._election_step(ELECTION_ASKED)
             self._save(fsync=True, update=True)
             return
 
@@ -1120,8 +1297,8 @@ class ClusterState:
         """resetManualFailover: a primary that paused its clients resumes them."""
         if self.mf_replica is not None:
             self._out.append(A.UnpauseClients())
+        self._mf_step(MF_NONE)
         self.mf_end = 0
-        self.mf_can_start = False
         self.mf_replica = None
         self.mf_primary_offset = -1
         self._mf_offset_fresh = False
@@ -1136,7 +1313,7 @@ class ClusterState:
         if self.mf_end == 0 or self.mf_can_start or self.mf_primary_offset == -1:
             return
         if self.mf_primary_offset == self.repl_offset:
-            self.mf_can_start = True
+            self._mf_step(MF_CAN_START)
             self._log("warning", "All master replication stream processed, manual failover can start.")
             self._todo_failover = True
 
@@ -1164,13 +1341,15 @@ class ClusterState:
             raise ClusterError("ERR Master is down or failed, please use CLUSTER FAILOVER FORCE")
         self._reset_manual_failover()
         self.mf_end = self.now + MF_TIMEOUT_MS
+        if not force:
+            self._mf_step(MF_WAIT_OFFSET)
         if takeover:
             self._log("warning", "Taking over the master (user request).")
             self._bump_config_epoch_without_consensus()
             self._failover_replace_your_primary()
         elif force:
             self._log("warning", "Forced failover user request accepted.")
-            self.mf_can_start = True
+            self._mf_step(MF_CAN_START)
         else:
             self._log("warning", "Manual failover user request accepted.")
             self._send(primary, Message(MsgType.MFSTART, self._header()))
@@ -1187,7 +1366,7 @@ class ClusterState:
         self._begin(now)
         node = self.nodes.get(node_id)
         if node is not None and node.link:
-            node.link = False
+            self._unlink(node)
             self._log("verbose", f"Connection with Node {node_id} at {node.ip}:{node.cport} lost")
         return self._finish()
 
@@ -1230,6 +1409,7 @@ class ClusterState:
             ):
                 # My primary paused its clients for my manual failover: its final offset.
                 self.mf_primary_offset = h.offset
+                self._mf_step(MF_CATCHING_UP)
                 self._todo_manual_failover = True
                 self._log("warning", f"Received replication offset for paused master manual failover: {h.offset}")
 
@@ -1294,15 +1474,19 @@ class ClusterState:
                 self._rename_node(link_node, h.sender)
                 link_node.flags.discard(HANDSHAKE)
                 link_node.flags |= _role_flags(h.flags)
+                self._topo_gen += 1
                 self._log("debug", f"Handshake with node {link_node.id} completed.")
                 self._save()
             elif link_node.id != h.sender:
                 # Someone else answers at this address now.
                 self._log("debug", f"PONG contains mismatching sender ID {h.sender}, expected {link_node.id}")
                 link_node.flags.add(NOADDR)
+                self._topo_gen += 1
+                self._attn.add(link_node)
                 link_node.ip, link_node.port, link_node.cport = "", 0, 0
+                link_node._gossip = None
                 if link_node.link:
-                    link_node.link = False
+                    self._unlink(link_node)
                     self._out.append(A.Disconnect(link_node.id))
                 self._save()
                 return False
@@ -1339,11 +1523,14 @@ class ClusterState:
                 self._del_node_slots(sender)
                 sender.flags -= {MASTER, MIGRATE_TO}
                 sender.flags.add(SLAVE)
+                self._topo_gen += 1
                 self._save(update=True)
             if not sender.flags & _ROLE_FLAGS:
                 sender.flags.add(SLAVE)
+                self._topo_gen += 1
             if primary is not None and sender.primary_id != primary.id and primary is not sender:
                 sender.primary_id = primary.id
+                self._topo_gen += 1
                 primary.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
                 self._save()
 
@@ -1385,10 +1572,12 @@ class ClusterState:
         if node.ip == ip and node.port == h.port and node.cport == h.cport:
             return False
         node.ip, node.port, node.cport = ip, h.port, h.cport
+        node._gossip = None
         if node.link:
-            node.link = False
+            self._unlink(node)
             self._out.append(A.Disconnect(node.id))
         node.flags.discard(NOADDR)
+        self._topo_gen += 1
         self._log("warning", f"Address updated for node {node.id}, now {ip}:{h.port}")
         me = self.myself
         if me.is_replica and me.primary_id == node.id:
@@ -1429,10 +1618,12 @@ class ClusterState:
                     and (node.ip != g.ip or node.port != g.port or node.cport != g.cport)
                 ):
                     if node.link:
-                        node.link = False
+                        self._unlink(node)
                         self._out.append(A.Disconnect(node.id))
                     node.ip, node.port, node.cport = g.ip, g.port, g.cport
+                    node._gossip = None
                     node.flags.discard(NOADDR)
+                    self._topo_gen += 1
             elif (
                 sender is not None
                 and NOADDR not in g.flags
@@ -1453,6 +1644,7 @@ class ClusterState:
         if failing is not None and not failing.flags & {FAIL, MYSELF}:
             self._log("notice", f"FAIL message received from {sender.id} about {failing.id}")
             failing.flags.add(FAIL)
+            self._topo_gen += 1
             failing.fail_time = self.now
             failing.flags.discard(PFAIL)
             self._save(update=True)
@@ -1494,6 +1686,7 @@ class ClusterState:
             self._reset_manual_failover()
             self.mf_end = self.now + MF_TIMEOUT_MS
             self.mf_replica = sender.id
+            self._mf_step(MF_SERVING)
             self._out.append(A.PauseClients(self.now + MF_TIMEOUT_MS * MF_PAUSE_MULT))
             self._log("warning", f"Manual failover requested by replica {sender.id}.")
             ping = self._ping_message(MsgType.PING)
@@ -1645,8 +1838,11 @@ class ClusterState:
         n.flags.discard(SLAVE)
         n.flags.add(MASTER)
         n.primary_id = None
+        self._topo_gen += 1
         if n is self.myself:
             self._out.append(A.Replicate(None))
+            if self.election != ELECTION_IDLE:  # won, or made a primary by hand
+                self._election_step(ELECTION_IDLE)
         self._save(update=True)
 
     def _set_my_primary(self, n: Node) -> None:
@@ -1656,6 +1852,7 @@ class ClusterState:
         if me.is_primary:
             me.flags -= {MASTER, MIGRATE_TO}
             me.flags.add(SLAVE)
+            self._topo_gen += 1
             me.migrating.clear()
             me.importing.clear()
         if me.primary_id != n.id:
@@ -1663,10 +1860,12 @@ class ClusterState:
             # new one to fail soon, its replicas must rank themselves afresh instead
             # of all starting at once on the stale schedule and splitting the votes.
             self.failover_auth_time = 0
-            self.failover_auth_sent = False
+            if self.election != ELECTION_IDLE:
+                self._election_step(ELECTION_IDLE)
             self.sibling_election_until = 0
         me.primary_id = n.id
         n.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
+        self._topo_gen += 1
         self._replication_pending = False
         self._out.append(A.Replicate(n.id))
         self._reset_manual_failover()
@@ -1707,6 +1906,7 @@ class ClusterState:
         self._log("notice", f"Marking node {node.id} as failing (quorum reached).")
         node.flags.discard(PFAIL)
         node.flags.add(FAIL)
+        self._topo_gen += 1
         node.fail_time = self.now
         self._broadcast(Message(MsgType.FAIL, self._header(), body=FailBody(node.id)))
         self._save(update=True)
@@ -1716,6 +1916,7 @@ class ClusterState:
         if node.is_replica or not node.slots:
             self._log("notice", f"Clear FAIL state for node {node.id}: {'replica' if node.is_replica else 'master without slots'} is reachable again.")
             node.flags.discard(FAIL)
+            self._topo_gen += 1
             self._save(update=True)
         if (
             node.is_primary and node.slots
@@ -1723,6 +1924,7 @@ class ClusterState:
         ):
             self._log("notice", f"Clear FAIL state for node {node.id}: is reachable again and nobody is serving its slots after some time.")
             node.flags.discard(FAIL)
+            self._topo_gen += 1
             self._save(update=True)
 
     def _update_state(self) -> None:
@@ -1823,6 +2025,9 @@ class ClusterState:
             me.id = random_node_id(self.rng)
             self.nodes[me.id] = me
             self._ids_cache = None
+            self._node_seq += 1
+            me._seq = self._node_seq
+            self._topo_gen += 1
             self._log("notice", f"Node hard reset, now I'm {me.id}")
         self._save(fsync=True, update=True)
         return self._finish()

@@ -32,6 +32,7 @@ import signal
 import time
 from typing import Callable
 
+from pynode.resp import FileFormatError, Incomplete, RequestParser, file_offsets
 from storage import durable
 from storage.rewrite import encode_command, rewrite_keyspace
 from storage.sdsargs import split_args
@@ -214,140 +215,6 @@ def _manifest_error(path: str, lineno: int, line: str | None, err: str) -> AOFEr
 
 
 # ----------------------------------------------------------------- loading
-class _ShortRead(Exception):
-    pass
-
-
-class _Fallback(Exception):
-    """The fast parser met something it does not handle: reparse from there."""
-
-
-try:
-    import hiredis as _hiredis
-except ImportError:  # pragma: no cover - hiredis is a dependency
-    _hiredis = None
-
-_CHUNK = 1 << 16
-_SENTINEL_ARGV = [b"\x00pynode-aof-end-of-data\x00"]
-_SENTINEL = b"*1\r\n$%d\r\n%s\r\n" % (len(_SENTINEL_ARGV[0]), _SENTINEL_ARGV[0])
-
-
-def _iter_fast(data: bytes):
-    """Commands parsed by hiredis (10x faster than Python). Like Redis's loader
-    it does not check the two bytes after a bulk argument. Raises _Fallback
-    before any non-command item, _ShortRead at an incomplete end."""
-    reader = _hiredis.Reader()
-    gets = reader.gets
-    mv = memoryview(data)
-    for off in range(0, len(data), _CHUNK):
-        reader.feed(mv[off:off + _CHUNK])
-        while True:
-            try:
-                x = gets()
-            except _hiredis.ProtocolError:
-                raise _Fallback
-            if x is False:
-                break
-            if type(x) is not list or not x:
-                raise _Fallback
-            for a in x:
-                if type(a) is not bytes:
-                    raise _Fallback
-            yield x
-    # At a command boundary the sentinel comes back alone; otherwise the end is
-    # inside a command (or damaged): the strict parser decides from there.
-    reader.feed(_SENTINEL)
-    try:
-        x = gets()
-        if x == _SENTINEL_ARGV and gets() is False and not reader.has_data():
-            return
-    except _hiredis.ProtocolError:
-        pass
-    raise _Fallback
-
-
-def _iter_py(data: bytes, pos: int, name: str, ends: list | None = None):
-    """Commands parsed in Python from `pos`, strictly; AOFError with the offset
-    on a format error, _ShortRead at an incomplete end. Appends each command's
-    (end, next start) to `ends` when given."""
-    n = len(data)
-    find = data.find
-    while pos < n:
-        start = pos
-        c = data[pos]
-        if c == 35:  # '#': annotation
-            nl = find(b"\n", pos)
-            if nl < 0:
-                raise _ShortRead
-            pos = nl + 1
-            continue
-        if c != 42:  # '*'
-            raise _format_error(name, start, "expected '*' at the start of a command, "
-                                "found %r" % data[start:start + 16])
-        nl = find(b"\n", pos)
-        if nl < 0:
-            raise _ShortRead
-        try:
-            argc = int(data[pos + 1:nl])
-        except ValueError:
-            argc = 0
-        if argc < 1:
-            raise _format_error(name, start, "invalid argument count %r" % data[pos:nl + 1])
-        pos = nl + 1
-        argv = []
-        for _ in range(argc):
-            if pos >= n:
-                raise _ShortRead
-            if data[pos] != 36:  # '$'
-                raise _format_error(name, pos, "expected '$' (bulk length), found %r"
-                                    % data[pos:pos + 16])
-            nl = find(b"\n", pos)
-            if nl < 0:
-                raise _ShortRead
-            try:
-                ln = int(data[pos + 1:nl])
-            except ValueError:
-                ln = -1
-            if ln < 0:
-                raise _format_error(name, pos, "invalid bulk length %r" % data[pos:nl + 1])
-            s = nl + 1
-            e = s + ln
-            if e + 2 > n:
-                raise _ShortRead
-            if data[e:e + 2] != b"\r\n":
-                raise _format_error(name, e, "expected CRLF after a %d bytes argument" % ln)
-            argv.append(data[s:e])
-            pos = e + 2
-        if ends is not None:
-            ends.append(pos)
-        yield argv
-
-
-def _locate(data: bytes, k: int, name: str) -> tuple[int, int]:
-    """(end of the k-th command, start of the next one), k counted from 1; (0, 0)
-    for k == 0. Only used on the error/truncation paths."""
-    if k == 0:
-        start = 0
-    else:
-        ends: list = []
-        it = _iter_py(data, 0, name, ends)
-        try:
-            for _ in it:
-                if len(ends) == k:
-                    break
-        except _ShortRead:
-            pass
-        start = ends[-1] if ends else 0
-    end = start
-    n = len(data)
-    while start < n and data[start] == 35:  # skip annotations to the next command
-        nl = data.find(b"\n", start)
-        if nl < 0:
-            break
-        start = nl + 1
-    return end, start
-
-
 def replay(data: bytes, apply: Callable[[list], object], name: str = "aof",
            fast: bool = True) -> tuple[int, int, bool]:
     """Apply every command of one AOF file's bytes.
@@ -357,9 +224,7 @@ def replay(data: bytes, apply: Callable[[list], object], name: str = "aof",
     then the offset to truncate to (after the last applied command, or before
     the open MULTI). Raises AOFError for a format error or a command apply()
     rejects (unknown command), naming `name` and the byte offset."""
-    use_fast = (fast and _hiredis is not None and data[:1] != b"#"
-                and b"\n#" not in data)
-    it = _iter_fast(data) if use_fast else _iter_py(data, 0, name)
+    it = RequestParser.iter_file(data, fast=fast)
     k = 0              # commands read
     valid_k = 0        # commands read up to the last applied one (or EXEC)
     before_multi = 0
@@ -368,42 +233,39 @@ def replay(data: bytes, apply: Callable[[list], object], name: str = "aof",
     q = 0
     complete = True
     try:
-        while True:
-            try:
-                for argv in it:
-                    k += 1
-                    a0 = argv[0]
-                    if 4 <= len(a0) <= 5:
-                        cmd = a0.lower()
-                        if multi is not None:
-                            if cmd == b"exec":
-                                for q, qargv in multi:
-                                    apply(qargv)
-                                    count += 1
-                                multi = None
-                                valid_k = k
-                            elif cmd != b"multi":
-                                multi.append((k, argv))
-                            continue
-                        if cmd == b"multi":
-                            multi = []
-                            before_multi = valid_k
-                            continue
-                        if cmd == b"exec":
-                            valid_k = k
-                            continue
-                    elif multi is not None:
+        for argv in it:
+            k += 1
+            a0 = argv[0]
+            if 4 <= len(a0) <= 5:
+                cmd = a0.lower()
+                if multi is not None:
+                    if cmd == b"exec":
+                        for q, qargv in multi:
+                            apply(qargv)
+                            count += 1
+                        multi = None
+                        valid_k = k
+                    elif cmd != b"multi":
                         multi.append((k, argv))
-                        continue
-                    q = k
-                    apply(argv)
-                    count += 1
+                    continue
+                if cmd == b"multi":
+                    multi = []
+                    before_multi = valid_k
+                    continue
+                if cmd == b"exec":
                     valid_k = k
-                break
-            except _Fallback:
-                it = _iter_py(data, _locate(data, k, name)[1], name)
-    except _ShortRead:
+                    continue
+            elif multi is not None:
+                multi.append((k, argv))
+                continue
+            q = k
+            apply(argv)
+            count += 1
+            valid_k = k
+    except Incomplete:
         complete = False
+    except FileFormatError as e:
+        raise _format_error(name, e.offset, e.what) from None
     except AOFError:
         raise
     except Exception as e:  # apply() refused command number q
@@ -412,13 +274,13 @@ def replay(data: bytes, apply: Callable[[list], object], name: str = "aof",
                        "damaged or was written by a server with commands this one lacks. "
                        "Make a backup of your AOF directory, then remove the command or use "
                        "`redis-check-aof --fix <manifest>` to truncate the file there"
-                       % (msg[0].upper(), msg[1:], name, _locate(data, q - 1, name)[1]))
+                       % (msg[0].upper(), msg[1:], name, file_offsets(data, q - 1)[1]))
     if multi is not None:
         complete = False
         valid_k = before_multi
     if complete:
         return count, len(data), True
-    return count, _locate(data, valid_k, name)[0], False
+    return count, file_offsets(data, valid_k)[0], False
 
 
 def _format_error(name: str, offset: int, what: str) -> AOFError:
@@ -677,10 +539,10 @@ class AOF:
         """What holds between calls: appending means an open incr file, the
         last of the manifest, which is the one on disk; the byte counts
         match the file; a rewrite in progress is a running child."""
-        assert self.synced <= self.written
+        assert self.synced <= self.written, "fsynced more bytes than written"
         if self.state == ON:
             assert self.fd >= 0 and self.manifest.incr, "appending without an incr file"
-            assert self.manifest.incr[-1].name == self.incr_name
+            assert self.manifest.incr[-1].name == self.incr_name, "appending to another file than the last incr"
             with open(self.manifest_path, "rb") as fh:
                 assert fh.read() == self.manifest.format().encode("utf-8", "surrogateescape"), \
                     "manifest differs from its file"

@@ -6,9 +6,12 @@
 Half the nodes are primaries (slots spread evenly, distinct config epochs), the
 other half one replica each. Phases, each with its wall time:
 
-1. form: ADDSLOTS and SET-CONFIG-EPOCH on the primaries, every node MEETs node 0
-   (MEET again for the lost ones, as redis-cli), until every node knows every
-   other; then CLUSTER REPLICATE on the replicas, until the cluster is
+1. form: ADDSLOTS on the primaries, SET-CONFIG-EPOCH on every node (as
+   redis-cli), every node MEETs the last node (a replica-to-be, owning no
+   slots; MEET again for the lost ones, as redis-cli), until every node knows
+   every other; then each primary MEETs it once more (see Simulator.form:
+   the hub learns no slots from its handshakes) and CLUSTER REPLICATE on the
+   replicas, until the cluster is
    consistent as ``redis-cli --cluster check`` sees it (Simulator.consistent:
    one slot map, every slot served once, distinct epochs, all states ok; not
    that every node has heard each replica name its primary, which takes a
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import sys
 import time
@@ -58,8 +62,10 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.1f}"
 
 
-def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print) -> dict:
+def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print, warmup_s: int = 0) -> dict:
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
+    out(f"{n} nodes, seed {seed}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     sim = Simulator(
         n, seed, delay=(1, 5), node_timeout_ms=node_timeout, wire=False,
         full_check_every=max(1000, 50 * n), slot_check_every=max(1, n // 4),
@@ -68,21 +74,28 @@ def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print) -> dict:
     n_prim = n // 2
     figures: dict = {"nodes": n, "seed": seed, "node_timeout_ms": node_timeout}
 
+    cpu = [time.process_time()]
+
     def phase(name: str, t0: float, v0: int) -> None:
         wall = time.perf_counter() - t0
         virt = (sim.now - v0) / 1000
-        figures[name] = (wall, virt)
-        out(f"{name:9s} wall {wall:7.1f} s   virtual {virt:6.1f} s   events {sim.steps:,}")
+        c = time.process_time()
+        used, cpu[0] = c - cpu[0], c
+        figures[name] = (wall, virt, used)
+        out(f"{name:9s} wall {wall:7.1f} s   cpu {used:7.1f} s   virtual {virt:6.1f} s   events {sim.steps:,}")
 
     # 1. form
     t0, v0 = time.perf_counter(), sim.now
-    failed = sim.form(n_prim, timeout_ms=600_000, every_ms=1000, agree_on_roles=False)
+    failed = sim.form(n_prim, timeout_ms=600_000, every_ms=1000, agree_on_roles=False,
+                      hub=n - 1, remeet=True, epochs_for_all=True)
     if failed:
         raise SystemExit(f"seed {seed}: {n} nodes: {failed}")
     sim.check_all()
     phase("form", t0, v0)
 
-    # 2. steady state: the bus
+    # 2. steady state: the bus (after ``warmup_s``: links made while forming are
+    # fresh, so the pings due every node-timeout/2 start only after that)
+    sim.run_for(warmup_s * 1000)
     t0, v0 = time.perf_counter(), sim.now
     m0, b0 = sim.msgs_sent, sim.bus_bytes()
     by_type0 = _sent_by_type(sim)
@@ -126,9 +139,11 @@ def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print) -> dict:
     sim.check_all()
     phase("rejoin", t0, v0)
     figures["wall_s"] = time.perf_counter() - t_start
+    figures["cpu_s"] = time.process_time() - cpu_start
     figures["virtual_s"] = (sim.now - START_MS) / 1000
-    out(f"total     wall {figures['wall_s']:7.1f} s   virtual {figures['virtual_s']:6.1f} s   "
-        f"failover in {figures['failover_node_timeouts']:.2f} x node-timeout")
+    out(f"total     wall {figures['wall_s']:7.1f} s   cpu {figures['cpu_s']:7.1f} s   virtual {figures['virtual_s']:6.1f} s   "
+        f"failover in {figures['failover_node_timeouts']:.2f} x node-timeout; "
+        f"load average {os.getloadavg()[0]:.1f}")
     return figures
 
 
@@ -147,15 +162,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--node-timeout", type=int, default=15000)
     ap.add_argument("--steady", type=int, default=10, help="virtual seconds measured")
+    ap.add_argument("--warmup", type=int, default=0,
+                    help="virtual seconds run between forming and the measurement")
     ap.add_argument("--budget", type=float, default=600.0, help="wall seconds allowed")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
     if args.profile:
         prof = cProfile.Profile()
-        figures = prof.runcall(run, args.nodes, args.seed, args.node_timeout, args.steady)
+        figures = prof.runcall(run, args.nodes, args.seed, args.node_timeout, args.steady,
+                               warmup_s=args.warmup)
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     else:
-        figures = run(args.nodes, args.seed, args.node_timeout, args.steady)
+        figures = run(args.nodes, args.seed, args.node_timeout, args.steady, warmup_s=args.warmup)
     if figures["wall_s"] > args.budget:
         print(f"over budget: {figures['wall_s']:.0f} s > {args.budget:.0f} s")
         return 1

@@ -451,6 +451,54 @@ def test_manual_failover_default_mode_end_to_end():
     assert c.mf_end == 0
 
 
+def test_election_and_manual_failover_move_along_their_tables():
+    """The election and the manual failover are state machines (ELECTION_STEPS,
+    MF_STEPS): a CLUSTER FAILOVER walks both; a step off a table trips at once,
+    and the invariants catch a state that disagrees with its fields."""
+    from gossip.state import (
+        ELECTION_ASKED, ELECTION_IDLE, ELECTION_SCHEDULED, ELECTION_STEPS, MF_CAN_START,
+        MF_CATCHING_UP, MF_NONE, MF_SERVING, MF_STEPS, MF_WAIT_OFFSET,
+    )
+    assert ELECTION_ASKED not in ELECTION_STEPS[ELECTION_IDLE]
+    assert ELECTION_SCHEDULED in ELECTION_STEPS[ELECTION_ASKED]  # a retry
+    assert MF_CAN_START not in MF_STEPS[MF_WAIT_OFFSET] and MF_SERVING not in MF_STEPS[MF_CAN_START]
+    d, c = view("d"), view("c")
+    assert d.election == ELECTION_IDLE and d.mf_state == c.mf_state == MF_NONE
+    d.set_repl_offset(400)
+    (mfstart,) = sent(d.manual_failover("", now=T0 + 10), MsgType.MFSTART)
+    assert d.mf_state == MF_WAIT_OFFSET
+    c.on_message(IN, mfstart.msg, T0 + 11)
+    assert c.mf_state == MF_SERVING
+    c.set_repl_offset(500)
+    to_d = [s for s in sent(c.on_tick(T0 + 100), MsgType.PING) if s.node_id == nid("d")]
+    d.on_message(out(nid("c")), to_d[0].msg, T0 + 101)
+    assert d.mf_state == MF_CATCHING_UP and d.election == ELECTION_IDLE
+    with pytest.raises(AssertionError, match="manual failover catching-up -> serving"):
+        d._mf_step(MF_SERVING)
+    with pytest.raises(AssertionError, match="election idle -> asked"):
+        d._election_step(ELECTION_ASKED)
+    d.set_repl_offset(500)
+    assert sent(d.on_tick(T0 + 200), MsgType.FAILOVER_AUTH_REQUEST)
+    assert d.mf_state == MF_CAN_START and d.mf_can_start
+    assert d.election == ELECTION_ASKED and d.failover_auth_sent
+    d.check_invariants(full=True)
+    end, d.mf_end = d.mf_end, 0
+    with pytest.raises(AssertionError, match="manual failover can-start, end 0"):
+        d.check_invariants()
+    d.mf_end = end
+    epoch, d.failover_auth_epoch = d.failover_auth_epoch, d.current_epoch + 1
+    with pytest.raises(AssertionError, match="election epoch"):
+        d.check_invariants()
+    d.failover_auth_epoch = epoch
+    c.mf_replica = None
+    with pytest.raises(AssertionError, match="manual failover served"):
+        c.check_invariants()
+    # the primary's end: the timeout ends it (and unpauses)
+    c.mf_replica = nid("d")
+    assert A.UnpauseClients() in c.on_tick(T0 + 11 + 5001)
+    assert c.mf_state == MF_NONE and c.mf_end == 0
+
+
 def test_manual_failover_times_out():
     d = view("d")
     c = view("c")
