@@ -88,6 +88,14 @@ def cut_primary_alone(cl: NetCluster, pair: tuple[str, str], slot: int) -> None:
             and cl.info(primary, "replication").get("master_host") == replica, deadline,
             "the healed primary rejoining as a replica of the new one")
     cl.wait(lambda: not cl.problems(), deadline, "a healthy cluster after healing")
+    # back to the layout the rounds assume (each shard's primary on a host of
+    # its own apart from shard 1): left as it is, the promoted replica would
+    # share a host with the next round's primary, which a cut of that primary
+    # alone then leaves with a majority of the primaries
+    cl.call(primary, "CLUSTER", "FAILOVER")
+    cl.wait(lambda: cl.owner(witness, slot) == primary, deadline,
+            "the original primary back by CLUSTER FAILOVER")
+    cl.wait(lambda: not cl.problems(), deadline, "a healthy cluster after the failover back")
 
 
 def cut_shard_host(cl: NetCluster, pair: tuple[str, str], slot: int) -> None:
