@@ -92,9 +92,18 @@ def cut_primary_alone(cl: NetCluster, pair: tuple[str, str], slot: int) -> None:
     # its own apart from shard 1): left as it is, the promoted replica would
     # share a host with the next round's primary, which a cut of that primary
     # alone then leaves with a majority of the primaries
-    cl.call(primary, "CLUSTER", "FAILOVER")
-    cl.wait(lambda: cl.owner(witness, slot) == primary, deadline,
-            "the original primary back by CLUSTER FAILOVER")
+    # a manual failover gives up after 5 s (Redis's CLUSTER_MF_TIMEOUT), e.g.
+    # while the healed node's bus links are still reconnecting: ask again
+    for attempt in range(3):
+        cl.call(primary, "CLUSTER", "FAILOVER")
+        try:
+            cl.wait(lambda: cl.owner(witness, slot) == primary,
+                    min(deadline, time.monotonic() + 8 * nt),
+                    "the original primary back by CLUSTER FAILOVER")
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     cl.wait(lambda: not cl.problems(), deadline, "a healthy cluster after the failover back")
 
 
