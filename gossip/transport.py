@@ -46,6 +46,7 @@ from gossip.actions import LinkInfo
 from gossip.busauth import AuthError, LinkAuth
 from gossip.codec import BusError, FrameDecoder, encode
 from gossip.executor import BusPort, ServerPort, execute
+from gossip.outgoing import connect_async
 
 TICK_S = 0.1
 # A tick that runs this late (the loop was busy or the process starved of CPU)
@@ -572,20 +573,12 @@ class BusTransport(BusPort):
 
     async def _open(self, link: OutboundLink, ip: str, cport: int) -> None:
         try:
-            try:
-                await asyncio.wait_for(
-                    self.loop.create_connection(
-                        lambda: link, ip, cport, ssl=self.ssl_client,
-                        local_addr=(self.source_addr, 0) if self.source_addr else None),
-                    self.connect_timeout)
-            except OSError:
-                if not self.source_addr or link.closed:
-                    raise
-                # best effort, as Redis: an address that cannot be bound
-                # does not stop the connection
-                await asyncio.wait_for(
-                    self.loop.create_connection(lambda: link, ip, cport, ssl=self.ssl_client),
-                    self.connect_timeout)
+            async def connect() -> None:
+                sock = await connect_async(ip, cport, self.source_addr)
+                await self.loop.create_connection(
+                    lambda: link, sock=sock, ssl=self.ssl_client,
+                    server_hostname=ip if self.ssl_client is not None else None)
+            await asyncio.wait_for(connect(), self.connect_timeout)
         except asyncio.CancelledError:
             link.close()
             raise

@@ -46,6 +46,7 @@ import os
 import time
 import weakref
 
+from gossip.outgoing import connect_async
 from pynode.children import REPL_SYNC
 from pynode.pause import FAILOVER, WRITE
 from pynode.client import Client
@@ -901,16 +902,12 @@ class Replication:
         src = srv.cfg.source_addr()
         # tls-replication: the link to the primary is TLS (pynode/tls.py)
         ssl_ctx = peer_ssl(srv)
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, local_addr=(src, 0) if src else None,
-                                        ssl=ssl_ctx), tmo)
-        except OSError:
-            if not src:
-                raise
-            # best effort, as Redis: connect from any address when this one fails
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=ssl_ctx), tmo)
+
+        async def connect():
+            sock = await connect_async(host, port, src)
+            return await asyncio.open_connection(
+                sock=sock, ssl=ssl_ctx, server_hostname=host if ssl_ctx is not None else None)
+        reader, writer = await asyncio.wait_for(connect(), tmo)
         self.writer = writer
         log.notice("MASTER <-> REPLICA sync started")
         self.set_link_state(LINK_HANDSHAKE)

@@ -16,6 +16,7 @@ import random
 import socket
 import time
 
+from gossip import outgoing
 from pynode import evict, notify
 from pynode.commands import SYNTAX, CommandError, command, parse_int
 from pynode.commands import lookup_read
@@ -191,13 +192,7 @@ def _get_target(srv, host: bytes, port: bytes, timeout_ms: int) -> _Target:
     try:
         addr = (host.decode("utf-8", "replace"), int(port))
         src = srv.cfg.source_addr()
-        try:
-            sock = socket.create_connection(addr, timeout=timeout_ms / 1000.0,
-                                            source_address=(src, 0) if src else None)
-        except OSError:
-            if not src:
-                raise
-            sock = socket.create_connection(addr, timeout=timeout_ms / 1000.0)
+        sock = outgoing.connect(addr, src, timeout_ms / 1000.0)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if srv.tls is not None and srv.cfg.bool("tls-cluster"):
             # as Redis: MIGRATE speaks TLS to the target when the cluster does
