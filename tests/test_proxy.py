@@ -747,6 +747,28 @@ def test_ledger_through_failover_and_reshard():
         assert info["proxy_moved"] + info["proxy_ask"] + info["proxy_tryagain"] > 0, info
 
 
+def _kill_once_replicated(cl, victim: int) -> None:
+    """kill -9 of a primary once its replica holds every write it answered.
+    Redis Cluster replicates asynchronously, so a kill -9 can lose the last
+    acknowledged writes (unless the client WAITs) whatever stands in front of
+    the nodes. The primary's writes are paused (CLIENT PAUSE WRITE) until its
+    replica's acknowledged offset reaches its own: what the proxy sends it
+    meanwhile is in flight when the process dies, and is what the proxy must
+    replay on the promoted replica."""
+    node = cl.node(victim)
+    node.call("CLIENT", "PAUSE", "10000", "WRITE")
+    deadline = time.monotonic() + 10
+    while True:
+        info = node.call("INFO", "replication")      # redis-py: slaveN as dicts
+        acked = [int(v["offset"]) for k, v in info.items()
+                 if k.startswith("slave") and isinstance(v, dict)]
+        if acked and min(acked) >= int(info["master_repl_offset"]):
+            break
+        assert time.monotonic() < deadline, info
+        time.sleep(0.05)
+    cl.kill(victim)
+
+
 def test_ledger_through_kill_9_of_a_primary():
     """kill -9 of the primary of slot 0 (and, in the long form, of a random
     primary each round, restarted as a replica after): the writes in flight on
@@ -763,7 +785,7 @@ def test_ledger_through_kill_9_of_a_primary():
             time.sleep(1)
             for i in range(rounds):
                 victim = cl.c.owner_of(0) if i == 0 else cl.random_primary(rng)
-                cl.kill(victim)
+                _kill_once_replicated(cl, victim)
                 cl.wait_serving(down={victim}, timeout=30)
                 time.sleep(0.5)
                 if i + 1 < rounds:
