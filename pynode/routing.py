@@ -45,7 +45,7 @@ def route(srv, c, cmd, argv: list[bytes]) -> str | None:
         state = srv.cluster.state
         me = state.myself
         key = argv[pos]
-        slot = keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+        slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
         if state.state == "ok":
             if state.slot_owner[slot] == me.id and not me.migrating:
                 return None

@@ -616,7 +616,7 @@ class Server:
                 pos = cmd.key_pos
                 if pos:
                     key = argv[pos]
-                    if owner[keyslot(key) if b"{" in key
+                    if owner[keyslot(key) if 123 in key
                              else crc_hqx(key, 0) & 16383] != myid:
                         break
                 elif cmd.first_key > 0 or cmd.movablekeys:

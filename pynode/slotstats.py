@@ -143,7 +143,7 @@ class SlotStats:
             return None
         if cmd.key_pos:
             key = argv[cmd.key_pos]
-            return cmd, keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+            return cmd, keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
         if cmd.name == "exec":
             if not c.in_multi:
                 return None

@@ -259,7 +259,7 @@ class Database:
     # ---------------------------------------------------------- reads
     def get(self, key: bytes):
         """The value at key, or None; deletes the key if it has expired."""
-        v = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383].get(key)
+        v = self.slots[keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383].get(key)
         if v is not None and self.expires and key in self.expires:
             if self.expires[key] <= self.ks.now:
                 if self.ks.expire_on_read:
@@ -274,7 +274,7 @@ class Database:
     def slot_dict(self, key: bytes) -> dict:
         """The dict of key's slot, for read-modify-write fast paths (the
         caller handles expiry and WATCH, see INCR)."""
-        return self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383]
+        return self.slots[keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383]
 
     def exists(self, key: bytes) -> bool:
         return self.get(key) is not None
@@ -381,7 +381,7 @@ class Database:
         """Store value at key; the key's TTL is cleared unless keepttl.
         A key that had expired is expired first (event, stat, DEL), as the
         lookup Redis does before writing."""
-        d = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383]
+        d = self.slots[keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383]
         if self.expires:
             when = self.expires.get(key)
             if when is not None:
@@ -433,7 +433,7 @@ class Database:
                         self._expire(key)
                     else:
                         del expires[key]
-            slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383][key] = argv[i + 1]
+            slots[keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383][key] = argv[i + 1]
             if self.watched or self.tracked is not None:
                 self.touch(key)
             if self.raw:
@@ -441,7 +441,7 @@ class Database:
 
     def delete(self, key: bytes) -> bool:
         """Remove key; True if it existed and was not expired."""
-        slot = keyslot(key)
+        slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
         d = self.slots[slot]
         if key not in d:
             return False
@@ -627,7 +627,7 @@ class HookedDatabase(Database):
 
     def get(self, key: bytes):
         # Database.get inlined (this is every read's path), then the access
-        v = self.slots[keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383].get(key)
+        v = self.slots[keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383].get(key)
         if v is None:
             return None
         ks = self.ks
@@ -654,7 +654,7 @@ class HookedDatabase(Database):
     def set(self, key: bytes, value, keepttl: bool = False) -> None:
         # Database.set inlined, knowing whether the key is new
         ks = self.ks
-        slot = keyslot(key) if b"{" in key else crc_hqx(key, 0) & 16383
+        slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
         d = self.slots[slot]
         if type(value) is bytes and len(value) <= SHARE_MAX_LEN:
             # an equal small string already stored is used instead (one
