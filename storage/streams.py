@@ -124,40 +124,46 @@ class Node:
         self.body = isz(len(mfields)) + sum(map(esz, mfields)) + 2
 
     def lp_bytes(self) -> int:
-        return 7 + isz(self.count) + isz(len(self.dead) if self.dead else 0) + self.body
+        c = self.count
+        return (self.body + (9 if c <= 127 else 7 + isz(c))
+                + (2 if not self.dead else isz(len(self.dead))))
 
     def same_fields(self, fv) -> bool:
         mf = self.mfields
         return len(fv) == 2 * len(mf) and fv[0::2] == mf
 
-    def entry_size(self, id_: int, fv, same: bool) -> int:
-        """Listpack bytes of an entry: flags, id deltas, [count, fields],
-        values, lp-count."""
+    def append(self, id_: int, fv: list) -> None:
+        """Add an entry after the last one; the body grows by its listpack
+        bytes: flags, id deltas, [count, fields], values, lp-count."""
+        mf = self.mfields
+        nf = len(fv) >> 1
+        same = nf == len(mf) and fv[0::2] == mf
         m = self.master
         dms = (id_ >> 64) - (m >> 64)
         dseq = (id_ & MASK) - (m & MASK)
-        if not -_HALF <= dms < _HALF:       # stored as uint64 differences read as int64
-            dms = _delta(id_ >> 64, m >> 64)
-        if not -_HALF <= dseq < _HALF:
-            dseq = _delta(id_ & MASK, m & MASK)
-        n = 2 + (2 if 0 <= dms <= 127 else isz(dms)) + (2 if 0 <= dseq <= 127 else isz(dseq))
-        nf = len(fv) >> 1
-        for x in (fv[1::2] if same else fv):
+        n = 6                               # flags and two small deltas: 2 bytes each
+        if not 0 <= dms <= 127:
+            if not -_HALF <= dms < _HALF:   # stored as uint64 differences read as int64
+                dms = _delta(id_ >> 64, m >> 64)
+            n += isz(dms) - 2
+        if not 0 <= dseq <= 127:
+            if not -_HALF <= dseq < _HALF:
+                dseq = _delta(id_ & MASK, m & MASK)
+            n += isz(dseq) - 2
+        if same:
+            fv[0::2] = mf                   # share the field names with the master
+            n += 2 if nf < 125 else isz(nf + 3)
+            values = fv[1::2] if nf > 1 else (fv[1],)
+        else:
+            n += isz(nf) + isz(2 * nf + 4)
+            values = fv
+        for x in values:
             k = len(x)
             if k < 64 and (not k or x[0] > 57 or x[0] < 45 or x[0] == 47 or x[0] == 46):
                 n += k + 2                  # a short string that cannot be an integer
             else:
                 n += esz(x)
-        if same:
-            return n + isz(nf + 3)
-        return n + isz(nf) + isz(2 * nf + 4)
-
-    def append(self, id_: int, fv: list) -> None:
-        mf = self.mfields
-        same = len(fv) == 2 * len(mf) and fv[0::2] == mf
-        if same:
-            fv[0::2] = mf                   # share the field names with the master
-        self.body += self.entry_size(id_, fv, same)
+        self.body += n
         self.ids.append(id_)
         self.fvs.append(fv)
         self.count += 1
@@ -282,8 +288,10 @@ class Stream:
             if maxb <= 0 or maxb > LISTPACK_MAX_SIZE:
                 maxb = LISTPACK_MAX_SIZE
             maxe = LIMITS.stream_node_max_entries
-            if tail.lp_bytes() + sum(map(len, fv)) >= maxb or \
-                    (maxe and tail.count + (len(tail.dead) if tail.dead else 0) >= maxe):
+            dead = len(tail.dead) if tail.dead else 0
+            if tail.lp_bytes() + (len(fv[0]) + len(fv[1]) if len(fv) == 2 else
+                                  sum(map(len, fv))) >= maxb or \
+                    (maxe and tail.count + dead >= maxe):
                 tail = None
         else:
             tail = None

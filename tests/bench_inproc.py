@@ -35,6 +35,7 @@ from tests.inproc import InClient, InProc, _Transport
 
 # redis-benchmark 7.0's commands (-d 3: "xxx"), XADD as tests/bench.py runs it
 COMMANDS = {
+    "PING": [b"PING"],              # the dispatch without a handler
     "SET": [b"SET", b"key%s:__rand_int__", b"xxx"],
     "GET": [b"GET", b"key%s:__rand_int__"],
     "INCR": [b"INCR", b"counter%s:__rand_int__"],
