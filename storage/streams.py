@@ -110,10 +110,12 @@ def esz(b: bytes) -> int:
 class Node:
     """One listpack of Redis's stream rax: master id/fields, entries and tombstones."""
 
-    __slots__ = ("master", "mfields", "ids", "fvs", "dead", "count", "body")
+    __slots__ = ("master", "mms", "mseq", "mfields", "ids", "fvs", "dead", "count", "body")
 
     def __init__(self, master: int, mfields: list) -> None:
         self.master = master
+        self.mms = master >> 64             # the master id's parts, for the deltas
+        self.mseq = master & MASK
         self.mfields = mfields
         self.ids: list[int] = []
         self.fvs: list[list] = []
@@ -137,21 +139,26 @@ class Node:
         bytes: flags, id deltas, [count, fields], values, lp-count."""
         mf = self.mfields
         nf = len(fv) >> 1
-        same = nf == len(mf) and fv[0::2] == mf
-        m = self.master
-        dms = (id_ >> 64) - (m >> 64)
-        dseq = (id_ & MASK) - (m & MASK)
+        if nf == 1:                         # one field, the common case: no slices
+            same = len(mf) == 1 and fv[0] == mf[0]
+            if same:
+                fv[0] = mf[0]               # share the field name with the master
+        else:
+            same = nf == len(mf) and fv[0::2] == mf
+            if same:
+                fv[0::2] = mf
+        dms = (id_ >> 64) - self.mms
+        dseq = (id_ & MASK) - self.mseq
         n = 6                               # flags and two small deltas: 2 bytes each
         if not 0 <= dms <= 127:
             if not -_HALF <= dms < _HALF:   # stored as uint64 differences read as int64
-                dms = _delta(id_ >> 64, m >> 64)
-            n += isz(dms) - 2
+                dms = _delta(id_ >> 64, self.mms)
+            n += 1 if -4096 <= dms <= 4095 else isz(dms) - 2
         if not 0 <= dseq <= 127:
             if not -_HALF <= dseq < _HALF:
-                dseq = _delta(id_ & MASK, m & MASK)
-            n += isz(dseq) - 2
+                dseq = _delta(id_ & MASK, self.mseq)
+            n += 1 if -4096 <= dseq <= 4095 else isz(dseq) - 2
         if same:
-            fv[0::2] = mf                   # share the field names with the master
             n += 2 if nf < 125 else isz(nf + 3)
             values = fv[1::2] if nf > 1 else (fv[1],)
         else:
@@ -204,6 +211,8 @@ class Node:
     def copy(self) -> "Node":
         n = Node.__new__(Node)
         n.master = self.master
+        n.mms = self.mms
+        n.mseq = self.mseq
         n.mfields = self.mfields
         n.ids = self.ids[:]
         n.fvs = [fv[:] for fv in self.fvs]
