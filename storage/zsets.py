@@ -208,7 +208,7 @@ def string2d(s: bytes) -> float | None:
         # written with a nonzero digit need the exact path (overflow, underflow)
         if (v == v and v != INF and v != NINF and s[0] not in _WS
                 and s[-1] not in _WS and 95 not in s
-                and (v != 0.0 or _NONZERO_DIGIT(s) is None)):
+                and (v != 0.0 or s == b"0" or _NONZERO_DIGIT(s) is None)):
             return v
     if not s or s[0] in _WS:
         return None

@@ -57,10 +57,14 @@ def _hset(c, argv, name: str) -> int:
         new = False
     before = len(h)
     if h.encoding == LISTPACK:
-        h.fit(argv, 2)
         if n == 4:
+            # Hash.fit for one field, inline
+            lim = LIMITS.hash_max_listpack_value
+            if len(argv[2]) > lim or len(argv[3]) > lim:
+                h.encoding = HASHTABLE
             h[argv[2]] = argv[3]
         else:
+            h.fit(argv, 2)
             for i in range(2, n, 2):
                 h[argv[i]] = argv[i + 1]
         if len(h) > LIMITS.hash_max_listpack_entries:

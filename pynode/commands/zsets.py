@@ -392,6 +392,8 @@ def zadd_generic(c, argv, incr: bool = False) -> bytes:
 
 @command("zadd")
 def zadd(c, argv):
+    if len(argv) == 4 and argv[2][:1] in _NUMSTART:
+        return _zadd_one(c, argv)
     return zadd_generic(c, argv)
 
 
