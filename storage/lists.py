@@ -152,12 +152,16 @@ class QuickList:
         nodes = self.nodes
         if nodes:
             i = len(nodes) - 1
-            new_sz = self.sizes[i] + len(v) + SIZE_ESTIMATE_OVERHEAD
+            n = len(v)
+            new_sz = self.sizes[i] + n + SIZE_ESTIMATE_OVERHEAD
             fill = self.fill
             if (new_sz <= OPTIMIZATION_LEVEL[-fill - 1] if fill < 0 else
                     new_sz <= SIZE_SAFETY_LIMIT and len(nodes[i]) < fill):
                 nodes[i].append(v)
-                self.sizes[i] += entry_size(v)
+                # entry_size's answer for a short string that cannot be an
+                # integer (it starts with no digit or '-'), without the call
+                self.sizes[i] += (n + 2 if n < 64 and (not n or v[0] > 57 or v[0] < 45) else
+                                   entry_size(v))
                 self.count += 1
                 return
         nodes.append([v])
@@ -167,12 +171,14 @@ class QuickList:
     def push_head(self, v: bytes) -> None:
         nodes = self.nodes
         if nodes:
-            new_sz = self.sizes[0] + len(v) + SIZE_ESTIMATE_OVERHEAD
+            n = len(v)
+            new_sz = self.sizes[0] + n + SIZE_ESTIMATE_OVERHEAD
             fill = self.fill
             if (new_sz <= OPTIMIZATION_LEVEL[-fill - 1] if fill < 0 else
                     new_sz <= SIZE_SAFETY_LIMIT and len(nodes[0]) < fill):
                 nodes[0].insert(0, v)
-                self.sizes[0] += entry_size(v)
+                self.sizes[0] += (n + 2 if n < 64 and (not n or v[0] > 57 or v[0] < 45) else
+                                   entry_size(v))
                 self.count += 1
                 return
         nodes.insert(0, [v])
