@@ -698,8 +698,37 @@ class HookedDatabase(Database):
             ks.on_new(self, key)
 
     def set_pairs(self, argv: list, start: int = 1) -> None:
+        ks = self.ks
+        clock = self.clock
+        if (self.expires or self.watched or self.tracked is not None or self.raw
+                or self.blocking_keys or clock is None or ks.lfu or ks.on_new is not None):
+            for i in range(start, len(argv), 2):
+                self.set(argv[i], argv[i + 1])
+            return
+        # the common case (MSET: no TTLs, watchers, waiters or new-key
+        # hook, LRU clocks) without a call per pair: what set() does then
+        slots = self.slots
+        lru = ks.lru_clock
+        last = clock.last
         for i in range(start, len(argv), 2):
-            self.set(argv[i], argv[i + 1])
+            key = argv[i]
+            value = argv[i + 1]
+            slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
+            d = slots[slot]
+            if type(value) is bytes and len(value) <= SHARE_MAX_LEN:
+                j = hash(value) & (SHARE_SLOTS - 1)
+                if _shared[j] == value:
+                    value = _shared[j]
+                else:
+                    _shared[j] = value
+            if key in d:
+                d[key] = value
+                clock[key] = lru
+            else:
+                d[key] = value
+                if last[slot] != lru or len(d) > RUN_LIMIT:
+                    clock.created(key, slot, d, lru)
+        ks.last_lookup = None
 
 
 class Keyspace:

@@ -46,6 +46,14 @@ class ClocksMachine(RuleBasedStateMachine):
         self.db(i).set(k, v)
         self.model[i][k] = self.ks.lru_clock
 
+    @rule(i=st.integers(0, 1),
+          pairs=st.lists(st.tuples(st.sampled_from(KEYS), st.binary(max_size=3)),
+                         min_size=1, max_size=4))
+    def mset(self, i, pairs):
+        self.db(i).set_pairs([b"MSET"] + [x for kv in pairs for x in kv])
+        for k, _ in pairs:
+            self.model[i][k] = self.ks.lru_clock
+
     @rule(i=st.integers(0, 1), k=st.sampled_from(KEYS))
     def get(self, i, k):
         v = self.db(i).get(k)
