@@ -7,18 +7,21 @@ SLOTS = 16384
 
 # Hot paths call keyslot only for a key with a '{' (`123 in key`: an int
 # needle is one memchr, while `b"{" in key` goes through the buffer protocol
-# and costs ~6x more) and hash the others inline with crc_hqx.  The slot of
-# the last key object asked is kept: a command's key is looked up by the
-# cluster routing check and again by the keyspace, the same bytes object.
-_last = (b"", 0)
+# and costs ~6x more) and hash the others inline with crc_hqx.  The slots of
+# recent short keys are kept: a command's key is looked up by the cluster
+# routing check and again by the keyspace, and finding the tag costs more
+# than a dict lookup (the key's hash, computed once, serves the slot dict's
+# lookup too).  The cache is emptied when full; long keys are not kept.
+_recent: dict[bytes, int] = {}
+RECENT_MAX = 1024
+RECENT_KEY_MAX = 128
 
 
 def keyslot(key: bytes) -> int:
     """CRC16 (XMODEM) of the key, or of its hash tag, modulo 16384."""
-    global _last
-    last = _last
-    if last[0] is key:
-        return last[1]
+    slot = _recent.get(key)
+    if slot is not None:
+        return slot
     tagged = key
     s = key.find(b"{")
     if s >= 0:
@@ -26,7 +29,10 @@ def keyslot(key: bytes) -> int:
         if e > s + 1:
             tagged = key[s + 1:e]
     slot = crc_hqx(tagged, 0) & 16383
-    _last = (key, slot)
+    if len(key) <= RECENT_KEY_MAX:
+        if len(_recent) >= RECENT_MAX:
+            _recent.clear()
+        _recent[key] = slot
     return slot
 
 
