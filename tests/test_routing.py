@@ -6,7 +6,9 @@ MOVED / CROSSSLOT / CLUSTERDOWN / ASK / READONLY are checked without sockets.
 
 from __future__ import annotations
 
+import random
 import types
+from binascii import crc_hqx
 
 import pytest
 
@@ -17,6 +19,7 @@ from pynode.commands import Command
 from pynode.config import Config
 from pynode.routing import command_key_args
 from pynode.server import Server
+from storage import slots
 from storage.slots import keyslot
 
 
@@ -200,3 +203,31 @@ def test_key_arguments_of_movable_commands():
     assert command_key_args(ev, [b"EVAL", b"return 1", b"1", b"k1", b"arg"]) == [b"k1"]
     mset = Command("mset", None, META["mset"])
     assert command_key_args(mset, [b"MSET", b"a", b"1", b"b", b"2"]) == [b"a", b"b"]
+
+
+def test_keyslot_and_its_recent_keys():
+    """keyslot as Redis's keyHashSlot (the first '{', the next '}', a tag of
+    at least one byte), asked twice per key (found, then from the dict of
+    recent keys) over more keys than the dict holds; the dict stays
+    bounded and keeps no long key."""
+    def reference(k: bytes) -> int:
+        s = k.find(b"{")
+        if s >= 0:
+            e = k.find(b"}", s + 1)
+            if e > s + 1:
+                k = k[s + 1:e]
+        return crc_hqx(k, 0) & 16383
+
+    assert keyslot(b"foo") == 12182
+    assert keyslot(b"{user1000}.following") == keyslot(b"{user1000}.followers")
+    assert keyslot(b"foo{}{bar}") == crc_hqx(b"foo{}{bar}", 0) & 16383
+    assert keyslot(b"foo{{bar}}zap") == crc_hqx(b"{bar", 0) & 16383
+    rng = random.Random(7)
+    for _ in range(3 * slots.RECENT_MAX):
+        k = bytes(rng.choice(b"{}ab") for _ in range(rng.randint(0, 9)))
+        if rng.random() < 0.05:
+            k += b"x" * slots.RECENT_KEY_MAX
+        want = reference(k)
+        assert keyslot(k) == want and keyslot(bytes(bytearray(k))) == want, k
+        assert len(slots._recent) <= slots.RECENT_MAX
+    assert all(len(k) <= slots.RECENT_KEY_MAX for k in slots._recent)
