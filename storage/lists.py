@@ -195,7 +195,9 @@ class QuickList:
         v = node.pop(0)
         self.count -= 1
         if node:
-            self.sizes[0] -= entry_size(v)
+            n = len(v)
+            self.sizes[0] -= (n + 2 if n < 64 and (not n or v[0] > 57 or v[0] < 45) else
+                              entry_size(v))
         else:
             del self.nodes[0]
             del self.sizes[0]
@@ -206,7 +208,9 @@ class QuickList:
         v = node.pop()
         self.count -= 1
         if node:
-            self.sizes[-1] -= entry_size(v)
+            n = len(v)
+            self.sizes[-1] -= (n + 2 if n < 64 and (not n or v[0] > 57 or v[0] < 45) else
+                               entry_size(v))
         else:
             self.nodes.pop()
             self.sizes.pop()

@@ -182,9 +182,11 @@ def _pop(c, argv, head: bool) -> bytes:
                            % ("lpop" if head else "rpop"))
     count = _positive(argv[2]) if n == 3 else 0
     key = argv[1]
-    q = lookup_write(c, key, QuickList)
+    q = c.db.get(key)                  # lookup_write, inline
     if q is None:
         return _null_array(c) if n == 3 else c.nil
+    if type(q) is not QuickList:
+        raise CommandError(WRONGTYPE)
     if n == 2:
         v = q.pop_head() if head else q.pop_tail()
         removed(c, key, head, q, 1)

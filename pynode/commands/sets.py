@@ -58,11 +58,14 @@ def sadd(c, argv):
         raise CommandError(WRONGTYPE)
     else:
         new = False
-    add = s.add
-    added = 0
-    for m in argv[2:]:
-        if add(m):
-            added += 1
+    if len(argv) == 3:
+        added = 1 if s.add(argv[2]) else 0
+    else:
+        add = s.add
+        added = 0
+        for m in argv[2:]:
+            if add(m):
+                added += 1
     if new:
         db.set(key, s)
     elif added:
