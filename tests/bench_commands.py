@@ -2,6 +2,7 @@
 
     python -m tests.bench_commands              # this checkout, as it imports
     python -m tests.bench_commands --compare    # compiled vs pure, alternating
+    python tests/bench_commands.py --redis-benchmark [--cluster] --against TREE
 
 Each read carries 16 commands (as `redis-benchmark -P 16`), goes through the
 parser, the dispatcher and the handlers, and its replies are written to a
@@ -11,8 +12,17 @@ machine inflates it less than wall time would.
 
 --compare runs the same measure in child processes over this checkout (with
 whatever compiled modules it holds) and over a copy of its source files
-(pure Python), alternating, and keeps each side's best.  Not a test:
-docs/benchmarks.md has the numbers.
+(pure Python), alternating, and keeps each side's best.
+
+--redis-benchmark measures instead the -P 16 commands of `make bench` as
+redis-benchmark 7.0 sends them (one read repeated; the keys and their state
+as its runs leave them: MSET sets one key ten times, SPOP and ZPOPMIN
+mostly find no key, RPOP and LRANGE_100 read a list refilled by LPUSH
+before each run), --cluster on a cluster node owning every slot with the
+keys hash-tagged as redis-benchmark --cluster sends them.  --against TREE
+runs the measure alternately under TREE (another checkout, e.g. the code
+before a change: its pynode and tests.inproc are imported) and this one.
+Not a test: docs/benchmarks.md has the numbers.
 """
 
 from __future__ import annotations
@@ -56,6 +66,50 @@ def workloads() -> dict[str, list[bytes]]:
     }
 
 
+# redis-benchmark 7.0's commands (-d 3: "xxx"; %s: the cluster hash tag),
+# XADD as tests/bench.py runs it
+REDIS_BENCHMARK = {
+    "PING": [b"PING"],
+    "SET": [b"SET", b"key%s:__rand_int__", b"xxx"],
+    "GET": [b"GET", b"key%s:__rand_int__"],
+    "INCR": [b"INCR", b"counter%s:__rand_int__"],
+    "LPUSH": [b"LPUSH", b"mylist%s", b"xxx"],
+    "RPOP": [b"RPOP", b"mylist%s"],
+    "SADD": [b"SADD", b"myset%s", b"element:__rand_int__"],
+    "HSET": [b"HSET", b"myhash%s", b"element:__rand_int__", b"xxx"],
+    "SPOP": [b"SPOP", b"myset%s"],
+    "ZADD": [b"ZADD", b"myzset%s", b"0", b"element:__rand_int__"],
+    "ZPOPMIN": [b"ZPOPMIN", b"myzset%s"],
+    "LRANGE_100": [b"LRANGE", b"mylist%s", b"0", b"99"],
+    "MSET (10 keys)": [b"MSET"] + [b"key%s:__rand_int__", b"xxx"] * 10,
+    "XADD": [b"XADD", b"bench:stream%s", b"*", b"field", b"value"],
+}
+REFILLED = ("RPOP", "LRANGE_100")      # LPUSH's reads fill the list before each run
+
+
+def redis_benchmark_workloads(cluster: bool) -> dict[str, list[bytes]]:
+    tag = b"{06S}" if cluster else b""
+    return {name: [b"".join([_resp(*[a.replace(b"%s", tag) for a in argv])] * PIPELINE)] * 64
+            for name, argv in REDIS_BENCHMARK.items()}
+
+
+def cluster_server():
+    """A cluster node owning every slot, serving at once (nodes.conf in a
+    new directory)."""
+    from pynode.config import Config
+    from pynode.server import Server
+    os.chdir(tempfile.mkdtemp(prefix="pynode-bench-"))
+    cfg = Config()
+    cfg.values["save"] = ""
+    cfg.values["cluster-enabled"] = "yes"
+    cfg.values["dir"] = os.getcwd()
+    srv = Server(cfg)
+    srv.load_data()
+    srv.cluster.call("add_slots", range(16384))
+    srv.cluster.state.state = "ok"           # no writable delay
+    return srv
+
+
 def compiled_modules() -> list[str]:
     """The project's modules this process imported from extension modules
     (built in place, e.g. by mypyc), not from their .py files."""
@@ -65,16 +119,20 @@ def compiled_modules() -> list[str]:
                   and (getattr(m, "__file__", None) or "").endswith(suffixes))
 
 
-def measure() -> dict:
+def measure(redis_benchmark: bool = False, cluster: bool = False) -> dict:
     """us per command for each workload, in this process's form."""
-    from tests.inproc import InProc
-    srv = InProc()
-    c = srv.client()
+    from tests.inproc import InClient, InProc
+    c = InClient(cluster_server()) if cluster else InProc().client()
     client, buf = c.c, c.t.buf
     result: dict = {"compiled": compiled_modules(), "us": {}}
-    for name, reads in workloads().items():
+    loads = redis_benchmark_workloads(cluster) if redis_benchmark else workloads()
+    for name, reads in loads.items():
         best = float("inf")
         for _ in range(RUNS):
+            if redis_benchmark and name in REFILLED:
+                for r in range(READS):
+                    client.data_received(loads["LPUSH"][0])
+                    buf.clear()
             t0 = time.thread_time_ns()
             for r in range(READS):
                 client.data_received(reads[r & 63])
@@ -102,13 +160,30 @@ def pure_copy(root: str) -> str:
     return dest
 
 
-def run_child(root: str) -> dict:
+def run_child(root: str, *flags: str) -> dict:
+    """The measure in a child process importing root's code (this file is
+    run by its path: root may be a checkout without it)."""
     env = dict(os.environ, PYTHONPATH=root)
-    out = subprocess.run([sys.executable, "-m", "tests.bench_commands", "--json"],
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--json", *flags],
                          cwd=root, env=env, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit("the measure in %s failed:\n%s" % (root, out.stderr))
-    return json.loads(out.stdout)
+    return json.loads(out.stdout.splitlines()[-1])      # after any log lines
+
+
+def against(tree: str, rounds: int, flags: list[str]) -> None:
+    """Best us per command under tree ("before") and this checkout ("after"),
+    measured alternately."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    best: dict[str, dict[str, float]] = {"before": {}, "after": {}}
+    for _ in range(rounds):
+        for side, t in (("before", os.path.abspath(tree)), ("after", root)):
+            for name, us in run_child(t, *flags)["us"].items():
+                best[side][name] = min(best[side].get(name, us), us)
+    print("%-16s %9s %9s %7s" % ("us per command", "before", "after", "ratio"))
+    for name, us in best["before"].items():
+        print("%-16s %9.2f %9.2f %7.2f" % (name, us, best["after"][name],
+                                          best["after"][name] / us))
 
 
 def compare(rounds: int) -> None:
@@ -139,12 +214,19 @@ def compare(rounds: int) -> None:
 
 def main() -> None:
     args = sys.argv[1:]
-    if "--compare" in args:
-        compare(int(os.environ.get("BENCH_ROUNDS", "3")))
+    flags = [a for a in ("--redis-benchmark", "--cluster") if a in args]
+    rounds = int(os.environ.get("BENCH_ROUNDS", "3"))
+    if "--against" in args:
+        i = args.index("--against") + 1
+        if i >= len(args):
+            raise SystemExit("--against needs a checkout to compare with")
+        against(args[i], rounds, flags)
+    elif "--compare" in args:
+        compare(rounds)
     elif "--json" in args:
-        print(json.dumps(measure()))
+        print(json.dumps(measure("--redis-benchmark" in args, "--cluster" in args)))
     else:
-        r = measure()
+        r = measure("--redis-benchmark" in args, "--cluster" in args)
         print("compiled: %s" % (", ".join(r["compiled"]) or "none (pure Python)"))
         for name, us in r["us"].items():
             print("%-16s %6.2f us" % (name, us))
