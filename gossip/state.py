@@ -1681,7 +1681,10 @@ class ClusterState:
                 self.failover_auth_count += 1
                 self._todo_failover = True
         elif t == MsgType.MFSTART:
-            if sender.primary_id != me.id or sender.is_primary:
+            # only a primary serves one (Redis's comment says so, its code does not
+            # check: a replica whose table says a node replicates it, in a loop
+            # only a peer's bad claims make, would pause its clients)
+            if sender.primary_id != me.id or sender.is_primary or not me.is_primary:
                 return
             self._reset_manual_failover()
             self.mf_end = self.now + MF_TIMEOUT_MS

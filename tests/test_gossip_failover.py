@@ -531,6 +531,13 @@ def test_manual_failover_force_starts_at_once():
     assert sent(d2.on_tick(T0 + 100), MsgType.FAILOVER_AUTH_REQUEST)
 
 
+def test_a_replica_ignores_mfstart():
+    # e names d its primary, but d is itself a replica (of c): d serves nothing
+    d = view("d", lines=CLUSTER[:4] + ["e slave d 0"])
+    acts = d.on_message(IN, header_msg(d, MsgType.MFSTART, "e"), T0 + 1)
+    assert not of(acts, A.PauseClients) and d.mf_state == "none" and d.mf_replica is None
+
+
 def test_manual_failover_takeover_needs_no_votes():
     d = view("d")
     acts = d.manual_failover("TAKEOVER", now=T0)
