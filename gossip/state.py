@@ -899,6 +899,7 @@ class ClusterState:
 
         # Failure detection.
         update = False
+        newly_pfail: list[Node] = []
         half = timeout // 2
         mf_id = self.mf_replica if self.mf_end and me.is_primary else None
         for node in self._ping_candidates(now, half, mf_id):
@@ -934,13 +935,42 @@ class ClusterState:
                 self._log("debug", f"*** NODE {node.id} possibly failing")
                 node.flags.add(PFAIL)
                 self._attn.add(node)
+                self.stats_pfail_nodes += 1  # the gossip sections sent from now on carry it
                 update = True
+                # Valkey 8.1: FAIL at once if mine is the last report needed
+                self._mark_node_as_failing_if_needed(node)
+                if PFAIL in node.flags:
+                    newly_pfail.append(node)
+        if newly_pfail and me.is_primary:
+            self._ask_for_failure_reports()
 
         self._manual_failover_check_timeout()
         self._replica_cron()
         if update or self.state == "fail":
             self._todo_update = True
         return self._finish()
+
+    def _ask_for_failure_reports(self) -> None:
+        """This primary just flagged a node PFAIL (once per node going PFAIL):
+        PING every other primary serving slots at once, beyond Redis 7.0, whose
+        cron leaves the report to the next regular PING (node-timeout/2 later
+        at most). The gossip section carries every PFAIL node (Redis's
+        pfail_wanted), so a primary that flagged it too gets the report that
+        completes its quorum within one trip, and one that flags it later
+        finds the report already there (the check above). The PING is an
+        ordinary one: a redis-server peer just answers it. A ping already in
+        flight to that primary keeps its time (its own failure detection)."""
+        me = self.myself
+        for n in self.nodes.values():
+            if (
+                n is me or not n.link or not n.is_primary or not n.slots
+                or n.in_handshake or not FAILURE_FLAGS.isdisjoint(n.flags)
+            ):
+                continue
+            old_ping_sent = n.ping_sent
+            self._send_ping(n, MsgType.PING)
+            if old_ping_sent:
+                n.ping_sent = old_ping_sent
 
     def _ping_candidates(self, now: int, half: int, mf_id: str | None) -> list[Node]:
         """The nodes clusterCron's failure detection loop has work for, in table
