@@ -1415,6 +1415,15 @@ class ClusterState:
         if node is not None and node.link:
             self._unlink(node)
             self._log("verbose", f"Connection with Node {node_id} at {node.ip}:{node.cport} lost")
+            if node.ping_sent == 0 and not node.in_handshake:
+                # Failure detection counts a lost link as a ping unanswered
+                # since now (Redis claims one only when connect() fails at
+                # once): a node killed with no ping in flight is flagged PFAIL
+                # node-timeout after its link broke, not after the next ping
+                # its pong's age calls for (up to node-timeout/2 later). A
+                # PONG on the next link clears it as it clears any ping.
+                node.ping_sent = self.now
+                self._pinged.add(node)
         return self._finish()
 
     # ------------------------------------------------------------------ messages in

@@ -413,6 +413,31 @@ def test_failure_reports_expire():
     assert a.count_failure_reports(nid("d")) == 0
 
 
+def test_a_lost_link_counts_as_a_ping_unanswered_since_then():
+    a = build(FOUR, current=4)
+    a.on_tick(T0)
+    d = a.nodes[nid("d")]
+    pong = msg(MsgType.PONG, "d", cur=4, cfg=4, slots=range(12288, 16384))
+    a.on_message(out(nid("d")), pong, T0 + 10)
+    assert d.ping_sent == 0 and d.link
+    a.on_link_down(nid("d"), T0 + 500)  # killed: its connection reset, no ping in flight
+    assert d.ping_sent == T0 + 500 and not d.link
+    # (a ping already in flight keeps its time)
+    a.nodes[nid("b")].ping_sent = T0 + 300
+    a.on_link_down(nid("b"), T0 + 500)
+    assert a.nodes[nid("b")].ping_sent == T0 + 300
+    # answered on the next link: cleared as any ping
+    a.on_message(out(nid("b")), msg(MsgType.PONG, "b", cur=4, cfg=2), T0 + 600)
+    assert a.nodes[nid("b")].ping_sent == 0
+    # d stays silent: PFAIL at the first tick more than node timeout after the loss
+    t = T0 + 500
+    while "pfail" not in d.flags:
+        t += 100
+        a.on_tick(t)
+        assert t <= T0 + 500 + TIMEOUT + 100
+    assert t > T0 + 500 + TIMEOUT
+
+
 def test_pong_clears_pfail():
     a = build(FOUR, current=4)
     t = _pfail_d(a)
