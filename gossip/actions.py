@@ -22,6 +22,11 @@ actions, small frozen dataclasses the transport executes in order:
   a replica). After pausing, the server reports its (now final) replication offset
   with ``state.set_repl_offset(offset)`` (its 10 Hz cron does): the PAUSED flag goes
   out in headers only after that, so the replica never waits for a pre-pause offset.
+* :class:`Wake` asks to be woken at a time: the transport calls
+  ``on_timer(now)`` then (once, however many Wakes came for it; a later Wake
+  replaces an earlier one). The state uses it where Redis's beforeSleep would
+  act as soon as a time has come (a replica's election start) rather than at
+  the next 100 ms tick; the tick's checks stay the backstop.
 * :class:`Log` is a log line at a Redis level (debug/verbose/notice/warning).
 """
 
@@ -150,6 +155,13 @@ class CloseLink:
 
 
 @dataclass(frozen=True, slots=True)
+class Wake:
+    """Call ``on_timer`` at ``at_ms`` (the state's clock, ms), replacing any earlier Wake."""
+
+    at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class Log:
     level: str  # debug | verbose | notice | warning
     text: str
@@ -158,5 +170,5 @@ class Log:
 Action = (
     Connect | Disconnect | Rename | Send | Reply | Broadcast | SaveConfig | Replicate
     | EmptyData | DropSlotKeys | DropSlotChannels | Deliver | PauseClients | UnpauseClients
-    | CloseLink | Log
+    | CloseLink | Wake | Log
 )

@@ -7,7 +7,7 @@ implements two small ports, and :func:`execute` maps every action type to one
 port method through one table, :data:`HANDLERS`:
 
 * :class:`BusPort`: what moves frames (send, broadcast, reply, connect,
-  disconnect, rename, close a link);
+  disconnect, rename, close a link) and runs the state's clock (a wake-up);
 * :class:`ServerPort`: what the node around the state does (save nodes.conf,
   replicate, drop keys or shard channels, deliver a PUBLISH, pause clients, log).
 
@@ -59,6 +59,9 @@ class BusPort:
     def close_link(self, link: A.LinkInfo) -> None:
         raise NotImplementedError
 
+    def wake_at(self, at_ms: int) -> None:
+        raise NotImplementedError
+
 
 class NoBus(BusPort):
     """A bus that is not up yet (start-up): frames and links have nowhere to go."""
@@ -83,6 +86,9 @@ class NoBus(BusPort):
 
     def close_link(self, link) -> None:
         pass
+
+    def wake_at(self, at_ms) -> None:
+        pass  # the cron, once it runs, does what was due
 
 
 class ServerPort:
@@ -138,6 +144,7 @@ handles(A.Connect)(lambda bus, node, a: bus.connect(a.node_id, a.ip, a.cport))
 handles(A.Disconnect)(lambda bus, node, a: bus.disconnect(a.node_id))
 handles(A.Rename)(lambda bus, node, a: bus.rename(a.old_id, a.new_id))
 handles(A.CloseLink)(lambda bus, node, a: bus.close_link(a.link))
+handles(A.Wake)(lambda bus, node, a: bus.wake_at(a.at_ms))
 # ---------------------------------------------------------------- the server's share
 handles(A.SaveConfig)(lambda bus, node, a: node.request_save(a.fsync))
 handles(A.Replicate)(lambda bus, node, a: node.replicate(a.primary_id))

@@ -6,7 +6,8 @@ connection from its owner to whatever node listens at (ip, cport), with loss,
 random delay (FIFO per direction, as TCP), duplication, partitions between
 groups, crashes and restarts. A crashed node loses its memory and keeps only
 the last nodes.conf text it saved (``SaveConfig``); a restart rebuilds it from
-that text. Each node ticks every 100 ms (with its own phase).
+that text. Each node ticks every 100 ms (with its own phase), and is woken
+(``on_timer``) at the time of its last :class:`~gossip.actions.Wake`.
 
 Replication is modelled by offsets: a primary's offset grows with each accepted
 :meth:`Simulator.write` (or with the random ``write_load`` each tick); a replica
@@ -99,6 +100,7 @@ class SimNode(ServerPort):
     bus: "SimBus" = None  # type: ignore[assignment]
     saver: SavePolicy | None = None
     lost_saves: int = 0  # crashes that lost a pending (delayed) nodes.conf save
+    wake_at: int = 0  # the Wake asked for last (0: none pending)
     conf_dirty: bool = False  # lazy_conf: saved since the last render
 
     @property
@@ -186,6 +188,11 @@ class SimBus(BusPort):
         if link is not None:
             link.key = new_id
             out[new_id] = link
+
+    def wake_at(self, at_ms: int) -> None:
+        sim, node = self.sim, self.node
+        node.wake_at = at_ms
+        sim._push(max(at_ms, sim.now), "wake", (node.index, node.incarnation, at_ms))
 
     def close_link(self, info: LinkInfo) -> None:
         # the transport frees that connection: the other end sees it reset
@@ -540,6 +547,17 @@ class Simulator:
             self.check(node)
         elif kind == "deliver":
             self._deliver(*data)
+        elif kind == "wake":
+            i, inc, at = data
+            node = self.nodes[i]
+            if node.incarnation != inc or not node.alive or node.wake_at != at:
+                return  # a later Wake replaced it
+            if self._stalled(node, kind, data):
+                return
+            node.wake_at = 0
+            self._trace_step("wake", i)
+            self._execute(node, node.state.on_timer(self.now))
+            self.check(node)
         elif kind == "save":
             i, inc = data
             node = self.nodes[i]

@@ -5,6 +5,8 @@ failure detector. Every entry point takes the time (ms) and returns a list of
 actions (:mod:`gossip.actions`):
 
 * ``on_tick(now)`` every 100 ms (clusterCron),
+* ``on_timer(now)`` at the time of the last :class:`~gossip.actions.Wake` it
+  returned (a replica's election start),
 * ``on_message(link, msg, now)`` for each decoded bus message (clusterProcessPacket),
 * ``on_link_up`` / ``on_link_down(node_id, now)`` for outbound links,
 * the admin calls behind CLUSTER commands (``meet``, ``forget``, ``add_slots`` ...),
@@ -25,6 +27,9 @@ Failover (Redis 7.0's clusterHandleSlaveFailover and friends) lives here too:
   FAILOVER_AUTH_REQUEST seen before mine went out postpones mine until that
   election is over (a loaded node may start late: two siblings asking at once
   split the votes and, with the per-primary vote window, lose 4 x node timeout).
+  Beyond Redis 7.0, whose cron does both at its next tick, the attempt is
+  scheduled as soon as the replica learns its primary is FAIL, and the
+  request goes out when the delay is over (a :class:`~gossip.actions.Wake`).
   It checks its data age against ``replica_validity_factor``, bumps
   currentEpoch and broadcasts FAILOVER_AUTH_REQUEST. Each primary serving slots
   votes once per epoch (``last_vote_epoch``, saved with fsync before the ACK goes
@@ -243,6 +248,7 @@ class ClusterState:
         self.sibling_election_until = 0
         self.cant_failover_reason = CANT_FAILOVER_NONE
         self._cant_failover_logged = 0
+        self._wake_at = 0  # the time of the last Wake asked for (0: none)
         # Manual failover (mf_*): on a replica, mf_end is the deadline of the one it
         # runs and mf_primary_offset the offset its paused primary announced (-1:
         # not yet); on a primary, mf_end / mf_replica describe the one it serves.
@@ -899,6 +905,7 @@ class ClusterState:
 
         # Failure detection.
         update = False
+        newly_pfail: list[Node] = []
         half = timeout // 2
         mf_id = self.mf_replica if self.mf_end and me.is_primary else None
         for node in self._ping_candidates(now, half, mf_id):
@@ -934,13 +941,42 @@ class ClusterState:
                 self._log("debug", f"*** NODE {node.id} possibly failing")
                 node.flags.add(PFAIL)
                 self._attn.add(node)
+                self.stats_pfail_nodes += 1  # the gossip sections sent from now on carry it
                 update = True
+                # Valkey 8.1: FAIL at once if mine is the last report needed
+                self._mark_node_as_failing_if_needed(node)
+                if PFAIL in node.flags:
+                    newly_pfail.append(node)
+        if newly_pfail and me.is_primary:
+            self._ask_for_failure_reports()
 
         self._manual_failover_check_timeout()
         self._replica_cron()
         if update or self.state == "fail":
             self._todo_update = True
         return self._finish()
+
+    def _ask_for_failure_reports(self) -> None:
+        """This primary just flagged a node PFAIL (once per node going PFAIL):
+        PING every other primary serving slots at once, beyond Redis 7.0, whose
+        cron leaves the report to the next regular PING (node-timeout/2 later
+        at most). The gossip section carries every PFAIL node (Redis's
+        pfail_wanted), so a primary that flagged it too gets the report that
+        completes its quorum within one trip, and one that flags it later
+        finds the report already there (the check above). The PING is an
+        ordinary one: a redis-server peer just answers it. A ping already in
+        flight to that primary keeps its time (its own failure detection)."""
+        me = self.myself
+        for n in self.nodes.values():
+            if (
+                n is me or not n.link or not n.is_primary or not n.slots
+                or n.in_handshake or not FAILURE_FLAGS.isdisjoint(n.flags)
+            ):
+                continue
+            old_ping_sent = n.ping_sent
+            self._send_ping(n, MsgType.PING)
+            if old_ping_sent:
+                n.ping_sent = old_ping_sent
 
     def _ping_candidates(self, now: int, half: int, mf_id: str | None) -> list[Node]:
         """The nodes clusterCron's failure detection loop has work for, in table
@@ -1186,6 +1222,8 @@ class ClusterState:
             )
             # Tell my siblings my offset, so that they can rank themselves.
             self._broadcast_pong(local_replicas=True)
+            if self.failover_auth_time > now:
+                self._wake(self.failover_auth_time)
             return
 
         # Siblings with better offsets may have spoken since, or other failed
@@ -1206,6 +1244,7 @@ class ClusterState:
 
         if now < self.failover_auth_time:
             self._log_cant_failover(CANT_FAILOVER_WAITING_DELAY)
+            self._wake(self.failover_auth_time)
             return
         if auth_age > auth_timeout:
             self._log_cant_failover(CANT_FAILOVER_EXPIRED)
@@ -1228,6 +1267,14 @@ class ClusterState:
             self._failover_replace_your_primary()
         else:
             self._log_cant_failover(CANT_FAILOVER_WAITING_VOTES)
+
+    def _wake(self, at: int) -> None:
+        """Ask the transport for an ``on_timer`` call at ``at`` (beyond Redis 7.0,
+        whose cron starts the election at its first tick after the delay: 50 ms
+        later on average), once per time asked for."""
+        if at != self._wake_at:
+            self._wake_at = at
+            self._out.append(A.Wake(at))
 
     def _request_failover_auth(self) -> None:
         """clusterRequestFailoverAuth: ask everybody (only primaries with slots answer)."""
@@ -1368,9 +1415,27 @@ class ClusterState:
         if node is not None and node.link:
             self._unlink(node)
             self._log("verbose", f"Connection with Node {node_id} at {node.ip}:{node.cport} lost")
+            if node.ping_sent == 0 and not node.in_handshake:
+                # Failure detection counts a lost link as a ping unanswered
+                # since now (Redis claims one only when connect() fails at
+                # once): a node killed with no ping in flight is flagged PFAIL
+                # node-timeout after its link broke, not after the next ping
+                # its pong's age calls for (up to node-timeout/2 later). A
+                # PONG on the next link clears it as it clears any ping.
+                node.ping_sent = self.now
+                self._pinged.add(node)
         return self._finish()
 
     # ------------------------------------------------------------------ messages in
+
+    def on_timer(self, now: int) -> list:
+        """The time of a :class:`Wake` came: what clusterBeforeSleep does when
+        an election is due (a replica whose start time has come asks for votes
+        now, not at the next tick)."""
+        self._begin(now)
+        self._wake_at = 0  # (the transport keeps one wake-up: this was it)
+        self._todo_failover = self.myself.is_replica
+        return self._finish()
 
     def on_message(self, link: LinkInfo, msg: Message, now: int) -> list:
         """clusterProcessPacket."""
@@ -1648,6 +1713,7 @@ class ClusterState:
             failing.fail_time = self.now
             failing.flags.discard(PFAIL)
             self._save(update=True)
+            self._my_primary_failed(failing)
 
     def _on_update(self, sender: Node | None, body) -> None:
         assert isinstance(body, UpdateBody)
@@ -1681,7 +1747,10 @@ class ClusterState:
                 self.failover_auth_count += 1
                 self._todo_failover = True
         elif t == MsgType.MFSTART:
-            if sender.primary_id != me.id or sender.is_primary:
+            # only a primary serves one (Redis's comment says so, its code does not
+            # check: a replica whose table says a node replicates it, in a loop
+            # only a peer's bad claims make, would pause its clients)
+            if sender.primary_id != me.id or sender.is_primary or not me.is_primary:
                 return
             self._reset_manual_failover()
             self.mf_end = self.now + MF_TIMEOUT_MS
@@ -1910,6 +1979,14 @@ class ClusterState:
         node.fail_time = self.now
         self._broadcast(Message(MsgType.FAIL, self._header(), body=FailBody(node.id)))
         self._save(update=True)
+        self._my_primary_failed(node)
+
+    def _my_primary_failed(self, node: Node) -> None:
+        """A node just turned FAIL: if it is my primary, schedule the election
+        before this call returns (clusterBeforeSleep; Redis 7.0 waits for its
+        next cron tick, 50 ms later on average)."""
+        if self.myself.is_replica and self.myself.primary_id == node.id:
+            self._todo_failover = True
 
     def _clear_node_failure_if_needed(self, node: Node) -> None:
         assert FAIL in node.flags

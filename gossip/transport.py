@@ -11,7 +11,8 @@ The state machine (:mod:`gossip.state`) decides; this module only does I/O:
   (re-keyed on :class:`Rename`); messages sent before it is up are queued and
   written on connect; a failed connect or a dropped link is reported with
   ``state.on_link_down`` (not after a :class:`Disconnect`, which the state asked for);
-* ``state.on_tick`` every 100 ms on the loop.
+* ``state.on_tick`` every 100 ms on the loop, and ``state.on_timer`` at the
+  time of the last :class:`Wake` (one timer, replaced by each Wake).
 
 Actions are executed by :func:`gossip.executor.execute`: this class is its bus
 port (network actions); the others (SaveConfig, Replicate, EmptyData,
@@ -243,6 +244,7 @@ class BusTransport(BusPort):
         self.inbound_of: dict[str, InboundLink] = {}  # node id -> its bound inbound link
         self._next_conn = 1
         self._tick_handle = None
+        self._wake_handle = None
         self._tasks: set = set()
         self.closing = False
         # the local address outgoing links are made from (None: the kernel's choice)
@@ -307,6 +309,9 @@ class BusTransport(BusPort):
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+            self._wake_handle = None
         for s in self.servers:
             s.close()
         self.servers = []
@@ -497,6 +502,16 @@ class BusTransport(BusPort):
         if self.hold_frames is None or not self.hold_frames():
             self.flush_frames()
 
+    def _wake(self) -> None:
+        self._wake_handle = None
+        if self.closing or self.paused:
+            return  # (DEBUG PAUSE-CRON: the cron does it once it runs again)
+        try:
+            self.run(self.state.on_timer(self.clock()))
+        except Exception:  # noqa: BLE001 - keep the bus alive, but loudly
+            self.stats_state_errors += 1
+            self.log("warning", "Cluster timer failed:\n" + traceback.format_exc())
+
     def flush_frames(self) -> None:
         """Write the held frames, in order; one write per link."""
         held = self._held
@@ -529,6 +544,14 @@ class BusTransport(BusPort):
                 self.stats_dropped_sends += 1
             else:
                 self._write(link, frame)
+
+    def wake_at(self, at_ms: int) -> None:
+        if self.loop is None or self.closing:
+            return  # not started: the first tick does what is due
+        if self._wake_handle is not None:
+            self._wake_handle.cancel()
+        delay = max(0, at_ms - self.clock()) / 1000
+        self._wake_handle = self.loop.call_later(delay, self._wake)
 
     def _link_of(self, info: LinkInfo):
         return (self.inbound.get(info.conn_id) if info.inbound

@@ -889,11 +889,16 @@ def sigstop_primary(cl: ChaosCluster, w: Writer, rng: random.Random | None = Non
     # the probe key must live on the victim's slots
     probe = next("%s:{%d}" % (probe_key, i) for i in range(100000)
                  if keyslot(str(i)) in slots)
-    _, ok0, _ = w.snapshot()
     t_stop = cl.stop(victim)
     w.watch("sigstop", slots, since=t_stop, not_from=victim)
     cl.wait_serving(down={victim}, timeout=15 * nt)
     t_first = w.wait_first_ok("sigstop", timeout=15 * nt)
+    # What the new primary changed counts from here: SETs the victim answered OK
+    # just before the stop, whose WAIT the stop cut off, are recorded OK (not
+    # acknowledged) only when that WAIT times out, and asynchronous replication
+    # may lose them (they may never have reached the replica).
+    time.sleep(max(0.0, t_stop + w.socket_timeout + 0.2 - time.monotonic()))
+    _, ok0, _ = w.snapshot()
     # let the writer change some of the victim's keys on the new primary
     deadline = time.monotonic() + 10 * nt
     while True:

@@ -37,7 +37,7 @@ ONE_OF_EACH = [
     A.Connect("n1", "10.0.0.1", 17000), A.Disconnect("n1"), A.Rename("h", "n1"),
     A.CloseLink(LINK), A.Replicate("p"), A.EmptyData(), A.DropSlotKeys((1, 2)),
     A.DropSlotChannels((3,)), A.Deliver(b"ch", b"m", True), A.PauseClients(5),
-    A.UnpauseClients(), A.Log("notice", "hi"), A.SaveConfig(fsync=True),
+    A.UnpauseClients(), A.Wake(1234), A.Log("notice", "hi"), A.SaveConfig(fsync=True),
 ]
 
 
@@ -56,7 +56,7 @@ def test_execute_saves_first_then_runs_in_order():
         ("connect", "n1", "10.0.0.1", 17000), ("disconnect", "n1"), ("rename", "h", "n1"),
         ("close_link", LINK), ("replicate", "p"), ("empty_data",), ("drop_slot_keys", (1, 2)),
         ("drop_slot_channels", (3,)), ("deliver", b"ch", b"m", True), ("pause_clients", 5),
-        ("unpause_clients",), ("log", "notice", "hi"),
+        ("unpause_clients",), ("wake_at", 1234), ("log", "notice", "hi"),
     ]
 
 

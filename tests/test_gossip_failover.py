@@ -180,19 +180,24 @@ def test_replicas_and_primaries_without_slots_do_not_vote():
 def test_election_delay_request_votes_and_win():
     d = view("d")
     d.set_repl_offset(1000)
-    fail_c(d, T0 + 20)
-    acts = d.on_tick(T0 + 50)  # the next cron schedules the election
+    # the FAIL of my primary schedules the election at once (not at the next tick)
+    acts = fail_c(d, T0 + 20)
     logs = [x.text for x in of(acts, A.Log)]
     assert any(x.startswith("Start of election delayed for")
                and "(rank #0, primary rank #0, offset 1000)" in x for x in logs)
-    delay = d.failover_auth_time - (T0 + 50)
+    delay = d.failover_auth_time - (T0 + 20)
     assert UNIT <= delay < 2 * UNIT  # Valkey 9: min(500, node timeout / 30) + random
     # the offset goes to the siblings (e), not to the primaries
     pongs = sent(acts, MsgType.PONG)
     assert [p.node_id for p in pongs] == [nid("e")]
+    # ... and the transport is asked to wake the state when the delay is over
+    assert of(acts, A.Wake) == [A.Wake(d.failover_auth_time)]
+    # a tick before that time asks for nothing more (the wake-up stands)
+    acts = d.on_tick(T0 + 50)
+    assert not sent(acts, MsgType.FAILOVER_AUTH_REQUEST) and not of(acts, A.Wake)
 
-    t, acts = run_until_request(d, T0 + 50)
-    assert t >= d.failover_auth_time and t - d.failover_auth_time < 100
+    t = d.failover_auth_time
+    acts = d.on_timer(t)  # the wake-up: the request goes out then
     (req,) = sent(acts, MsgType.FAILOVER_AUTH_REQUEST)
     assert isinstance(req, A.Broadcast) and set(req.to) == {nid(x) for x in "abce"}
     assert req.msg.header.current_epoch == 4 and d.failover_auth_epoch == 4
@@ -221,8 +226,7 @@ def test_rank_follows_sibling_offsets():
     d.on_message(IN, header_msg(d, MsgType.PING, "e", offset=900), T0 + 10)
     assert d.replica_rank() == 1
     fail_c(d, T0 + 20)
-    d.on_tick(T0 + 50)
-    assert d.failover_auth_rank == 1 and 3 * UNIT <= d.failover_auth_time - (T0 + 50) < 4 * UNIT
+    assert d.failover_auth_rank == 1 and 3 * UNIT <= d.failover_auth_time - (T0 + 20) < 4 * UNIT
     # a nofailover sibling does not count
     e = d.nodes[nid("e")]
     e.flags.add("nofailover")
@@ -289,10 +293,9 @@ def test_failed_primaries_are_ranked_across_shards():
             st.on_message(IN, header_msg(st, MsgType.FAIL, "a", body=FailBody(nid(who))), T0)
     # b's id sorts before c's: b's shard goes first, c's one unit later
     assert e.failed_primary_rank() == 0 and f.failed_primary_rank() == 1
-    e.on_tick(T0 + 50)
-    f.on_tick(T0 + 50)
-    assert UNIT <= e.failover_auth_time - (T0 + 50) < 2 * UNIT
-    assert 2 * UNIT <= f.failover_auth_time - (T0 + 50) < 3 * UNIT
+    # (each scheduled its election when its primary's FAIL came)
+    assert UNIT <= e.failover_auth_time - T0 < 2 * UNIT
+    assert 2 * UNIT <= f.failover_auth_time - T0 < 3 * UNIT
     # b's failure is cleared (it is reachable again): f moves forward one unit
     before = f.failover_auth_time
     f.nodes[nid("b")].flags.discard("fail")
@@ -519,16 +522,27 @@ def test_manual_failover_times_out():
 
 
 def test_manual_failover_force_starts_at_once():
+    # the primary up (no offset agreement)
     d = view("d")
-    fail_c(d, T0)
-    d.manual_failover("force", now=T0 + 1)
+    d.manual_failover("force", now=T0)
     acts = d.on_tick(T0 + 100)
     (req,) = sent(acts, MsgType.FAILOVER_AUTH_REQUEST)  # no 500 ms delay, no rank
     assert req.msg.header.mflags & MF_FORCEACK
-    # force works with the primary up as well (no offset agreement)
-    d2 = view("d")
-    d2.manual_failover("force", now=T0 + 1)
-    assert sent(d2.on_tick(T0 + 100), MsgType.FAILOVER_AUTH_REQUEST)
+    # an automatic election already scheduled (my primary FAIL) keeps its time,
+    # as in Redis, and asks with FORCEACK
+    d1 = view("d")
+    fail_c(d1, T0)
+    d1.manual_failover("force", now=T0 + 1)
+    assert d1.failover_auth_time - T0 < 2 * UNIT
+    (req,) = sent(d1.on_timer(d1.failover_auth_time), MsgType.FAILOVER_AUTH_REQUEST)
+    assert req.msg.header.mflags & MF_FORCEACK
+
+
+def test_a_replica_ignores_mfstart():
+    # e names d its primary, but d is itself a replica (of c): d serves nothing
+    d = view("d", lines=CLUSTER[:4] + ["e slave d 0"])
+    acts = d.on_message(IN, header_msg(d, MsgType.MFSTART, "e"), T0 + 1)
+    assert not of(acts, A.PauseClients) and d.mf_state == "none" and d.mf_replica is None
 
 
 def test_manual_failover_takeover_needs_no_votes():

@@ -83,6 +83,46 @@ def test_crashed_primary_is_replaced_by_its_replica_and_comes_back_as_a_replica(
     sim.check_all()
 
 
+def _log_times(sim: Simulator, text: str) -> dict[int, int]:
+    """node index -> time of the first log line of each live node containing ``text``."""
+    out = {}
+    for n in sim.live():
+        ts = [t for t, _, line in n.logs if text in line]
+        if ts:
+            out[n.index] = min(ts)
+    return out
+
+
+def test_fail_and_promotion_follow_the_quorums_pfail_closely():
+    """3+3, network delay 1-5 ms: the first FAIL comes when the second primary
+    flags the dead one PFAIL, or one trip later (the first one's PING carries
+    its report); the replica wins once its election delay is over, plus the
+    FAIL's and the votes' trips, not at a later cron tick."""
+    unit = min(500, TIMEOUT // 30)
+    most = 5  # the network's largest delay
+    for seed in range(10):
+        sim = Simulator(6, seed=400 + seed, delay=(1, most), write_load=10)
+        form(sim, 3)
+        sim.run_for(1000 + 37 * seed)
+        victim = seed % 3
+        vid = sim.node_id(victim)
+        (heir,) = replicas_of(sim, victim)
+        for n in sim.nodes:
+            n.logs.clear()
+        sim.crash(victim)
+        assert sim.run_until(lambda s: s.state(heir).myself.is_primary, 10_000, every_ms=50), seed
+        pfail = sorted(t for i, t in _log_times(sim, f"*** NODE {vid} possibly failing").items()
+                       if i < 3)
+        fail = min(_log_times(sim, f"Marking node {vid} as failing").values())
+        won = _log_times(sim, "Failover election won")[heir]
+        # the two other primaries flag it (the quorum is 2 of 3) ...
+        assert len(pfail) == 2, (seed, pfail)
+        assert pfail[1] <= fail <= pfail[1] + most, (seed, pfail, fail)
+        # FAIL reaches the replica (one trip), it waits its delay (one unit plus
+        # a random one: rank 0), asks and gets the votes (two trips)
+        assert fail + unit <= won <= fail + most + 2 * unit + 2 * most, (seed, fail, won)
+
+
 def test_the_most_up_to_date_replica_wins():
     wins = 0
     for seed in range(10):

@@ -305,19 +305,28 @@ def test_role_switch_from_headers():
 FOUR = ["a myself,master - 1 0-4095", "b master - 2 4096-8191", "c master - 3 8192-12287", "d master - 4 12288-16383"]
 
 
-def _pfail_d(a: ClusterState) -> int:
+def _pfail_d(a: ClusterState, before_last_tick=None) -> int:
     """Links up, everyone answers but d: d becomes PFAIL. Returns the time."""
+    return _until_pfail_d(a, before_last_tick)[0]
+
+
+def _until_pfail_d(a: ClusterState, before_last_tick=None) -> tuple[int, list]:
+    """_pfail_d, returning the time and the actions of the tick that flagged d
+    (``before_last_tick(t)`` runs just before that tick)."""
     a.on_tick(T0)
     t = T0
-    while "pfail" not in a.nodes[nid("d")].flags:
+    d = a.nodes[nid("d")]
+    while not d.flags & {"pfail", "fail"}:
         t += 100
         for ch in "bc":
             if a.nodes[nid(ch)].ping_sent:
                 a.on_message(out(nid(ch)), msg(MsgType.PONG, ch, cur=4, cfg="bc".index(ch) + 2), t)
-        a.on_tick(t)
+        if before_last_tick is not None and t - d.ping_sent > TIMEOUT:
+            before_last_tick(t)
+        acts = a.on_tick(t)
         assert t < T0 + 2 * TIMEOUT
     assert t - T0 > TIMEOUT
-    return t
+    return t, acts
 
 
 def test_pfail_then_fail_by_majority_of_primaries():
@@ -332,6 +341,57 @@ def test_pfail_then_fail_by_majority_of_primaries():
     (bc,) = sent(acts, MsgType.FAIL)
     assert isinstance(bc, A.Broadcast) and bc.msg.body == FailBody(nid("d")) and nid("b") in bc.to
     assert a.state == "fail"  # d's slots are not served
+
+
+def test_a_primary_flagging_pfail_pings_the_other_primaries_once():
+    a = build(FOUR + ["e slave b 0"], current=4)
+    b, c = a.nodes[nid("b")], a.nodes[nid("c")]
+    in_flight = {}
+
+    def before(t):  # a ping to c in flight (unanswered) when d goes PFAIL
+        c.ping_sent = t - 50
+        in_flight.update(b=b.ping_sent, c=c.ping_sent)
+    t, acts = _until_pfail_d(a, before)
+    assert "pfail" in a.nodes[nid("d")].flags
+    pings = sent(acts, MsgType.PING)
+    # the primaries serving slots: not d, not the replica e
+    assert sorted(p.node_id for p in pings) == sorted([nid("b"), nid("c")])
+    for p in pings:  # each carries the PFAIL node: the reader counts my report
+        (entry,) = [g for g in p.msg.gossip if g.node_id == nid("d")]
+        assert "pfail" in entry.flags
+    # a ping in flight keeps its time (c's own failure detection); b's was answered
+    assert c.ping_sent == in_flight["c"] and b.ping_sent == (in_flight["b"] or t)
+    # once: the next ticks send b and c nothing more about it
+    for k in (1, 2, 3):
+        assert not [p for p in sent(a.on_tick(t + 100 * k), MsgType.PING)
+                    if p.node_id in (nid("b"), nid("c"))]
+
+
+def test_a_replica_flagging_pfail_pings_nobody_at_once():
+    e = build(["e myself,slave b 0"] + [line.replace("myself,", "") for line in FOUR[1:]]
+              + ["a master - 1 0-4095"], current=4)
+    t, acts = _until_pfail_d(e)
+    assert "pfail" in e.nodes[nid("d")].flags
+    assert not sent(acts, MsgType.PING)  # (a replica's report does not count)
+
+
+def test_pfail_completing_the_quorum_is_fail_at_once():
+    """Valkey 8.1: the reports came before my own PFAIL; mine is the last one needed."""
+    a = build(FOUR, current=4)
+
+    def reports(t):
+        for ch, cfg, slots in (("b", 2, range(4096, 8192)), ("c", 3, range(8192, 12288))):
+            a.on_message(IN, msg(MsgType.PING, ch, cur=4, cfg=cfg, slots=slots,
+                                 gossip=[gossip("d", flags=("master", "pfail"))]), t)
+        assert a.count_failure_reports(nid("d")) == 2 and "pfail" not in a.nodes[nid("d")].flags
+    t, acts = _until_pfail_d(a, reports)
+    d = a.nodes[nid("d")]
+    assert "fail" in d.flags and "pfail" not in d.flags and d.fail_time == t
+    (bc,) = sent(acts, MsgType.FAIL)
+    assert bc.msg.body == FailBody(nid("d"))
+    # nothing left to ask for (only the PING that opens a new link, if any)
+    opened = {x.node_id for x in of(acts, A.Connect)}
+    assert all(p.node_id in opened for p in sent(acts, MsgType.PING))
 
 
 def test_replica_reports_do_not_count():
@@ -351,6 +411,31 @@ def test_failure_reports_expire():
     a.on_message(IN, msg(MsgType.PING, "c", cur=4, cfg=3, slots=range(8192, 12288), gossip=[gossip("d", flags=("master", "pfail"))]), t + 5000)
     a.on_message(IN, msg(MsgType.PING, "c", cur=4, cfg=3, slots=range(8192, 12288), gossip=[gossip("d")]), t + 5001)
     assert a.count_failure_reports(nid("d")) == 0
+
+
+def test_a_lost_link_counts_as_a_ping_unanswered_since_then():
+    a = build(FOUR, current=4)
+    a.on_tick(T0)
+    d = a.nodes[nid("d")]
+    pong = msg(MsgType.PONG, "d", cur=4, cfg=4, slots=range(12288, 16384))
+    a.on_message(out(nid("d")), pong, T0 + 10)
+    assert d.ping_sent == 0 and d.link
+    a.on_link_down(nid("d"), T0 + 500)  # killed: its connection reset, no ping in flight
+    assert d.ping_sent == T0 + 500 and not d.link
+    # (a ping already in flight keeps its time)
+    a.nodes[nid("b")].ping_sent = T0 + 300
+    a.on_link_down(nid("b"), T0 + 500)
+    assert a.nodes[nid("b")].ping_sent == T0 + 300
+    # answered on the next link: cleared as any ping
+    a.on_message(out(nid("b")), msg(MsgType.PONG, "b", cur=4, cfg=2), T0 + 600)
+    assert a.nodes[nid("b")].ping_sent == 0
+    # d stays silent: PFAIL at the first tick more than node timeout after the loss
+    t = T0 + 500
+    while "pfail" not in d.flags:
+        t += 100
+        a.on_tick(t)
+        assert t <= T0 + 500 + TIMEOUT + 100
+    assert t > T0 + 500 + TIMEOUT
 
 
 def test_pong_clears_pfail():

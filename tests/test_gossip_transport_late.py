@@ -1,8 +1,9 @@
-"""The bus transport on a late event loop: a cron tick that runs late (the loop was
+"""The bus transport's clock: a cron tick that runs late (the loop was
 busy, or the process starved of CPU) first lets the loop read what arrived
 meanwhile, so failure detection judges peers by the PONGs already received, not
 by ones still unread in our socket buffers. uvloop runs due timers before it
-polls the sockets; pynode runs on uvloop, so the test does too."""
+polls the sockets; pynode runs on uvloop, so the tests do too. A Wake runs
+``on_timer`` once, at the last time asked for."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import time
 
 import uvloop
 
+from gossip import actions as A
 from gossip import transport as T
 from gossip.codec import MsgType, encode
 from gossip.executor import ServerPort
@@ -36,6 +38,10 @@ class Recorder(ClusterState):
     def on_message(self, link, m, now):
         self.order.append("msg")
         return super().on_message(link, m, now)
+
+    def on_timer(self, now):
+        self.order.append(f"timer {now}")
+        return super().on_timer(now)
 
 
 class Slow(asyncio.Protocol):
@@ -83,3 +89,38 @@ def test_a_late_tick_runs_after_what_arrived_during_the_stall():
     assert order[0] == "msg", order  # the message read before the late cron
     assert "tick" in order
     assert late >= 1 and worst >= 200
+
+
+async def _wakes(cport: int) -> tuple[int, list[str], list[str]]:
+    st = Recorder("a" * 40, "127.0.0.1", cport - 10000, cport, TIMEOUT, random.Random(1), T0)
+    bus = T.BusTransport(st, ServerPort(), hosts=["127.0.0.1"], cport=cport)
+    await bus.start()
+    try:
+        t = bus.clock()
+        bus.run([A.Wake(t + 60), A.Wake(t + 150)])  # the later one replaces the first
+        await asyncio.sleep(0.4)
+        timers = [x for x in st.order if x.startswith("timer")]
+        st.order.clear()
+        bus.paused = True  # DEBUG PAUSE-CRON: no timer either
+        bus.run([A.Wake(bus.clock() + 10)])
+        await asyncio.sleep(0.1)
+        paused = [x for x in st.order if x.startswith("timer")]
+        bus.paused = False
+        bus.run([A.Wake(bus.clock() + 50)])
+        bus.close()  # cancels it
+        await asyncio.sleep(0.1)
+        return t, timers, paused + [x for x in st.order if x.startswith("timer")]
+    finally:
+        bus.close()
+
+
+def test_a_wake_runs_on_timer_once_at_the_last_time_asked():
+    (port,) = free_ports(1)
+    loop = uvloop.new_event_loop()
+    try:
+        t, timers, none = loop.run_until_complete(_wakes(port + 10000))
+    finally:
+        loop.close()
+    (timer,) = timers
+    assert int(timer.split()[1]) >= t + 149  # (the loop's clock may round a ms down)
+    assert none == []
