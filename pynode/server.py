@@ -28,7 +28,7 @@ from pynode.pause import ALL, MIGRATION, Pause
 from pynode.pubsub import PubSub
 from pynode.resp import error, unknown_command, unknown_subcommand
 from pynode.latency import NEVER
-from pynode.routing import route
+from pynode.routing import command_key_args, route
 from binascii import crc_hqx
 from storage.slots import keyslot
 from storage.sdsargs import quote
@@ -61,7 +61,10 @@ def _loading_guard(c, cmd) -> str | None:
 
 def _one_slot_of(owner: list, myid: str, keys: list[bytes]) -> bool:
     """Whether the keys of a multi-key command all hash to one slot that
-    `owner` (the slot table) gives to myid: execute_fast's routing check."""
+    `owner` (the slot table) gives to myid (or there are none, as
+    routing.route serves them): execute_fast's routing check."""
+    if not keys:
+        return True
     first = keys[0]
     slot = keyslot(first) if 123 in first else crc_hqx(first, 0) & 16383
     if owner[slot] != myid:
@@ -608,7 +611,7 @@ class Server:
                 return i
             owner = state.slot_owner
             myid = me.id
-            multikey = not state.importing    # else routing.route decides (TRYAGAIN...)
+            multikey = not me.importing     # else routing.route decides (TRYAGAIN...)
         n = len(cmds)
         look = self.fast_look
         blocking = self.blocking
@@ -640,7 +643,7 @@ class Server:
                 elif cmd.first_key > 0:
                     # several keys (MSET...): all in one slot of ours
                     if cmd.movablekeys or not multikey or not _one_slot_of(
-                            owner, myid, cmd.keys(argv)):
+                            owner, myid, command_key_args(cmd, argv)):
                         break
             if cmd is not run:
                 if run is not None:
