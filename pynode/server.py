@@ -28,7 +28,7 @@ from pynode.pause import ALL, MIGRATION, Pause
 from pynode.pubsub import PubSub
 from pynode.resp import error, unknown_command, unknown_subcommand
 from pynode.latency import NEVER
-from pynode.routing import route
+from pynode.routing import command_key_args, route
 from binascii import crc_hqx
 from storage.slots import keyslot
 from storage.sdsargs import quote
@@ -58,6 +58,23 @@ def _loading_guard(c, cmd) -> str | None:
     """Server.execute's check while loading: commands without the loading
     flag are refused (processCommand's is_denyloading_command)."""
     return None if cmd.loading else LOADING_ERR
+
+def _one_slot_of(owner: list, myid: str, keys: list[bytes]) -> bool:
+    """Whether the keys of a multi-key command all hash to one slot that
+    `owner` (the slot table) gives to myid (or there are none, as
+    routing.route serves them): execute_fast's routing check."""
+    if not keys:
+        return True
+    first = keys[0]
+    slot = keyslot(first) if 123 in first else crc_hqx(first, 0) & 16383
+    if owner[slot] != myid:
+        return False
+    for key in keys:
+        if key is not first and (keyslot(key) if 123 in key
+                                 else crc_hqx(key, 0) & 16383) != slot:
+            return False
+    return True
+
 
 def _fast_eligible(cmd) -> bool:
     """Whether Server.execute_fast may run the command: a data command (or
@@ -594,16 +611,20 @@ class Server:
                 return i
             owner = state.slot_owner
             myid = me.id
+            multikey = not me.importing     # else routing.route decides (TRYAGAIN...)
         n = len(cmds)
         look = self.fast_look
         blocking = self.blocking
+        append = out.append
         propagating = (self.aof is not None or self.repl_feed is not None
                        or self.slot_feed is not None)
         lat_add = None if self.latency.tracking else False
-        run = None             # the command of the current run, its calls and time
-        calls = total = 0
-        start = i
-        t = perf_counter_ns()
+        # the current run of one command: its first index and the clock at
+        # its start less the time spent outside the handlers (propagation,
+        # slowlog, serving unblocked clients), booked when the run ends
+        run = None
+        run_i = start = i
+        t = base = perf_counter_ns()
         for i in range(start, n):
             argv = cmds[i]
             cmd = fast.get(argv[0])
@@ -619,13 +640,17 @@ class Server:
                     if owner[keyslot(key) if 123 in key
                              else crc_hqx(key, 0) & 16383] != myid:
                         break
-                elif cmd.first_key > 0 or cmd.movablekeys:
-                    break
+                elif cmd.first_key > 0:
+                    # several keys (MSET...): all in one slot of ours
+                    if cmd.movablekeys or not multikey or not _one_slot_of(
+                            owner, myid, command_key_args(cmd, argv)):
+                        break
             if cmd is not run:
                 if run is not None:
-                    run.calls += calls
-                    run.ns += total
-                    calls = total = 0
+                    run.calls += i - run_i
+                    run.ns += t - base
+                    run_i = i
+                    base = t
                 run = cmd
                 if lat_add is not False:
                     lat_add = cmd.lat.append
@@ -637,29 +662,32 @@ class Server:
             t1 = perf_counter_ns()
             dt = t1 - t
             t = t1
-            calls += 1
-            total += dt
             if lat_add:
                 lat_add(dt)
             if self.dirty != dirty and (propagating or c.rewrite is not None):
                 self.propagate_command(c, cmd, argv, self.dirty - dirty)
                 t = perf_counter_ns()
+                base += t - t1
             if dt >= look:
                 if dt > self.slowlog_threshold and not cmd.skip_slowlog:
                     self.slowlog_add(c, argv, dt)
                 if dt >= self.latency.min_ns:
                     self.latency.command(cmd, dt / 1e9)
+                t1 = t
                 t = perf_counter_ns()
+                base += t - t1
             if blocking.ready:
                 blocking.handle_ready()
+                t1 = t
                 t = perf_counter_ns()
+                base += t - t1
             if r is not None:
-                out.append(r)
+                append(r)
         else:
             i = n
         if run is not None:
-            run.calls += calls
-            run.ns += total
+            run.calls += i - run_i
+            run.ns += t - base
             c.last_cmd = run.name
         return i
 
