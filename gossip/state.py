@@ -868,14 +868,13 @@ class ClusterState:
                 self._del_node(node)
                 continue
             if not node.link and node.has_address:
+                # clusterNodeCronHandleReconnect: the PING (or MEET) goes out
+                # when the connection is up (on_link_up); a refused one sends
+                # nothing. (The failure detection below may still queue a PING
+                # on the connecting link, as Redis's does.)
                 node.link = True
                 node.link_ctime = now
                 self._out.append(A.Connect(node.id, node.ip, node.cport))
-                old_ping_sent = node.ping_sent
-                self._send_ping(node, MsgType.MEET if MEET in node.flags else MsgType.PING)
-                if old_ping_sent:
-                    node.ping_sent = old_ping_sent
-                node.flags.discard(MEET)
 
         if self._announce_offset:
             # (a header is enough: no gossip section, no draw from the rng)
@@ -1358,7 +1357,19 @@ class ClusterState:
     # ------------------------------------------------------------------ links
 
     def on_link_up(self, node_id: str, now: int) -> list:
+        """clusterLinkConnectHandler: the outbound link to ``node_id`` is
+        connected; queue a PING on it at once (a MEET if we are introducing
+        ourselves), keeping the time of a ping still unanswered."""
         self._begin(now)
+        node = self.nodes.get(node_id)
+        if node is not None and node.link and node is not self.myself:
+            old_ping_sent = node.ping_sent
+            self._send_ping(node, MsgType.MEET if MEET in node.flags else MsgType.PING)
+            if old_ping_sent:
+                node.ping_sent = old_ping_sent
+            # cleared after the first packet: a refused MEET is sent again on
+            # the next connection
+            node.flags.discard(MEET)
         return self._finish()
 
     def on_link_down(self, node_id: str, now: int) -> list:

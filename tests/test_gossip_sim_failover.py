@@ -393,11 +393,13 @@ def test_seeded_failover_schedules(chunk, record_property):
         if took is not None:
             times.append(took)
     if times:
-        # A split vote (two replicas asking in the same epoch) costs a retry after
-        # 2 x the election timeout, as in Redis: single failovers may take long, the
-        # typical one may not.
+        # A split vote (two replicas asking in the same epoch), or a vote or a
+        # FAIL lost to the simulated loss, costs a retry after 2 x the election
+        # timeout, as in Redis: single failovers may take long, the typical one
+        # may not (at least half of them take less than 3 node timeouts: with
+        # four failovers in a chunk, two retries must not average in).
         record_property("failover_times_node_timeouts", times)
-        assert statistics.median(times) < 3, times
+        assert statistics.median_low(times) < 3, times
 
 
 def test_median_failover_time():
