@@ -50,6 +50,8 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import random
+from itertools import repeat
+from operator import contains
 from typing import Iterable
 
 from gossip import actions as A
@@ -277,10 +279,15 @@ class ClusterState:
         # cron's census of primaries and their replicas is kept until it moves
         self._topo_gen = 0
         self._census: tuple | None = None
+        # the nodes owning slots -> their flag sets (kept by _assign_slots and
+        # _unassign_slots): clusterUpdateState reads the roles and the PFAIL /
+        # FAIL flags of those, live and at C speed, instead of scanning the table
+        self._owners: dict[Node, set[str]] = {}
         self._first_update_time: int | None = None
         self._among_minority_time = 0
         self._ids_cache: list[str] | None = None  # the table's ids, in order
         self._objs: list[Node] = []  # ... and its nodes (valid with _ids_cache)
+        self._my_index = 0  # ... and myself's place among them
         self._replication_pending = False
         self._out: list = []
         self._todo_save = False
@@ -497,6 +504,9 @@ class ClusterState:
             assert not (n.slots and n.is_replica), f"replica {n.id} owns slots"
             total += len(n.slots)
         assert total == self._assigned, "slot counts agree with the slot map"
+        assert len(self._owners) == sum(1 for n in self.nodes.values() if n.slots) and all(
+            self.nodes.get(n.id) is n and n.slots and f is n.flags for n, f in self._owners.items()
+        ), "the slot owners are listed with their flags"
         if full:
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
@@ -584,6 +594,7 @@ class ClusterState:
         if self._ids_cache is None:
             self._ids_cache = list(self.nodes)
             self._objs = list(self.nodes.values())
+            self._my_index = self._objs.index(self.myself)
         return self._ids_cache
 
     def _add_node(self, node: Node) -> None:
@@ -601,7 +612,7 @@ class ClusterState:
 
     def _unlink(self, node: Node) -> None:
         """The outbound link is gone (freeLinks): the cron reconnects."""
-        node.link = False
+        node.link = node.link_up = False
         self._attn.add(node)
 
     def _del_node(self, node: Node) -> None:
@@ -656,6 +667,8 @@ class ClusterState:
         before = len(node.slots)
         self._topo_gen += 1
         node.slots.update(slots)
+        if node.slots:
+            self._owners[node] = node.flags
         node._slots_changed(added=slots)
         self._assigned += len(node.slots) - before
 
@@ -674,6 +687,8 @@ class ClusterState:
             node = self.nodes[nid]
             node.slots.difference_update(lost)
             node._slots_changed(removed=lost)
+            if not node.slots:
+                del self._owners[node]
             self._assigned -= len(lost)
             if nid == me.id or nid == me.primary_id:
                 shard_lost.extend(lost)
@@ -686,6 +701,8 @@ class ClusterState:
         self._unassign_slots(sorted(node.slots))
 
     def _blacklisted(self, node_id: str) -> bool:
+        if not self.blacklist:
+            return False
         expired = [k for k, t in self.blacklist.items() if t < self.now]
         for k in expired:
             del self.blacklist[k]
@@ -721,13 +738,15 @@ class ClusterState:
     def _gossip_entry(n: Node) -> GossipEntry:
         # Redis carries these times in seconds: keep the same resolution.
         ping, pong = n.ping_sent // 1000 * 1000, n.pong_received // 1000 * 1000
+        n._gossip_times = (n.ping_sent, n.pong_received)
         g = n._gossip
         if (
             g is not None and g.node_id == n.id and g.ping_sent == ping and g.pong_received == pong
             and g.ip == n.ip and g.port == n.port and g.cport == n.cport and g.flags == n.flags
         ):
             return g  # entries are immutable: one serves every message it fits
-        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, frozenset(n.flags))
+        flags = g.flags if g is not None and g.flags == n.flags else frozenset(n.flags)
+        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, flags)
         return g
 
     def _gossip_section(self) -> tuple[GossipEntry, ...]:
@@ -736,25 +755,28 @@ class ClusterState:
         freshnodes = count - 2
         wanted = min(max(3, count // 10), freshnodes)
         entries: list[GossipEntry] = []
-        chosen: set[str] = set()
         nids = len(self._node_ids())
         objs = self._objs
-        me = self.myself
+        # the table indices taken, and myself's: a draw of either is skipped
+        # the same way (no fresh node used up)
+        chosen = {self._my_index}
         # rng.choice(ids) inlined (random.Random._randbelow_with_getrandbits:
         # the same draws, so a seed's run is the same), a call less per draw
         bits = self.rng.getrandbits
         k = nids.bit_length()
         entry = self._gossip_entry
         special = _TICK_SPECIAL
+        append, take = entries.append, chosen.add
         maxiter = wanted * 3
-        while freshnodes > 0 and len(entries) < wanted and maxiter > 0:
+        got = 0
+        while freshnodes > 0 and got < wanted and maxiter > 0:
             maxiter -= 1
             r = bits(k)
             while r >= nids:
                 r = bits(k)
-            n = objs[r]
-            if n is me:
+            if r in chosen:
                 continue
+            n = objs[r]
             fl = n.flags
             if not special.isdisjoint(fl):
                 if PFAIL in fl:
@@ -764,19 +786,14 @@ class ClusterState:
             if not n.link and not n.slots:
                 freshnodes -= 1
                 continue
-            nid = n.id
-            if nid in chosen:
-                continue
             # _gossip_entry(n), inlined: this runs ~100 times a message (a rename
             # or a new address drops the cached entry: only times and flags change)
             g = n._gossip
-            if (
-                g is None or g.ping_sent != n.ping_sent // 1000 * 1000
-                or g.pong_received != n.pong_received // 1000 * 1000 or g.flags != fl
-            ):
+            if g is None or n._gossip_times != (n.ping_sent, n.pong_received) or g.flags != fl:
                 g = entry(n)
-            entries.append(g)
-            chosen.add(nid)
+            append(g)
+            take(r)
+            got += 1
             freshnodes -= 1
         pfail_wanted = self.stats_pfail_nodes
         if pfail_wanted:
@@ -806,6 +823,12 @@ class ClusterState:
         if mtype == MsgType.PING:
             node.ping_sent = self.now
             self._pinged.add(node)
+            if not node.link_up:
+                # The link is still connecting: the PING its connect handler
+                # sends (on_link_up, keeping this ping time) is this one. Redis
+                # queues both back to back; one is built, and none if the
+                # connection is refused.
+                return
         self._send(node, self._ping_message(mtype))
 
     def _broadcast(self, msg: Message, among=None) -> None:
@@ -1363,6 +1386,7 @@ class ClusterState:
         self._begin(now)
         node = self.nodes.get(node_id)
         if node is not None and node.link and node is not self.myself:
+            node.link_up = True
             old_ping_sent = node.ping_sent
             self._send_ping(node, MsgType.MEET if MEET in node.flags else MsgType.PING)
             if old_ping_sent:
@@ -1613,17 +1637,15 @@ class ClusterState:
                         self._mark_node_as_failing_if_needed(node)
                     elif node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
                         self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
-                node_ok = healthy(node.flags)
-                if (
-                    node_ok
-                    and node.ping_sent == 0
-                    and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
-                    and node.pong_received < g.pong_received <= latest
-                ):
-                    node.pong_received = g.pong_received
-                if (
-                    not node_ok
-                    and node is not me
+                if healthy(node.flags):
+                    if (
+                        node.ping_sent == 0
+                        and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
+                        and node.pong_received < g.pong_received <= latest
+                    ):
+                        node.pong_received = g.pong_received
+                elif (
+                    node is not me
                     and NOADDR not in g.flags
                     and not g.flags & FAILURE_FLAGS
                     and (node.ip != g.ip or node.port != g.port or node.cport != g.cport)
@@ -1947,15 +1969,18 @@ class ClusterState:
         if me.is_primary and self.state == "fail" and now - self._first_update_time < WRITABLE_DELAY_MS:
             return
         new = "ok"
-        if self.require_full_coverage:
-            if self._assigned < CLUSTER_SLOTS or any(FAIL in n.flags and n.slots for n in self.nodes.values()):
-                new = "fail"
-        size = reachable = 0
-        for n in self.nodes.values():
-            if n.is_primary and n.slots:
-                size += 1
-                if not n.flags & FAILURE_FLAGS:
-                    reachable += 1
+        flags = self._owners.values()
+        if self.require_full_coverage and (
+            self._assigned < CLUSTER_SLOTS or any(map(contains, flags, repeat(FAIL)))
+        ):
+            new = "fail"
+        size = sum(map(contains, flags, repeat(MASTER)))
+        if size == len(flags):
+            reachable = sum(map(FAILURE_FLAGS.isdisjoint, flags))
+        else:  # (a slot owner without a role: not counted)
+            reachable = sum(1 for f in flags if MASTER in f and FAILURE_FLAGS.isdisjoint(f))
+        if self.check_every == 1:
+            assert (size, reachable) == self._state_inputs(), "slot owners out of date"
         self.size = size
         if reachable < size // 2 + 1:
             new = "fail"
@@ -1966,6 +1991,17 @@ class ClusterState:
                 return
             self._log("notice" if new == "ok" else "warning", f"Cluster state changed: {new}")
             self.state = new
+
+    def _state_inputs(self) -> tuple[int, int]:
+        """What clusterUpdateState counts, from a scan of the table: primaries
+        serving slots, and those of them neither PFAIL nor FAIL."""
+        size = reachable = 0
+        for n in self.nodes.values():
+            if n.is_primary and n.slots:
+                size += 1
+                if not n.flags & FAILURE_FLAGS:
+                    reachable += 1
+        return size, reachable
 
     # ------------------------------------------------------------------ admin (CLUSTER ...)
 

@@ -38,6 +38,9 @@ def view(me: str, current: int = 3, lines=CLUSTER, **kw) -> ClusterState:
     rows.sort(key=lambda r: "myself" not in r)
     st = build(rows, current=current, **kw)
     st.on_tick(T0)  # connect to everybody
+    for node_id in list(st.nodes):
+        if node_id != st.myself_id:
+            st.on_link_up(node_id, T0)
     return st
 
 

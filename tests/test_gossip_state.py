@@ -514,6 +514,8 @@ def test_reset():
 def test_publish_and_stats():
     a = build(["a myself,master - 0", "b master - 0", "c master - 0"])
     a.on_tick(T0)
+    for ch in "bc":  # the links come up: a PING on each
+        a.on_link_up(nid(ch), T0)
     acts = a.publish(b"news", b"hello", now=T0)
     (bc,) = of(acts, A.Broadcast)
     assert bc.msg.type == MsgType.PUBLISH and set(bc.to) == {nid("b"), nid("c")}
