@@ -1809,14 +1809,19 @@ class ClusterState:
         if added and me.importing:
             added &= ~int.from_bytes(bitmap_from_slots(me.importing), "little")
         taken_mask = 0
+        taken: list[int] | None = None
         if added and added.bit_count() <= 512:
             # a few slots (a node joining, a slot move): look each owner up
-            # rather than building every primary's bitmap as an integer
+            # rather than building every primary's bitmap as an integer (and
+            # the mask once, not a 2 KB integer per slot)
             nodes, owner_of = self.nodes, self.slot_owner
-            for s in slots_from_bitmap(added.to_bytes(BITMAP_BYTES, "little")):
-                o = owner_of[s]
-                if o is None or nodes[o].config_epoch < config_epoch:
-                    taken_mask |= 1 << s
+            candidates = slots_from_bitmap(added.to_bytes(BITMAP_BYTES, "little"))
+            taken = [s for s in candidates
+                     if (o := owner_of[s]) is None or nodes[o].config_epoch < config_epoch]
+            if len(taken) == len(candidates):
+                taken_mask = added
+            elif taken:
+                taken_mask = int.from_bytes(bitmap_from_slots(taken), "little")
         elif added:
             owned = 0
             for n in self.nodes.values():
@@ -1837,7 +1842,8 @@ class ClusterState:
                 migrated_our = ours.bit_count()
                 if migrated_our:
                     new_primary = sender
-            taken = slots_from_bitmap(taken_mask.to_bytes(BITMAP_BYTES, "little"))
+            if taken is None:
+                taken = slots_from_bitmap(taken_mask.to_bytes(BITMAP_BYTES, "little"))
             owner_of = self.slot_owner
             self._unassign_slots([s for s in taken if owner_of[s] is not None])
             self._assign_slots(sender, taken)
