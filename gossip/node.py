@@ -62,7 +62,7 @@ def bits_to_flags(bits: int) -> frozenset[str]:
     return frozenset(name for name, bit in FLAG_BITS.items() if bits & bit)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """One entry of the node table.
 
