@@ -62,7 +62,7 @@ def bits_to_flags(bits: int) -> frozenset[str]:
     return frozenset(name for name, bit in FLAG_BITS.items() if bits & bit)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Node:
     """One entry of the node table.
 
@@ -87,6 +87,8 @@ class Node:
     ctime: int = 0
     fail_time: int = 0
     link: bool = False
+    #: the outbound link is connected (on_link_up), not only connecting
+    link_up: bool = False
     link_ctime: int = 0
     repl_offset: int = 0
     repl_offset_time: int = 0
@@ -105,6 +107,9 @@ class Node:
     #: the last gossip entry made for this node (gossip.state reuses it while
     #: the fields it carries are unchanged)
     _gossip: object = field(default=None, repr=False)
+    #: (ping_sent, pong_received) when that entry was last checked (unchanged
+    #: times: the entry still fits, without comparing it field by field)
+    _gossip_times: tuple = field(default=(), repr=False)
     #: position in the node table's order (gossip.state: the order its cron
     #: visits nodes in; a rename moves a node to the end, as in the dict)
     _seq: int = field(default=0, repr=False)

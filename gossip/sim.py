@@ -72,6 +72,9 @@ class SimLink:
     pending: list = field(default_factory=list)
     last_fwd: int = 0  # FIFO: latest scheduled delivery time, owner -> target
     last_back: int = 0
+    # what the receiving end is told about the link, per direction (made once)
+    info_fwd: LinkInfo | None = None
+    info_back: LinkInfo | None = None
 
 
 @dataclass(eq=False)
@@ -481,8 +484,16 @@ class Simulator:
         heapq.heappush(self._queue, (t, self._seq, kind, data))
 
     def _delay(self) -> int:
+        # rng.randint(lo, hi) inlined (random.Random._randbelow_with_getrandbits:
+        # the same draws), one per message
         lo, hi = self.delay
-        return self.rng.randint(lo, hi)
+        n = hi - lo + 1
+        bits = self.rng.getrandbits
+        k = n.bit_length()
+        r = bits(k)
+        while r >= n:
+            r = bits(k)
+        return lo + r
 
     def run_for(self, ms: int) -> None:
         self.run_until_time(self.now + ms)
@@ -685,10 +696,15 @@ class Simulator:
         target = self.nodes[link.target]
         if direction == "fwd":
             dest, inc = target, link.target_inc
-            info = LinkInfo(inbound=True, peer_ip=owner.ip, local_ip=target.ip, conn_id=link.id)
+            info = link.info_fwd
+            if info is None:
+                info = link.info_fwd = LinkInfo(inbound=True, peer_ip=owner.ip, local_ip=target.ip, conn_id=link.id)
         else:
             dest, inc = owner, link.owner_inc
-            info = LinkInfo(inbound=False, node_id=link.key, peer_ip=target.ip, local_ip=owner.ip, conn_id=link.id)
+            info = link.info_back
+            if info is None or info.node_id != link.key:  # (renamed)
+                info = link.info_back = LinkInfo(
+                    inbound=False, node_id=link.key, peer_ip=target.ip, local_ip=owner.ip, conn_id=link.id)
         if not dest.alive or dest.incarnation != inc:
             return
         if self._stalled(dest, "deliver", (link_id, direction, payload)):

@@ -25,7 +25,7 @@ Failover (Redis 7.0's clusterHandleSlaveFailover and friends) lives here too:
   id sorts before my primary's: when several primaries fail at once their shards
   elect one after the other instead of splitting the votes). A sibling's
   FAILOVER_AUTH_REQUEST seen before mine went out postpones mine until that
-  election is over (a loaded node may start late: two siblings asking at once
+  election is over, plus my random part and failed-primary rank (a loaded node may start late: two siblings asking at once
   split the votes and, with the per-primary vote window, lose 4 x node timeout).
   Beyond Redis 7.0, whose cron does both at its next tick, the attempt is
   scheduled as soon as the replica learns its primary is FAIL, and the
@@ -55,6 +55,8 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import random
+from itertools import repeat
+from operator import contains
 from typing import Iterable
 
 from gossip import actions as A
@@ -283,10 +285,15 @@ class ClusterState:
         # cron's census of primaries and their replicas is kept until it moves
         self._topo_gen = 0
         self._census: tuple | None = None
+        # the nodes owning slots -> their flag sets (kept by _assign_slots and
+        # _unassign_slots): clusterUpdateState reads the roles and the PFAIL /
+        # FAIL flags of those, live and at C speed, instead of scanning the table
+        self._owners: dict[Node, set[str]] = {}
         self._first_update_time: int | None = None
         self._among_minority_time = 0
         self._ids_cache: list[str] | None = None  # the table's ids, in order
         self._objs: list[Node] = []  # ... and its nodes (valid with _ids_cache)
+        self._my_index = 0  # ... and myself's place among them
         self._replication_pending = False
         self._out: list = []
         self._todo_save = False
@@ -503,6 +510,9 @@ class ClusterState:
             assert not (n.slots and n.is_replica), f"replica {n.id} owns slots"
             total += len(n.slots)
         assert total == self._assigned, "slot counts agree with the slot map"
+        assert len(self._owners) == sum(1 for n in self.nodes.values() if n.slots) and all(
+            self.nodes.get(n.id) is n and n.slots and f is n.flags for n, f in self._owners.items()
+        ), "the slot owners are listed with their flags"
         if full:
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
@@ -590,6 +600,7 @@ class ClusterState:
         if self._ids_cache is None:
             self._ids_cache = list(self.nodes)
             self._objs = list(self.nodes.values())
+            self._my_index = self._objs.index(self.myself)
         return self._ids_cache
 
     def _add_node(self, node: Node) -> None:
@@ -607,7 +618,7 @@ class ClusterState:
 
     def _unlink(self, node: Node) -> None:
         """The outbound link is gone (freeLinks): the cron reconnects."""
-        node.link = False
+        node.link = node.link_up = False
         self._attn.add(node)
 
     def _del_node(self, node: Node) -> None:
@@ -662,6 +673,8 @@ class ClusterState:
         before = len(node.slots)
         self._topo_gen += 1
         node.slots.update(slots)
+        if node.slots:
+            self._owners[node] = node.flags
         node._slots_changed(added=slots)
         self._assigned += len(node.slots) - before
 
@@ -680,6 +693,8 @@ class ClusterState:
             node = self.nodes[nid]
             node.slots.difference_update(lost)
             node._slots_changed(removed=lost)
+            if not node.slots:
+                del self._owners[node]
             self._assigned -= len(lost)
             if nid == me.id or nid == me.primary_id:
                 shard_lost.extend(lost)
@@ -692,6 +707,8 @@ class ClusterState:
         self._unassign_slots(sorted(node.slots))
 
     def _blacklisted(self, node_id: str) -> bool:
+        if not self.blacklist:
+            return False
         expired = [k for k, t in self.blacklist.items() if t < self.now]
         for k in expired:
             del self.blacklist[k]
@@ -727,13 +744,15 @@ class ClusterState:
     def _gossip_entry(n: Node) -> GossipEntry:
         # Redis carries these times in seconds: keep the same resolution.
         ping, pong = n.ping_sent // 1000 * 1000, n.pong_received // 1000 * 1000
+        n._gossip_times = (n.ping_sent, n.pong_received)
         g = n._gossip
         if (
             g is not None and g.node_id == n.id and g.ping_sent == ping and g.pong_received == pong
             and g.ip == n.ip and g.port == n.port and g.cport == n.cport and g.flags == n.flags
         ):
             return g  # entries are immutable: one serves every message it fits
-        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, frozenset(n.flags))
+        flags = g.flags if g is not None and g.flags == n.flags else frozenset(n.flags)
+        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, flags)
         return g
 
     def _gossip_section(self) -> tuple[GossipEntry, ...]:
@@ -742,25 +761,28 @@ class ClusterState:
         freshnodes = count - 2
         wanted = min(max(3, count // 10), freshnodes)
         entries: list[GossipEntry] = []
-        chosen: set[str] = set()
         nids = len(self._node_ids())
         objs = self._objs
-        me = self.myself
+        # the table indices taken, and myself's: a draw of either is skipped
+        # the same way (no fresh node used up)
+        chosen = {self._my_index}
         # rng.choice(ids) inlined (random.Random._randbelow_with_getrandbits:
         # the same draws, so a seed's run is the same), a call less per draw
         bits = self.rng.getrandbits
         k = nids.bit_length()
         entry = self._gossip_entry
         special = _TICK_SPECIAL
+        append, take = entries.append, chosen.add
         maxiter = wanted * 3
-        while freshnodes > 0 and len(entries) < wanted and maxiter > 0:
+        got = 0
+        while freshnodes > 0 and got < wanted and maxiter > 0:
             maxiter -= 1
             r = bits(k)
             while r >= nids:
                 r = bits(k)
-            n = objs[r]
-            if n is me:
+            if r in chosen:
                 continue
+            n = objs[r]
             fl = n.flags
             if not special.isdisjoint(fl):
                 if PFAIL in fl:
@@ -770,19 +792,14 @@ class ClusterState:
             if not n.link and not n.slots:
                 freshnodes -= 1
                 continue
-            nid = n.id
-            if nid in chosen:
-                continue
             # _gossip_entry(n), inlined: this runs ~100 times a message (a rename
             # or a new address drops the cached entry: only times and flags change)
             g = n._gossip
-            if (
-                g is None or g.ping_sent != n.ping_sent // 1000 * 1000
-                or g.pong_received != n.pong_received // 1000 * 1000 or g.flags != fl
-            ):
+            if g is None or n._gossip_times != (n.ping_sent, n.pong_received) or g.flags != fl:
                 g = entry(n)
-            entries.append(g)
-            chosen.add(nid)
+            append(g)
+            take(r)
+            got += 1
             freshnodes -= 1
         pfail_wanted = self.stats_pfail_nodes
         if pfail_wanted:
@@ -812,6 +829,12 @@ class ClusterState:
         if mtype == MsgType.PING:
             node.ping_sent = self.now
             self._pinged.add(node)
+            if not node.link_up:
+                # The link is still connecting: the PING its connect handler
+                # sends (on_link_up, keeping this ping time) is this one. Redis
+                # queues both back to back; one is built, and none if the
+                # connection is refused.
+                return
         self._send(node, self._ping_message(mtype))
 
     def _broadcast(self, msg: Message, among=None) -> None:
@@ -874,14 +897,13 @@ class ClusterState:
                 self._del_node(node)
                 continue
             if not node.link and node.has_address:
+                # clusterNodeCronHandleReconnect: the PING (or MEET) goes out
+                # when the connection is up (on_link_up); a refused one sends
+                # nothing. (The failure detection below may still queue a PING
+                # on the connecting link, as Redis's does.)
                 node.link = True
                 node.link_ctime = now
                 self._out.append(A.Connect(node.id, node.ip, node.cport))
-                old_ping_sent = node.ping_sent
-                self._send_ping(node, MsgType.MEET if MEET in node.flags else MsgType.PING)
-                if old_ping_sent:
-                    node.ping_sent = old_ping_sent
-                node.flags.discard(MEET)
 
         if self._announce_offset:
             # (a header is enough: no gossip section, no draw from the rng)
@@ -1405,7 +1427,20 @@ class ClusterState:
     # ------------------------------------------------------------------ links
 
     def on_link_up(self, node_id: str, now: int) -> list:
+        """clusterLinkConnectHandler: the outbound link to ``node_id`` is
+        connected; queue a PING on it at once (a MEET if we are introducing
+        ourselves), keeping the time of a ping still unanswered."""
         self._begin(now)
+        node = self.nodes.get(node_id)
+        if node is not None and node.link and node is not self.myself:
+            node.link_up = True
+            old_ping_sent = node.ping_sent
+            self._send_ping(node, MsgType.MEET if MEET in node.flags else MsgType.PING)
+            if old_ping_sent:
+                node.ping_sent = old_ping_sent
+            # cleared after the first packet: a refused MEET is sent again on
+            # the next connection
+            node.flags.discard(MEET)
         return self._finish()
 
     def on_link_down(self, node_id: str, now: int) -> list:
@@ -1667,17 +1702,15 @@ class ClusterState:
                         self._mark_node_as_failing_if_needed(node)
                     elif node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
                         self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
-                node_ok = healthy(node.flags)
-                if (
-                    node_ok
-                    and node.ping_sent == 0
-                    and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
-                    and node.pong_received < g.pong_received <= latest
-                ):
-                    node.pong_received = g.pong_received
-                if (
-                    not node_ok
-                    and node is not me
+                if healthy(node.flags):
+                    if (
+                        node.ping_sent == 0
+                        and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
+                        and node.pong_received < g.pong_received <= latest
+                    ):
+                        node.pong_received = g.pong_received
+                elif (
+                    node is not me
                     and NOADDR not in g.flags
                     and not g.flags & FAILURE_FLAGS
                     and (node.ip != g.ip or node.port != g.port or node.cport != g.cport)
@@ -1774,7 +1807,11 @@ class ClusterState:
             return
         self.sibling_election_until = until
         if self.failover_auth_time and not self.failover_auth_sent and self.failover_auth_time < until:
-            self.failover_auth_time = until
+            # after it, my own delay again (random part, failed-primary rank): the
+            # replicas of two shards whose elections split cannot retry in step
+            unit = self.election_delay_unit()
+            self.failover_auth_time = (until + self.rng.randrange(unit)
+                                       + self.failover_failed_primary_rank * unit)
             self._log("warning", f"Replica {sibling.id} asked for votes first: my election "
                                  f"waits until its own is over.")
 
@@ -1845,14 +1882,19 @@ class ClusterState:
         if added and me.importing:
             added &= ~int.from_bytes(bitmap_from_slots(me.importing), "little")
         taken_mask = 0
+        taken: list[int] | None = None
         if added and added.bit_count() <= 512:
             # a few slots (a node joining, a slot move): look each owner up
-            # rather than building every primary's bitmap as an integer
+            # rather than building every primary's bitmap as an integer (and
+            # the mask once, not a 2 KB integer per slot)
             nodes, owner_of = self.nodes, self.slot_owner
-            for s in slots_from_bitmap(added.to_bytes(BITMAP_BYTES, "little")):
-                o = owner_of[s]
-                if o is None or nodes[o].config_epoch < config_epoch:
-                    taken_mask |= 1 << s
+            candidates = slots_from_bitmap(added.to_bytes(BITMAP_BYTES, "little"))
+            taken = [s for s in candidates
+                     if (o := owner_of[s]) is None or nodes[o].config_epoch < config_epoch]
+            if len(taken) == len(candidates):
+                taken_mask = added
+            elif taken:
+                taken_mask = int.from_bytes(bitmap_from_slots(taken), "little")
         elif added:
             owned = 0
             for n in self.nodes.values():
@@ -1873,7 +1915,8 @@ class ClusterState:
                 migrated_our = ours.bit_count()
                 if migrated_our:
                     new_primary = sender
-            taken = slots_from_bitmap(taken_mask.to_bytes(BITMAP_BYTES, "little"))
+            if taken is None:
+                taken = slots_from_bitmap(taken_mask.to_bytes(BITMAP_BYTES, "little"))
             owner_of = self.slot_owner
             self._unassign_slots([s for s in taken if owner_of[s] is not None])
             self._assign_slots(sender, taken)
@@ -2013,15 +2056,18 @@ class ClusterState:
         if me.is_primary and self.state == "fail" and now - self._first_update_time < WRITABLE_DELAY_MS:
             return
         new = "ok"
-        if self.require_full_coverage:
-            if self._assigned < CLUSTER_SLOTS or any(FAIL in n.flags and n.slots for n in self.nodes.values()):
-                new = "fail"
-        size = reachable = 0
-        for n in self.nodes.values():
-            if n.is_primary and n.slots:
-                size += 1
-                if not n.flags & FAILURE_FLAGS:
-                    reachable += 1
+        flags = self._owners.values()
+        if self.require_full_coverage and (
+            self._assigned < CLUSTER_SLOTS or any(map(contains, flags, repeat(FAIL)))
+        ):
+            new = "fail"
+        size = sum(map(contains, flags, repeat(MASTER)))
+        if size == len(flags):
+            reachable = sum(map(FAILURE_FLAGS.isdisjoint, flags))
+        else:  # (a slot owner without a role: not counted)
+            reachable = sum(1 for f in flags if MASTER in f and FAILURE_FLAGS.isdisjoint(f))
+        if self.check_every == 1:
+            assert (size, reachable) == self._state_inputs(), "slot owners out of date"
         self.size = size
         if reachable < size // 2 + 1:
             new = "fail"
@@ -2032,6 +2078,17 @@ class ClusterState:
                 return
             self._log("notice" if new == "ok" else "warning", f"Cluster state changed: {new}")
             self.state = new
+
+    def _state_inputs(self) -> tuple[int, int]:
+        """What clusterUpdateState counts, from a scan of the table: primaries
+        serving slots, and those of them neither PFAIL nor FAIL."""
+        size = reachable = 0
+        for n in self.nodes.values():
+            if n.is_primary and n.slots:
+                size += 1
+                if not n.flags & FAILURE_FLAGS:
+                    reachable += 1
+        return size, reachable
 
     # ------------------------------------------------------------------ admin (CLUSTER ...)
 

@@ -38,6 +38,9 @@ def view(me: str, current: int = 3, lines=CLUSTER, **kw) -> ClusterState:
     rows.sort(key=lambda r: "myself" not in r)
     st = build(rows, current=current, **kw)
     st.on_tick(T0)  # connect to everybody
+    for node_id in list(st.nodes):
+        if node_id != st.myself_id:
+            st.on_link_up(node_id, T0)
     return st
 
 
@@ -318,7 +321,9 @@ def test_a_sibling_request_postpones_my_election():
     # e asks first (its delay ran out sooner, or my loop ran late): I wait for its election
     auth_timeout = max(2 * TIMEOUT, 2000)
     acts = d.on_message(IN, request_from(d, "e", 4), T0 + 60)
-    assert d.failover_auth_time == T0 + 60 + auth_timeout and not d.failover_auth_sent
+    # ... then my own random part and failed-primary rank again (rank 0 here)
+    assert T0 + 60 + auth_timeout <= d.failover_auth_time < T0 + 60 + auth_timeout + UNIT
+    assert not d.failover_auth_sent
     assert any("asked for votes first" in x.text for x in of(acts, A.Log))
     for k in range(1, auth_timeout // 100):
         assert not sent(d.on_tick(T0 + 60 + 100 * k), MsgType.FAILOVER_AUTH_REQUEST)

@@ -82,13 +82,20 @@ def test_meet_handshake_and_rename():
     hs_id = hs.id
     assert hs.flags == {"handshake", "meet"} and hs_id != nid("b")
 
+    # the MEET goes out once the connection is up (clusterLinkConnectHandler):
+    # a refused connection sends nothing, and the next one MEETs again
     acts = a.on_tick(T0 + 100)
     assert A.Connect(hs.id, "127.0.0.1", 17001) in acts
-    (meet,) = sent(acts, MsgType.MEET)
+    assert not [x for x in acts if isinstance(x, (A.Send, A.Broadcast))] and "meet" in hs.flags
+    assert not [x for x in a.on_link_down(hs.id, T0 + 101) if isinstance(x, A.Send)]
+    assert "meet" in hs.flags and hs.ping_sent == 0
+    acts = a.on_tick(T0 + 200)
+    assert A.Connect(hs.id, "127.0.0.1", 17001) in acts and not sent(acts, MsgType.MEET)
+    (meet,) = sent(a.on_link_up(hs.id, T0 + 201), MsgType.MEET)
     assert meet.node_id == hs.id and "meet" not in hs.flags
 
     link = LinkInfo(inbound=True, peer_ip="127.0.0.1", local_ip="127.0.0.1", conn_id=9)
-    acts = b.on_message(link, meet.msg, T0 + 101)
+    acts = b.on_message(link, meet.msg, T0 + 301)
     (pong,) = sent(acts, MsgType.PONG)
     assert pong.link == link and isinstance(pong, A.Reply)
     assert b.myself.ip == "127.0.0.1"
@@ -97,18 +104,19 @@ def test_meet_handshake_and_rename():
     assert (bhs.ip, bhs.port, bhs.cport) == ("127.0.0.1", 7000, 17000)
     assert b.stats_received[MsgType.MEET] == 1 and b.stats_sent[MsgType.PONG] == 1
 
-    acts = a.on_message(out(hs_id), pong.msg, T0 + 102)
+    acts = a.on_message(out(hs_id), pong.msg, T0 + 302)
     assert A.Rename(hs_id, nid("b")) in acts
     node = a.nodes[nid("b")]
-    assert node is hs and node.flags == {"master"} and node.pong_received == T0 + 102
+    assert node is hs and node.flags == {"master"} and node.pong_received == T0 + 302
     assert nid("b") in render(a)
 
     # b completes its side: it pings its handshake node, a answers with its real id.
-    acts = b.on_tick(T0 + 200)
+    assert A.Connect(bhs_id, "127.0.0.1", 17000) in b.on_tick(T0 + 400)
+    acts = b.on_link_up(bhs_id, T0 + 401)
     (ping,) = [s for s in sent(acts, MsgType.PING) if s.node_id == bhs_id]
-    acts = a.on_message(IN, ping.msg, T0 + 201)
+    acts = a.on_message(IN, ping.msg, T0 + 501)
     (pong,) = sent(acts, MsgType.PONG)
-    acts = b.on_message(out(bhs_id), pong.msg, T0 + 202)
+    acts = b.on_message(out(bhs_id), pong.msg, T0 + 502)
     assert A.Rename(bhs_id, nid("a")) in acts
     assert set(b.nodes) == {nid("a"), nid("b")}
 
@@ -314,6 +322,8 @@ def _until_pfail_d(a: ClusterState, before_last_tick=None) -> tuple[int, list]:
     """_pfail_d, returning the time and the actions of the tick that flagged d
     (``before_last_tick(t)`` runs just before that tick)."""
     a.on_tick(T0)
+    for ch in "bcd":  # the links the first tick opened are connected
+        a.on_link_up(nid(ch), T0)
     t = T0
     d = a.nodes[nid("d")]
     while not d.flags & {"pfail", "fail"}:
@@ -591,6 +601,8 @@ def test_reset():
 def test_publish_and_stats():
     a = build(["a myself,master - 0", "b master - 0", "c master - 0"])
     a.on_tick(T0)
+    for ch in "bc":  # the links come up: a PING on each
+        a.on_link_up(nid(ch), T0)
     acts = a.publish(b"news", b"hello", now=T0)
     (bc,) = of(acts, A.Broadcast)
     assert bc.msg.type == MsgType.PUBLISH and set(bc.to) == {nid("b"), nid("c")}
