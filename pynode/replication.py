@@ -532,6 +532,8 @@ class Replication:
         if not info.pre_psync:
             log.notice("Full resync requested by replica %s" % info.name())
             self.send(c, b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), self.offset))
+        # atomic imports under way: their markers are not in the snapshot
+        srv.migrations.replicas_resynced()
         busy = srv.children.busy()
         if busy is not None:               # one child at a time: the cron starts it
             if busy == "aof":

@@ -15,7 +15,7 @@ import time
 import pytest
 import redis
 
-from tests.cluster_helpers import Cluster, key_for_slot, keyslot
+from tests.cluster_helpers import Cluster, key_for_slot, keyslot, run
 from tests.helpers import wait_ping
 
 TRYAGAIN = "Multiple keys request during rehashing of slot"
@@ -176,6 +176,50 @@ def test_open_states_are_kept_across_a_restart(cl):
 def _no_failover(cl, value: str) -> None:
     for node in cl.nodes:
         assert node.call("CONFIG", "SET", "cluster-replica-no-failover", value) in ("OK", True)
+
+
+def test_failover_of_the_importing_target_keeps_the_migrated_keys(cl):
+    """A legacy move interrupted by a failover of its target: the promoted
+    replica keeps the keys MIGRATE brought (the source no longer has them) in
+    a slot it does not own, and `redis-cli --cluster fix` moves them back to
+    the owner, as with redis-server 7.0 (its fix takes "Case 2")."""
+    ids = _ids(cl)
+    tag = "{fo-imp}"
+    slot = keyslot(tag)
+    src = cl.owner_of(slot)
+    dst = next(p for p in cl.primary_ports() if p != src)
+    rep = next(n["port"] for n in cl.live_node().nodes() if n["master"] == ids[dst])
+    S, D, R = _r(src), _r(dst), _r(rep)
+    keys = ["%s:%d" % (tag, i) for i in range(20)]
+    for k in keys:
+        S.set(k, "v" + k)
+    assert _raw(D, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == b"OK"
+    assert _raw(S, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == b"OK"
+    host, port = "127.0.0.1", dst
+    assert S.execute_command("MIGRATE", host, port, "", 0, 5000, "KEYS", *keys[:10]) == b"OK"
+    assert D.execute_command("WAIT", 1, 5000) == 1
+    assert R.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 10
+    assert R.execute_command("CLUSTER", "FAILOVER") == b"OK"
+    _wait(lambda: "master" in _myself_line(rep) and "slave" in _myself_line(dst),
+          what="the target's replica to take over")
+    _wait(lambda: not cl.problems(), what="the cluster to agree")
+    time.sleep(0.5)                 # (a background cleaner would have run by now)
+    assert R.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 10
+    assert S.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 10
+    res = run(["redis-cli", "--cluster", "fix", "127.0.0.1:%d" % src, "--cluster-yes"], 60)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "Case 2" in res.stdout, res.stdout[-2000:]
+    assert S.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 20
+    assert R.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    rc = cl.cluster_client()
+    assert rc.mget_nonatomic(keys) == ["v" + k for k in keys]
+    rc.close()
+    assert "[%d->-" % slot not in _myself_line(src)
+    res = cl.check(src)
+    assert res.returncode == 0 and "[OK] All 16384 slots covered." in res.stdout \
+        and "[WARNING]" not in res.stdout, res.stdout[-2000:]
+    for c in (S, D, R):
+        c.close()
 
 
 def test_key_for_slot_helper_lands_in_its_slot():
