@@ -868,6 +868,8 @@ class Migrations:
             self.primary_imports.pop(name, None)
         else:
             self.primary_imports[name] = slots
+            self._log("notice", "Slot migration %s: my primary imports %s"
+                      % (name, ranges_text(slots)))
 
     def sync_ack(self, c):
         """SYNCSLOTS ACK: every byte of the link before it is applied here;

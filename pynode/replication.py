@@ -1186,7 +1186,10 @@ class Replication:
                         % argv[0].decode("utf-8", "replace"))
             return
         if cmd.subs is not None and len(argv) > 1:
-            cmd = cmd.subs.get(argv[1].lower(), cmd)
+            sub = cmd.subs.get(argv[1].lower())
+            if sub is None and cmd.hidden is not None:
+                sub = cmd.hidden.get(argv[1].lower())   # CLUSTER SYNCSLOTS REPLICA-*
+            cmd = sub or cmd
         if cmd.handler is None:
             return
         if mc.in_multi and cmd.name not in ("exec", "discard", "multi"):
