@@ -258,13 +258,29 @@ def under_writer(cl, fault) -> object:
     w = Writer(cl, keys=1000).start()
     try:
         w.wait_progress(acked=20, timeout=30)
+        t0 = time.monotonic()
         result = fault()
+        took = time.monotonic() - t0
         w.wait_progress(acked=20, timeout=30)
     finally:
         w.stop()
     assert redirect_errors(w) == {}, w.summary()
-    assert_verified(w)
+    v = assert_verified(w)
+    print("\nfault %.1f s; last migration %s; ledger: %s; writer %s"
+          % (took, last_migration(cl), v, w.summary()))
     return result
+
+
+def last_migration(cl) -> str:
+    """The newest job as the live primaries saw it: each side's state, the hold."""
+    jobs = [e for port in cl.topology()["primaries"]
+            for e in entries(cl, port, "MIGRATION", "STATUS", "ALL")]
+    if not jobs:
+        return "none"
+    name = max(jobs, key=lambda e: int(e["create_time"]))["id"]
+    return ", ".join("%s %s (writes held %s ms)" % (e["operation"], e["state"],
+                                                   e["write_pause_ms"])
+                     for e in jobs if e["id"] == name)
 
 
 def test_cancel_mid_snapshot(cl):
