@@ -255,7 +255,17 @@ def _primaries(cl):
 def under_writer(cl, fault) -> object:
     """Run fault() while a ledger writer works; then no ASK/TRYAGAIN was seen
     and every acknowledged write reads back. Returns what fault() returned."""
-    w = Writer(cl, keys=1000).start()
+    w = Writer(cl, keys=1000)
+    # the keys of an earlier case's writer go first: a key whose writes here
+    # were all unacknowledged (and lost in a failover) would show its older
+    # value, which this writer's ledger cannot tell from a phantom
+    rc = cl.cluster_client()
+    p = rc.pipeline(transaction=False)
+    for k in w.keys:
+        p.delete(k)
+    p.execute()
+    rc.close()
+    w.start()
     try:
         w.wait_progress(acked=20, timeout=30)
         t0 = time.monotonic()
