@@ -1098,6 +1098,7 @@ class Migrations:
         srv = self.srv
         db = srv.ks.db(0)
         total = 0
+        pace = True
         while self.cleaning:
             slot = next(iter(self.cleaning))
             if self._keep(slot):
@@ -1119,28 +1120,31 @@ class Migrations:
                 self.cleaning.pop(slot, None)
             if n:
                 await asyncio.sleep(0)
-                await self._pace_replicas()
+                if pace:
+                    pace = await self._pace_replicas()
         if total:
             srv.log.notice("Deleted %d keys from slots this node does not own" % total)
 
-    async def _pace_replicas(self) -> None:
+    async def _pace_replicas(self) -> bool:
         """The cleaner stays at most IN_FLIGHT bytes ahead of the replicas
-        that keep acknowledging: a replica applies the deletes slower than
+        (online, not marked FAIL): a replica applies the deletes slower than
         they are made, and one left a million DELs behind answered the bus
-        late enough to be marked FAIL and held WAIT for seconds. A replica
-        that stopped acknowledging (half the node-timeout) is not waited for;
-        nor anyone for longer than the link timeout."""
+        late enough to be marked FAIL and held WAIT for seconds. (Only those
+        that acknowledged lately would not do: a loaded replica acknowledges
+        late, is not waited for, falls further behind.) False when a replica
+        did not catch up within the link timeout: no more waiting then."""
         repl = self.srv.replication
         deadline = time.monotonic() + self.link_timeout()
         last_getack = 0.0
-        while self._replicas_to_wait(repl.offset - IN_FLIGHT, strict=False):
+        while self._replicas_to_wait(repl.offset - IN_FLIGHT, strict=True):
             now = time.monotonic()
             if now > deadline:
-                return
+                return False
             if now - last_getack >= 0.1:
                 last_getack = now
                 repl.send_getack()
             await asyncio.sleep(0.005)
+        return True
 
     def drop_slots(self, slots) -> None:
         """DropSlotKeys from the state machine: a few keys at once (as
