@@ -343,7 +343,7 @@ class ClusterNode(ServerPort):
         if primary_id is None:
             repl.become_primary()
             # a replica of a failed import's target holds what it imported
-            self.srv.migrations.sweep_orphans()
+            self.srv.migrations.promoted()
         else:
             # a failover took my shard: my jobs' data may be behind the new primary's
             self.srv.migrations.abort_all("This node became a replica")

@@ -172,6 +172,7 @@ class Job:
         self.flush_scheduled = False
         # import side
         self.link = None
+        self.replicas_told = False         # REPLICA-IMPORT went to the replicas
 
     @property
     def active(self) -> bool:
@@ -196,6 +197,10 @@ class Migrations:
         self.cleaning: dict[int, str] = {}     # slot -> why its keys are being deleted
         self.cleaner = None
         self.unflushed: list[Job] = []         # jobs with stream bytes for before_sleep
+        # replica side: the atomic imports my primary has under way (name ->
+        # slots), as its replication stream told (SYNCSLOTS REPLICA-IMPORT /
+        # REPLICA-DONE): what a promotion drops if the import never finished
+        self.primary_imports: dict[str, list[int]] = {}
 
     # ------------------------------------------------------------ registry
     def find(self, name: str) -> Job | None:
@@ -781,6 +786,7 @@ class Migrations:
                 self.links.pop(link, None)
                 link.transport.close()
             self.clean_unowned(job.slots, "cancelled import")
+            self._tell_replicas(job, False)
         self._log("notice", "Slot migration %s cancelled" % job.name)
         return True
 
@@ -789,6 +795,9 @@ class Migrations:
         (the new primary may hold writes they never carried), its imports
         close (the new primary of this shard drops what they brought)."""
         for job in list(self.jobs):
+            # (the end of an import does not go down a stream that is no
+            # longer this node's to write)
+            job.replicas_told = False
             if job.active and not job.finish_sent and self.cancel(job):
                 job.touch("failed", why)
 
@@ -823,8 +832,44 @@ class Migrations:
         for s in job.slots:
             self.cleaning.pop(s, None)
         job.touch("snapshotting")
+        self._tell_replicas(job, True)
         self._log("notice", "Slot migration %s: importing %s from %s"
                   % (name, ranges_text(job.slots), source_id))
+
+    def _tell_replicas(self, job: Job, started: bool) -> None:
+        """The import's start and end go down the replication stream (not to
+        the AOF), so a replica promoted in between knows which slots hold
+        keys of an unfinished import (and only those: keys a legacy MIGRATE
+        brought into a slot being imported stay, as in Redis)."""
+        srv = self.srv
+        if started:
+            if srv.replication.masterhost is not None:
+                return
+            job.replicas_told = True
+            argv = [b"CLUSTER", b"SYNCSLOTS", b"REPLICA-IMPORT", job.name.encode(),
+                    ranges_text(job.slots).encode()]
+        else:
+            if not job.replicas_told or srv.replication.masterhost is not None:
+                return
+            job.replicas_told = False
+            argv = [b"CLUSTER", b"SYNCSLOTS", b"REPLICA-DONE", job.name.encode()]
+        srv.propagate(0, argv, targets=2)
+
+    def replicas_resynced(self) -> None:
+        """A replica starts a full sync: the imports under way go down the
+        stream again (after its snapshot), as the earlier markers are not in it."""
+        for job in self.jobs:
+            if job.replicas_told and job.active:
+                self._tell_replicas(job, True)
+
+    def replica_import(self, name: str, slots: list[int] | None) -> None:
+        """On a replica: my primary started (slots) or ended (None) an import."""
+        if slots is None:
+            self.primary_imports.pop(name, None)
+        else:
+            self.primary_imports[name] = slots
+            self._log("notice", "Slot migration %s: my primary imports %s"
+                      % (name, ranges_text(slots)))
 
     def sync_ack(self, c):
         """SYNCSLOTS ACK: every byte of the link before it is applied here;
@@ -941,6 +986,7 @@ class Migrations:
         job.pause_ms = (time.perf_counter() - t0) * 1000.0
         job.last_ack_time = time.time()
         job.touch("success")
+        self._tell_replicas(job, False)
         self._log("notice", "Slot migration %s: took %d slots from %s"
                   % (job.name, len(job.slots), job.source))
 
@@ -950,6 +996,7 @@ class Migrations:
         job.touch("failed", msg)
         self._log("warning", "Slot migration %s failed: %s" % (job.name, msg))
         self.clean_unowned(job.slots, "failed import")
+        self._tell_replicas(job, False)
 
     def sync_flush(self, c) -> None:
         """FLUSHALL/FLUSHDB on the source: the imported keys go too."""
@@ -983,6 +1030,7 @@ class Migrations:
             self._log("warning", "Slot migration %s failed: connection to source lost"
                       % job.name)
             self.clean_unowned(job.slots, "failed import")
+            self._tell_replicas(job, False)
 
     def cron(self) -> None:
         """An import link silent for 2 x node-timeout has lost its source (a
@@ -1018,12 +1066,28 @@ class Migrations:
             return True
         return any(j.active and slot in j.slot_set for j in self.links.values())
 
-    def sweep_orphans(self) -> int:
-        """Keys in slots another node owns, not being imported: what a failed
-        import left behind on a node that was its target's replica (promoted
-        since) or that restarted from its AOF. Deleted in the background."""
+    def promoted(self) -> int:
+        """This replica became a primary: the keys of its old primary's
+        unfinished atomic imports go (their source still has them). Other
+        keys in slots it does not own stay, as Redis keeps them: a legacy
+        MIGRATE into a slot its old primary was importing left the only
+        copy here, for `redis-cli --cluster fix` to move back."""
+        slots = sorted({s for v in self.primary_imports.values() for s in v})
+        self.primary_imports.clear()
+        return self.sweep_orphans(slots)
+
+    def slots_with_keys(self) -> list[int]:
+        slots = self.srv.ks.db(0).slots
+        return [s for s in range(len(slots)) if slots[s]]
+
+    def sweep_orphans(self, among=None) -> int:
+        """Keys in slots another node owns, not being imported (of `among`
+        if given): what a failed import left behind on a node that was its
+        target's replica (promoted since) or that restarted from its AOF.
+        Deleted in the background."""
         db = self.srv.ks.db(0)
-        slots = [s for s in range(len(db.slots)) if db.slots[s] and not self._keep(s)]
+        slots = [s for s in (range(len(db.slots)) if among is None else among)
+                 if db.slots[s] and not self._keep(s)]
         if slots:
             self._log("notice", "Deleting the keys of %d slots owned by other nodes"
                       % len(slots))
@@ -1034,25 +1098,53 @@ class Migrations:
         srv = self.srv
         db = srv.ks.db(0)
         total = 0
+        pace = True
         while self.cleaning:
             slot = next(iter(self.cleaning))
             if self._keep(slot):
                 self.cleaning.pop(slot, None)   # the slot is (again) ours: keep it
                 continue
             d = db.slots[slot]
-            n = 0
+            gone = [b"DEL"]
             for key in list(islice(d, DELETE_BATCH)):
                 if db.delete(key):
-                    srv.propagate(0, [b"DEL", key])
-                    n += 1
+                    gone.append(key)
+            n = len(gone) - 1
+            if n:
+                # one DEL per batch (one slot's keys): a replica applies it
+                # at a fraction of the cost of a DEL per key
+                srv.propagate(0, gone)
             srv.dirty += n
             total += n
             if not db.slots[slot]:
                 self.cleaning.pop(slot, None)
             if n:
                 await asyncio.sleep(0)
+                if pace:
+                    pace = await self._pace_replicas()
         if total:
             srv.log.notice("Deleted %d keys from slots this node does not own" % total)
+
+    async def _pace_replicas(self) -> bool:
+        """The cleaner stays at most IN_FLIGHT bytes ahead of the replicas
+        (online, not marked FAIL): a replica applies the deletes slower than
+        they are made, and one left a million DELs behind answered the bus
+        late enough to be marked FAIL and held WAIT for seconds. (Only those
+        that acknowledged lately would not do: a loaded replica acknowledges
+        late, is not waited for, falls further behind.) False when a replica
+        did not catch up within the link timeout: no more waiting then."""
+        repl = self.srv.replication
+        deadline = time.monotonic() + self.link_timeout()
+        last_getack = 0.0
+        while self._replicas_to_wait(repl.offset - IN_FLIGHT, strict=True):
+            now = time.monotonic()
+            if now > deadline:
+                return False
+            if now - last_getack >= 0.1:
+                last_getack = now
+                repl.send_getack()
+            await asyncio.sleep(0.005)
+        return True
 
     def drop_slots(self, slots) -> None:
         """DropSlotKeys from the state machine: a few keys at once (as

@@ -532,6 +532,8 @@ class Replication:
         if not info.pre_psync:
             log.notice("Full resync requested by replica %s" % info.name())
             self.send(c, b"+FULLRESYNC %s %d\r\n" % (self.replid.encode(), self.offset))
+        # atomic imports under way: their markers are not in the snapshot
+        srv.migrations.replicas_resynced()
         busy = srv.children.busy()
         if busy is not None:               # one child at a time: the cron starts it
             if busy == "aof":
@@ -1184,7 +1186,10 @@ class Replication:
                         % argv[0].decode("utf-8", "replace"))
             return
         if cmd.subs is not None and len(argv) > 1:
-            cmd = cmd.subs.get(argv[1].lower(), cmd)
+            sub = cmd.subs.get(argv[1].lower())
+            if sub is None and cmd.hidden is not None:
+                sub = cmd.hidden.get(argv[1].lower())   # CLUSTER SYNCSLOTS REPLICA-*
+            cmd = sub or cmd
         if cmd.handler is None:
             return
         if mc.in_multi and cmd.name not in ("exec", "discard", "multi"):

@@ -1223,9 +1223,11 @@ class Server:
         if self.cluster is not None:
             await self.cluster.start()
             # keys a failed atomic import left in the AOF: gone once the
-            # cluster has told us who owns their slots
+            # cluster has told us who owns their slots (only slots loaded
+            # now: keys that arrive later, by MIGRATE, stay as in Redis)
             self.loop.call_later(2 * self.cluster.node_timeout / 1000.0 + 1.0,
-                                 self.migrations.sweep_orphans)
+                                 self.migrations.sweep_orphans,
+                                 self.migrations.slots_with_keys())
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.on_signal, sig)
         self.loop.call_later(1.0 / self.hz, self.cron)

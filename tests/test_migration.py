@@ -15,7 +15,7 @@ import time
 import pytest
 import redis
 
-from tests.cluster_helpers import Cluster, key_for_slot, keyslot
+from tests.cluster_helpers import Cluster, key_for_slot, keyslot, run
 from tests.helpers import wait_ping
 
 TRYAGAIN = "Multiple keys request during rehashing of slot"
@@ -176,6 +176,85 @@ def test_open_states_are_kept_across_a_restart(cl):
 def _no_failover(cl, value: str) -> None:
     for node in cl.nodes:
         assert node.call("CONFIG", "SET", "cluster-replica-no-failover", value) in ("OK", True)
+
+
+def _half_moved(cl, tag: str):
+    """20 keys in the slot of `tag`, the slot open (MIGRATING on its owner,
+    IMPORTING on another primary) and 5 of them MIGRATEd: fewer moved than
+    left, as `--cluster fix` picks an owner by the number of keys. Returns
+    (slot, keys, source port, target port, ids)."""
+    ids = _ids(cl)
+    slot = keyslot(tag)
+    src = cl.owner_of(slot)
+    dst = next(p for p in cl.primary_ports() if p != src)
+    S, D = _r(src), _r(dst)
+    keys = ["%s:%d" % (tag, i) for i in range(20)]
+    for k in keys:
+        S.set(k, "v" + k)
+    assert _raw(D, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == b"OK"
+    assert _raw(S, "CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst]) == b"OK"
+    assert S.execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS",
+                             *keys[:5]) == b"OK"
+    for c in (S, D):
+        assert c.execute_command("WAIT", 1, 5000) == 1      # the replicas have it
+        c.close()
+    return slot, keys, src, dst, ids
+
+
+def _fixed(cl, slot: int, keys: list[str], owner: int, others) -> None:
+    """`redis-cli --cluster fix` takes its "Case 2" (every key of the slot to
+    its owner); then the slot is closed and every key reads back."""
+    res = run(["redis-cli", "--cluster", "fix", "127.0.0.1:%d" % owner, "--cluster-yes"], 60)
+    assert res.returncode == 0 and "Case 2" in res.stdout, res.stdout[-2000:]
+    _wait(lambda: not cl.problems(), what="the cluster to agree")
+    assert _r(owner).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 20
+    for port in others:
+        assert _r(port).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    rc = cl.cluster_client()
+    assert rc.mget_nonatomic(keys) == ["v" + k for k in keys]
+    rc.close()
+    res = cl.check(owner)
+    assert res.returncode == 0 and "[OK] All 16384 slots covered." in res.stdout \
+        and "[WARNING]" not in res.stdout, res.stdout[-2000:]
+
+
+def test_failover_of_the_importing_target_keeps_the_migrated_keys(cl):
+    """A legacy move interrupted by a failover of its target: the promoted
+    replica keeps the keys MIGRATE brought (the source no longer has them) in
+    a slot it does not own, and `redis-cli --cluster fix` moves them back to
+    the owner, as with redis-server 7.0."""
+    slot, keys, src, dst, ids = _half_moved(cl, "{fo-imp}")
+    rep = next(n["port"] for n in cl.live_node().nodes() if n["master"] == ids[dst])
+    R = _r(rep)
+    assert R.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 5
+    assert R.execute_command("CLUSTER", "FAILOVER") == b"OK"
+    _wait(lambda: "master" in _myself_line(rep) and "slave" in _myself_line(dst),
+          what="the target's replica to take over")
+    _wait(lambda: not cl.problems(), what="the cluster to agree")
+    time.sleep(0.5)                 # (a background cleaner would have run by now)
+    assert R.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 5
+    assert _r(src).execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 15
+    R.close()
+    _fixed(cl, slot, keys, src, (rep,))
+    assert "[%d->-" % slot not in _myself_line(src)
+
+
+def test_failover_of_the_migrating_source_leaves_the_slot_to_fix(cl):
+    """A legacy move interrupted by a failover of its source: the new primary
+    of the source's shard claims the slot, the target (importing it) ignores
+    that claim and, the old source being a replica now, sees the slot unowned:
+    cluster_state:fail there, as with redis-server 7.0. `redis-cli --cluster
+    fix` moves the target's keys of the slot to the new owner and closes it."""
+    slot, keys, src, dst, ids = _half_moved(cl, "{fo-mig}")
+    rep = next(n["port"] for n in cl.live_node().nodes() if n["master"] == ids[src])
+    assert _r(rep).execute_command("CLUSTER", "FAILOVER") == b"OK"
+    _wait(lambda: "master" in _myself_line(rep) and "slave" in _myself_line(src),
+          what="the source's replica to take over")
+    _wait(lambda: b"cluster_state:fail" in _r(dst).execute_command("CLUSTER", "INFO"),
+          what="the target to see the slot unowned")
+    assert "[%d-<-" % slot in _myself_line(dst)
+    _fixed(cl, slot, keys, rep, (dst,))
+    assert "[%d-<-" % slot not in _myself_line(dst)
 
 
 def test_key_for_slot_helper_lands_in_its_slot():

@@ -197,6 +197,14 @@ def cluster_syncslots(c, argv):
             if job is not None and job.name == argv[3].decode():
                 m.cancel(job)
                 job.message = "Cancelled by the source"
+        elif sub in (b"replica-import", b"replica-done") and len(argv) == 5 - (
+                sub == b"replica-done"):
+            # from my primary's replication stream only
+            if c is not c.srv.replication.master_client:
+                raise CommandError("ERR SYNCSLOTS %s comes from the replication stream"
+                                   % sub.decode().upper())
+            m.replica_import(argv[3].decode(), parse_ranges_text(argv[4].decode())
+                             if sub == b"replica-import" else None)
         elif sub == b"export" and len(argv) == 6:
             slots = parse_ranges_text(argv[5].decode())
             target = argv[4].decode()
