@@ -80,7 +80,7 @@ class Clocks(dict):
     access of a key, eviction sampling, RDB save) scans to the key's place,
     with the runs' places cached for the last slot asked."""
 
-    __slots__ = ("db", "bounds", "runs", "last", "cache_slot", "cache")
+    __slots__ = ("db", "bounds", "runs", "last", "cache_slot", "cache", "moved")
 
     def __init__(self, db: "Database") -> None:
         super().__init__()
@@ -92,6 +92,8 @@ class Clocks(dict):
         self.last: list[int | None] = [None] * SLOTS
         self.cache_slot = -1
         self.cache: list[int] = []
+        # slot -> run marks moved since its dict was last rebuilt (forget)
+        self.moved: dict[int, int] = {}
 
     def created(self, key: bytes, slot: int, d: dict, clock: int) -> None:
         """key was just added at the end of slot's dict d with this clock
@@ -134,6 +136,20 @@ class Clocks(dict):
             self.cache_slot = -1
         if clock is None:
             return
+        # Finding the next key walks d from its start, dead entries included
+        # (a dict keeps the holes its deletions leave until it grows again):
+        # deleting a slot's keys in creation order (a slot's move, FIFO
+        # expiry) would cost the number of keys deleted before, each time.
+        # So after about sqrt(40 x len(d)) such moves d is rebuilt in place
+        # (same object and order, no holes), which balances the walks over
+        # holes against the rebuilds: O(sqrt(n)) a deletion, not O(n).
+        moved = self.moved.get(slot, 0) + 1
+        if moved > 64 and moved * moved > 40 * len(d):
+            items = list(d.items())
+            d.clear()
+            d.update(items)
+            moved = 0
+        self.moved[slot] = moved
         firsts = self.runs[slot]
         i = firsts.index(key)
         it = iter(d)
@@ -191,6 +207,7 @@ class Clocks(dict):
         dict.clear(self)
         self.bounds.clear()
         self.runs.clear()
+        self.moved.clear()
         self.last = [None] * SLOTS
         self.cache_slot = -1
 

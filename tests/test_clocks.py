@@ -183,6 +183,32 @@ def test_deleting_a_run_start_moves_the_run():
     db.check_invariants()
 
 
+def test_deleting_a_slot_in_creation_order_rebuilds_its_dict():
+    """A slot's keys deleted oldest first (a slot's move, FIFO expiry) move a
+    run mark every time; the slot dict is rebuilt in place now and then so
+    that finding the next key does not walk every hole left before it, and
+    the keys left keep their clocks."""
+    ks = _keyspace()
+    db = ks.db(0)
+    keys = [b"{m}%d" % i for i in range(6000)]
+    for i, k in enumerate(keys):
+        db.set(k, b"x")
+        if i % 1500 == 1499:                         # four creation seconds
+            ks.now += 1000
+            ks.update_clock()
+    slot = keyslot(keys[0])
+    d = db.slots[slot]
+    seen = set()
+    for k in keys[:5900]:
+        db.delete(k)
+        seen.add(db.clock.moved.get(slot, 0))       # marks moved since a rebuild
+    assert 0 in seen                                 # rebuilt at least once
+    assert max(seen) < 1000                          # and before holes piled up
+    assert list(d) == keys[5900:] and d is db.slots[slot]
+    assert {ks.idle_ms(db.clock.get(k)) for k in keys[5900:]} == {1000}
+    db.check_invariants()
+
+
 def test_keys_from_before_the_clocks_read_as_the_default():
     ks = Keyspace()
     db = ks.db(0)
