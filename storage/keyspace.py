@@ -307,13 +307,11 @@ class Database:
         return len(self.slots[slot])
 
     def keys_in_slot(self, slot: int, count: int) -> list[bytes]:
-        d = self.slots[slot]
-        out = []
-        for k in d:
-            if len(out) >= count:
-                break
-            out.append(k)
-        return out
+        """Up to count keys of a slot, the newest first (CLUSTER GETKEYSINSLOT:
+        Redis 7.0 adds a key at the head of its slot's list).  A move deletes
+        them in that order, from the end of the slot's dict, so the access
+        clocks' run marks near its start stay put (see Clocks.forget)."""
+        return list(islice(reversed(self.slots[slot]), count))
 
     def is_expired(self, key: bytes) -> bool:
         when = self.expires.get(key)

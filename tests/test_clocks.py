@@ -183,20 +183,25 @@ def test_deleting_a_run_start_moves_the_run():
     db.check_invariants()
 
 
-def test_deleting_a_slot_in_creation_order_rebuilds_its_dict():
-    """A slot's keys deleted oldest first (a slot's move, FIFO expiry) move a
-    run mark every time; the slot dict is rebuilt in place now and then so
-    that finding the next key does not walk every hole left before it, and
-    the keys left keep their clocks."""
+def _slot_of_four_seconds():
+    """6000 keys of one slot created over four seconds."""
     ks = _keyspace()
     db = ks.db(0)
     keys = [b"{m}%d" % i for i in range(6000)]
     for i, k in enumerate(keys):
         db.set(k, b"x")
-        if i % 1500 == 1499:                         # four creation seconds
+        if i % 1500 == 1499:
             ks.now += 1000
             ks.update_clock()
-    slot = keyslot(keys[0])
+    return ks, db, keys, keyslot(keys[0])
+
+
+def test_deleting_a_slot_in_creation_order_rebuilds_its_dict():
+    """A slot's keys deleted oldest first (a slot's move, FIFO expiry) move a
+    run mark every time; the slot dict is rebuilt in place now and then so
+    that finding the next key does not walk every hole left before it, and
+    the keys left keep their clocks."""
+    ks, db, keys, slot = _slot_of_four_seconds()
     d = db.slots[slot]
     seen = set()
     for k in keys[:5900]:
@@ -206,6 +211,24 @@ def test_deleting_a_slot_in_creation_order_rebuilds_its_dict():
     assert max(seen) < 1000                          # and before holes piled up
     assert list(d) == keys[5900:] and d is db.slots[slot]
     assert {ks.idle_ms(db.clock.get(k)) for k in keys[5900:]} == {1000}
+    db.check_invariants()
+
+
+def test_deleting_a_slot_in_getkeysinslot_order_moves_few_marks():
+    """CLUSTER GETKEYSINSLOT gives the newest keys first (as Redis 7.0), so a
+    slot moved batch by batch is deleted from the end of its dict: a run
+    mark would move only when its run's last key goes (not once per key),
+    and the keys left keep their clocks."""
+    ks, db, keys, slot = _slot_of_four_seconds()
+    assert db.keys_in_slot(slot, 3) == keys[:-4:-1]
+    moves = 0
+    while db.count_in_slot(slot) > 100:
+        for k in db.keys_in_slot(slot, 100):
+            db.delete(k)
+            moves = max(moves, db.clock.moved.get(slot, 0))
+    assert moves == 0                                # the run marks are in the 100 left
+    assert list(db.slots[slot]) == keys[:100]
+    assert {ks.idle_ms(db.clock.get(k)) for k in keys[:100]} == {4000}
     db.check_invariants()
 
 
