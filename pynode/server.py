@@ -591,8 +591,9 @@ class Server:
         busy script's -BUSY; any per-command wrapper installed the same way
         sees every command, the fast path stepping aside while it is on).  Then per command: the dispatch dict of the
         eligible commands (_fast_eligible), arity, and in cluster mode a
-        one-key command whose slot is ours and stable (anything else goes to
-        routing.route through execute()).  Each command costs one clock
+        one-key command whose slot is ours and stable, or an ASKING-flagged
+        one (RESTORE-ASKING) into a slot being imported, as routing.route
+        lets it (anything else goes to routing.route through execute()).  Each command costs one clock
         read: its duration runs from the previous command's end to its own
         (so the loop's few hundred ns between two handlers count in the next
         one).  Durations feed the latency histogram one by one, commandstats
@@ -611,7 +612,8 @@ class Server:
                 return i
             owner = state.slot_owner
             myid = me.id
-            multikey = not me.importing     # else routing.route decides (TRYAGAIN...)
+            importing = me.importing
+            multikey = not importing        # else routing.route decides (TRYAGAIN...)
         n = len(cmds)
         look = self.fast_look
         blocking = self.blocking
@@ -637,9 +639,9 @@ class Server:
                 pos = cmd.key_pos
                 if pos:
                     key = argv[pos]
-                    if owner[keyslot(key) if 123 in key
-                             else crc_hqx(key, 0) & 16383] != myid:
-                        break
+                    slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
+                    if owner[slot] != myid and not (cmd.asking and slot in importing):
+                        break               # (RESTORE-ASKING into a slot being imported: ours)
                 elif cmd.first_key > 0:
                     # several keys (MSET...): all in one slot of ours
                     if cmd.movablekeys or not multikey or not _one_slot_of(

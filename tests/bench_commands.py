@@ -93,12 +93,12 @@ def redis_benchmark_workloads(cluster: bool) -> dict[str, list[bytes]]:
             for name, argv in REDIS_BENCHMARK.items()}
 
 
-def cluster_server():
-    """A cluster node owning every slot, serving at once (nodes.conf in a
-    new directory)."""
+def cluster_server(workdir: str | None = None):
+    """A cluster node owning every slot, serving at once (nodes.conf in
+    workdir, made the current directory; default: a new directory)."""
     from pynode.config import Config
     from pynode.server import Server
-    os.chdir(tempfile.mkdtemp(prefix="pynode-bench-"))
+    os.chdir(workdir or tempfile.mkdtemp(prefix="pynode-bench-"))
     cfg = Config()
     cfg.values["save"] = ""
     cfg.values["cluster-enabled"] = "yes"

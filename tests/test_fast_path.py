@@ -13,8 +13,11 @@ import time
 import pytest
 
 from pynode import latency as L
+from storage import dump as dumpfmt
+from storage.slots import keyslot
+from tests.bench_commands import cluster_server
 from tests.helpers import Proc
-from tests.inproc import InProc, _decode
+from tests.inproc import InClient, InProc, _decode
 
 
 def enc(*args) -> bytes:
@@ -195,3 +198,34 @@ def test_a_replaced_execute_sees_every_pipelined_command():
     c.t.buf.clear()
     c.c.data_received(enc("SET", "k", "v") + enc("GET", "k"))
     assert _decode(bytes(c.t.buf)) == [b"OK", b"v"]
+
+
+def test_restore_asking_into_an_importing_slot_runs_on_the_fast_path(tmp_path, monkeypatch):
+    """A cluster node importing a slot: the RESTORE-ASKINGs a MIGRATE sends
+    in one write are served by the fast path (routing.route is not asked),
+    a command of that slot without ASKING still goes to routing (MOVED)."""
+    import pynode.server
+    monkeypatch.chdir(tmp_path)
+    srv = cluster_server(str(tmp_path))
+    other = "f" * 40
+    slot = keyslot(b"{imp}")
+    st = srv.cluster.state
+    st.slot_owner[slot] = other
+    st.myself.importing[slot] = other
+    routed = []
+    real_route = pynode.server.route
+    monkeypatch.setattr(pynode.server, "route",
+                        lambda s, c, cmd, argv: routed.append(argv[0]) or real_route(s, c, cmd, argv))
+    c = InClient(srv)
+    payload = dumpfmt.dumps(b"v")
+    c.c.data_received(b"".join(enc("RESTORE-ASKING", "{imp}%d" % i, 0, payload)
+                               for i in range(3)) + enc("SET", "other", "x"))
+    assert _decode(bytes(c.t.buf)) == [b"OK"] * 4
+    assert routed == []
+    assert sorted(srv.ks.db(0).slots[slot]) == [b"{imp}0", b"{imp}1", b"{imp}2"]
+    c.t.buf.clear()
+    st.nodes[other] = st.myself                  # (a MOVED names the owner's address)
+    c.c.data_received(enc("RESTORE-ASKING", "{imp}3", 0, payload) + enc("GET", "{imp}0"))
+    replies = _decode(bytes(c.t.buf))
+    assert replies[0] == b"OK" and str(replies[1]).startswith("MOVED %d " % slot)
+    assert routed == [b"GET"]

@@ -90,6 +90,19 @@ def test_migration_states_and_redirections(cl):
     assert _raw(S, "MGET", tag + "x", tag + "y") == ask
     # the target refuses without ASKING
     assert _raw(D, "GET", tag + "a") == moved_to_src
+    # one read of pipelined commands: RESTORE-ASKING is served, a plain
+    # RESTORE and a GET of the slot are MOVED, between them and after
+    payload = S.dump(tag + "c")
+    p = D.pipeline(transaction=False)
+    for cmd in (("RESTORE-ASKING", tag + "r1", 0, payload), ("RESTORE", tag + "r2", 0, payload),
+                ("RESTORE-ASKING", tag + "r3", 0, payload), ("GET", tag + "r3"),
+                ("RESTORE-ASKING", tag + "r1", 0, payload)):
+        p.execute_command(*cmd)
+    got = [str(r) if isinstance(r, Exception) else r for r in p.execute(raise_on_error=False)]
+    assert got == [b"OK", "%d 127.0.0.1:%d" % (slot, src), b"OK",
+                   "%d 127.0.0.1:%d" % (slot, src), "BUSYKEY Target key name already exists."]
+    assert [_asking(D, "GET", tag + "r%d" % i) for i in (1, 2, 3)] == [b"3", None, b"3"]
+    assert [_asking(D, "DEL", tag + "r%d" % i) for i in (1, 3)] == [1, 1]
     # move a and b (RESTORE-ASKING needs no ASKING)
     assert _raw(S, "MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", tag + "a",
                 tag + "b") == b"OK"
