@@ -35,7 +35,14 @@ _unpack_tail = struct.Struct("<HQ").unpack_from
 def dumps(value) -> bytes:
     """The DUMP payload of a stored value."""
     if type(value) is bytes:
-        body = _STRING + rdb.encode_string(value) + _VERSION
+        n = len(value)
+        if n <= 20 and (n > 11 or not n or (value[0] != 45 and not 48 <= value[0] <= 57)):
+            # a short string that cannot read as an integer (over 11 bytes,
+            # or not starting with '-' or a digit) and is too short for
+            # LZF: its length byte and itself, as encode_string writes it
+            body = b"%s%c%s%s" % (_STRING, n, value, _VERSION)
+        else:
+            body = _STRING + rdb.encode_string(value) + _VERSION
     else:
         rtype, payload = rdb.encode_value(value)
         body = bytes((rtype,)) + payload + _VERSION

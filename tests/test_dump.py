@@ -144,7 +144,11 @@ def test_dump_is_byte_identical_and_restores_both_ways(server, real):
     r = real.client()
     p.flushall()
     r.flushall()
-    values = [b"hello", b"12345", b"-7", b"x" * 15, bytes(range(256)), b"4294967296"]
+    values = [b"hello", b"12345", b"-7", b"x" * 15, bytes(range(256)), b"4294967296",
+              # around the short-string forms: integer or not, plain or LZF
+              b"", b"0", b"-", b"-0", b"007", b"1 ", b"2147483647", b"-2147483648",
+              b"2147483648", b"12345678901", b"123456789012", b"x" * 11, b"x" * 12,
+              b"-x", b"9" * 20, b"a" * 20, b"a" * 21, b"\x00"]
     for i, v in enumerate(values):
         p.set("k%d" % i, v)
         r.set("k%d" % i, v)
@@ -259,6 +263,56 @@ def test_migrate_between_pynode_and_redis_server(server, real):
     assert p.exists("from-pynode") == 0 and r.exists("from-redis") == 0
     p.close()
     r.close()
+
+
+def test_migrate_keys_with_a_refused_key_moves_the_others(server, real):
+    """A batch whose middle key exists on the target: the keys before and
+    after it move, it stays, and the target's error is the reply, from
+    pynode to redis-server as from redis-server to pynode."""
+    p = server.client()
+    r = real.client()
+    for src, dst, port in ((p, r, real.port), (r, p, server.port)):
+        p.flushall()
+        r.flushall()
+        src.mset({"a": "1", "b": "2", "c": "3"})
+        dst.set("b", "there")
+        e = err(src.execute_command, "MIGRATE", "127.0.0.1", port, "", 0, 1000,
+                "KEYS", "a", "b", "c")
+        assert e == "Target instance replied with error: " + BUSY
+        assert src.keys() == [b"b"] and dst.mget("a", "b", "c") == [b"1", b"there", b"3"]
+    p.close()
+    r.close()
+
+
+def test_migrate_batch_delete_touches_watched_keys():
+    """The batch delete after a MIGRATE aborts a transaction watching a
+    moved key, as a one-key delete does."""
+    srv = InProc()
+    c = srv.client()
+    c.call("MSET", "a", "1", "b", "2")
+    c.call("WATCH", "b")
+    srv.srv.ks.db(0).delete_keys([b"a", b"b"])
+    c.call("MULTI")
+    c.call("SET", "x", "1")
+    assert c.call("EXEC") is None
+    assert c.call("EXISTS", "a", "b", "x") == 0
+
+
+def test_migrate_counts_the_replies_that_came():
+    """What a batch's reply lines say, as far as they came before an error
+    or a timeout: the keys the target stored and its first error."""
+    from pynode.commands.dump import _restored
+    keys = [b"k1", b"k2", b"k3"]
+    assert _restored(keys, [b"+OK"] * 3, 0) == (keys, None)
+    assert _restored(keys, [b"+OK", b"+OK"], 0) == ([b"k1", b"k2"], None)   # then cut off
+    assert _restored(keys, [], 0) == ([], None)
+    assert _restored(keys, [b"+OK"], 1) == ([], None)                       # SELECT only
+    assert _restored(keys, [b"+OK", b"-BUSYKEY x", b"+OK"], 0) == ([b"k1", b"k3"], "BUSYKEY x")
+    assert _restored(keys, [b"-E1", b"-E2"], 0) == ([], "E1")
+    assert _restored(keys, [b"-WRONGPASS no", b"+OK", b"+OK", b"+OK", b"+OK"], 2) == (
+        [], "WRONGPASS no")                                                 # AUTH refused
+    assert _restored(keys, [b"+OK", b"-ERR db", b"+OK"], 2) == ([], "ERR db")
+    assert _restored(keys, [b"-WRONGPASS no"], 1) == ([], None)             # no key reply came
 
 
 def test_migrate_propagates_del_to_the_aof(tmp_path):
