@@ -232,6 +232,20 @@ def test_deleting_a_slot_in_getkeysinslot_order_moves_few_marks():
     db.check_invariants()
 
 
+def test_delete_keys_drops_keys_ttls_and_clocks():
+    """A MIGRATE's batch delete: the keys, their TTLs and their clocks go,
+    missing keys are skipped, the keys left keep their clocks."""
+    ks, db, keys, slot = _slot_of_four_seconds()
+    db.set_expire(keys[-1], ks.now + 60000)
+    db.get(keys[-2])                                 # an accessed key: its own entry
+    gone = keys[:-4:-1] + keys[:2] + [b"{m}missing", b"other"]
+    db.delete_keys(gone)
+    assert db.count_in_slot(slot) == 5995 and not any(db.peek(k) for k in gone)
+    assert keys[-1] not in db.expires and keys[-2] not in dict.keys(db.clock)
+    assert {ks.idle_ms(db.clock.get(k)) for k in keys[2:1500]} == {4000}
+    db.check_invariants()
+
+
 def test_keys_from_before_the_clocks_read_as_the_default():
     ks = Keyspace()
     db = ks.db(0)

@@ -137,14 +137,22 @@ class _Target:
         self.last_use = time.monotonic()
         self.buf = bytearray()
 
-    def read_line(self, deadline: float) -> bytes:
-        """One reply line (without CRLF); raises OSError / TimeoutError."""
+    def read_lines(self, n: int, deadline: float, lines: list) -> None:
+        """Append n reply lines (without CRLF) to `lines` as they arrive;
+        raises OSError / TimeoutError, `lines` then holding those read."""
         while True:
-            i = self.buf.find(b"\r\n")
-            if i >= 0:
-                line = bytes(self.buf[:i])
-                del self.buf[:i + 2]
-                return line
+            buf = self.buf
+            if b"\r\n" in buf:
+                parts = bytes(buf).split(b"\r\n")
+                rest = parts.pop()              # after the last CRLF: a partial line
+                want = n - len(lines)
+                if len(parts) > want:          # (more than asked: kept for later)
+                    rest = b"\r\n".join(parts[want:] + [rest])
+                    del parts[want:]
+                lines += parts
+                self.buf = bytearray(rest)
+            if len(lines) >= n:
+                return
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError
@@ -153,7 +161,7 @@ class _Target:
             if not data:
                 raise ConnectionError("connection closed by the target")
             self.buf += data
-            if len(self.buf) > 1 << 20:
+            if len(self.buf) > 1 << 20 and b"\r\n" not in self.buf:
                 raise ConnectionError("reply line too long")
 
     def close(self) -> None:
@@ -211,6 +219,27 @@ def _close_target(srv, host: bytes, port: bytes) -> None:
 
 def _bulk(a: bytes) -> bytes:
     return b"$%d\r\n%s\r\n" % (len(a), a)
+
+
+def _restored(sent: list, lines: list, heads: int) -> tuple[list, str | None]:
+    """The keys the target stored and the first error it replied, from the
+    lines read: `heads` replies (AUTH, SELECT) then one a key, as far as
+    they came.  An error to AUTH or SELECT fails every key whose reply
+    came; each key's own reply counts otherwise (migrateCommand)."""
+    replies = lines[heads:]
+    if not replies:
+        return [], None
+    bad = next((line for line in lines[:heads] if line[:1] == b"-"), None)
+    if bad is None:
+        if replies.count(b"+OK") == len(replies):
+            return sent[:len(replies)], None      # the common case: all stored
+        acked = [key for key, line in zip(sent, replies) if line[:1] != b"-"]
+        if len(acked) == len(replies):
+            return acked, None
+        bad = next(line for line in replies if line[:1] == b"-")
+    else:
+        acked = []
+    return acked, bad[1:].decode("utf-8", "replace")
 
 
 @command("migrate")
@@ -293,9 +322,9 @@ def migrate(c, argv):
             sent.append(key)
         deadline = time.monotonic() + timeout / 1000.0
         write_error = False
-        errored = None
-        acked: list[bytes] = []
-        socket_error = False
+        heads = (password is not None) + select
+        lines: list[bytes] = []
+        socket_error = timed_out = False
         try:
             t.sock.settimeout(timeout / 1000.0)
             try:
@@ -303,30 +332,21 @@ def migrate(c, argv):
             except OSError:
                 write_error = True
                 raise
-            auth_line = t.read_line(deadline) if password is not None else b"+OK"
-            select_line = t.read_line(deadline) if select else b"+OK"
-            head_error = auth_line[:1] == b"-" or select_line[:1] == b"-"
-            for key in sent:
-                line = t.read_line(deadline)
-                if head_error or line[:1] == b"-":
-                    if errored is None:
-                        t.last_dbid = -1
-                        bad = (auth_line if auth_line[:1] == b"-" else
-                               select_line if select_line[:1] == b"-" else line)
-                        errored = bad[1:].decode("utf-8", "replace")
-                else:
-                    acked.append(key)
+            t.read_lines(heads + len(sent), deadline, lines)
         except (OSError, TimeoutError) as e:
             socket_error = True
             timed_out = isinstance(e, (TimeoutError, socket.timeout))
+        acked, errored = _restored(sent, lines, heads)
+        if errored is not None:
+            t.last_dbid = -1
+        if socket_error:
             _close_target(srv, host, port)
             if not acked and errored is None and may_retry and not timed_out:
                 may_retry = False
                 continue              # a stale cached connection: reconnect once
         break
     if not copy and acked:
-        for key in acked:
-            db.delete(key)
+        db.delete_keys(acked)
         if srv.notify_flags:
             for key in acked:
                 notify.notify(srv, notify.GENERIC, b"del", key, db.id)
