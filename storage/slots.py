@@ -36,6 +36,16 @@ def keyslot(key: bytes) -> int:
     return slot
 
 
+def remember(keys: list, slot: int) -> None:
+    """Keep that these keys are in slot (CLUSTER GETKEYSINSLOT's answer,
+    which the MIGRATE that follows sends back: routing finds their slot
+    without hashing them).  A batch larger than half the cache is not kept."""
+    if len(keys) <= RECENT_MAX // 2:
+        if len(_recent) + len(keys) > RECENT_MAX:
+            _recent.clear()
+        _recent.update(dict.fromkeys([k for k in keys if len(k) <= RECENT_KEY_MAX], slot))
+
+
 def slot_ranges(slots) -> list[tuple[int, int]]:
     """Sorted slots as inclusive (start, end) runs: {1, 2, 3, 7} -> [(1, 3), (7, 7)]."""
     out: list[tuple[int, int]] = []

@@ -258,3 +258,21 @@ def test_keyslot_and_its_recent_keys():
         assert keyslot(k) == want and keyslot(bytes(bytearray(k))) == want, k
         assert len(slots._recent) <= slots.RECENT_MAX
     assert all(len(k) <= slots.RECENT_KEY_MAX for k in slots._recent)
+
+
+def test_getkeysinslot_keys_are_remembered_with_their_slot():
+    """The keys CLUSTER GETKEYSINSLOT lists are kept with their slot for the
+    MIGRATE that sends them back; a batch larger than half the dict of
+    recent keys, and long keys, are not kept."""
+    g, h = keyslot(b"g"), keyslot(b"h")
+    slots._recent.clear()
+    keys = [b"{g}%d" % i for i in range(100)] + [b"{g}" + b"x" * slots.RECENT_KEY_MAX]
+    slots.remember(keys, g)
+    assert slots._recent == dict.fromkeys(keys[:100], g)
+    slots.remember([b"k%d" % i for i in range(slots.RECENT_MAX - 50)], 0)
+    assert len(slots._recent) == 100                   # too many to keep
+    half = slots.RECENT_MAX // 2
+    slots.remember([b"{h}%d" % i for i in range(half)], h)
+    assert len(slots._recent) == 100 + half
+    slots.remember([b"{h}x%d" % i for i in range(half)], h)
+    assert slots._recent == {b"{h}x%d" % i: h for i in range(half)}     # emptied first

@@ -15,6 +15,7 @@ from gossip.state import ClusterError
 from pynode.commands import CommandError, command, parse_int
 from pynode.resp import OK, Map, Verbatim, bulk, encode, integer
 from storage.slots import SLOTS, keyslot
+from storage.slots import remember as remember_slot
 
 DISABLED = "ERR This instance has cluster support disabled"
 BAD_SLOT = "ERR Invalid or out of range slot"
@@ -180,7 +181,9 @@ def cluster_getkeysinslot(c, argv):
     n = parse_int(argv[3])
     if not 0 <= s < SLOTS or n < 0:
         raise CommandError("ERR Invalid slot or number of keys")
-    return encode(c.srv.ks.db(0).keys_in_slot(s, n), c.resp)
+    keys = c.srv.ks.db(0).keys_in_slot(s, n)
+    remember_slot(keys, s)
+    return b"*%d\r\n" % len(keys) + b"".join(map(bulk, keys))
 
 
 def _replica_available(st, n) -> bool:
