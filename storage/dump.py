@@ -27,7 +27,7 @@ BAD_FORMAT = "ERR Bad data format"
 
 _VERSION = struct.pack("<H", rdb.RDB_VERSION)
 _STRING = bytes((rdb.TYPE_STRING,))
-_crc64 = rdb.crc64
+_crc64 = rdb.crc64_of
 _pack_crc = struct.Struct("<Q").pack
 _unpack_tail = struct.Struct("<HQ").unpack_from
 
@@ -46,7 +46,7 @@ def dumps(value) -> bytes:
     else:
         rtype, payload = rdb.encode_value(value)
         body = bytes((rtype,)) + payload + _VERSION
-    return body + _pack_crc(_crc64(0, body))
+    return body + _pack_crc(_crc64(body))
 
 
 def verify(payload: bytes, check_crc: bool | None = None) -> None:
@@ -60,7 +60,7 @@ def verify(payload: bytes, check_crc: bool | None = None) -> None:
     ver, stored = _unpack_tail(payload, n - 10)
     if ver > rdb.RDB_VERSION:
         raise DumpError(BAD_VERSION_OR_CRC)
-    if check_crc and _crc64(0, payload[:n - 8]) != stored:
+    if check_crc and _crc64(payload[:n - 8]) != stored:
         raise DumpError(BAD_VERSION_OR_CRC)
 
 

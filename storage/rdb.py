@@ -102,8 +102,13 @@ try:
 
     def crc64(crc: int, data) -> int:
         return _MODEL.calc(data, crc) if crc else _MODEL.calc(data)
+    # crc64(0, data) in one call (a DUMP payload's: one a key moved)
+    crc64_of = _MODEL.calc
 except ImportError:  # pragma: no cover - the pure-Python path
     crc64 = crc64_python
+
+    def crc64_of(data) -> int:
+        return crc64_python(0, data)
 
 
 # ------------------------------------------------------------------ LZF
