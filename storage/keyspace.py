@@ -313,26 +313,36 @@ class Database:
         clocks' run marks near its start stay put (see Clocks.forget)."""
         return list(islice(reversed(self.slots[slot]), count))
 
-    def delete_keys(self, keys) -> None:
+    def delete_keys(self, keys: list) -> None:
         """delete() each key (a MIGRATE's batch): without watchers,
         tracking, raw values or blocked clients in the database, one loop
         that only unlinks the keys, their TTLs and their clocks."""
+        if not keys:
+            return
+        slots = self.slots
         if self.watched or self.tracked is not None or self.raw or self.blocking_keys:
             for key in keys:
                 self.delete(key)
-            return
-        slots = self.slots
-        expires = self.expires
-        clock = self.clock
-        for key in keys:
-            slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
-            d = slots[slot]
-            if key in d:
-                if expires:
-                    expires.pop(key, None)
-                if clock is not None:
-                    clock.forget(key, slot, d)
-                del d[key]
+        else:
+            expires = self.expires
+            clock = self.clock
+            for key in keys:
+                slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
+                d = slots[slot]
+                if key in d:
+                    if expires:
+                        expires.pop(key, None)
+                    if clock is not None:
+                        clock.forget(key, slot, d)
+                    del d[key]
+        # A slot moved batch by batch loses its newest keys first
+        # (GETKEYSINSLOT's order): the holes they leave at the end of its
+        # dict would be walked by every later listing from the end.  Taking
+        # the last key out and back in (it stays last) drops them.
+        d = slots[keyslot(keys[-1])]
+        if d:
+            key, value = d.popitem()
+            d[key] = value
 
     def is_expired(self, key: bytes) -> bool:
         when = self.expires.get(key)
