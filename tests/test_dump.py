@@ -12,7 +12,7 @@ import redis
 
 from storage import dump as dumpfmt
 from storage import rdb
-from tests.helpers import Proc
+from tests.helpers import Proc, free_port
 from tests.inproc import InProc, ReplyError
 
 BUSY = "BUSYKEY Target key name already exists."
@@ -281,6 +281,30 @@ def test_migrate_keys_with_a_refused_key_moves_the_others(server, real):
         assert e == "Target instance replied with error: " + BUSY
         assert src.keys() == [b"b"] and dst.mget("a", "b", "c") == [b"1", b"there", b"3"]
     p.close()
+    r.close()
+
+
+def test_migrate_touches_the_keys_that_stay(real):
+    """MIGRATE's lookups count as accesses (lookupKeyRead) for the keys it
+    leaves on the source: COPY, a key the target refused, a target that
+    cannot be reached; a key it did not name keeps its idle time."""
+    srv = InProc()
+    c = srv.client()
+    c.call("MSET", "a", "1", "b", "2", "c", "3", "idle", "4")
+    r = real.client()
+    r.flushall()
+    r.set("b", "there")
+    idle = lambda k: c.call("OBJECT", "IDLETIME", k)      # noqa: E731
+    srv.now += 10000
+    assert c.call("MIGRATE", "127.0.0.1", real.port, "", 0, 1000, "KEYS", "a", "b") == (
+        ReplyError("ERR Target instance replied with error: " + BUSY))
+    assert c.call("EXISTS", "a") == 0 and idle("b") == 0 and idle("idle") == 10
+    srv.now += 10000
+    assert c.call("MIGRATE", "127.0.0.1", real.port, "c", 0, 1000, "COPY") == b"OK"
+    assert idle("c") == 0 and idle("b") == 10 and r.get("c") == b"3"
+    srv.now += 10000
+    e = c.call("MIGRATE", "127.0.0.1", free_port(), "b", 0, 300)
+    assert e.startswith("IOERR") and idle("b") == 0 and idle("idle") == 30
     r.close()
 
 

@@ -244,7 +244,6 @@ def _restored(sent: list, lines: list, heads: int) -> tuple[list, str | None]:
 
 @command("migrate")
 def migrate(c, argv):
-    srv = c.srv
     copy = replace = False
     username = password = None
     first_key, num_keys = 3, 1
@@ -284,12 +283,30 @@ def migrate(c, argv):
     db = c.db
     found = []
     for key in argv[first_key:first_key + num_keys]:
-        v = lookup_read(c, key)
+        v = lookup_read(c, key, touch=False)
         if v is not None:
             found.append((key, v))
     if not found:
         return b"+NOKEY\r\n"
-    host, port = argv[1], argv[2]
+    moved: list[bytes] = []
+    try:
+        return _migrate_found(c, argv[1], argv[2], dbid, timeout, copy, replace, username,
+                              password, found, moved)
+    finally:
+        if len(moved) < len(found):
+            # lookupKeyRead's access, given to the keys that stay (COPY, a
+            # refused key, an error) once known: a moved key needs none
+            gone = set(moved)
+            for key, _ in found:
+                if key not in gone:
+                    db.get(key)
+
+
+def _migrate_found(c, host: bytes, port: bytes, dbid: int, timeout: int, copy: bool,
+                   replace: bool, username, password, found: list, moved: list):
+    """MIGRATE's moves of the keys found; the keys it deleted go to `moved`."""
+    srv = c.srv
+    db = c.db
     restore_name = b"RESTORE-ASKING" if srv.cluster is not None else b"RESTORE"
     may_retry = True
     while True:
@@ -346,6 +363,7 @@ def migrate(c, argv):
                 continue              # a stale cached connection: reconnect once
         break
     if not copy and acked:
+        moved += acked
         db.delete_keys(acked)
         if srv.notify_flags:
             for key in acked:
