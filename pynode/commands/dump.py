@@ -205,6 +205,10 @@ def _get_target(srv, host: bytes, port: bytes, timeout_ms: int) -> _Target:
         if srv.tls is not None and srv.cfg.bool("tls-cluster"):
             # as Redis: MIGRATE speaks TLS to the target when the cluster does
             sock = srv.tls.client.wrap_socket(sock)
+    except ConnectionRefusedError:
+        # Redis connects without blocking and waits for the socket to be
+        # writable, which a refused connection is: its first write fails
+        raise CommandError("IOERR error or timeout writing to target instance") from None
     except (OSError, ValueError):
         raise CommandError("IOERR error or timeout connecting to the client") from None
     t = cache[name] = _Target(sock)
