@@ -39,9 +39,8 @@ def dump(c, argv):
     return b"$%d\r\n%s\r\n" % (len(payload), payload)
 
 
-def _restore(c, argv):
-    replace = absttl = False
-    idle = freq = -1
+@command("restore", "restore-asking")
+def restore(c, argv):
     n = len(argv)
     if n == 4 and argv[2] == b"0":
         # the common case (MIGRATE of a key without TTL): no options, no expiry
@@ -59,6 +58,8 @@ def _restore(c, argv):
         if srv.notify_flags:
             notify.notify(srv, notify.GENERIC, b"restore", key, db.id)
         return OK
+    replace = absttl = False
+    idle = freq = -1
     j = 4
     while j < n:
         opt = argv[j].lower()
@@ -113,16 +114,6 @@ def _restore(c, argv):
     srv.dirty += 1
     notify.notify(srv, notify.GENERIC, b"restore", key, db.id)
     return OK
-
-
-@command("restore")
-def restore(c, argv):
-    return _restore(c, argv)
-
-
-@command("restore-asking")
-def restore_asking(c, argv):
-    return _restore(c, argv)
 
 
 # ------------------------------------------------------------------ MIGRATE
