@@ -28,6 +28,8 @@ BAD_FORMAT = "ERR Bad data format"
 _VERSION = struct.pack("<H", rdb.RDB_VERSION)
 _STRING = bytes((rdb.TYPE_STRING,))
 _crc64 = rdb.crc64_of
+_crc64_short = rdb.crc64_short
+_SHORT = rdb.SHORT_CRC
 _pack_crc = struct.Struct("<Q").pack
 _unpack_tail = struct.Struct("<HQ").unpack_from
 
@@ -41,8 +43,8 @@ def dumps(value) -> bytes:
             # or not starting with '-' or a digit) and is too short for
             # LZF: its length byte and itself, as encode_string writes it
             body = b"%s%c%s%s" % (_STRING, n, value, _VERSION)
-        else:
-            body = _STRING + rdb.encode_string(value) + _VERSION
+            return body + _pack_crc(_crc64_short(body))
+        body = _STRING + rdb.encode_string(value) + _VERSION
     else:
         rtype, payload = rdb.encode_value(value)
         body = bytes((rtype,)) + payload + _VERSION
@@ -60,7 +62,7 @@ def verify(payload: bytes, check_crc: bool | None = None) -> None:
     ver, stored = _unpack_tail(payload, n - 10)
     if ver > rdb.RDB_VERSION:
         raise DumpError(BAD_VERSION_OR_CRC)
-    if check_crc and _crc64(payload[:n - 8]) != stored:
+    if check_crc and (_crc64_short if n <= _SHORT + 8 else _crc64)(payload[:n - 8]) != stored:
         raise DumpError(BAD_VERSION_OR_CRC)
 
 

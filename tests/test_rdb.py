@@ -22,6 +22,8 @@ def test_crc64_redis_test_vector():
     # the pure-Python fallback agrees with the compiled one, also chained
     data = bytes(range(256)) * 5 + b"tail"
     assert rdb.crc64_python(0, data) == rdb.crc64(0, data) == rdb.crc64_of(data)
+    for n in range(0, 3 * rdb.SHORT_CRC):            # the short payloads' function too
+        assert rdb.crc64_short(data[:n]) == rdb.crc64_python(0, data[:n]), n
     assert rdb.crc64_python(rdb.crc64_python(0, data[:77]), data[77:]) == rdb.crc64(0, data)
 
 
