@@ -33,8 +33,9 @@ system-packages:
 	fi
 
 # Debian's python3 has venv only with python3-venv installed.  The `fast`
-# extra (compiled LZF) needs a C compiler and Python's headers; without them
-# pynode is installed with the pure-Python LZF (same bytes, slower).
+# extra (compiled LZF, crcmod's compiled CRC64 for short DUMP payloads) needs a
+# C compiler and Python's headers; without them pynode is installed with the
+# pure-Python LZF and anycrc alone (same bytes, slower).
 $(PY_STAMP): pyproject.toml
 	@if ! [ -x $(PY) ]; then \
 		rm -rf $(VENV); \
@@ -43,7 +44,7 @@ $(PY_STAMP): pyproject.toml
 	fi
 	@echo "installing pynode and its test dependencies into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[test,fast,dashboard]' || { \
-		echo "the compiled LZF (python-lzf) did not build: installing without it"; \
+		echo "the fast extra (python-lzf, crcmod) did not build: installing without it"; \
 		$(PY) -m pip install -q --disable-pip-version-check -e '.[test,dashboard]'; }
 	@touch $@
 
