@@ -137,24 +137,14 @@ class Node:
     def append(self, id_: int, ms: int, seq: int, fv: list) -> None:
         """Add an entry after the last one (id_, its parts ms and seq); the
         body grows by its listpack bytes: flags, id deltas, [count, fields],
-        values, lp-count."""
+        values, lp-count.
+
+        The entry is kept as a tuple: a tuple of strings leaves the cyclic
+        garbage collector's lists at its first collection, a list would be
+        traversed by every full collection (one per entry: a stream of
+        millions made each full collection last a sizeable fraction of a
+        second, and XADD ~20% slower on average)."""
         mf = self.mfields
-        nf = len(fv) >> 1
-        # the entry is kept as a tuple: a tuple of strings leaves the cyclic
-        # garbage collector's lists at its first collection, a list would be
-        # traversed by every full collection (one per entry: a stream of
-        # millions made each full collection last a sizeable fraction of a
-        # second, and XADD ~20% slower on average)
-        if nf == 1:                         # one field, the common case: no slices
-            same = len(mf) == 1 and fv[0] == mf[0]
-            # share the field name with the master
-            fv = (mf[0], fv[1]) if same else (fv[0], fv[1])
-        else:
-            same = nf == len(mf) and fv[0::2] == mf
-            if same:
-                fv = list(fv)
-                fv[0::2] = mf
-            fv = tuple(fv)
         dms = ms - self.mms
         dseq = seq - self.mseq
         n = 6                               # flags and two small deltas: 2 bytes each
@@ -166,18 +156,36 @@ class Node:
             if not -_HALF <= dseq < _HALF:
                 dseq = _delta(seq, self.mseq)
             n += 1 if -4096 <= dseq <= 4095 else isz(dseq) - 2
-        if same:
-            n += 2 if nf < 125 else isz(nf + 3)
-            values = fv[1::2] if nf > 1 else (fv[1],)
-        else:
-            n += isz(nf) + isz(2 * nf + 4)
-            values = fv
-        for x in values:
-            k = len(x)
-            if k < 64 and (not k or x[0] > 57 or x[0] < 45 or x[0] == 47 or x[0] == 46):
-                n += k + 2                  # a short string that cannot be an integer
+        if len(fv) == 2:                    # one field, the common case: no slices, no loop
+            f, x = fv
+            if len(mf) == 1 and f == mf[0]:
+                fv = (mf[0], x)             # the field name shared with the master
+                n += 2                      # the lp-count (nf + 3)
             else:
-                n += esz(x)
+                fv = (f, x)
+                n += 4 + esz(f)             # field count, lp-count, the field
+            k = len(x)
+            # a short string that cannot be an integer, or esz()
+            n += (k + 2 if k < 64 and (not k or x[0] > 57 or x[0] < 45 or x[0] == 47
+                                       or x[0] == 46) else esz(x))
+        else:
+            nf = len(fv) >> 1
+            if nf == len(mf) and fv[0::2] == mf:
+                fv = list(fv)
+                fv[0::2] = mf               # the field names shared with the master
+                fv = tuple(fv)
+                n += 2 if nf < 125 else isz(nf + 3)
+                values = fv[1::2]
+            else:
+                fv = tuple(fv)
+                n += isz(nf) + isz(2 * nf + 4)
+                values = fv
+            for x in values:
+                k = len(x)
+                if k < 64 and (not k or x[0] > 57 or x[0] < 45 or x[0] == 47 or x[0] == 46):
+                    n += k + 2
+                else:
+                    n += esz(x)
         self.body += n
         self.ids.append(id_)
         self.fvs.append(fv)
@@ -299,22 +307,6 @@ class Stream:
     def add(self, id_: int, fv: list) -> None:
         """streamAppendItem with an id already checked to be > last_id."""
         self.add_parts(id_, id_ >> 64, id_ & MASK, fv)
-
-    def add_next(self, now_ms: int, fv: list) -> tuple[int, int]:
-        """XADD key * ...: the entry added with streamNextID's id (the
-        caller checked that last_id is not the largest); returns its ms and
-        seq parts."""
-        last = self.last_id
-        ms = last >> 64
-        if now_ms > ms:
-            self.add_parts(now_ms << 64, now_ms, 0, fv)
-            return now_ms, 0
-        seq = (last & MASK) + 1
-        if seq > MASK:                  # the sequence wraps to the next ms
-            ms += 1
-            seq = 0
-        self.add_parts(last + 1, ms, seq, fv)
-        return ms, seq
 
     def add_parts(self, id_: int, ms: int, seq: int, fv: list) -> None:
         """add() with the id's parts (id_ >> 64, id_ & MASK) known."""

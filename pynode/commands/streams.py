@@ -434,8 +434,21 @@ def _xadd_auto(c, argv, n: int):
     fv = argv[3:]
     if n > 5 and sum(map(len, fv)) > (1 << 30):
         raise CommandError(XADD_TOO_LARGE)
-    ms, seq = s.add_next(srv.ks.now or int(time.time() * 1000), fv)
-    idstr = b"%d-%d" % (ms, seq)
+    # streamNextID: now-0, or the last id + 1 (its sequence wrapping into
+    # the next ms) when the clock did not move on
+    now = srv.ks.now or int(time.time() * 1000)
+    last = s.last_id
+    ms = last >> 64
+    if now > ms:
+        s.add_parts(now << 64, now, 0, fv)
+        idstr = b"%d-0" % now
+    else:
+        seq = (last & MASK) + 1
+        if seq > MASK:
+            ms += 1
+            seq = 0
+        s.add_parts(last + 1, ms, seq, fv)
+        idstr = b"%d-%d" % (ms, seq)
     if srv.notify_flags:
         notify.notify(srv, notify.STREAM, b"xadd", key, db.id)
     srv.dirty += 1
