@@ -180,7 +180,7 @@ class QuickList:
     # -------------------------------------------------------------- push / pop
     def push_tail(self, v: bytes) -> None:
         nodes = self.nodes
-        if self.front:
+        if self.front and len(nodes) == 1:     # the head node is the tail node
             self.settle()
         if nodes:
             i = len(nodes) - 1
@@ -252,7 +252,7 @@ class QuickList:
         return v
 
     def pop_tail(self) -> bytes:
-        if self.front:
+        if self.front and len(self.nodes) == 1:    # the head node is the tail node
             self.settle()
         node = self.nodes[-1]
         v = node.pop()
