@@ -15,8 +15,8 @@ Two independent things live here, both as Redis keeps them:
   1 ns .. 1 s, so LATENCY HISTOGRAM's buckets and INFO latencystats'
   percentiles are computed as Redis computes them. To keep the dispatcher's
   cost at one list append, a call only appends its duration to `cmd.lat`;
-  the samples are folded into the command's histogram by the cron and before
-  anything reads them.
+  the samples are folded into the command's histogram every 10 ms
+  (Server.fold_latency) and before anything reads them.
 """
 
 from __future__ import annotations

@@ -91,6 +91,7 @@ def _fast_eligible(cmd) -> bool:
 
 # fds a server keeps besides its clients (CONFIG_MIN_RESERVED_FDS)
 RESERVED_FDS = 32
+FOLD_INTERVAL = 0.01     # seconds between two folds of the latency samples (fold_latency)
 
 
 class DebugSettings:
@@ -971,7 +972,6 @@ class Server:
         if self.expired_pending:
             self.flush_expired()
         infomod.cron_sample(self)  # INFO's instantaneous metrics and memory peak
-        self.latency.fold()        # call durations into the latency histograms
         if self.cluster is not None:  # replication offset and link age for gossip
             self.cluster.cron()
             if self.blocking.clients:
@@ -996,6 +996,14 @@ class Server:
         if self.checking:
             self.check_invariants_or_die()
         self.loop.call_later(1.0 / self.hz, self.cron)
+
+    def fold_latency(self) -> None:
+        """The call durations commands appended, into their latency
+        histograms, every FOLD_INTERVAL: folded by the cron (every 100 ms)
+        they were ~10,000 at 100k commands a second, ~0.5 ms of counting
+        during which every client waited."""
+        self.latency.fold()
+        self.loop.call_later(FOLD_INTERVAL, self.fold_latency)
 
     def check_invariants(self) -> None:
         """AssertionError if the state is not one the code can be in between
@@ -1233,6 +1241,7 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.loop.add_signal_handler(sig, self.on_signal, sig)
         self.loop.call_later(1.0 / self.hz, self.cron)
+        self.loop.call_later(FOLD_INTERVAL, self.fold_latency)
         self.replication.start()
         if port:
             log.notice("Ready to accept connections tcp")

@@ -691,10 +691,17 @@ class HookedDatabase(Database):
         return v
 
     def slot_dict(self, key: bytes) -> dict:
-        d = Database.slot_dict(self, key)
-        if self.clock is not None and key in d and not self.ks.frozen:
-            self.ks.last_lookup = key
-            self.ks.access(self.clock, key)
+        # Database.slot_dict and, for LRU, the access written out (INCR's path)
+        d = self.slots[keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383]
+        clock = self.clock
+        if clock is not None and key in d:
+            ks = self.ks
+            if not ks.frozen:
+                ks.last_lookup = key
+                if ks.lfu:
+                    ks.access(clock, key)
+                else:
+                    clock[key] = ks.lru_clock
         return d
 
     def set(self, key: bytes, value, keepttl: bool = False) -> None:

@@ -10,6 +10,15 @@ the costs wanted: push/pop at either end touch one node, an index walks
 nodes from the nearer end and then indexes one node, a range is a few
 slices.
 
+Pushes at the head go to `front`, the head node's first elements in
+reverse order (the last pushed is the list's first element), so that a
+run of LPUSHes appends instead of inserting at the start of a Python list
+of up to a few thousand elements (a memmove of the whole node each time);
+LPOP takes from it too.  Every other operation first moves `front` into
+the head node (`settle`, one insert for the whole run).  `sizes` and
+`count` include `front` at all times, so the split decisions and DEBUG
+OBJECT see the node Redis would have.
+
 Redis 7.0 reports every list as "quicklist" (OBJECT ENCODING).  RDB: written
 as RDB_TYPE_LIST_QUICKLIST_2 (18), one listpack per node; loaded from 18, 14
 (quicklist of ziplists), 10 (one ziplist) and 1 (plain list).  Nodes Redis
@@ -87,7 +96,7 @@ def clamp_fill(fill: int) -> int:
 class QuickList:
     """A Redis list.  Elements are bytes; indexes are 0-based from the head."""
 
-    __slots__ = ("nodes", "sizes", "count", "fill")
+    __slots__ = ("nodes", "sizes", "count", "fill", "front")
 
     encoding = "quicklist"
 
@@ -96,15 +105,31 @@ class QuickList:
         self.sizes: list[int] = []
         self.count = 0
         self.fill = clamp_fill(LIMITS.list_max_listpack_size if fill is None else fill)
+        # the head node's first elements, pushed at the head and not yet
+        # moved into nodes[0], in reverse order; None when there are none
+        self.front: list | None = None
+
+    def settle(self) -> None:
+        """Move the elements pushed at the head into the head node: after
+        this, `nodes` alone holds the list (every reader but LPOP calls it)."""
+        front = self.front
+        if front:
+            front.reverse()
+            self.nodes[0][:0] = front
+        self.front = None
 
     def __len__(self) -> int:
         return self.count
 
     def __iter__(self):
+        if self.front:
+            self.settle()
         for node in self.nodes:
             yield from node
 
     def __reversed__(self):
+        if self.front:
+            self.settle()
         for node in reversed(self.nodes):
             yield from reversed(node)
 
@@ -117,7 +142,10 @@ class QuickList:
         return "QuickList(%r)" % [len(n) for n in self.nodes]
 
     def __deepcopy__(self, memo) -> "QuickList":
+        if self.front:
+            self.settle()
         q = QuickList.__new__(QuickList)
+        q.front = None
         q.nodes = [n[:] for n in self.nodes]        # elements are immutable bytes
         q.sizes = self.sizes[:]
         q.count = self.count
@@ -125,6 +153,8 @@ class QuickList:
         return q
 
     def to_list(self) -> list:
+        if self.front:
+            self.settle()
         out = []
         for node in self.nodes:
             out.extend(node)
@@ -150,6 +180,8 @@ class QuickList:
     # -------------------------------------------------------------- push / pop
     def push_tail(self, v: bytes) -> None:
         nodes = self.nodes
+        if self.front and len(nodes) == 1:     # the head node is the tail node
+            self.settle()
         if nodes:
             i = len(nodes) - 1
             n = len(v)
@@ -174,13 +206,20 @@ class QuickList:
             n = len(v)
             new_sz = self.sizes[0] + n + SIZE_ESTIMATE_OVERHEAD
             fill = self.fill
+            front = self.front
             if (new_sz <= OPTIMIZATION_LEVEL[-fill - 1] if fill < 0 else
-                    new_sz <= SIZE_SAFETY_LIMIT and len(nodes[0]) < fill):
-                nodes[0].insert(0, v)
+                    new_sz <= SIZE_SAFETY_LIMIT
+                    and len(nodes[0]) + (len(front) if front else 0) < fill):
+                if front is None:
+                    self.front = [v]
+                else:
+                    front.append(v)
                 self.sizes[0] += (n + 2 if n < 64 and (not n or v[0] > 57 or v[0] < 45) else
                                    entry_size(v))
                 self.count += 1
                 return
+            if front:
+                self.settle()
         nodes.insert(0, [v])
         self.sizes.insert(0, LP_EMPTY + entry_size(v))
         self.count += 1
@@ -191,6 +230,15 @@ class QuickList:
             push(v)
 
     def pop_head(self) -> bytes:
+        front = self.front
+        if front:
+            # the head node keeps its own elements: it does not empty here
+            v = front.pop()
+            self.count -= 1
+            n = len(v)
+            self.sizes[0] -= (n + 2 if n < 64 and (not n or v[0] > 57 or v[0] < 45) else
+                              entry_size(v))
+            return v
         node = self.nodes[0]
         v = node.pop(0)
         self.count -= 1
@@ -204,6 +252,8 @@ class QuickList:
         return v
 
     def pop_tail(self) -> bytes:
+        if self.front and len(self.nodes) == 1:    # the head node is the tail node
+            self.settle()
         node = self.nodes[-1]
         v = node.pop()
         self.count -= 1
@@ -218,6 +268,8 @@ class QuickList:
 
     def pop_head_n(self, n: int) -> list:
         """Remove and return the first n elements (n <= len), head first."""
+        if self.front:
+            self.settle()
         out: list = []
         nodes = self.nodes
         sizes = self.sizes
@@ -239,6 +291,8 @@ class QuickList:
 
     def pop_tail_n(self, n: int) -> list:
         """Remove and return the last n elements (n <= len), tail first."""
+        if self.front:
+            self.settle()
         out: list = []
         nodes = self.nodes
         sizes = self.sizes
@@ -281,6 +335,8 @@ class QuickList:
 
     def get(self, index: int):
         """LINDEX: the element at index (negative from the tail), or None."""
+        if self.front:
+            self.settle()
         if index < 0:
             index += self.count
             if index < 0:
@@ -296,6 +352,8 @@ class QuickList:
     def replace(self, index: int, v: bytes) -> bool:
         """LSET (quicklistReplaceAtIndex): the node keeps its place whatever
         the new size, as in Redis 7.0."""
+        if self.front:
+            self.settle()
         if index < 0:
             index += self.count
             if index < 0:
@@ -310,6 +368,8 @@ class QuickList:
 
     def range(self, start: int, end: int) -> list:
         """Elements start..end inclusive (0 <= start <= end < len)."""
+        if self.front:
+            self.settle()
         nodes = self.nodes
         if len(nodes) == 1:
             return nodes[0][start:end + 1]
@@ -340,6 +400,8 @@ class QuickList:
     def remove(self, value: bytes, count: int) -> int:
         """LREM: remove up to count occurrences (0: all) from the head, or
         from the tail when count < 0; returns how many went."""
+        if self.front:
+            self.settle()
         nodes = self.nodes
         sizes = self.sizes
         limit = -count if count < 0 else count
@@ -390,6 +452,8 @@ class QuickList:
     def insert(self, pivot: bytes, v: bytes, after: bool) -> bool:
         """LINSERT: put v before/after the first pivot from the head (False
         if there is none), splitting and merging nodes as _quicklistInsert."""
+        if self.front:
+            self.settle()
         nodes = self.nodes
         for i, node in enumerate(nodes):
             if pivot in node:
@@ -462,6 +526,8 @@ class QuickList:
         """LPOS: indexes of the matches of value, skipping the first
         rank-1 (from the tail if rank < 0), at most count (0: all) of them,
         scanning at most maxlen elements (0: all)."""
+        if self.front:
+            self.settle()
         out: list[int] = []
         n = self.count
         limit = maxlen if maxlen and maxlen < n else n
@@ -521,6 +587,7 @@ class QuickList:
 def _encode(q: QuickList) -> tuple[int, bytes]:
     """RDB_TYPE_LIST_QUICKLIST_2: node count, then per node the container
     (packed) and its listpack, as rdbSaveObject writes them."""
+    q.settle()
     parts = [rdb.encode_length(len(q.nodes))]
     packed = rdb.encode_length(CONTAINER_PACKED)
     blob = rdb.encode_blob

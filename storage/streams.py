@@ -116,9 +116,9 @@ class Node:
         self.master = master
         self.mms = master >> 64             # the master id's parts, for the deltas
         self.mseq = master & MASK
-        self.mfields = mfields
+        self.mfields = mfields if type(mfields) is list else list(mfields)
         self.ids: list[int] = []
-        self.fvs: list[list] = []
+        self.fvs: list[tuple] = []        # field, value, ... of each entry
         self.dead: set | None = None      # ids flagged deleted
         self.count = 0                    # live entries
         # listpack bytes without the header, the count/deleted fields and the
@@ -132,44 +132,60 @@ class Node:
 
     def same_fields(self, fv) -> bool:
         mf = self.mfields
-        return len(fv) == 2 * len(mf) and fv[0::2] == mf
+        return len(fv) == 2 * len(mf) and list(fv[0::2]) == mf
 
-    def append(self, id_: int, fv: list) -> None:
-        """Add an entry after the last one; the body grows by its listpack
-        bytes: flags, id deltas, [count, fields], values, lp-count."""
+    def append(self, id_: int, ms: int, seq: int, fv: list) -> None:
+        """Add an entry after the last one (id_, its parts ms and seq); the
+        body grows by its listpack bytes: flags, id deltas, [count, fields],
+        values, lp-count.
+
+        The entry is kept as a tuple: a tuple of strings leaves the cyclic
+        garbage collector's lists at its first collection, a list would be
+        traversed by every full collection (one per entry: a stream of
+        millions made each full collection last a sizeable fraction of a
+        second, and XADD ~20% slower on average)."""
         mf = self.mfields
-        nf = len(fv) >> 1
-        if nf == 1:                         # one field, the common case: no slices
-            same = len(mf) == 1 and fv[0] == mf[0]
-            if same:
-                fv[0] = mf[0]               # share the field name with the master
-        else:
-            same = nf == len(mf) and fv[0::2] == mf
-            if same:
-                fv[0::2] = mf
-        dms = (id_ >> 64) - self.mms
-        dseq = (id_ & MASK) - self.mseq
+        dms = ms - self.mms
+        dseq = seq - self.mseq
         n = 6                               # flags and two small deltas: 2 bytes each
         if not 0 <= dms <= 127:
             if not -_HALF <= dms < _HALF:   # stored as uint64 differences read as int64
-                dms = _delta(id_ >> 64, self.mms)
+                dms = _delta(ms, self.mms)
             n += 1 if -4096 <= dms <= 4095 else isz(dms) - 2
         if not 0 <= dseq <= 127:
             if not -_HALF <= dseq < _HALF:
-                dseq = _delta(id_ & MASK, self.mseq)
+                dseq = _delta(seq, self.mseq)
             n += 1 if -4096 <= dseq <= 4095 else isz(dseq) - 2
-        if same:
-            n += 2 if nf < 125 else isz(nf + 3)
-            values = fv[1::2] if nf > 1 else (fv[1],)
-        else:
-            n += isz(nf) + isz(2 * nf + 4)
-            values = fv
-        for x in values:
-            k = len(x)
-            if k < 64 and (not k or x[0] > 57 or x[0] < 45 or x[0] == 47 or x[0] == 46):
-                n += k + 2                  # a short string that cannot be an integer
+        if len(fv) == 2:                    # one field, the common case: no slices, no loop
+            f, x = fv
+            if len(mf) == 1 and f == mf[0]:
+                fv = (mf[0], x)             # the field name shared with the master
+                n += 2                      # the lp-count (nf + 3)
             else:
-                n += esz(x)
+                fv = (f, x)
+                n += 4 + esz(f)             # field count, lp-count, the field
+            k = len(x)
+            # a short string that cannot be an integer, or esz()
+            n += (k + 2 if k < 64 and (not k or x[0] > 57 or x[0] < 45 or x[0] == 47
+                                       or x[0] == 46) else esz(x))
+        else:
+            nf = len(fv) >> 1
+            if nf == len(mf) and fv[0::2] == mf:
+                fv = list(fv)
+                fv[0::2] = mf               # the field names shared with the master
+                fv = tuple(fv)
+                n += 2 if nf < 125 else isz(nf + 3)
+                values = fv[1::2]
+            else:
+                fv = tuple(fv)
+                n += isz(nf) + isz(2 * nf + 4)
+                values = fv
+            for x in values:
+                k = len(x)
+                if k < 64 and (not k or x[0] > 57 or x[0] < 45 or x[0] == 47 or x[0] == 46):
+                    n += k + 2
+                else:
+                    n += esz(x)
         self.body += n
         self.ids.append(id_)
         self.fvs.append(fv)
@@ -290,17 +306,24 @@ class Stream:
     # ------------------------------------------------------------ adding
     def add(self, id_: int, fv: list) -> None:
         """streamAppendItem with an id already checked to be > last_id."""
+        self.add_parts(id_, id_ >> 64, id_ & MASK, fv)
+
+    def add_parts(self, id_: int, ms: int, seq: int, fv: list) -> None:
+        """add() with the id's parts (id_ >> 64, id_ & MASK) known."""
         nodes = self.nodes
         if nodes:
             tail = nodes[-1]
-            maxb = LIMITS.stream_node_max_bytes
+            limits = LIMITS
+            maxb = limits.stream_node_max_bytes
             if maxb <= 0 or maxb > LISTPACK_MAX_SIZE:
                 maxb = LISTPACK_MAX_SIZE
-            maxe = LIMITS.stream_node_max_entries
-            dead = len(tail.dead) if tail.dead else 0
-            if tail.lp_bytes() + (len(fv[0]) + len(fv[1]) if len(fv) == 2 else
-                                  sum(map(len, fv))) >= maxb or \
-                    (maxe and tail.count + dead >= maxe):
+            maxe = limits.stream_node_max_entries
+            dead = tail.dead
+            c = tail.count
+            # tail.lp_bytes() written out
+            if (tail.body + (9 if c <= 127 else 7 + isz(c)) + (isz(len(dead)) if dead else 2)
+                    + (len(fv[0]) + len(fv[1]) if len(fv) == 2 else sum(map(len, fv)))
+                    >= maxb or (maxe and c + (len(dead) if dead else 0) >= maxe)):
                 tail = None
         else:
             tail = None
@@ -308,7 +331,7 @@ class Stream:
             tail = Node(id_, fv[0::2])
             nodes.append(tail)
             self.masters.append(id_)
-        tail.append(id_, fv)
+        tail.append(id_, ms, seq, fv)
         self.length += 1
         self.entries_added += 1
         self.last_id = id_
@@ -753,7 +776,7 @@ def _node_from_listpack(key: bytes, blob) -> Node:
         prev = id_
         if flags & F_DELETED:
             dead.add(id_)
-        node.append(id_, fv)
+        node.append(id_, ms, seq, fv)
     if p != len(items):
         raise rdb.RDBError("stream listpack: trailing elements")
     if len(dead) != ndel:
@@ -845,7 +868,7 @@ def rewrite_stream(key: bytes, s: Stream) -> list:
     out = []
     if s.length:
         for id_, fv in s.range(0, MAX_ID):
-            out.append([b"XADD", key, fmt_id(id_)] + fv)
+            out.append([b"XADD", key, fmt_id(id_), *fv])
     else:
         out.append([b"XADD", key, b"MAXLEN", b"0", b"0-1", b"x", b"y"])
     out.extend(stream_meta_commands(key, s))

@@ -940,10 +940,13 @@ class ListModel(RuleBasedStateMachine):
             assert self.c.call("LLEN", k) == len(lst or [])
             v = self.srv.srv.ks.db(0).get(k.encode())
             if v is not None:
-                # the quicklist's own bookkeeping agrees with its nodes
-                assert v.count == sum(len(n) for n in v.nodes)
+                # the quicklist's own bookkeeping agrees with its nodes (the
+                # head node's elements pushed at the head included: `front`)
+                front = (v.front or [])[::-1]
+                assert v.count == sum(len(n) for n in v.nodes) + len(front)
                 assert all(v.nodes)
-                assert v.sizes == [len(lp_encode(n)) for n in v.nodes]
+                assert v.sizes == [len(lp_encode(front + n if i == 0 else n))
+                                   for i, n in enumerate(v.nodes)]
 
 
 ListModel.TestCase.settings = settings(max_examples=120, stateful_step_count=40,
@@ -1022,6 +1025,7 @@ def test_node_layout_and_dump_bytes_match_redis(real, fill):
             if q is None:
                 continue
             d = rc.dump("L")
+            q.settle()
             assert [len(n) for n in q.nodes] == _dump_layout(d)
             t, payload = rdb.encode_value(q)
             assert bytes([t]) + payload == d[:-10]
@@ -1082,6 +1086,7 @@ def test_big_lists_split_into_nodes_like_redis(real):
             c.call("LPUSH", "L", *vals[50:])
         q = srv.srv.ks.db(0).get(b"L")
         d = rc.dump("L")
+        q.settle()
         assert len(q.nodes) > 3
         assert [len(n) for n in q.nodes] == _dump_layout(d)
         assert bytes([18]) + rdb.encode_value(q)[1] == d[:-10]

@@ -365,6 +365,7 @@ def _debug_quicklist(c, key: bytes, full: int) -> bytes:
         raise CommandError(NO_SUCH_KEY)
     if getattr(v, "encoding", None) != "quicklist":
         raise CommandError("ERR Not a quicklist encoded object.")
+    v.settle()
     print("{count : %d}\n{len : %d}\n{fill : %d}" % (v.count, len(v.nodes), v.fill),
           flush=True)
     for i, (node, size) in enumerate(zip(v.nodes, v.sizes)):

@@ -428,17 +428,27 @@ def _xadd_auto(c, argv, n: int):
         db.set(key, s)
     elif type(s) is not Stream:
         raise CommandError(WRONGTYPE)
-    last = s.last_id
-    if last == MAX_ID:
+    if s.last_id == MAX_ID:
         raise CommandError(XADD_EXHAUSTED)
-    now = c.srv.ks.now or int(time.time() * 1000)
-    id_ = now << 64 if now > last >> 64 else last + 1
+    srv = c.srv
     fv = argv[3:]
     if n > 5 and sum(map(len, fv)) > (1 << 30):
         raise CommandError(XADD_TOO_LARGE)
-    s.add(id_, fv)
-    idstr = b"%d-%d" % (id_ >> 64, id_ & MASK)
-    srv = c.srv
+    # streamNextID: now-0, or the last id + 1 (its sequence wrapping into
+    # the next ms) when the clock did not move on
+    now = srv.ks.now or int(time.time() * 1000)
+    last = s.last_id
+    ms = last >> 64
+    if now > ms:
+        s.add_parts(now << 64, now, 0, fv)
+        idstr = b"%d-0" % now
+    else:
+        seq = (last & MASK) + 1
+        if seq > MASK:
+            ms += 1
+            seq = 0
+        s.add_parts(last + 1, ms, seq, fv)
+        idstr = b"%d-%d" % (ms, seq)
     if srv.notify_flags:
         notify.notify(srv, notify.STREAM, b"xadd", key, db.id)
     srv.dirty += 1
@@ -448,8 +458,11 @@ def _xadd_auto(c, argv, n: int):
         rewritten[2] = idstr
         c.rewrite = [rewritten]
     if not created:
-        db.modified(key)
-        db.signal_ready(key)
+        # db.modified(key) and db.signal_ready(key), tested here first
+        if db.watched or db.tracked is not None:
+            db.touch(key)
+        if db.blocking_keys and key in db.blocking_keys:
+            db.ks.on_key_ready(db, key)
     return b"$%d\r\n%s\r\n" % (len(idstr), idstr)
 
 

@@ -378,6 +378,12 @@ def _incr(c, key, incr):
     return integer(n)
 
 
+# The last value INCR's fast path stored and its integer: a counter
+# incremented again (the same bytes object found) skips the checks and the
+# parse.  Only values of fewer than 19 digits are kept (no overflow test).
+_LAST_INCR: list = [object(), 0]
+
+
 @command("incr")
 def incr(c, argv):
     # the common case inlined: an existing canonical integer, no overflow
@@ -385,18 +391,26 @@ def incr(c, argv):
     key = argv[1]
     d = db.slot_dict(key)
     v = d.get(key)
-    if type(v) is bytes and 0 < len(v) < 19 and v.isdigit() and (v[0] != 48 or len(v) == 1) \
+    last = _LAST_INCR
+    if v is last[0] and not (db.expires and key in db.expires):
+        n = last[1] + 1
+    elif type(v) is bytes and 0 < len(v) < 19 and v.isdigit() and (v[0] != 48 or len(v) == 1) \
             and not (db.expires and key in db.expires):
-        nb = b"%d" % (int(v) + 1)
-        d[key] = nb
-        if db.watched or db.tracked is not None:
-            db.touch(key)
-        srv = c.srv
-        srv.dirty += 1
-        if srv.notify_flags:
-            _event(c, b"incrby", key)
-        return b":" + nb + b"\r\n"
-    return _incr(c, key, 1)
+        n = int(v) + 1
+    else:
+        return _incr(c, key, 1)
+    nb = b"%d" % n
+    if len(nb) < 19:
+        last[0] = nb
+        last[1] = n
+    d[key] = nb
+    if db.watched or db.tracked is not None:
+        db.touch(key)
+    srv = c.srv
+    srv.dirty += 1
+    if srv.notify_flags:
+        _event(c, b"incrby", key)
+    return b":" + nb + b"\r\n"
 
 
 @command("decr")
