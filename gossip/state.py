@@ -153,6 +153,32 @@ MF_STEPS = {
 
 _ROLE_FLAGS = frozenset((MASTER, SLAVE))
 _TICK_SPECIAL = frozenset((PFAIL, HANDSHAKE, NOADDR))
+
+# One frozenset per combination of flags, shared by every header and gossip
+# entry that carries it (a few dozen combinations exist; a simulated cluster
+# holds a cached entry per node of every table).
+_FLAG_SETS: dict[frozenset, frozenset] = {}
+
+
+def _frozen_flags(flags) -> frozenset:
+    f = frozenset(flags)
+    return _FLAG_SETS.setdefault(f, f)
+
+
+# With ClusterState(share_slot_sets=True) (the simulator's many tables in one
+# process): a primary's slot set as every table that agrees with its header
+# holds it, one frozenset per slot map. Bounded: forgotten all at once when full.
+_SLOT_SETS: dict[bytes, frozenset[int]] = {}
+_SLOT_SETS_MAX = 4096
+
+
+def _shared_slot_set(bitmap: bytes, slots) -> frozenset[int]:
+    got = _SLOT_SETS.get(bitmap)
+    if got is None:
+        if len(_SLOT_SETS) >= _SLOT_SETS_MAX:
+            _SLOT_SETS.clear()
+        got = _SLOT_SETS[bitmap] = frozenset(slots)
+    return got
 _NOT_PRIMARY_OK = frozenset((NOADDR, HANDSHAKE, FAIL))
 
 
@@ -198,6 +224,7 @@ class ClusterState:
         replica_no_failover: bool = False,
         repl_ping_replica_period: int = 10,
         check_every: int = 1,
+        share_slot_sets: bool = False,
     ):
         assert is_valid_node_id(myself_id), myself_id
         assert node_timeout_ms > 0
@@ -220,6 +247,10 @@ class ClusterState:
         # (a simulation of 1000 nodes, whose simulator checks them in full too)
         self.check_every = check_every
         self._calls = 0
+        # the other nodes' slot sets are shared, immutable, between the tables
+        # of one process (see _shared_slot_set): a simulation's memory; a slot
+        # change then copies the set (O(slots)), so a real node does not
+        self.share_slot_sets = share_slot_sets
 
         self.nodes: dict[str, Node] = {}
         self.slot_owner: list[str | None] = [None] * CLUSTER_SLOTS
@@ -532,6 +563,8 @@ class ClusterState:
                 g = n._gossip
                 assert g is None or (g.node_id, g.ip, g.port, g.cport) == (n.id, n.ip, n.port, n.cport), (
                     f"node {n.id}: cached gossip entry of another name or address")
+                assert n._bitmap is None or n._bitmap == bitmap_from_slots(n.slots), (
+                    f"node {n.id}: cached slot bitmap differs from its slots")
             # the cron's incremental views hold every node its scans would visit
             due: dict[Node, int] = {}
             for t, _, n in self._due:
@@ -631,7 +664,8 @@ class ClusterState:
         for s in list(node.slots):
             self._del_slot(s)
         for n in self.nodes.values():
-            n.failure_reports.pop(node.id, None)
+            if n.failure_reports:
+                n.failure_reports.pop(node.id, None)
             if n.primary_id == node.id and n is not me:
                 n.primary_id = None
                 self._topo_gen += 1
@@ -672,6 +706,8 @@ class ClusterState:
             owner[s] = nid
         before = len(node.slots)
         self._topo_gen += 1
+        if type(node.slots) is frozenset:  # shared (share_slot_sets)
+            node.slots = set(node.slots)
         node.slots.update(slots)
         if node.slots:
             self._owners[node] = node.flags
@@ -691,6 +727,8 @@ class ClusterState:
         self._topo_gen += 1
         for nid, lost in touched.items():
             node = self.nodes[nid]
+            if type(node.slots) is frozenset:  # shared (share_slot_sets)
+                node.slots = set(node.slots)
             node.slots.difference_update(lost)
             node._slots_changed(removed=lost)
             if not node.slots:
@@ -727,7 +765,7 @@ class ClusterState:
             sender=me.id,
             current_epoch=self.current_epoch,
             config_epoch=src.config_epoch,
-            flags=frozenset(me.flags),
+            flags=_frozen_flags(me.flags),
             primary_id=me.primary_id,
             slots=src.slot_bitmap(),
             ip=self.announce_ip or "",
@@ -744,14 +782,14 @@ class ClusterState:
     def _gossip_entry(n: Node) -> GossipEntry:
         # Redis carries these times in seconds: keep the same resolution.
         ping, pong = n.ping_sent // 1000 * 1000, n.pong_received // 1000 * 1000
-        n._gossip_times = (n.ping_sent, n.pong_received)
+        n._gossip_ping, n._gossip_pong = n.ping_sent, n.pong_received
         g = n._gossip
         if (
             g is not None and g.node_id == n.id and g.ping_sent == ping and g.pong_received == pong
             and g.ip == n.ip and g.port == n.port and g.cport == n.cport and g.flags == n.flags
         ):
             return g  # entries are immutable: one serves every message it fits
-        flags = g.flags if g is not None and g.flags == n.flags else frozenset(n.flags)
+        flags = g.flags if g is not None and g.flags == n.flags else _frozen_flags(n.flags)
         g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, flags)
         return g
 
@@ -795,7 +833,7 @@ class ClusterState:
             # _gossip_entry(n), inlined: this runs ~100 times a message (a rename
             # or a new address drops the cached entry: only times and flags change)
             g = n._gossip
-            if g is None or n._gossip_times != (n.ping_sent, n.pong_received) or g.flags != fl:
+            if g is None or n._gossip_ping is not n.ping_sent or n._gossip_pong is not n.pong_received or g.flags != fl:
                 g = entry(n)
             append(g)
             take(r)
@@ -1654,6 +1692,16 @@ class ClusterState:
                             body=UpdateBody(owner.id, owner.config_epoch, owner.slot_bitmap()),
                         ))
                     break
+        if sender_primary is not None and sender_primary is not me:
+            # Keep the header's bitmap when it is the one we hold: every view of
+            # a primary then shares one 2 KB object (a simulated cluster holds a
+            # view of each primary per node), and the next message's comparison
+            # is an identity check.
+            bm = sender_primary._bitmap
+            if bm is not h.slots and bm == h.slots:
+                sender_primary._bitmap = h.slots
+                if self.share_slot_sets:
+                    sender_primary.slots = _shared_slot_set(h.slots, sender_primary.slots)
 
         if me.is_primary and sender.is_primary and h.config_epoch == me.config_epoch:
             self._handle_config_epoch_collision(sender)
@@ -1696,9 +1744,12 @@ class ClusterState:
             if node is not None:
                 if reporter and node is not me and sender is not node:
                     if not healthy(g.flags):
-                        if sender.id not in node.failure_reports:
+                        reports = node.failure_reports
+                        if reports is None:
+                            reports = node.failure_reports = {}
+                        if sender.id not in reports:
                             self._log("verbose", f"Node {sender.id} reported node {node.id} as not reachable.")
-                        node.failure_reports[sender.id] = self.now
+                        reports[sender.id] = self.now
                         self._mark_node_as_failing_if_needed(node)
                     elif node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
                         self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
