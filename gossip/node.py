@@ -1,6 +1,7 @@
 """The node table entry: what one node knows about one node of the cluster.
 
-Flags are a set of names. The names Redis prints in CLUSTER NODES / nodes.conf are
+Flags are a frozenset of names (one shared object per combination: gossip.state
+changes them by replacing the set). The names Redis prints in CLUSTER NODES / nodes.conf are
 rendered by :mod:`gossip.nodes_conf` (``pfail`` is printed as ``fail?``); ``meet``
 and ``migrate_to`` are internal and never printed.
 """
@@ -77,7 +78,8 @@ class Node:
     # The fields read for every gossip entry (building a section, reading one)
     # come first: in a large simulated cluster those reads wait on memory, and
     # adjacent fields share cache lines.
-    flags: set[str] = field(default_factory=set)
+    #: immutable, one object per combination (ClusterState._set_flags changes them)
+    flags: frozenset[str] = frozenset()
     ping_sent: int = 0
     pong_received: int = 0
     #: reporter node id -> time (ms) of its latest PFAIL/FAIL report about this

@@ -336,7 +336,7 @@ class ClusterState:
         # the nodes owning slots -> their flag sets (kept by _assign_slots and
         # _unassign_slots): clusterUpdateState reads the roles and the PFAIL /
         # FAIL flags of those, live and at C speed, instead of scanning the table
-        self._owners: dict[Node, set[str]] = {}
+        self._owners: dict[Node, frozenset[str]] = {}
         self._first_update_time: int | None = None
         self._among_minority_time = 0
         self._ids_cache: list[str] | None = None  # the table's ids, in order
@@ -356,7 +356,7 @@ class ClusterState:
             ip=announce_ip if announce_ip is not None else ip,
             port=port,
             cport=cport,
-            flags={MYSELF, MASTER},
+            flags=_frozen_flags((MYSELF, MASTER)),
             ctime=now_ms,
             hostname=hostname,
         )
@@ -394,7 +394,7 @@ class ClusterState:
                 ip=rec.ip,
                 port=rec.port,
                 cport=rec.cport,
-                flags=set(rec.flags),
+                flags=_frozen_flags(rec.flags),
                 primary_id=rec.primary_id,
                 ping_sent=now_ms if rec.ping_sent else 0,
                 pong_received=now_ms if rec.pong_received else 0,
@@ -428,7 +428,7 @@ class ClusterState:
         st._replication_pending = st.myself.is_replica
         for n in st.nodes.values():  # clusterNodeAddSlave: a primary that has replicas
             if n.is_replica and n.primary_id in st.nodes:
-                st.nodes[n.primary_id].flags.add(MIGRATE_TO)
+                st._add_flags(st.nodes[n.primary_id], MIGRATE_TO)
                 st._topo_gen += 1
         st._update_myself_flags()
         st.check_invariants(full=True)
@@ -642,6 +642,24 @@ class ClusterState:
             self.current_epoch = epoch
             self._save()  # persist every epoch change: a restart never goes back in time
 
+    def _set_flags(self, node: Node, flags) -> None:
+        """Give ``node`` these flags. A node's flags are an immutable frozenset,
+        one per combination shared by every table (see _frozen_flags): a gossip
+        entry's flags are then compared by identity, and reading a node's
+        flags in a large simulated cluster touches a set that stays in cache."""
+        f = _frozen_flags(flags)
+        node.flags = f
+        if node in self._owners:
+            self._owners[node] = f
+
+    def _add_flags(self, node: Node, *names: str) -> None:
+        if not node.flags.issuperset(names):
+            self._set_flags(node, node.flags.union(names))
+
+    def _del_flags(self, node: Node, *names: str) -> None:
+        if not node.flags.isdisjoint(names):
+            self._set_flags(node, node.flags.difference(names))
+
     def _set_config_epoch(self, node: Node, epoch: int) -> None:
         assert epoch >= node.config_epoch or node.is_replica, "configEpoch never decreases"
         node.config_epoch = epoch
@@ -850,7 +868,7 @@ class ClusterState:
             # _gossip_entry(n), inlined: this runs ~100 times a message (a rename
             # or a new address drops the cached entry: only times and flags change)
             g = n._gossip
-            if g is None or n._gossip_ping is not n.ping_sent or n._gossip_pong is not n.pong_received or g.flags != fl:
+            if g is None or n._gossip_ping is not n.ping_sent or n._gossip_pong is not n.pong_received or g.flags is not fl:
                 g = entry(n)
             append(g)
             take(r)
@@ -1016,7 +1034,7 @@ class ClusterState:
                 continue
             if min(ping_delay, data_delay) > timeout and not node.flags & FAILURE_FLAGS:
                 self._log("debug", f"*** NODE {node.id} possibly failing")
-                node.flags.add(PFAIL)
+                self._add_flags(node, PFAIL)
                 self._attn.add(node)
                 self.stats_pfail_nodes += 1  # the gossip sections sent from now on carry it
                 update = True
@@ -1180,10 +1198,10 @@ class ClusterState:
         me = self.myself
         had = NOFAILOVER in me.flags
         if self.replica_no_failover and not had:
-            me.flags.add(NOFAILOVER)
+            self._add_flags(me, NOFAILOVER)
             self._save()
         elif had and not self.replica_no_failover:
-            me.flags.discard(NOFAILOVER)
+            self._del_flags(me, NOFAILOVER)
             self._save()
 
     def data_age(self) -> int:
@@ -1495,7 +1513,7 @@ class ClusterState:
                 node.ping_sent = old_ping_sent
             # cleared after the first packet: a refused MEET is sent again on
             # the next connection
-            node.flags.discard(MEET)
+            self._del_flags(node, MEET)
         return self._finish()
 
     def on_link_down(self, node_id: str, now: int) -> list:
@@ -1580,7 +1598,7 @@ class ClusterState:
                     ip=h.ip or link.peer_ip,
                     port=h.port,
                     cport=h.cport,
-                    flags={HANDSHAKE},
+                    flags=_frozen_flags((HANDSHAKE,)),
                     ctime=self.now,
                 )
                 self._add_node(node)
@@ -1627,15 +1645,14 @@ class ClusterState:
                 # The handshake is over: the node gets its real name. (As in Redis,
                 # the rest of this first PONG is processed with no known sender.)
                 self._rename_node(link_node, h.sender)
-                link_node.flags.discard(HANDSHAKE)
-                link_node.flags |= _role_flags(h.flags)
+                self._set_flags(link_node, (link_node.flags - {HANDSHAKE}) | _role_flags(h.flags))
                 self._topo_gen += 1
                 self._log("debug", f"Handshake with node {link_node.id} completed.")
                 self._save()
             elif link_node.id != h.sender:
                 # Someone else answers at this address now.
                 self._log("debug", f"PONG contains mismatching sender ID {h.sender}, expected {link_node.id}")
-                link_node.flags.add(NOADDR)
+                self._add_flags(link_node, NOADDR)
                 self._topo_gen += 1
                 self._attn.add(link_node)
                 link_node.ip, link_node.port, link_node.cport = "", 0, 0
@@ -1647,8 +1664,11 @@ class ClusterState:
                 return False
 
         if sender is not None and sender is not me:
-            sender.flags.discard(NOFAILOVER)
-            sender.flags |= h.flags & {NOFAILOVER}
+            if (NOFAILOVER in sender.flags) != (NOFAILOVER in h.flags):
+                if NOFAILOVER in h.flags:
+                    self._add_flags(sender, NOFAILOVER)
+                else:
+                    self._del_flags(sender, NOFAILOVER)
 
         if (
             sender is not None and sender is not me and t == MsgType.PING
@@ -1661,7 +1681,7 @@ class ClusterState:
             link_node.pong_received = self.now
             link_node.ping_sent = 0
             if PFAIL in link_node.flags:
-                link_node.flags.discard(PFAIL)
+                self._del_flags(link_node, PFAIL)
                 self._save(update=True)
             elif FAIL in link_node.flags:
                 self._clear_node_failure_if_needed(link_node)
@@ -1676,17 +1696,16 @@ class ClusterState:
             primary = self.nodes.get(h.primary_id)
             if sender.is_primary:
                 self._del_node_slots(sender)
-                sender.flags -= {MASTER, MIGRATE_TO}
-                sender.flags.add(SLAVE)
+                self._set_flags(sender, (sender.flags - {MASTER, MIGRATE_TO}) | {SLAVE})
                 self._topo_gen += 1
                 self._save(update=True)
             if not sender.flags & _ROLE_FLAGS:
-                sender.flags.add(SLAVE)
+                self._add_flags(sender, SLAVE)
                 self._topo_gen += 1
             if primary is not None and sender.primary_id != primary.id and primary is not sender:
                 sender.primary_id = primary.id
                 self._topo_gen += 1
-                primary.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
+                self._add_flags(primary, MIGRATE_TO)  # clusterNodeAddSlave
                 self._save()
 
         # Slots.
@@ -1741,7 +1760,7 @@ class ClusterState:
         if node.link:
             self._unlink(node)
             self._out.append(A.Disconnect(node.id))
-        node.flags.discard(NOADDR)
+        self._del_flags(node, NOADDR)
         self._topo_gen += 1
         self._log("warning", f"Address updated for node {node.id}, now {ip}:{h.port}")
         me = self.myself
@@ -1768,7 +1787,7 @@ class ClusterState:
                     # Trust a node a known node tells us about: add it with its real id.
                     self._add_node(Node(
                         g.node_id, ip=g.ip, port=g.port, cport=g.cport,
-                        flags=_role_flags(g.flags) | (g.flags & {NOFAILOVER}), ctime=self.now,
+                        flags=_frozen_flags(_role_flags(g.flags) | (g.flags & {NOFAILOVER})), ctime=self.now,
                     ))
                     self._save()
                 continue
@@ -1802,7 +1821,7 @@ class ClusterState:
                     self._out.append(A.Disconnect(node.id))
                 node.ip, node.port, node.cport = g.ip, g.port, g.cport
                 node._gossip = None
-                node.flags.discard(NOADDR)
+                self._del_flags(node, NOADDR)
                 self._topo_gen += 1
 
     def _on_fail(self, sender: Node | None, body) -> None:
@@ -1812,10 +1831,10 @@ class ClusterState:
         failing = self.nodes.get(body.node_id)
         if failing is not None and not failing.flags & {FAIL, MYSELF}:
             self._log("notice", f"FAIL message received from {sender.id} about {failing.id}")
-            failing.flags.add(FAIL)
+            self._add_flags(failing, FAIL)
             self._topo_gen += 1
             failing.fail_time = self.now
-            failing.flags.discard(PFAIL)
+            self._del_flags(failing, PFAIL)
             self._save(update=True)
             self._my_primary_failed(failing)
 
@@ -2017,9 +2036,8 @@ class ClusterState:
         if n.is_primary:
             return
         if n.primary_id is not None and n is not self.myself:
-            n.flags.add(MIGRATE_TO)
-        n.flags.discard(SLAVE)
-        n.flags.add(MASTER)
+            self._add_flags(n, MIGRATE_TO)
+        self._set_flags(n, (n.flags - {SLAVE}) | {MASTER})
         n.primary_id = None
         self._topo_gen += 1
         if n is self.myself:
@@ -2033,8 +2051,7 @@ class ClusterState:
         me = self.myself
         assert n is not me and not me.slots
         if me.is_primary:
-            me.flags -= {MASTER, MIGRATE_TO}
-            me.flags.add(SLAVE)
+            self._set_flags(me, (me.flags - {MASTER, MIGRATE_TO}) | {SLAVE})
             self._topo_gen += 1
             me.migrating.clear()
             me.importing.clear()
@@ -2047,7 +2064,7 @@ class ClusterState:
                 self._election_step(ELECTION_IDLE)
             self.sibling_election_until = 0
         me.primary_id = n.id
-        n.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
+        self._add_flags(n, MIGRATE_TO)  # clusterNodeAddSlave
         self._topo_gen += 1
         self._replication_pending = False
         self._out.append(A.Replicate(n.id))
@@ -2087,8 +2104,7 @@ class ClusterState:
         if failures < needed:
             return
         self._log("notice", f"Marking node {node.id} as failing (quorum reached).")
-        node.flags.discard(PFAIL)
-        node.flags.add(FAIL)
+        self._set_flags(node, (node.flags - {PFAIL}) | {FAIL})
         self._topo_gen += 1
         node.fail_time = self.now
         self._broadcast(Message(MsgType.FAIL, self._header(), body=FailBody(node.id)))
@@ -2106,7 +2122,7 @@ class ClusterState:
         assert FAIL in node.flags
         if node.is_replica or not node.slots:
             self._log("notice", f"Clear FAIL state for node {node.id}: {'replica' if node.is_replica else 'master without slots'} is reachable again.")
-            node.flags.discard(FAIL)
+            self._del_flags(node, FAIL)
             self._topo_gen += 1
             self._save(update=True)
         if (
@@ -2114,7 +2130,7 @@ class ClusterState:
             and self.now - node.fail_time > self.node_timeout * FAIL_UNDO_TIME_MULT
         ):
             self._log("notice", f"Clear FAIL state for node {node.id}: is reachable again and nobody is serving its slots after some time.")
-            node.flags.discard(FAIL)
+            self._del_flags(node, FAIL)
             self._topo_gen += 1
             self._save(update=True)
 
@@ -2182,7 +2198,7 @@ class ClusterState:
                 return self._finish()  # already in progress: still OK
         self._add_node(Node(
             random_node_id(self.rng), ip=norm, port=port, cport=cport,
-            flags={HANDSHAKE, MEET}, ctime=self.now,
+            flags=_frozen_flags((HANDSHAKE, MEET)), ctime=self.now,
         ))
         self._save()
         return self._finish()
