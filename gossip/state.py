@@ -55,8 +55,6 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import random
-from itertools import repeat
-from operator import contains
 from typing import Iterable
 
 from gossip import actions as A
@@ -337,6 +335,9 @@ class ClusterState:
         # _unassign_slots): clusterUpdateState reads the roles and the PFAIL /
         # FAIL flags of those, live and at C speed, instead of scanning the table
         self._owners: dict[Node, frozenset[str]] = {}
+        # ... and how many of them have each combination of flags (a handful):
+        # clusterUpdateState counts those, not the owners
+        self._owner_flags: dict[frozenset[str], int] = {}
         self._first_update_time: int | None = None
         self._among_minority_time = 0
         self._ids_cache: list[str] | None = None  # the table's ids, in order
@@ -561,6 +562,10 @@ class ClusterState:
         assert len(self._owners) == sum(1 for n in self.nodes.values() if n.slots) and all(
             self.nodes.get(n.id) is n and n.slots and f is n.flags for n, f in self._owners.items()
         ), "the slot owners are listed with their flags"
+        counts: dict[frozenset[str], int] = {}
+        for f in self._owners.values():
+            counts[f] = counts.get(f, 0) + 1
+        assert counts == self._owner_flags, "the slot owners' flags are counted"
         if full:
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
@@ -649,8 +654,21 @@ class ClusterState:
         flags in a large simulated cluster touches a set that stays in cache."""
         f = _frozen_flags(flags)
         node.flags = f
-        if node in self._owners:
-            self._owners[node] = f
+        owners = self._owners
+        if node in owners:
+            old = owners[node]
+            owners[node] = f
+            if old is not f:
+                self._count_owner_flags(old, -1)
+                self._count_owner_flags(f, 1)
+
+    def _count_owner_flags(self, flags: frozenset[str], k: int) -> None:
+        counts = self._owner_flags
+        c = counts.get(flags, 0) + k
+        if c:
+            counts[flags] = c
+        else:
+            del counts[flags]
 
     def _add_flags(self, node: Node, *names: str) -> None:
         if not node.flags.issuperset(names):
@@ -744,8 +762,9 @@ class ClusterState:
         if type(node.slots) is frozenset:  # shared (share_slot_sets)
             node.slots = set(node.slots)
         node.slots.update(slots)
-        if node.slots:
+        if node.slots and node not in self._owners:
             self._owners[node] = node.flags
+            self._count_owner_flags(node.flags, 1)
         node._slots_changed(added=slots)
         self._assigned += len(node.slots) - before
 
@@ -767,7 +786,7 @@ class ClusterState:
             node.slots.difference_update(lost)
             node._slots_changed(removed=lost)
             if not node.slots:
-                del self._owners[node]
+                self._count_owner_flags(self._owners.pop(node), -1)
             self._assigned -= len(lost)
             if nid == me.id or nid == me.primary_id:
                 shard_lost.extend(lost)
@@ -2143,16 +2162,18 @@ class ClusterState:
         if me.is_primary and self.state == "fail" and now - self._first_update_time < WRITABLE_DELAY_MS:
             return
         new = "ok"
-        flags = self._owners.values()
-        if self.require_full_coverage and (
-            self._assigned < CLUSTER_SLOTS or any(map(contains, flags, repeat(FAIL)))
-        ):
+        # the slot owners' flags, counted by combination (_owner_flags)
+        size = reachable = 0
+        failing = False
+        for f, k in self._owner_flags.items():
+            if FAIL in f:
+                failing = True
+            if MASTER in f:  # (a slot owner without a role: not counted)
+                size += k
+                if FAILURE_FLAGS.isdisjoint(f):
+                    reachable += k
+        if self.require_full_coverage and (self._assigned < CLUSTER_SLOTS or failing):
             new = "fail"
-        size = sum(map(contains, flags, repeat(MASTER)))
-        if size == len(flags):
-            reachable = sum(map(FAILURE_FLAGS.isdisjoint, flags))
-        else:  # (a slot owner without a role: not counted)
-            reachable = sum(1 for f in flags if MASTER in f and FAILURE_FLAGS.isdisjoint(f))
         if self.check_every == 1:
             assert (size, reachable) == self._state_inputs(), "slot owners out of date"
         self.size = size

@@ -93,7 +93,8 @@ def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int
     sim = Simulator(
         n, seed, delay=(1, 5), node_timeout_ms=node_timeout, wire=False,
         full_check_every=max(1000, 50 * n), slot_check_every=max(1, n // 4),
-        lazy_conf=True, state_kwargs={"check_every": max(1, n // 4), "share_slot_sets": True},
+        lazy_conf=True, bytes_sample=64,
+        state_kwargs={"check_every": max(1, n // 4), "share_slot_sets": True},
     )
     n_prim = n // 2
     figures: dict = {"nodes": n, "seed": seed, "node_timeout_ms": node_timeout}
