@@ -17,6 +17,11 @@ EMPTY_BITMAP = bytes(BITMAP_BYTES)
 # For each byte value, the bit positions that are set (0..7).
 _BITS = tuple(tuple(k for k in range(8) if v >> k & 1) for v in range(256))
 
+# One int object per slot number, shared by every slot list and set made from
+# a bitmap: numbers above 256 are otherwise a fresh 28-byte object each time,
+# and a simulated cluster holds a slot set per primary in every node's table.
+SLOT_INTS = tuple(range(CLUSTER_SLOTS))
+
 
 def bitmap_from_slots(slots: Iterable[int]) -> bytes:
     b = bytearray(BITMAP_BYTES)
@@ -35,14 +40,15 @@ def slots_from_bitmap(bitmap: bytes) -> list[int]:
     # slots are usually a few ranges)
     first = BITMAP_BYTES - len(bitmap.lstrip(b"\0"))
     last = len(bitmap.rstrip(b"\0"))
+    ints = SLOT_INTS
     for i in range(first, last):
         byte = bitmap[i]
         if byte:
             base = i << 3
             if byte == 0xFF:
-                out.extend(range(base, base + 8))
+                out.extend(ints[base:base + 8])
             else:
-                out.extend(base + k for k in _BITS[byte])
+                out.extend(ints[base + k] for k in _BITS[byte])
     return out
 
 

@@ -1,6 +1,7 @@
 """The node table entry: what one node knows about one node of the cluster.
 
-Flags are a set of names. The names Redis prints in CLUSTER NODES / nodes.conf are
+Flags are a frozenset of names (one shared object per combination: gossip.state
+changes them by replacing the set). The names Redis prints in CLUSTER NODES / nodes.conf are
 rendered by :mod:`gossip.nodes_conf` (``pfail`` is printed as ``fail?``); ``meet``
 and ``migrate_to`` are internal and never printed.
 """
@@ -74,19 +75,36 @@ class Node:
     """
 
     id: str
+    # The fields read for every gossip entry (building a section, reading one)
+    # come first: in a large simulated cluster those reads wait on memory, and
+    # adjacent fields share cache lines.
+    #: immutable, one object per combination (ClusterState._set_flags changes them)
+    flags: frozenset[str] = frozenset()
+    ping_sent: int = 0
+    pong_received: int = 0
+    #: reporter node id -> time (ms) of its latest PFAIL/FAIL report about this
+    #: node; None while there is none (no dict per node of every table)
+    failure_reports: dict[str, int] | None = None
+    link: bool = False
+    #: a set, or a frozenset shared between tables (ClusterState(share_slot_sets=True))
+    slots: set[int] | frozenset[int] = field(default_factory=set)
+    #: the last gossip entry made for this node (gossip.state reuses it while
+    #: the fields it carries are unchanged)
+    _gossip: object = field(default=None, repr=False)
+    #: the ping_sent and pong_received objects that entry was last checked
+    #: with (the same objects: the entry still fits, without comparing it
+    #: field by field; an equal value in another object only costs that check)
+    _gossip_ping: object = field(default=None, repr=False)
+    _gossip_pong: object = field(default=None, repr=False)
     ip: str = ""
     port: int = 0
     cport: int = 0
     pport: int = 0          # plaintext client port when port is the TLS one (tls-cluster)
-    flags: set[str] = field(default_factory=set)
     primary_id: str | None = None
-    ping_sent: int = 0
-    pong_received: int = 0
     data_received: int = 0
     config_epoch: int = 0
     ctime: int = 0
     fail_time: int = 0
-    link: bool = False
     #: the outbound link is connected (on_link_up), not only connecting
     link_up: bool = False
     link_ctime: int = 0
@@ -97,19 +115,10 @@ class Node:
     #: since when this primary is orphaned (no working replica), 0 if not (replica migration)
     orphaned_time: int = 0
     hostname: str = ""
-    slots: set[int] = field(default_factory=set)
-    #: reporter node id -> time (ms) of its latest PFAIL/FAIL report about this node
-    failure_reports: dict[str, int] = field(default_factory=dict)
     migrating: dict[int, str] = field(default_factory=dict)
     importing: dict[int, str] = field(default_factory=dict)
     _bitmap: bytes | None = field(default=None, repr=False)
     _ranges: tuple | None = field(default=None, repr=False)
-    #: the last gossip entry made for this node (gossip.state reuses it while
-    #: the fields it carries are unchanged)
-    _gossip: object = field(default=None, repr=False)
-    #: (ping_sent, pong_received) when that entry was last checked (unchanged
-    #: times: the entry still fits, without comparing it field by field)
-    _gossip_times: tuple = field(default=(), repr=False)
     #: position in the node table's order (gossip.state: the order its cron
     #: visits nodes in; a rename moves a node to the end, as in the dict)
     _seq: int = field(default=0, repr=False)

@@ -55,8 +55,6 @@ from __future__ import annotations
 import heapq
 import ipaddress
 import random
-from itertools import repeat
-from operator import contains
 from typing import Iterable
 
 from gossip import actions as A
@@ -153,6 +151,49 @@ MF_STEPS = {
 
 _ROLE_FLAGS = frozenset((MASTER, SLAVE))
 _TICK_SPECIAL = frozenset((PFAIL, HANDSHAKE, NOADDR))
+
+# One frozenset per combination of flags, shared by every header and gossip
+# entry that carries it (a few dozen combinations exist; a simulated cluster
+# holds a cached entry per node of every table).
+_FLAG_SETS: dict[frozenset, frozenset] = {}
+
+
+def _frozen_flags(flags) -> frozenset:
+    f = frozenset(flags)
+    return _FLAG_SETS.setdefault(f, f)
+
+
+# The whole seconds gossip entries carry, one int object per value (bounded:
+# forgotten all at once when full): the entries made in one second, and the
+# pong times readers take from them, share it, so comparing them reads one
+# object that stays in cache instead of one per entry.
+_SECONDS: dict[int, int] = {}
+
+
+def _whole_second(ms: int) -> int:
+    s = ms // 1000 * 1000
+    got = _SECONDS.get(s)
+    if got is None:
+        if len(_SECONDS) >= 4096:
+            _SECONDS.clear()
+        got = _SECONDS[s] = s
+    return got
+
+
+# With ClusterState(share_slot_sets=True) (the simulator's many tables in one
+# process): a primary's slot set as every table that agrees with its header
+# holds it, one frozenset per slot map. Bounded: forgotten all at once when full.
+_SLOT_SETS: dict[bytes, frozenset[int]] = {}
+_SLOT_SETS_MAX = 4096
+
+
+def _shared_slot_set(bitmap: bytes, slots) -> frozenset[int]:
+    got = _SLOT_SETS.get(bitmap)
+    if got is None:
+        if len(_SLOT_SETS) >= _SLOT_SETS_MAX:
+            _SLOT_SETS.clear()
+        got = _SLOT_SETS[bitmap] = frozenset(slots)
+    return got
 _NOT_PRIMARY_OK = frozenset((NOADDR, HANDSHAKE, FAIL))
 
 
@@ -198,6 +239,7 @@ class ClusterState:
         replica_no_failover: bool = False,
         repl_ping_replica_period: int = 10,
         check_every: int = 1,
+        share_slot_sets: bool = False,
     ):
         assert is_valid_node_id(myself_id), myself_id
         assert node_timeout_ms > 0
@@ -220,6 +262,10 @@ class ClusterState:
         # (a simulation of 1000 nodes, whose simulator checks them in full too)
         self.check_every = check_every
         self._calls = 0
+        # the other nodes' slot sets are shared, immutable, between the tables
+        # of one process (see _shared_slot_set): a simulation's memory; a slot
+        # change then copies the set (O(slots)), so a real node does not
+        self.share_slot_sets = share_slot_sets
 
         self.nodes: dict[str, Node] = {}
         self.slot_owner: list[str | None] = [None] * CLUSTER_SLOTS
@@ -288,7 +334,10 @@ class ClusterState:
         # the nodes owning slots -> their flag sets (kept by _assign_slots and
         # _unassign_slots): clusterUpdateState reads the roles and the PFAIL /
         # FAIL flags of those, live and at C speed, instead of scanning the table
-        self._owners: dict[Node, set[str]] = {}
+        self._owners: dict[Node, frozenset[str]] = {}
+        # ... and how many of them have each combination of flags (a handful):
+        # clusterUpdateState counts those, not the owners
+        self._owner_flags: dict[frozenset[str], int] = {}
         self._first_update_time: int | None = None
         self._among_minority_time = 0
         self._ids_cache: list[str] | None = None  # the table's ids, in order
@@ -308,7 +357,7 @@ class ClusterState:
             ip=announce_ip if announce_ip is not None else ip,
             port=port,
             cport=cport,
-            flags={MYSELF, MASTER},
+            flags=_frozen_flags((MYSELF, MASTER)),
             ctime=now_ms,
             hostname=hostname,
         )
@@ -346,7 +395,7 @@ class ClusterState:
                 ip=rec.ip,
                 port=rec.port,
                 cport=rec.cport,
-                flags=set(rec.flags),
+                flags=_frozen_flags(rec.flags),
                 primary_id=rec.primary_id,
                 ping_sent=now_ms if rec.ping_sent else 0,
                 pong_received=now_ms if rec.pong_received else 0,
@@ -380,7 +429,7 @@ class ClusterState:
         st._replication_pending = st.myself.is_replica
         for n in st.nodes.values():  # clusterNodeAddSlave: a primary that has replicas
             if n.is_replica and n.primary_id in st.nodes:
-                st.nodes[n.primary_id].flags.add(MIGRATE_TO)
+                st._add_flags(st.nodes[n.primary_id], MIGRATE_TO)
                 st._topo_gen += 1
         st._update_myself_flags()
         st.check_invariants(full=True)
@@ -513,6 +562,10 @@ class ClusterState:
         assert len(self._owners) == sum(1 for n in self.nodes.values() if n.slots) and all(
             self.nodes.get(n.id) is n and n.slots and f is n.flags for n, f in self._owners.items()
         ), "the slot owners are listed with their flags"
+        counts: dict[frozenset[str], int] = {}
+        for f in self._owners.values():
+            counts[f] = counts.get(f, 0) + 1
+        assert counts == self._owner_flags, "the slot owners' flags are counted"
         if full:
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
@@ -532,6 +585,8 @@ class ClusterState:
                 g = n._gossip
                 assert g is None or (g.node_id, g.ip, g.port, g.cport) == (n.id, n.ip, n.port, n.cport), (
                     f"node {n.id}: cached gossip entry of another name or address")
+                assert n._bitmap is None or n._bitmap == bitmap_from_slots(n.slots), (
+                    f"node {n.id}: cached slot bitmap differs from its slots")
             # the cron's incremental views hold every node its scans would visit
             due: dict[Node, int] = {}
             for t, _, n in self._due:
@@ -592,6 +647,37 @@ class ClusterState:
             self.current_epoch = epoch
             self._save()  # persist every epoch change: a restart never goes back in time
 
+    def _set_flags(self, node: Node, flags) -> None:
+        """Give ``node`` these flags. A node's flags are an immutable frozenset,
+        one per combination shared by every table (see _frozen_flags): a gossip
+        entry's flags are then compared by identity, and reading a node's
+        flags in a large simulated cluster touches a set that stays in cache."""
+        f = _frozen_flags(flags)
+        node.flags = f
+        owners = self._owners
+        if node in owners:
+            old = owners[node]
+            owners[node] = f
+            if old is not f:
+                self._count_owner_flags(old, -1)
+                self._count_owner_flags(f, 1)
+
+    def _count_owner_flags(self, flags: frozenset[str], k: int) -> None:
+        counts = self._owner_flags
+        c = counts.get(flags, 0) + k
+        if c:
+            counts[flags] = c
+        else:
+            del counts[flags]
+
+    def _add_flags(self, node: Node, *names: str) -> None:
+        if not node.flags.issuperset(names):
+            self._set_flags(node, node.flags.union(names))
+
+    def _del_flags(self, node: Node, *names: str) -> None:
+        if not node.flags.isdisjoint(names):
+            self._set_flags(node, node.flags.difference(names))
+
     def _set_config_epoch(self, node: Node, epoch: int) -> None:
         assert epoch >= node.config_epoch or node.is_replica, "configEpoch never decreases"
         node.config_epoch = epoch
@@ -631,7 +717,8 @@ class ClusterState:
         for s in list(node.slots):
             self._del_slot(s)
         for n in self.nodes.values():
-            n.failure_reports.pop(node.id, None)
+            if n.failure_reports:
+                n.failure_reports.pop(node.id, None)
             if n.primary_id == node.id and n is not me:
                 n.primary_id = None
                 self._topo_gen += 1
@@ -672,9 +759,12 @@ class ClusterState:
             owner[s] = nid
         before = len(node.slots)
         self._topo_gen += 1
+        if type(node.slots) is frozenset:  # shared (share_slot_sets)
+            node.slots = set(node.slots)
         node.slots.update(slots)
-        if node.slots:
+        if node.slots and node not in self._owners:
             self._owners[node] = node.flags
+            self._count_owner_flags(node.flags, 1)
         node._slots_changed(added=slots)
         self._assigned += len(node.slots) - before
 
@@ -691,10 +781,12 @@ class ClusterState:
         self._topo_gen += 1
         for nid, lost in touched.items():
             node = self.nodes[nid]
+            if type(node.slots) is frozenset:  # shared (share_slot_sets)
+                node.slots = set(node.slots)
             node.slots.difference_update(lost)
             node._slots_changed(removed=lost)
             if not node.slots:
-                del self._owners[node]
+                self._count_owner_flags(self._owners.pop(node), -1)
             self._assigned -= len(lost)
             if nid == me.id or nid == me.primary_id:
                 shard_lost.extend(lost)
@@ -727,7 +819,7 @@ class ClusterState:
             sender=me.id,
             current_epoch=self.current_epoch,
             config_epoch=src.config_epoch,
-            flags=frozenset(me.flags),
+            flags=_frozen_flags(me.flags),
             primary_id=me.primary_id,
             slots=src.slot_bitmap(),
             ip=self.announce_ip or "",
@@ -743,15 +835,15 @@ class ClusterState:
     @staticmethod
     def _gossip_entry(n: Node) -> GossipEntry:
         # Redis carries these times in seconds: keep the same resolution.
-        ping, pong = n.ping_sent // 1000 * 1000, n.pong_received // 1000 * 1000
-        n._gossip_times = (n.ping_sent, n.pong_received)
+        ping, pong = _whole_second(n.ping_sent), _whole_second(n.pong_received)
+        n._gossip_ping, n._gossip_pong = n.ping_sent, n.pong_received
         g = n._gossip
         if (
             g is not None and g.node_id == n.id and g.ping_sent == ping and g.pong_received == pong
             and g.ip == n.ip and g.port == n.port and g.cport == n.cport and g.flags == n.flags
         ):
             return g  # entries are immutable: one serves every message it fits
-        flags = g.flags if g is not None and g.flags == n.flags else frozenset(n.flags)
+        flags = g.flags if g is not None and g.flags == n.flags else _frozen_flags(n.flags)
         g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, flags)
         return g
 
@@ -795,7 +887,7 @@ class ClusterState:
             # _gossip_entry(n), inlined: this runs ~100 times a message (a rename
             # or a new address drops the cached entry: only times and flags change)
             g = n._gossip
-            if g is None or n._gossip_times != (n.ping_sent, n.pong_received) or g.flags != fl:
+            if g is None or n._gossip_ping is not n.ping_sent or n._gossip_pong is not n.pong_received or g.flags is not fl:
                 g = entry(n)
             append(g)
             take(r)
@@ -961,7 +1053,7 @@ class ClusterState:
                 continue
             if min(ping_delay, data_delay) > timeout and not node.flags & FAILURE_FLAGS:
                 self._log("debug", f"*** NODE {node.id} possibly failing")
-                node.flags.add(PFAIL)
+                self._add_flags(node, PFAIL)
                 self._attn.add(node)
                 self.stats_pfail_nodes += 1  # the gossip sections sent from now on carry it
                 update = True
@@ -1125,10 +1217,10 @@ class ClusterState:
         me = self.myself
         had = NOFAILOVER in me.flags
         if self.replica_no_failover and not had:
-            me.flags.add(NOFAILOVER)
+            self._add_flags(me, NOFAILOVER)
             self._save()
         elif had and not self.replica_no_failover:
-            me.flags.discard(NOFAILOVER)
+            self._del_flags(me, NOFAILOVER)
             self._save()
 
     def data_age(self) -> int:
@@ -1440,7 +1532,7 @@ class ClusterState:
                 node.ping_sent = old_ping_sent
             # cleared after the first packet: a refused MEET is sent again on
             # the next connection
-            node.flags.discard(MEET)
+            self._del_flags(node, MEET)
         return self._finish()
 
     def on_link_down(self, node_id: str, now: int) -> list:
@@ -1525,7 +1617,7 @@ class ClusterState:
                     ip=h.ip or link.peer_ip,
                     port=h.port,
                     cport=h.cport,
-                    flags={HANDSHAKE},
+                    flags=_frozen_flags((HANDSHAKE,)),
                     ctime=self.now,
                 )
                 self._add_node(node)
@@ -1572,15 +1664,14 @@ class ClusterState:
                 # The handshake is over: the node gets its real name. (As in Redis,
                 # the rest of this first PONG is processed with no known sender.)
                 self._rename_node(link_node, h.sender)
-                link_node.flags.discard(HANDSHAKE)
-                link_node.flags |= _role_flags(h.flags)
+                self._set_flags(link_node, (link_node.flags - {HANDSHAKE}) | _role_flags(h.flags))
                 self._topo_gen += 1
                 self._log("debug", f"Handshake with node {link_node.id} completed.")
                 self._save()
             elif link_node.id != h.sender:
                 # Someone else answers at this address now.
                 self._log("debug", f"PONG contains mismatching sender ID {h.sender}, expected {link_node.id}")
-                link_node.flags.add(NOADDR)
+                self._add_flags(link_node, NOADDR)
                 self._topo_gen += 1
                 self._attn.add(link_node)
                 link_node.ip, link_node.port, link_node.cport = "", 0, 0
@@ -1592,8 +1683,11 @@ class ClusterState:
                 return False
 
         if sender is not None and sender is not me:
-            sender.flags.discard(NOFAILOVER)
-            sender.flags |= h.flags & {NOFAILOVER}
+            if (NOFAILOVER in sender.flags) != (NOFAILOVER in h.flags):
+                if NOFAILOVER in h.flags:
+                    self._add_flags(sender, NOFAILOVER)
+                else:
+                    self._del_flags(sender, NOFAILOVER)
 
         if (
             sender is not None and sender is not me and t == MsgType.PING
@@ -1606,7 +1700,7 @@ class ClusterState:
             link_node.pong_received = self.now
             link_node.ping_sent = 0
             if PFAIL in link_node.flags:
-                link_node.flags.discard(PFAIL)
+                self._del_flags(link_node, PFAIL)
                 self._save(update=True)
             elif FAIL in link_node.flags:
                 self._clear_node_failure_if_needed(link_node)
@@ -1621,17 +1715,16 @@ class ClusterState:
             primary = self.nodes.get(h.primary_id)
             if sender.is_primary:
                 self._del_node_slots(sender)
-                sender.flags -= {MASTER, MIGRATE_TO}
-                sender.flags.add(SLAVE)
+                self._set_flags(sender, (sender.flags - {MASTER, MIGRATE_TO}) | {SLAVE})
                 self._topo_gen += 1
                 self._save(update=True)
             if not sender.flags & _ROLE_FLAGS:
-                sender.flags.add(SLAVE)
+                self._add_flags(sender, SLAVE)
                 self._topo_gen += 1
             if primary is not None and sender.primary_id != primary.id and primary is not sender:
                 sender.primary_id = primary.id
                 self._topo_gen += 1
-                primary.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
+                self._add_flags(primary, MIGRATE_TO)  # clusterNodeAddSlave
                 self._save()
 
         # Slots.
@@ -1654,6 +1747,16 @@ class ClusterState:
                             body=UpdateBody(owner.id, owner.config_epoch, owner.slot_bitmap()),
                         ))
                     break
+        if sender_primary is not None and sender_primary is not me:
+            # Keep the header's bitmap when it is the one we hold: every view of
+            # a primary then shares one 2 KB object (a simulated cluster holds a
+            # view of each primary per node), and the next message's comparison
+            # is an identity check.
+            bm = sender_primary._bitmap
+            if bm is not h.slots and bm == h.slots:
+                sender_primary._bitmap = h.slots
+                if self.share_slot_sets:
+                    sender_primary.slots = _shared_slot_set(h.slots, sender_primary.slots)
 
         if me.is_primary and sender.is_primary and h.config_epoch == me.config_epoch:
             self._handle_config_epoch_collision(sender)
@@ -1676,7 +1779,7 @@ class ClusterState:
         if node.link:
             self._unlink(node)
             self._out.append(A.Disconnect(node.id))
-        node.flags.discard(NOADDR)
+        self._del_flags(node, NOADDR)
         self._topo_gen += 1
         self._log("warning", f"Address updated for node {node.id}, now {ip}:{h.port}")
         me = self.myself
@@ -1691,48 +1794,54 @@ class ClusterState:
         reporter = sender is not None and sender.is_primary
         healthy = FAILURE_FLAGS.isdisjoint
         latest = self.now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
+        get = nodes.get
         for g in msg.gossip:
-            node = nodes.get(g.node_id)
-            if node is not None:
-                if reporter and node is not me and sender is not node:
-                    if not healthy(g.flags):
-                        if sender.id not in node.failure_reports:
-                            self._log("verbose", f"Node {sender.id} reported node {node.id} as not reachable.")
-                        node.failure_reports[sender.id] = self.now
-                        self._mark_node_as_failing_if_needed(node)
-                    elif node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
-                        self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
-                if healthy(node.flags):
-                    if (
-                        node.ping_sent == 0
-                        and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
-                        and node.pong_received < g.pong_received <= latest
-                    ):
-                        node.pong_received = g.pong_received
-                elif (
-                    node is not me
+            node = get(g.node_id)
+            if node is None:
+                if (
+                    sender is not None
                     and NOADDR not in g.flags
-                    and not g.flags & FAILURE_FLAGS
-                    and (node.ip != g.ip or node.port != g.port or node.cport != g.cport)
+                    and not self._blacklisted(g.node_id)
                 ):
-                    if node.link:
-                        self._unlink(node)
-                        self._out.append(A.Disconnect(node.id))
-                    node.ip, node.port, node.cport = g.ip, g.port, g.cport
-                    node._gossip = None
-                    node.flags.discard(NOADDR)
-                    self._topo_gen += 1
+                    # Trust a node a known node tells us about: add it with its real id.
+                    self._add_node(Node(
+                        g.node_id, ip=g.ip, port=g.port, cport=g.cport,
+                        flags=_frozen_flags(_role_flags(g.flags) | (g.flags & {NOFAILOVER})), ctime=self.now,
+                    ))
+                    self._save()
+                continue
+            if reporter and node is not me and sender is not node:
+                if healthy(g.flags):
+                    if node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
+                        self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
+                else:
+                    reports = node.failure_reports
+                    if reports is None:
+                        reports = node.failure_reports = {}
+                    if sender.id not in reports:
+                        self._log("verbose", f"Node {sender.id} reported node {node.id} as not reachable.")
+                    reports[sender.id] = self.now
+                    self._mark_node_as_failing_if_needed(node)
+            if healthy(node.flags):
+                if (
+                    node.ping_sent == 0
+                    and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
+                    and node.pong_received < g.pong_received <= latest
+                ):
+                    node.pong_received = g.pong_received
             elif (
-                sender is not None
+                node is not me
                 and NOADDR not in g.flags
-                and not self._blacklisted(g.node_id)
+                and not g.flags & FAILURE_FLAGS
+                and (node.ip != g.ip or node.port != g.port or node.cport != g.cport)
             ):
-                # Trust a node a known node tells us about: add it with its real id.
-                self._add_node(Node(
-                    g.node_id, ip=g.ip, port=g.port, cport=g.cport,
-                    flags=_role_flags(g.flags) | (g.flags & {NOFAILOVER}), ctime=self.now,
-                ))
-                self._save()
+                if node.link:
+                    self._unlink(node)
+                    self._out.append(A.Disconnect(node.id))
+                node.ip, node.port, node.cport = g.ip, g.port, g.cport
+                node._gossip = None
+                self._del_flags(node, NOADDR)
+                self._topo_gen += 1
 
     def _on_fail(self, sender: Node | None, body) -> None:
         assert isinstance(body, FailBody)
@@ -1741,10 +1850,10 @@ class ClusterState:
         failing = self.nodes.get(body.node_id)
         if failing is not None and not failing.flags & {FAIL, MYSELF}:
             self._log("notice", f"FAIL message received from {sender.id} about {failing.id}")
-            failing.flags.add(FAIL)
+            self._add_flags(failing, FAIL)
             self._topo_gen += 1
             failing.fail_time = self.now
-            failing.flags.discard(PFAIL)
+            self._del_flags(failing, PFAIL)
             self._save(update=True)
             self._my_primary_failed(failing)
 
@@ -1946,9 +2055,8 @@ class ClusterState:
         if n.is_primary:
             return
         if n.primary_id is not None and n is not self.myself:
-            n.flags.add(MIGRATE_TO)
-        n.flags.discard(SLAVE)
-        n.flags.add(MASTER)
+            self._add_flags(n, MIGRATE_TO)
+        self._set_flags(n, (n.flags - {SLAVE}) | {MASTER})
         n.primary_id = None
         self._topo_gen += 1
         if n is self.myself:
@@ -1962,8 +2070,7 @@ class ClusterState:
         me = self.myself
         assert n is not me and not me.slots
         if me.is_primary:
-            me.flags -= {MASTER, MIGRATE_TO}
-            me.flags.add(SLAVE)
+            self._set_flags(me, (me.flags - {MASTER, MIGRATE_TO}) | {SLAVE})
             self._topo_gen += 1
             me.migrating.clear()
             me.importing.clear()
@@ -1976,7 +2083,7 @@ class ClusterState:
                 self._election_step(ELECTION_IDLE)
             self.sibling_election_until = 0
         me.primary_id = n.id
-        n.flags.add(MIGRATE_TO)  # clusterNodeAddSlave
+        self._add_flags(n, MIGRATE_TO)  # clusterNodeAddSlave
         self._topo_gen += 1
         self._replication_pending = False
         self._out.append(A.Replicate(n.id))
@@ -2016,8 +2123,7 @@ class ClusterState:
         if failures < needed:
             return
         self._log("notice", f"Marking node {node.id} as failing (quorum reached).")
-        node.flags.discard(PFAIL)
-        node.flags.add(FAIL)
+        self._set_flags(node, (node.flags - {PFAIL}) | {FAIL})
         self._topo_gen += 1
         node.fail_time = self.now
         self._broadcast(Message(MsgType.FAIL, self._header(), body=FailBody(node.id)))
@@ -2035,7 +2141,7 @@ class ClusterState:
         assert FAIL in node.flags
         if node.is_replica or not node.slots:
             self._log("notice", f"Clear FAIL state for node {node.id}: {'replica' if node.is_replica else 'master without slots'} is reachable again.")
-            node.flags.discard(FAIL)
+            self._del_flags(node, FAIL)
             self._topo_gen += 1
             self._save(update=True)
         if (
@@ -2043,7 +2149,7 @@ class ClusterState:
             and self.now - node.fail_time > self.node_timeout * FAIL_UNDO_TIME_MULT
         ):
             self._log("notice", f"Clear FAIL state for node {node.id}: is reachable again and nobody is serving its slots after some time.")
-            node.flags.discard(FAIL)
+            self._del_flags(node, FAIL)
             self._topo_gen += 1
             self._save(update=True)
 
@@ -2056,16 +2162,18 @@ class ClusterState:
         if me.is_primary and self.state == "fail" and now - self._first_update_time < WRITABLE_DELAY_MS:
             return
         new = "ok"
-        flags = self._owners.values()
-        if self.require_full_coverage and (
-            self._assigned < CLUSTER_SLOTS or any(map(contains, flags, repeat(FAIL)))
-        ):
+        # the slot owners' flags, counted by combination (_owner_flags)
+        size = reachable = 0
+        failing = False
+        for f, k in self._owner_flags.items():
+            if FAIL in f:
+                failing = True
+            if MASTER in f:  # (a slot owner without a role: not counted)
+                size += k
+                if FAILURE_FLAGS.isdisjoint(f):
+                    reachable += k
+        if self.require_full_coverage and (self._assigned < CLUSTER_SLOTS or failing):
             new = "fail"
-        size = sum(map(contains, flags, repeat(MASTER)))
-        if size == len(flags):
-            reachable = sum(map(FAILURE_FLAGS.isdisjoint, flags))
-        else:  # (a slot owner without a role: not counted)
-            reachable = sum(1 for f in flags if MASTER in f and FAILURE_FLAGS.isdisjoint(f))
         if self.check_every == 1:
             assert (size, reachable) == self._state_inputs(), "slot owners out of date"
         self.size = size
@@ -2111,7 +2219,7 @@ class ClusterState:
                 return self._finish()  # already in progress: still OK
         self._add_node(Node(
             random_node_id(self.rng), ip=norm, port=port, cport=cport,
-            flags={HANDSHAKE, MEET}, ctime=self.now,
+            flags=_frozen_flags((HANDSHAKE, MEET)), ctime=self.now,
         ))
         self._save()
         return self._finish()

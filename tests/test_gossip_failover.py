@@ -232,9 +232,9 @@ def test_rank_follows_sibling_offsets():
     assert d.failover_auth_rank == 1 and 3 * UNIT <= d.failover_auth_time - (T0 + 20) < 4 * UNIT
     # a nofailover sibling does not count
     e = d.nodes[nid("e")]
-    e.flags.add("nofailover")
+    d._add_flags(e, "nofailover")
     assert d.replica_rank() == 0
-    e.flags.discard("nofailover")
+    d._del_flags(e, "nofailover")
 
 
 def test_rank_worsens_while_waiting():
@@ -301,13 +301,13 @@ def test_failed_primaries_are_ranked_across_shards():
     assert 2 * UNIT <= f.failover_auth_time - T0 < 3 * UNIT
     # b's failure is cleared (it is reachable again): f moves forward one unit
     before = f.failover_auth_time
-    f.nodes[nid("b")].flags.discard("fail")
+    f._del_flags(f.nodes[nid("b")], "fail")
     acts = f.on_tick(T0 + 60)
     assert f.failover_failed_primary_rank == 0 and f.failover_auth_time == before - UNIT
     assert any(x.text == f"Failed primary rank updated to #0, added {-UNIT} milliseconds of delay."
                for x in of(acts, A.Log))
     # a primary failed longer than node timeout x validity factor does not count
-    f.nodes[nid("b")].flags.add("fail")
+    f._add_flags(f.nodes[nid("b")], "fail")
     f.nodes[nid("b")].fail_time = T0 - 10 * TIMEOUT - 1
     assert f.failed_primary_rank() == 0
 
@@ -381,7 +381,7 @@ def test_no_failover_flag():
 
 def test_no_election_while_the_primary_is_only_pfail_or_has_no_slots():
     d = view("d")
-    d.nodes[nid("c")].flags.add("pfail")
+    d._add_flags(d.nodes[nid("c")], "pfail")
     for k in range(1, 30):
         assert not sent(d.on_tick(T0 + 100 * k), MsgType.FAILOVER_AUTH_REQUEST)
     assert d.failover_auth_time == 0

@@ -203,7 +203,7 @@ def test_gossip_section_size_and_content():
         assert len(ids) == len(set(ids)) and nid("a") not in ids
         counts.add(len(ids))
     assert counts == {3}  # max(3, 36 // 10)
-    a.nodes[nid("b")].flags.add("pfail")
+    a._add_flags(a.nodes[nid("b")], "pfail")
     a.stats_pfail_nodes = 1
     m = a._ping_message(MsgType.PING)
     assert m.gossip[-1].node_id == nid("b") and "pfail" in m.gossip[-1].flags
