@@ -361,13 +361,15 @@ class ClusterNode(ServerPort):
     def unpause_clients(self) -> None:
         self.srv.unpause_clients(FAILOVER)
 
-    def delete_slot_keys(self, slots) -> int:
+    def delete_slot_keys(self, slots, lazy: bool | None = None) -> int:
+        """delKeysInSlot for `slots`; lazy: big values freed in pieces
+        (None: as lazyfree-lazy-server-del)."""
         srv = self.srv
         db = srv.ks.db(0)
         n = 0
         for s in slots:
             for key in list(db.slots[s]):
-                if db.delete(key):
+                if db.delete(key, lazy):
                     n += 1
                     srv.propagate(0, [b"DEL", key])
         if n:

@@ -1006,7 +1006,7 @@ class Migrations:
         db = self.srv.ks.db(0)
         for s in job.slots:
             for key in list(db.slots[s]):
-                if db.delete(key):
+                if db.delete(key, True):
                     self.srv.dirty += 1
                     self.srv.propagate(0, [b"DEL", key])
 
@@ -1107,7 +1107,7 @@ class Migrations:
             d = db.slots[slot]
             gone = [b"DEL"]
             for key in list(islice(d, DELETE_BATCH)):
-                if db.delete(key):
+                if db.delete(key, True):      # big values freed in pieces
                     gone.append(key)
             n = len(gone) - 1
             if n:
@@ -1151,7 +1151,7 @@ class Migrations:
         Redis's delKeysInSlot), many in the background."""
         db = self.srv.ks.db(0)
         if sum(len(db.slots[s]) for s in slots) <= DELETE_BATCH:
-            self.srv.cluster.delete_slot_keys(slots)
+            self.srv.cluster.delete_slot_keys(slots, True)
         else:
             self.clean_unowned(slots, "slots given to another node")
 

@@ -475,6 +475,50 @@ def test_big_keys_in_pieces(cl):
     assert_single_owner(cl)
 
 
+def lazyfree_fields(port) -> tuple[int, int]:
+    """INFO's (lazyfree_pending_objects, lazyfreed_objects)."""
+    m = redis.Redis(host="127.0.0.1", port=port).info("memory")
+    return m["lazyfree_pending_objects"], m["lazyfreed_objects"]
+
+
+def test_big_keys_freed_in_pieces_after_the_flip(cl):
+    """The source drops the moved keys after the flip; their big values go to
+    its freer (in pieces, over loop turns), not in one delete."""
+    ps = _primaries(cl)
+    src, dst = ps[2], ps[1]
+    slot = primary_slots(cl, src)[5]
+    from tests.cluster_helpers import key_for_slot
+    tag = key_for_slot(slot)
+    n = 1_000_000 if LONG else 30_000
+    r = redis.Redis(host="127.0.0.1", port=src)
+    for i in range(0, n, 10000):
+        p = r.pipeline(transaction=False)
+        p.rpush(tag + ":l", *(b"element-%08d" % j for j in range(i, i + 10000)))
+        p.zadd(tag + ":z", {b"m%d" % j: j / 7 for j in range(i, i + 10000)})
+        p.execute()
+    _, freed0 = lazyfree_fields(src)
+    used0 = r.info("memory")["used_memory"]
+    with Prober(src) as probe:
+        t0 = time.monotonic()
+        e = _migrate(cl, src, dst, [slot], timeout=600)
+        assert e["state"] == "success", (e["message"], cl.diagnostics())
+        took = time.monotonic() - t0
+        deadline = time.monotonic() + 60
+        while lazyfree_fields(src) != (0, freed0 + 2):   # the list's >64 nodes, the zset
+            assert time.monotonic() < deadline, (lazyfree_fields(src), freed0)
+            time.sleep(0.05)
+        freed_in = time.monotonic() - t0 - took
+    assert r.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+    used1 = r.info("memory")["used_memory"]
+    r.close()
+    d = redis.Redis(host="127.0.0.1", port=dst)
+    assert d.llen(tag + ":l") == n and d.zcard(tag + ":z") == n
+    d.close()
+    print("\n%d-element list and sorted set moved in %.2f s, freed on the source within"
+          " %.2f s of the end; worst PING on the source %.1f ms; used_memory %.1f -> %.1f MB"
+          % (n, took, freed_in, probe.worst * 1000, used0 / 1e6, used1 / 1e6))
+
+
 def command_calls(cl, port) -> dict[str, int]:
     """INFO commandstats: command name -> calls."""
     info = redis.Redis(host="127.0.0.1", port=port, decode_responses=True).info("commandstats")
