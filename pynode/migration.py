@@ -62,7 +62,9 @@ CHUNK_BYTES = 1 << 16          # flush the link every 64 KiB
 BATCH_KEYS = 256               # keys sent per event-loop turn during the snapshot
 BIG_ITEMS = 1024               # collections with more elements travel in pieces
 PIECE_ITEMS = 512              # elements (stream entries, commands) per piece
-BIG_STRING = 1 << 20           # strings longer than this travel in 1 MiB pieces
+BIG_STRING = 1 << 20           # strings longer than this travel in pieces of 1 MiB...
+STRING_PIECES = 32             # ...or of 1/32 of the string when that is more,
+MAX_STRING_PIECE = 16 << 20    # up to 16 MiB (an APPEND copies the whole string)
 IN_FLIGHT = 1 << 20            # bytes sent ahead of the target's last ACK
 DELETE_BATCH = 1000            # keys deleted per loop turn by the background cleaner
 LOG_MAX = 20                   # finished jobs kept for GETSLOTMIGRATIONS
@@ -386,9 +388,12 @@ class Migrations:
         if t is bytes:
             if len(value) <= BIG_STRING:
                 return None
-            # (bytes never change: a write makes a new value)
-            return (_cmd(b"APPEND", key, value[i:i + BIG_STRING])
-                    for i in range(0, len(value), BIG_STRING))
+            # (bytes never change: a write makes a new value). The target's
+            # APPEND copies what it has so far: 1 MiB pieces of 500 MB took
+            # 477 APPENDs of up to 0.6 s each there; 32 pieces cost 1/15 of that
+            step = min(MAX_STRING_PIECE, max(BIG_STRING, len(value) // STRING_PIECES))
+            return (_cmd(b"APPEND", key, value[i:i + step])
+                    for i in range(0, len(value), step))
         if isinstance(value, Hash):
             verb, width = b"HSET", 2
             it = value.items()

@@ -41,6 +41,33 @@ SMALL = 1024
 _getrefcount = sys.getrefcount
 _popitem = dict.popitem
 
+# A huge string is one allocation, but returning its pages to the kernel at
+# free() took 108 ms for 500 MB: its pages are given back a piece at a time
+# first (madvise MADV_DONTNEED on the detached value's own buffer, which
+# nothing reads any more), then free() is quick. CPython on Linux only.
+HUGE_STRING = 32 << 20
+STRING_PIECE = 8 << 20
+PAGE = 4096
+MADV_DONTNEED = 4
+
+
+def _libc_madvise():
+    if sys.implementation.name != "cpython" or not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.madvise
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        fn.restype = ctypes.c_int
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_madvise = _libc_madvise()
+_BYTES_DATA = bytes.__basicsize__ - 1      # offset of a bytes object's first byte
+
 
 def free_effort(v) -> int:
     """lazyfreeGetFreeEffort: a list's node count, a hash table's or skip
@@ -73,13 +100,18 @@ def _units(v) -> int:
 
 
 def _big(v) -> bool:
-    return type(v) is not bytes and _units(v) > SMALL
+    """Worth freeing in pieces: many elements, or a huge string's pages."""
+    if type(v) is bytes:
+        return len(v) > HUGE_STRING and _madvise is not None
+    return _units(v) > SMALL
 
 
 def _tear(v):
     """Take v apart, yielding after every piece (about PIECE elements)."""
     t = type(v)
-    if t is QuickList:
+    if t is bytes:
+        yield from _release_pages(v)
+    elif t is QuickList:
         yield from _pop_lists(v.nodes)
         v.sizes.clear()
         v.count = 0
@@ -124,7 +156,7 @@ def _tear_dict(d):
     while d:
         for _ in range(min(PIECE, len(d))):
             _, x = _popitem(d)
-            if type(x) is not bytes and _big(x) and _getrefcount(x) == 2:
+            if _big(x) and _getrefcount(x) == 2:
                 yield from _tear(x)
         yield
     if isinstance(d, SortedDict):
@@ -139,6 +171,20 @@ def _tear_db(slots: list, expires: dict, heap: list):
     yield from _tear_dict(expires)
     while heap:
         del heap[-PIECE:]
+        yield
+
+
+def _release_pages(v: bytes):
+    """The whole pages inside a huge string's buffer back to the kernel, a
+    piece at a time (the first and last page stay: malloc keeps its
+    bookkeeping beside the buffer)."""
+    addr = id(v) + _BYTES_DATA
+    start = (addr + 2 * PAGE - 1) & ~(PAGE - 1)
+    end = ((addr + len(v)) & ~(PAGE - 1)) - PAGE
+    while start < end:
+        n = min(STRING_PIECE, end - start)
+        _madvise(start, n, MADV_DONTNEED)
+        start += n
         yield
 
 
@@ -177,7 +223,7 @@ class Freer:
         if _getrefcount(v) != 3:   # the caller's name, this parameter, the call's argument
             return False        # held elsewhere too (or shared): it goes with its holder
         counted = free_effort(v) > LAZYFREE_THRESHOLD
-        if not counted and _units(v) <= SMALL:
+        if not counted and not _big(v):
             return False
         self._queue(_tear(v), 1 if counted else 0)
         return True

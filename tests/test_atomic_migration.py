@@ -519,6 +519,62 @@ def test_big_keys_freed_in_pieces_after_the_flip(cl):
           % (n, took, freed_in, probe.worst * 1000, used0 / 1e6, used1 / 1e6))
 
 
+def test_huge_string_moves(cl):
+    """A string of 500 MB (long form; 16 MiB in the default suite) moves while
+    the source keeps answering; the target and its replica end with it whole."""
+    size = 500_000_000 if LONG else 16 << 20
+    ps = _primaries(cl)
+    src, dst = ps[0], ps[2]
+    slot = primary_slots(cl, src)[7]
+    from tests.cluster_helpers import key_for_slot
+    key = key_for_slot(slot) + ":huge"
+    marks = {0: b"first", size // 3: b"third", size - 5: b"last"}
+    value = bytearray(size)
+    value[-1:] = b"z"
+    for off, m in marks.items():
+        value[off:off + len(m)] = m
+    r = redis.Redis(host="127.0.0.1", port=src, socket_timeout=120)
+    # in APPENDs of 16 MiB: one SET of 500 MB holds the source's replica for
+    # over 2 s (copies of the whole command), past the node-timeout
+    for i in range(0, size, 16 << 20):
+        r.append(key, bytes(value[i:i + (16 << 20)]))
+    r.close()
+    del value
+    rep = _replica_of(cl, dst)
+
+    def memory(port):
+        m = redis.Redis(host="127.0.0.1", port=port, socket_timeout=120).info("memory")
+        return m["used_memory"], m["used_memory_rss"], m["used_memory_peak"]
+
+    before = {p: memory(p) for p in (src, dst, rep)}
+    with Prober(src) as probe:
+        t0 = time.monotonic()
+        e = _migrate(cl, src, dst, [slot], timeout=1200)
+        took = time.monotonic() - t0
+    assert e["state"] == "success", (e["message"], cl.diagnostics())
+    for port, readonly in ((dst, False), (rep, True)):
+        c = redis.Redis(host="127.0.0.1", port=port, socket_timeout=120)
+        if readonly:
+            c.execute_command("READONLY")
+        deadline = time.monotonic() + 300
+        while c.strlen(key) != size:            # the replica may still be applying
+            assert time.monotonic() < deadline, (port, c.strlen(key))
+            time.sleep(0.1)
+        for off, m in marks.items():
+            assert c.getrange(key, off, off + len(m) - 1) == m, (port, off)
+        assert c.getrange(key, size - 1, size - 1) == b"z"
+        c.close()
+    after = {p: memory(p) for p in (src, dst, rep)}
+    import re
+    step = re.findall(r"longest snapshot step ([0-9.]+) ms", cl.node(src).log_tail(200))
+    print("\n%d-byte string moved in %.1f s, worst PING on the source %.1f ms, longest"
+          " snapshot step %s ms; used_memory / rss / peak in MB before -> after: %s"
+          % (size, took, probe.worst * 1000, step[-1] if step else "?", "; ".join(
+              "%s %s -> %s" % (name, "/".join("%.0f" % (x / 1e6) for x in before[p]),
+                               "/".join("%.0f" % (x / 1e6) for x in after[p]))
+              for name, p in (("source", src), ("target", dst), ("target's replica", rep)))))
+
+
 def command_calls(cl, port) -> dict[str, int]:
     """INFO commandstats: command name -> calls."""
     info = redis.Redis(host="127.0.0.1", port=port, decode_responses=True).info("commandstats")
