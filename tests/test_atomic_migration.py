@@ -977,3 +977,83 @@ def test_flip_waits_for_the_targets_replica(cl):
     under_writer(cl, fault)
     assert_values(cl, slot_of)
     assert_single_owner(cl)
+
+
+def _partition_of_the_target_mid_snapshot():
+    """A real partition (network namespaces, tests/netns_cluster.py): the
+    target is cut off alone in the middle of the snapshot. No FIN reaches
+    either side: the source fails the job after the link timeout and keeps
+    the slots, the target's replica (with the majority) is promoted and drops
+    what it had imported; healed, every key of the slots is on the source's
+    shard only, no client saw ASK or TRYAGAIN and no acknowledged write is lost."""
+    from pynode.chaos.netlab import available
+    from tests.netns_cluster import PORT, NetCluster
+    why = available()
+    assert why is None, why
+    nc = NetCluster(node_timeout=2000)
+    try:
+        nc.up()
+        src, dst = nc.p[1], nc.p[2]          # P2 on h2, P3 alone on h3 (R3 is on h2)
+        ids = {a: nc.call(a, "CLUSTER", "MYID") for a in nc.addrs}
+        mine = sorted(next(n for n in nc.view(src) if "myself" in n["flags"])["slots"])
+        slots = mine[:50]
+        dst_slot = min(next(n for n in nc.view(dst) if "myself" in n["flags"])["slots"])
+        from tests.cluster_helpers import key_for_slot
+        r = redis.Redis(src, PORT, socket_timeout=30)
+        for i in range(0, 100_000, 2000):
+            p = r.pipeline(transaction=False)
+            for j in range(i, i + 2000):
+                p.set("%s:big%d" % (key_for_slot(slots[j % len(slots)]), j), "x" * 1024)
+            p.execute()
+        r.close()
+        w = Writer(nc, keys=600, batch=12, wait_ms=200, retry_window=30, seed=11).start()
+        try:
+            w.wait_progress(acked=20, timeout=30)
+            t0 = time.monotonic()
+            nc.call(src, "CLUSTER", "MIGRATESLOTS", "SLOTSRANGE", str(slots[0]),
+                    str(slots[-1]), "NODE", ids[dst])
+            e = wait_state(nc, src, lambda e: e["state"] in ("snapshotting",) + TERMINAL,
+                           timeout=20, interval=0.002)
+            assert e["state"] == "snapshotting", e
+            nc.chaos("partition", "%s:%d" % (dst, PORT))
+            e = wait_done(nc, src, timeout=120)
+            failed_after = time.monotonic() - t0
+            assert e["state"] == "failed", e
+            witness = nc.p[0]
+            deadline = time.monotonic() + 60
+            nc.wait(lambda: nc.owner(witness, dst_slot) == nc.r[2], deadline,
+                    "the target's replica promoted on the majority side")
+            assert all(nc.owner(witness, s) == src for s in slots)
+            nc.chaos("heal", "%s:%d" % (dst, PORT))
+            nc.wait(lambda: not nc.problems(), time.monotonic() + 120,
+                    "a healthy cluster after healing")
+            w.wait_progress(acked=w.stats.acked + 20, timeout=30)
+        finally:
+            w.stop()
+        assert redirect_errors(w) == {}, w.summary()
+        v = assert_verified(w)
+        shard = (src, nc.r[1])
+
+        def keys_where() -> dict:
+            return {a: sum(nc.call(a, "CLUSTER", "COUNTKEYSINSLOT", s) for s in slots)
+                    for a in nc.addrs}
+
+        # (the writer's keys in those slots are there too)
+        deadline = time.monotonic() + 60
+        while True:
+            where = keys_where()
+            if all((n >= 100_000) if a in shard else n == 0 for a, n in where.items()):
+                break
+            assert time.monotonic() < deadline, ("keys of the slots by node", where)
+            time.sleep(0.5)
+        print("\npartition of the target mid-snapshot: job failed %.1f s after the start"
+              " (%s); ledger: %s; writer %s" % (failed_after, e["message"], v, w.summary()))
+    finally:
+        nc.cleanup()
+
+
+if LONG:
+    # the long form only (`make chaos`): partitions need root for the
+    # namespaces, and the case takes about a minute
+    test_partition_of_the_target_mid_snapshot = pytest.mark.serial(
+        _partition_of_the_target_mid_snapshot)
