@@ -338,3 +338,18 @@ def test_huge_string_pages_released_in_pieces():
     assert sum(1 for _ in _tear(s)) >= 8             # in pieces of 8 MiB
     # the ends of the buffer (beside malloc's bookkeeping) stay as they were
     assert s[:5] == b"first" and s[-5:] == b"last!" and len(s) == 80 << 20
+
+
+def test_a_failing_piece_does_not_stall_the_queue():
+    ks, _ = _keyspace()
+
+    def broken():
+        yield
+        raise RuntimeError("a shape the pieces do not know")
+
+    ks.freer._queue(broken(), 1)
+    db = ks.db(0)
+    db.set(b"z", _big_values(2000)[b"z"])
+    db.delete(b"z", lazy=True)
+    _steps(ks.freer)
+    assert ks.freer.errors == 1 and ks.freer.pending == 0 and ks.freer.freed == 2
