@@ -10,12 +10,14 @@ the source, a failover of the source's shard and of the target's, each in the
 middle of the snapshot, a target cut off past the link timeout (SIGSTOP: like a
 partition, no FIN reaches the source), a replica of the target that does not
 acknowledge before the flip; big keys travel in pieces while
-the source keeps answering; Redis 8.4's CLUSTER MIGRATION IMPORT on the target;
+the source keeps answering, and it frees them in pieces after the flip; a big
+string; Redis 8.4's CLUSTER MIGRATION IMPORT on the target;
 redis-cli --cluster reshard (SETSLOT + MIGRATE) still works afterwards.
 
 PYNODE_ATOMIC_FORM picks the size: "short" (default suite: 2000 slots holding
 20k keys) or "long" (`make chaos`: 4096 slots holding 1M keys, a 1M-field hash
-and a 32 MiB string).
+and a 32 MiB string, a 500 MB string, and a real partition of the target in
+network namespaces, which needs root).
 """
 
 from __future__ import annotations
