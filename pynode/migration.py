@@ -285,7 +285,6 @@ class Migrations:
         RESTORE. Everything is in job.out before each await: the feed runs
         only then, so what it sends always follows the snapshot's bytes."""
         db = self.srv.ks.db(0)
-        expires = db.expires
         mset: list = [b"MSET"]
         n = 0
         for s in job.slots:
@@ -301,7 +300,10 @@ class Migrations:
                     if v is None:
                         continue
                     n += 1
-                    if type(v) is bytes and len(v) <= BIG_STRING and key not in expires:
+                    # db.expires, not a name for it taken before an await:
+                    # FLUSHALL ASYNC gives the database a new expiry dict
+                    # (a FLUSHALL clears `pending`, see _feed_job)
+                    if type(v) is bytes and len(v) <= BIG_STRING and key not in db.expires:
                         mset.append(key)
                         mset.append(v)
                         job.keys_sent += 1

@@ -994,6 +994,42 @@ def test_flip_waits_for_the_targets_replica(cl):
     assert_single_owner(cl)
 
 
+def test_flushall_async_mid_snapshot(cl):
+    """FLUSHALL ASYNC on the source while it sends a snapshot: the database
+    gets new slot dicts and expiry dict, the freer takes the old ones apart;
+    the snapshot sends none of the flushed keys, the target drops what it had,
+    and keys written right after (with a TTL) arrive with their TTL."""
+    ps = _primaries(cl)
+    src, dst = ps[1], ps[0]
+    slots, name = _start_busy_migration(cl, src, dst, 40, 30000)
+    r = redis.Redis(host="127.0.0.1", port=src)
+    _, freed0 = lazyfree_fields(src)
+    from tests.cluster_helpers import key_for_slot
+    p = r.pipeline(transaction=False)
+    p.flushall(asynchronous=True)
+    for s in slots:
+        p.set(key_for_slot(s) + ":after", "v", ex=1000)
+    p.execute()
+    e = wait_state(cl, src, lambda e: e["name"] == name and e["state"] in TERMINAL, timeout=60)
+    assert e["state"] == "success", e
+    left = {p: sum(cl.call(p, "CLUSTER", "COUNTKEYSINSLOT", s) for s in slots)
+            for p in (src, dst)}
+    assert left == {src: 0, dst: len(slots)}, left
+    d = redis.Redis(host="127.0.0.1", port=dst)
+    ttls = [d.ttl(key_for_slot(s) + ":after") for s in slots]
+    assert all(0 < t <= 1000 for t in ttls), ttls
+    for s in slots:
+        d.delete(key_for_slot(s) + ":after")
+    d.close()
+    r.close()
+    deadline = time.monotonic() + 30
+    while lazyfree_fields(src)[0] or lazyfree_fields(src)[1] < freed0 + 30000:
+        assert time.monotonic() < deadline, (lazyfree_fields(src), freed0)
+        time.sleep(0.05)
+    assert _migrate(cl, dst, src, slots)["state"] == "success"   # back, empty
+    assert_single_owner(cl)
+
+
 def _partition_of_the_target_mid_snapshot():
     """A real partition (network namespaces, tests/netns_cluster.py): the
     target is cut off alone in the middle of the snapshot. No FIN reaches
