@@ -353,3 +353,22 @@ def test_a_failing_piece_does_not_stall_the_queue():
     db.delete(b"z", lazy=True)
     _steps(ks.freer)
     assert ks.freer.errors == 1 and ks.freer.pending == 0 and ks.freer.freed == 2
+
+
+@pytest.mark.parametrize("redis_server", [False, True], ids=["pynode", "redis"])
+def test_replica_lazy_flush_counts_the_old_keys(redis_server):
+    """replica-lazy-flush yes: a full sync frees the replica's old data in the
+    background, counted by its keys (as redis-server 7.0)."""
+    with Proc(redis_server=redis_server) as primary, \
+            Proc(["--replica-lazy-flush", "yes"], redis_server=redis_server) as replica:
+        p, r = primary.client(), replica.client()
+        p.set("from-primary", "1")
+        pipe = r.pipeline(transaction=False)
+        for i in range(300):
+            pipe.set("old%d" % i, i)
+        pipe.execute()
+        r.replicaof("127.0.0.1", primary.port)
+        wait_until(lambda: r.info("replication")["master_link_status"] == "up", 30,
+                   "the replica's sync")
+        assert _lazy_fields(r) == (0, 300)
+        assert r.dbsize() == 1 and r.get("from-primary") == b"1"
