@@ -999,6 +999,7 @@ def test_flushall_async_mid_snapshot(cl):
     gets new slot dicts and expiry dict, the freer takes the old ones apart;
     the snapshot sends none of the flushed keys, the target drops what it had,
     and keys written right after (with a TTL) arrive with their TTL."""
+    cl.wait_healthy(timeout=60)          # the case before kills a target: views settle
     ps = _primaries(cl)
     src, dst = ps[1], ps[0]
     slots, name = _start_busy_migration(cl, src, dst, 40, 30000)
