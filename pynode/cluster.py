@@ -172,6 +172,11 @@ class ClusterNode(ServerPort):
         """CONFIG SET of the cluster-* failover settings takes effect at once."""
         cfg = self.srv.cfg
         st = self.state
+        # cluster-node-timeout: failure detection, elections, the bus's
+        # connect timeout and the migration links' timeouts read it live
+        self.node_timeout = st.node_timeout = max(1, cfg.int("cluster-node-timeout"))
+        if self.transport is not None:
+            self.transport.connect_timeout = max(0.1, self.node_timeout / 1000)
         st.allow_replica_migration = cfg.bool("cluster-allow-replica-migration")
         st.replica_validity_factor = cfg.int("cluster-replica-validity-factor")
         st.migration_barrier = cfg.int("cluster-migration-barrier")
@@ -361,13 +366,15 @@ class ClusterNode(ServerPort):
     def unpause_clients(self) -> None:
         self.srv.unpause_clients(FAILOVER)
 
-    def delete_slot_keys(self, slots) -> int:
+    def delete_slot_keys(self, slots, lazy: bool | None = None) -> int:
+        """delKeysInSlot for `slots`; lazy: big values freed in pieces
+        (None: as lazyfree-lazy-server-del)."""
         srv = self.srv
         db = srv.ks.db(0)
         n = 0
         for s in slots:
             for key in list(db.slots[s]):
-                if db.delete(key):
+                if db.delete(key, lazy):
                     n += 1
                     srv.propagate(0, [b"DEL", key])
         if n:

@@ -430,8 +430,9 @@ class Evictor:
         freed = values.memory_usage(key, v, 5)
         if key in db.expires:
             freed += values.EXPIRE_ENTRY
+        v = None                 # only the keyspace holds it: lazyfree may take it apart
         t0 = time.perf_counter()
-        db.delete(key)
+        db.delete(key, self.lazy)
         self.srv.latency.sample("eviction-del", time.perf_counter() - t0)
         self.evicted_keys += 1
         if srv.notify_flags:

@@ -396,8 +396,7 @@ def _memory(srv) -> dict:
         "mem_aof_buffer": aof_buf,
         "mem_allocator": "libc",
         "active_defrag_running": 0,
-        "lazyfree_pending_objects": 0,
-        "lazyfreed_objects": 0,
+        **srv.lazyfree.info(),
     }
 
 

@@ -1056,7 +1056,7 @@ class Replication:
         srv.snapshots.store_sync_payload(payload)   # dump.rdb, as Redis (disk load)
         log.notice("MASTER <-> REPLICA sync: Flushing old data")
         ks = srv.ks
-        ks.flushall()
+        ks.flushall(srv.lazyfree.replica_flush)      # replica-lazy-flush
         log.notice("MASTER <-> REPLICA sync: Loading DB in memory")
         stream_db = [0]
 

@@ -179,6 +179,8 @@ class Server:
         self.latency = Latency(self)
         from pynode.migration import Migrations
         self.migrations = Migrations(self)       # atomic slot migration jobs
+        from pynode.lazyfree import LazyFree
+        self.lazyfree = LazyFree(self)           # big values freed in pieces, per loop turn
         self.children.on_latency = self.latency.sample
         from pynode.tracking import Tracking
         self.tracking = Tracking(self)            # client-side caching (CLIENT TRACKING)
@@ -230,6 +232,7 @@ class Server:
         if self.tracking is not None:
             self.tracking.max_keys = cfg.int("tracking-table-max-keys")
         self.expired_del = b"UNLINK" if cfg.bool("lazyfree-lazy-expire") else b"DEL"
+        self.lazyfree.configure()
         log.configure(cfg.get("loglevel"), cfg.get("logfile"))
         evict.configure(self)        # maxmemory, policy, access clocks, new-key hook
         self.maxmemory = self.evictor.maxmemory
@@ -275,6 +278,7 @@ class Server:
         self.stats.reset_counters(self.ks.expired_keys)
         self.slot_stats.reset()
         self.evictor.reset_stats()
+        self.ks.freer.reset_stats()
         for cmd in cmdmod.all_commands(self.table):
             cmd.calls = 0
             cmd.ns = 0

@@ -280,6 +280,7 @@ class Database:
         if v is not None and self.expires and key in self.expires:
             if self.expires[key] <= self.ks.now:
                 if self.ks.expire_on_read:
+                    v = None            # the keyspace's is the only hold (lazyfree)
                     self._expire(key)
                 return None
         return v
@@ -485,8 +486,9 @@ class Database:
             if self.raw:
                 self.raw.discard(key)
 
-    def delete(self, key: bytes) -> bool:
-        """Remove key; True if it existed and was not expired."""
+    def delete(self, key: bytes, lazy: bool | None = None) -> bool:
+        """Remove key; True if it existed and was not expired. lazy: a big
+        value goes to the freer (UNLINK); None: as lazyfree-lazy-server-del."""
         slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
         d = self.slots[slot]
         if key not in d:
@@ -498,7 +500,12 @@ class Database:
                 live = False
         if self.clock is not None:
             self.clock.forget(key, slot, d)
-        del d[key]
+        if lazy or (lazy is None and self.ks.lazy_server_del):
+            v = d.pop(key)
+            self.ks.freer.free(v)
+            del v
+        else:
+            del d[key]
         if self.watched or self.tracked is not None:
             self.touch(key)
         if self.raw:
@@ -570,22 +577,32 @@ class Database:
                     continue
                 w.watch_touched = True
 
-    def flush(self) -> int:
-        """FLUSHDB: every key goes (WATCH and tracking are told)."""
-        n = self.clear()
+    def flush(self, lazy: bool = False) -> int:
+        """FLUSHDB: every key goes (WATCH and tracking are told); lazy
+        (ASYNC): the old data is freed in pieces by the freer."""
+        n = self.clear(lazy)
         if self.ks.on_flush is not None:
             self.ks.on_flush()
         return n
 
-    def clear(self) -> int:
+    def clear(self, lazy: bool = False) -> int:
         n = self.size()
         if self.watched:
             self.touch_all()
-        for d in self.slots:
-            if d:
-                d.clear()
-        self.expires.clear()
-        self.heap.clear()
+        if lazy and n:
+            # emptyDbAsync: fresh containers here, the old ones to the freer
+            old = self.slots, self.expires, self.heap
+            self.slots = [{} for _ in range(SLOTS)]
+            self.expires = {}
+            self.heap = []
+            self.ks.freer.free_all(*old, n)
+            del old
+        else:
+            for d in self.slots:
+                if d:
+                    d.clear()
+            self.expires.clear()
+            self.heap.clear()
         self.raw.clear()
         if self.clock is not None:
             self.clock.clear()
@@ -620,7 +637,12 @@ class Database:
         if key in d:
             if self.clock is not None:
                 self.clock.forget(key, slot, d)
-            del d[key]
+            if self.ks.lazy_expire:        # lazyfree-lazy-expire
+                v = d.pop(key)
+                self.ks.freer.free(v)
+                del v
+            else:
+                del d[key]
         self.expires.pop(key, None)
         self.raw.discard(key)
         self.ks.expired_keys += 1
@@ -679,6 +701,7 @@ class HookedDatabase(Database):
         ks = self.ks
         if self.expires and key in self.expires and self.expires[key] <= ks.now:
             if ks.expire_on_read:
+                v = None
                 self._expire(key)
             return None
         clock = self.clock
@@ -794,6 +817,11 @@ class Keyspace:
         # (db, key) -> None: a key clients are blocked on changed (pynode/blocking.py)
         self.on_key_ready: Callable[[Database, bytes], None] = lambda db, key: None
         self.expired_keys = 0
+        # big deleted values freed in pieces (storage/lazyfree.py), and when
+        from storage.lazyfree import Freer
+        self.freer = Freer()
+        self.lazy_server_del = False   # lazyfree-lazy-server-del
+        self.lazy_expire = False       # lazyfree-lazy-expire
         self.on_modified: Callable[[bytes, bool], None] | None = None   # set_tracking
         self.on_flush: Callable[[], None] | None = None
         # access clocks and new-key hook (configure_hooks)
@@ -939,8 +967,9 @@ class Keyspace:
             da.heap, db.heap = db.heap, da.heap
             da.swap_clocks(db)
 
-    def flushall(self) -> int:
-        n = sum(d.clear() for d in self.dbs if d is not None)
+    def flushall(self, lazy: bool = False) -> int:
+        """Every database emptied; lazy (ASYNC): freed in pieces."""
+        n = sum(d.clear(lazy) for d in self.dbs if d is not None)
         if self.on_flush is not None:
             self.on_flush()
         return n

@@ -94,14 +94,24 @@ def _expire_if_needed(db, key: bytes) -> None:
 
 
 # ------------------------------------------------------------------ DEL / EXISTS
-@command("del", "unlink")
+@command("del")
 def del_(c, argv):
+    return _delete(c, argv, c.srv.lazyfree.user_del)
+
+
+@command("unlink")
+def unlink(c, argv):
+    """DEL whose big values are freed in pieces after the reply."""
+    return _delete(c, argv, True)
+
+
+def _delete(c, argv, lazy: bool):
     db = c.db
     n = 0
     events = c.srv.notify_flags
     for key in argv[1:]:
         _expire_if_needed(db, key)
-        if db.delete(key):
+        if db.delete(key, lazy):
             n += 1
             if events:
                 _event(c, notify.GENERIC, b"del", key)
@@ -500,12 +510,16 @@ def persist(c, argv):
 
 
 # ------------------------------------------------------------------ FLUSH / SWAPDB
-def _flush_flags(argv) -> None:
+def _flush_lazy(c, argv) -> bool:
+    """FLUSHALL/FLUSHDB [ASYNC|SYNC]; no flag: lazyfree-lazy-user-flush."""
     if len(argv) == 2:
-        if argv[1].lower() not in (b"sync", b"async"):
+        flag = argv[1].lower()
+        if flag not in (b"sync", b"async"):
             raise CommandError(SYNTAX)
-    elif len(argv) != 1:
+        return flag == b"async"
+    if len(argv) != 1:
         raise CommandError(SYNTAX)
+    return c.srv.lazyfree.user_flush
 
 
 def _forced(c, argv, n: int) -> None:
@@ -519,16 +533,16 @@ def _forced(c, argv, n: int) -> None:
 
 @command("flushall")
 def flushall(c, argv):
-    _flush_flags(argv)
-    _forced(c, argv, c.srv.ks.flushall())
+    lazy = _flush_lazy(c, argv)
+    _forced(c, argv, c.srv.ks.flushall(lazy))
     c.srv.snapshots.after_flushall()
     return OK
 
 
 @command("flushdb")
 def flushdb(c, argv):
-    _flush_flags(argv)
-    _forced(c, argv, c.db.flush())
+    lazy = _flush_lazy(c, argv)
+    _forced(c, argv, c.db.flush(lazy))
     return OK
 
 
