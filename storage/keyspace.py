@@ -315,13 +315,15 @@ class Database:
         return list(islice(reversed(self.slots[slot]), count))
 
     def delete_keys(self, keys: list) -> None:
-        """delete() each key (a MIGRATE's batch): without watchers,
-        tracking, raw values or blocked clients in the database, one loop
-        that only unlinks the keys, their TTLs and their clocks."""
+        """delete() each key (a MIGRATE's batch, dbDelete in Redis, so
+        lazyfree-lazy-server-del applies): without watchers, tracking, raw
+        values, blocked clients or lazy server deletes, one loop that only
+        unlinks the keys, their TTLs and their clocks."""
         if not keys:
             return
         slots = self.slots
-        if self.watched or self.tracked is not None or self.raw or self.blocking_keys:
+        if (self.watched or self.tracked is not None or self.raw or self.blocking_keys
+                or self.ks.lazy_server_del):
             for key in keys:
                 self.delete(key)
         else:

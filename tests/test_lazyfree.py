@@ -372,3 +372,30 @@ def test_replica_lazy_flush_counts_the_old_keys(redis_server):
                    "the replica's sync")
         assert _lazy_fields(r) == (0, 300)
         assert r.dbsize() == 1 and r.get("from-primary") == b"1"
+
+
+def _migrate_counts(redis_server: bool) -> list:
+    """MIGRATE deletes what it moved with dbDelete: lazyfree-lazy-server-del
+    frees a big value lazily on the source, one key alone or in a batch."""
+    with Proc(redis_server=redis_server) as src, Proc(redis_server=redis_server) as dst:
+        r = src.client()
+        r.config_set("lazyfree-lazy-server-del", "yes")
+        out = []
+        for keys in (["a"], ["b", "c", "small"]):
+            for k in keys:
+                _fill(r, "small" if k == "small" else "hash", k, 10 if k == "small" else 1000)
+            reply = r.execute_command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000,
+                                      "KEYS", *keys)
+            out.append((keys, reply, _lazy_fields(r), r.exists(*keys),
+                        dst.client().exists(*keys)))
+        r.config_set("lazyfree-lazy-server-del", "no")
+        _fill(r, "hash", "d", 1000)
+        r.execute_command("MIGRATE", "127.0.0.1", dst.port, "d", 0, 5000)
+        out.append(_lazy_fields(r))
+        return out
+
+
+def test_migrate_frees_lazily_with_server_del():
+    want = _migrate_counts(redis_server=True)
+    assert want[-1] == (0, 3)       # the last MIGRATE, not lazy, adds nothing
+    assert _migrate_counts(redis_server=False) == want

@@ -281,6 +281,7 @@ def migrate(c, argv):
         v = lookup_read(c, key, touch=False)
         if v is not None:
             found.append((key, v))
+    v = None                          # the freer counts the references to a value
     if not found:
         return b"+NOKEY\r\n"
     moved: list[bytes] = []
@@ -332,6 +333,7 @@ def _migrate_found(c, host: bytes, port: bytes, dbid: int, timeout: int, copy: b
             out.append(b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
                 head, len(key), key, ttl, len(payload), payload, tail))
             sent.append(key)
+        v = None                      # see below: the freer counts references
         deadline = time.monotonic() + timeout / 1000.0
         write_error = False
         heads = (password is not None) + select
@@ -359,6 +361,9 @@ def _migrate_found(c, host: bytes, port: bytes, dbid: int, timeout: int, copy: b
         break
     if not copy and acked:
         moved += acked
+        # a deleted value must be held by its slot dict alone for
+        # lazyfree-lazy-server-del to free it in pieces: keep only the keys
+        found[:] = [(key, None) for key, _ in found]
         db.delete_keys(acked)
         if srv.notify_flags:
             for key in acked:
