@@ -86,7 +86,9 @@ from gossip.node import (
     NOFAILOVER,
     PFAIL,
     SLAVE,
+    NO_ID_NUMBER,
     Node,
+    id_number,
     is_valid_node_id,
     random_node_id,
 )
@@ -240,6 +242,7 @@ class ClusterState:
         repl_ping_replica_period: int = 10,
         check_every: int = 1,
         share_slot_sets: bool = False,
+        index_ids: bool = False,
     ):
         assert is_valid_node_id(myself_id), myself_id
         assert node_timeout_ms > 0
@@ -266,6 +269,12 @@ class ClusterState:
         # of one process (see _shared_slot_set): a simulation's memory; a slot
         # change then copies the set (O(slots)), so a real node does not
         self.share_slot_sets = share_slot_sets
+        # the nodes by id_number too (node._num: gossip entries built in this
+        # process carry it), so reading a gossip entry finds its node by a list
+        # index instead of a dict probe: a simulation's tables do not fit the
+        # caches, and the probe's reads miss. A real node leaves it off.
+        self.index_ids = index_ids
+        self._by_num: list[Node | None] = []
 
         self.nodes: dict[str, Node] = {}
         self.slot_owner: list[str | None] = [None] * CLUSTER_SLOTS
@@ -388,6 +397,7 @@ class ClusterState:
         me = conf.myself
         st = cls(me.id, me.ip, port, cport, node_timeout_ms, rng, now_ms, **kwargs)
         st.nodes.clear()
+        st._by_num.clear()
         st._ids_cache = None
         for rec in conf.nodes:
             node = Node(
@@ -566,6 +576,10 @@ class ClusterState:
         for f in self._owners.values():
             counts[f] = counts.get(f, 0) + 1
         assert counts == self._owner_flags, "the slot owners' flags are counted"
+        numbered = [n for n in self._by_num if n is not None]
+        assert len(numbered) == (len(self.nodes) if self.index_ids else 0) and all(
+            self.nodes.get(n.id) is n and n._num == id_number(n.id) for n in numbered
+        ), "the nodes are indexed by their id numbers"
         if full:
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
@@ -692,6 +706,8 @@ class ClusterState:
     def _add_node(self, node: Node) -> None:
         assert node.id not in self.nodes, f"node {node.id} added twice"
         self.nodes[node.id] = node
+        if self.index_ids:
+            self._number(node)
         self._ids_cache = None
         self._node_seq += 1
         self._topo_gen += 1
@@ -701,6 +717,20 @@ class ClusterState:
             if node.ping_sent:
                 self._pinged.add(node)
             heapq.heappush(self._due, (node.pong_received + self._due_half + 1, node._seq, node))
+
+    def _number(self, node: Node) -> None:
+        """Index ``node`` by the id_number of its (new) id."""
+        num = node._num = id_number(node.id)
+        by_num = self._by_num
+        if num >= len(by_num):
+            by_num.extend([None] * (num + 1 - len(by_num)))
+        by_num[num] = node
+
+    def _unnumber(self, node: Node) -> None:
+        num = node._num
+        if num < len(self._by_num) and self._by_num[num] is node:
+            self._by_num[num] = None
+        node._num = NO_ID_NUMBER
 
     def _unlink(self, node: Node) -> None:
         """The outbound link is gone (freeLinks): the cron reconnects."""
@@ -726,6 +756,7 @@ class ClusterState:
             self._unlink(node)
             self._out.append(A.Disconnect(node.id))
         del self.nodes[node.id]
+        self._unnumber(node)
         self._ids_cache = None
         self._topo_gen += 1
 
@@ -733,9 +764,12 @@ class ClusterState:
         assert new_id not in self.nodes and not node.slots
         old = node.id
         del self.nodes[old]
+        self._unnumber(node)
         node.id = new_id
         node._gossip = None
         self.nodes[new_id] = node
+        if self.index_ids:
+            self._number(node)
         self._ids_cache = None
         self._topo_gen += 1
         self._node_seq += 1
@@ -844,7 +878,7 @@ class ClusterState:
         ):
             return g  # entries are immutable: one serves every message it fits
         flags = g.flags if g is not None and g.flags == n.flags else _frozen_flags(n.flags)
-        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, flags)
+        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, flags, n._num)
         return g
 
     def _gossip_section(self) -> tuple[GossipEntry, ...]:
@@ -1795,8 +1829,13 @@ class ClusterState:
         healthy = FAILURE_FLAGS.isdisjoint
         latest = self.now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
         get = nodes.get
+        # (index_ids) by_num[num] is nodes.get(the id numbered num) for every
+        # num below its length; an entry from the wire has NO_ID_NUMBER
+        by_num = self._by_num
+        numbered = len(by_num)
         for g in msg.gossip:
-            node = get(g.node_id)
+            num = g.num
+            node = by_num[num] if num < numbered else get(g.node_id)
             if node is None:
                 if (
                     sender is not None
@@ -2264,8 +2303,11 @@ class ClusterState:
             me.config_epoch = 0
             old = me.id
             del self.nodes[old]
+            self._unnumber(me)
             me.id = random_node_id(self.rng)
             self.nodes[me.id] = me
+            if self.index_ids:
+                self._number(me)
             self._ids_cache = None
             self._node_seq += 1
             me._seq = self._node_seq
