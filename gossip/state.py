@@ -160,9 +160,18 @@ _TICK_SPECIAL = frozenset((PFAIL, HANDSHAKE, NOADDR))
 _FLAG_SETS: dict[frozenset, frozenset] = {}
 
 
+#: the combinations in _FLAG_SETS with neither PFAIL nor FAIL (``flags in
+#: _HEALTHY`` proves a set healthy in one hashed lookup; a set not in it is
+#: asked FAILURE_FLAGS.isdisjoint)
+_HEALTHY: set[frozenset] = set()
+
+
 def _frozen_flags(flags) -> frozenset:
     f = frozenset(flags)
-    return _FLAG_SETS.setdefault(f, f)
+    f = _FLAG_SETS.setdefault(f, f)
+    if FAILURE_FLAGS.isdisjoint(f):
+        _HEALTHY.add(f)
+    return f
 
 
 # The whole seconds gossip entries carry, one int object per value (bounded:
@@ -1827,6 +1836,7 @@ class ClusterState:
         nodes = self.nodes
         reporter = sender is not None and sender.is_primary
         healthy = FAILURE_FLAGS.isdisjoint
+        known_healthy = _HEALTHY
         latest = self.now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
         get = nodes.get
         # (index_ids) by_num[num] is nodes.get(the id numbered num) for every
@@ -1850,7 +1860,7 @@ class ClusterState:
                     self._save()
                 continue
             if reporter and node is not me and sender is not node:
-                if healthy(g.flags):
+                if g.flags in known_healthy or healthy(g.flags):
                     if node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
                         self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
                 else:
@@ -1861,7 +1871,7 @@ class ClusterState:
                         self._log("verbose", f"Node {sender.id} reported node {node.id} as not reachable.")
                     reports[sender.id] = self.now
                     self._mark_node_as_failing_if_needed(node)
-            if healthy(node.flags):
+            if node.flags in known_healthy or healthy(node.flags):
                 if (
                     node.ping_sent == 0
                     and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
