@@ -164,6 +164,9 @@ _FLAG_SETS: dict[frozenset, frozenset] = {}
 #: _HEALTHY`` proves a set healthy in one hashed lookup; a set not in it is
 #: asked FAILURE_FLAGS.isdisjoint)
 _HEALTHY: set[frozenset] = set()
+#: the same for neither PFAIL, HANDSHAKE nor NOADDR (_TICK_SPECIAL): a node
+#: a gossip section may carry without a second look
+_PLAIN: set[frozenset] = set()
 
 
 def _frozen_flags(flags) -> frozenset:
@@ -171,6 +174,8 @@ def _frozen_flags(flags) -> frozenset:
     f = _FLAG_SETS.setdefault(f, f)
     if FAILURE_FLAGS.isdisjoint(f):
         _HEALTHY.add(f)
+    if _TICK_SPECIAL.isdisjoint(f):
+        _PLAIN.add(f)
     return f
 
 
@@ -906,7 +911,7 @@ class ClusterState:
         bits = self.rng.getrandbits
         k = nids.bit_length()
         entry = self._gossip_entry
-        special = _TICK_SPECIAL
+        special, plain = _TICK_SPECIAL, _PLAIN
         append, take = entries.append, chosen.add
         maxiter = wanted * 3
         got = 0
@@ -919,7 +924,7 @@ class ClusterState:
                 continue
             n = objs[r]
             fl = n.flags
-            if not special.isdisjoint(fl):
+            if fl not in plain and not special.isdisjoint(fl):
                 if PFAIL in fl:
                     continue
                 freshnodes -= 1  # HANDSHAKE or NOADDR
