@@ -590,11 +590,11 @@ class ClusterState:
         for f in self._owners.values():
             counts[f] = counts.get(f, 0) + 1
         assert counts == self._owner_flags, "the slot owners' flags are counted"
-        numbered = [n for n in self._by_num if n is not None]
-        assert len(numbered) == (len(self.nodes) if self.index_ids else 0) and all(
-            self.nodes.get(n.id) is n and n._num == id_number(n.id) for n in numbered
-        ), "the nodes are indexed by their id numbers"
         if full:
+            numbered = [n for n in self._by_num if n is not None]
+            assert len(numbered) == (len(self.nodes) if self.index_ids else 0) and all(
+                self.nodes.get(n.id) is n and n._num == id_number(n.id) for n in numbered
+            ), "the nodes are indexed by their id numbers"
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
             rebuilt: list[str | None] = [None] * CLUSTER_SLOTS
