@@ -320,6 +320,8 @@ class ClusterState:
         self.cant_failover_reason = CANT_FAILOVER_NONE
         self._cant_failover_logged = 0
         self._wake_at = 0  # the time of the last Wake asked for (0: none)
+        self._header_key: tuple | None = None  # what _header_last was built from
+        self._header_last: Header | None = None
         # Manual failover (mf_*): on a replica, mf_end is the deadline of the one it
         # runs and mf_primary_offset the offset its paused primary announced (-1:
         # not yet); on a primary, mf_end / mf_replica describe the one it serves.
@@ -863,13 +865,18 @@ class ClusterState:
             src = self.nodes[me.primary_id]
         if me.is_primary and self.mf_end and self._mf_offset_fresh:
             mflags |= MF_PAUSED
-        return Header(
+        # headers are immutable: the last one serves while every field is equal
+        key = (me.id, self.current_epoch, src.config_epoch, me.flags, me.primary_id, src.slot_bitmap(),
+               self.announce_ip, me.port, me.cport, self.repl_offset, self.state, mflags, me.hostname, me.pport)
+        if key == self._header_key:
+            return self._header_last
+        h = self._header_last = Header(
             sender=me.id,
             current_epoch=self.current_epoch,
             config_epoch=src.config_epoch,
             flags=_frozen_flags(me.flags),
             primary_id=me.primary_id,
-            slots=src.slot_bitmap(),
+            slots=key[5],
             ip=self.announce_ip or "",
             port=me.port,
             cport=me.cport,
@@ -879,6 +886,8 @@ class ClusterState:
             hostname=me.hostname,
             pport=me.pport,
         )
+        self._header_key = key
+        return h
 
     @staticmethod
     def _gossip_entry(n: Node) -> GossipEntry:
