@@ -737,3 +737,20 @@ def test_nodes_indexed_by_id_number_read_gossip_as_the_dict_does():
     r.on_message(IN, ping, T0 + 5000)
     assert gone.id not in r.nodes  # (blacklisted: the entry is not re-added)
     r.check_invariants(full=True)
+
+
+def test_header_is_reused_only_while_its_fields_hold():
+    from gossip.codec import MF_FORCEACK
+
+    a = build(["a myself,master - 1 0-99", "b master - 2 100-199"], current=2)
+    h = a._header()
+    assert a._header() is h and a._header() == h
+    a._set_current_epoch(5)
+    h5 = a._header()
+    assert h5.current_epoch == 5 and h.current_epoch == 2
+    forced = a._header(MF_FORCEACK)
+    assert forced.mflags == MF_FORCEACK and a._header().mflags == 0
+    a.add_slots([500])
+    assert a._header().slots == bitmap_from_slots(list(range(100)) + [500])
+    a.set_repl_offset(1234)
+    assert a._header().offset == 1234
