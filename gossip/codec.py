@@ -21,13 +21,13 @@ anything missing, mistyped or out of range is a :class:`BusError`.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
 from gossip.bitmap import BITMAP_BYTES
-from gossip.node import bits_to_flags, flags_to_bits, is_valid_node_id
+from gossip.node import NO_ID_NUMBER, bits_to_flags, flags_to_bits, is_valid_node_id
 
 SIGNATURE = b"PYnB"
 PROTOCOL_VERSION = 1
@@ -125,6 +125,9 @@ class GossipEntry:
     port: int
     cport: int
     flags: frozenset[str]
+    #: gossip.node.id_number(node_id) when the sender's table knows it (in one
+    #: process: never on the wire), NO_ID_NUMBER otherwise
+    num: int = field(default=NO_ID_NUMBER, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import random
 import re
+import sys
 from dataclasses import dataclass, field
 
 from gossip.bitmap import bitmap_from_slots, ranges_from_bitmap
@@ -48,6 +49,22 @@ def is_valid_node_id(name: object) -> bool:
 def random_node_id(rng: random.Random) -> str:
     """A fresh 40-hex-character node id (getRandomHexChars)."""
     return f"{rng.getrandbits(160):040x}"
+
+
+#: a node id without a number (see id_number)
+NO_ID_NUMBER = sys.maxsize
+
+_ID_NUMBERS: dict[str, int] = {}
+
+
+def id_number(node_id: str) -> int:
+    """A small number for ``node_id``, the same in every table of the process
+    (``ClusterState(index_ids=True)``: a simulation's tables index their nodes
+    by it, and the gossip entries built from them carry it)."""
+    n = _ID_NUMBERS.get(node_id)
+    if n is None:
+        n = _ID_NUMBERS[node_id] = len(_ID_NUMBERS)
+    return n
 
 
 def flags_to_bits(flags) -> int:
@@ -119,6 +136,8 @@ class Node:
     importing: dict[int, str] = field(default_factory=dict)
     _bitmap: bytes | None = field(default=None, repr=False)
     _ranges: tuple | None = field(default=None, repr=False)
+    #: id_number(id) while the table indexes its nodes by it, else NO_ID_NUMBER
+    _num: int = field(default=NO_ID_NUMBER, repr=False)
     #: position in the node table's order (gossip.state: the order its cron
     #: visits nodes in; a rename moves a node to the end, as in the dict)
     _seq: int = field(default=0, repr=False)

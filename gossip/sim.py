@@ -258,7 +258,9 @@ class Simulator:
         # stalls have their own generator too: a seed's network schedule is the
         # same with and without them
         self.stall_rng = random.Random(f"{seed}/stalls")
-        self.state_kwargs = dict(state_kwargs or {})
+        # the tables index their nodes by id number (every entry is built in
+        # this process: see ClusterState(index_ids=))
+        self.state_kwargs = {"index_ids": True, **(state_kwargs or {})}
         # The replication model has its own generator: enabling it does not change
         # the network schedule of a seed.
         self.repl_rng = random.Random(f"{seed}/replication")

@@ -86,7 +86,9 @@ from gossip.node import (
     NOFAILOVER,
     PFAIL,
     SLAVE,
+    NO_ID_NUMBER,
     Node,
+    id_number,
     is_valid_node_id,
     random_node_id,
 )
@@ -158,9 +160,23 @@ _TICK_SPECIAL = frozenset((PFAIL, HANDSHAKE, NOADDR))
 _FLAG_SETS: dict[frozenset, frozenset] = {}
 
 
+#: the combinations in _FLAG_SETS with neither PFAIL nor FAIL (``flags in
+#: _HEALTHY`` proves a set healthy in one hashed lookup; a set not in it is
+#: asked FAILURE_FLAGS.isdisjoint)
+_HEALTHY: set[frozenset] = set()
+#: the same for neither PFAIL, HANDSHAKE nor NOADDR (_TICK_SPECIAL): a node
+#: a gossip section may carry without a second look
+_PLAIN: set[frozenset] = set()
+
+
 def _frozen_flags(flags) -> frozenset:
     f = frozenset(flags)
-    return _FLAG_SETS.setdefault(f, f)
+    f = _FLAG_SETS.setdefault(f, f)
+    if FAILURE_FLAGS.isdisjoint(f):
+        _HEALTHY.add(f)
+    if _TICK_SPECIAL.isdisjoint(f):
+        _PLAIN.add(f)
+    return f
 
 
 # The whole seconds gossip entries carry, one int object per value (bounded:
@@ -240,6 +256,7 @@ class ClusterState:
         repl_ping_replica_period: int = 10,
         check_every: int = 1,
         share_slot_sets: bool = False,
+        index_ids: bool = False,
     ):
         assert is_valid_node_id(myself_id), myself_id
         assert node_timeout_ms > 0
@@ -266,6 +283,12 @@ class ClusterState:
         # of one process (see _shared_slot_set): a simulation's memory; a slot
         # change then copies the set (O(slots)), so a real node does not
         self.share_slot_sets = share_slot_sets
+        # the nodes by id_number too (node._num: gossip entries built in this
+        # process carry it), so reading a gossip entry finds its node by a list
+        # index instead of a dict probe: a simulation's tables do not fit the
+        # caches, and the probe's reads miss. A real node leaves it off.
+        self.index_ids = index_ids
+        self._by_num: list[Node | None] = []
 
         self.nodes: dict[str, Node] = {}
         self.slot_owner: list[str | None] = [None] * CLUSTER_SLOTS
@@ -297,6 +320,8 @@ class ClusterState:
         self.cant_failover_reason = CANT_FAILOVER_NONE
         self._cant_failover_logged = 0
         self._wake_at = 0  # the time of the last Wake asked for (0: none)
+        self._header_key: tuple | None = None  # what _header_last was built from
+        self._header_last: Header | None = None
         # Manual failover (mf_*): on a replica, mf_end is the deadline of the one it
         # runs and mf_primary_offset the offset its paused primary announced (-1:
         # not yet); on a primary, mf_end / mf_replica describe the one it serves.
@@ -388,6 +413,7 @@ class ClusterState:
         me = conf.myself
         st = cls(me.id, me.ip, port, cport, node_timeout_ms, rng, now_ms, **kwargs)
         st.nodes.clear()
+        st._by_num.clear()
         st._ids_cache = None
         for rec in conf.nodes:
             node = Node(
@@ -567,6 +593,10 @@ class ClusterState:
             counts[f] = counts.get(f, 0) + 1
         assert counts == self._owner_flags, "the slot owners' flags are counted"
         if full:
+            numbered = [n for n in self._by_num if n is not None]
+            assert len(numbered) == (len(self.nodes) if self.index_ids else 0) and all(
+                self.nodes.get(n.id) is n and n._num == id_number(n.id) for n in numbered
+            ), "the nodes are indexed by their id numbers"
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
             rebuilt: list[str | None] = [None] * CLUSTER_SLOTS
@@ -692,6 +722,8 @@ class ClusterState:
     def _add_node(self, node: Node) -> None:
         assert node.id not in self.nodes, f"node {node.id} added twice"
         self.nodes[node.id] = node
+        if self.index_ids:
+            self._number(node)
         self._ids_cache = None
         self._node_seq += 1
         self._topo_gen += 1
@@ -701,6 +733,20 @@ class ClusterState:
             if node.ping_sent:
                 self._pinged.add(node)
             heapq.heappush(self._due, (node.pong_received + self._due_half + 1, node._seq, node))
+
+    def _number(self, node: Node) -> None:
+        """Index ``node`` by the id_number of its (new) id."""
+        num = node._num = id_number(node.id)
+        by_num = self._by_num
+        if num >= len(by_num):
+            by_num.extend([None] * (num + 1 - len(by_num)))
+        by_num[num] = node
+
+    def _unnumber(self, node: Node) -> None:
+        num = node._num
+        if num < len(self._by_num) and self._by_num[num] is node:
+            self._by_num[num] = None
+        node._num = NO_ID_NUMBER
 
     def _unlink(self, node: Node) -> None:
         """The outbound link is gone (freeLinks): the cron reconnects."""
@@ -726,6 +772,7 @@ class ClusterState:
             self._unlink(node)
             self._out.append(A.Disconnect(node.id))
         del self.nodes[node.id]
+        self._unnumber(node)
         self._ids_cache = None
         self._topo_gen += 1
 
@@ -733,9 +780,12 @@ class ClusterState:
         assert new_id not in self.nodes and not node.slots
         old = node.id
         del self.nodes[old]
+        self._unnumber(node)
         node.id = new_id
         node._gossip = None
         self.nodes[new_id] = node
+        if self.index_ids:
+            self._number(node)
         self._ids_cache = None
         self._topo_gen += 1
         self._node_seq += 1
@@ -815,13 +865,18 @@ class ClusterState:
             src = self.nodes[me.primary_id]
         if me.is_primary and self.mf_end and self._mf_offset_fresh:
             mflags |= MF_PAUSED
-        return Header(
+        # headers are immutable: the last one serves while every field is equal
+        key = (me.id, self.current_epoch, src.config_epoch, me.flags, me.primary_id, src.slot_bitmap(),
+               self.announce_ip, me.port, me.cport, self.repl_offset, self.state, mflags, me.hostname, me.pport)
+        if key == self._header_key:
+            return self._header_last
+        h = self._header_last = Header(
             sender=me.id,
             current_epoch=self.current_epoch,
             config_epoch=src.config_epoch,
             flags=_frozen_flags(me.flags),
             primary_id=me.primary_id,
-            slots=src.slot_bitmap(),
+            slots=key[5],
             ip=self.announce_ip or "",
             port=me.port,
             cport=me.cport,
@@ -831,6 +886,8 @@ class ClusterState:
             hostname=me.hostname,
             pport=me.pport,
         )
+        self._header_key = key
+        return h
 
     @staticmethod
     def _gossip_entry(n: Node) -> GossipEntry:
@@ -844,7 +901,7 @@ class ClusterState:
         ):
             return g  # entries are immutable: one serves every message it fits
         flags = g.flags if g is not None and g.flags == n.flags else _frozen_flags(n.flags)
-        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, flags)
+        g = n._gossip = GossipEntry(n.id, ping, pong, n.ip, n.port, n.cport, flags, n._num)
         return g
 
     def _gossip_section(self) -> tuple[GossipEntry, ...]:
@@ -863,7 +920,7 @@ class ClusterState:
         bits = self.rng.getrandbits
         k = nids.bit_length()
         entry = self._gossip_entry
-        special = _TICK_SPECIAL
+        special, plain = _TICK_SPECIAL, _PLAIN
         append, take = entries.append, chosen.add
         maxiter = wanted * 3
         got = 0
@@ -876,7 +933,7 @@ class ClusterState:
                 continue
             n = objs[r]
             fl = n.flags
-            if not special.isdisjoint(fl):
+            if fl not in plain and not special.isdisjoint(fl):
                 if PFAIL in fl:
                     continue
                 freshnodes -= 1  # HANDSHAKE or NOADDR
@@ -1793,10 +1850,16 @@ class ClusterState:
         nodes = self.nodes
         reporter = sender is not None and sender.is_primary
         healthy = FAILURE_FLAGS.isdisjoint
+        known_healthy = _HEALTHY
         latest = self.now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
         get = nodes.get
+        # (index_ids) by_num[num] is nodes.get(the id numbered num) for every
+        # num below its length; an entry from the wire has NO_ID_NUMBER
+        by_num = self._by_num
+        numbered = len(by_num)
         for g in msg.gossip:
-            node = get(g.node_id)
+            num = g.num
+            node = by_num[num] if num < numbered else get(g.node_id)
             if node is None:
                 if (
                     sender is not None
@@ -1811,7 +1874,7 @@ class ClusterState:
                     self._save()
                 continue
             if reporter and node is not me and sender is not node:
-                if healthy(g.flags):
+                if g.flags in known_healthy or healthy(g.flags):
                     if node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
                         self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
                 else:
@@ -1822,7 +1885,7 @@ class ClusterState:
                         self._log("verbose", f"Node {sender.id} reported node {node.id} as not reachable.")
                     reports[sender.id] = self.now
                     self._mark_node_as_failing_if_needed(node)
-            if healthy(node.flags):
+            if node.flags in known_healthy or healthy(node.flags):
                 if (
                     node.ping_sent == 0
                     and (not node.failure_reports or self.count_failure_reports_of(node) == 0)
@@ -2264,8 +2327,11 @@ class ClusterState:
             me.config_epoch = 0
             old = me.id
             del self.nodes[old]
+            self._unnumber(me)
             me.id = random_node_id(self.rng)
             self.nodes[me.id] = me
+            if self.index_ids:
+                self._number(me)
             self._ids_cache = None
             self._node_seq += 1
             me._seq = self._node_seq

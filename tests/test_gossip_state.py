@@ -689,3 +689,68 @@ def test_any_message_sequence_keeps_the_invariants(events, replica):
         a.check_invariants(full=True)
     # and the result still renders and reloads
     assert parse(render(a)) is not None
+
+
+# ----------------------------------------------------------------------------- id numbers
+
+
+def test_nodes_indexed_by_id_number_read_gossip_as_the_dict_does():
+    """ClusterState(index_ids=True) finds an entry's node by the id number the
+    sender's entry carries; it must end where an unindexed reader ends, for
+    entries that carry the number and for the same entries off the wire."""
+    from gossip.codec import decode, encode
+    from gossip.node import NO_ID_NUMBER, id_number
+
+    lines = ["a myself,master - 1 0-99"] + [f"{ch} master - {i + 2} {100 * (i + 1)}-{100 * (i + 1) + 99}"
+                                            for i, ch in enumerate("bcdefghijklm")]
+    b_lines = [ln.replace("myself,", "") for ln in lines]
+    b_lines[1] = b_lines[1].replace(" master ", " myself,master ", 1)
+    b = build(b_lines, current=13, index_ids=True)
+    for i, n in enumerate(b.nodes.values()):
+        if n is not b.myself:
+            n.pong_received = T0 + 1000 * (i % 5)  # some fresher than the reader's
+    readers = {kind: build(lines, current=13, index_ids=kind != "dict") for kind in ("dict", "number", "wire")}
+    for r in readers.values():
+        for i, n in enumerate(r.nodes.values()):
+            n.pong_received = T0 + 2500 if i % 2 else 0
+    before = sorted((n.id, n.pong_received) for n in readers["number"].nodes.values())
+    ping = Message(MsgType.PING, b._header(), tuple(b._gossip_section()) + (gossip("z"),))
+    assert all(g.num == id_number(g.node_id) for g in ping.gossip[:-1])
+    assert ping.gossip[-1].num == NO_ID_NUMBER  # an entry made elsewhere: looked up by id
+    wired = decode(encode(ping))
+    assert wired == ping and all(g.num == NO_ID_NUMBER for g in wired.gossip)
+    for kind, r in readers.items():
+        r.on_message(IN, wired if kind == "wire" else ping, T0 + 4000)
+        r.check_invariants(full=True)
+    views = {kind: sorted((n.id, n.pong_received, n.flags) for n in r.nodes.values()) for kind, r in readers.items()}
+    assert views["number"] == views["dict"] == views["wire"]
+    assert nid("z") in readers["number"].nodes  # the unknown node was added (and numbered)
+    after = sorted((n.id, n.pong_received) for n in readers["number"].nodes.values() if n.id != nid("z"))
+    assert after != before  # fresher pong times were taken
+
+    # forgetting and renaming keep the index: a forgotten node's number finds nothing
+    r = readers["number"]
+    gone = r.nodes[nid("c")]
+    r.forget(gone.id)
+    r.check_invariants(full=True)
+    assert gone.id not in r.nodes
+    r.on_message(IN, ping, T0 + 5000)
+    assert gone.id not in r.nodes  # (blacklisted: the entry is not re-added)
+    r.check_invariants(full=True)
+
+
+def test_header_is_reused_only_while_its_fields_hold():
+    from gossip.codec import MF_FORCEACK
+
+    a = build(["a myself,master - 1 0-99", "b master - 2 100-199"], current=2)
+    h = a._header()
+    assert a._header() is h and a._header() == h
+    a._set_current_epoch(5)
+    h5 = a._header()
+    assert h5.current_epoch == 5 and h.current_epoch == 2
+    forced = a._header(MF_FORCEACK)
+    assert forced.mflags == MF_FORCEACK and a._header().mflags == 0
+    a.add_slots([500])
+    assert a._header().slots == bitmap_from_slots(list(range(100)) + [500])
+    a.set_repl_offset(1234)
+    assert a._header().offset == 1234
