@@ -459,18 +459,22 @@ class Latency:
         return used_memory() * 1000000 / usec / (1024 * 1024 * 1024)
 
     # ---- histograms
-    def fold(self) -> None:
-        """Move the durations commands appended into their histograms."""
+    def fold(self) -> bool:
+        """Move the durations commands appended into their histograms;
+        True if there were any."""
         from pynode.commands import all_commands
         hists = self.hists
+        folded = False
         for cmd in all_commands(self.srv.table):
             pending = cmd.lat
             if pending:
+                folded = True
                 cmd.lat = []
                 h = hists.get(cmd)
                 if h is None:
                     h = hists[cmd] = {}
                 _fold(h, pending)
+        return folded
 
     def reset_histograms(self) -> None:
         from pynode.commands import all_commands
