@@ -184,6 +184,24 @@ def test_mget_mset_msetnx(r):
     assert r.ttl("a") == -1
 
 
+def test_mset_key_given_again(r):
+    # a key given twice or more ends with its last value, whether the pairs
+    # repeat one after the other or come back later
+    assert r.execute_command("MSET", "a", "1", "a", "1", "a", "2", "b", "3", "a", "2") is True
+    assert r.mget("a", "b") == [b"2", b"3"]
+    assert r.execute_command("MSET", "n", "x", "n", "x", "n", "x") is True
+    assert r.get("n") == b"x"
+    assert r.execute_command("MSET", "a", "4", "b", "5", "a", "6", "a", "6", "b", "5") is True
+    assert r.mget("a", "b") == [b"6", b"5"]
+    r.expire("a", 100)
+    assert r.execute_command("MSET", "a", "7", "a", "7") is True
+    assert r.get("a") == b"7" and r.ttl("a") == -1
+    assert r.object("encoding", "n") == b"embstr"
+    assert r.execute_command("MSET", "n", "12", "n", "12") is True
+    assert r.object("encoding", "n") == b"int"
+    assert r.dbsize() == 3
+
+
 def test_append_strlen(r):
     assert r.append("k", "hello") == 5
     r.expire("k", 100)
