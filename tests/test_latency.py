@@ -3,6 +3,8 @@ compared with redis-server 7.0.15; the hdr histogram and sparkline units."""
 
 from __future__ import annotations
 
+import collections
+import random
 import re
 import time
 
@@ -241,6 +243,23 @@ def test_hdr_buckets_as_redis():
     for v in (1, 255, 256, 1023, 1024, 123456789):
         lo, hi = L.index_range(L.hist_index(v))
         assert lo <= v <= hi
+
+
+def test_fold_counts_as_one_by_one():
+    # mostly distinct durations, repeated ones, and ones clamped to 1 ns .. 1 s
+    # land in the buckets hist_index gives each duration
+    rnd = random.Random(7)
+    batches = [[rnd.randint(900, 4000) for _ in range(700)],
+               [int(rnd.lognormvariate(9, 3)) for _ in range(500)],
+               [rnd.choice([0, 300, 301, 5000, 7 * 10 ** 9]) for _ in range(500)],
+               [-3, 0, 1, 255, 256, 511, 512, 10 ** 9, 10 ** 9 + 1] * 10
+               + list(range(1000, 1100))]
+    for batch in batches:
+        want = collections.Counter(L.hist_index(min(max(ns, 1), 10 ** 9)) for ns in batch)
+        h = {}
+        L._fold(h, list(batch))
+        L._fold(h, list(batch))
+        assert h == want + want
 
 
 def test_sparkline_rows_and_labels():
