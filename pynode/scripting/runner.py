@@ -199,7 +199,12 @@ class Scripting:
         sc.asking = c.asking
         ops = srv.also_propagate
         ctx.own_ops = ops is None
-        if ops is None:
+        if ops is None and (srv.aof is not None or srv.repl_feed is not None
+                            or srv.slot_feed is not None):
+            # the script's writes are collected for the AOF, the replicas or
+            # a slot migration; with none of them (they cannot start while
+            # the script runs: their commands get -BUSY) they go nowhere, as
+            # an expired key's DEL (on_key_expired)
             ops = []
         ctx.ops = ops
         self.ctx = ctx
@@ -410,7 +415,7 @@ class Scripting:
             err = self.cluster_check(ctx, sc, cmd, argv)
             if err is not None:
                 return ERROR, err
-        if ctx.repl != REPL_AOF | REPL_REPLICA:
+        if ctx.repl != REPL_AOF | REPL_REPLICA and srv.also_propagate is not None:
             ops = srv.also_propagate
             n0 = len(ops)
             r = srv.run_queued(sc, cmd, argv)
