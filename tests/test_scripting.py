@@ -120,6 +120,21 @@ def test_evalsha_after_eval_and_script_load(r):
         r.evalsha(sha, 0, "x")
 
 
+def test_script_writes_with_no_aof_or_replica(r):
+    # nothing takes a script's writes here (they are not collected): the
+    # writes, set_repl and a script inside MULTI answer as Redis's
+    assert r.info("persistence")["aof_enabled"] == 0
+    assert r.info("replication")["connected_slaves"] == 0
+    assert r.eval("redis.set_repl(redis.REPL_NONE) redis.call('set', KEYS[1], 1) "
+                  "redis.set_repl(redis.REPL_AOF) return redis.call('incr', KEYS[1])",
+                  1, "a") == 2
+    p = r.pipeline(transaction=True)
+    p.eval("return redis.call('incr', KEYS[1])", 1, "a")
+    p.set("b", 1)
+    assert p.execute() == [3, True]
+    assert r.mget("a", "b") == [b"3", b"1"]
+
+
 def test_info_memory_counts_scripts_and_functions(r):
     r.script_flush()
     r.function_flush()
