@@ -784,19 +784,14 @@ class HookedDatabase(Database):
                 self.set(argv[i], argv[i + 1])
             return
         # the common case (MSET: no TTLs, watchers, waiters or new-key
-        # hook, LRU clocks) without a call per pair: what set() does then.
-        # A pair equal to the one before it (redis-benchmark's MSET sets one
-        # key ten times) would store what is there again: skipped
+        # hook, LRU clocks) without a call per pair: what set() does then
         slots = self.slots
         lru = ks.lru_clock
         last = clock.last
-        prev = stored = None
         for key, value in zip(argv[start::2], argv[start + 1::2]):
-            if key == prev and value == stored:
-                continue
             slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
             d = slots[slot]
-            if len(value) <= SHARE_MAX_LEN:
+            if type(value) is bytes and len(value) <= SHARE_MAX_LEN:
                 j = hash(value) & (SHARE_SLOTS - 1)
                 if _shared[j] == value:
                     value = _shared[j]
@@ -809,8 +804,6 @@ class HookedDatabase(Database):
                 d[key] = value
                 if last[slot] != lru or len(d) > RUN_LIMIT:
                     clock.created(key, slot, d, lru)
-            prev = key
-            stored = value
         ks.last_lookup = None
 
 
