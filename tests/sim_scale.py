@@ -124,11 +124,15 @@ def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int
     cpu_start = time.process_time()
     out(f"{n} nodes, seed {seed}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores;"
         f" allocator {'malloc (huge pages)' if os.environ.get('PYTHONMALLOC') == 'malloc' else 'pymalloc'}")
+    # The invariant checks at this scale: a node's O(n) table check every n-th
+    # call of that node, the O(n) cross-node epoch check every n-th event, one
+    # node's O(n + slots) check every 50n events - each about one node visited
+    # per event - and every table in full once formed and at the end.
     sim = Simulator(
         n, seed, delay=(1, 5), node_timeout_ms=node_timeout, wire=False,
-        full_check_every=max(1000, 50 * n), slot_check_every=max(1, n // 4),
+        full_check_every=max(1000, 50 * n), slot_check_every=n,
         lazy_conf=True, bytes_sample=64,
-        state_kwargs={"check_every": max(1, n // 4), "share_slot_sets": True},
+        state_kwargs={"check_every": n, "share_slot_sets": True},
     )
     n_prim = n // 2
     figures: dict = {"nodes": n, "seed": seed, "node_timeout_ms": node_timeout}
