@@ -602,6 +602,10 @@ class ClusterState:
             assert len(numbered) == (len(self.nodes) if self.index_ids else 0) and all(
                 self.nodes.get(n.id) is n and n._num == id_number(n.id) for n in numbered
             ), "the nodes are indexed by their id numbers"
+            if self._ids_cache is not None:
+                assert self._ids_cache == list(self.nodes) and len(self._objs) == len(self.nodes) and all(
+                    a is b for a, b in zip(self._objs, self.nodes.values())
+                ) and self._objs[self._my_index] is me, "the table's id and node lists follow its order"
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
             rebuilt: list[str | None] = [None] * CLUSTER_SLOTS
@@ -736,7 +740,12 @@ class ClusterState:
         self.nodes[node.id] = node
         if self.index_ids:
             self._number(node)
-        self._ids_cache = None
+        ids = self._ids_cache
+        if ids is not None:
+            # a new key goes last in the dict's order: the lists follow without
+            # a rebuild (a forming cluster adds a node per handshake)
+            ids.append(node.id)
+            self._objs.append(node)
         self._node_seq += 1
         self._topo_gen += 1
         node._seq = self._node_seq

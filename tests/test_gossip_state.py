@@ -773,3 +773,18 @@ def test_full_check_of_many_tables_compares_each_shared_bitmap_once():
         a.check_invariants(full=True)
     b_node._bitmap = good
     a.check_invariants(full=True, bitmaps_checked=checked)
+
+
+def test_the_table_lists_follow_nodes_added_by_gossip():
+    """The ids a section draws from (kept between changes) take a node the
+    gossip adds at the end, as the table's order has it."""
+    lines = ["a myself,master - 1 0-99", "b master - 2 100-199"]
+    a = build(lines, index_ids=True)
+    b = build([ln.replace("myself,", "") if ln[0] == "a" else ln.replace(" master", " myself,master")
+               for ln in lines], index_ids=True)
+    assert a._node_ids() == [nid("a"), nid("b")]
+    ping = Message(MsgType.PING, b._header(), (gossip("z"), gossip("y")))
+    a.on_message(IN, ping, T0 + 1000)
+    assert a._node_ids() == list(a.nodes) == [nid("a"), nid("b"), nid("z"), nid("y")]
+    assert [n.id for n in a._objs] == list(a.nodes)
+    a.check_invariants(full=True)
