@@ -57,6 +57,7 @@ import gc
 import os
 import pickle
 import pstats
+import signal
 import sys
 import time
 
@@ -158,11 +159,16 @@ def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int
             mine: dict = {}
             return _steady(sim, mine, _Phases(sim, mine, lines.append), lines.append,
                            n, node_timeout, steady_s, warmup_s)
-        steady = _fork(in_child)
-    _failover(sim, figures, phase, n_prim, seed, node_timeout)
+        steady = _Child(in_child)
+    try:
+        _failover(sim, figures, phase, n_prim, seed, node_timeout)
+    except BaseException:
+        if not sequential:
+            steady.stop()
+        raise
     if not sequential:
         t_wait = time.perf_counter()
-        lines, child = steady()
+        lines, child = steady.result()
         figures["waited_for_steady_s"] = time.perf_counter() - t_wait
         for line in lines:
             out(line)
@@ -238,48 +244,59 @@ def _failover(sim: Simulator, figures: dict, phase: _Phases, n_prim: int, seed: 
     phase("rejoin", t0, v0)
 
 
-def _fork(work):
-    """Run ``work(lines)`` (it appends its output lines and returns a dict of
-    figures) in a forked child; returns a function that waits for the child
-    and gives (lines, figures), the figures with the child's CPU seconds and
-    memory. The child stops any profiler it inherited: a profile covers this
+class _Child:
+    """``work(lines)`` (it appends its output lines and returns a dict of
+    figures) run in a forked child; ``result()`` waits for it and gives
+    (lines, figures), the figures with the child's CPU seconds and memory.
+    The child stops any profiler it inherited: a profile covers this
     process's phases (``--sequential`` profiles them all)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never returns
-        status = 0
-        try:
-            os.close(r)
-            sys.setprofile(None)
-            cpu0 = time.process_time()
-            lines: list[str] = []
-            try:
-                figures = work(lines)
-                figures["child_cpu_s"] = time.process_time() - cpu0
-                figures["child_memory"] = _memory()
-                result = (lines, figures, None)
-            except BaseException as e:  # noqa: BLE001 - reported by the parent
-                result = (lines, None, f"{type(e).__name__}: {e}")
-                status = 1
-            with os.fdopen(w, "wb") as f:
-                pickle.dump(result, f)
-        finally:
-            os._exit(status)
-    os.close(w)
 
-    def wait() -> tuple[list[str], dict]:
-        with os.fdopen(r, "rb") as f:
+    def __init__(self, work) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            status = 0
+            try:
+                os.close(r)
+                sys.setprofile(None)
+                cpu0 = time.process_time()
+                lines: list[str] = []
+                try:
+                    figures = work(lines)
+                    figures["child_cpu_s"] = time.process_time() - cpu0
+                    figures["child_memory"] = _memory()
+                    result = (lines, figures, None)
+                except BaseException as e:  # noqa: BLE001 - reported by the parent
+                    result = (lines, None, f"{type(e).__name__}: {e}")
+                    status = 1
+                with os.fdopen(w, "wb") as f:
+                    pickle.dump(result, f)
+            finally:
+                os._exit(status)
+        os.close(w)
+        self.pid, self.fd = pid, r
+
+    def result(self) -> tuple[list[str], dict]:
+        with os.fdopen(self.fd, "rb") as f:
             data = f.read()  # until the child exits (its work is bounded in virtual time)
-        os.waitpid(pid, 0)
+        os.waitpid(self.pid, 0)
         if not data:
             raise SystemExit("the steady-state child died without a result")
         lines, figures, error = pickle.loads(data)
         if error is not None:
             raise SystemExit("\n".join([*lines, f"steady-state child: {error}"]))
         return lines, figures
-    return wait
+
+    def stop(self) -> None:
+        """This process failed: end the child (its figures are not wanted)."""
+        os.close(self.fd)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
 
 
 def _memory() -> dict[str, float]:

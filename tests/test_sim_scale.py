@@ -1,6 +1,9 @@
 """tests/sim_scale.py's two orders: the steady measurement in a forked child
 from the formed state (the default) gives the figures of the sequential run."""
 
+import os
+import time
+
 import pytest
 
 from tests import sim_scale
@@ -38,4 +41,13 @@ def test_a_failing_child_is_reported():
         lines.append("half done")
         raise AssertionError("seed 3: two primaries serve slot 7")
     with pytest.raises(SystemExit, match="half done\nsteady-state child: AssertionError: seed 3: two"):
-        sim_scale._fork(work)()
+        sim_scale._Child(work).result()
+
+
+def test_a_failure_in_this_process_ends_the_child():
+    child = sim_scale._Child(lambda lines: time.sleep(60) or {})
+    t0 = time.monotonic()
+    child.stop()
+    assert time.monotonic() - t0 < 10
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)  # reaped
