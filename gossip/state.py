@@ -556,7 +556,12 @@ class ClusterState:
 
     # ------------------------------------------------------------------ invariants
 
-    def check_invariants(self, full: bool = False) -> None:
+    def check_invariants(self, full: bool = False, bitmaps_checked: dict | None = None) -> None:
+        """Assert the table's invariants (``full``: the O(nodes + slots) ones
+        too). ``bitmaps_checked``, for checking many tables in a row with no
+        change between them: the (slot set, bitmap) pairs already compared,
+        by identity (holding both, so no id is reused), and filled in; tables
+        sharing slot sets share their cached bitmaps too."""
         me = self.myself
         assert self.nodes.get(me.id) is me, "myself is in the node table"
         assert MYSELF in me.flags and len(me.flags & _ROLE_FLAGS) == 1, f"myself role: {me.flags}"
@@ -597,6 +602,10 @@ class ClusterState:
             assert len(numbered) == (len(self.nodes) if self.index_ids else 0) and all(
                 self.nodes.get(n.id) is n and n._num == id_number(n.id) for n in numbered
             ), "the nodes are indexed by their id numbers"
+            if self._ids_cache is not None:
+                assert self._ids_cache == list(self.nodes) and len(self._objs) == len(self.nodes) and all(
+                    a is b for a, b in zip(self._objs, self.nodes.values())
+                ) and self._objs[self._my_index] is me, "the table's id and node lists follow its order"
             # Rebuild the slot map from the nodes' own slot sets: it must be the
             # same map, and no slot may be claimed twice (counts would differ).
             rebuilt: list[str | None] = [None] * CLUSTER_SLOTS
@@ -615,8 +624,15 @@ class ClusterState:
                 g = n._gossip
                 assert g is None or (g.node_id, g.ip, g.port, g.cport) == (n.id, n.ip, n.port, n.cport), (
                     f"node {n.id}: cached gossip entry of another name or address")
-                assert n._bitmap is None or n._bitmap == bitmap_from_slots(n.slots), (
-                    f"node {n.id}: cached slot bitmap differs from its slots")
+                bm = n._bitmap
+                if bm is None:
+                    continue
+                pair = (id(n.slots), id(bm))
+                if bitmaps_checked is not None and pair in bitmaps_checked:
+                    continue
+                assert bm == bitmap_from_slots(n.slots), f"node {n.id}: cached slot bitmap differs from its slots"
+                if bitmaps_checked is not None:
+                    bitmaps_checked[pair] = (n.slots, bm)
             # the cron's incremental views hold every node its scans would visit
             due: dict[Node, int] = {}
             for t, _, n in self._due:
@@ -724,7 +740,12 @@ class ClusterState:
         self.nodes[node.id] = node
         if self.index_ids:
             self._number(node)
-        self._ids_cache = None
+        ids = self._ids_cache
+        if ids is not None:
+            # a new key goes last in the dict's order: the lists follow without
+            # a rebuild (a forming cluster adds a node per handshake)
+            ids.append(node.id)
+            self._objs.append(node)
         self._node_seq += 1
         self._topo_gen += 1
         node._seq = self._node_seq

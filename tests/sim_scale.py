@@ -27,6 +27,17 @@ other half one replica each. Phases, each with its wall time:
 4. rejoin: the dead primary restarts from its nodes.conf and comes back as a
    replica of its successor (the cluster consistent again).
 
+Phases 2 and 3-4 are independent experiments on the formed cluster, so by
+default the process forks once formed: the child checks every node's
+invariants in full on the formed state and runs 2 (after ``--warmup``) on the
+other core and sends its figures back, while the parent runs 3 and 4
+from the same state, so the failure comes right after forming, not 10 virtual
+seconds later. The output gives both, each phase's CPU seconds (of the process
+that ran it), the resident and proportional sizes of the two processes, and
+the total wall time (form, then the longer of the two). ``--sequential`` runs
+2, 3 and 4 in that order in one process, as before; ``--profile`` profiles
+the parent (form, failover, rejoin), with ``--sequential`` all of it.
+
 The run re-executes itself once with glibc's allocator on transparent huge
 pages (``PYTHONMALLOC=malloc``, ``GLIBC_TUNABLES=glibc.malloc.hugetlb=1``)
 where the kernel offers them on request (``madvise``): the node tables are
@@ -45,7 +56,9 @@ import argparse
 import cProfile
 import gc
 import os
+import pickle
 import pstats
+import signal
 import sys
 import time
 
@@ -70,7 +83,8 @@ def fmt_rate(x: float) -> str:
     return f"{x:,.1f}"
 
 
-def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print, warmup_s: int = 0) -> dict:
+def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print, warmup_s: int = 0,
+        sequential: bool = False) -> dict:
     # The cyclic garbage collector is off for the run: what the events leave
     # behind (messages, entries, actions) has no cycles and goes with its last
     # reference, while each collection walks a generation of the run's
@@ -79,35 +93,52 @@ def run(n: int, seed: int, node_timeout: int, steady_s: int, out=print, warmup_s
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _run(n, seed, node_timeout, steady_s, out, warmup_s)
+        return _run(n, seed, node_timeout, steady_s, out, warmup_s, sequential)
     finally:
         if enabled:
             gc.enable()
 
 
-def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int) -> dict:
+class _Phases:
+    """Prints and records each phase's wall, CPU and virtual time (CPU of the
+    calling process, from the end of the previous phase or ``restart``)."""
+
+    def __init__(self, sim: Simulator, figures: dict, out) -> None:
+        self.sim, self.figures, self.out = sim, figures, out
+        self.cpu = time.process_time()
+
+    def restart(self) -> None:
+        self.cpu = time.process_time()
+
+    def __call__(self, name: str, t0: float, v0: int) -> None:
+        wall = time.perf_counter() - t0
+        virt = (self.sim.now - v0) / 1000
+        c = time.process_time()
+        used, self.cpu = c - self.cpu, c
+        self.figures[name] = (wall, virt, used)
+        self.out(f"{name:9s} wall {wall:7.1f} s   cpu {used:7.1f} s   virtual {virt:6.1f} s"
+                 f"   events {self.sim.steps:,}")
+
+
+def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int,
+         sequential: bool) -> dict:
     t_start = time.perf_counter()
     cpu_start = time.process_time()
     out(f"{n} nodes, seed {seed}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores;"
         f" allocator {'malloc (huge pages)' if os.environ.get('PYTHONMALLOC') == 'malloc' else 'pymalloc'}")
+    # The invariant checks at this scale: a node's O(n) table check every n-th
+    # call of that node, the O(n) cross-node epoch check every n-th event, one
+    # node's O(n + slots) check every 50n events - each about one node visited
+    # per event - and every table in full once formed and at the end.
     sim = Simulator(
         n, seed, delay=(1, 5), node_timeout_ms=node_timeout, wire=False,
-        full_check_every=max(1000, 50 * n), slot_check_every=max(1, n // 4),
+        full_check_every=max(1000, 50 * n), slot_check_every=n,
         lazy_conf=True, bytes_sample=64,
-        state_kwargs={"check_every": max(1, n // 4), "share_slot_sets": True},
+        state_kwargs={"check_every": n, "share_slot_sets": True},
     )
     n_prim = n // 2
     figures: dict = {"nodes": n, "seed": seed, "node_timeout_ms": node_timeout}
-
-    cpu = [time.process_time()]
-
-    def phase(name: str, t0: float, v0: int) -> None:
-        wall = time.perf_counter() - t0
-        virt = (sim.now - v0) / 1000
-        c = time.process_time()
-        used, cpu[0] = c - cpu[0], c
-        figures[name] = (wall, virt, used)
-        out(f"{name:9s} wall {wall:7.1f} s   cpu {used:7.1f} s   virtual {virt:6.1f} s   events {sim.steps:,}")
+    phase = _Phases(sim, figures, out)
 
     # 1. form
     t0, v0 = time.perf_counter(), sim.now
@@ -115,13 +146,64 @@ def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int
                       hub=n - 1, remeet=True, epochs_for_all=True)
     if failed:
         raise SystemExit(f"seed {seed}: {n} nodes: {failed}")
-    sim.check_all()
+    if sequential:
+        sim.check_all()
     phase("form", t0, v0)
+    figures["formed_rss_mb"] = _memory()["Rss"]
 
-    # 2. steady state: the bus (after ``warmup_s``: links made while forming are
-    # fresh, so the pings due every node-timeout/2 start only after that)
+    child_cpu = 0.0
+    if sequential:
+        _steady(sim, figures, phase, out, n, node_timeout, steady_s, warmup_s)
+    else:
+        # 2 runs in a child on the other core, from the same formed state, while
+        # this process runs 3 and 4: the two are independent experiments.
+        # The child also runs the full check of the formed cluster (the same
+        # state), off the critical path.
+        def in_child(lines: list[str]) -> dict:
+            c = time.process_time()
+            sim.check_all()
+            mine: dict = {"formed_check_cpu_s": time.process_time() - c}
+            lines.append(f"(the formed cluster's full check: {mine['formed_check_cpu_s']:.1f} s of CPU in the child)")
+            return _steady(sim, mine, _Phases(sim, mine, lines.append), lines.append,
+                           n, node_timeout, steady_s, warmup_s)
+        steady = _Child(in_child)
+    try:
+        _failover(sim, figures, phase, n_prim, seed, node_timeout)
+    except BaseException:
+        if not sequential:
+            steady.stop()
+        raise
+    if not sequential:
+        t_wait = time.perf_counter()
+        lines, child = steady.result()
+        figures["waited_for_steady_s"] = time.perf_counter() - t_wait
+        for line in lines:
+            out(line)
+        figures.update(child)
+        child_cpu = child["child_cpu_s"]
+        out(f"(steady in a child process from the formed state: the failover above started right"
+            f" after forming; waited {figures['waited_for_steady_s']:.1f} s for the child)")
+        mine, theirs = _memory(), child["child_memory"]
+        figures["memory"] = {"parent": mine, "child": theirs}
+        out(f"memory at the end, MB: this process rss {mine['Rss']:.0f} (pss {mine['Pss']:.0f}),"
+            f" the child's rss {theirs['Rss']:.0f} (pss {theirs['Pss']:.0f}); rss {figures['formed_rss_mb']:.0f}"
+            f" when formed")
+    figures["wall_s"] = time.perf_counter() - t_start
+    figures["cpu_s"] = time.process_time() - cpu_start + child_cpu
+    figures["virtual_s"] = (sim.now - START_MS) / 1000
+    figures["trace"] = sim.trace_digest()
+    out(f"total     wall {figures['wall_s']:7.1f} s   cpu {figures['cpu_s']:7.1f} s   virtual {figures['virtual_s']:6.1f} s   "
+        f"failover in {figures['failover_node_timeouts']:.2f} x node-timeout; "
+        f"load average {os.getloadavg()[0]:.1f}; trace {figures['trace'][:12]}")
+    return figures
+
+
+def _steady(sim: Simulator, figures: dict, phase: _Phases, out, n: int, node_timeout: int,
+            steady_s: int, warmup_s: int) -> dict:
+    """Phase 2: the bus (after ``warmup_s``: links made while forming are
+    fresh, so the pings due every node-timeout/2 start only after that)."""
     sim.run_for(warmup_s * 1000)
-    cpu[0] = time.process_time()  # (the warm-up counts in the total only)
+    phase.restart()  # (the warm-up counts in the total only)
     t0, v0 = time.perf_counter(), sim.now
     m0, b0 = sim.msgs_sent, sim.bus_bytes()
     by_type0 = _sent_by_type(sim)
@@ -141,8 +223,12 @@ def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int
         f" {fmt_rate(nbytes / 1024)} KiB sent ({fmt_rate(nbytes / max(msgs, 1e-9))} B a message)")
     out(f"  Redis rules: {fmt_rate(r_pings)} PINGs + as many PONGs, {r_ping_bytes:,} B each"
         f" -> {fmt_rate(2 * r_pings * r_ping_bytes / 1024)} KiB sent")
+    return figures
 
-    # 3. a primary fails
+
+def _failover(sim: Simulator, figures: dict, phase: _Phases, n_prim: int, seed: int,
+              node_timeout: int) -> None:
+    """Phases 3 (a primary fails) and 4 (it comes back as a replica)."""
     t0, v0 = time.perf_counter(), sim.now
     victim = n_prim // 2
     sim.crash(victim)
@@ -154,7 +240,6 @@ def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int
     phase("failover", t0, v0)
     figures["failover_node_timeouts"] = (sim.now - v0) / node_timeout
 
-    # 4. the old primary comes back as a replica
     t0, v0 = time.perf_counter(), sim.now
     sim.restart(victim)
 
@@ -164,13 +249,76 @@ def _run(n: int, seed: int, node_timeout: int, steady_s: int, out, warmup_s: int
         raise SystemExit(f"seed {seed}: primary {victim} did not come back as a replica")
     sim.check_all()
     phase("rejoin", t0, v0)
-    figures["wall_s"] = time.perf_counter() - t_start
-    figures["cpu_s"] = time.process_time() - cpu_start
-    figures["virtual_s"] = (sim.now - START_MS) / 1000
-    out(f"total     wall {figures['wall_s']:7.1f} s   cpu {figures['cpu_s']:7.1f} s   virtual {figures['virtual_s']:6.1f} s   "
-        f"failover in {figures['failover_node_timeouts']:.2f} x node-timeout; "
-        f"load average {os.getloadavg()[0]:.1f}")
-    return figures
+
+
+class _Child:
+    """``work(lines)`` (it appends its output lines and returns a dict of
+    figures) run in a forked child; ``result()`` waits for it and gives
+    (lines, figures), the figures with the child's CPU seconds and memory.
+    The child stops any profiler it inherited: a profile covers this
+    process's phases (``--sequential`` profiles them all)."""
+
+    def __init__(self, work) -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns
+            status = 0
+            try:
+                os.close(r)
+                sys.setprofile(None)
+                cpu0 = time.process_time()
+                lines: list[str] = []
+                try:
+                    figures = work(lines)
+                    figures["child_cpu_s"] = time.process_time() - cpu0
+                    figures["child_memory"] = _memory()
+                    result = (lines, figures, None)
+                except BaseException as e:  # noqa: BLE001 - reported by the parent
+                    result = (lines, None, f"{type(e).__name__}: {e}")
+                    status = 1
+                with os.fdopen(w, "wb") as f:
+                    pickle.dump(result, f)
+            finally:
+                os._exit(status)
+        os.close(w)
+        self.pid, self.fd = pid, r
+
+    def result(self) -> tuple[list[str], dict]:
+        with os.fdopen(self.fd, "rb") as f:
+            data = f.read()  # until the child exits (its work is bounded in virtual time)
+        os.waitpid(self.pid, 0)
+        if not data:
+            raise SystemExit("the steady-state child died without a result")
+        lines, figures, error = pickle.loads(data)
+        if error is not None:
+            raise SystemExit("\n".join([*lines, f"steady-state child: {error}"]))
+        return lines, figures
+
+    def stop(self) -> None:
+        """This process failed: end the child (its figures are not wanted)."""
+        os.close(self.fd)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+
+
+def _memory() -> dict[str, float]:
+    """This process's resident and proportional set sizes, MB (Linux; zeros
+    elsewhere). Pss splits each page shared with a forked child between the two."""
+    sizes = {"Rss": 0.0, "Pss": 0.0}
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in sizes:
+                    sizes[key] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return sizes
 
 
 def _sent_by_type(sim: Simulator) -> dict[str, int]:
@@ -213,6 +361,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="virtual seconds run between forming and the measurement")
     ap.add_argument("--budget", type=float, default=600.0, help="wall seconds allowed")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--sequential", action="store_true",
+                    help="run the steady measurement before the failure, in one process")
     ap.add_argument("--no-hugepages", action="store_true",
                     help="do not re-execute with the allocator on transparent huge pages")
     args = ap.parse_args(argv)
@@ -223,10 +373,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         prof = cProfile.Profile()
         figures = prof.runcall(run, args.nodes, args.seed, args.node_timeout, args.steady,
-                               warmup_s=args.warmup)
+                               warmup_s=args.warmup, sequential=args.sequential)
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
     else:
-        figures = run(args.nodes, args.seed, args.node_timeout, args.steady, warmup_s=args.warmup)
+        figures = run(args.nodes, args.seed, args.node_timeout, args.steady, warmup_s=args.warmup,
+                      sequential=args.sequential)
     if figures["wall_s"] > args.budget:
         print(f"over budget: {figures['wall_s']:.0f} s > {args.budget:.0f} s")
         return 1

@@ -754,3 +754,37 @@ def test_header_is_reused_only_while_its_fields_hold():
     assert a._header().slots == bitmap_from_slots(list(range(100)) + [500])
     a.set_repl_offset(1234)
     assert a._header().offset == 1234
+
+
+def test_full_check_of_many_tables_compares_each_shared_bitmap_once():
+    """check_invariants(bitmaps_checked=) skips a (slot set, bitmap) pair it
+    has compared, and still finds a cached bitmap that differs from its slots."""
+    lines = ["a myself,master - 1 0-99", "b master - 2 100-199"]
+    a = build(lines)
+    b_node = a.nodes[nid("b")]
+    good = b_node.slot_bitmap()
+    checked: dict = {}
+    a.check_invariants(full=True, bitmaps_checked=checked)
+    assert (id(b_node.slots), id(good)) in checked
+    b_node._bitmap = bitmap_from_slots(range(100, 201))  # one slot too many
+    with pytest.raises(AssertionError, match="cached slot bitmap differs"):
+        a.check_invariants(full=True, bitmaps_checked=checked)  # a new pair: compared
+    with pytest.raises(AssertionError, match="cached slot bitmap differs"):
+        a.check_invariants(full=True)
+    b_node._bitmap = good
+    a.check_invariants(full=True, bitmaps_checked=checked)
+
+
+def test_the_table_lists_follow_nodes_added_by_gossip():
+    """The ids a section draws from (kept between changes) take a node the
+    gossip adds at the end, as the table's order has it."""
+    lines = ["a myself,master - 1 0-99", "b master - 2 100-199"]
+    a = build(lines, index_ids=True)
+    b = build([ln.replace("myself,", "") if ln[0] == "a" else ln.replace(" master", " myself,master")
+               for ln in lines], index_ids=True)
+    assert a._node_ids() == [nid("a"), nid("b")]
+    ping = Message(MsgType.PING, b._header(), (gossip("z"), gossip("y")))
+    a.on_message(IN, ping, T0 + 1000)
+    assert a._node_ids() == list(a.nodes) == [nid("a"), nid("b"), nid("z"), nid("y")]
+    assert [n.id for n in a._objs] == list(a.nodes)
+    a.check_invariants(full=True)
