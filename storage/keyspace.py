@@ -233,6 +233,22 @@ class Clocks(dict):
 _shared: list = [None] * SHARE_SLOTS
 
 
+def _share(values: list) -> list:
+    """values, each small string replaced by an equal one of the table when
+    it holds one (else taking its slot), as HookedDatabase.set does."""
+    out = []
+    append = out.append
+    for value in values:
+        if type(value) is bytes and len(value) <= SHARE_MAX_LEN:
+            j = hash(value) & (SHARE_SLOTS - 1)
+            if _shared[j] == value:
+                value = _shared[j]
+            else:
+                _shared[j] = value
+        append(value)
+    return out
+
+
 class Database:
     __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl", "raw",
                  "blocking_keys", "clock", "tracked")
@@ -445,6 +461,17 @@ class Database:
             self.raw.discard(key)
         if self.blocking_keys and key in self.blocking_keys:
             self.ks.on_key_ready(self, key)
+
+    def add_keys(self, slot: int, keys: list, values: list) -> None:
+        """set() of each key, value pair, the keys being new ones of `slot`
+        (a run of RESTOREs, whose handler found each key absent)."""
+        if self.watched or self.tracked is not None or self.blocking_keys:
+            for key, value in zip(keys, values):
+                self.set(key, value)
+            return
+        self.slots[slot].update(zip(keys, values))
+        if self.raw:
+            self.raw.difference_update(keys)
 
     def put(self, key: bytes, value, expire: int = -1, raw: bool = False,
             clock: int | None = None) -> None:
@@ -775,6 +802,27 @@ class HookedDatabase(Database):
         if new and ks.on_new is not None:
             ks.on_new(self, key)
 
+    def add_keys(self, slot: int, keys: list, values: list) -> None:
+        ks = self.ks
+        clock = self.clock
+        if (self.watched or self.tracked is not None or self.blocking_keys
+                or clock is None or ks.lfu or ks.on_new is not None):
+            for key, value in zip(keys, values):
+                self.set(key, value)
+            return
+        if self.raw:
+            self.raw.difference_update(keys)
+        # what set() does for a new key then, without a call per key (no
+        # TTL can be there: a key's TTL goes with it)
+        d = self.slots[slot]
+        lru = ks.lru_clock
+        last = clock.last
+        for key, value in zip(keys, _share(values)):
+            d[key] = value
+            if last[slot] != lru or len(d) > RUN_LIMIT:
+                clock.created(key, slot, d, lru)
+        ks.last_lookup = None
+
     def set_pairs(self, argv: list, start: int = 1) -> None:
         ks = self.ks
         clock = self.clock
@@ -788,17 +836,9 @@ class HookedDatabase(Database):
         slots = self.slots
         lru = ks.lru_clock
         last = clock.last
-        for i in range(start, len(argv), 2):
-            key = argv[i]
-            value = argv[i + 1]
+        for key, value in zip(argv[start::2], _share(argv[start + 1::2])):
             slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
             d = slots[slot]
-            if type(value) is bytes and len(value) <= SHARE_MAX_LEN:
-                j = hash(value) & (SHARE_SLOTS - 1)
-                if _shared[j] == value:
-                    value = _shared[j]
-                else:
-                    _shared[j] = value
             if key in d:
                 d[key] = value
                 clock[key] = lru

@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 import socket
 import time
+from binascii import crc_hqx
+from itertools import islice
 
 from gossip import outgoing
 from pynode import evict, notify
@@ -22,6 +24,7 @@ from pynode.commands import SYNTAX, CommandError, command, parse_int
 from pynode.commands import lookup_read
 from pynode.resp import OK
 from storage import dump as dumpfmt
+from storage.slots import keyslot
 
 BUSYKEY = "BUSYKEY Target key name already exists."
 CACHE_TTL_S = 10            # MIGRATE_SOCKET_CACHE_TTL
@@ -39,7 +42,63 @@ def dump(c, argv):
     return b"$%d\r\n%s\r\n" % (len(payload), payload)
 
 
-@command("restore", "restore-asking")
+def restore_batch(c, cmds: list, i: int, slot: int) -> int:
+    """RESTORE's common case for a run of commands (the RESTORE-ASKINGs of
+    a MIGRATE's batch, in one read): from cmds[i], the commands of the same
+    name without TTL or option, of new keys of `slot` (the run's first key's,
+    which the dispatcher routed), whose payloads load, are stored in one
+    keyspace call.  Returns the index after them (i: none); the dispatcher
+    books each as a call answered +OK.  The command that ends the run (a
+    key that exists or came earlier in the run, another slot, a payload
+    that does not load, ...) is left to restore() for its reply; so are
+    runs when keyspace events or blocked clients could see the keys one by
+    one."""
+    srv = c.srv
+    db = c.db
+    if srv.notify_flags or db.blocking_keys:
+        return i
+    name = cmds[i][0]
+    d = db.slots[slot]
+    keys = []
+    payloads = []
+    prefix = None       # a hash-tagged key's text up to its tag's end: same slot
+    for argv in islice(cmds, i, None):
+        if len(argv) != 4 or argv[0] != name or argv[2] != b"0":
+            break
+        key = argv[1]
+        if 123 in key:
+            if prefix is None or not key.startswith(prefix):
+                s = key.find(b"{")
+                e = key.find(b"}", s + 1)
+                if e > s + 1:
+                    if crc_hqx(key[s + 1:e], 0) & 16383 != slot:
+                        break
+                    prefix = key[:e + 1]
+                elif keyslot(key) != slot:
+                    break
+        elif crc_hqx(key, 0) & 16383 != slot:
+            break
+        if key in d:
+            break
+        keys.append(key)
+        payloads.append(argv[3])
+    if len(set(keys)) < len(keys):
+        seen = set()
+        for k, key in enumerate(keys):
+            if key in seen:
+                del keys[k:]        # the second of a key: BUSYKEY
+                break
+            seen.add(key)
+    values = dumpfmt.loads_run(payloads[:len(keys)])
+    if not values:
+        return i
+    del keys[len(values):]
+    db.add_keys(slot, keys, values)
+    srv.dirty += len(keys)
+    return i + len(keys)
+
+
+@command("restore", "restore-asking", batch=restore_batch)
 def restore(c, argv):
     n = len(argv)
     if n == 4 and argv[2] == b"0":
