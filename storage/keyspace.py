@@ -47,9 +47,10 @@ def now_ms() -> int:
 LRU_CLOCK_MAX = (1 << 24) - 1
 LFU_INIT_VAL = 5
 
-# Creation runs cover the first RUN_LIMIT keys of a slot (see Clocks): a key
-# created in a slot that already holds more gets its own entry, so finding a
-# run never scans more than this many keys.
+# Creation runs start within the first RUN_LIMIT keys of a slot (see Clocks):
+# a key created in a slot that already holds more gets its own entry, unless
+# its clock is the slot's last run's (a key past the limit without an entry
+# reads as the last run), so finding a run never scans more than this many keys.
 RUN_LIMIT = 512
 
 # Small string values are shared through a direct-mapped table (HookedDatabase.set):
@@ -98,7 +99,7 @@ class Clocks(dict):
     def created(self, key: bytes, slot: int, d: dict, clock: int) -> None:
         """key was just added at the end of slot's dict d with this clock
         (HookedDatabase.set skips the call when the slot's last run has the
-        clock and the slot is within RUN_LIMIT).
+        clock: the key is in that run, past RUN_LIMIT too).
 
         A run starts only when a second key follows with the same clock:
         the key before this one, if it has an entry with this clock, becomes
@@ -789,7 +790,7 @@ class HookedDatabase(Database):
         if clock is not None:
             if new:
                 c = ks.new_clock() if ks.lfu else ks.lru_clock
-                if clock.last[slot] != c or len(d) > RUN_LIMIT:
+                if clock.last[slot] != c:
                     clock.created(key, slot, d, c)
             elif ks.lfu:
                 # dbOverwrite keeps the counter; a write without a lookup
@@ -819,7 +820,7 @@ class HookedDatabase(Database):
         last = clock.last
         for key, value in zip(keys, _share(values)):
             d[key] = value
-            if last[slot] != lru or len(d) > RUN_LIMIT:
+            if last[slot] != lru:
                 clock.created(key, slot, d, lru)
         ks.last_lookup = None
 
@@ -844,7 +845,7 @@ class HookedDatabase(Database):
                 clock[key] = lru
             else:
                 d[key] = value
-                if last[slot] != lru or len(d) > RUN_LIMIT:
+                if last[slot] != lru:
                     clock.created(key, slot, d, lru)
         ks.last_lookup = None
 
