@@ -37,19 +37,31 @@ _unpack_tail = struct.Struct("<HQ").unpack_from
 
 def dumps(value) -> bytes:
     """The DUMP payload of a stored value."""
-    if type(value) is bytes:
-        n = len(value)
-        if n <= 20 and (n > 11 or not n or (value[0] != 45 and not 48 <= value[0] <= 57)):
-            # a short string that cannot read as an integer (over 11 bytes,
-            # or not starting with '-' or a digit) and is too short for
-            # LZF: its length byte and itself, as encode_string writes it
-            body = b"%s%c%s%s" % (_STRING, n, value, _VERSION)
-            return body + _pack_crc(_crc64_short(body, 0, _TABLE))
-        body = _STRING + rdb.encode_string(value) + _VERSION
-    else:
-        rtype, payload = rdb.encode_value(value)
-        body = bytes((rtype,)) + payload + _VERSION
-    return body + _pack_crc(_crc64(body))
+    return dumps_run((value,))[0]
+
+
+def dumps_run(values) -> list:
+    """The DUMP payload of each value (a MIGRATE's batch)."""
+    out = []
+    append = out.append
+    crc = _crc64_short
+    table = _TABLE
+    for value in values:
+        if type(value) is bytes:
+            n = len(value)
+            if n <= 20 and (n > 11 or not n or (value[0] != 45 and not 48 <= value[0] <= 57)):
+                # a short string that cannot read as an integer (over 11 bytes,
+                # or not starting with '-' or a digit) and is too short for
+                # LZF: its length byte and itself, as encode_string writes it
+                body = b"%s%c%s%s" % (_STRING, n, value, _VERSION)
+                append(body + _pack_crc(crc(body, 0, table)))
+                continue
+            body = _STRING + rdb.encode_string(value) + _VERSION
+        else:
+            rtype, payload = rdb.encode_value(value)
+            body = bytes((rtype,)) + payload + _VERSION
+        append(body + _pack_crc(_crc64(body)))
+    return out
 
 
 def verify(payload: bytes, check_crc: bool | None = None) -> None:

@@ -306,6 +306,23 @@ class Database:
     # TYPE, EXISTS, TTL, OBJECT ...); the same as get() unless clocks are kept.
     peek = get
 
+    def peek_keys(self, keys: list) -> list:
+        """peek() of each key (MIGRATE's batch): the keys are looked up in
+        the first key's slot dict at once, the others (a miss there, a TTL
+        to check) one by one."""
+        if not keys:
+            return []
+        first = keys[0]
+        d = self.slots[keyslot(first) if 123 in first else crc_hqx(first, 0) & 16383]
+        values = list(map(d.get, keys))
+        expires = self.expires
+        if None in values or expires:
+            peek = self.peek
+            for i, key in enumerate(keys):
+                if values[i] is None or (expires and key in expires):
+                    values[i] = peek(key)
+        return values
+
     def slot_dict(self, key: bytes) -> dict:
         """The dict of key's slot, for read-modify-write fast paths (the
         caller handles expiry and WATCH, see INCR)."""
@@ -344,17 +361,33 @@ class Database:
             for key in keys:
                 self.delete(key)
         else:
+            # (a batch's keys are mostly of one slot: the first key's)
             expires = self.expires
             clock = self.clock
+            bounds = clock.bounds if clock is not None else None
+            drop = dict.pop
+            first = keys[0]
+            slot0 = keyslot(first) if 123 in first else crc_hqx(first, 0) & 16383
+            d0 = slots[slot0]
             for key in keys:
-                slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
-                d = slots[slot]
-                if key in d:
-                    if expires:
-                        expires.pop(key, None)
-                    if clock is not None:
+                if key in d0:
+                    slot = slot0
+                    d = d0
+                else:
+                    slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
+                    d = slots[slot]
+                    if key not in d:
+                        continue
+                if expires:
+                    expires.pop(key, None)
+                if clock is not None:
+                    if key in bounds:
                         clock.forget(key, slot, d)
-                    del d[key]
+                    else:
+                        drop(clock, key, None)      # what forget() does then
+                del d[key]
+            if clock is not None:
+                clock.cache_slot = -1
         # A slot moved batch by batch loses its newest keys first
         # (GETKEYSINSLOT's order): the holes they leave at the end of its
         # dict would be walked by every later listing from the end.  Taking

@@ -335,12 +335,19 @@ def migrate(c, argv):
     if timeout <= 0:
         timeout = 1000
     db = c.db
-    found = []
-    for key in argv[first_key:first_key + num_keys]:
-        v = lookup_read(c, key, touch=False)
-        if v is not None:
-            found.append((key, v))
-    v = None                          # the freer counts the references to a value
+    keys = argv[first_key:first_key + num_keys]
+    # lookupKeyRead of each key, without touching their clocks (see below)
+    found = [(key, v) for key, v in zip(keys, db.peek_keys(keys)) if v is not None]
+    stats = c.srv.stats
+    stats.keyspace_hits += len(found)
+    if len(found) < len(keys):
+        stats.keyspace_misses += len(keys) - len(found)
+        if c.srv.notify_flags:
+            there = dict(found)
+            for key in keys:
+                if key not in there:
+                    notify.key_miss(c.srv, key, db.id)
+            there = None
     if not found:
         return b"+NOKEY\r\n"
     moved: list[bytes] = []
@@ -376,10 +383,10 @@ def _migrate_found(c, host: bytes, port: bytes, dbid: int, timeout: int, copy: b
         now = srv.ks.now
         sent = []
         expires = db.expires
-        dumps = dumpfmt.dumps
+        payloads = dumpfmt.dumps_run([v for _, v in found])
         head = b"*%d\r\n%s" % (5 if replace else 4, _bulk(restore_name))
         tail = b"$7\r\nREPLACE\r\n" if replace else b""
-        for key, v in found:
+        for key, payload in zip([key for key, _ in found], payloads):
             when = expires.get(key) if expires else None
             if when is None:
                 ttl = b"$1\r\n0\r\n"
@@ -388,11 +395,9 @@ def _migrate_found(c, host: bytes, port: bytes, dbid: int, timeout: int, copy: b
                 if left < 0:
                     continue          # expired since the lookup
                 ttl = _bulk(b"%d" % max(left, 1))
-            payload = dumps(v)
             out.append(b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
                 head, len(key), key, ttl, len(payload), payload, tail))
             sent.append(key)
-        v = None                      # see below: the freer counts references
         deadline = time.monotonic() + timeout / 1000.0
         write_error = False
         heads = (password is not None) + select
