@@ -599,7 +599,10 @@ class Server:
         eligible commands (_fast_eligible), arity, and in cluster mode a
         one-key command whose slot is ours and stable, or an ASKING-flagged
         one (RESTORE-ASKING) into a slot being imported, as routing.route
-        lets it (anything else goes to routing.route through execute()).  Each command costs one clock
+        lets it (anything else goes to routing.route through execute()); a
+        routed command with a batch handler (Command.batch: RESTORE-ASKING)
+        may run the run of commands that follows it in one call, booked by
+        batch_done.  Each command costs one clock
         read: its duration runs from the previous command's end to its own
         (so the loop's few hundred ns between two handlers count in the next
         one).  Durations feed the latency histogram one by one, commandstats
