@@ -496,16 +496,34 @@ class Database:
         if self.blocking_keys and key in self.blocking_keys:
             self.ks.on_key_ready(self, key)
 
-    def add_keys(self, slot: int, keys: list, values: list) -> None:
-        """set() of each key, value pair, the keys being new ones of `slot`
-        (a run of RESTOREs, whose handler found each key absent)."""
+    def add_keys(self, slot: int, keys: list, values: list) -> int:
+        """set() of each key, value pair in order while the key is not in
+        `slot`'s dict (a run of RESTOREs of new keys of that slot): how many
+        were stored (the key that stopped them exists, or came twice).  The
+        check and the store are one dict operation (setdefault)."""
+        d = self.slots[slot]
         if self.watched or self.tracked is not None or self.blocking_keys:
-            for key, value in zip(keys, values):
-                self.set(key, value)
-            return
-        self.slots[slot].update(zip(keys, values))
+            return self._add_each(d, keys, values)
+        size = start = len(d)
+        setdefault = d.setdefault
+        for key, value in zip(keys, values):
+            setdefault(key, value)
+            if len(d) == size:
+                break
+            size += 1
         if self.raw:
-            self.raw.difference_update(keys)
+            self.raw.difference_update(keys[:size - start])
+        return size - start
+
+    def _add_each(self, d: dict, keys: list, values: list) -> int:
+        """add_keys() through set(), for its hooks (WATCH, tracking...)."""
+        n = 0
+        for key, value in zip(keys, values):
+            if key in d:
+                break
+            self.set(key, value)
+            n += 1
+        return n
 
     def put(self, key: bytes, value, expire: int = -1, raw: bool = False,
             clock: int | None = None) -> None:
@@ -836,26 +854,30 @@ class HookedDatabase(Database):
         if new and ks.on_new is not None:
             ks.on_new(self, key)
 
-    def add_keys(self, slot: int, keys: list, values: list) -> None:
+    def add_keys(self, slot: int, keys: list, values: list) -> int:
         ks = self.ks
         clock = self.clock
+        d = self.slots[slot]
         if (self.watched or self.tracked is not None or self.blocking_keys
                 or clock is None or ks.lfu or ks.on_new is not None):
-            for key, value in zip(keys, values):
-                self.set(key, value)
-            return
-        if self.raw:
-            self.raw.difference_update(keys)
+            return self._add_each(d, keys, values)
         # what set() does for a new key then, without a call per key (no
         # TTL can be there: a key's TTL goes with it)
-        d = self.slots[slot]
         lru = ks.lru_clock
         last = clock.last
+        size = start = len(d)
+        setdefault = d.setdefault
         for key, value in zip(keys, _share(values)):
-            d[key] = value
+            setdefault(key, value)
+            if len(d) == size:
+                break
+            size += 1
             if last[slot] != lru:
                 clock.created(key, slot, d, lru)
+        if self.raw:
+            self.raw.difference_update(keys[:size - start])
         ks.last_lookup = None
+        return size - start
 
     def set_pairs(self, argv: list, start: int = 1) -> None:
         ks = self.ks

@@ -47,8 +47,9 @@ def restore_batch(c, cmds: list, i: int, slot: int) -> int:
     a MIGRATE's batch, in one read): from cmds[i], the commands of the same
     name without TTL or option, of new keys of `slot` (the run's first key's,
     which the dispatcher routed), whose payloads load, are stored in one
-    keyspace call.  Returns the index after them (i: none); the dispatcher
-    books each as a call answered +OK.  The command that ends the run (a
+    keyspace call, which checks each key is new as it stores it.  Returns
+    the index after them (i: none); the dispatcher books each as a call
+    answered +OK.  The command that ends the run (a
     key that exists or came earlier in the run, another slot, a payload
     that does not load, ...) is left to restore() for its reply; so are
     runs when keyspace events or blocked clients could see the keys one by
@@ -58,7 +59,6 @@ def restore_batch(c, cmds: list, i: int, slot: int) -> int:
     if srv.notify_flags or db.blocking_keys:
         return i
     name = cmds[i][0]
-    d = db.slots[slot]
     keys = []
     payloads = []
     prefix = None       # a hash-tagged key's text up to its tag's end: same slot
@@ -78,24 +78,13 @@ def restore_batch(c, cmds: list, i: int, slot: int) -> int:
                     break
         elif crc_hqx(key, 0) & 16383 != slot:
             break
-        if key in d:
-            break
         keys.append(key)
         payloads.append(argv[3])
-    if len(set(keys)) < len(keys):
-        seen = set()
-        for k, key in enumerate(keys):
-            if key in seen:
-                del keys[k:]        # the second of a key: BUSYKEY
-                break
-            seen.add(key)
-    values = dumpfmt.loads_run(payloads[:len(keys)])
-    if not values:
-        return i
-    del keys[len(values):]
-    db.add_keys(slot, keys, values)
-    srv.dirty += len(keys)
-    return i + len(keys)
+    values = dumpfmt.loads_run(payloads)
+    # stored while new: a key that exists (or came earlier in the run) ends it
+    stored = db.add_keys(slot, keys, values) if values else 0
+    srv.dirty += stored
+    return i + stored
 
 
 @command("restore", "restore-asking", batch=restore_batch)
