@@ -27,6 +27,7 @@ def keys_by_specs(meta, argv: list[bytes]) -> list[tuple[int, tuple]]:
             first = bs[1]
         elif bs[0] == "keyword":
             kw, startfrom = bs[1].encode().lower(), bs[2]
+            kwlen = len(kw)
             start = startfrom if startfrom > 0 else argc + startfrom
             end = argc - 1 if startfrom > 0 else 1
             first = 0
@@ -34,7 +35,8 @@ def keys_by_specs(meta, argv: list[bytes]) -> list[tuple[int, tuple]]:
             while True:
                 if i >= argc or i < 1:
                     break
-                if argv[i].lower() == kw:
+                # (MIGRATE's KEYS is searched from the end, past every key)
+                if len(argv[i]) == kwlen and argv[i].lower() == kw:
                     first = i + 1
                     break
                 if i == end:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from binascii import crc_hqx
 
 from pynode.keyspecs import command_keys
-from storage.slots import keyslot
+from storage.slots import keyslot, known_slot
 
 CROSSSLOT = "CROSSSLOT Keys in request don't hash to the same slot"
 TRYAGAIN = "TRYAGAIN Multiple keys request during rehashing of slot"
@@ -83,7 +83,11 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
     migrating = importing = False
     keys: list[bytes] = []
     for mcmd, margv in batch:
-        for key in command_key_args(mcmd, margv):
+        cmd_keys = command_key_args(mcmd, margv)
+        # many keys of one slot the cache knows (MIGRATE of GETKEYSINSLOT's
+        # keys): the first goes through the loop, the others need no hashing
+        known = known_slot(cmd_keys) if len(cmd_keys) > 1 else None
+        for key in (cmd_keys if known is None else cmd_keys[:1]):
             keys.append(key)
             s = keyslot(key)
             if first is None:
@@ -99,6 +103,13 @@ def _route(srv, c, cmd, argv: list[bytes]) -> str | None:
             elif key != first:
                 if s != slot:
                     return CROSSSLOT
+                multiple = True
+        if known is not None:
+            rest = cmd_keys[1:]
+            keys += rest
+            if known != slot:
+                return CROSSSLOT
+            if rest.count(first) < len(rest):
                 multiple = True
     if first is None:
         return None

@@ -11,6 +11,7 @@ import socket
 import sys
 import time
 from collections import deque
+from itertools import islice
 from operator import attrgetter
 from time import perf_counter, perf_counter_ns
 
@@ -27,7 +28,7 @@ from pynode.log import log
 from pynode.redact import redacted
 from pynode.pause import ALL, MIGRATION, Pause
 from pynode.pubsub import PubSub
-from pynode.resp import error, unknown_command, unknown_subcommand
+from pynode.resp import OK, error, unknown_command, unknown_subcommand
 from pynode.latency import NEVER
 from pynode.routing import command_key_args, route
 from binascii import crc_hqx
@@ -603,7 +604,10 @@ class Server:
         eligible commands (_fast_eligible), arity, and in cluster mode a
         one-key command whose slot is ours and stable, or an ASKING-flagged
         one (RESTORE-ASKING) into a slot being imported, as routing.route
-        lets it (anything else goes to routing.route through execute()).  Each command costs one clock
+        lets it (anything else goes to routing.route through execute()); a
+        routed command with a batch handler (Command.batch: RESTORE-ASKING)
+        may run the run of commands that follows it in one call, booked by
+        batch_done.  Each command costs one clock
         read: its duration runs from the previous command's end to its own
         (so the loop's few hundred ns between two handlers count in the next
         one).  Durations feed the latency histogram one by one, commandstats
@@ -637,7 +641,8 @@ class Server:
         run = None
         run_i = start = i
         t = base = perf_counter_ns()
-        for i in range(start, n):
+        indexes = iter(range(start, n))
+        for i in indexes:
             argv = cmds[i]
             cmd = fast.get(argv[0])
             if cmd is None:
@@ -657,6 +662,25 @@ class Server:
                     if cmd.movablekeys or not multikey or not _one_slot_of(
                             owner, myid, command_key_args(cmd, argv)):
                         break
+                if cmd.batch is not None:
+                    # a run of RESTORE-ASKING (a MIGRATE's batch) in one call
+                    j = cmd.batch(c, cmds, i, slot)
+                    if j > i:
+                        t1 = perf_counter_ns()
+                        if run is not None:
+                            run.calls += i - run_i
+                            run.ns += t - base
+                            run = None
+                        cmd.calls += j - i
+                        cmd.ns += t1 - t
+                        c.last_cmd = cmd.name
+                        self.batch_done(c, cmd, cmds[i:j], (t1 - t) // (j - i), propagating)
+                        append(OK * (j - i))
+                        if j - i > 1:
+                            next(islice(indexes, j - i - 2, None), None)   # on at cmds[j]
+                        run_i = j
+                        base = t = perf_counter_ns()
+                        continue
             if cmd is not run:
                 if run is not None:
                     run.calls += i - run_i
@@ -702,6 +726,24 @@ class Server:
             run.ns += t - base
             c.last_cmd = run.name
         return i
+
+    def batch_done(self, c: Client, cmd, argvs: list, dt: int, propagating: bool) -> None:
+        """What execute_fast does after each command, for a run a batch
+        handler ran in one call (Command.batch), each taken to have lasted
+        the run's mean duration `dt` (ns): the latency histogram, the
+        propagation of each (the handler changed one key a command), the
+        slowlog and the latency monitor."""
+        if self.latency.tracking:
+            cmd.lat.extend([dt] * len(argvs))
+        if propagating or c.rewrite is not None:
+            for argv in argvs:
+                self.propagate_command(c, cmd, argv)
+        if dt >= self.fast_look:
+            for argv in argvs:
+                if dt > self.slowlog_threshold and not cmd.skip_slowlog:
+                    self.slowlog_add(c, argv, dt)
+                if dt >= self.latency.min_ns:
+                    self.latency.command(cmd, dt / 1e9)
 
     def command_failed(self, c: Client, cmd, msg: str) -> bytes:
         """The error reply of a handler's CommandError, counted as failed."""

@@ -28,7 +28,8 @@ BAD_FORMAT = "ERR Bad data format"
 _VERSION = struct.pack("<H", rdb.RDB_VERSION)
 _STRING = bytes((rdb.TYPE_STRING,))
 _crc64 = rdb.crc64_of
-_crc64_short = rdb.crc64_short
+_crc64_short = rdb.crc64_short_fn       # fn(data, 0, _TABLE)
+_TABLE = rdb.SHORT_TABLE
 _SHORT = rdb.SHORT_CRC
 _pack_crc = struct.Struct("<Q").pack
 _unpack_tail = struct.Struct("<HQ").unpack_from
@@ -36,19 +37,31 @@ _unpack_tail = struct.Struct("<HQ").unpack_from
 
 def dumps(value) -> bytes:
     """The DUMP payload of a stored value."""
-    if type(value) is bytes:
-        n = len(value)
-        if n <= 20 and (n > 11 or not n or (value[0] != 45 and not 48 <= value[0] <= 57)):
-            # a short string that cannot read as an integer (over 11 bytes,
-            # or not starting with '-' or a digit) and is too short for
-            # LZF: its length byte and itself, as encode_string writes it
-            body = b"%s%c%s%s" % (_STRING, n, value, _VERSION)
-            return body + _pack_crc(_crc64_short(body))
-        body = _STRING + rdb.encode_string(value) + _VERSION
-    else:
-        rtype, payload = rdb.encode_value(value)
-        body = bytes((rtype,)) + payload + _VERSION
-    return body + _pack_crc(_crc64(body))
+    return dumps_run((value,))[0]
+
+
+def dumps_run(values) -> list:
+    """The DUMP payload of each value (a MIGRATE's batch)."""
+    out = []
+    append = out.append
+    crc = _crc64_short
+    table = _TABLE
+    for value in values:
+        if type(value) is bytes:
+            n = len(value)
+            if n <= 20 and (n > 11 or not n or (value[0] != 45 and not 48 <= value[0] <= 57)):
+                # a short string that cannot read as an integer (over 11 bytes,
+                # or not starting with '-' or a digit) and is too short for
+                # LZF: its length byte and itself, as encode_string writes it
+                body = b"%s%c%s%s" % (_STRING, n, value, _VERSION)
+                append(body + _pack_crc(crc(body, 0, table)))
+                continue
+            body = _STRING + rdb.encode_string(value) + _VERSION
+        else:
+            rtype, payload = rdb.encode_value(value)
+            body = bytes((rtype,)) + payload + _VERSION
+        append(body + _pack_crc(_crc64(body)))
+    return out
 
 
 def verify(payload: bytes, check_crc: bool | None = None) -> None:
@@ -62,7 +75,8 @@ def verify(payload: bytes, check_crc: bool | None = None) -> None:
     ver, stored = _unpack_tail(payload, n - 10)
     if ver > rdb.RDB_VERSION:
         raise DumpError(BAD_VERSION_OR_CRC)
-    if check_crc and (_crc64_short if n <= _SHORT + 8 else _crc64)(payload[:n - 8]) != stored:
+    if check_crc and (_crc64_short(payload[:n - 8], 0, _TABLE) if n <= _SHORT + 8
+                      else _crc64(payload[:n - 8])) != stored:
         raise DumpError(BAD_VERSION_OR_CRC)
 
 
@@ -89,3 +103,31 @@ def loads(payload: bytes, check_crc: bool | None = None):
     if r.pos != len(body):
         raise DumpError(BAD_FORMAT)      # trailing bytes inside a valid CRC
     return value
+
+
+def loads_run(payloads: list) -> list:
+    """loads() of each payload in order while they load: the values of the
+    longest prefix that does (the caller leaves the payload that fails, if
+    any, to loads() for its error).  A short plain string (what a slot's
+    move mostly carries) is checked and sliced here without a call."""
+    out = []
+    append = out.append
+    check_crc = rdb.checksum_validation
+    crc = _crc64_short
+    table = _TABLE
+    version = rdb.RDB_VERSION
+    unpack = _unpack_tail
+    for payload in payloads:
+        n = len(payload)
+        if 11 < n <= _SHORT + 8 and payload[0] == 0 and payload[1] == n - 12:
+            # (n - 12 < 53: the length byte of a string under 64 bytes)
+            ver, stored = unpack(payload, n - 10)
+            if ver > version or (check_crc and crc(payload[:n - 8], 0, table) != stored):
+                break
+            append(payload[2:n - 10])
+        else:
+            try:
+                append(loads(payload, check_crc))
+            except DumpError:
+                break
+    return out

@@ -47,9 +47,10 @@ def now_ms() -> int:
 LRU_CLOCK_MAX = (1 << 24) - 1
 LFU_INIT_VAL = 5
 
-# Creation runs cover the first RUN_LIMIT keys of a slot (see Clocks): a key
-# created in a slot that already holds more gets its own entry, so finding a
-# run never scans more than this many keys.
+# Creation runs start within the first RUN_LIMIT keys of a slot (see Clocks):
+# a key created in a slot that already holds more gets its own entry, unless
+# its clock is the slot's last run's (a key past the limit without an entry
+# reads as the last run), so finding a run never scans more than this many keys.
 RUN_LIMIT = 512
 
 # Small string values are shared through a direct-mapped table (HookedDatabase.set):
@@ -98,7 +99,7 @@ class Clocks(dict):
     def created(self, key: bytes, slot: int, d: dict, clock: int) -> None:
         """key was just added at the end of slot's dict d with this clock
         (HookedDatabase.set skips the call when the slot's last run has the
-        clock and the slot is within RUN_LIMIT).
+        clock: the key is in that run, past RUN_LIMIT too).
 
         A run starts only when a second key follows with the same clock:
         the key before this one, if it has an entry with this clock, becomes
@@ -233,6 +234,22 @@ class Clocks(dict):
 _shared: list = [None] * SHARE_SLOTS
 
 
+def _share(values: list) -> list:
+    """values, each small string replaced by an equal one of the table when
+    it holds one (else taking its slot), as HookedDatabase.set does."""
+    out = []
+    append = out.append
+    for value in values:
+        if type(value) is bytes and len(value) <= SHARE_MAX_LEN:
+            j = hash(value) & (SHARE_SLOTS - 1)
+            if _shared[j] == value:
+                value = _shared[j]
+            else:
+                _shared[j] = value
+        append(value)
+    return out
+
+
 class Database:
     __slots__ = ("id", "ks", "slots", "expires", "heap", "watched", "avg_ttl", "raw",
                  "blocking_keys", "clock", "tracked")
@@ -289,6 +306,23 @@ class Database:
     # TYPE, EXISTS, TTL, OBJECT ...); the same as get() unless clocks are kept.
     peek = get
 
+    def peek_keys(self, keys: list) -> list:
+        """peek() of each key (MIGRATE's batch): the keys are looked up in
+        the first key's slot dict at once, the others (a miss there, a TTL
+        to check) one by one."""
+        if not keys:
+            return []
+        first = keys[0]
+        d = self.slots[keyslot(first) if 123 in first else crc_hqx(first, 0) & 16383]
+        values = list(map(d.get, keys))
+        expires = self.expires
+        if None in values or expires:
+            peek = self.peek
+            for i, key in enumerate(keys):
+                if values[i] is None or (expires and key in expires):
+                    values[i] = peek(key)
+        return values
+
     def slot_dict(self, key: bytes) -> dict:
         """The dict of key's slot, for read-modify-write fast paths (the
         caller handles expiry and WATCH, see INCR)."""
@@ -327,17 +361,33 @@ class Database:
             for key in keys:
                 self.delete(key)
         else:
+            # (a batch's keys are mostly of one slot: the first key's)
             expires = self.expires
             clock = self.clock
+            bounds = clock.bounds if clock is not None else None
+            drop = dict.pop
+            first = keys[0]
+            slot0 = keyslot(first) if 123 in first else crc_hqx(first, 0) & 16383
+            d0 = slots[slot0]
             for key in keys:
-                slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
-                d = slots[slot]
-                if key in d:
-                    if expires:
-                        expires.pop(key, None)
-                    if clock is not None:
+                if key in d0:
+                    slot = slot0
+                    d = d0
+                else:
+                    slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
+                    d = slots[slot]
+                    if key not in d:
+                        continue
+                if expires:
+                    expires.pop(key, None)
+                if clock is not None:
+                    if key in bounds:
                         clock.forget(key, slot, d)
-                    del d[key]
+                    else:
+                        drop(clock, key, None)      # what forget() does then
+                del d[key]
+            if clock is not None:
+                clock.cache_slot = -1
         # A slot moved batch by batch loses its newest keys first
         # (GETKEYSINSLOT's order): the holes they leave at the end of its
         # dict would be walked by every later listing from the end.  Taking
@@ -445,6 +495,35 @@ class Database:
             self.raw.discard(key)
         if self.blocking_keys and key in self.blocking_keys:
             self.ks.on_key_ready(self, key)
+
+    def add_keys(self, slot: int, keys: list, values: list) -> int:
+        """set() of each key, value pair in order while the key is not in
+        `slot`'s dict (a run of RESTOREs of new keys of that slot): how many
+        were stored (the key that stopped them exists, or came twice).  The
+        check and the store are one dict operation (setdefault)."""
+        d = self.slots[slot]
+        if self.watched or self.tracked is not None or self.blocking_keys:
+            return self._add_each(d, keys, values)
+        size = start = len(d)
+        setdefault = d.setdefault
+        for key, value in zip(keys, values):
+            setdefault(key, value)
+            if len(d) == size:
+                break
+            size += 1
+        if self.raw:
+            self.raw.difference_update(keys[:size - start])
+        return size - start
+
+    def _add_each(self, d: dict, keys: list, values: list) -> int:
+        """add_keys() through set(), for its hooks (WATCH, tracking...)."""
+        n = 0
+        for key, value in zip(keys, values):
+            if key in d:
+                break
+            self.set(key, value)
+            n += 1
+        return n
 
     def put(self, key: bytes, value, expire: int = -1, raw: bool = False,
             clock: int | None = None) -> None:
@@ -762,7 +841,7 @@ class HookedDatabase(Database):
         if clock is not None:
             if new:
                 c = ks.new_clock() if ks.lfu else ks.lru_clock
-                if clock.last[slot] != c or len(d) > RUN_LIMIT:
+                if clock.last[slot] != c:
                     clock.created(key, slot, d, c)
             elif ks.lfu:
                 # dbOverwrite keeps the counter; a write without a lookup
@@ -774,6 +853,31 @@ class HookedDatabase(Database):
         ks.last_lookup = None
         if new and ks.on_new is not None:
             ks.on_new(self, key)
+
+    def add_keys(self, slot: int, keys: list, values: list) -> int:
+        ks = self.ks
+        clock = self.clock
+        d = self.slots[slot]
+        if (self.watched or self.tracked is not None or self.blocking_keys
+                or clock is None or ks.lfu or ks.on_new is not None):
+            return self._add_each(d, keys, values)
+        # what set() does for a new key then, without a call per key (no
+        # TTL can be there: a key's TTL goes with it)
+        lru = ks.lru_clock
+        last = clock.last
+        size = start = len(d)
+        setdefault = d.setdefault
+        for key, value in zip(keys, _share(values)):
+            setdefault(key, value)
+            if len(d) == size:
+                break
+            size += 1
+            if last[slot] != lru:
+                clock.created(key, slot, d, lru)
+        if self.raw:
+            self.raw.difference_update(keys[:size - start])
+        ks.last_lookup = None
+        return size - start
 
     def set_pairs(self, argv: list, start: int = 1) -> None:
         ks = self.ks
@@ -788,21 +892,15 @@ class HookedDatabase(Database):
         slots = self.slots
         lru = ks.lru_clock
         last = clock.last
-        for key, value in zip(argv[start::2], argv[start + 1::2]):
+        for key, value in zip(argv[start::2], _share(argv[start + 1::2])):
             slot = keyslot(key) if 123 in key else crc_hqx(key, 0) & 16383
             d = slots[slot]
-            if type(value) is bytes and len(value) <= SHARE_MAX_LEN:
-                j = hash(value) & (SHARE_SLOTS - 1)
-                if _shared[j] == value:
-                    value = _shared[j]
-                else:
-                    _shared[j] = value
             if key in d:
                 d[key] = value
                 clock[key] = lru
             else:
                 d[key] = value
-                if last[slot] != lru or len(d) > RUN_LIMIT:
+                if last[slot] != lru:
                     clock.created(key, slot, d, lru)
         ks.last_lookup = None
 

@@ -36,6 +36,18 @@ def keyslot(key: bytes) -> int:
     return slot
 
 
+def known_slot(keys: list) -> int | None:
+    """The slot of all these keys when the cache holds every one of them in
+    the same slot (a MIGRATE of the keys GETKEYSINSLOT listed), else None:
+    one C-level pass instead of keyslot() a key."""
+    slots = set(map(_recent.get, keys))
+    if len(slots) == 1:
+        slot = slots.pop()
+        if slot is not None:
+            return slot
+    return None
+
+
 def remember(keys: list, slot: int) -> None:
     """Keep that these keys are in slot (CLUSTER GETKEYSINSLOT's answer,
     which the MIGRATE that follows sends back: routing finds their slot

@@ -59,9 +59,11 @@ def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int,
     return csv_rps(test, res.stdout)
 
 
-def move_slot(c: Cluster, keys: int) -> float:
+def move_slot(c: Cluster, keys: int) -> tuple[float, float, float]:
     """Fill the first slot of one primary with `keys` small keys and time
-    `redis-cli --cluster reshard` moving that one slot; keys per second."""
+    `redis-cli --cluster reshard` moving that one slot; keys per second, and
+    the CPU (user + system, /proc/PID/stat) the source and the target spent
+    during the move, in microseconds a key."""
     nodes = c.live_node().nodes()
     src = c.ports[0]
     slot = min(s for n in nodes if n["port"] == src for s in n["slots"])
@@ -76,18 +78,21 @@ def move_slot(c: Cluster, keys: int) -> float:
             pipe.execute()
     pipe.execute()
     src_id = next(n["id"] for n in nodes if n["port"] == src)
+    pids = [c.node_by_port(p).proc.proc.pid for p in (src, dst["port"])]
+    cpu0 = [cpu_seconds(pid) for pid in pids]
     t0 = time.monotonic()
     res = run(["redis-cli", "--cluster", "reshard", "127.0.0.1:%d" % src, "--cluster-from",
                src_id, "--cluster-to", dst["id"], "--cluster-slots", "1", "--cluster-yes",
                "--cluster-pipeline", "100"], 1800)
     dt = time.monotonic() - t0
+    cpu = [(cpu_seconds(pid) - c0) / keys * 1e6 for pid, c0 in zip(pids, cpu0)]
     moved = redis.Redis(host="127.0.0.1", port=dst["port"]).execute_command(
         "CLUSTER", "COUNTKEYSINSLOT", slot)
     if res.returncode != 0 or moved != keys + there:
         raise RuntimeError("reshard failed (exit %d, %d/%d keys moved):\n%s"
                            % (res.returncode, moved, keys + there, res.stdout[-2000:]))
     conn.close()
-    return (keys + there) / dt
+    return (keys + there) / dt, cpu[0], cpu[1]
 
 
 class Prober:
@@ -217,7 +222,10 @@ def main(argv: list[str] | None = None) -> int:
             rate = {name: 0.0 for name in clusters}
             for _ in range(args.rounds):
                 for name, c in clusters.items():
-                    rate[name] = max(rate[name], move_slot(c, args.move_keys))
+                    r, src_us, dst_us = move_slot(c, args.move_keys)
+                    rate[name] = max(rate[name], r)
+                    print("  %-6s %8.0f keys/s, CPU a key: source %.2f us, target %.2f us"
+                          % (name, r, src_us, dst_us), flush=True)
             ratio = rate["pynode"] / rate["redis"]
             print("slot move (%d keys, reshard --cluster-pipeline 100, best of %d): "
                   "pynode %.0f keys/s, redis-server %.0f keys/s, ratio %.2f  goal %s"

@@ -298,3 +298,34 @@ def test_lfu_runs_hold_the_creation_minute():
     assert ks.lfu_decr(db.clock[b"{s}old"]) in (keyspace.LFU_INIT_VAL - 3,
                                                 keyspace.LFU_INIT_VAL - 2)
     db.check_invariants()
+
+
+def test_keys_past_the_run_limit_share_the_last_run():
+    """A slot fuller than RUN_LIMIT: a key created with the clock of the
+    slot's last run takes no entry and reads that run's clock, wherever it
+    is; a key created a tick later takes an entry; deleting the run's keys
+    from either end (a slot's move, FIFO expiry) keeps every clock right.
+    Keys arrive as RESTOREs of a slot's move (Database.add_keys) and as SETs."""
+    ks = _keyspace()
+    db = ks.db(0)
+    n = keyspace.RUN_LIMIT * 3
+    keys = [b"{big}%d" % i for i in range(n)]
+    slot = keyslot(keys[0])
+    db.add_keys(slot, keys[:n // 2], [b"v"] * (n // 2))
+    for k in keys[n // 2:n - 10]:
+        db.set(k, b"v")
+    assert len(db.clock) == 0 and len(db.clock.bounds) == 1      # one run, no entry
+    ks.now += 3000
+    ks.update_clock()
+    db.add_keys(slot, keys[n - 10:], [b"v"] * 10)
+    assert len(db.clock) == 10
+    want = {k: 3000 for k in keys[:n - 10]} | {k: 0 for k in keys[n - 10:]}
+    assert {k: ks.idle_ms(db.clock.get(k)) for k in keys} == want
+    for k in keys[:keyspace.RUN_LIMIT + 5]:          # the oldest first: the mark moves on
+        db.delete(k)
+        del want[k]
+    db.delete_keys(list(reversed(keys))[:20])        # the newest first
+    for k in list(reversed(keys))[:20]:
+        del want[k]
+    assert {k: ks.idle_ms(db.clock.get(k)) for k in want} == want
+    db.check_invariants()

@@ -402,3 +402,45 @@ def test_every_type_moves_between_pynode_and_redis_server(server, real):
     assert p.object("encoding", "si") == b"intset"
     p.close()
     r.close()
+
+
+def test_migrate_keys_lookups_count_and_notify_as_redis(server, real):
+    """MIGRATE ... KEYS looks its keys up in one keyspace call: keys of
+    several slots, missing, with a TTL, expired, named twice.  Keyspace hits
+    and misses, the keymiss events, what moved and the reply are
+    redis-server's."""
+    p = server.client()
+    r = real.client()
+    seen = {}
+    for name, src, dst, port in (("pynode", p, r, real.port), ("redis", r, p, server.port)):
+        p.flushall()
+        r.flushall()
+        src.mset({"{t}a": "1", "{t}b": "2", "other": "3", "{t}ttl": "4", "{t}gone": "5"})
+        src.pexpire("{t}ttl", 100000)
+        src.pexpire("{t}gone", 1)
+        time.sleep(0.01)
+        src.config_set("notify-keyspace-events", "Em")
+        sub = src.pubsub()
+        sub.subscribe("__keyevent@0__:keymiss")
+        sub.get_message(timeout=1)
+        before = src.info("stats")
+        try:            # ({t}a twice: the target refuses the second)
+            reply = src.execute_command("MIGRATE", "127.0.0.1", port, "", 0, 1000, "KEYS",
+                                        "{t}a", "{t}nokey", "other", "{t}ttl", "{t}gone",
+                                        "{t}b", "nokey2", "{t}a")
+        except redis.ResponseError as e:
+            reply = str(e)
+        after = src.info("stats")
+        misses = []
+        while (m := sub.get_message(timeout=0.2)) is not None:
+            misses.append(m["data"])
+        sub.close()
+        src.config_set("notify-keyspace-events", "")
+        seen[name] = (reply, after["keyspace_hits"] - before["keyspace_hits"],
+                      after["keyspace_misses"] - before["keyspace_misses"], misses,
+                      sorted(dst.keys()), sorted(src.keys()), dst.pttl("{t}ttl") > 90000)
+    assert seen["pynode"] == seen["redis"]
+    assert seen["pynode"][:4] == ("Target instance replied with error: " + BUSY, 5, 3,
+                                  [b"{t}nokey", b"{t}gone", b"nokey2"])
+    p.close()
+    r.close()

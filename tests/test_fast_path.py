@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -229,3 +230,102 @@ def test_restore_asking_into_an_importing_slot_runs_on_the_fast_path(tmp_path, m
     replies = _decode(bytes(c.t.buf))
     assert replies[0] == b"OK" and str(replies[1]).startswith("MOVED %d " % slot)
     assert routed == [b"GET"]
+
+
+def _importing_node(path: str):
+    """A cluster node importing the slot of {imp} from another node."""
+    srv = cluster_server(path)
+    other = "f" * 40
+    slot = keyslot(b"{imp}")
+    st = srv.cluster.state
+    st.slot_owner[slot] = other
+    st.myself.importing[slot] = other
+    st.nodes[other] = st.myself              # (a MOVED names the owner's address)
+    st.slot_owner[keyslot(b"{away}")] = other    # a slot neither ours nor importing
+    return srv
+
+
+def _restore_run_commands() -> list:
+    """RESTORE-ASKINGs as a MIGRATE batch sends them, with every way for one
+    in the middle to differ: a key restored earlier in the run, a key that
+    exists, a bad checksum, a newer RDB version, a key of another slot of
+    ours, of a slot neither ours nor importing, a TTL, an option, a list."""
+    good = dumpfmt.dumps(b"v")
+    bad_crc = good[:-1] + bytes([good[-1] ^ 1])
+    body = bytearray(good[:-8])
+    body[-2] = 99                                   # RDB version 99
+    newer = bytes(body) + dumpfmt._pack_crc(dumpfmt.rdb.crc64_of(bytes(body)))
+    c = InProc().client()
+    c.call("RPUSH", "l", "a", "b")
+    lst = c.call("DUMP", "l")
+    cmds = [("RESTORE-ASKING", "{imp}%d" % i, 0, good) for i in range(3)]
+    cmds += [("RESTORE-ASKING", "{imp}1", 0, good), ("RESTORE-ASKING", "{imp}3", 0, good),
+             ("RESTORE-ASKING", "{imp}old", 0, good), ("RESTORE-ASKING", "{imp}4", 0, good),
+             ("RESTORE-ASKING", "{imp}5", 0, bad_crc), ("RESTORE-ASKING", "{imp}6", 0, good),
+             ("RESTORE-ASKING", "{imp}7", 0, newer), ("RESTORE-ASKING", "mine", 0, good),
+             ("RESTORE-ASKING", "{imp}8", 0, good), ("RESTORE-ASKING", "{away}1", 0, good),
+             ("RESTORE-ASKING", "x{imp}9", 0, good), ("RESTORE-ASKING", "{imp}10", 5000, good),
+             ("RESTORE-ASKING", "{imp}11", 0, good, "REPLACE"),
+             ("RESTORE-ASKING", "{imp}12", 0, lst), ("GET", "mine"),
+             ("restore-asking", "{imp}13", 0, good), ("RESTORE-ASKING", "{imp}14", 0, good),
+             ("RESTORE-ASKING", "{imp}15", 0, b"\x00\x01")]
+    return cmds
+
+
+def _state(srv) -> dict:
+    db = srv.ks.db(0)
+    keys = {}
+    for d in db.slots:
+        for k, v in d.items():
+            keys[k] = (dumpfmt.dumps(v), k in db.expires)
+    stats = {name: (cmd.calls, cmd.rejected, cmd.failed) for name, cmd in
+             ((n, srv.dispatch[n]) for n in (b"restore-asking", b"get"))}
+    return {"keys": keys, "stats": stats, "dirty": srv.dirty,
+            "errors": dict(srv.stats.errorstats)}
+
+
+def test_a_run_of_restore_asking_answers_as_one_command_at_a_time(tmp_path, monkeypatch):
+    """The RESTORE-ASKINGs of one read run as one call (Command.batch):
+    replies, keys, commandstats, error stats, the dirty count and what is
+    propagated (the AOF's and the replicas' feed) are those of the same
+    commands sent one per read (execute() for each)."""
+    import pynode.server
+    monkeypatch.chdir(tmp_path)
+    cmds = _restore_run_commands()
+    out = {}
+    for mode in ("one read", "one by one"):
+        workdir = tmp_path / mode.replace(" ", "_")
+        workdir.mkdir()
+        srv = _importing_node(str(workdir))
+        batches = []
+        fed = []
+        # (the absolute expiry a TTL becomes differs between the two runs)
+        monkeypatch.setattr(srv, "propagate", lambda dbid, argv, fed=fed: fed.append(
+            (dbid, [b"<abs>" if argv[-1] == b"ABSTTL" and i == 2 else bytes(a)
+                    for i, a in enumerate(argv)])))
+        monkeypatch.setattr(srv, "aof", SimpleNamespace(buf=b""))  # something to feed
+        for name in (b"restore-asking", b"restore"):
+            cmd = srv.dispatch[name]
+            real_batch = cmd.batch
+            monkeypatch.setattr(cmd, "batch", lambda c, cs, i, s, real_batch=real_batch:
+                                batches.append(real_batch(c, cs, i, s) - i) or i + batches[-1])
+        c = InClient(srv)
+        c.call("ASKING")
+        c.call("SET", "{imp}old", "o")
+        if mode == "one read":
+            c.c.data_received(b"".join(enc(*cmd) for cmd in cmds))
+            replies = c.take()
+        else:
+            replies = [c.call(*cmd) for cmd in cmds]
+        out[mode] = (replies, _state(srv), fed, batches)
+    replies, state, fed, batches = out["one read"]
+    assert replies == out["one by one"][0]
+    assert state == out["one by one"][1]
+    assert fed == out["one by one"][2]
+    assert sum(batches) >= 10 and max(batches) == 3      # the runs took the batch path
+    assert out["one by one"][3] == [] or max(out["one by one"][3]) <= 1
+    assert replies[:3] == [b"OK"] * 3 and replies[3].startswith("BUSYKEY")
+    assert replies[7] == "ERR DUMP payload version or checksum are wrong"
+    assert replies[12].startswith("MOVED ")
+    assert state["keys"][b"{imp}10"][1] is True and b"{imp}5" not in state["keys"]
+    assert len(fed) == 1 + replies.count(b"OK")           # (the SET before the run)

@@ -8,6 +8,7 @@ Every expectation here was first checked against redis-server 7.0.15
 
 from __future__ import annotations
 
+import glob
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ import redis
 
 from tests.cluster_helpers import Cluster, key_for_slot, keyslot, run
 from tests.helpers import wait_ping
+from tests.inproc import _decode
 
 TRYAGAIN = "Multiple keys request during rehashing of slot"
 
@@ -273,3 +275,98 @@ def test_failover_of_the_migrating_source_leaves_the_slot_to_fix(cl):
 def test_key_for_slot_helper_lands_in_its_slot():
     for slot in (0, 1, 5000, 16383):
         assert keyslot(key_for_slot(slot)) == slot
+
+
+def _slot_keys_of(conn: redis.Redis, slots: list[int]) -> list:
+    """The keys of these slots (CLUSTER GETKEYSINSLOT: a replica answers too)."""
+    return sorted(k for s in slots for k in conn.execute_command("CLUSTER", "GETKEYSINSLOT",
+                                                                  s, 1000))
+
+
+def _aof_commands(node_dir: str) -> list:
+    """The commands in a node's incremental AOF files (appendonlydir)."""
+    out = []
+    for path in sorted(glob.glob(os.path.join(node_dir, "appendonlydir", "*.incr.aof"))):
+        with open(path, "rb") as fh:
+            out += _decode(fh.read())
+    return out
+
+
+def test_a_read_of_restore_asking_answers_each_command(cl):
+    """One write of RESTORE-ASKINGs into an importing slot (what MIGRATE
+    sends, which the target runs as one batch) with, in the middle: a key
+    restored earlier in the write, a key that exists, a bad checksum, a key
+    of a slot the target owns, of a slot neither owned nor importing, a TTL,
+    REPLACE, a list; then MULTI around RESTORE-ASKING.  Replies and
+    commandstats are redis-server's (PYNODE_CLUSTER_SERVER=redis), the
+    target's replica ends with the same keys and its AOF has the commands
+    that succeeded, in order."""
+    ids = _ids(cl)
+    tag = "{rrun}"
+    slot = keyslot(tag)
+    src = cl.owner_of(slot)
+    dst = next(p for p in cl.primary_ports() if p != src)
+    third = next(p for p in cl.primary_ports() if p not in (src, dst))
+    owned = next(s for s in range(16384) if cl.owner_of(s) == dst)
+    away = next(s for s in range(16384) if cl.owner_of(s) == third)
+    mine, elsewhere = key_for_slot(owned) + "m", key_for_slot(away) + "e"
+    S, D = _r(src), _r(dst)
+    D.config_set("appendonly", "yes")
+    _wait(lambda: D.info("persistence")["aof_rewrite_in_progress"] == 0
+          and D.info("persistence")["aof_enabled"] == 1, what="the AOF to be on")
+    S.set(tag + "v", "xxx")
+    S.rpush(tag + "l", "a", "b", "c")
+    good, lst = S.dump(tag + "v"), S.dump(tag + "l")
+    bad = good[:-1] + bytes([good[-1] ^ 1])
+    assert _raw(D, "CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src]) == b"OK"
+    try:
+        assert _asking(D, "SET", tag + "old", "o") is True
+        before = D.info("commandstats").get("cmdstat_restore-asking", {})
+        cmds = [("RESTORE-ASKING", tag + str(i), 0, good) for i in range(3)] + [
+            ("RESTORE-ASKING", tag + "1", 0, good), ("RESTORE-ASKING", tag + "3", 0, good),
+            ("RESTORE-ASKING", tag + "old", 0, good), ("RESTORE-ASKING", tag + "4", 0, good),
+            ("RESTORE-ASKING", tag + "5", 0, bad), ("RESTORE-ASKING", tag + "6", 0, good),
+            ("RESTORE-ASKING", mine, 0, good), ("RESTORE-ASKING", tag + "7", 0, good),
+            ("RESTORE-ASKING", elsewhere, 0, good), ("RESTORE-ASKING", "x" + tag + "8", 0, good),
+            ("RESTORE-ASKING", tag + "9", 50000, good),
+            ("RESTORE-ASKING", tag + "old", 0, good, "REPLACE"),
+            ("RESTORE-ASKING", tag + "10", 0, lst), ("RESTORE-ASKING", tag + "11", 0, good)]
+        p = D.pipeline(transaction=False)
+        for cmd in cmds:
+            p.execute_command(*cmd)
+        got = [str(r) if isinstance(r, Exception) else r for r in p.execute(raise_on_error=False)]
+        busy = "BUSYKEY Target key name already exists."
+        assert got == [b"OK"] * 3 + [busy, b"OK", busy, b"OK",
+                                     "DUMP payload version or checksum are wrong", b"OK",
+                                     b"OK", b"OK", "%d 127.0.0.1:%d" % (away, third)] + [b"OK"] * 5
+        after = D.info("commandstats")["cmdstat_restore-asking"]
+        assert [after[k] - before.get(k, 0) for k in ("calls", "failed_calls",
+                                                      "rejected_calls")] == [16, 3, 1]
+        # MULTI: queued, EXEC not being RESTORE-ASKING is redirected to the owner
+        m = D.pipeline(transaction=True)
+        m.execute_command("RESTORE-ASKING", tag + "m1", 0, good)
+        m.execute_command("RESTORE-ASKING", tag + "m2", 0, good)
+        try:
+            multi = m.execute(raise_on_error=False)
+        except redis.exceptions.ResponseError as e:
+            multi = str(e)
+        assert multi == "%d 127.0.0.1:%d" % (slot, src)         # (MOVED, as redis-py says it)
+        assert _asking(D, "EXISTS", tag + "m1") == 0
+        stored = [cmd[1] for cmd, r in zip(cmds, got) if r == b"OK"]
+        keys = _slot_keys_of(D, [slot, owned])
+        assert keys == sorted(set(k.encode() for k in stored) | {(tag + "old").encode()})
+        assert _asking(D, "GET", tag + "old") == b"xxx" and _asking(D, "LLEN", tag + "10") == 3
+        assert D.pttl(mine) == -1 and _asking(D, "PTTL", tag + "9") > 40000
+        replica = next(n["port"] for n in cl.live_node().nodes() if n["master"] == ids[dst])
+        assert D.execute_command("WAIT", 1, 5000) == 1
+        assert _slot_keys_of(_r(replica), [slot, owned]) == keys
+        assert [c[1].decode() for c in _aof_commands(cl.node_by_port(dst).dir)
+                if c[0].lower().startswith(b"restore")] == stored
+    finally:
+        for key in [tag + "v", tag + "l"]:
+            S.delete(key)
+        for key in _slot_keys_of(D, [slot]):
+            _asking(D, "DEL", key)
+        D.delete(mine)
+        assert _raw(D, "CLUSTER", "SETSLOT", slot, "STABLE") == b"OK"
+        D.config_set("appendonly", "no")

@@ -276,3 +276,30 @@ def test_getkeysinslot_keys_are_remembered_with_their_slot():
     assert len(slots._recent) == 100 + half
     slots.remember([b"{h}x%d" % i for i in range(half)], h)
     assert slots._recent == {b"{h}x%d" % i: h for i in range(half)}     # emptied first
+
+
+def test_migrate_of_known_keys_routes_as_key_by_key(sim):
+    """MIGRATE ... KEYS of keys whose slot the cache knows (GETKEYSINSLOT
+    listed them) is routed without hashing each, with the same answers:
+    all in one slot of ours (served: NOKEY here), one unknown key of another
+    slot among them or two known slots (CROSSSLOT), the same key twice, a
+    slot of another node (MOVED)."""
+    srv, c = make_client(sim, 0)
+    a, b = key_for(sim, 0, "a"), key_for(sim, 0, "b")
+    other = key_for(sim, 1)
+    mine = [b"{%s}%d" % (a, i) for i in range(20)]
+    theirs = [b"{%s}%d" % (other, i) for i in range(20)]
+    slots._recent.clear()
+    slots.remember(mine, keyslot(a))
+    slots.remember(theirs, keyslot(other))
+    head = ["MIGRATE", "127.0.0.1", "1", "", 0, 100, "KEYS"]
+    crossslot = b"-CROSSSLOT Keys in request don't hash to the same slot\r\n"
+    n1 = sim.nodes[1]
+    assert run(c, *head, *mine) == b"+NOKEY\r\n"
+    assert run(c, *head, *mine, mine[0]) == b"+NOKEY\r\n"
+    assert run(c, *head, *mine[:5], b, *mine[5:]) == (
+        crossslot if keyslot(b) != keyslot(a) else b"+NOKEY\r\n")
+    assert run(c, *head, *mine, *theirs) == crossslot
+    assert run(c, *head, *theirs) == b"-MOVED %d %s:%d\r\n" % (keyslot(other), n1.ip.encode(),
+                                                               n1.port)
+    assert run(c, *head, mine[0], *theirs) == crossslot

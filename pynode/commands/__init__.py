@@ -33,7 +33,8 @@ class Command:
                  "nomulti", "noscript", "fast", "may_replicate", "skip_monitor",
                  "skip_slowlog", "blocking", "movablekeys", "first_key", "last_key",
                  "step", "subs", "parent", "calls", "ns", "rejected", "failed",
-                 "bname", "key_pos", "asking", "flags_of", "views", "lat", "hidden")
+                 "bname", "key_pos", "asking", "flags_of", "views", "lat", "hidden",
+                 "batch")
 
     def __init__(self, name: str, handler, meta: CommandMeta) -> None:
         self.name = name                      # "get" or "client|list"
@@ -69,6 +70,9 @@ class Command:
         # EVAL/FCALL: fn(srv, cmd, argv) -> the command as its script's flags
         # make it (write, denyoom, stale) for routing, READONLY and OOM checks
         self.flags_of = None
+        # fn(c, cmds, i, slot) -> j: runs cmds[i:j], a run of this command
+        # that all succeed (replies +OK), in one call (Server.execute_fast)
+        self.batch = None
         self.views: dict | None = None
         self.subs: dict[bytes, Command] | None = None
         # subcommands newer than Redis 7.0 (CLUSTER MIGRATESLOTS ...): dispatched,
@@ -111,6 +115,8 @@ _HANDLERS: dict[str, object] = {}
 KEY_FINDERS: dict[str, object] = {}
 # name -> fn(srv, cmd, argv) -> Command: flags that depend on the arguments
 FLAGS_OF: dict[str, object] = {}
+# name -> a run of the command in one call (Command.batch)
+BATCHES: dict[str, object] = {}
 # "parent|sub" -> (handler, arity, flags) of subcommands Redis 7.0 lacks
 _HIDDEN: dict[str, tuple] = {}
 
@@ -122,7 +128,7 @@ def _modules() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.ispkg)
 
 
-def command(*names: str, keys=None):
+def command(*names: str, keys=None, batch=None):
     """Register a handler for one or more command names ("get", "client|list")."""
 
     def deco(fn):
@@ -132,6 +138,8 @@ def command(*names: str, keys=None):
             _HANDLERS[n] = fn
             if keys is not None:
                 KEY_FINDERS[n] = keys
+            if batch is not None:
+                BATCHES[n] = batch
         return fn
 
     return deco
@@ -159,6 +167,7 @@ def build_table() -> dict[bytes, Command]:
             continue
         cmd = table[name.encode()] = Command(name, fn, META[name])
         cmd.flags_of = FLAGS_OF.get(name)
+        cmd.batch = BATCHES.get(name)
     for name, fn in _HANDLERS.items():
         if "|" not in name:
             continue

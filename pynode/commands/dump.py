@@ -15,6 +15,8 @@ from __future__ import annotations
 import random
 import socket
 import time
+from binascii import crc_hqx
+from itertools import islice
 
 from gossip import outgoing
 from pynode import evict, notify
@@ -22,6 +24,7 @@ from pynode.commands import SYNTAX, CommandError, command, parse_int
 from pynode.commands import lookup_read
 from pynode.resp import OK
 from storage import dump as dumpfmt
+from storage.slots import keyslot
 
 BUSYKEY = "BUSYKEY Target key name already exists."
 CACHE_TTL_S = 10            # MIGRATE_SOCKET_CACHE_TTL
@@ -39,7 +42,52 @@ def dump(c, argv):
     return b"$%d\r\n%s\r\n" % (len(payload), payload)
 
 
-@command("restore", "restore-asking")
+def restore_batch(c, cmds: list, i: int, slot: int) -> int:
+    """RESTORE's common case for a run of commands (the RESTORE-ASKINGs of
+    a MIGRATE's batch, in one read): from cmds[i], the commands of the same
+    name without TTL or option, of new keys of `slot` (the run's first key's,
+    which the dispatcher routed), whose payloads load, are stored in one
+    keyspace call, which checks each key is new as it stores it.  Returns
+    the index after them (i: none); the dispatcher books each as a call
+    answered +OK.  The command that ends the run (a
+    key that exists or came earlier in the run, another slot, a payload
+    that does not load, ...) is left to restore() for its reply; so are
+    runs when keyspace events or blocked clients could see the keys one by
+    one."""
+    srv = c.srv
+    db = c.db
+    if srv.notify_flags or db.blocking_keys:
+        return i
+    name = cmds[i][0]
+    keys = []
+    payloads = []
+    prefix = None       # a hash-tagged key's text up to its tag's end: same slot
+    for argv in islice(cmds, i, None):
+        if len(argv) != 4 or argv[0] != name or argv[2] != b"0":
+            break
+        key = argv[1]
+        if 123 in key:
+            if prefix is None or not key.startswith(prefix):
+                s = key.find(b"{")
+                e = key.find(b"}", s + 1)
+                if e > s + 1:
+                    if crc_hqx(key[s + 1:e], 0) & 16383 != slot:
+                        break
+                    prefix = key[:e + 1]
+                elif keyslot(key) != slot:
+                    break
+        elif crc_hqx(key, 0) & 16383 != slot:
+            break
+        keys.append(key)
+        payloads.append(argv[3])
+    values = dumpfmt.loads_run(payloads)
+    # stored while new: a key that exists (or came earlier in the run) ends it
+    stored = db.add_keys(slot, keys, values) if values else 0
+    srv.dirty += stored
+    return i + stored
+
+
+@command("restore", "restore-asking", batch=restore_batch)
 def restore(c, argv):
     n = len(argv)
     if n == 4 and argv[2] == b"0":
@@ -276,12 +324,19 @@ def migrate(c, argv):
     if timeout <= 0:
         timeout = 1000
     db = c.db
-    found = []
-    for key in argv[first_key:first_key + num_keys]:
-        v = lookup_read(c, key, touch=False)
-        if v is not None:
-            found.append((key, v))
-    v = None                          # the freer counts the references to a value
+    keys = argv[first_key:first_key + num_keys]
+    # lookupKeyRead of each key, without touching their clocks (see below)
+    found = [(key, v) for key, v in zip(keys, db.peek_keys(keys)) if v is not None]
+    stats = c.srv.stats
+    stats.keyspace_hits += len(found)
+    if len(found) < len(keys):
+        stats.keyspace_misses += len(keys) - len(found)
+        if c.srv.notify_flags:
+            there = dict(found)
+            for key in keys:
+                if key not in there:
+                    notify.key_miss(c.srv, key, db.id)
+            there = None
     if not found:
         return b"+NOKEY\r\n"
     moved: list[bytes] = []
@@ -317,10 +372,10 @@ def _migrate_found(c, host: bytes, port: bytes, dbid: int, timeout: int, copy: b
         now = srv.ks.now
         sent = []
         expires = db.expires
-        dumps = dumpfmt.dumps
+        payloads = dumpfmt.dumps_run([v for _, v in found])
         head = b"*%d\r\n%s" % (5 if replace else 4, _bulk(restore_name))
         tail = b"$7\r\nREPLACE\r\n" if replace else b""
-        for key, v in found:
+        for key, payload in zip([key for key, _ in found], payloads):
             when = expires.get(key) if expires else None
             if when is None:
                 ttl = b"$1\r\n0\r\n"
@@ -329,11 +384,9 @@ def _migrate_found(c, host: bytes, port: bytes, dbid: int, timeout: int, copy: b
                 if left < 0:
                     continue          # expired since the lookup
                 ttl = _bulk(b"%d" % max(left, 1))
-            payload = dumps(v)
             out.append(b"%s$%d\r\n%s\r\n%s$%d\r\n%s\r\n%s" % (
                 head, len(key), key, ttl, len(payload), payload, tail))
             sent.append(key)
-        v = None                      # see below: the freer counts references
         deadline = time.monotonic() + timeout / 1000.0
         write_error = False
         heads = (password is not None) + select
