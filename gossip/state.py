@@ -345,11 +345,16 @@ class ClusterState:
         self._attn: set[Node] = set()
         # _pinged: nodes that may have a ping in flight (ping_sent != 0).
         self._pinged: set[Node] = set()
-        # _due: a heap of (time, seq, node), one entry per node, the time never
-        # later than when the node's pong gets older than node-timeout/2 (the
-        # pong time only grows: an entry is pushed again, later, when popped).
+        # _due: a heap of (time, seq, node), one entry per node not in _due_now,
+        # the time never later than when the node's pong gets older than
+        # node-timeout/2 (the pong time only grows: an entry found early moves
+        # to its later deadline in place).
         self._due: list = []
         self._due_half = node_timeout_ms // 2
+        # _due_now: the nodes the last cron run found due, off the heap: the
+        # next run looks at each again (due still, or pushed back with its new
+        # deadline) without popping it from the heap a second time
+        self._due_now: list[Node] = []
         self._node_seq = 0
         # bumped by every change of a node's role, FAIL, NOADDR, HANDSHAKE or
         # MIGRATE_TO flag, primary, slots, or of the table itself: the replica
@@ -561,7 +566,8 @@ class ClusterState:
         too). ``bitmaps_checked``, for checking many tables in a row with no
         change between them: the (slot set, bitmap) pairs already compared,
         by identity (holding both, so no id is reused), and filled in; tables
-        sharing slot sets share their cached bitmaps too."""
+        sharing slot sets share their cached bitmaps too. It also keeps the
+        slot ranges of each bitmap (by the bitmap's id, holding it)."""
         me = self.myself
         assert self.nodes.get(me.id) is me, "myself is in the node table"
         assert MYSELF in me.flags and len(me.flags & _ROLE_FLAGS) == 1, f"myself role: {me.flags}"
@@ -610,6 +616,16 @@ class ClusterState:
             # same map, and no slot may be claimed twice (counts would differ).
             rebuilt: list[str | None] = [None] * CLUSTER_SLOTS
             for n in self.nodes.values():
+                if not n.slots:
+                    continue
+                if n._ranges is None and bitmaps_checked is not None:
+                    # one bitmap is shared by the views of a primary in many
+                    # tables: its ranges are worked out once (kept by the bitmap's id)
+                    bm = n.slot_bitmap()
+                    seen = bitmaps_checked.get(id(bm))
+                    if seen is None:
+                        seen = bitmaps_checked[id(bm)] = (bm, n.slot_ranges())
+                    n._ranges = seen[1]
                 for a, b in n.slot_ranges():
                     rebuilt[a : b + 1] = [n.id] * (b - a + 1)
             assigned = CLUSTER_SLOTS - rebuilt.count(None)
@@ -637,6 +653,9 @@ class ClusterState:
             due: dict[Node, int] = {}
             for t, _, n in self._due:
                 due[n] = min(t, due.get(n, t))
+            for n in self._due_now:  # looked at by the next run
+                assert n not in due, f"node {n.id}: on the ping heap and due now"
+                due[n] = self.now
             for n in self.nodes.values():
                 if n is me:
                     continue
@@ -1181,6 +1200,7 @@ class ClusterState:
             self._due_half = half
             due[:] = [(n.pong_received + half + 1, n._seq, n) for n in nodes.values() if MYSELF not in n.flags]
             heapq.heapify(due)
+            self._due_now = []
         out = set()
         pinged = self._pinged
         for node in list(pinged):
@@ -1188,16 +1208,32 @@ class ClusterState:
                 pinged.discard(node)
             else:
                 out.add(node)
-        while due and due[0][0] <= now:
-            _, seq, node = heapq.heappop(due)
+        # due at the last run: due still (a candidate again), or back on the
+        # heap at its new deadline (a push of a later time: rarely a sift)
+        again = self._due_now
+        due_now = self._due_now = []
+        for node in again:
             if nodes.get(node.id) is not node:
-                continue  # deleted: its entry goes
+                continue  # deleted: dropped
+            t = node.pong_received + half + 1
+            if t <= now:
+                out.add(node)
+                due_now.append(node)
+            else:
+                heapq.heappush(due, (t, node._seq, node))
+        while due and due[0][0] <= now:
+            _, seq, node = due[0]
+            if nodes.get(node.id) is not node:
+                heapq.heappop(due)  # deleted: its entry goes
+                continue
             t = node.pong_received + half + 1
             if t <= now:
                 # due now (or unlinked): a candidate, looked at again next tick
                 out.add(node)
-                t = now + 1
-            heapq.heappush(due, (t, seq, node))
+                due_now.append(node)
+                heapq.heappop(due)
+            else:
+                heapq.heapreplace(due, (t, seq, node))  # a fresher pong moved it
         if mf_id is not None and mf_id in nodes:
             out.add(nodes[mf_id])
         return sorted(out, key=_by_seq)
