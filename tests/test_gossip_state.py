@@ -808,6 +808,27 @@ def test_a_due_node_is_looked_at_again_off_the_heap():
     a.check_invariants(full=True)
 
 
+def test_the_replica_census_follows_each_change():
+    """The replica cron's census (orphaned primaries, the most working
+    replicas, my primary's) is kept as replicas fail, recover and move, and
+    always equals a count over the whole table."""
+    a = build(["a myself,slave b 0", "b master - 1 0-99", "c master - 2 100-199", "d slave c 0"], current=2)
+
+    def census():
+        assert a._census_now() == a._replica_census()
+        return a._census_now()
+
+    assert census() == (0, 1, 1)
+    a.on_message(IN, msg(MsgType.FAIL, "b", cur=2, cfg=1, body=FailBody(nid("d"))), T0)
+    assert census() == (1, 1, 1)  # c serves slots, used to have a replica, has none working
+    a.on_message(out(nid("d")), msg(MsgType.PONG, "d", cur=2, primary="c", flags=("slave",)), T0 + 10)
+    assert "fail" not in a.nodes[nid("d")].flags and census() == (0, 1, 1)
+    a.on_message(IN, msg(MsgType.PING, "d", cur=2, primary="b", flags=("slave",)), T0 + 20)
+    assert census() == (1, 2, 2)  # d moved to b: c orphaned again, b has two
+    a.on_message(IN, msg(MsgType.PING, "e", cur=2, primary="c", flags=("slave",), port=7009), T0 + 30)
+    assert census() == (1, 2, 2)  # (an unknown sender is not added by its ping)
+
+
 def test_the_table_lists_follow_nodes_added_by_gossip():
     """The ids a section draws from (kept between changes) take a node the
     gossip adds at the end, as the table's order has it."""
