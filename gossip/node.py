@@ -141,6 +141,16 @@ class Node:
     #: position in the node table's order (gossip.state: the order its cron
     #: visits nodes in; a rename moves a node to the end, as in the dict)
     _seq: int = field(default=0, repr=False)
+    #: gossip.state's replica census: the primary id this node counts as a
+    #: working replica of (None: it counts for none), and its own entry as a
+    #: primary there: (working replicas, orphaned) or None (not counted)
+    _ok_for: str | None = field(default=None, repr=False)
+    _census: tuple[int, bool] | None = field(default=None, repr=False)
+    #: gossip.state's replica census: the primary id this node counts as a
+    #: working replica of (None: it counts for none), and its own entry as a
+    #: primary there: (working replicas, orphaned) or None (not counted)
+    _ok_for: str | None = field(default=None, repr=False)
+    _census: tuple[int, bool] | None = field(default=None, repr=False)
 
     @property
     def is_primary(self) -> bool:

@@ -345,17 +345,27 @@ class ClusterState:
         self._attn: set[Node] = set()
         # _pinged: nodes that may have a ping in flight (ping_sent != 0).
         self._pinged: set[Node] = set()
-        # _due: a heap of (time, seq, node), one entry per node, the time never
-        # later than when the node's pong gets older than node-timeout/2 (the
-        # pong time only grows: an entry is pushed again, later, when popped).
+        # _due: a heap of (time, seq, node), one entry per node not in _due_now,
+        # the time never later than when the node's pong gets older than
+        # node-timeout/2 (the pong time only grows: an entry found early moves
+        # to its later deadline in place).
         self._due: list = []
         self._due_half = node_timeout_ms // 2
+        # _due_now: the nodes the last cron run found due, off the heap: the
+        # next run looks at each again (due still, or pushed back with its new
+        # deadline) without popping it from the heap a second time
+        self._due_now: list[Node] = []
         self._node_seq = 0
-        # bumped by every change of a node's role, FAIL, NOADDR, HANDSHAKE or
-        # MIGRATE_TO flag, primary, slots, or of the table itself: the replica
-        # cron's census of primaries and their replicas is kept until it moves
-        self._topo_gen = 0
-        self._census: tuple | None = None
+        # The replica cron's census of primaries and their working replicas,
+        # kept as it changes (a node's flags, primary, slots, or the table):
+        # primary id -> how many nodes count as its working replicas (slave,
+        # not fail); how many counted primaries (master, not fail, noaddr or
+        # handshake, not myself) have each such count; how many of those are
+        # orphaned (no working replica, slots, migrate_to). Each node holds
+        # what it adds (Node._ok_for, Node._census).
+        self._ok_replicas: dict[str, int] = {}
+        self._census_counts: dict[int, int] = {}
+        self._census_orphaned = 0
         # the nodes owning slots -> their flag sets (kept by _assign_slots and
         # _unassign_slots): clusterUpdateState reads the roles and the PFAIL /
         # FAIL flags of those, live and at C speed, instead of scanning the table
@@ -456,7 +466,7 @@ class ClusterState:
         for n in st.nodes.values():  # clusterNodeAddSlave: a primary that has replicas
             if n.is_replica and n.primary_id in st.nodes:
                 st._add_flags(st.nodes[n.primary_id], MIGRATE_TO)
-                st._topo_gen += 1
+        st._census_rebuild()  # (the table was replaced, myself too)
         st._update_myself_flags()
         st.check_invariants(full=True)
         return st
@@ -561,7 +571,8 @@ class ClusterState:
         too). ``bitmaps_checked``, for checking many tables in a row with no
         change between them: the (slot set, bitmap) pairs already compared,
         by identity (holding both, so no id is reused), and filled in; tables
-        sharing slot sets share their cached bitmaps too."""
+        sharing slot sets share their cached bitmaps too. It also keeps the
+        slot ranges of each bitmap (by the bitmap's id, holding it)."""
         me = self.myself
         assert self.nodes.get(me.id) is me, "myself is in the node table"
         assert MYSELF in me.flags and len(me.flags & _ROLE_FLAGS) == 1, f"myself role: {me.flags}"
@@ -610,6 +621,16 @@ class ClusterState:
             # same map, and no slot may be claimed twice (counts would differ).
             rebuilt: list[str | None] = [None] * CLUSTER_SLOTS
             for n in self.nodes.values():
+                if not n.slots:
+                    continue
+                if n._ranges is None and bitmaps_checked is not None:
+                    # one bitmap is shared by the views of a primary in many
+                    # tables: its ranges are worked out once (kept by the bitmap's id)
+                    bm = n.slot_bitmap()
+                    seen = bitmaps_checked.get(id(bm))
+                    if seen is None:
+                        seen = bitmaps_checked[id(bm)] = (bm, n.slot_ranges())
+                    n._ranges = seen[1]
                 for a, b in n.slot_ranges():
                     rebuilt[a : b + 1] = [n.id] * (b - a + 1)
             assigned = CLUSTER_SLOTS - rebuilt.count(None)
@@ -637,6 +658,10 @@ class ClusterState:
             due: dict[Node, int] = {}
             for t, _, n in self._due:
                 due[n] = min(t, due.get(n, t))
+            for n in self._due_now:  # looked at by the next run
+                assert n not in due, f"node {n.id}: on the ping heap and due now"
+                due[n] = self.now
+            assert self._census_now() == self._replica_census(), "replica census out of date"
             for n in self.nodes.values():
                 if n is me:
                     continue
@@ -707,6 +732,67 @@ class ClusterState:
             if old is not f:
                 self._count_owner_flags(old, -1)
                 self._count_owner_flags(f, 1)
+        self._census_node(node)
+
+    def _census_node(self, node: Node) -> None:
+        """Count ``node`` again in the replica census, as a replica and as a
+        primary (after a change of its flags, primary, slots or table entry)."""
+        in_table = self.nodes.get(node.id) is node
+        f = node.flags
+        pid = node.primary_id if in_table and SLAVE in f and FAIL not in f else None
+        old = node._ok_for
+        if old != pid:
+            node._ok_for = pid
+            ok = self._ok_replicas
+            if old is not None:
+                c = ok[old] - 1
+                if c:
+                    ok[old] = c
+                else:
+                    del ok[old]
+                p = self.nodes.get(old)
+                if p is not None:
+                    self._census_primary(p)
+            if pid is not None:
+                ok[pid] = ok.get(pid, 0) + 1
+                p = self.nodes.get(pid)
+                if p is not None:
+                    self._census_primary(p)
+        self._census_primary(node, in_table)
+
+    def _census_primary(self, node: Node, in_table: bool = True) -> None:
+        """``node``'s entry among the census's primaries, made current."""
+        f = node.flags
+        if in_table and MASTER in f and _NOT_PRIMARY_OK.isdisjoint(f) and node is not self.myself:
+            k = self._ok_replicas.get(node.id, 0)
+            new = (k, k == 0 and bool(node.slots) and MIGRATE_TO in f)
+        else:
+            new = None
+        old = node._census
+        if old == new:
+            return
+        node._census = new
+        counts = self._census_counts
+        if old is not None:
+            c = counts[old[0]] - 1
+            if c:
+                counts[old[0]] = c
+            else:
+                del counts[old[0]]
+            self._census_orphaned -= old[1]
+        if new is not None:
+            counts[new[0]] = counts.get(new[0], 0) + 1
+            self._census_orphaned += new[1]
+
+    def _census_rebuild(self) -> None:
+        """The census from scratch (after the table was replaced wholesale)."""
+        self._ok_replicas.clear()
+        self._census_counts.clear()
+        self._census_orphaned = 0
+        for n in self.nodes.values():
+            n._ok_for = n._census = None
+        for n in self.nodes.values():
+            self._census_node(n)
 
     def _count_owner_flags(self, flags: frozenset[str], k: int) -> None:
         counts = self._owner_flags
@@ -747,8 +833,8 @@ class ClusterState:
             ids.append(node.id)
             self._objs.append(node)
         self._node_seq += 1
-        self._topo_gen += 1
         node._seq = self._node_seq
+        self._census_node(node)
         if MYSELF not in node.flags:
             self._attn.add(node)
             if node.ping_sent:
@@ -788,14 +874,14 @@ class ClusterState:
                 n.failure_reports.pop(node.id, None)
             if n.primary_id == node.id and n is not me:
                 n.primary_id = None
-                self._topo_gen += 1
+                self._census_node(n)
         if node.link:
             self._unlink(node)
             self._out.append(A.Disconnect(node.id))
         del self.nodes[node.id]
         self._unnumber(node)
         self._ids_cache = None
-        self._topo_gen += 1
+        self._census_node(node)
 
     def _rename_node(self, node: Node, new_id: str) -> None:
         assert new_id not in self.nodes and not node.slots
@@ -808,7 +894,7 @@ class ClusterState:
         if self.index_ids:
             self._number(node)
         self._ids_cache = None
-        self._topo_gen += 1
+        self._census_node(node)
         self._node_seq += 1
         node._seq = self._node_seq
         if node.link:
@@ -829,13 +915,14 @@ class ClusterState:
             assert owner[s] is None, f"slot {s} already owned by {owner[s]}"
             owner[s] = nid
         before = len(node.slots)
-        self._topo_gen += 1
         if type(node.slots) is frozenset:  # shared (share_slot_sets)
             node.slots = set(node.slots)
         node.slots.update(slots)
         if node.slots and node not in self._owners:
             self._owners[node] = node.flags
             self._count_owner_flags(node.flags, 1)
+        if not before:
+            self._census_primary(node)
         node._slots_changed(added=slots)
         self._assigned += len(node.slots) - before
 
@@ -849,7 +936,6 @@ class ClusterState:
             owner[s] = None
         me = self.myself
         shard_lost: list[int] = []
-        self._topo_gen += 1
         for nid, lost in touched.items():
             node = self.nodes[nid]
             if type(node.slots) is frozenset:  # shared (share_slot_sets)
@@ -858,6 +944,7 @@ class ClusterState:
             node._slots_changed(removed=lost)
             if not node.slots:
                 self._count_owner_flags(self._owners.pop(node), -1)
+                self._census_primary(node)
             self._assigned -= len(lost)
             if nid == me.id or nid == me.primary_id:
                 shard_lost.extend(lost)
@@ -1181,6 +1268,7 @@ class ClusterState:
             self._due_half = half
             due[:] = [(n.pong_received + half + 1, n._seq, n) for n in nodes.values() if MYSELF not in n.flags]
             heapq.heapify(due)
+            self._due_now = []
         out = set()
         pinged = self._pinged
         for node in list(pinged):
@@ -1188,16 +1276,32 @@ class ClusterState:
                 pinged.discard(node)
             else:
                 out.add(node)
-        while due and due[0][0] <= now:
-            _, seq, node = heapq.heappop(due)
+        # due at the last run: due still (a candidate again), or back on the
+        # heap at its new deadline (a push of a later time: rarely a sift)
+        again = self._due_now
+        due_now = self._due_now = []
+        for node in again:
             if nodes.get(node.id) is not node:
-                continue  # deleted: its entry goes
+                continue  # deleted: dropped
+            t = node.pong_received + half + 1
+            if t <= now:
+                out.add(node)
+                due_now.append(node)
+            else:
+                heapq.heappush(due, (t, node._seq, node))
+        while due and due[0][0] <= now:
+            _, seq, node = due[0]
+            if nodes.get(node.id) is not node:
+                heapq.heappop(due)  # deleted: its entry goes
+                continue
             t = node.pong_received + half + 1
             if t <= now:
                 # due now (or unlinked): a candidate, looked at again next tick
                 out.add(node)
-                t = now + 1
-            heapq.heappush(due, (t, seq, node))
+                due_now.append(node)
+                heapq.heappop(due)
+            else:
+                heapq.heapreplace(due, (t, seq, node))  # a fresher pong moved it
         if mf_id is not None and mf_id in nodes:
             out.add(nodes[mf_id])
         return sorted(out, key=_by_seq)
@@ -1207,12 +1311,9 @@ class ClusterState:
         me = self.myself
         if not me.is_replica:
             return
-        census = self._census
-        if census is None or census[0] != self._topo_gen:
-            census = self._census = (self._topo_gen, *self._replica_census())
-        elif self.check_every == 1:
-            assert census[1:] == self._replica_census(), "replica census out of date"
-        _, orphaned, max_replicas, this_replicas = census
+        orphaned, max_replicas, this_replicas = self._census_now()
+        if self.check_every == 1:
+            assert (orphaned, max_replicas, this_replicas) == self._replica_census(), "replica census out of date"
         self._handle_manual_failover()
         self._handle_replica_failover()
         if (
@@ -1220,6 +1321,13 @@ class ClusterState:
             and self.allow_replica_migration
         ):
             self._handle_replica_migration(max_replicas)
+
+    def _census_now(self) -> tuple[int, int, int]:
+        """_replica_census's figures, from the census kept as the table changes."""
+        counts = self._census_counts
+        primary = self.nodes.get(self.myself.primary_id or "")
+        mine = primary._census if primary is not None else None
+        return self._census_orphaned, max(counts) if counts else 0, mine[0] if mine is not None else 0
 
     def _replica_census(self) -> tuple[int, int, int]:
         """(orphaned primaries: serving slots, no working replica, used to have one;
@@ -1743,14 +1851,12 @@ class ClusterState:
                 # the rest of this first PONG is processed with no known sender.)
                 self._rename_node(link_node, h.sender)
                 self._set_flags(link_node, (link_node.flags - {HANDSHAKE}) | _role_flags(h.flags))
-                self._topo_gen += 1
                 self._log("debug", f"Handshake with node {link_node.id} completed.")
                 self._save()
             elif link_node.id != h.sender:
                 # Someone else answers at this address now.
                 self._log("debug", f"PONG contains mismatching sender ID {h.sender}, expected {link_node.id}")
                 self._add_flags(link_node, NOADDR)
-                self._topo_gen += 1
                 self._attn.add(link_node)
                 link_node.ip, link_node.port, link_node.cport = "", 0, 0
                 link_node._gossip = None
@@ -1794,14 +1900,12 @@ class ClusterState:
             if sender.is_primary:
                 self._del_node_slots(sender)
                 self._set_flags(sender, (sender.flags - {MASTER, MIGRATE_TO}) | {SLAVE})
-                self._topo_gen += 1
                 self._save(update=True)
             if not sender.flags & _ROLE_FLAGS:
                 self._add_flags(sender, SLAVE)
-                self._topo_gen += 1
             if primary is not None and sender.primary_id != primary.id and primary is not sender:
                 sender.primary_id = primary.id
-                self._topo_gen += 1
+                self._census_node(sender)
                 self._add_flags(primary, MIGRATE_TO)  # clusterNodeAddSlave
                 self._save()
 
@@ -1858,7 +1962,6 @@ class ClusterState:
             self._unlink(node)
             self._out.append(A.Disconnect(node.id))
         self._del_flags(node, NOADDR)
-        self._topo_gen += 1
         self._log("warning", f"Address updated for node {node.id}, now {ip}:{h.port}")
         me = self.myself
         if me.is_replica and me.primary_id == node.id:
@@ -1925,7 +2028,6 @@ class ClusterState:
                 node.ip, node.port, node.cport = g.ip, g.port, g.cport
                 node._gossip = None
                 self._del_flags(node, NOADDR)
-                self._topo_gen += 1
 
     def _on_fail(self, sender: Node | None, body) -> None:
         assert isinstance(body, FailBody)
@@ -1935,7 +2037,6 @@ class ClusterState:
         if failing is not None and not failing.flags & {FAIL, MYSELF}:
             self._log("notice", f"FAIL message received from {sender.id} about {failing.id}")
             self._add_flags(failing, FAIL)
-            self._topo_gen += 1
             failing.fail_time = self.now
             self._del_flags(failing, PFAIL)
             self._save(update=True)
@@ -2142,7 +2243,7 @@ class ClusterState:
             self._add_flags(n, MIGRATE_TO)
         self._set_flags(n, (n.flags - {SLAVE}) | {MASTER})
         n.primary_id = None
-        self._topo_gen += 1
+        self._census_node(n)
         if n is self.myself:
             self._out.append(A.Replicate(None))
             if self.election != ELECTION_IDLE:  # won, or made a primary by hand
@@ -2155,7 +2256,6 @@ class ClusterState:
         assert n is not me and not me.slots
         if me.is_primary:
             self._set_flags(me, (me.flags - {MASTER, MIGRATE_TO}) | {SLAVE})
-            self._topo_gen += 1
             me.migrating.clear()
             me.importing.clear()
         if me.primary_id != n.id:
@@ -2167,8 +2267,8 @@ class ClusterState:
                 self._election_step(ELECTION_IDLE)
             self.sibling_election_until = 0
         me.primary_id = n.id
+        self._census_node(me)
         self._add_flags(n, MIGRATE_TO)  # clusterNodeAddSlave
-        self._topo_gen += 1
         self._replication_pending = False
         self._out.append(A.Replicate(n.id))
         self._reset_manual_failover()
@@ -2208,7 +2308,6 @@ class ClusterState:
             return
         self._log("notice", f"Marking node {node.id} as failing (quorum reached).")
         self._set_flags(node, (node.flags - {PFAIL}) | {FAIL})
-        self._topo_gen += 1
         node.fail_time = self.now
         self._broadcast(Message(MsgType.FAIL, self._header(), body=FailBody(node.id)))
         self._save(update=True)
@@ -2226,7 +2325,6 @@ class ClusterState:
         if node.is_replica or not node.slots:
             self._log("notice", f"Clear FAIL state for node {node.id}: {'replica' if node.is_replica else 'master without slots'} is reachable again.")
             self._del_flags(node, FAIL)
-            self._topo_gen += 1
             self._save(update=True)
         if (
             node.is_primary and node.slots
@@ -2234,7 +2332,6 @@ class ClusterState:
         ):
             self._log("notice", f"Clear FAIL state for node {node.id}: is reachable again and nobody is serving its slots after some time.")
             self._del_flags(node, FAIL)
-            self._topo_gen += 1
             self._save(update=True)
 
     def _update_state(self) -> None:
@@ -2356,7 +2453,7 @@ class ClusterState:
             self._ids_cache = None
             self._node_seq += 1
             me._seq = self._node_seq
-            self._topo_gen += 1
+            self._census_rebuild()
             self._log("notice", f"Node hard reset, now I'm {me.id}")
         self._save(fsync=True, update=True)
         return self._finish()

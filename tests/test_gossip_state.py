@@ -775,6 +775,60 @@ def test_full_check_of_many_tables_compares_each_shared_bitmap_once():
     a.check_invariants(full=True, bitmaps_checked=checked)
 
 
+def test_full_checks_of_many_tables_work_out_a_shared_bitmaps_ranges_once():
+    """Tables holding one bitmap object for a primary (as a simulated cluster's
+    do) share the slot ranges the full check works out from it."""
+    a = build(["a myself,master - 1 0-99", "b master - 2 100-199 300-309"])
+    c = build(["c myself,master - 3 200-299", "b master - 2 100-199 300-309"])
+    ab, cb = a.nodes[nid("b")], c.nodes[nid("b")]
+    cb._bitmap, cb._ranges = ab.slot_bitmap(), None
+    ab._ranges = None
+    checked: dict = {}
+    a.check_invariants(full=True, bitmaps_checked=checked)
+    c.check_invariants(full=True, bitmaps_checked=checked)
+    assert ab._ranges == ((100, 199), (300, 309)) and cb._ranges is ab._ranges
+    assert c.slot_owner[305] == nid("b") and c.slot_owner[250] == nid("c")
+
+
+def test_a_due_node_is_looked_at_again_off_the_heap():
+    """The cron finds a node due once on its heap; the next run looks at it
+    from the short list of nodes found due (no second pop) and puts it back
+    on the heap at its new deadline once a pong came."""
+    a = build(["a myself,master - 0", "b master - 0"])
+    b = a.nodes[nid("b")]
+    a.on_tick(T0)
+    assert b.ping_sent == T0 and a._due_now == [b] and a._due == []
+    a.on_message(out(nid("b")), msg(MsgType.PONG, "b"), T0 + 10)
+    a.on_tick(T0 + 100)
+    assert a._due_now == [] and a._due == [(T0 + 10 + TIMEOUT // 2 + 1, b._seq, b)]
+    a.check_invariants(full=True)
+    # silent from then on: due again at that deadline, pinged, and listed
+    a.on_tick(T0 + 10 + TIMEOUT // 2 + 1)
+    assert a._due_now == [b] and b.ping_sent == T0 + 10 + TIMEOUT // 2 + 1
+    a.check_invariants(full=True)
+
+
+def test_the_replica_census_follows_each_change():
+    """The replica cron's census (orphaned primaries, the most working
+    replicas, my primary's) is kept as replicas fail, recover and move, and
+    always equals a count over the whole table."""
+    a = build(["a myself,slave b 0", "b master - 1 0-99", "c master - 2 100-199", "d slave c 0"], current=2)
+
+    def census():
+        assert a._census_now() == a._replica_census()
+        return a._census_now()
+
+    assert census() == (0, 1, 1)
+    a.on_message(IN, msg(MsgType.FAIL, "b", cur=2, cfg=1, body=FailBody(nid("d"))), T0)
+    assert census() == (1, 1, 1)  # c serves slots, used to have a replica, has none working
+    a.on_message(out(nid("d")), msg(MsgType.PONG, "d", cur=2, primary="c", flags=("slave",)), T0 + 10)
+    assert "fail" not in a.nodes[nid("d")].flags and census() == (0, 1, 1)
+    a.on_message(IN, msg(MsgType.PING, "d", cur=2, primary="b", flags=("slave",)), T0 + 20)
+    assert census() == (1, 2, 2)  # d moved to b: c orphaned again, b has two
+    a.on_message(IN, msg(MsgType.PING, "e", cur=2, primary="c", flags=("slave",), port=7009), T0 + 30)
+    assert census() == (1, 2, 2)  # (an unknown sender is not added by its ping)
+
+
 def test_the_table_lists_follow_nodes_added_by_gossip():
     """The ids a section draws from (kept between changes) take a node the
     gossip adds at the end, as the table's order has it."""
