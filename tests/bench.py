@@ -130,10 +130,10 @@ def main() -> int:
     tests = args.tests.split(",")
     type_tests = [t for t in args.type_tests.split(",") if t]
     tls_tests = [t for t in args.tls_tests.split(",") if t]
-    import tempfile
     from tests import tls_certs
+    from tests.bench_commands import scratch_dir
     from tests.helpers import free_port
-    certs = tls_certs.make(tempfile.mkdtemp(prefix="pynode-bench-tls-"))
+    certs = tls_certs.make(scratch_dir())
     tls_ports = (free_port(), free_port())
     pyn = Proc(["--tls-port", str(tls_ports[0]), *certs.server_args()],
                check_invariants=False).start()

@@ -27,6 +27,7 @@ Not a test: docs/benchmarks.md has the numbers.
 
 from __future__ import annotations
 
+import atexit
 import importlib.machinery
 import json
 import os
@@ -93,12 +94,19 @@ def redis_benchmark_workloads(cluster: bool) -> dict[str, list[bytes]]:
             for name, argv in REDIS_BENCHMARK.items()}
 
 
+def scratch_dir() -> str:
+    """A new directory, removed when the process exits."""
+    d = tempfile.mkdtemp(prefix="pynode-bench-")
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def cluster_server(workdir: str | None = None):
     """A cluster node owning every slot, serving at once (nodes.conf in
     workdir, made the current directory; default: a new directory)."""
     from pynode.config import Config
     from pynode.server import Server
-    os.chdir(workdir or tempfile.mkdtemp(prefix="pynode-bench-"))
+    os.chdir(workdir or scratch_dir())
     cfg = Config()
     cfg.values["save"] = ""
     cfg.values["cluster-enabled"] = "yes"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 
 
@@ -47,7 +46,8 @@ def ns_per_command(srv, argvs: list, n: int = 100_000, runs: int = 5) -> float:
 
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "no"
-    os.chdir(tempfile.mkdtemp(prefix="pynode-bench-"))
+    from tests.bench_commands import scratch_dir
+    os.chdir(scratch_dir())
     srv = cluster_server(None if mode == "none" else mode)
     sets = [[b"SET", b"key:%d" % i, b"x" * 16] for i in range(1024)]
     gets = [[b"GET", b"key:%d" % i] for i in range(1024)]
