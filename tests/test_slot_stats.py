@@ -369,3 +369,21 @@ def test_replication_stream_counts_once_per_replica():
     finally:
         replica.cleanup()
         primary.cleanup()
+
+
+def test_a_slot_given_away_and_back_counts_from_zero(node, r):
+    """A slot whose owner changes starts its counters again (the one slot
+    only: its neighbours in the same block of slots keep theirs)."""
+    moved, kept = 5000, 5001
+    for slot in (moved, kept):
+        k = key_for_slot(slot)
+        r.set(k, "v")
+        r.get(k)
+        r.delete(k)
+    before = {s: one(r, s) for s in (moved, kept)}
+    assert all(m["network-bytes-in"] > 0 and m["cpu-usec"] >= 0 for m in before.values())
+    assert r.execute_command("CLUSTER", "DELSLOTS", moved) == b"OK"
+    assert r.execute_command("CLUSTER", "ADDSLOTS", moved) == b"OK"
+    assert one(r, moved) == {"key-count": 0, "cpu-usec": 0, "network-bytes-in": 0,
+                             "network-bytes-out": 0}
+    assert one(r, kept) == before[kept]
