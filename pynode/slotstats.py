@@ -80,7 +80,9 @@ class SlotStats:
             return
         now = cl.state.slot_owner
         before = self.owners
-        if before is not None and before != now:
+        if before == now:
+            return
+        if before is not None:
             # compared a block at a time in C: a reshard changes one slot per
             # save, and a loop over every slot cost ~1 ms of each SETSLOT
             for base in range(0, SLOTS, _BLOCK):
