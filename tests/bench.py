@@ -41,6 +41,7 @@ STRING_TESTS = ["ping_inline", "ping_mbulk", "set", "get", "incr", "mset"]
 GOALS = {**{(1, t): 1.0 for t in STRING_TESTS},
          **{(16, t): 0.5 for t in STRING_TESTS + TYPE_TESTS}}
 P99_GOAL = 1.5        # pynode's p99 latency at -P 1 at most this times redis-server's
+MEMORY_GOAL = 1.25    # INFO used_memory per small string key, at most this times redis-server's
 
 
 def benchmark(port: int, test: str, pipeline: int, requests: int, clients: int,
@@ -184,14 +185,18 @@ def main() -> int:
                                                        best["r"]["rps"],
                                                        best["p"]["rps"] / best["r"]["rps"]),
                   flush=True)
-        print("goals missed: %s" % (", ".join(misses) or "none"), flush=True)
         if args.keys:
             for p in (pyn, red):
                 p.client().flushall()
             mp = memory_per_key(pyn.port, args.keys)
             mr = memory_per_key(red.port, args.keys)
             print("memory per key (%d keys, INFO used_memory): pynode %.0f B, "
-                  "redis-server %.0f B, ratio %.2f" % (args.keys, mp, mr, mp / mr))
+                  "redis-server %.0f B, ratio %.2f  goal %s"
+                  % (args.keys, mp, mr, mp / mr, verdict(mp / mr, MEMORY_GOAL, most=True)),
+                  flush=True)
+            if mp / mr > MEMORY_GOAL:
+                misses.append("memory per key")
+        print("goals missed: %s" % (", ".join(misses) or "none"), flush=True)
     finally:
         pyn.cleanup()
         red.cleanup()
