@@ -49,8 +49,10 @@ as started.
 sim.py and what they use) compiled with mypyc, the same events in less CPU
 time: the sources are copied to build/gossip-mypyc/<hash of the sources>/,
 compiled there once (about 45 s of one core) and put first on this process's
-sys.path (the forked child inherits it). Without mypy or a C compiler it says
-which is missing and exits with status 2.
+sys.path (the forked child inherits it). It keeps Python's own allocator:
+compiled, the huge-page one formed 500 and 700 nodes in 3% and 9% more CPU
+time (docs/benchmarks.md). Without mypy or a C compiler it says which is
+missing and exits with status 2.
 
 Exit status 1 if a phase does not finish in its virtual-time bound, or if the
 whole run took longer than ``--budget`` seconds of wall time (default 600: ten
@@ -475,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"run the gossip core compiled with mypyc (built in {BUILD_DIR.relative_to(ROOT)}/)")
     ap.add_argument("--build-dir", type=Path, default=BUILD_DIR, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    env = None if args.no_hugepages or argv is not None else _hugepages_env()
+    # (compiled, pymalloc is the faster allocator: see the module's docstring)
+    env = None if args.no_hugepages or args.compiled or argv is not None else _hugepages_env()
     if env is not None:
         sys.stdout.flush()
         os.execve(sys.executable, [sys.executable, "-m", "tests.sim_scale", *sys.argv[1:]], env)
