@@ -115,9 +115,10 @@ chaos:
 	PYNODE_NETNS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m pytest tests/test_chaos_netns.py
 	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET)
 
-# the 1000-node simulation alone
+# the 1000-node simulation alone; SIM_COMPILED=1 runs its gossip core compiled
+# with mypyc (built once per source hash in build/gossip-mypyc/; needs mypy and gcc)
 sim-scale:
-	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET)
+	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET) $(if $(SIM_COMPILED),--compiled)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis

@@ -29,7 +29,7 @@ dies in that window restarts from the previous text.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from gossip import actions as A
 
@@ -123,7 +123,7 @@ class ServerPort:
         pass
 
 
-Handler = Callable[[BusPort, ServerPort, object], None]
+Handler = Callable[[BusPort, ServerPort, Any], None]
 HANDLERS: dict[type, Handler] = {}
 
 

@@ -13,8 +13,12 @@ import random
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gossip.bitmap import bitmap_from_slots, ranges_from_bitmap
+
+if TYPE_CHECKING:
+    from gossip.codec import GossipEntry
 
 NODE_ID_LEN = 40
 
@@ -107,12 +111,12 @@ class Node:
     slots: set[int] | frozenset[int] = field(default_factory=set)
     #: the last gossip entry made for this node (gossip.state reuses it while
     #: the fields it carries are unchanged)
-    _gossip: object = field(default=None, repr=False)
-    #: the ping_sent and pong_received objects that entry was last checked
-    #: with (the same objects: the entry still fits, without comparing it
-    #: field by field; an equal value in another object only costs that check)
-    _gossip_ping: object = field(default=None, repr=False)
-    _gossip_pong: object = field(default=None, repr=False)
+    _gossip: GossipEntry | None = field(default=None, repr=False)
+    #: the ping_sent and pong_received values that entry was last checked
+    #: with (equal: the entry still fits, without comparing it field by
+    #: field); -1 before the first check
+    _gossip_ping: int = field(default=-1, repr=False)
+    _gossip_pong: int = field(default=-1, repr=False)
     ip: str = ""
     port: int = 0
     cport: int = 0
@@ -141,11 +145,6 @@ class Node:
     #: position in the node table's order (gossip.state: the order its cron
     #: visits nodes in; a rename moves a node to the end, as in the dict)
     _seq: int = field(default=0, repr=False)
-    #: gossip.state's replica census: the primary id this node counts as a
-    #: working replica of (None: it counts for none), and its own entry as a
-    #: primary there: (working replicas, orphaned) or None (not counted)
-    _ok_for: str | None = field(default=None, repr=False)
-    _census: tuple[int, bool] | None = field(default=None, repr=False)
     #: gossip.state's replica census: the primary id this node counts as a
     #: working replica of (None: it counts for none), and its own entry as a
     #: primary there: (working replicas, orphaned) or None (not counted)

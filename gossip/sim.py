@@ -100,11 +100,15 @@ class SimNode(ServerPort):
     link_down_since: int | None = None
     paused_until: int = 0
     busy_until: int = 0  # a stalled event loop: nothing runs before this time
-    bus: "SimBus" = None  # type: ignore[assignment]
-    saver: SavePolicy | None = None
+    bus: SimBus = field(init=False)
+    saver: SavePolicy = field(init=False)
     lost_saves: int = 0  # crashes that lost a pending (delayed) nodes.conf save
     wake_at: int = 0  # the Wake asked for last (0: none pending)
     conf_dirty: bool = False  # lazy_conf: saved since the last render
+
+    def __post_init__(self) -> None:
+        self.bus = SimBus(self.sim, self)
+        self.saver = SavePolicy(self._write_config, self._schedule_save)  # (a new one at each boot)
 
     @property
     def alive(self) -> bool:
@@ -120,7 +124,7 @@ class SimNode(ServerPort):
         if self.sim.lazy_conf:
             self.conf_dirty = True
         else:
-            self.conf_text = render(self.state)
+            self.conf_text = render(_up(self))
 
     def _schedule_save(self, delay_ms: int, fn) -> None:
         self.sim._push(self.sim.now + delay_ms, "save", (self.index, self.incarnation))
@@ -150,6 +154,13 @@ class SimNode(ServerPort):
     def unpause_clients(self) -> None:
         self.paused_until = 0
         self.events.append((self.sim.now, A.UnpauseClients()))
+
+
+def _up(node: SimNode) -> ClusterState:
+    """The state of a live node."""
+    st = node.state
+    assert st is not None, f"node {node.index} is down"
+    return st
 
 
 class SimBus(BusPort):
@@ -278,7 +289,7 @@ class Simulator:
         self._trace = hashlib.blake2b(digest_size=16)
         self.nodes: list[SimNode] = []
         self._addr: dict[tuple[str, int], int] = {}
-        self._index_cache: dict[str, int] = {}  # node id -> index (checked on use: ids change)
+        self._index_cache: dict[str | None, int] = {}  # node id -> index (checked on use: ids change)
         for i in range(n_nodes):
             self.add_node()
 
@@ -287,7 +298,6 @@ class Simulator:
     def add_node(self) -> int:
         i = len(self.nodes)
         node = SimNode(i, "127.0.0.1", 7000 + i, 17000 + i, self)
-        node.bus = SimBus(self, node)
         node.lag = self.repl_rng.randint(*self.repl_lag)
         self.nodes.append(node)
         self._addr[(node.ip, node.cport)] = i
@@ -335,7 +345,7 @@ class Simulator:
             self.lost_saves += 1
         node.saver.forget()
         if node.conf_dirty:
-            node.conf_text = render(node.state)
+            node.conf_text = render(_up(node))
             node.conf_dirty = False
         node.state = None
         node.incarnation += 1
@@ -367,10 +377,11 @@ class Simulator:
     def heal(self) -> None:
         self._groups = None
 
-    def _partitioned(self, a: int, b: int) -> bool:
-        if self._groups is None:
+    def _partitioned(self, a: int, b: int | None) -> bool:
+        groups = self._groups
+        if groups is None:
             return False
-        return self._groups.get(a, -1) != self._groups.get(b, -1)
+        return groups.get(a, -1) != (-1 if b is None else groups.get(b, -1))
 
     # ------------------------------------------------------------------ admin
 
@@ -472,7 +483,7 @@ class Simulator:
         for n in self.live():
             if n.index == to:
                 continue
-            st = n.state
+            st = _up(n)
             if st.myself_id in hub.nodes and hub.myself_id in st.nodes:
                 continue
             if any(m.in_handshake for m in st.nodes.values()):
@@ -555,7 +566,7 @@ class Simulator:
                     self.stall(i, self.stall_rng.randint(1, most))
             self._trace_step("tick", i)
             self._replication_step(node)
-            self._execute(node, node.state.on_tick(self.now))
+            self._execute(node, _up(node).on_tick(self.now))
             self._push(self.now + TICK_MS, "tick", data)
             self.check(node)
         elif kind == "deliver":
@@ -569,7 +580,7 @@ class Simulator:
                 return
             node.wake_at = 0
             self._trace_step("wake", i)
-            self._execute(node, node.state.on_timer(self.now))
+            self._execute(node, _up(node).on_timer(self.now))
             self.check(node)
         elif kind == "save":
             i, inc = data
@@ -587,7 +598,7 @@ class Simulator:
             if node.out_links.get(link.key) is link:
                 del node.out_links[link.key]
                 self._trace_step("down", i)
-                self._execute(node, node.state.on_link_down(link.key, self.now))
+                self._execute(node, _up(node).on_link_down(link.key, self.now))
                 self.check(node)
         else:  # pragma: no cover
             raise AssertionError(kind)
@@ -642,7 +653,7 @@ class Simulator:
             assert UP in LINK_MOVES[link.state]
             link.state = UP
             self._trace_step("up", owner.index)
-            self._execute(owner, owner.state.on_link_up(link.key, self.now))
+            self._execute(owner, _up(owner).on_link_up(link.key, self.now))
             pending, link.pending = link.pending, []
             for msg in pending:
                 self._transmit(link, "fwd", msg)
@@ -652,7 +663,7 @@ class Simulator:
         if owner.out_links.get(link.key) is link:
             del owner.out_links[link.key]
             self._trace_step("refused", owner.index)
-            self._execute(owner, owner.state.on_link_down(link.key, self.now))
+            self._execute(owner, _up(owner).on_link_down(link.key, self.now))
             self.check(owner)
 
     def _send(self, node: SimNode, node_id: str, msg: Message) -> None:
@@ -669,6 +680,7 @@ class Simulator:
             self.dropped += 1
             return
         self.msgs_sent += 1
+        payload: bytes | Message
         if self.wire:
             payload = encode(msg)
             self.bytes_sent += len(payload)
@@ -694,6 +706,7 @@ class Simulator:
         if self._partitioned(link.owner, link.target):
             self.dropped += 1
             return
+        assert link.target is not None  # (it accepted the connection)
         owner = self.nodes[link.owner]
         target = self.nodes[link.target]
         if direction == "fwd":
@@ -713,7 +726,7 @@ class Simulator:
             return
         msg = decode(payload) if self.wire else payload
         self._trace_step("msg", dest.index, f"{msg.type.name}:{msg.header.sender[:8]}")
-        self._execute(dest, dest.state.on_message(info, msg, self.now))
+        self._execute(dest, _up(dest).on_message(info, msg, self.now))
         self.check(dest)
 
     # ------------------------------------------------------------------ replication model
@@ -723,10 +736,10 @@ class Simulator:
         j = self._index_cache.get(node_id)
         if j is not None:
             n = self.nodes[j]
-            if n.alive and n.state.myself_id == node_id:
+            if n.alive and _up(n).myself_id == node_id:
                 return j
         for n in self.nodes:
-            if n.alive and n.state.myself_id == node_id:
+            if n.alive and _up(n).myself_id == node_id:
                 self._index_cache[node_id] = n.index
                 return n.index
         return None
@@ -745,7 +758,7 @@ class Simulator:
         node = self.nodes[i]
         if not node.alive:
             return False
-        st = node.state
+        st = _up(node)
         return st.myself.is_primary and st.state == "ok" and self.now >= node.paused_until
 
     def offset_at(self, src: SimNode, t: int) -> int:
@@ -757,7 +770,7 @@ class Simulator:
 
     def _replication_step(self, node: SimNode) -> None:
         """What the server does before the cron: writes (load), offsets, link status."""
-        st = node.state
+        st = _up(node)
         me = st.myself
         if me.is_replica:
             j = self.index_of(me.primary_id)
@@ -781,7 +794,7 @@ class Simulator:
     # ------------------------------------------------------------------ invariants
 
     def _note_epoch(self, node: SimNode) -> None:
-        st = node.state
+        st = _up(node)
         seen = self._epoch_seen.get(st.myself_id, 0)
         assert st.current_epoch >= seen, (
             f"seed {self.seed} t={self.now}: node {node.index} currentEpoch went back "
@@ -805,14 +818,14 @@ class Simulator:
         clusterBumpConfigEpochWithoutConsensus allows that, and the collision
         handling separates them after the heal; meanwhile the cut-off one serves
         nothing.)"""
-        st = node.state
+        st = _up(node)
         me = st.myself
         if not me.is_primary or not me.slots or st.state != "ok":
             return
         for other in self.nodes:
-            if other is node or not other.alive or other.state.state != "ok":
+            if other is node or not other.alive or _up(other).state != "ok":
                 continue
-            o = other.state.myself
+            o = _up(other).myself
             if o.is_primary and o.config_epoch == me.config_epoch and o.slots:
                 both = me.slots & o.slots
                 if both and (me.migrating or o.migrating):
@@ -831,7 +844,7 @@ class Simulator:
         """Invariants after a step of ``node``."""
         if not node.alive:
             return
-        st = node.state
+        st = _up(node)
         # The state asserts its cheap invariants itself after every call; the
         # full O(slots) check runs periodically here and in check_all().
         if self.steps % self.full_check_every == 0:
@@ -853,7 +866,7 @@ class Simulator:
     def check_all(self) -> None:
         bitmaps: dict = {}  # (no event between the tables' checks)
         for node in self.live():
-            node.state.check_invariants(full=True, bitmaps_checked=bitmaps)
+            _up(node).check_invariants(full=True, bitmaps_checked=bitmaps)
             self._note_epoch(node)
             self._check_slot_epochs(node)
 
@@ -869,21 +882,21 @@ class Simulator:
 
     def tables_converged(self) -> bool:
         live = self.live()
-        ids = {n.state.myself_id for n in live}
+        ids = {_up(n).myself_id for n in live}
         tables = {self.node_table(n.index) for n in live}
         if len(tables) != 1:
             return False
         (table,) = tables
         if {row[0] for row in table} != ids:
             return False
-        return all(not any(m.in_handshake for m in n.state.nodes.values()) for n in live)
+        return all(not any(m.in_handshake for m in _up(n).nodes.values()) for n in live)
 
     def everyone_known(self) -> bool:
         """Every live node knows every other (none in handshake)."""
         live = self.live()
-        ids = {n.state.myself_id for n in live}
+        ids = {_up(n).myself_id for n in live}
         for n in live:
-            nodes = n.state.nodes
+            nodes = _up(n).nodes
             if len(nodes) < len(ids) or any(m.in_handshake for m in nodes.values()):
                 return False
             if not ids.issubset(nodes):
@@ -901,10 +914,10 @@ class Simulator:
 
     def slots_converged(self, full_coverage: bool = True) -> bool:
         live = self.live()
-        sigs = {n.state.slot_map_signature() for n in live}
+        sigs = {_up(n).slot_map_signature() for n in live}
         if len(sigs) != 1:
             return False
-        return not full_coverage or all(n.state.slots_assigned == 16384 for n in live)
+        return not full_coverage or all(_up(n).slots_assigned == 16384 for n in live)
 
     def primaries_epochs(self, i: int) -> dict[str, int]:
         """Config epochs of the primaries serving slots, in node i's view."""
@@ -919,14 +932,14 @@ class Simulator:
         return len(set(first.values())) == len(first)
 
     def states_ok(self) -> bool:
-        return all(n.state.state == "ok" for n in self.live())
+        return all(_up(n).state == "ok" for n in self.live())
 
     def serving_claims(self) -> list[tuple[int, int, int]]:
         """(first slot, last slot, node index) of every range a live primary claims
         in its own view, sorted."""
         claims = []
         for n in self.live():
-            me = n.state.myself
+            me = _up(n).myself
             if me.is_primary:
                 claims += [(a, b, n.index) for a, b in me.slot_ranges()]
         return sorted(claims)
@@ -945,7 +958,7 @@ class Simulator:
 
     def primaries(self) -> list[int]:
         """Indices of the live nodes that are primaries serving slots (own view)."""
-        return [n.index for n in self.live() if n.state.myself.is_primary and n.state.myself.slots]
+        return [n.index for n in self.live() if _up(n).myself.is_primary and _up(n).myself.slots]
 
     def converged(self) -> bool:
         """Every slot served once, all nodes agree on tables and slots, all states ok."""

@@ -645,15 +645,15 @@ class ClusterState:
                 g = n._gossip
                 assert g is None or (g.node_id, g.ip, g.port, g.cport) == (n.id, n.ip, n.port, n.cport), (
                     f"node {n.id}: cached gossip entry of another name or address")
-                bm = n._bitmap
-                if bm is None:
+                cached = n._bitmap
+                if cached is None:
                     continue
-                pair = (id(n.slots), id(bm))
+                pair = (id(n.slots), id(cached))
                 if bitmaps_checked is not None and pair in bitmaps_checked:
                     continue
-                assert bm == bitmap_from_slots(n.slots), f"node {n.id}: cached slot bitmap differs from its slots"
+                assert cached == bitmap_from_slots(n.slots), f"node {n.id}: cached slot bitmap differs from its slots"
                 if bitmaps_checked is not None:
-                    bitmaps_checked[pair] = (n.slots, bm)
+                    bitmaps_checked[pair] = (n.slots, cached)
             # the cron's incremental views hold every node its scans would visit
             due: dict[Node, int] = {}
             for t, _, n in self._due:
@@ -915,9 +915,10 @@ class ClusterState:
             assert owner[s] is None, f"slot {s} already owned by {owner[s]}"
             owner[s] = nid
         before = len(node.slots)
-        if type(node.slots) is frozenset:  # shared (share_slot_sets)
-            node.slots = set(node.slots)
-        node.slots.update(slots)
+        mine = node.slots
+        if not isinstance(mine, set):  # a frozenset shared (share_slot_sets)
+            mine = node.slots = set(mine)
+        mine.update(slots)
         if node.slots and node not in self._owners:
             self._owners[node] = node.flags
             self._count_owner_flags(node.flags, 1)
@@ -938,9 +939,10 @@ class ClusterState:
         shard_lost: list[int] = []
         for nid, lost in touched.items():
             node = self.nodes[nid]
-            if type(node.slots) is frozenset:  # shared (share_slot_sets)
-                node.slots = set(node.slots)
-            node.slots.difference_update(lost)
+            mine = node.slots
+            if not isinstance(mine, set):  # a frozenset shared (share_slot_sets)
+                mine = node.slots = set(mine)
+            mine.difference_update(lost)
             node._slots_changed(removed=lost)
             if not node.slots:
                 self._count_owner_flags(self._owners.pop(node), -1)
@@ -976,8 +978,9 @@ class ClusterState:
         # headers are immutable: the last one serves while every field is equal
         key = (me.id, self.current_epoch, src.config_epoch, me.flags, me.primary_id, src.slot_bitmap(),
                self.announce_ip, me.port, me.cport, self.repl_offset, self.state, mflags, me.hostname, me.pport)
-        if key == self._header_key:
-            return self._header_last
+        last = self._header_last
+        if key == self._header_key and last is not None:
+            return last
         h = self._header_last = Header(
             sender=me.id,
             current_epoch=self.current_epoch,
@@ -1052,7 +1055,7 @@ class ClusterState:
             # _gossip_entry(n), inlined: this runs ~100 times a message (a rename
             # or a new address drops the cached entry: only times and flags change)
             g = n._gossip
-            if g is None or n._gossip_ping is not n.ping_sent or n._gossip_pong is not n.pong_received or g.flags is not fl:
+            if g is None or n._gossip_ping != n.ping_sent or n._gossip_pong != n.pong_received or g.flags is not fl:
                 g = entry(n)
             append(g)
             take(r)
@@ -1126,7 +1129,7 @@ class ClusterState:
         self._update_myself_flags()
 
         if self._replication_pending and me.is_replica:
-            primary = self.nodes.get(me.primary_id)
+            primary = self.nodes.get(me.primary_id or "")
             if primary is not None and primary.has_address:
                 self._out.append(A.Replicate(primary.id))
                 self._replication_pending = False
@@ -1914,7 +1917,7 @@ class ClusterState:
         dirty = sender_primary is not None and sender_primary.slot_bitmap() != h.slots
         if dirty and sender.is_primary:
             self._update_slots_config_with(sender, h.config_epoch, h.slots)
-        if dirty:
+        if dirty and sender_primary is not None:
             # The sender claims slots we know a newer owner of: tell it.
             for s in slots_added(h.slots, sender_primary.slot_bitmap()):
                 owner_id = self.slot_owner[s]
@@ -1973,6 +1976,7 @@ class ClusterState:
         me = self.myself
         nodes = self.nodes
         reporter = sender is not None and sender.is_primary
+        sender_id = sender.id if sender is not None else ""
         healthy = FAILURE_FLAGS.isdisjoint
         known_healthy = _HEALTHY
         latest = self.now + GOSSIP_PONG_FUTURE_TOLERANCE_MS
@@ -1999,15 +2003,15 @@ class ClusterState:
                 continue
             if reporter and node is not me and sender is not node:
                 if g.flags in known_healthy or healthy(g.flags):
-                    if node.failure_reports and node.failure_reports.pop(sender.id, None) is not None:
-                        self._log("verbose", f"Node {sender.id} reported node {node.id} is back online.")
+                    if node.failure_reports and node.failure_reports.pop(sender_id, None) is not None:
+                        self._log("verbose", f"Node {sender_id} reported node {node.id} is back online.")
                 else:
                     reports = node.failure_reports
                     if reports is None:
                         reports = node.failure_reports = {}
-                    if sender.id not in reports:
-                        self._log("verbose", f"Node {sender.id} reported node {node.id} as not reachable.")
-                    reports[sender.id] = self.now
+                    if sender_id not in reports:
+                        self._log("verbose", f"Node {sender_id} reported node {node.id} as not reachable.")
+                    reports[sender_id] = self.now
                     self._mark_node_as_failing_if_needed(node)
             if node.flags in known_healthy or healthy(node.flags):
                 if (
