@@ -103,6 +103,10 @@ bench-cluster: setup
 CHAOS_ROUNDS ?= 20
 SIM_SCALE_NODES ?= 1000
 SIM_SCALE_BUDGET ?= 600
+# the simulator's gossip core compiled with mypyc (built once per source hash in
+# build/gossip-mypyc/; mypy comes with the test extra, gcc with the system);
+# SIM_COMPILED= runs it as pure Python, the same events at ~1.5x the CPU time
+SIM_COMPILED ?= 1
 chaos:
 	$(PY) -m tests.chaos_long --rounds $(CHAOS_ROUNDS)
 	$(PY) -m tests.chaos_long --rounds $(CHAOS_ROUNDS) --server redis --no-extras
@@ -113,10 +117,9 @@ chaos:
 	PYNODE_ATOMIC_FORM=long $(PY) -m pytest tests/test_atomic_migration.py
 	PYNODE_PROXY_KILLS=5 $(PY) -m pytest tests/test_proxy.py -k kill_9
 	PYNODE_NETNS_ROUNDS=$(CHAOS_ROUNDS) $(PY) -m pytest tests/test_chaos_netns.py
-	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET)
+	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET) $(if $(SIM_COMPILED),--compiled)
 
-# the 1000-node simulation alone; SIM_COMPILED=1 runs its gossip core compiled
-# with mypyc (built once per source hash in build/gossip-mypyc/; needs mypy and gcc)
+# the 1000-node simulation alone (SIM_COMPILED as for chaos)
 sim-scale:
 	$(PY) -m tests.sim_scale --nodes $(SIM_SCALE_NODES) --budget $(SIM_SCALE_BUDGET) $(if $(SIM_COMPILED),--compiled)
 
