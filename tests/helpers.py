@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -56,6 +57,10 @@ def wait_ping(port: int, timeout: float = 30.0, password: str | None = None) -> 
 class Proc:
     """A pynode (or redis-server) process in its own temporary directory."""
 
+    #: every Proc that made its own directory: what a test stopped without
+    #: cleanup() (to start it again, or on a failure path) goes at exit
+    made: list["Proc"] = []
+
     def __init__(self, args: list[str] | None = None, redis_server: bool = False,
                  port: int | None = None, workdir: str | None = None,
                  conf_text: str | None = None, check_invariants: bool = True) -> None:
@@ -69,6 +74,8 @@ class Proc:
         self.check_invariants = check_invariants
         self.proc: subprocess.Popen | None = None
         self.logpath = os.path.join(self.dir, "server-%d.log" % self.port)
+        if self.own_dir:
+            Proc.made.append(self)
 
     def command(self) -> list[str]:
         if self.redis_server:
@@ -144,6 +151,15 @@ class Proc:
 
     def __exit__(self, *exc) -> None:
         self.cleanup()
+
+
+@atexit.register
+def _remove_what_procs_left() -> None:
+    """At the test process's exit: the processes still running and the
+    directories of every Proc that made its own."""
+    for p in Proc.made:
+        p.stop()
+        shutil.rmtree(p.dir, ignore_errors=True)
 
 
 def wait_until(fn, timeout=10.0, what="condition"):
