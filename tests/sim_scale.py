@@ -373,6 +373,7 @@ BUILD_DIR = ROOT / "build" / "gossip-mypyc"
 #: the modules of the gossip core compiled together (native classes calling
 #: each other natively); the rest of the package is copied and stays Python
 COMPILED_MODULES = ("actions", "bitmap", "node", "codec", "state", "executor", "sim")
+BUILD_TIMEOUT_S = 900    # ~45 s of one core on the development machine
 MYPYC_FLAGS = ("--follow-imports=silent", "--ignore-missing-imports",
                "--disable-error-code", "annotation-unchecked")
 
@@ -426,7 +427,11 @@ def build_compiled(build_dir: Path = BUILD_DIR, out=print) -> Path:
     shutil.copytree(ROOT / "gossip", work / "gossip", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
     t0 = time.perf_counter()
     cmd = [sys.executable, "-m", "mypyc", *MYPYC_FLAGS, *(f"gossip/{m}.py" for m in COMPILED_MODULES)]
-    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    try:
+        done = subprocess.run(cmd, cwd=work, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        shutil.rmtree(work, ignore_errors=True)
+        raise CompileError(f"mypyc did not finish building the gossip core in {BUILD_TIMEOUT_S} s") from None
     built = [m for m in COMPILED_MODULES if list((work / "gossip").glob(f"{m}.*.so"))]
     if done.returncode != 0 or len(built) != len(COMPILED_MODULES):
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])

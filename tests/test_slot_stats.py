@@ -381,7 +381,7 @@ def test_a_slot_given_away_and_back_counts_from_zero(node, r):
         r.get(k)
         r.delete(k)
     before = {s: one(r, s) for s in (moved, kept)}
-    assert all(m["network-bytes-in"] > 0 and m["cpu-usec"] >= 0 for m in before.values())
+    assert all(m["network-bytes-in"] > 0 for m in before.values())
     assert r.execute_command("CLUSTER", "DELSLOTS", moved) == b"OK"
     assert r.execute_command("CLUSTER", "ADDSLOTS", moved) == b"OK"
     assert one(r, moved) == {"key-count": 0, "cpu-usec": 0, "network-bytes-in": 0,
